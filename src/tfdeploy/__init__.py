@@ -1,0 +1,55 @@
+"""tfdeploy: TensorFlow models converted once, evaluated with numpy alone.
+
+Importing tfdeploy never imports TensorFlow; only :func:`convert` and ``Model.add`` do.
+"""
+
+from __future__ import annotations
+
+__version__ = "1.0.0.dev0"
+
+from .ensemble import (  # noqa: E402
+    METHOD_CUSTOM,
+    METHOD_MAX,
+    METHOD_MEAN,
+    METHOD_MIN,
+    Ensemble,
+    TensorEnsemble,
+)
+from .errors import (  # noqa: E402
+    ConversionError,
+    ExecutionError,
+    FeedError,
+    FileFormatError,
+    GraphError,
+    TFDeployError,
+    UnsupportedOpError,
+)
+from .model import Model, Tensor, load  # noqa: E402
+from .operation import Operation, get_op  # noqa: E402
+from .registry import IMPL_NUMPY, IMPL_SCIPY  # noqa: E402
+
+__all__ = [
+    "Model", "Tensor", "Operation", "Ensemble", "TensorEnsemble", "convert", "load", "setup",
+    "get_op", "IMPL_NUMPY", "IMPL_SCIPY", "METHOD_MEAN", "METHOD_MAX", "METHOD_MIN",
+    "METHOD_CUSTOM", "TFDeployError", "ConversionError", "ExecutionError", "FeedError",
+    "FileFormatError", "GraphError", "UnsupportedOpError", "__version__",
+]
+
+
+def setup(tf=None, impl: str | None = None, order=None) -> None:
+    """Classic set-up. ``tf`` is accepted for compatibility (conversion imports TensorFlow
+    itself); ``impl`` (e.g. ``td.IMPL_SCIPY``) makes every op that has that implementation use
+    it, the others stay numpy. Applies to plans compiled afterwards."""
+    from . import registry
+
+    impl = impl if impl is not None else order
+    if isinstance(impl, (list, tuple)):
+        impl = impl[0] if impl else None
+    registry.set_default_impl(impl or IMPL_NUMPY)
+
+
+def convert(source, input_signature=None, **kwargs) -> Model:
+    """Convert a TensorFlow model to a :class:`Model`; see :func:`tfdeploy.convert.convert`."""
+    from .convert import convert as _convert
+
+    return _convert(source, input_signature=input_signature, **kwargs)

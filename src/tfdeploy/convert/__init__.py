@@ -1,0 +1,250 @@
+"""Conversion from TensorFlow: the only part of tfdeploy that imports TensorFlow.
+
+Every source is traced to raw TF ops, its variables frozen into constants without lowering
+control flow, and the resulting GraphDef turned into the tfdeploy IR (see ``graphdef.py``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..errors import ConversionError
+from ..graph import Graph, canonical_ref
+from .graphdef import graph_from_def
+
+__all__ = ["convert", "to_graph"]
+
+
+def _tf():
+    try:
+        import tensorflow as tf
+    except ImportError:
+        raise ConversionError("converting needs TensorFlow: pip install 'tfdeploy[tf]'") from None
+    return tf
+
+
+def convert(source, input_signature=None, *, signature: str | None = None, inputs=None,
+            outputs=None, sess=None, key: str | None = None):
+    """Convert a TensorFlow model to a :class:`tfdeploy.Model`.
+
+    ``source`` is one of: a Keras 3 or tf_keras model; a ``tf.function`` (with its own
+    input_signature, or ``input_signature=[tf.TensorSpec(...)]`` or example arrays); a
+    ConcreteFunction; a SavedModel directory (``signature=`` picks one, default
+    ``serving_default``); a frozen GraphDef (``.pb`` path or object) with ``inputs=`` and
+    ``outputs=`` tensor names; or a TF1 tensor (or list) with ``sess=``.
+    """
+    from ..model import Model
+
+    m = Model()
+    m.add(source, sess=sess, key=key, input_signature=input_signature, signature=signature,
+          inputs=inputs, outputs=outputs)
+    return m
+
+
+def to_graph(source, sess=None, input_signature=None, signature=None, inputs=None,
+             outputs=None) -> Graph:
+    """The IR graph of any supported source (see :func:`convert`)."""
+    tf = _tf()
+    if sess is not None:
+        return _from_session(source, sess, inputs)
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if os.path.isdir(path):
+            return _from_saved_model(path, signature)
+        if os.path.isfile(path):
+            gd = tf.compat.v1.GraphDef()
+            with open(path, "rb") as f:
+                data = f.read()
+            try:
+                gd.ParseFromString(data)
+            except Exception as e:
+                raise ConversionError(f"{path!r} is not a GraphDef protobuf ({e})") from None
+            return _from_graph_def(gd, inputs, outputs)
+        raise ConversionError(f"no such file or directory: {path!r}")
+    if isinstance(source, tf.compat.v1.GraphDef):
+        return _from_graph_def(source, inputs, outputs)
+    if _is_keras_model(source):
+        return _from_keras(source, input_signature)
+    if isinstance(source, tf.types.experimental.ConcreteFunction):
+        return _from_concrete(source)
+    if hasattr(source, "get_concrete_function"):
+        return _from_concrete(_concrete_of(source, input_signature))
+    if isinstance(source, (tf.Tensor, list, tuple)) and not tf.executing_eagerly():
+        raise ConversionError("a TF1 tensor needs its session: model.add(tensor, sess)")
+    raise ConversionError(
+        f"cannot convert a {type(source).__module__}.{type(source).__name__}; expected a Keras "
+        "model, tf.function, ConcreteFunction, SavedModel directory, GraphDef or .pb path, or "
+        "a TF1 tensor with its session")
+
+
+def _is_keras_model(obj) -> bool:
+    for cls in type(obj).__mro__:
+        if cls.__name__ in ("Model", "Functional", "Sequential") and \
+                cls.__module__.split(".")[0] in ("keras", "tf_keras"):
+            return True
+    return False
+
+
+def _spec_of(tf, x, i: int):
+    if isinstance(x, tf.TensorSpec):
+        return x
+    a = np.asarray(x)
+    return tf.TensorSpec(a.shape, tf.as_dtype(a.dtype), name=f"input_{i}")
+
+
+def _concrete_of(fn, input_signature):
+    tf = _tf()
+    if input_signature is not None:
+        specs = [_spec_of(tf, x, i) for i, x in enumerate(input_signature)]
+        return fn.get_concrete_function(*specs)
+    try:
+        return fn.get_concrete_function()
+    except (TypeError, ValueError) as e:
+        raise ConversionError(
+            "this tf.function has no input_signature: pass input_signature=[tf.TensorSpec(...)] "
+            f"or example arrays to td.convert ({e})") from None
+
+
+def _clean(name: str) -> str:
+    return name.split(":")[0]
+
+
+def _from_keras(model, input_signature):
+    tf = _tf()
+    if input_signature is None:
+        try:
+            kin = list(model.inputs)
+        except (AttributeError, ValueError):
+            kin = None
+        if not kin:
+            raise ConversionError("this Keras model has no defined inputs (a subclassed or "
+                                  "unbuilt model?): pass input_signature=[tf.TensorSpec(...)]")
+        specs = [tf.TensorSpec(tuple(t.shape), tf.as_dtype(t.dtype), name=_clean(t.name))
+                 for t in kin]
+    else:
+        specs = [_spec_of(tf, x, i) for i, x in enumerate(input_signature)]
+    n = len(specs)
+
+    def call(*args):
+        return model(list(args) if n > 1 else args[0], training=False)
+
+    cf = tf.function(call, autograph=False).get_concrete_function(*specs)
+    names = getattr(model, "output_names", None)
+    return _from_concrete(cf, output_names=list(names) if names else None)
+
+
+def _from_concrete(cf, output_names=None) -> Graph:
+    tf = _tf()
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    try:
+        frozen = convert_variables_to_constants_v2(cf, lower_control_flow=False)
+    except Exception as e:
+        raise ConversionError(f"TensorFlow could not freeze the function: {e}") from e
+    gd = frozen.graph.as_graph_def()
+    ins = [t for t in frozen.inputs if t.dtype != tf.resource]
+    input_refs = [t.name for t in ins]
+    output_refs = [t.name for t in frozen.outputs]
+    structured = cf.structured_outputs
+    if isinstance(structured, dict):
+        names = sorted(structured)  # tf.nest flattens dicts in sorted key order
+    elif output_names and len(output_names) == len(output_refs) and \
+            len(set(output_names)) == len(output_names):
+        names = output_names
+    elif len(output_refs) == 1:
+        names = ["output"]
+    else:
+        names = [f"output_{i}" for i in range(len(output_refs))]
+    g = graph_from_def(gd, input_refs, output_refs,
+                       input_names=[t.op.name for t in ins], output_names=names)
+    for s, t in zip(g.outputs, frozen.outputs):
+        s.dtype = t.dtype.name
+        s.shape = None if t.shape.rank is None else list(t.shape.as_list())
+    for s, t in zip(g.inputs, ins):
+        s.dtype = t.dtype.name
+        s.shape = None if t.shape.rank is None else list(t.shape.as_list())
+    return g
+
+
+def _from_saved_model(path: str, signature: str | None) -> Graph:
+    tf = _tf()
+    try:
+        loaded = tf.saved_model.load(path)
+    except Exception as e:
+        raise ConversionError(f"TensorFlow could not load the SavedModel at {path!r}: {e}") from e
+    sigs = dict(getattr(loaded, "signatures", {}) or {})
+    name = signature or "serving_default"
+    if name not in sigs:
+        if signature is None and len(sigs) == 1:
+            name = next(iter(sigs))
+        else:
+            raise ConversionError(f"the SavedModel at {path!r} has no signature {name!r} "
+                                  f"(it has {sorted(sigs)})")
+    return _from_concrete(sigs[name])
+
+
+def _from_graph_def(gd, inputs, outputs) -> Graph:
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if isinstance(outputs, str):
+        outputs = [outputs]
+    consumed = {i.split(":")[0].lstrip("^") for n in gd.node for i in n.input}
+    if outputs is None:
+        outputs = [n.name for n in gd.node if n.name not in consumed
+                   and n.op not in ("NoOp", "Const", "Placeholder", "Assert", "SaveV2",
+                                    "RestoreV2")]
+        if not outputs:
+            raise ConversionError("cannot tell the graph's outputs: pass outputs=[...]")
+    input_refs = [canonical_ref(r) for r in inputs] if inputs is not None else None
+    output_refs = [canonical_ref(r) for r in outputs]
+    if input_refs is None:
+        g0 = graph_from_def(gd, [], output_refs)
+        input_refs = [f"{n.name}:0" for n in g0.nodes if n.op == "Placeholder"]
+    names_in = [r.split(":")[0] if r.endswith(":0") else r for r in input_refs]
+    names_out = [r.split(":")[0] if r.endswith(":0") else r for r in output_refs]
+    g = graph_from_def(gd, input_refs, output_refs, input_names=names_in,
+                       output_names=names_out)
+    _fill_output_dtypes(g)
+    return g
+
+
+def _fill_output_dtypes(g: Graph) -> None:
+    from ..model import _node_dtype
+
+    for s in g.outputs:
+        node = g.node(s.ref.split(":")[0])
+        s.dtype = _node_dtype(node, 0) or "unknown"
+
+
+def _from_session(tensors, sess, inputs=None) -> Graph:
+    """TF1: freeze the session's variables and take everything ``tensors`` depend on."""
+    tf = _tf()
+    single = not isinstance(tensors, (list, tuple))
+    tensors = [tensors] if single else list(tensors)
+    refs = []
+    for t in tensors:
+        if isinstance(t, str):
+            refs.append(canonical_ref(t))
+        elif hasattr(t, "name") and hasattr(t, "graph"):
+            if t.graph is not sess.graph:
+                raise ConversionError(f"tensor {t.name!r} is not in the session's graph")
+            refs.append(canonical_ref(t.name) if hasattr(t, "op") else f"{t.name}:0")
+        else:
+            raise ConversionError(f"model.add expects TF1 tensors, got {type(t).__name__}")
+    gd = sess.graph.as_graph_def()
+    try:
+        frozen = tf.compat.v1.graph_util.convert_variables_to_constants(
+            sess, gd, sorted({r.split(":")[0] for r in refs}))
+    except Exception as e:
+        raise ConversionError(f"TensorFlow could not freeze the session's variables: {e}") from e
+    g = _from_graph_def(frozen, inputs, refs)
+    # keep TF's names for the outputs ("output:0" is found as "output" too)
+    for s in g.outputs:
+        s.name = s.ref.split(":")[0] if s.ref.endswith(":0") else s.ref
+    return g
+
+

@@ -1,0 +1,378 @@
+"""The model file: data only, memory-mappable, versioned, validated on every read.
+
+Layout (all integers little-endian)::
+
+    b"TFDEPLOY"  u32 format version  u32 reserved (0)  u64 header length
+    header: UTF-8 JSON (graphs, signatures, array table)
+    padding to 64 bytes, then the data section: raw array bytes, each aligned to 64
+
+Arrays are read with ``np.frombuffer`` over an ``mmap`` of the file, so loading costs no copy
+and no time proportional to the weights. Nothing in the file is ever executed or unpickled.
+String tensors (rare: lookup tables) are stored in the header as base64.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import mmap
+import os
+import struct
+from typing import Any
+
+import numpy as np
+
+from . import dtypes
+from .errors import FileFormatError
+from .graph import FuncAttr, Graph, Node, TensorSpec, parse_ref
+
+MAGIC = b"TFDEPLOY"
+FORMAT_VERSION = 1
+_PREFIX = struct.Struct("<8sIIQ")
+ALIGN = 64
+MAX_HEADER_BYTES = 1 << 30
+MAX_NESTING = 64
+
+
+# ---------------------------------------------------------------------------- writing
+
+class _Arrays:
+    def __init__(self):
+        self.table: list[dict] = []
+        self.data: list[tuple[int, np.ndarray]] = []
+        self._ids: dict[int, int] = {}
+        self._size = 0
+
+    def add(self, a: np.ndarray) -> int:
+        key = id(a)
+        if key in self._ids:
+            return self._ids[key]
+        name = dtypes.from_numpy(a.dtype)
+        if name == "string":
+            vals = [base64.b64encode(v if isinstance(v, bytes) else str(v).encode()).decode()
+                    for v in a.reshape(-1).tolist()]
+            entry = {"dtype": "string", "shape": list(a.shape), "values": vals}
+        else:
+            offset = -(-self._size // ALIGN) * ALIGN
+            entry = {"dtype": name, "shape": list(a.shape), "offset": offset,
+                     "nbytes": int(a.nbytes)}
+            self.data.append((offset, a))
+            self._size = offset + a.nbytes
+        self.table.append(entry)
+        self._ids[key] = len(self.table) - 1
+        return self._ids[key]
+
+
+def _encode_attr(v: Any, arrays: _Arrays) -> Any:
+    if isinstance(v, np.ndarray):
+        return {"$array": arrays.add(v)}
+    if isinstance(v, FuncAttr):
+        return {"$func": v.name, "attrs": {k: _encode_attr(x, arrays) for k, x in v.attrs.items()}}
+    if isinstance(v, bytes):
+        return {"$bytes": base64.b64encode(v).decode()}
+    if isinstance(v, (list, tuple)):
+        return [_encode_attr(x, arrays) for x in v]
+    if isinstance(v, (np.generic,)):
+        return v.item()
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    raise TypeError(f"cannot store attribute value of type {type(v).__name__}")
+
+
+def _encode_spec(s: TensorSpec) -> dict:
+    return {"name": s.name, "ref": s.ref, "dtype": s.dtype, "shape": s.shape}
+
+
+def _encode_graph(g: Graph, arrays: _Arrays) -> dict:
+    out = {
+        "nodes": [{"name": n.name, "op": n.op, "inputs": list(n.inputs),
+                   "attrs": {k: _encode_attr(v, arrays) for k, v in n.attrs.items()}}
+                  for n in g.nodes],
+        "inputs": [_encode_spec(s) for s in g.inputs],
+        "outputs": [_encode_spec(s) for s in g.outputs],
+    }
+    if g.functions:
+        out["functions"] = {k: _encode_graph(f, arrays) for k, f in g.functions.items()}
+    return out
+
+
+def dumps(graphs: dict[str, Graph], metadata: dict | None = None) -> list:
+    """The file as a list of byte chunks (header, then arrays)."""
+    from . import __version__
+
+    arrays = _Arrays()
+    header = {
+        "format": "tfdeploy",
+        "format_version": FORMAT_VERSION,
+        "writer": f"tfdeploy {__version__}",
+        "metadata": metadata or {},
+        "graphs": [{"key": k, "graph": _encode_graph(g, arrays)} for k, g in graphs.items()],
+        "arrays": arrays.table,
+    }
+    hbytes = json.dumps(header, separators=(",", ":"), allow_nan=True).encode("utf-8")
+    head_len = _PREFIX.size + len(hbytes)
+    pad = -(-head_len // ALIGN) * ALIGN - head_len
+    chunks: list = [_PREFIX.pack(MAGIC, FORMAT_VERSION, 0, len(hbytes) + pad), hbytes,
+                    b" " * pad]
+    pos = 0
+    for offset, a in arrays.data:
+        if offset > pos:
+            chunks.append(b"\0" * (offset - pos))
+        le = a.astype(a.dtype.newbyteorder("<"), copy=False) if a.dtype.byteorder == ">" else a
+        chunks.append(np.ascontiguousarray(le).tobytes())  # type: ignore[arg-type]
+        pos = offset + a.nbytes
+    return chunks
+
+
+def save(graphs: dict[str, Graph], target, metadata: dict | None = None) -> None:
+    """Write ``graphs`` to ``target``: a path or a binary file object."""
+    chunks = dumps(graphs, metadata)
+    if hasattr(target, "write"):
+        for c in chunks:
+            target.write(c)
+        return
+    tmp = f"{os.fspath(target)}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        for c in chunks:
+            f.write(c)
+    os.replace(tmp, target)
+
+
+# ---------------------------------------------------------------------------- reading
+
+def _bad(msg: str) -> FileFormatError:
+    return FileFormatError(msg)
+
+
+def _buffer_of(source) -> tuple[Any, str]:
+    """A read-only buffer over ``source`` (path, bytes-like or binary file) and a label."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return memoryview(source).cast("B"), "<bytes>"
+    if hasattr(source, "read"):
+        return memoryview(source.read()).cast("B"), getattr(source, "name", "<file>")
+    path = os.fspath(source)
+    if os.path.isdir(path):
+        raise _bad(f"{path!r} is a directory, not a tfdeploy model file (to convert a "
+                   "SavedModel directory use td.convert)")
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                raise _bad(f"{path!r} is empty: not a tfdeploy model file")
+            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except FileNotFoundError:
+        raise FileFormatError(f"no such model file: {path!r}") from None
+    return memoryview(buf), path
+
+
+def _sniff_foreign(head: bytes, label: str) -> FileFormatError:
+    if head[:1] == b"\x80" and len(head) > 1 and head[1] in range(2, 6) or head[:1] in (b"(", b"c"):
+        return _bad(f"{label} looks like a Python pickle, perhaps a model saved by the original "
+                    "tfdeploy. tfdeploy never unpickles files (unpickling runs code); convert the "
+                    "model again from TensorFlow with this version")
+    if head[:2] == b"\x93N":
+        return _bad(f"{label} is a numpy .npy file, not a tfdeploy model file")
+    if head[:2] == b"PK":
+        return _bad(f"{label} is a zip archive (a Keras .keras file?), not a tfdeploy model; "
+                    "load it with Keras and td.convert it")
+    if head[:4] == b"\x89HDF":
+        return _bad(f"{label} is an HDF5 file (a Keras .h5?), not a tfdeploy model")
+    if head[:1] == b"\x0a":
+        return _bad(f"{label} looks like a protobuf (a frozen GraphDef .pb?), not a tfdeploy "
+                    "model; convert it with td.convert(path, inputs=..., outputs=...)")
+    return _bad(f"{label} is not a tfdeploy model file (bad magic {bytes(head[:8])!r})")
+
+
+def _check_list(v, what: str) -> list:
+    if not isinstance(v, list):
+        raise _bad(f"{what} must be a list, got {type(v).__name__}")
+    return v
+
+
+def _check_str(v, what: str) -> str:
+    if not isinstance(v, str):
+        raise _bad(f"{what} must be a string, got {type(v).__name__}")
+    return v
+
+
+def _check_shape(v, what: str, allow_unknown: bool) -> list | None:
+    if v is None and allow_unknown:
+        return None
+    _check_list(v, what)
+    for d in v:
+        if d is None and allow_unknown:
+            continue
+        if type(d) is not int or d < 0:
+            raise _bad(f"{what} has an invalid dimension {d!r}")
+    return v
+
+
+def _load_arrays(table, buf, data_start: int) -> list[np.ndarray]:
+    arrays = []
+    data_len = len(buf) - data_start
+    for i, e in enumerate(_check_list(table, "array table")):
+        what = f"array {i}"
+        if not isinstance(e, dict):
+            raise _bad(f"{what}: entry must be an object")
+        name = _check_str(e.get("dtype"), f"{what} dtype")
+        shape = _check_shape(e.get("shape"), f"{what} shape", allow_unknown=False)
+        count = 1
+        for d in shape:
+            count *= d
+        if name == "string":
+            vals = _check_list(e.get("values"), f"{what} values")
+            if len(vals) != count:
+                raise _bad(f"{what}: {len(vals)} strings for shape {shape}")
+            try:
+                arr = np.empty(count, dtype=object)
+                arr[:] = [base64.b64decode(_check_str(v, f"{what} value"), validate=True)
+                          for v in vals]
+            except (ValueError, TypeError) as ex:
+                raise _bad(f"{what}: invalid base64 string value ({ex})") from None
+            arrays.append(arr.reshape(shape))
+            continue
+        if name not in dtypes.STORABLE:
+            raise _bad(f"{what}: unsupported dtype {name!r}")
+        dt = dtypes.to_numpy(name).newbyteorder("<")
+        offset, nbytes = e.get("offset"), e.get("nbytes")
+        if type(offset) is not int or type(nbytes) is not int or offset < 0 or nbytes < 0:
+            raise _bad(f"{what}: invalid offset/nbytes {offset!r}/{nbytes!r}")
+        if nbytes != count * dt.itemsize:
+            raise _bad(f"{what}: {nbytes} bytes do not hold shape {shape} of {name}")
+        if offset + nbytes > data_len:
+            raise _bad(f"{what} lies beyond the end of the file (offset {offset}, {nbytes} "
+                       f"bytes, data section {data_len} bytes): the file is truncated")
+        arr = np.frombuffer(buf, dtype=dt, count=count, offset=data_start + offset)
+        if dt.byteorder not in ("=", "|") and not dt.isnative:
+            arr = arr.astype(dt.newbyteorder("="))
+        arrays.append(arr.reshape(shape))
+    return arrays
+
+
+def _decode_attr(v, arrays: list, depth: int = 0):
+    if depth > MAX_NESTING:
+        raise _bad("attribute nesting is too deep")
+    if isinstance(v, dict):
+        if "$array" in v:
+            i = v["$array"]
+            if type(i) is not int or not 0 <= i < len(arrays):
+                raise _bad(f"attribute refers to missing array {i!r}")
+            return arrays[i]
+        if "$func" in v:
+            attrs = v.get("attrs", {})
+            if not isinstance(attrs, dict):
+                raise _bad("function attribute has invalid attrs")
+            return FuncAttr(_check_str(v["$func"], "function name"),
+                            {k: _decode_attr(x, arrays, depth + 1) for k, x in attrs.items()})
+        if "$bytes" in v:
+            try:
+                return base64.b64decode(_check_str(v["$bytes"], "bytes"), validate=True)
+            except ValueError:
+                raise _bad("invalid base64 in a bytes attribute") from None
+        raise _bad(f"unknown attribute encoding with keys {sorted(v)[:5]}")
+    if isinstance(v, list):
+        return [_decode_attr(x, arrays, depth + 1) for x in v]
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    raise _bad(f"invalid attribute value of type {type(v).__name__}")
+
+
+def _decode_spec(d, what: str) -> TensorSpec:
+    if not isinstance(d, dict):
+        raise _bad(f"{what} must be an object")
+    return TensorSpec(_check_str(d.get("name"), f"{what} name"),
+                      _check_str(d.get("ref"), f"{what} ref"),
+                      _check_str(d.get("dtype"), f"{what} dtype"),
+                      _check_shape(d.get("shape"), f"{what} shape", allow_unknown=True))
+
+
+def _decode_graph(d, arrays: list, what: str, depth: int = 0) -> Graph:
+    if depth > MAX_NESTING:
+        raise _bad("functions are nested too deeply")
+    if not isinstance(d, dict):
+        raise _bad(f"{what} must be an object")
+    nodes = []
+    for j, nd in enumerate(_check_list(d.get("nodes"), f"{what} nodes")):
+        if not isinstance(nd, dict):
+            raise _bad(f"{what} node {j} must be an object")
+        name = _check_str(nd.get("name"), f"{what} node {j} name")
+        attrs = nd.get("attrs", {})
+        if not isinstance(attrs, dict):
+            raise _bad(f"{what} node {name!r}: attrs must be an object")
+        nodes.append(Node(name, _check_str(nd.get("op"), f"node {name!r} op"),
+                          [_check_str(r, f"node {name!r} input") for r in
+                           _check_list(nd.get("inputs", []), f"node {name!r} inputs")],
+                          {_check_str(k, "attr name"): _decode_attr(v, arrays)
+                           for k, v in attrs.items()}))
+    g = Graph(nodes,
+              [_decode_spec(s, f"{what} input") for s in _check_list(d.get("inputs", []), what)],
+              [_decode_spec(s, f"{what} output") for s in _check_list(d.get("outputs", []), what)])
+    funcs = d.get("functions", {})
+    if not isinstance(funcs, dict):
+        raise _bad(f"{what} functions must be an object")
+    g.functions = {k: _decode_graph(f, arrays, f"function {k!r}", depth + 1)
+                   for k, f in funcs.items()}
+    return g
+
+
+def validate_graph(g: Graph, what: str, functions: dict[str, Graph]) -> None:
+    """Every reference in ``g`` resolves: inputs to nodes, signatures to tensors, funcs exist."""
+    try:
+        by = g.by_name()
+    except Exception as e:
+        raise _bad(f"{what}: {e}") from None
+    for n in g.nodes:
+        for r in n.inputs:
+            if parse_ref(r)[0] not in by:
+                raise _bad(f"{what}: node {n.name!r} ({n.op}) reads {r!r}, which does not exist")
+        for v in n.attrs.values():
+            for f in (v if isinstance(v, list) else [v]):
+                if isinstance(f, FuncAttr) and f.name not in functions:
+                    raise _bad(f"{what}: node {n.name!r} ({n.op}) calls missing function "
+                               f"{f.name!r}")
+        if n.op == "Const" and not isinstance(n.attrs.get("value"), np.ndarray):
+            raise _bad(f"{what}: Const node {n.name!r} has no array value")
+    for s in g.inputs + g.outputs:
+        if parse_ref(s.ref)[0] not in by:
+            raise _bad(f"{what}: signature entry {s.name!r} refers to missing tensor {s.ref!r}")
+
+
+def load(source) -> tuple[dict[str, Graph], dict]:
+    """Read a model file (path, bytes or binary file); returns (graphs by key, metadata)."""
+    buf, label = _buffer_of(source)
+    if len(buf) < _PREFIX.size:
+        raise _sniff_foreign(bytes(buf[:8]), label) if bytes(buf[:8]) != MAGIC[:len(buf[:8])] \
+            else _bad(f"{label} is truncated ({len(buf)} bytes)")
+    magic, version, _reserved, hlen = _PREFIX.unpack_from(buf, 0)
+    if magic != MAGIC:
+        raise _sniff_foreign(bytes(buf[:8]), label)
+    if version > FORMAT_VERSION or version < 1:
+        raise _bad(f"{label} has format version {version}; this tfdeploy reads versions up to "
+                   f"{FORMAT_VERSION} (upgrade tfdeploy to load it)")
+    if hlen > min(MAX_HEADER_BYTES, len(buf) - _PREFIX.size):
+        raise _bad(f"{label}: header length {hlen} exceeds the file size ({len(buf)} bytes): "
+                   "the file is truncated or corrupted")
+    try:
+        header = json.loads(bytes(buf[_PREFIX.size:_PREFIX.size + hlen]).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise _bad(f"{label}: corrupted header ({type(e).__name__}: {e})") from None
+    if not isinstance(header, dict) or header.get("format") != "tfdeploy":
+        raise _bad(f"{label}: header is not a tfdeploy header")
+    if header.get("format_version") != version:
+        raise _bad(f"{label}: header version {header.get('format_version')!r} contradicts the "
+                   f"file's version {version}")
+    arrays = _load_arrays(header.get("arrays", []), buf, _PREFIX.size + hlen)
+    graphs: dict[str, Graph] = {}
+    for j, e in enumerate(_check_list(header.get("graphs"), "graphs")):
+        if not isinstance(e, dict):
+            raise _bad(f"graph entry {j} must be an object")
+        key = _check_str(e.get("key"), f"graph {j} key")
+        if key in graphs:
+            raise _bad(f"two graphs have the key {key!r}")
+        g = _decode_graph(e.get("graph"), arrays, f"graph {key!r}")
+        validate_graph(g, f"graph {key!r}", g.functions)
+        for fname, f in g.functions.items():
+            validate_graph(f, f"function {fname!r}", g.functions)
+        graphs[key] = g
+    meta = header.get("metadata", {})
+    return graphs, meta if isinstance(meta, dict) else {}

@@ -1,0 +1,37 @@
+"""Helpers shared by kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..dtypes import LOW_PRECISION_FLOATS, to_numpy
+
+__all__ = ["np_dtype", "as_array", "low_precision", "normalize_axis", "to_numpy"]
+
+
+def np_dtype(name: str) -> np.dtype:
+    """The numpy dtype of a TF dtype-name attribute (``T``, ``DstT``, ``out_type``...)."""
+    return to_numpy(name)
+
+
+def as_array(x, dtype=None) -> np.ndarray:
+    """``x`` as an ndarray of ``dtype`` (0-d numpy scalars become 0-d arrays)."""
+    if type(x) is np.ndarray and (dtype is None or x.dtype == dtype):
+        return x
+    return np.asarray(x, dtype=dtype)
+
+
+def low_precision(dtype: np.dtype) -> bool:
+    """Whether numpy is slow or inexact for ``dtype`` (float16, bfloat16): compute in float32."""
+    return dtype in LOW_PRECISION_FLOATS
+
+
+def normalize_axis(axis, ndim: int) -> tuple[int, ...]:
+    """A TF axis tensor (scalar or vector, possibly negative) as a tuple of non-negative ints."""
+    axes = np.asarray(axis).reshape(-1).tolist()
+    out = []
+    for a in axes:
+        if not -ndim <= a < max(ndim, 1):
+            raise ValueError(f"axis {a} is out of range for a tensor of rank {ndim}")
+        out.append(a % ndim if ndim else 0)
+    return tuple(out)

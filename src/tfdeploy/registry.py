@@ -1,0 +1,176 @@
+"""Op registration: kernels by TensorFlow op type, with one or more implementations each.
+
+A kernel is a plain function named like the TF op. Inputs come positionally in TF's order,
+attributes as keyword-only arguments with TF's defaults; it returns one array, or a tuple for
+multi-output ops. Attributes a kernel does not declare are not passed to it (unless it takes
+``**attrs``), so a kernel only names what it uses::
+
+    @op("Relu6")
+    def Relu6(x):
+        return np.clip(x, 0, 6).astype(x.dtype, copy=False)
+
+Every op has a numpy implementation (the default); others such as scipy sit beside it and are
+chosen with :func:`setup` or per op with ``Operation.use_impl``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import TFDeployError
+
+IMPL_NUMPY = "numpy"
+IMPL_SCIPY = "scipy"
+IMPLS = (IMPL_NUMPY, IMPL_SCIPY)
+
+
+@dataclass
+class OpDef:
+    """Everything known about one op type."""
+
+    type: str
+    impls: dict[str, Callable] = field(default_factory=dict)
+    #: classic tfdeploy: attribute names passed positionally after the inputs
+    positional_attrs: tuple[str, ...] | None = None
+    #: never folded at load time (random ops, ops with side effects)
+    stateful: bool = False
+    #: this op's own choice of implementation, over the global one
+    preferred: str | None = None
+    #: the kernel is a factory: called once at bind time as ``fn(_ctx=context, **attrs)``, it
+    #: returns the callable run for each evaluation (control flow compiles nested plans so)
+    needs_context: bool = False
+
+
+_REGISTRY: dict[str, OpDef] = {}
+_state = {"impl": IMPL_NUMPY}
+
+
+def _check_impl(impl: str) -> None:
+    if impl not in IMPLS:
+        raise TFDeployError(f"unknown implementation {impl!r}; expected one of {IMPLS}")
+
+
+def op(*types: str, impl: str = IMPL_NUMPY, stateful: bool = False,
+       needs_context: bool = False, replace: bool = False) -> Callable[[Callable], Callable]:
+    """Register the decorated function as the ``impl`` kernel of each op type in ``types``.
+
+    Registering the same (type, impl) twice raises, unless ``replace=True``.
+    """
+    if not types:
+        raise TypeError("op() needs at least one TensorFlow op type")
+    _check_impl(impl)
+
+    def decorate(fn: Callable) -> Callable:
+        for t in types:
+            register(t, fn, impl=impl, stateful=stateful, needs_context=needs_context,
+                     replace=replace)
+        return fn
+
+    return decorate
+
+
+def register(type: str, fn: Callable, impl: str = IMPL_NUMPY, stateful: bool = False,
+             needs_context: bool = False, replace: bool = False,
+             positional_attrs: tuple[str, ...] | None = None) -> OpDef:
+    """Register ``fn`` as the ``impl`` kernel of op ``type``; the function form of :func:`op`."""
+    _check_impl(impl)
+    _load_builtin_ops()  # built-ins first, so a user's kernel replaces them and not vice versa
+    d = _REGISTRY.get(type)
+    if d is None:
+        d = _REGISTRY[type] = OpDef(type)
+    elif impl in d.impls and not replace:
+        raise TFDeployError(f"op {type!r} already has a {impl} implementation "
+                            f"({d.impls[impl].__module__}.{d.impls[impl].__qualname__})")
+    d.impls[impl] = fn
+    d.stateful = d.stateful or stateful
+    d.needs_context = d.needs_context or needs_context
+    if positional_attrs is not None:
+        d.positional_attrs = tuple(positional_attrs)
+    return d
+
+
+def unregister(type: str) -> None:
+    """Remove an op type entirely (used by tests and by users replacing a custom op)."""
+    _load_builtin_ops()
+    _REGISTRY.pop(type, None)
+
+
+def get_opdef(type: str) -> OpDef | None:
+    _load_builtin_ops()
+    return _REGISTRY.get(type)
+
+
+def registered_ops() -> list[str]:
+    """All registered op types, sorted."""
+    _load_builtin_ops()
+    return sorted(_REGISTRY)
+
+
+def is_registered(type: str) -> bool:
+    return get_opdef(type) is not None
+
+
+def set_default_impl(impl: str) -> None:
+    """Use ``impl`` for every op that has it; the others keep their numpy kernel."""
+    _check_impl(impl)
+    _state["impl"] = impl
+
+
+def default_impl() -> str:
+    return _state["impl"]
+
+
+def choose_impl(d: OpDef) -> Callable:
+    """The kernel to run for ``d`` now: the op's own choice, else the global one, else numpy."""
+    for impl in (d.preferred, _state["impl"], IMPL_NUMPY):
+        if impl is not None and impl in d.impls:
+            return d.impls[impl]
+    return next(iter(d.impls.values()))
+
+
+@functools.lru_cache(maxsize=None)
+def _accepted_attrs(fn: Callable) -> tuple[frozenset[str], bool]:
+    """Names of the keyword attributes ``fn`` declares, and whether it takes ``**kwargs``."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # builtins: pass everything
+        return frozenset(), True
+    names, var_kw = set(), False
+    for p in sig.parameters.values():
+        if p.kind is p.VAR_KEYWORD:
+            var_kw = True
+        elif p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
+            names.add(p.name)
+    return frozenset(names), var_kw
+
+
+def bind(d: OpDef, attrs: dict[str, Any], context: Any = None) -> Callable:
+    """A callable ``f(*inputs)`` running the chosen kernel of ``d`` with ``attrs`` bound once."""
+    fn = choose_impl(d)
+    if d.positional_attrs is not None:
+        try:
+            extra = tuple(attrs[a] for a in d.positional_attrs)
+        except KeyError as e:
+            raise TFDeployError(f"op {d.type!r} expects attribute {e.args[0]!r}, which the "
+                                "node does not have") from None
+        if not extra:
+            return fn
+        return lambda *inputs: fn(*inputs, *extra)
+    names, var_kw = _accepted_attrs(fn)
+    kw = {k: v for k, v in attrs.items() if var_kw or k in names}
+    if d.needs_context:
+        return fn(_ctx=context, **kw)
+    return functools.partial(fn, **kw) if kw else fn
+
+
+_builtins_loaded = [False]
+
+
+def _load_builtin_ops() -> None:
+    if not _builtins_loaded[0]:
+        _builtins_loaded[0] = True
+        from . import ops  # noqa: F401  (registers every built-in kernel)

@@ -1,0 +1,80 @@
+"""Run a plan: the hot loop, generated once per plan as straight-line Python.
+
+``generate`` writes one function per plan whose body is the plan's steps in order, each slot a
+local variable and each kernel and constant a default argument (so every lookup is a fast local
+load). The source is built only from integers and fixed templates, never from names or strings
+found in a model file, so a hostile file cannot inject code. Each call keeps its values in its
+own locals: any number of threads may run one plan at once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import ExecutionError, TFDeployError
+
+
+def _failure(plan, k: int, e: BaseException) -> ExecutionError:
+    node = plan.steps[k].node
+    if isinstance(e, ExecutionError):
+        msg = f"while executing node {node.name!r} ({node.op}), {e}"
+    else:
+        msg = f"while executing node {node.name!r} ({node.op}): {type(e).__name__}: {e}"
+    return ExecutionError(msg)
+
+
+def generate(plan):
+    """The function ``run(feeds) -> tuple of fetched arrays`` for ``plan``."""
+    params = ["feeds"]
+    defaults: list = []
+    lines: list[str] = []
+    n_feeds = len(plan.feed_slots)
+    if n_feeds:
+        lines.append(f"    if len(feeds) != {n_feeds}: _nfeeds(len(feeds))")
+        seen = set()
+        for j, s in enumerate(plan.feed_slots):
+            if s not in seen:
+                lines.append(f"    s{s} = feeds[{j}]")
+                seen.add(s)
+    for s, value in plan.constants.items():
+        params.append(f"s{s}=_c{s}")
+        defaults.append(value)
+    body: list[str] = []
+    for k, st in enumerate(plan.steps):
+        params.append(f"f{k}=_f{k}")
+        defaults.append(st.kernel)
+        call = f"f{k}(" + ", ".join(f"s{i}" for i in st.ins) + ")"
+        body.append(f"        k = {k}")
+        if len(st.outs) == 1 and st.outs[0][0] == 0:
+            s = st.outs[0][1]
+            body.append(f"        s{s} = {call}")
+            body.append(f"        if s{s}.__class__ is tuple: s{s} = s{s}[0]")
+        elif st.outs:
+            body.append(f"        t = {call}")
+            for i, s in st.outs:
+                body.append(f"        s{s} = t[{i}]")
+        else:
+            body.append(f"        {call}")
+        if st.free:
+            body.append("        " + " = ".join(f"s{s}" for s in st.free) + " = None")
+    fetch = "(" + "".join(f"s{s}, " for s in plan.fetch_slots) + ")"
+    if body:
+        lines.append("    k = -1")
+        lines.append("    try:")
+        lines.extend(body)
+        lines.append("    except Exception as e:")
+        lines.append("        raise _failure(_plan, k, e) from e")
+    lines.append(f"    return {fetch}")
+    # defaults are bound through a factory so the names _c*/_f* exist when `def` runs
+    names = [p.split("=")[1] for p in params[1:]]
+    src = ("def _make(" + ", ".join(names) + "):\n"
+           "  def run(" + ", ".join(params) + "):\n"
+           + "\n".join("  " + ln for ln in lines) + "\n"
+           "  return run\n")
+    scope = {"_failure": _failure, "_plan": plan, "_nfeeds": _nfeeds, "np": np}
+    exec(compile(src, f"<tfdeploy plan of {len(plan.steps)} steps>", "exec"), scope)
+    return scope["_make"](*defaults)
+
+
+def _nfeeds(n: int):
+    raise TFDeployError(f"plan expects a different number of feeds (got {n})")

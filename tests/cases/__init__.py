@@ -1,0 +1,73 @@
+"""Conformance cases as data: each is a TF function, inputs, and a tolerance.
+
+Each module in this package defines ``CASES: list[Case]``; ``tests/test_ops.py`` runs them all
+through one harness (``tests/harness.py``): trace ``fn`` with TensorFlow, run it, convert it with
+tfdeploy, run that, and compare shape, then dtype, then values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Case:
+    #: unique, readable id (becomes the pytest id)
+    id: str
+    #: op types this case covers; the harness checks each appears in the converted graph
+    ops: tuple[str, ...]
+    #: a python function of TF tensors returning a tensor or a tuple of tensors
+    fn: Callable
+    #: the inputs: a list of arrays, or a function of a numpy Generator returning one
+    inputs: Callable[[np.random.Generator], Sequence[np.ndarray]] | Sequence[np.ndarray]
+    rtol: float = 1e-6
+    atol: float = 1e-6
+    #: a reason string makes this a known gap (pytest xfail, strict)
+    xfail: str | None = None
+    #: also convert with every input dim unknown (None) and check again
+    dynamic: bool = False
+    #: extra options for the harness (e.g. {"nan_ok": True})
+    options: dict = field(default_factory=dict)
+
+    def make_inputs(self, seed: int = 0) -> list[np.ndarray]:
+        if callable(self.inputs):
+            return list(self.inputs(np.random.default_rng(seed)))
+        return list(self.inputs)
+
+
+def collect() -> list[Case]:
+    """Every case of every module in this package, ids checked for uniqueness."""
+    import importlib
+    import pkgutil
+
+    out: list[Case] = []
+    for m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if m.name.startswith("_"):
+            continue
+        out.extend(importlib.import_module(f"{__name__}.{m.name}").CASES)
+    seen: set[str] = set()
+    for c in out:
+        if c.id in seen:
+            raise ValueError(f"duplicate case id {c.id!r}")
+        seen.add(c.id)
+    return out
+
+
+def rand(rng: np.random.Generator, shape, dtype="float32", low=-3.0, high=3.0) -> np.ndarray:
+    """Random values of ``dtype``: uniform floats in [low, high), ints in [low, high]."""
+    dt = np.dtype(dtype)
+    if dt.kind == "f":
+        return rng.uniform(low, high, size=shape).astype(dt)
+    if dt.kind == "c":
+        return (rng.uniform(low, high, size=shape)
+                + 1j * rng.uniform(low, high, size=shape)).astype(dt)
+    if dt.kind in "iu":
+        lo = max(int(low), np.iinfo(dt).min)
+        hi = min(int(high), np.iinfo(dt).max)
+        return rng.integers(lo, hi, size=shape, endpoint=True).astype(dt)
+    if dt.kind == "b":
+        return rng.random(size=shape) < 0.5
+    raise ValueError(f"rand: unsupported dtype {dt}")

@@ -1,0 +1,72 @@
+"""The conformance harness: a TF function and inputs in; shape, then dtype, then values compared."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import tfdeploy as td
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def compare(got, want, rtol: float = 1e-6, atol: float = 1e-6, what: str = "output") -> None:
+    """Assert ``got`` equals TF's ``want``: shape first, then dtype, then values (NaN == NaN)."""
+    want = np.asarray(want)
+    assert isinstance(got, np.ndarray), f"{what}: expected an ndarray, got {type(got).__name__}"
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != TF's {want.shape}"
+    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != TF's {want.dtype}"
+    if want.dtype.kind in "biuSUO" or want.dtype == object:
+        np.testing.assert_array_equal(got, want, err_msg=what)
+    else:
+        g, w = got, want
+        if g.dtype.kind == "f" and g.dtype.itemsize < 4:  # float16 / bfloat16
+            g, w = g.astype(np.float32), w.astype(np.float32)
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, equal_nan=True, err_msg=what)
+
+
+def tf_function(fn, inputs, dynamic: bool = False):
+    """``fn`` as a tf.function with a signature matching ``inputs`` (all dims None if dynamic)."""
+    tf = _tf()
+    specs = [tf.TensorSpec([None] * np.ndim(x) if dynamic else np.shape(x),
+                           tf.as_dtype(np.asarray(x).dtype), name=f"x{i}")
+             for i, x in enumerate(inputs)]
+    return tf.function(fn, input_signature=specs, autograph=False)
+
+
+def run_tf(f, inputs) -> list[np.ndarray]:
+    out = f(*inputs)
+    if isinstance(out, (list, tuple)):
+        return [np.asarray(o) for o in out]
+    return [np.asarray(out)]
+
+
+def check_tf(fn, inputs, rtol: float = 1e-6, atol: float = 1e-6, ops=(), dynamic: bool = False,
+             roundtrip: bool = True, tmp_path=None) -> td.Model:
+    """Trace ``fn``, run it in TF and in tfdeploy, compare every output; returns the model."""
+    f = tf_function(fn, inputs, dynamic=dynamic)
+    want = run_tf(f, inputs)
+    model = td.convert(f)
+    present = model.op_types()
+    missing = [o for o in ops if o not in present]
+    assert not missing, f"op types {missing} not in the converted graph (has {sorted(present)})"
+    if roundtrip:
+        import io
+
+        buf = io.BytesIO()
+        model.save(buf)
+        model = td.load(buf.getvalue())
+    got = model(*inputs)
+    got = list(got) if isinstance(got, tuple) else [got]
+    assert len(got) == len(want), f"{len(got)} outputs, TF has {len(want)}"
+    for i, (g, w) in enumerate(zip(got, want)):
+        compare(g, w, rtol=rtol, atol=atol, what=f"output {i}")
+    return model
+
+
+def check_case(case, dynamic: bool = False) -> None:
+    inputs = case.make_inputs()
+    check_tf(case.fn, inputs, rtol=case.rtol, atol=case.atol, ops=case.ops, dynamic=dynamic)

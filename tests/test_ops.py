@@ -1,0 +1,38 @@
+"""Every conformance case in tests/cases, run against TensorFlow."""
+
+import pytest
+
+from cases import collect
+from harness import check_case
+
+pytestmark = pytest.mark.tf
+
+CASES = collect()
+
+
+def _params(dynamic: bool):
+    for c in CASES:
+        if dynamic and not c.dynamic:
+            continue
+        marks = [pytest.mark.xfail(reason=c.xfail, strict=True)] if c.xfail else []
+        yield pytest.param(c, id=c.id, marks=marks)
+
+
+@pytest.mark.parametrize("case", list(_params(False)))
+def test_case(case):
+    check_case(case)
+
+
+@pytest.mark.parametrize("case", list(_params(True)))
+def test_case_dynamic(case):
+    check_case(case, dynamic=True)
+
+
+def test_every_registered_op_has_a_case():
+    import tfdeploy.registry as reg
+
+    covered = {o for c in CASES for o in c.ops}
+    # ops the plan handles itself and tests elsewhere
+    covered |= {"Placeholder", "Const"}
+    missing = sorted(set(reg.registered_ops()) - covered)
+    assert not missing, f"registered ops without a conformance case: {missing}"
