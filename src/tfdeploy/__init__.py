@@ -7,6 +7,9 @@ from __future__ import annotations
 
 __version__ = "1.0.0.dev0"
 
+# Import the converter package now (it imports TensorFlow only when called) so that the
+# function below, not the subpackage, stays bound to the name `tfdeploy.convert`.
+from . import convert as _convert_package  # noqa: E402
 from .ensemble import (  # noqa: E402
     METHOD_CUSTOM,
     METHOD_MAX,
@@ -50,6 +53,4 @@ def setup(tf=None, impl: str | None = None, order=None) -> None:
 
 def convert(source, input_signature=None, **kwargs) -> Model:
     """Convert a TensorFlow model to a :class:`Model`; see :func:`tfdeploy.convert.convert`."""
-    from .convert import convert as _convert
-
-    return _convert(source, input_signature=input_signature, **kwargs)
+    return _convert_package.convert(source, input_signature=input_signature, **kwargs)

@@ -89,7 +89,8 @@ class _FeedCheck:
         if dt is not None and a.dtype != dt:
             if dt.kind == "O":
                 a = a.astype(object) if a.dtype.kind in "SU" else _fail_dtype(self, a)
-            elif np.can_cast(a.dtype, dt, "same_kind") or (a.dtype.kind == "b" and dt.kind in "biuf"):
+            elif np.can_cast(a.dtype, dt, "same_kind") or (
+                    a.dtype.kind == "b" and dt.kind in "biuf"):
                 a = a.astype(dt)
             else:
                 _fail_dtype(self, a)

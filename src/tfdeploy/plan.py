@@ -248,6 +248,8 @@ def _try_fold(kernel, values, outs_used) -> dict[int, Any] | None:
         if i >= len(res):
             return None
         v = res[i]
+        if isinstance(v, np.generic):
+            v = np.asarray(v)
         if not isinstance(v, np.ndarray) or v.nbytes > FOLD_LIMIT_BYTES:
             return None
         out[i] = v

@@ -132,7 +132,7 @@ def choose_impl(d: OpDef) -> Callable:
     return next(iter(d.impls.values()))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _accepted_attrs(fn: Callable) -> tuple[frozenset[str], bool]:
     """Names of the keyword attributes ``fn`` declares, and whether it takes ``**kwargs``."""
     try:

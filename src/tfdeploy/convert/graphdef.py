@@ -35,7 +35,8 @@ def decode_tensor(t) -> np.ndarray:
     a = tf.make_ndarray(t)
     if a.dtype.kind in "SU":
         a = a.astype(object)
-    return np.ascontiguousarray(a)
+    # (np.ascontiguousarray would turn a scalar into shape (1,))
+    return a if a.flags.c_contiguous else a.copy(order="C")
 
 
 def decode_attr(av):

@@ -1,0 +1,46 @@
+"""Timing helpers shared by the benchmarks: best-of-repeats, ratios measured in one run."""
+
+from __future__ import annotations
+
+import time
+
+
+def timeit(fn, min_time: float = 0.2, repeat: int = 5) -> float:
+    """Seconds per call: the best of ``repeat`` runs of a loop lasting about ``min_time``."""
+    fn()
+    n = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        dt = time.perf_counter() - t0
+        if dt >= min_time / repeat or n >= 1 << 20:
+            break
+        n *= 2
+    best = dt / n
+    for _ in range(repeat - 1):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / n)
+    return best
+
+
+def fmt(seconds: float) -> str:
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:8.1f} us"
+    return f"{seconds * 1e3:8.2f} ms"
+
+
+def table(rows: list[tuple[str, dict[str, float]]], columns: list[str], ref: str) -> str:
+    """A text table of times with each column's ratio to ``ref`` (> 1: tfdeploy is faster)."""
+    head = f"{'case':<12}" + "".join(f"{c:>14}" for c in columns)
+    head += "".join(f"{c + '/' + ref:>18}" for c in columns if c != ref)
+    lines = [head, "-" * len(head)]
+    for name, times in rows:
+        line = f"{name:<12}" + "".join(
+            f"{fmt(times[c]) if c in times else 'n/a':>14}" for c in columns)
+        line += "".join(f"{times[c] / times[ref]:>17.2f}x" if c in times else f"{'n/a':>18}"
+                        for c in columns if c != ref)
+        lines.append(line)
+    return "\n".join(lines)

@@ -1,0 +1,228 @@
+"""The runtime without TensorFlow: plans, feeds, threads, errors."""
+
+from __future__ import annotations
+
+import threading
+import weakref
+
+import numpy as np
+import pytest
+
+import tfdeploy as td
+from graphs import const, dense_softmax, model_of, placeholder
+from tfdeploy import registry
+from tfdeploy.graph import Node
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def test_dense_softmax_matches_numpy():
+    m, w = dense_softmax()
+    x = np.random.default_rng(1).random((5, 784), dtype=np.float32)
+    inp, out = m.get("input", "output")
+    got = out.eval({inp: x})
+    want = _softmax(x @ w["W"] + w["b"])
+    assert got.shape == (5, 100) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    # names with :0, feed keys as names, model(...) and model.eval([...])
+    np.testing.assert_array_equal(m.get("output:0").eval({"input": x}), got)
+    np.testing.assert_array_equal(m(x), got)
+    np.testing.assert_array_equal(m(input=x), got)
+    a, b = m.eval([out, "MatMul"], {inp: x})
+    np.testing.assert_array_equal(a, got)
+    np.testing.assert_allclose(b, x @ w["W"], rtol=1e-5, atol=1e-5)
+
+
+def test_signature_is_described():
+    m, _ = dense_softmax()
+    (i,), (o,) = m.inputs, m.outputs
+    assert (i.name, i.dtype, i.shape) == ("input", "float32", [None, 784])
+    assert o.name == "output"
+
+
+@pytest.fixture
+def probe_ops():
+    """Test-only ops: Inc adds one; Probe records weak references to what it sees."""
+    seen = []
+
+    def Inc(x):
+        return x + np.float32(1)
+
+    def Probe(x):
+        out = x * np.float32(1)
+        seen.append(weakref.ref(out))
+        return out
+
+    for name, fn in (("TestInc", Inc), ("TestProbe", Probe)):
+        registry.register(name, fn, replace=True)
+    yield seen
+    for name in ("TestInc", "TestProbe"):
+        registry.unregister(name)
+
+
+def test_deep_chain_needs_no_recursion(probe_ops):
+    nodes = [placeholder("x", "float32", [])]
+    for i in range(10_000):
+        nodes.append(Node(f"n{i}", "TestInc", [nodes[-1].name]))
+    m = model_of(nodes, ["x"], [nodes[-1].name])
+    assert m(np.float32(0)) == 10_000
+
+
+def test_intermediates_are_freed_after_last_use(probe_ops):
+    class Check:
+        dead = None
+
+    def Check_fn(x):
+        Check.dead = all(r() is None for r in probe_ops)
+        return x
+
+    registry.register("TestCheck", Check_fn, replace=True)
+    try:
+        nodes = [placeholder("x", "float32", [None]),
+                 Node("p", "TestProbe", ["x"]), Node("a", "TestInc", ["p"]),
+                 Node("b", "TestInc", ["a"]), Node("c", "TestCheck", ["b"])]
+        m = model_of(nodes, ["x"], ["c"])
+        m(np.zeros(1000, np.float32))
+        assert len(probe_ops) == 1 and Check.dead is True
+    finally:
+        registry.unregister("TestCheck")
+
+
+def test_threads_share_a_model():
+    m, w = dense_softmax()
+    rng = np.random.default_rng(0)
+    xs = [rng.random((3 + i, 784), dtype=np.float32) for i in range(8)]
+    wants = [_softmax(x @ w["W"] + w["b"]) for x in xs]
+    errors = []
+    barrier = threading.Barrier(8)
+
+    def work(i):
+        barrier.wait()
+        for _ in range(30):
+            got = m(xs[i])
+            if got.shape != wants[i].shape or not np.allclose(got, wants[i], atol=1e-6):
+                errors.append(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+def test_placeholder_does_not_remember_its_feed():
+    m, _ = dense_softmax()
+    x, y = m.get("input", "output")
+    y.eval({x: np.zeros((1, 784), np.float32)})
+    with pytest.raises(td.FeedError, match="input 'input' must be fed"):
+        y.eval()
+
+
+@pytest.mark.parametrize("value, match", [
+    (np.zeros((2, 783), np.float32), r"expects shape \(None, 784\), got \(2, 783\)"),
+    (np.zeros(784, np.float32), r"expects rank 2"),
+    (np.array([["a"] * 784]), r"expects float32, got an array of <U1"),
+])
+def test_bad_feeds_are_named(value, match):
+    m, _ = dense_softmax()
+    with pytest.raises(td.FeedError, match=match):
+        m(value)
+
+
+def test_float64_feed_is_cast_like_tensorflow():
+    m, w = dense_softmax()
+    x = np.random.default_rng(2).random((2, 784))
+    got = m(x)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, _softmax(x.astype(np.float32) @ w["W"] + w["b"]), rtol=1e-5)
+
+
+def test_int_input_rejects_floats():
+    nodes = [placeholder("i", "int32", [None]), Node("o", "TestInc", ["i"])]
+    registry.register("TestInc", lambda x: x + 1, replace=True)
+    try:
+        m = model_of(nodes, ["i"], ["o"])
+        assert m(np.array([1, 2], np.int64)).dtype == np.int32  # same kind: cast
+        with pytest.raises(td.FeedError, match="expects int32, got an array of float64"):
+            m(np.array([1.5]))
+    finally:
+        registry.unregister("TestInc")
+
+
+def test_call_argument_errors():
+    m, _ = dense_softmax()
+    with pytest.raises(td.FeedError, match="takes 1 input"):
+        m(np.zeros((1, 784)), np.zeros((1, 784)))
+    with pytest.raises(td.FeedError, match="no input named 'nope'"):
+        m(nope=np.zeros((1, 784)))
+    with pytest.raises(td.FeedError, match="missing input"):
+        m()
+    with pytest.raises(td.TFDeployError, match="no tensor named 'nope'"):
+        m.get("nope")
+
+
+def test_kernel_errors_name_the_node():
+    def Boom(x):
+        raise ValueError("bad things")
+
+    registry.register("TestBoom", Boom, replace=True)
+    try:
+        m = model_of([placeholder("x", "float32", None), Node("kaboom", "TestBoom", ["x"])],
+                     ["x"], ["kaboom"])
+        with pytest.raises(td.ExecutionError,
+                           match=r"node 'kaboom' \(TestBoom\): ValueError: bad things"):
+            m(np.zeros(3, np.float32))
+    finally:
+        registry.unregister("TestBoom")
+
+
+def test_constant_subgraphs_are_folded():
+    calls = []
+
+    def Counted(x):
+        calls.append(1)
+        return x * 2
+
+    registry.register("TestCounted", Counted, replace=True)
+    try:
+        nodes = [placeholder("x", "float32", None), const("c", np.float32(3)),
+                 Node("d", "TestCounted", ["c"]), Node("o", "AddV2", ["x", "d"])]
+        m = model_of(nodes, ["x"], ["o"])
+        for _ in range(3):
+            assert m(np.float32(1)) == 7
+        assert len(calls) == 1  # folded once at compile time
+    finally:
+        registry.unregister("TestCounted")
+
+
+def test_unsupported_ops_are_listed_together():
+    nodes = [placeholder("x"), Node("a", "FancyOp", ["x"]), Node("b", "OtherOp", ["a"]),
+             Node("c", "FancyOp", ["b"])]
+    with pytest.raises(td.UnsupportedOpError) as e:
+        model_of(nodes, ["x"], ["c"])
+    msg = str(e.value)
+    assert "2 op type(s)" in msg and "FancyOp: used by 'a', 'c'" in msg
+    assert "OtherOp: used by 'b'" in msg and "td.Operation" in msg
+
+
+def test_multiple_graphs_and_keys(tmp_path):
+    m1, w = dense_softmax(seed=0)
+    m2, _ = dense_softmax(seed=1)
+    m = td.Model()
+    m._add_graph(m1.default_graph, "first")
+    m._add_graph(m2.default_graph, None)
+    p = tmp_path / "two.pkl"
+    m.save(p)
+    loaded = td.Model(p)
+    assert list(loaded.graphs) == ["first", "graph_1"]
+    x = np.ones((1, 784), np.float32)
+    a = loaded.get("output").eval({loaded.get("input"): x})
+    b = loaded.get("output", key="graph_1").eval({loaded.get("input", key="graph_1"): x})
+    np.testing.assert_allclose(a, m1(x), rtol=1e-6)
+    np.testing.assert_allclose(b, m2(x), rtol=1e-6)
+    with pytest.raises(td.TFDeployError, match="same graph"):
+        loaded.eval([loaded.get("output"), loaded.get("output", key="graph_1")], {})
