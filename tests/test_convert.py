@@ -210,3 +210,20 @@ def test_unconvertible_sources():
         td.convert(42)
     with pytest.raises(td.ConversionError, match="no such file or directory"):
         td.convert("/nonexistent/model")
+
+
+def test_tf1_placeholder_with_default_fed_or_not():
+    v1 = tf.compat.v1
+    g = tf.Graph()
+    with g.as_default():
+        sess = v1.Session(graph=g)
+        x = v1.placeholder(tf.float32, [None, 2], name="x")
+        scale = v1.placeholder_with_default(np.float32(3.0), [], name="scale")
+        y = tf.multiply(x, scale, name="y")
+        model = td.Model()
+        model.add(y, sess)
+    xv = np.ones((2, 2), np.float32)
+    compare(model.get("y").eval({"x": xv}), xv * 3)
+    compare(model.get("y").eval({"x": xv, "scale": np.float32(5)}), xv * 5)
+    with pytest.raises(td.FeedError, match="input 'scale' expects rank 0"):
+        model.get("y").eval({"x": xv, "scale": np.ones(2, np.float32)})

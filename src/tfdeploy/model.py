@@ -20,13 +20,14 @@ DEFAULT_KEY = "default"
 class Tensor:
     """A handle on one tensor of a model: evaluate it with ``eval(feed_dict)``."""
 
-    __slots__ = ("model", "key", "ref", "spec")
+    __slots__ = ("model", "key", "ref", "spec", "_hash")
 
     def __init__(self, model: Model, key: str, ref: str, spec: TensorSpec | None = None):
         self.model = model
         self.key = key
         self.ref = canonical_ref(ref)
         self.spec = spec
+        self._hash = hash((id(model), key, self.ref))
 
     @property
     def name(self) -> str:
@@ -53,7 +54,7 @@ class Tensor:
         return f"<tfdeploy.Tensor {self.ref!r} of graph {self.key!r}>"
 
     def __hash__(self):
-        return hash((id(self.model), self.key, self.ref))
+        return self._hash
 
     def __eq__(self, other):
         return (isinstance(other, Tensor) and other.model is self.model
@@ -126,6 +127,9 @@ class Model:
         self.graphs: dict[str, Graph] = {}
         self.metadata: dict[str, Any] = {}
         self._plans: dict = {}
+        # hot-path caches: (fetches, feed keys) of eval() and the argument layout of __call__
+        self._evals: dict = {}
+        self._calls: dict = {}
         self._lock = threading.Lock()
         if path is not None:
             graphs, self.metadata = fileformat.load(path)
@@ -160,6 +164,8 @@ class Model:
         self.graphs[key] = graph
         with self._lock:
             self._plans.clear()
+            self._evals.clear()
+            self._calls.clear()
 
     def save(self, path) -> None:
         """Write the model to one data-only file (any extension; ``model.pkl`` works too)."""
@@ -225,9 +231,30 @@ class Model:
         """Evaluate one tensor (returns an array) or a list of tensors (returns a list) in one
         pass. ``feed_dict`` keys are tensors or their names."""
         single = isinstance(fetches, (Tensor, str))
-        fetch_list = [fetches] if single else list(fetches)
+        fk = fetches if single else tuple(fetches)
+        keys = tuple(feed_dict) if feed_dict else ()
+        try:
+            entry = self._evals.get((fk, keys))
+        except TypeError:  # unhashable keys: no caching
+            entry = None
+        if entry is None:
+            entry = self._prepare_eval([fk] if single else list(fk), keys)
+            try:
+                if len(self._evals) > 256:
+                    self._evals.clear()
+                self._evals[(fk, keys)] = entry
+            except TypeError:
+                pass
+        run, checks = entry
+        if checks:
+            out = run([c(v) for c, v in zip(checks, feed_dict.values())])
+        else:
+            out = run(())
+        return out[0] if single else list(out)
+
+    def _prepare_eval(self, fetch_list: list, feed_keys: tuple):
         if not fetch_list:
-            return []
+            return (lambda feeds: ()), []
         tensors = [self._find(f, None) if isinstance(f, str) else f for f in fetch_list]
         for t in tensors:
             if not isinstance(t, Tensor) or t.model is not self:
@@ -235,8 +262,8 @@ class Model:
         key = tensors[0].key
         if any(t.key != key for t in tensors):
             raise TFDeployError("all fetched tensors must come from the same graph")
-        feed_refs, values = [], []
-        for k, v in (feed_dict or {}).items():
+        feed_refs = []
+        for k in feed_keys:
             t = self._find(k, key) if isinstance(k, str) else k
             if not isinstance(t, Tensor) or t.model is not self:
                 raise FeedError(f"feed key {k!r} is not a tensor of this model")
@@ -244,10 +271,298 @@ class Model:
                 raise FeedError(f"feed {t.ref!r} belongs to graph {t.key!r}, the fetches to "
                                 f"{key!r}")
             feed_refs.append(t.ref)
-            values.append(v)
-        run, checks = self._plan(key, tuple(t.ref for t in tensors), tuple(feed_refs))
+        return self._plan(key, tuple(t.ref for t in tensors), tuple(feed_refs))
+
+    def _plan(self, key: str, fetches: tuple, feeds: tuple):
+        ck = (key, fetches, feeds)
+        entry = self._plans.get(ck)
+        if entry is None:
+            with self._lock:
+                entry = self._plans.get(ck)
+                if entry is None:
+                    entry = self._compile(key, fetches, feeds)
+                    self._plans[ck] = entry
+        return entry
+
+    def _compile(self, key, fetches, feeds):
+        g = self.graphs[key]
+        if len(set(feeds)) != len(feeds):
+            raise FeedError("the same tensor is fed twice")
+        checks = []
+        for r in feeds:
+            node = g.node(parse_ref(r)[0])
+            if node.op in ("Placeholder", "PlaceholderWithDefault"):
+                checks.append(_FeedCheck(node.name, node.attrs.get("dtype"),
+                                         node.attrs.get("shape")))
+            else:
+                checks.append(_FeedCheck(r, None, None))
+        plan = compile_plan(g, list(fetches), list(feeds))
+        return plan.run, checks
+
+    def __call__(self, *args, **kwargs):
+        """Run the signature: inputs positionally or by name; one output gives an array,
+        several a tuple."""
+        ck = (len(args), tuple(kwargs)) if kwargs else len(args)
+        entry = self._calls.get(ck)
+        if entry is None:
+            entry = self._prepare_call(len(args), tuple(kwargs))
+            self._calls[ck] = entry
+        run, checks, single = entry
+        values = args + tuple(kwargs.values()) if kwargs else args
         out = run([c(v) for c, v in zip(checks, values)])
+        return out[0] if single else out
+
+    def _prepare_call(self, n_args: int, names: tuple):
+        if not self.graphs:
+            raise TFDeployError("the model is empty")
+        key = next(iter(self.graphs))
+        g = self.graphs[key]
+        specs = g.inputs
+        if n_args > len(specs):
+            raise FeedError(f"the model takes {len(specs)} input(s) "
+                            f"({[s.name for s in specs]}), got {n_args}")
+        refs = [s.ref for s in specs[:n_args]]
+        by_name = {s.name: s for s in specs}
+        for n in names:
+            s = by_name.get(n) or by_name.get(f"{n}:0")
+            if s is None:
+                raise FeedError(f"the model has no input named {n!r} (inputs: {list(by_name)})")
+            if s.ref in refs:
+                raise FeedError(f"input {n!r} given twice")
+            refs.append(s.ref)
+        missing = [s.name for s in specs if s.ref not in refs
+                   and g.node(parse_ref(s.ref)[0]).op == "Placeholder"]
+        if missing:
+            raise FeedError(f"missing input(s) {missing}; the model takes "
+                            f"{[s.name for s in specs]}")
+        fetches = tuple(canonical_ref(s.ref) for s in g.outputs)
+        if not fetches:
+            raise TFDeployError("the model's signature has no outputs")
+        run, checks = self._plan(key, fetches, tuple(canonical_ref(r) for r in refs))
+        return run, checks, len(fetches) == 1
+
+    def __repr__(self) -> str:
+        return f"<tfdeploy.Tensor {self.ref!r} of graph {self.key!r}>"
+
+    def __hash__(self):
+        return self._hash
+
+    def __eq__(self, other):
+        return (isinstance(other, Tensor) and other.model is self.model
+                and other.key == self.key and other.ref == self.ref)
+
+
+def _node_dtype(node, index: int) -> str | None:
+    a = node.attrs
+    for k in ("dtype", "T", "DstT", "out_type"):
+        if isinstance(a.get(k), str):
+            return a[k]
+    return None
+
+
+def _node_shape(node):
+    s = node.attrs.get("shape")
+    return s if isinstance(s, list) or s is None else None
+
+
+class _FeedCheck:
+    """Validates and casts one fed value against its placeholder, before any compute."""
+
+    __slots__ = ("name", "dtype", "shape")
+
+    def __init__(self, name: str, dtype: str | None, shape):
+        self.name = name
+        self.dtype = dtypes.to_numpy(dtype) if dtype and dtypes.is_known(dtype) else None
+        self.shape = tuple(shape) if isinstance(shape, list) else None
+
+    def __call__(self, value):
+        a = value if type(value) is np.ndarray else np.asarray(value)
+        dt = self.dtype
+        if dt is not None and a.dtype != dt:
+            if dt.kind == "O":
+                a = a.astype(object) if a.dtype.kind in "SU" else _fail_dtype(self, a)
+            elif np.can_cast(a.dtype, dt, "same_kind") or (
+                    a.dtype.kind == "b" and dt.kind in "biuf"):
+                a = a.astype(dt)
+            else:
+                _fail_dtype(self, a)
+        shape = self.shape
+        if shape is not None:
+            if a.ndim != len(shape):
+                raise FeedError(f"input {self.name!r} expects rank {len(shape)} (shape "
+                                f"{_fmt_shape(shape)}), got an array of shape {a.shape}")
+            for got, want in zip(a.shape, shape):
+                if want is not None and got != want:
+                    raise FeedError(f"input {self.name!r} expects shape {_fmt_shape(shape)}, "
+                                    f"got {a.shape}")
+        return a
+
+
+def _fail_dtype(check: _FeedCheck, a: np.ndarray):
+    raise FeedError(f"input {check.name!r} expects {dtypes.from_numpy(check.dtype)}, got an "
+                    f"array of {a.dtype} that cannot be cast to it without losing its kind")
+
+
+def _fmt_shape(shape) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + \
+        ("," if len(shape) == 1 else "") + ")"
+
+
+class Model:
+    """A set of graphs loaded from a tfdeploy file or converted from TensorFlow.
+
+    ``Model(path)`` loads a file; ``Model()`` starts empty for :meth:`add`.
+    """
+
+    def __init__(self, path: str | os.PathLike | bytes | None = None):
+        self.graphs: dict[str, Graph] = {}
+        self.metadata: dict[str, Any] = {}
+        self._plans: dict = {}
+        # hot-path caches: (fetches, feed keys) of eval() and the argument layout of __call__
+        self._evals: dict = {}
+        self._calls: dict = {}
+        self._lock = threading.Lock()
+        if path is not None:
+            graphs, self.metadata = fileformat.load(path)
+            for k, g in graphs.items():
+                self._add_graph(g, k)
+
+    # ------------------------------------------------------------------ building
+    def add(self, obj, sess=None, key: str | None = None, **convert_kwargs) -> Model:
+        """Add a graph: ``add(tensor, sess)`` for TF1 graphs (the classic way), or any source
+        :func:`tfdeploy.convert` accepts (Keras model, tf.function, SavedModel path...)."""
+        from .convert import to_graph
+
+        graph = to_graph(obj, sess=sess, **convert_kwargs)
+        self._add_graph(graph, key)
+        return self
+
+    def _add_graph(self, graph: Graph, key: str | None) -> None:
+        if key is None:
+            key = DEFAULT_KEY if not self.graphs else f"graph_{len(self.graphs)}"
+            while key in self.graphs:
+                key += "_"
+        if key in self.graphs:
+            raise TFDeployError(f"the model already has a graph with key {key!r}")
+        missing = {}
+        for g in [graph, *graph.functions.values()]:
+            for n in g.nodes:
+                if n.op not in SOURCE_OPS and n.op not in ALIAS_OPS and \
+                        not registry.is_registered(n.op):
+                    missing.setdefault(n.op, []).append(n.name)
+        if missing:
+            raise UnsupportedOpError(unsupported_message(missing))
+        self.graphs[key] = graph
+        with self._lock:
+            self._plans.clear()
+            self._evals.clear()
+            self._calls.clear()
+
+    def save(self, path) -> None:
+        """Write the model to one data-only file (any extension; ``model.pkl`` works too)."""
+        if not self.graphs:
+            raise TFDeployError("cannot save an empty model: add a graph first")
+        fileformat.save(self.graphs, path, self.metadata)
+
+    # ------------------------------------------------------------------ lookup
+    @property
+    def default_graph(self) -> Graph:
+        if not self.graphs:
+            raise TFDeployError("the model is empty")
+        return next(iter(self.graphs.values()))
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        """The signature's inputs (of the first graph): name, dtype, shape (None = unknown)."""
+        return list(self.default_graph.inputs)
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return list(self.default_graph.outputs)
+
+    def op_types(self) -> set[str]:
+        out: set[str] = set()
+        for g in self.graphs.values():
+            out |= g.op_types()
+        return out
+
+    def get(self, *names: str, key: str | None = None):
+        """Tensors by name (``"input"``, ``"output:0"``, a signature name...), searched across
+        every graph (or only ``key``). One name gives a Tensor, several a tuple."""
+        if not names:
+            raise TypeError("get() needs at least one name")
+        out = tuple(self._find(n, key) for n in names)
+        return out[0] if len(out) == 1 else out
+
+    def _find(self, name: str, key: str | None) -> Tensor:
+        if isinstance(name, Tensor):
+            return name
+        if not isinstance(name, str):
+            raise TypeError(f"tensor names are strings, got {type(name).__name__}")
+        keys = [key] if key is not None else list(self.graphs)
+        for k in keys:
+            if k not in self.graphs:
+                raise TFDeployError(f"the model has no graph with key {k!r} "
+                                    f"(has {list(self.graphs)})")
+            g = self.graphs[k]
+            for s in g.inputs + g.outputs:
+                if s.name == name or (":" not in name and s.name == f"{name}:0"):
+                    return Tensor(self, k, s.ref, s)
+            node_name, _ = parse_ref(name)
+            if node_name in g.by_name():
+                ref = canonical_ref(name)
+                spec = next((s for s in g.inputs + g.outputs if canonical_ref(s.ref) == ref), None)
+                return Tensor(self, k, ref, spec)
+        avail = [s.name for g in self.graphs.values() for s in g.inputs + g.outputs]
+        raise TFDeployError(f"no tensor named {name!r} in the model (signature names: "
+                            f"{avail}; any node name also works)")
+
+    # ------------------------------------------------------------------ evaluation
+    def eval(self, fetches, feed_dict: Mapping | None = None):
+        """Evaluate one tensor (returns an array) or a list of tensors (returns a list) in one
+        pass. ``feed_dict`` keys are tensors or their names."""
+        single = isinstance(fetches, (Tensor, str))
+        fk = fetches if single else tuple(fetches)
+        keys = tuple(feed_dict) if feed_dict else ()
+        try:
+            entry = self._evals.get((fk, keys))
+        except TypeError:  # unhashable keys: no caching
+            entry = None
+        if entry is None:
+            entry = self._prepare_eval([fk] if single else list(fk), keys)
+            try:
+                if len(self._evals) > 256:
+                    self._evals.clear()
+                self._evals[(fk, keys)] = entry
+            except TypeError:
+                pass
+        run, checks = entry
+        if checks:
+            out = run([c(v) for c, v in zip(checks, feed_dict.values())])
+        else:
+            out = run(())
         return out[0] if single else list(out)
+
+    def _prepare_eval(self, fetch_list: list, feed_keys: tuple):
+        if not fetch_list:
+            return (lambda feeds: ()), []
+        tensors = [self._find(f, None) if isinstance(f, str) else f for f in fetch_list]
+        for t in tensors:
+            if not isinstance(t, Tensor) or t.model is not self:
+                raise TFDeployError(f"{t!r} is not a tensor of this model")
+        key = tensors[0].key
+        if any(t.key != key for t in tensors):
+            raise TFDeployError("all fetched tensors must come from the same graph")
+        feed_refs = []
+        for k in feed_keys:
+            t = self._find(k, key) if isinstance(k, str) else k
+            if not isinstance(t, Tensor) or t.model is not self:
+                raise FeedError(f"feed key {k!r} is not a tensor of this model")
+            if t.key != key:
+                raise FeedError(f"feed {t.ref!r} belongs to graph {t.key!r}, the fetches to "
+                                f"{key!r}")
+            feed_refs.append(t.ref)
+        return self._plan(key, tuple(t.ref for t in tensors), tuple(feed_refs))
 
     def _plan(self, key: str, fetches: tuple, feeds: tuple):
         ck = (key, fetches, feeds)
