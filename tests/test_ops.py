@@ -2,8 +2,10 @@
 
 import pytest
 
-from cases import collect
-from harness import check_case
+pytest.importorskip("tensorflow")
+
+from cases import collect  # noqa: E402
+from harness import check_case  # noqa: E402
 
 pytestmark = pytest.mark.tf
 
