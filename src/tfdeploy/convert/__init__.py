@@ -135,20 +135,42 @@ def _from_keras(model, input_signature):
     return _from_concrete(cf, output_names=list(names) if names else None)
 
 
-def _from_concrete(cf, output_names=None) -> Graph:
-    tf = _tf()
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2,
-    )
+def _freeze(cf):
+    """(frozen GraphDef, input tensors, output tensors) of a ConcreteFunction.
+
+    Uses TF's own variable freezing (grappler inlining, lower_control_flow=False) but stops
+    before TF rebuilds a ConcreteFunction from the result, which we do not need and which costs
+    most of the conversion time on large models. Falls back on the public API if TF's internals
+    move.
+    """
+    _tf()  # a clear error if TensorFlow is missing
+    from tensorflow.python.framework import convert_to_constants as c2c
 
     try:
-        frozen = convert_variables_to_constants_v2(cf, lower_control_flow=False)
+        data = c2c._FunctionConverterDataInEager(func=cf, lower_control_flow=False,
+                                                 aggressive_inlining=False)
+        gd, converted = c2c._replace_variables_by_constants(converter_data=data)
+        captures = list(cf.graph.internal_captures)
+        gone = {id(captures[i]) for i in converted}
+        ins = [t for t in cf.inputs if id(t) not in gone]
+        return gd, ins, list(cf.outputs)
+    except (AttributeError, TypeError, IndexError):  # pragma: no cover - TF internals moved
+        frozen = c2c.convert_variables_to_constants_v2(cf, lower_control_flow=False)
+        return frozen.graph.as_graph_def(), list(frozen.inputs), list(frozen.outputs)
+
+
+def _from_concrete(cf, output_names=None) -> Graph:
+    tf = _tf()
+    try:
+        gd, ins, outs = _freeze(cf)
     except Exception as e:
         raise ConversionError(f"TensorFlow could not freeze the function: {e}") from e
-    gd = frozen.graph.as_graph_def()
-    ins = [t for t in frozen.inputs if t.dtype != tf.resource]
+    unfrozen = [t.name for t in ins if t.dtype == tf.resource]
+    if unfrozen:
+        raise ConversionError(f"resources could not be frozen into constants: {unfrozen} (a "
+                              "lookup table or a variable TF could not read?)")
     input_refs = [t.name for t in ins]
-    output_refs = [t.name for t in frozen.outputs]
+    output_refs = [t.name for t in outs]
     structured = cf.structured_outputs
     if isinstance(structured, dict):
         names = sorted(structured)  # tf.nest flattens dicts in sorted key order
@@ -161,7 +183,7 @@ def _from_concrete(cf, output_names=None) -> Graph:
         names = [f"output_{i}" for i in range(len(output_refs))]
     g = graph_from_def(gd, input_refs, output_refs,
                        input_names=[t.op.name for t in ins], output_names=names)
-    for s, t in zip(g.outputs, frozen.outputs):
+    for s, t in zip(g.outputs, outs):
         s.dtype = t.dtype.name
         s.shape = None if t.shape.rank is None else list(t.shape.as_list())
     for s, t in zip(g.inputs, ins):
