@@ -1,0 +1,154 @@
+"""Pooling: MaxPool, MaxPoolV2, AvgPool, their 3-D forms, MaxPoolWithArgmax, LRN."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import Case, rand
+
+CASES: list[Case] = []
+
+
+def _raw():
+    import tensorflow as tf
+
+    return tf.raw_ops
+
+
+def add(id, ops, fn, inputs, **kw):
+    kw.setdefault("rtol", 1e-5)
+    kw.setdefault("atol", 1e-5)
+    CASES.append(Case(id=f"pool_{id}", ops=tuple(ops), fn=fn, inputs=inputs, **kw))
+
+
+def _bf16(x):
+    import ml_dtypes
+
+    return x.astype(ml_dtypes.bfloat16)
+
+
+# (id, input NHWC, window (kh, kw), strides (sh, sw), padding)
+POOL2D = [
+    ("2x2_s2_valid", (2, 8, 8, 3), (2, 2), (2, 2), "VALID"),
+    ("2x2_s2_same_odd", (2, 7, 9, 3), (2, 2), (2, 2), "SAME"),
+    ("3x3_s2_same", (1, 9, 8, 4), (3, 3), (2, 2), "SAME"),
+    ("3x3_s1_same", (1, 6, 7, 2), (3, 3), (1, 1), "SAME"),
+    ("3x2_s21_valid", (2, 7, 8, 3), (3, 2), (2, 1), "VALID"),
+    ("5x5_s3_same", (1, 7, 8, 2), (5, 5), (3, 3), "SAME"),
+    ("global", (2, 5, 6, 3), (5, 6), (1, 1), "VALID"),
+    ("1x1_s2", (1, 5, 6, 3), (1, 1), (2, 2), "SAME"),
+    ("big_window_same", (1, 3, 4, 2), (4, 5), (1, 2), "SAME"),
+]
+
+
+def _pool_case(kind, id, xs, k, s, pad, fmt="NHWC", dtype="float32", **kw):
+    ksize, strides = [1, *k, 1], [1, *s, 1]
+    if fmt == "NCHW":
+        ksize, strides = [1, 1, *k], [1, 1, *s]
+        xs = (xs[0], xs[3], xs[1], xs[2])
+    if kind == "max":
+        def fn(x):
+            return _raw().MaxPool(input=x, ksize=ksize, strides=strides, padding=pad,
+                                  data_format=fmt)
+    else:
+        def fn(x):
+            return _raw().AvgPool(value=x, ksize=ksize, strides=strides, padding=pad,
+                                  data_format=fmt)
+
+    def inputs(r):
+        if dtype == "bfloat16":
+            return [_bf16(rand(r, xs))]
+        return [rand(r, xs, dtype, -100, 100)]
+
+    add(f"{kind}_{id}" + ("" if fmt == "NHWC" else "_nchw") +
+        ("" if dtype == "float32" else f"_{dtype}"),
+        ["MaxPool" if kind == "max" else "AvgPool"], fn, inputs, **kw)
+
+
+for kind in ("max", "avg"):
+    for c in POOL2D:
+        _pool_case(kind, *c, dynamic=c[0] in ("2x2_s2_same_odd", "3x3_s2_same", "global"))
+    for c in POOL2D[:6]:
+        _pool_case(kind, *c, fmt="NCHW")
+    for dt, tol in [("float64", 1e-12), ("float16", 1e-2), ("bfloat16", 2e-2)]:
+        _pool_case(kind, *POOL2D[2], dtype=dt, rtol=tol, atol=tol)
+for dt in ("int8", "uint8", "int16", "uint16", "int32", "int64"):
+    _pool_case("max", *POOL2D[2], dtype=dt)
+add("max_explicit", ["MaxPool"],
+    lambda x: _raw().MaxPool(input=x, ksize=[1, 2, 3, 1], strides=[1, 1, 2, 1],
+                             padding="EXPLICIT", explicit_paddings=[0, 0, 1, 1, 2, 0, 0, 0]),
+    lambda r: [rand(r, (2, 6, 7, 3))], dynamic=True)
+add("max_depth", ["MaxPool"],
+    lambda x: _raw().MaxPool(input=x, ksize=[1, 1, 1, 2], strides=[1, 1, 1, 2], padding="VALID"),
+    lambda r: [rand(r, (2, 3, 4, 6))])
+add("max_v2", ["MaxPoolV2"],
+    lambda x, k, s: _raw().MaxPoolV2(input=x, ksize=k, strides=s, padding="SAME"),
+    lambda r: [rand(r, (2, 7, 8, 3)), np.array([1, 3, 3, 1], np.int32),
+               np.array([1, 2, 2, 1], np.int32)], dynamic=True)
+add("max_v2_valid", ["MaxPoolV2"],
+    lambda x, k, s: _raw().MaxPoolV2(input=x, ksize=k, strides=s, padding="VALID"),
+    lambda r: [rand(r, (1, 6, 6, 2), "float64"), np.array([1, 2, 3, 1], np.int32),
+               np.array([1, 2, 1, 1], np.int32)])
+
+# (id, input NDHWC, window, strides, padding)
+POOL3D = [
+    ("2x2x2_valid", (2, 4, 6, 6, 2), (2, 2, 2), (2, 2, 2), "VALID"),
+    ("3x3x3_same", (1, 5, 6, 7, 2), (3, 3, 3), (2, 2, 1), "SAME"),
+    ("2x3x1_same", (1, 5, 4, 3, 3), (2, 3, 1), (1, 2, 2), "SAME"),
+]
+
+
+def _pool3d_case(kind, id, xs, k, s, pad, fmt="NDHWC", dtype="float32", **kw):
+    ksize, strides = [1, *k, 1], [1, *s, 1]
+    if fmt == "NCDHW":
+        ksize, strides = [1, 1, *k], [1, 1, *s]
+        xs = (xs[0], xs[4], *xs[1:4])
+    raw = "MaxPool3D" if kind == "max" else "AvgPool3D"
+
+    def fn(x):
+        return getattr(_raw(), raw)(input=x, ksize=ksize, strides=strides, padding=pad,
+                                    data_format=fmt)
+
+    def inputs(r):
+        if dtype == "bfloat16":
+            return [_bf16(rand(r, xs))]
+        return [rand(r, xs, dtype)]
+
+    add(f"{kind}3d_{id}" + ("" if fmt == "NDHWC" else "_ncdhw") +
+        ("" if dtype == "float32" else f"_{dtype}"), [raw], fn, inputs, **kw)
+
+
+for kind in ("max", "avg"):
+    for c in POOL3D:
+        _pool3d_case(kind, *c, dynamic=c[0] == "3x3x3_same")
+        _pool3d_case(kind, *c, fmt="NCDHW")
+    # TF's CPU kernels take float32 and bfloat16 only
+    _pool3d_case(kind, *POOL3D[1], dtype="bfloat16", rtol=2e-2, atol=2e-2)
+
+# --- max pool with argmax, LRN ------------------------------------------------------------------
+
+for i, (xs, k, s, pad, incl) in enumerate([((2, 6, 7, 3), (2, 2), (2, 2), "VALID", False),
+                                          ((2, 7, 7, 2), (3, 3), (2, 2), "SAME", True),
+                                          ((1, 5, 6, 2), (3, 2), (1, 2), "SAME", False)]):
+    for targ in ("int64", "int32"):
+        add(f"max_with_argmax_{i}_{targ}", ["MaxPoolWithArgmax"],
+            lambda x, k=k, s=s, pad=pad, incl=incl, targ=targ: _raw().MaxPoolWithArgmax(
+                input=x, ksize=[1, *k, 1], strides=[1, *s, 1], padding=pad, Targmax=targ,
+                include_batch_in_index=incl),
+            lambda r, xs=xs: [rand(r, xs)], dynamic=targ == "int64")
+add("max_with_argmax_ties_int", ["MaxPoolWithArgmax"],
+    lambda x: _raw().MaxPoolWithArgmax(input=x, ksize=[1, 2, 2, 1], strides=[1, 1, 1, 1],
+                                       padding="SAME"),
+    lambda r: [rand(r, (1, 4, 5, 2), "int32", 0, 2)])
+add("max_with_argmax_float64", ["MaxPoolWithArgmax"],
+    lambda x: _raw().MaxPoolWithArgmax(input=x, ksize=[1, 3, 3, 1], strides=[1, 2, 2, 1],
+                                       padding="VALID", include_batch_in_index=True),
+    lambda r: [rand(r, (2, 7, 6, 3), "float64")])
+for i, (r_, b, a, be) in enumerate([(5, 1.0, 1.0, 0.5), (2, 2.0, 1e-4, 0.75), (0, 1.0, 0.5, 1.0),
+                                   (10, 0.5, 0.1, 0.3)]):
+    add(f"lrn_{i}", ["LRN"],
+        lambda x, r_=r_, b=b, a=a, be=be: _raw().LRN(input=x, depth_radius=r_, bias=b, alpha=a,
+                                                     beta=be),
+        lambda r: [rand(r, (2, 3, 4, 7))], dynamic=i == 0)
+add("lrn_float16", ["LRN"], lambda x: _raw().LRN(input=x, depth_radius=2),
+    lambda r: [rand(r, (1, 2, 2, 6), "float16")], rtol=2e-3, atol=2e-3)
