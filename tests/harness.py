@@ -39,9 +39,9 @@ def tf_function(fn, inputs, dynamic: bool = False):
 
 def run_tf(f, inputs) -> list[np.ndarray]:
     out = f(*inputs)
-    if isinstance(out, (list, tuple)):
-        return [np.asarray(o) for o in out]
-    return [np.asarray(out)]
+    outs = out if isinstance(out, (list, tuple)) else [out]
+    # .numpy(), not np.asarray: the latter fails on 0-d bfloat16 tensors
+    return [o.numpy() if hasattr(o, "numpy") else np.asarray(o) for o in outs]
 
 
 def check_tf(fn, inputs, rtol: float = 1e-6, atol: float = 1e-6, ops=(), dynamic: bool = False,
