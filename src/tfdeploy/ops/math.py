@@ -1,0 +1,467 @@
+"""Elementwise arithmetic: binary operators, powers, exponentials, trigonometry, rounding.
+
+Comparisons and logical ops live in ``math_compare``, special functions (Lgamma, Erf...) in
+``math_special``, matrix products in ``math_matmul``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..registry import IMPL_SCIPY, op
+from ._util import low_precision
+
+
+def _arr(r) -> np.ndarray:
+    """Ufuncs return numpy scalars for 0-d inputs; kernels always return arrays."""
+    return r if type(r) is np.ndarray else np.asarray(r)
+
+
+def _f32(fn, x: np.ndarray) -> np.ndarray:
+    """``fn(x)``, computed in float32 for float16/bfloat16 and cast back."""
+    if low_precision(x.dtype):
+        return _arr(fn(x.astype(np.float32))).astype(x.dtype)
+    return _arr(fn(x))
+
+
+def _f32_2(fn, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``fn(x, y)``, computed in float32 for float16/bfloat16 and cast back."""
+    if low_precision(x.dtype):
+        return _arr(fn(x.astype(np.float32), y.astype(np.float32))).astype(x.dtype)
+    return _arr(fn(x, y))
+
+
+def _check_int_divisor(y: np.ndarray) -> None:
+    if y.dtype.kind in "iu" and not np.all(y):
+        raise ValueError("Integer division by zero")
+
+
+def _trunc_div_int(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """C-style integer division (rounds toward zero), as TF's integer Div/TruncateDiv."""
+    q = np.floor_divide(x, y)
+    if x.dtype.kind == "i":
+        # floor and trunc differ where the remainder is non-zero and the signs differ
+        fix = (np.remainder(x, y) != 0) & ((x < 0) != (y < 0))
+        q = q + fix.astype(q.dtype)
+    return _arr(q)
+
+
+# --- addition, subtraction, multiplication -------------------------------------------------
+
+@op("AddV2")
+def AddV2(x, y):
+    """AddV2: x + y, broadcasting."""
+    return _arr(np.add(x, y))
+
+
+@op("Add")
+def Add(x, y):
+    """Add: x + y, broadcasting; strings are concatenated."""
+    if x.dtype == object or y.dtype == object:
+        r = np.add(x.astype(object), y.astype(object))
+        return r if type(r) is np.ndarray else np.array(r, dtype=object)
+    return _arr(np.add(x, y))
+
+
+@op("Sub")
+def Sub(x, y):
+    """Sub: x - y, broadcasting."""
+    return _arr(np.subtract(x, y))
+
+
+@op("Mul")
+def Mul(x, y):
+    """Mul: x * y, broadcasting."""
+    return _arr(np.multiply(x, y))
+
+
+@op("MulNoNan")
+def MulNoNan(x, y):
+    """MulNoNan: x * y, but 0 where y == 0 even if x is inf or nan."""
+    with np.errstate(invalid="ignore"):
+        return _arr(np.where(y == 0, np.zeros((), x.dtype), np.multiply(x, y)))
+
+
+@op("Neg")
+def Neg(x):
+    """Neg: -x."""
+    return _arr(np.negative(x))
+
+
+@op("AddN")
+def AddN(*inputs):
+    """AddN: the elementwise sum of all inputs (same shape and dtype)."""
+    out = np.array(inputs[0], copy=True)
+    for t in inputs[1:]:
+        np.add(out, t, out=out)
+    return out
+
+
+@op("SquaredDifference")
+def SquaredDifference(x, y):
+    """SquaredDifference: (x - y) * conj(x - y)."""
+    d = _arr(np.subtract(x, y))
+    if d.dtype.kind == "c":
+        return _arr(d * np.conj(d))
+    return np.multiply(d, d, out=d) if d.ndim else _arr(d * d)
+
+
+# --- division ------------------------------------------------------------------------------
+
+@op("RealDiv")
+def RealDiv(x, y):
+    """RealDiv: x / y (floats and complex; integers divide truncating, as TF's Div)."""
+    if x.dtype.kind in "iu":
+        _check_int_divisor(y)
+        return _trunc_div_int(x, y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _arr(np.divide(x, y))
+
+
+@op("Div")
+def Div(x, y):
+    """Div: x / y; integers divide rounding toward zero and raise on division by zero."""
+    return RealDiv(x, y)
+
+
+@op("TruncateDiv")
+def TruncateDiv(x, y):
+    """TruncateDiv: x / y rounded toward zero."""
+    if x.dtype.kind in "iu":
+        return RealDiv(x, y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _arr(np.trunc(np.divide(x, y)))
+
+
+@op("FloorDiv")
+def FloorDiv(x, y):
+    """FloorDiv: floor(x / y); integer division by zero raises."""
+    if x.dtype.kind in "iu":
+        _check_int_divisor(y)
+        return _arr(np.floor_divide(x, y))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # the quotient is rounded to the input's precision before flooring, as TF
+        return _arr(np.floor(np.divide(x, y)))
+
+
+@op("DivNoNan")
+def DivNoNan(x, y):
+    """DivNoNan: x / y, but 0 where y == 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _arr(np.where(y == 0, np.zeros((), x.dtype), np.divide(x, y)))
+
+
+def _trunc_mod(x, y):
+    if x.dtype.kind in "iu":
+        _check_int_divisor(y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _f32_2(np.fmod, x, y)
+
+
+@op("Mod")
+def Mod(x, y):
+    """Mod: the remainder of truncating division (C fmod; the result has x's sign)."""
+    return _trunc_mod(x, y)
+
+
+@op("TruncateMod")
+def TruncateMod(x, y):
+    """TruncateMod: the remainder of truncating division (C fmod; the result has x's sign)."""
+    return _trunc_mod(x, y)
+
+
+@op("FloorMod")
+def FloorMod(x, y):
+    """FloorMod: the remainder of flooring division (the result has y's sign)."""
+    if x.dtype.kind in "iu":
+        _check_int_divisor(y)
+        return _arr(np.remainder(x, y))
+
+    def floor_mod(a, b):
+        # TF: fmod, then shift by y where the signs differ (not numpy's divmod-based remainder)
+        r = _arr(np.fmod(a, b))
+        fix = (r != 0) & ((r < 0) != (b < 0))
+        return np.where(fix, r + b, r)
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _f32_2(floor_mod, x, y)
+
+
+@op("Reciprocal", "Inv")
+def Reciprocal(x):
+    """Reciprocal: 1 / x (integers: truncating, as TF)."""
+    if x.dtype.kind in "iu":
+        with np.errstate(divide="ignore"):
+            return _trunc_div_int(np.ones((), x.dtype), x)
+    with np.errstate(divide="ignore"):
+        return _arr(np.reciprocal(x))
+
+
+@op("Xdivy")
+def Xdivy(x, y):
+    """Xdivy: x / y, but 0 where x == 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _arr(np.where(x == 0, np.zeros((), x.dtype), np.divide(x, y)))
+
+
+# --- minimum, maximum, clipping ------------------------------------------------------------
+
+@op("Maximum")
+def Maximum(x, y):
+    """Maximum: the elementwise maximum, NaN if either is NaN."""
+    return _arr(np.maximum(x, y))
+
+
+@op("Minimum")
+def Minimum(x, y):
+    """Minimum: the elementwise minimum, NaN if either is NaN."""
+    return _arr(np.minimum(x, y))
+
+
+@op("ClipByValue")
+def ClipByValue(t, clip_value_min, clip_value_max):
+    """ClipByValue: max(min(t, clip_value_max), clip_value_min) (so min wins over max).
+
+    The bounds broadcast; TF requires scalars or the input's shape. Complex values are clipped
+    part by part (real and imaginary), as TF.
+    """
+    if t.dtype.kind == "c":
+        re = np.maximum(np.minimum(t.real, np.real(clip_value_max)), np.real(clip_value_min))
+        im = np.maximum(np.minimum(t.imag, np.imag(clip_value_max)), np.imag(clip_value_min))
+        return _arr(re + 1j * im).astype(t.dtype)
+    return _arr(np.maximum(np.minimum(t, clip_value_max), clip_value_min))
+
+
+# --- powers, exponentials and logarithms ---------------------------------------------------
+
+@op("Pow")
+def Pow(x, y):
+    """Pow: x ** y; integer x to a negative integer power raises (as TF)."""
+    if x.dtype.kind in "iu":
+        if y.dtype.kind == "i" and np.any(y < 0):
+            raise ValueError("Integers to negative integer powers are not allowed")
+        return _arr(np.power(x, y))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return _f32_2(np.power, x, y)
+
+
+@op("Square")
+def Square(x):
+    """Square: x * x."""
+    return _arr(np.multiply(x, x))
+
+
+@op("Sqrt")
+def Sqrt(x):
+    """Sqrt: the square root (NaN for negative reals)."""
+    with np.errstate(invalid="ignore"):
+        return _arr(np.sqrt(x))
+
+
+@op("Rsqrt")
+def Rsqrt(x):
+    """Rsqrt: 1 / sqrt(x)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if low_precision(x.dtype):
+            return _arr(1.0 / np.sqrt(x.astype(np.float32))).astype(x.dtype)
+        r = _arr(np.sqrt(x))
+        if r.ndim:
+            return np.divide(1, r, out=r)
+        return _arr(np.divide(1, r))
+
+
+@op("Exp")
+def Exp(x):
+    """Exp: e ** x."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _f32(np.exp, x)
+
+
+@op("Expm1")
+def Expm1(x):
+    """Expm1: e ** x - 1, accurate near 0."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if x.dtype.kind == "c":
+            return _cexpm1(x)
+        return _f32(np.expm1, x)
+
+
+def _cexpm1(z: np.ndarray) -> np.ndarray:
+    """expm1 of complex z, accurate near 0: re = expm1(a) cos(b) - 2 sin(b/2)^2."""
+    a, b = z.real, z.imag
+    re = np.expm1(a) * np.cos(b) - 2 * np.sin(b / 2) ** 2
+    return _arr(re + 1j * (np.exp(a) * np.sin(b))).astype(z.dtype)
+
+
+def _clog1p(z: np.ndarray) -> np.ndarray:
+    """log1p of complex z, accurate near 0: re = log1p(a (2 + a) + b^2) / 2 there."""
+    a, b = z.real, z.imag
+    near0 = (np.abs(a) < 0.5) & (np.abs(b) < 0.5)
+    re = np.where(near0, 0.5 * np.log1p(a * (2 + a) + b * b), np.log(np.hypot(1 + a, b)))
+    return _arr(re + 1j * np.arctan2(b, 1 + a)).astype(z.dtype)
+
+
+@op("Log")
+def Log(x):
+    """Log: the natural logarithm (-inf at 0, NaN for negative reals)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _f32(np.log, x)
+
+
+@op("Log1p")
+def Log1p(x):
+    """Log1p: log(1 + x), accurate near 0."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if x.dtype.kind == "c":
+            return _clog1p(x)
+        return _f32(np.log1p, x)
+
+
+def _xlog(x, logy):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _arr(np.where(x == 0, np.zeros((), x.dtype), np.multiply(x, logy)))
+
+
+@op("Xlogy")
+def Xlogy(x, y):
+    """Xlogy: x * log(y), but 0 where x == 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if low_precision(x.dtype):
+            return _xlog(x.astype(np.float32), np.log(y.astype(np.float32))).astype(x.dtype)
+        return _xlog(x, np.log(y))
+
+
+@op("Xlog1py")
+def Xlog1py(x, y):
+    """Xlog1py: x * log1p(y), but 0 where x == 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if low_precision(x.dtype):
+            return _xlog(x.astype(np.float32), np.log1p(y.astype(np.float32))).astype(x.dtype)
+        if x.dtype.kind == "c":
+            return _xlog(x, _clog1p(y))
+        return _xlog(x, np.log1p(y))
+
+
+# --- trigonometric and hyperbolic ----------------------------------------------------------
+
+def _unary(ufunc, name: str, doc: str):
+    def kernel(x):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return _f32(ufunc, x)
+
+    kernel.__name__ = kernel.__qualname__ = name
+    kernel.__doc__ = doc
+    return op(name)(kernel)
+
+
+Sin = _unary(np.sin, "Sin", "Sin: the sine.")
+Cos = _unary(np.cos, "Cos", "Cos: the cosine.")
+Tan = _unary(np.tan, "Tan", "Tan: the tangent.")
+Asin = _unary(np.arcsin, "Asin", "Asin: the inverse sine (NaN outside [-1, 1]).")
+Acos = _unary(np.arccos, "Acos", "Acos: the inverse cosine (NaN outside [-1, 1]).")
+Atan = _unary(np.arctan, "Atan", "Atan: the inverse tangent.")
+Sinh = _unary(np.sinh, "Sinh", "Sinh: the hyperbolic sine.")
+Cosh = _unary(np.cosh, "Cosh", "Cosh: the hyperbolic cosine.")
+Tanh = _unary(np.tanh, "Tanh", "Tanh: the hyperbolic tangent.")
+Asinh = _unary(np.arcsinh, "Asinh", "Asinh: the inverse hyperbolic sine.")
+Acosh = _unary(np.arccosh, "Acosh", "Acosh: the inverse hyperbolic cosine (NaN below 1).")
+Atanh = _unary(np.arctanh, "Atanh", "Atanh: the inverse hyperbolic tangent.")
+
+
+@op("Atan2")
+def Atan2(y, x):
+    """Atan2: the angle of the point (x, y), in [-pi, pi]."""
+    return _f32_2(np.arctan2, y, x)
+
+
+@op("Sigmoid")
+def Sigmoid(x):
+    """Sigmoid: 1 / (1 + exp(-x)), computed without overflow."""
+    if x.dtype.kind == "c":
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            # exp of the side with a non-positive real part, which cannot overflow
+            e = np.exp(np.where(x.real < 0, x, -x))
+            return _arr(np.where(x.real < 0, e, 1) / (1 + e))
+    xf = x.astype(np.float32) if low_precision(x.dtype) else x
+    # e = exp(-|x|) never overflows; sigmoid(x) = 1 / (1 + e) for x >= 0, e / (1 + e) below.
+    # The numerator is max(e, x >= 0): arithmetic, as np.where is slow on random masks.
+    e = _arr(np.abs(xf))
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    d = e + 1
+    np.maximum(e, xf >= 0, out=e)
+    np.divide(e, d, out=e)
+    return e.astype(x.dtype, copy=False)
+
+
+@op("Sigmoid", impl=IMPL_SCIPY)
+def Sigmoid_scipy(x):
+    """Sigmoid via scipy.special.expit."""
+    from scipy.special import expit
+
+    if low_precision(x.dtype):
+        return _arr(expit(x.astype(np.float32))).astype(x.dtype)
+    if x.dtype.kind == "c":
+        return Sigmoid(x)
+    return _arr(expit(x))
+
+
+# --- rounding, sign, classification --------------------------------------------------------
+
+@op("Abs")
+def Abs(x):
+    """Abs: |x| (integers wrap at the minimum, as TF)."""
+    return _arr(np.abs(x))
+
+
+@op("Sign")
+def Sign(x):
+    """Sign: -1, 0 or 1 (NaN stays NaN; complex: x / |x|)."""
+    return _arr(np.sign(x))
+
+
+@op("Floor")
+def Floor(x):
+    """Floor: round toward -inf."""
+    return _arr(np.floor(x))
+
+
+@op("Ceil")
+def Ceil(x):
+    """Ceil: round toward +inf."""
+    return _arr(np.ceil(x))
+
+
+@op("Round")
+def Round(x):
+    """Round: round half to even.
+
+    Deviation: integers are returned unchanged; TF's CPU kernel returns zeros for them.
+    """
+    if x.dtype.kind in "iu":
+        return np.array(x, copy=True)
+    return _arr(np.round(x))
+
+
+@op("Rint")
+def Rint(x):
+    """Rint: round half to even."""
+    return _arr(np.rint(x))
+
+
+@op("IsNan")
+def IsNan(x):
+    """IsNan: whether x is NaN."""
+    return _arr(np.isnan(x))
+
+
+@op("IsInf")
+def IsInf(x):
+    """IsInf: whether x is +inf or -inf."""
+    return _arr(np.isinf(x))
+
+
+@op("IsFinite")
+def IsFinite(x):
+    """IsFinite: whether x is neither inf nor NaN."""
+    return _arr(np.isfinite(x))
