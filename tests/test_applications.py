@@ -49,20 +49,38 @@ def _build(k, name: str, side: int):
         return ctor(**kw)
 
 
+# Deep random networks can be chaotic: TF's own output then moves by its whole scale when the
+# input moves by 1e-6, and no comparison means anything. Shrinking BatchNorm's gamma tames them.
+DAMP_GAMMA = {"EfficientNetV2L": 0.8}
+
+
+def _damp(model, factor: float) -> None:
+    for layer in model.layers:
+        if "BatchNormalization" in type(layer).__name__:
+            w = layer.get_weights()
+            w[0] = w[0] * factor
+            layer.set_weights(w)
+
+
 def _check(k, name, side, tmp_path):
     k.utils.set_random_seed(0)
     model = _build(k, name, side)
+    if name in DAMP_GAMMA:
+        _damp(model, DAMP_GAMMA[name])
     x = np.random.default_rng(0).uniform(0, 255 if "EfficientNet" in name or "ConvNeXt" in name
                                          or "RegNet" in name else 1,
                                          size=(2, side, side, 3)).astype(np.float32)
     want = np.asarray(model(x, training=False))
+    nudged = np.asarray(model(x * np.float32(1 + 1e-6), training=False))
+    scale = float(np.max(np.abs(want)))
+    assert np.max(np.abs(nudged - want)) < 1e-5 * scale, \
+        f"{name} is chaotic with these random weights: add it to DAMP_GAMMA"
     m = td.convert(model)
     p = tmp_path / f"{name}.tfd"
     m.save(p)
     del m
     (got,) = run_without_tf(p, [x], tmp_path)
     assert got.shape == want.shape and got.dtype == want.dtype
-    scale = float(np.max(np.abs(want)))
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * max(scale, 1e-3),
                                err_msg=name)
 

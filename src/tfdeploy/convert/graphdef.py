@@ -202,8 +202,12 @@ def graph_from_def(graph_def, inputs: list[str], outputs: list[str],
                 n.op = "PartitionedCall"
     g = Graph(nodes)
     inline_calls(g, functions)
-    for f in functions.values():
+    for name, f in list(functions.items()):
         inline_calls(f, functions)
+        # like the top level, keep only what the results depend on: Asserts and other
+        # control-only nodes go (their control edges were dropped at conversion)
+        args = [s.ref for s in f.inputs]
+        functions[name] = prune(f, [s.ref for s in f.outputs] + args)
     g = prune(g, [canonical_ref(r) for r in outputs])
     used = set()
     todo = [f for n in g.nodes for f in _called(n)]
