@@ -30,6 +30,29 @@ def test_case_dynamic(case):
     check_case(case, dynamic=True)
 
 
+def _scipy_params():
+    import tfdeploy.registry as reg
+
+    for c in CASES:
+        if any(reg.IMPL_SCIPY in (reg.get_opdef(o).impls if reg.get_opdef(o) else ())
+               for o in c.ops):
+            marks = [pytest.mark.xfail(reason=c.xfail, strict=True)] if c.xfail else []
+            yield pytest.param(c, id=c.id, marks=marks)
+
+
+@pytest.mark.parametrize("case", list(_scipy_params()))
+def test_case_scipy(case):
+    """Every case of an op with a scipy implementation, run again with IMPL_SCIPY."""
+    pytest.importorskip("scipy")
+    import tfdeploy as td
+
+    td.setup(None, td.IMPL_SCIPY)
+    try:
+        check_case(case)
+    finally:
+        td.setup(None, td.IMPL_NUMPY)
+
+
 def test_every_registered_op_has_a_case():
     import tfdeploy.registry as reg
 
