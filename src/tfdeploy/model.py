@@ -20,14 +20,15 @@ DEFAULT_KEY = "default"
 class Tensor:
     """A handle on one tensor of a model: evaluate it with ``eval(feed_dict)``."""
 
-    __slots__ = ("model", "key", "ref", "spec", "_hash")
+    # Identity semantics (no __eq__/__hash__): Model.get returns one object per tensor, and
+    # hashing stays in C on the eval hot path.
+    __slots__ = ("model", "key", "ref", "spec", "__weakref__")
 
     def __init__(self, model: Model, key: str, ref: str, spec: TensorSpec | None = None):
         self.model = model
         self.key = key
         self.ref = canonical_ref(ref)
         self.spec = spec
-        self._hash = hash((id(model), key, self.ref))
 
     @property
     def name(self) -> str:
@@ -53,12 +54,6 @@ class Tensor:
     def __repr__(self) -> str:
         return f"<tfdeploy.Tensor {self.ref!r} of graph {self.key!r}>"
 
-    def __hash__(self):
-        return self._hash
-
-    def __eq__(self, other):
-        return (isinstance(other, Tensor) and other.model is self.model
-                and other.key == self.key and other.ref == self.ref)
 
 
 def _node_dtype(node, index: int) -> str | None:
@@ -130,6 +125,7 @@ class Model:
         # hot-path caches: (fetches, feed keys) of eval() and the argument layout of __call__
         self._evals: dict = {}
         self._calls: dict = {}
+        self._tensors: dict[tuple[str, str], Tensor] = {}
         self._lock = threading.Lock()
         if path is not None:
             graphs, self.metadata = fileformat.load(path)
@@ -166,6 +162,7 @@ class Model:
             self._plans.clear()
             self._evals.clear()
             self._calls.clear()
+            self._tensors.clear()
 
     def save(self, path) -> None:
         """Write the model to one data-only file (any extension; ``model.pkl`` works too)."""
@@ -216,15 +213,21 @@ class Model:
             g = self.graphs[k]
             for s in g.inputs + g.outputs:
                 if s.name == name or (":" not in name and s.name == f"{name}:0"):
-                    return Tensor(self, k, s.ref, s)
+                    return self._tensor(k, canonical_ref(s.ref), s)
             node_name, _ = parse_ref(name)
             if node_name in g.by_name():
                 ref = canonical_ref(name)
                 spec = next((s for s in g.inputs + g.outputs if canonical_ref(s.ref) == ref), None)
-                return Tensor(self, k, ref, spec)
+                return self._tensor(k, ref, spec)
         avail = [s.name for g in self.graphs.values() for s in g.inputs + g.outputs]
         raise TFDeployError(f"no tensor named {name!r} in the model (signature names: "
                             f"{avail}; any node name also works)")
+
+    def _tensor(self, key: str, ref: str, spec: TensorSpec | None) -> Tensor:
+        t = self._tensors.get((key, ref))
+        if t is None:
+            t = self._tensors.setdefault((key, ref), Tensor(self, key, ref, spec))
+        return t
 
     # ------------------------------------------------------------------ evaluation
     def eval(self, fetches, feed_dict: Mapping | None = None):

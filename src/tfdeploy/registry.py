@@ -132,20 +132,30 @@ def choose_impl(d: OpDef) -> Callable:
     return next(iter(d.impls.values()))
 
 
+_SIMPLE = (bool, int, float, str, type(None))
+
+
 @functools.cache
-def _accepted_attrs(fn: Callable) -> tuple[frozenset[str], bool]:
-    """Names of the keyword attributes ``fn`` declares, and whether it takes ``**kwargs``."""
+def _accepted_attrs(fn: Callable) -> tuple[frozenset[str], bool, dict]:
+    """Names of the keyword attributes ``fn`` declares, whether it takes ``**kwargs``, and the
+    declared defaults of simple type."""
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):  # builtins: pass everything
-        return frozenset(), True
-    names, var_kw = set(), False
+        return frozenset(), True, {}
+    names, var_kw, defaults = set(), False, {}
     for p in sig.parameters.values():
         if p.kind is p.VAR_KEYWORD:
             var_kw = True
         elif p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
             names.add(p.name)
-    return frozenset(names), var_kw
+            if p.default is not p.empty and isinstance(p.default, _SIMPLE):
+                defaults[p.name] = p.default
+    return frozenset(names), var_kw, defaults
+
+
+def _is_default(value, default) -> bool:
+    return type(value) is type(default) and value == default
 
 
 def bind(d: OpDef, attrs: dict[str, Any], context: Any = None) -> Callable:
@@ -160,8 +170,11 @@ def bind(d: OpDef, attrs: dict[str, Any], context: Any = None) -> Callable:
         if not extra:
             return fn
         return lambda *inputs: fn(*inputs, *extra)
-    names, var_kw = _accepted_attrs(fn)
-    kw = {k: v for k, v in attrs.items() if var_kw or k in names}
+    names, var_kw, defaults = _accepted_attrs(fn)
+    # attributes equal to the kernel's own defaults are not bound: most nodes then need no
+    # functools.partial at all, which saves a call layer on the hot path
+    kw = {k: v for k, v in attrs.items() if (var_kw or k in names)
+          and not (k in defaults and _is_default(v, defaults[k]))}
     if d.needs_context:
         return fn(_ctx=context, **kw)
     return functools.partial(fn, **kw) if kw else fn
