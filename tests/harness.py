@@ -41,7 +41,9 @@ def run_tf(f, inputs) -> list[np.ndarray]:
     out = f(*inputs)
     outs = out if isinstance(out, (list, tuple)) else [out]
     # .numpy(), not np.asarray: the latter fails on 0-d bfloat16 tensors
-    return [o.numpy() if hasattr(o, "numpy") else np.asarray(o) for o in outs]
+    res = [np.asarray(o.numpy() if hasattr(o, "numpy") else o) for o in outs]
+    # TF gives string scalars as bytes: tfdeploy's strings are object arrays of bytes
+    return [r.astype(object) if r.dtype.kind in "SU" else r for r in res]
 
 
 def check_tf(fn, inputs, rtol: float = 1e-6, atol: float = 1e-6, ops=(), dynamic: bool = False,

@@ -1,4 +1,4 @@
-"""Ops the plan itself handles: Const, PlaceholderWithDefault (Placeholder is every case's input)."""
+"""Ops the plan handles itself: Const, PlaceholderWithDefault (and Placeholder, in every case)."""
 
 import numpy as np
 import tensorflow as tf
