@@ -150,7 +150,13 @@ def main(argv=None) -> int:
     i.add_argument("file")
     i.set_defaults(fn=info)
     args = p.parse_args(argv)
-    return args.fn(args)
+    from .errors import TFDeployError
+
+    try:
+        return args.fn(args)
+    except TFDeployError as e:  # the user's mistake or a bad file: the message, no traceback
+        print(f"tfdeploy {args.cmd}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
