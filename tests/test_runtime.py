@@ -226,3 +226,12 @@ def test_multiple_graphs_and_keys(tmp_path):
     np.testing.assert_allclose(b, m2(x), rtol=1e-6)
     with pytest.raises(td.TFDeployError, match="same graph"):
         loaded.eval([loaded.get("output"), loaded.get("output", key="graph_1")], {})
+
+
+def test_fetched_constants_are_copies():
+    nodes = [placeholder("x", "float32", None), const("c", np.arange(3, dtype=np.float32)),
+             Node("d", "Neg", ["c"], {"T": "float32"})]
+    m = model_of(nodes, ["x"], ["d"])
+    a = m.get("d").eval()
+    a[:] = 100  # the caller owns what it gets
+    np.testing.assert_array_equal(m.get("d").eval(), [0, -1, -2])

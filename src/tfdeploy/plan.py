@@ -202,6 +202,9 @@ def compile_plan(graph: Graph, fetches: list[str], feeds: list[str] = (), *,
             folded = _try_fold(kernel, [constants[s] for s in ins], outs_used)
             if folded is not None:
                 for i, value in folded.items():
+                    # read-only: a kernel writing into its input fails loudly instead of
+                    # corrupting every later evaluation
+                    value.setflags(write=False)
                     slot_of[(name, i)] = s = new_slot()
                     constants[s] = value
                 continue

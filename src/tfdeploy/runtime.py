@@ -57,7 +57,9 @@ def generate(plan):
             body.append(f"        {call}")
         if st.free:
             body.append("        " + " = ".join(f"s{s}" for s in st.free) + " = None")
-    fetch = "(" + "".join(f"s{s}, " for s in plan.fetch_slots) + ")"
+    # a fetched constant is copied: callers may write into what they get back
+    fetch = "(" + "".join(f"s{s}.copy(), " if s in plan.constants else f"s{s}, "
+                          for s in plan.fetch_slots) + ")"
     if body:
         lines.append("    k = -1")
         lines.append("    try:")
