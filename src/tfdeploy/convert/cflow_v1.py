@@ -33,7 +33,9 @@ import numpy as np
 from ..errors import ConversionError
 from ..graph import FuncAttr, Graph, Node, TensorSpec, canonical_ref, parse_ref
 
-SWITCH = frozenset({"Switch", "RefSwitch"})
+#: _SwitchN is the N-way switch TF's lowering of Case leaves in graphs (output i live when the
+#: index is i; an index out of range takes the last output)
+SWITCH = frozenset({"Switch", "RefSwitch", "_SwitchN"})
 MERGE = frozenset({"Merge", "RefMerge"})
 ENTER = frozenset({"Enter", "RefEnter"})
 EXIT = frozenset({"Exit", "RefExit"})
@@ -49,35 +51,96 @@ def has_control_flow_v1(graph: Graph) -> bool:
     return any(n.op in V1_OPS for g in [graph, *graph.functions.values()] for n in g.nodes)
 
 
-def control_inputs_of(graph_def) -> dict[str, list[str]]:
-    """Control inputs (``^name``) of every node of a GraphDef, by node name."""
-    out = {}
-    for nd in graph_def.node:
-        c = [i[1:] for i in nd.input if i.startswith("^")]
-        if c:
-            out[nd.name] = c
-    return out
+def control_inputs_of(graph_def) -> dict[str, dict[str, list[str]]]:
+    """The control inputs (``^name``) of a GraphDef's nodes: ``{"": {node: [names]}}`` for the
+    graph itself, and ``{function name: {node: [names]}}`` for each library function."""
+
+    def of(node_defs) -> dict[str, list[str]]:
+        out = {}
+        for nd in node_defs:
+            c = [i[1:] for i in nd.input if i.startswith("^")]
+            if c:
+                out[nd.name] = c
+        return out
+
+    maps = {"": of(graph_def.node)}
+    for f in graph_def.library.function:
+        maps[f.signature.name] = of(f.node_def)
+    return maps
 
 
 def raise_control_flow_v1(graph: Graph,
-                          control_inputs: dict[str, list[str]] | None = None) -> Graph:
-    """``graph`` with every TF1 loop a While node and every TF1 conditional an If node.
+                          control_inputs: dict[str, dict[str, list[str]]] | None = None
+                          ) -> Graph:
+    """``graph`` with every TF1 loop a While node and every TF1 conditional an If (or Case).
 
-    New functions are added to ``graph.functions``. Node names are kept: each ``Exit`` and
-    each ``Merge`` becomes an identity of the new node's output, so references into the graph
-    (outputs, feeds) stay valid. Call this before pruning: the control inputs may name nodes
-    that no data path reaches.
+    ``control_inputs`` is :func:`control_inputs_of` of the GraphDef the graph came from. The
+    functions of ``graph`` are raised too, and new functions are added to the result's
+    ``functions``. Node names are kept: each ``Exit`` and each ``Merge`` becomes an identity of
+    the new node's output, so references into the graph (outputs, feeds) stay valid. Call this
+    before pruning and before inlining function calls: it needs the nodes that only control
+    edges reach, under their original names.
     """
     if not has_control_flow_v1(graph):
         return graph
+    maps = control_inputs or {}
     functions = dict(graph.functions)
     taken = {n.name for g in [graph, *functions.values()] for n in g.nodes}
-    r = _Raiser(dict(control_inputs or {}), functions, taken)
+    r = _Raiser(dict(maps.get("", {})), functions, taken)
     nodes = r.raise_level(list(graph.nodes))
     for name, f in list(functions.items()):
         if any(n.op in V1_OPS for n in f.nodes):
-            functions[name] = Graph(r.raise_level(list(f.nodes)), f.inputs, f.outputs)
+            r.ctrl = dict(maps.get(name, {}))
+            body = r.raise_level(list(f.nodes))
+            body = _prune(body, [s.ref for s in f.outputs], None,
+                          [parse_ref(s.ref)[0] for s in f.inputs])
+            functions[name] = Graph(body, f.inputs, f.outputs)
     return Graph(nodes, list(graph.inputs), list(graph.outputs), functions)
+
+
+CALL_OPS = frozenset({"PartitionedCall", "StatefulPartitionedCall"})
+
+
+def select_cpu_implementations(graph_def):
+    """The GraphDef with calls of GPU-only function variants redirected to their CPU twins.
+
+    tf_keras LSTM/GRU layers register two implementations of one API (function attributes
+    ``api_implements`` and ``api_preferred_device``): the standard loop for CPU and
+    ``gpu_lstm_with_fallback`` (a CudnnRNNV3 branch) for GPU, and Grappler picks one by device.
+    A graph optimised on a GPU machine calls the GPU variant; this points such calls back at
+    the CPU variant with the same ``api_implements`` (same signature). Returns ``graph_def``
+    itself when nothing needs to change, else a modified copy.
+    """
+
+    def attr(f, key):
+        v = f.attr.get(key)
+        return v.s.decode("utf-8", "replace") if v is not None and v.s else None
+
+    funcs = list(graph_def.library.function)
+    cpu = {}
+    for f in funcs:
+        api, dev = attr(f, "api_implements"), attr(f, "api_preferred_device")
+        if api and dev == "CPU":
+            cpu[api] = f.signature.name
+    swap = {}
+    for f in funcs:
+        api, dev = attr(f, "api_implements"), attr(f, "api_preferred_device")
+        if api and dev and dev != "CPU" and api in cpu:
+            swap[f.signature.name] = cpu[api]
+    node_lists = [graph_def.node] + [f.node_def for f in funcs]
+    if not any((nd.op in CALL_OPS and nd.attr["f"].func.name in swap) or nd.op in swap
+               for nodes in node_lists for nd in nodes):
+        return graph_def
+    out = type(graph_def)()
+    out.CopyFrom(graph_def)
+    node_lists = [out.node] + [f.node_def for f in out.library.function]
+    for nodes in node_lists:
+        for nd in nodes:
+            if nd.op in CALL_OPS and nd.attr["f"].func.name in swap:
+                nd.attr["f"].func.name = swap[nd.attr["f"].func.name]
+            elif nd.op in swap:
+                nd.op = swap[nd.op]
+    return out
 
 
 def _dtype(node: Node, index: int = 0) -> str:
@@ -284,34 +347,60 @@ class _Raiser:
 
     # ------------------------------------------------------------------ conditionals
     def raise_conds(self, nodes: list[Node]) -> list[Node]:
-        for _ in range(len(nodes) + 1):
-            by = {n.name: n for n in nodes}
-            order = _topo(nodes, by, self.ctrl)
-            state = _branch_states(order, by, self.ctrl)
-            outer = []
-            for n in order:
-                if n.op in MERGE and state.merged[n.name][0] == ():
-                    p = state.merged[n.name][1]
-                    if p not in outer:
-                        outer.append(p)
-            if not outer:
-                return nodes
-            nodes = self.raise_cond(nodes, by, state, outer[0])
-        raise ConversionError("TF1 conditionals nest too deeply")
+        """Raise every outermost conditional of the level (their insides are disjoint)."""
+        by = {n.name: n for n in nodes}
+        st = _branch_states(_topo(nodes, by, self.ctrl), by, self.ctrl)
+        groups: dict[str, tuple[list, list, dict]] = {}  # pred -> (merges, switches, members)
 
-    def raise_cond(self, nodes: list[Node], by: dict, st: _States, p: str) -> list[Node]:
-        merges = [n for n in nodes if n.op in MERGE and st.merged.get(n.name) == ((), p)]
-        switches = [n for n in nodes if n.op in SWITCH and st.node[n.name] == ()
-                    and st.pred(n) == p]
-        switch_names = {s.name for s in switches}
-        members = {b: [n for n in nodes if n.name not in switch_names
-                       and st.node.get(n.name, ())[:1] == ((p, b),)] for b in (0, 1)}
-        member_names = {n.name for b in (0, 1) for n in members[b]}
+        def group(p):
+            return groups.setdefault(p, ([], [], {}))
+
+        for n in nodes:
+            state = st.node.get(n.name, ())
+            if n.op in MERGE and st.merged[n.name][0] == ():
+                group(st.merged[n.name][1])[0].append(n)
+            elif n.op in SWITCH and state == ():
+                group(st.pred(n))[1].append(n)
+            elif state:
+                group(state[0][0])[2].setdefault(state[0][1], []).append(n)
+        if not groups:
+            return nodes
+        index_used = {parse_ref(r)[0] for n in nodes for r in n.inputs if parse_ref(r)[1] == 1}
+        emit: dict[str, list[Node]] = {}  # node name -> the nodes replacing it
+        removed: set[str] = set()
+        for p, (merges, switches, members) in groups.items():
+            for n in switches + [n for b in members.values() for n in b]:
+                removed.add(n.name)
+            if merges:
+                emit.update(self.raise_cond(merges, switches, members, by, st, p, index_used))
+        out = []
+        for n in nodes:
+            if n.name in emit:
+                out.extend(emit[n.name])
+            elif n.name not in removed:
+                out.append(n)
+        _check_no_refs(out, removed, "TF1 conditional")
+        return out
+
+    def raise_cond(self, merges: list[Node], switches: list[Node], members: dict, by: dict,
+                   st: _States, p: str, index_used: set) -> dict[str, list[Node]]:
+        """An If (or Case) for the outermost conditional on predicate ``p``; returns the nodes
+        replacing each of its Merge nodes."""
+        if not switches:
+            raise ConversionError(f"TF1 conditional on {p!r}: no Switch found")
+        n_way = {_n_outputs(s) for s in switches}
+        if len(n_way) != 1:
+            raise ConversionError(f"TF1 conditional on {p!r}: switches with different numbers "
+                                  f"of branches {sorted(n_way)}")
+        nb = n_way.pop()
+        is_case = switches[0].op == "_SwitchN"
+        members = {b: members.get(b, []) for b in range(nb)}
+        member_names = {n.name for b in range(nb) for n in members[b]}
         prefix = merges[0].name.rsplit("/", 1)[0] if "/" in merges[0].name else merges[0].name
-        # inputs: the switched values (one per value, shared by both branches), then captures
+        # inputs: the switched values (one per value, shared by all branches), then captures
         args: list[tuple[str, str]] = []
         outer_inputs: list[str] = []
-        sub: dict[int, dict[str, str]] = {0: {}, 1: {}}
+        sub: dict[int, dict[str, str]] = {b: {} for b in range(nb)}
         arg_of: dict[str, str] = {}
         for s in switches:
             d = canonical_ref(s.inputs[0])
@@ -319,32 +408,33 @@ class _Raiser:
                 arg_of[d] = a = self.unique(f"{prefix}/input_{len(args)}")
                 args.append((a, _dtype(s)))
                 outer_inputs.append(d)
-            for b in (0, 1):
+            for b in range(nb):
                 sub[b][f"{s.name}:{b}"] = f"{arg_of[d]}:0"
         # which input of each Merge comes from which branch
-        index_used = {parse_ref(r)[0] for n in nodes for r in n.inputs
-                      if parse_ref(r)[1] == 1 and parse_ref(r)[0] in {m.name for m in merges}}
-        outs: dict[int, list[str]] = {0: [], 1: []}
-        consts: dict[int, list[Node]] = {0: [], 1: []}
+        index_used = {m.name for m in merges if m.name in index_used}
+        outs: dict[int, list[str]] = {b: [] for b in range(nb)}
+        consts: dict[int, list[Node]] = {b: [] for b in range(nb)}
         for m in merges:
-            side = self.merge_sides(m, st, p)
-            for b in (0, 1):
+            side = self.merge_sides(m, st, p, nb)
+            for b in range(nb):
                 outs[b].append(_sub(side[b], sub[b]))
             if m.name in index_used:
-                for b in (0, 1):
-                    c = Node(self.unique(f"{m.name}/value_index_{b}"), "Const", [],
-                             {"dtype": "int32",
-                              "value": np.array(m.inputs.index(side[b]), dtype=np.int32)})
-                    consts[b].append(c)
-        for b in (0, 1):
+                for b in range(nb):
+                    consts[b].append(Node(
+                        self.unique(f"{m.name}/value_index_{b}"), "Const", [],
+                        {"dtype": "int32", "value": np.array(m.inputs.index(side[b]),
+                                                             dtype=np.int32)}))
+        for b in range(nb):
             outs[b] += [f"{c.name}:0" for c in consts[b]]
-        groups = [consts[b] + _copy(members[b], sub[b]) for b in (0, 1)]
-        for b in (0, 1):
+        groups = [consts[b] + _copy(members[b], sub[b]) for b in range(nb)]
+        for b in range(nb):
+            mine = {n.name for n in members[b]}
             for r in [r for n in groups[b] for r in n.inputs] + outs[b]:
-                if parse_ref(r)[0] in member_names - {n.name for n in members[b]}:
+                if parse_ref(r)[0] in member_names - mine:
                     raise ConversionError(f"TF1 conditional on {p!r}: branch {b} reads {r!r} "
-                                          "from the other branch")
-        groups, (outs0, outs1), captured = self.close(groups, [outs[0], outs[1]], args, by)
+                                          "from another branch")
+        groups, outs_list, captured = self.close(groups, [outs[b] for b in range(nb)], args,
+                                                 by)
         csub = {}
         for k, c in enumerate(captured):
             a = self.unique(f"{prefix}/captured_{k}")
@@ -353,61 +443,58 @@ class _Raiser:
             csub[c] = f"{a}:0"
         for g in groups:
             _subst_all(g, csub)
-        outs0 = [_sub(r, csub) for r in outs0]
-        outs1 = [_sub(r, csub) for r in outs1]
-        else_name = self.make_function(f"{prefix}_else", groups[0], args, outs0)
-        then_name = self.make_function(f"{prefix}_then", groups[1], args, outs1)
+        names = []
+        for b in range(nb):
+            hint = f"{prefix}_branch{b}" if is_case else f"{prefix}_{('else', 'then')[b]}"
+            names.append(self.make_function(hint, groups[b], args,
+                                            [_sub(r, csub) for r in outs_list[b]]))
         out_types = [_dtype(m) for m in merges] + ["int32"] * len(consts[0])
-        iname = self.unique(f"{prefix}/If")
-        node = Node(iname, "If", [p] + outer_inputs,
-                    {"Tcond": "bool", "Tin": [dt for _, dt in args], "Tout": out_types,
-                     "then_branch": FuncAttr(then_name), "else_branch": FuncAttr(else_name),
-                     "output_shapes": []})
+        common = {"Tin": [dt for _, dt in args], "Tout": out_types, "output_shapes": []}
+        if is_case:
+            node = Node(self.unique(f"{prefix}/Case"), "Case", [p] + outer_inputs,
+                        {**common, "branches": [FuncAttr(n) for n in names]})
+        else:
+            node = Node(self.unique(f"{prefix}/If"), "If", [p] + outer_inputs,
+                        {**common, "Tcond": "bool", "then_branch": FuncAttr(names[1]),
+                         "else_branch": FuncAttr(names[0])})
         replaced = {}
         k_idx = len(merges)
         for k, m in enumerate(merges):
-            ins, types = [f"{iname}:{k}"], [out_types[k]]
+            ins, types = [f"{node.name}:{k}"], [out_types[k]]
             if m.name in index_used:
-                ins.append(f"{iname}:{k_idx}")
+                ins.append(f"{node.name}:{k_idx}")
                 types.append("int32")
                 k_idx += 1
-            replaced[m.name] = Node(m.name, "IdentityN", ins, {"T": types})
-        removed = member_names | switch_names
-        out = []
-        placed = False
-        for n in nodes:
-            if n.name in replaced:
-                if not placed:
-                    out.append(node)
-                    placed = True
-                out.append(replaced[n.name])
-            elif n.name not in removed:
-                out.append(n)
-        _check_no_refs(out, removed, f"TF1 conditional on {p!r}")
-        return out
+            if len(ins) == 1:
+                replaced[m.name] = Node(m.name, "Identity", ins, {"T": types[0]})
+            else:
+                replaced[m.name] = Node(m.name, "IdentityN", ins, {"T": types})
+        emit = {m.name: [replaced[m.name]] for m in merges}
+        emit[merges[0].name].insert(0, node)
+        return emit
 
     @staticmethod
-    def merge_sides(m: Node, st: _States, p: str) -> list[str]:
-        """The input of Merge ``m`` taken when ``p`` is false, and the one when it is true."""
-        if len(m.inputs) != 2:
+    def merge_sides(m: Node, st: _States, p: str, nb: int) -> list[str]:
+        """The input of Merge ``m`` taken in each branch of the conditional on ``p``."""
+        if len(m.inputs) != nb:
             raise ConversionError(f"TF1 conditional: Merge {m.name!r} has {len(m.inputs)} "
-                                  "inputs; expected 2")
-        side: list = [None, None]
+                                  f"inputs for {nb} branches")
+        side: list = [None] * nb
         free = []
         for r in m.inputs:
             s = st.out(r)
-            if s[:1] in (((p, 0),), ((p, 1),)) and side[s[0][1]] is None:
+            if s and s[0][0] == p and side[s[0][1]] is None:
                 side[s[0][1]] = r
             else:
                 free.append(r)
-        for b in (0, 1):
-            if side[b] is None and free:
-                side[b] = free.pop(0)
-        if side[0] is None or side[1] is None or free:
+        missing = [b for b in range(nb) if side[b] is None]
+        if len(missing) != len(free) or len(missing) > 1:
             raise ConversionError(f"TF1 conditional: cannot tell which branch each input of "
                                   f"Merge {m.name!r} comes from (convert with the GraphDef's "
                                   "control inputs)")
-        return [canonical_ref(side[0]), canonical_ref(side[1])]
+        for b, r in zip(missing, free):
+            side[b] = r
+        return [canonical_ref(r) for r in side]
 
 
 # ---------------------------------------------------------------------------- analysis
@@ -563,6 +650,12 @@ class _States:
         return _through_identities(self.by, switch.inputs[1])
 
 
+def _n_outputs(switch: Node) -> int:
+    if switch.op == "_SwitchN":
+        return int(switch.attrs.get("num_outs", 0))
+    return 2
+
+
 def _through_identities(by: dict, ref: str) -> str:
     name, i = parse_ref(ref)
     for _ in range(len(by) + 1):
@@ -596,7 +689,10 @@ def _branch_states(order: list[Node], by: dict, ctrl: dict) -> _States:
         if n.op in MERGE:
             longest = max(ins, key=len, default=())
             if not longest:
-                raise ConversionError(f"TF1 conditional: no Switch feeds Merge {n.name!r}")
+                raise ConversionError(f"TF1 conditional: no Switch output reaches Merge "
+                                      f"{n.name!r}, so its branches are unknown (its inputs "
+                                      "are constants placed by control inputs: pass "
+                                      "control_inputs_of(graph_def))")
             outer, (p, _) = longest[:-1], longest[-1]
             for s in ins:
                 if s and (s[:-1] != outer or s[-1][0] != p) and s != outer[:len(s)]:

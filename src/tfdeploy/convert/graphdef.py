@@ -8,6 +8,12 @@ import numpy as np
 
 from ..errors import ConversionError
 from ..graph import FuncAttr, Graph, Node, TensorSpec, canonical_ref, parse_ref
+from .cflow_v1 import (
+    control_inputs_of,
+    has_control_flow_v1,
+    raise_control_flow_v1,
+    select_cpu_implementations,
+)
 
 #: ops that call a function given by attribute ``f`` and can be inlined
 CALL_OPS = frozenset({"PartitionedCall", "StatefulPartitionedCall"})
@@ -177,6 +183,7 @@ def graph_from_def(graph_def, inputs: list[str], outputs: list[str],
                    input_names: list[str] | None = None,
                    output_names: list[str] | None = None) -> Graph:
     """Convert, prune to what ``outputs`` need, inline calls; inputs/outputs are tensor refs."""
+    graph_def = select_cpu_implementations(graph_def)  # never a CudnnRNN branch
     library = {f.signature.name: f for f in graph_def.library.function}
     nodes = [node_from_def(nd) for nd in graph_def.node]
     by = {n.name: n for n in nodes}
@@ -200,6 +207,12 @@ def graph_from_def(graph_def, inputs: list[str], outputs: list[str],
             if n.op in library:
                 n.attrs = {"f": FuncAttr(n.op, {}), "Tin": [], "Tout": []}
                 n.op = "PartitionedCall"
+    # TF1 control flow (Switch/Merge/Enter/Exit...), also what freezing leaves of switch_case:
+    # raised to functional While/If/Case before anything prunes by data edges
+    g = Graph(nodes, functions=functions)
+    if has_control_flow_v1(g):
+        g = raise_control_flow_v1(g, control_inputs_of(graph_def))
+        nodes, functions = g.nodes, g.functions
     g = Graph(nodes)
     inline_calls(g, functions)
     for name, f in list(functions.items()):
