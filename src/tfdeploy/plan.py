@@ -196,8 +196,20 @@ def compile_plan(graph: Graph, fetches: list[str], feeds: list[str] = (), *,
                                      f"{i} is read")
                 slot_of[(name, i)] = ins[i]
             continue
-        kernel = registry.bind(registry.get_opdef(op), node.attrs, ctx)
         d = registry.get_opdef(op)
+        kernel = registry.bind(d, node.attrs, ctx)
+        if d.specializers and any(s in constants for s in ins) and \
+                not all(s in constants for s in ins):
+            fast = registry.specialize(d, node.attrs, [constants.get(s) for s in ins])
+            if fast is not None:
+                kernel = fast
+                ins = [s for s in ins if s not in constants]
+                outs = []
+                for i in outs_used:
+                    slot_of[(name, i)] = s = new_slot()
+                    outs.append((i, s))
+                steps.append(Step(node, kernel, tuple(ins), tuple(outs)))
+                continue
         if fold and not d.stateful and all(s in constants for s in ins) and ins:
             folded = _try_fold(kernel, [constants[s] for s in ins], outs_used)
             if folded is not None:

@@ -43,6 +43,10 @@ class OpDef:
     #: the kernel is a factory: called once at bind time as ``fn(_ctx=context, **attrs)``, it
     #: returns the callable run for each evaluation (control flow compiles nested plans so)
     needs_context: bool = False
+    #: per implementation: ``spec(consts, **attrs)`` where ``consts`` lists each input's value
+    #: if it is a load-time constant, else None; returns a faster callable taking only the
+    #: other inputs, or None (see :func:`specializer`)
+    specializers: dict[str, Callable] = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, OpDef] = {}
@@ -91,6 +95,34 @@ def register(type: str, fn: Callable, impl: str = IMPL_NUMPY, stateful: bool = F
     if positional_attrs is not None:
         d.positional_attrs = tuple(positional_attrs)
     return d
+
+
+def specializer(*types: str, impl: str = IMPL_NUMPY) -> Callable[[Callable], Callable]:
+    """Register a specializer for the ``impl`` kernel of ``types``: when some of a node's inputs
+    are constants at load time (StridedSlice's begin/end/strides, a Reshape's shape...), the plan
+    calls ``spec(consts, **attrs)`` once and, if it returns a callable, runs that on the
+    remaining inputs instead of the generic kernel."""
+    _check_impl(impl)
+
+    def decorate(fn: Callable) -> Callable:
+        for t in types:
+            d = _REGISTRY.get(t)
+            if d is None or impl not in d.impls:
+                raise TFDeployError(f"specializer for {t!r}: register its {impl} kernel first")
+            d.specializers[impl] = fn
+        return fn
+
+    return decorate
+
+
+def specialize(d: OpDef, attrs: dict[str, Any], consts: list) -> Callable | None:
+    """A specialized kernel of ``d`` for these constant inputs, or None."""
+    fn = choose_impl(d)
+    for impl, spec in d.specializers.items():
+        if d.impls.get(impl) is fn:
+            names, var_kw, _ = _accepted_attrs(spec)
+            return spec(consts, **{k: v for k, v in attrs.items() if var_kw or k in names})
+    return None
 
 
 def unregister(type: str) -> None:
