@@ -235,3 +235,20 @@ def test_fetched_constants_are_copies():
     a = m.get("d").eval()
     a[:] = 100  # the caller owns what it gets
     np.testing.assert_array_equal(m.get("d").eval(), [0, -1, -2])
+
+
+def test_string_feeds_become_bytes():
+    registry.register("TestStrLen", lambda x: np.array([len(v) for v in x.reshape(-1)],
+                                                       np.int32).reshape(x.shape), replace=True)
+    try:
+        m = model_of([placeholder("s", "string", [None]), Node("n", "TestStrLen", ["s"])],
+                     ["s"], ["n"])
+        for feed in (np.array(["ab", "été"]), np.array([b"ab", "été".encode()]),
+                     np.array(["ab", b"\xc3\xa9t\xc3\xa9"], dtype=object), ["ab", "été"]):
+            np.testing.assert_array_equal(m(feed), [2, 5])
+        with pytest.raises(td.FeedError, match="string input holds a int"):
+            m(np.array(["ab", 3], dtype=object))
+        with pytest.raises(td.FeedError, match="expects string"):
+            m(np.array([1.0]))
+    finally:
+        registry.unregister("TestStrLen")

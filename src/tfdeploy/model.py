@@ -82,9 +82,9 @@ class _FeedCheck:
     def __call__(self, value):
         a = value if type(value) is np.ndarray else np.asarray(value)
         dt = self.dtype
-        if dt is not None and a.dtype != dt:
+        if dt is not None and (a.dtype != dt or dt.kind == "O"):
             if dt.kind == "O":
-                a = a.astype(object) if a.dtype.kind in "SU" else _fail_dtype(self, a)
+                a = _as_bytes(a) if a.dtype.kind in "SUO" else _fail_dtype(self, a)
             elif np.can_cast(a.dtype, dt, "same_kind") or (
                     a.dtype.kind == "b" and dt.kind in "biuf"):
                 a = a.astype(dt)
@@ -100,6 +100,25 @@ class _FeedCheck:
                     raise FeedError(f"input {self.name!r} expects shape {_fmt_shape(shape)}, "
                                     f"got {a.shape}")
         return a
+
+
+def _as_bytes(a: np.ndarray) -> np.ndarray:
+    """A string feed as TF holds it: an object array of bytes (str is encoded as UTF-8)."""
+    if a.dtype.kind == "U":
+        return np.char.encode(a, "utf-8").astype(object)
+    if a.dtype.kind == "S":
+        return a.astype(object)
+    flat = a.reshape(-1)
+    if any(type(v) is not bytes for v in flat.tolist()):
+        out = np.empty(flat.shape, dtype=object)
+        for i, v in enumerate(flat.tolist()):
+            if isinstance(v, str):
+                v = v.encode("utf-8")
+            elif not isinstance(v, bytes):
+                raise FeedError(f"string input holds a {type(v).__name__}: {v!r}")
+            out[i] = v
+        return out.reshape(a.shape)
+    return a
 
 
 def _fail_dtype(check: _FeedCheck, a: np.ndarray):

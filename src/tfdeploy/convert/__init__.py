@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import ConversionError
 from ..graph import Graph, canonical_ref
 from .graphdef import graph_from_def
+from .tables import freeze_graph_tables, freeze_tables
 
 __all__ = ["convert", "to_graph"]
 
@@ -165,6 +166,7 @@ def _from_concrete(cf, output_names=None) -> Graph:
         gd, ins, outs = _freeze(cf)
     except Exception as e:
         raise ConversionError(f"TensorFlow could not freeze the function: {e}") from e
+    gd, ins = freeze_tables(cf, gd, ins)  # lookup tables become data too
     unfrozen = [t.name for t in ins if t.dtype == tf.resource]
     if unfrozen:
         raise ConversionError(f"resources could not be frozen into constants: {unfrozen} (a "
@@ -210,6 +212,7 @@ def _from_saved_model(path: str, signature: str | None) -> Graph:
 
 
 def _from_graph_def(gd, inputs, outputs) -> Graph:
+    gd = freeze_graph_tables(gd)
     if isinstance(inputs, str):
         inputs = [inputs]
     if isinstance(outputs, str):
@@ -263,6 +266,7 @@ def _from_session(tensors, sess, inputs=None) -> Graph:
             sess, gd, sorted({r.split(":")[0] for r in refs}))
     except Exception as e:
         raise ConversionError(f"TensorFlow could not freeze the session's variables: {e}") from e
+    frozen = freeze_graph_tables(frozen, sess)
     g = _from_graph_def(frozen, inputs, refs)
     # keep TF's names for the outputs ("output:0" is found as "output" too)
     for s in g.outputs:
