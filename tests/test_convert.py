@@ -227,3 +227,13 @@ def test_tf1_placeholder_with_default_fed_or_not():
     compare(model.get("y").eval({"x": xv, "scale": np.float32(5)}), xv * 5)
     with pytest.raises(td.FeedError, match="input 'scale' expects rank 0"):
         model.get("y").eval({"x": xv, "scale": np.ones(2, np.float32)})
+
+
+def test_unfrozen_graph_def_names_its_variables():
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 2], name="x")
+        w = tf.compat.v1.Variable(np.ones((2, 2), np.float32), name="w")
+        tf.matmul(x, w, name="y")
+    with pytest.raises(td.ConversionError, match="variable.*'w'.*freeze it first"):
+        td.convert(g.as_graph_def(), inputs=["x"], outputs=["y"])

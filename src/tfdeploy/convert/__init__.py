@@ -233,8 +233,19 @@ def _from_graph_def(gd, inputs, outputs) -> Graph:
     names_out = [r.split(":")[0] if r.endswith(":0") else r for r in output_refs]
     g = graph_from_def(gd, input_refs, output_refs, input_names=names_in,
                        output_names=names_out)
+    variables = [n.name for n in g.nodes if n.op in _VARIABLE_OPS]
+    if variables:
+        shown = ", ".join(repr(v) for v in variables[:5])
+        raise ConversionError(
+            f"the graph reads {len(variables)} variable(s) whose values it does not hold "
+            f"({shown}{' ...' if len(variables) > 5 else ''}): freeze it first "
+            "(tf.compat.v1.graph_util.convert_variables_to_constants), or convert from the "
+            "session with model.add(tensor, sess), or from a SavedModel")
     _fill_output_dtypes(g)
     return g
+
+
+_VARIABLE_OPS = frozenset({"VariableV2", "Variable", "VarHandleOp", "VarIsInitializedOp"})
 
 
 def _fill_output_dtypes(g: Graph) -> None:
