@@ -292,8 +292,15 @@ def _pad_constant(x, paddings, value):
     if not any(v for row in p for v in row):
         return x
     shape = [d + lo + hi for d, (lo, hi) in zip(x.shape, p)]
-    out = np.full(shape, value, dtype=x.dtype)
-    out[tuple(slice(lo, lo + d) for d, (lo, _) in zip(x.shape, p))] = x
+    out = np.empty(shape, dtype=x.dtype)
+    inner = tuple(slice(lo, lo + d) for d, (lo, _) in zip(x.shape, p))
+    out[inner] = x
+    # write each cell once: the border slabs only, not a full fill then the interior again
+    for i, (d, (lo, hi)) in enumerate(zip(x.shape, p)):
+        if lo:
+            out[inner[:i] + (slice(0, lo),)] = value
+        if hi:
+            out[inner[:i] + (slice(lo + d, None),)] = value
     return out
 
 

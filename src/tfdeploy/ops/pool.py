@@ -34,8 +34,14 @@ def _geometry(shape, ksize, strides, padding, explicit=None):
 def _padded(x, geom, value):
     if not any(lo or hi for _, lo, hi in geom):
         return x
-    out = np.full([n + lo + hi for n, (_, lo, hi) in zip(x.shape, geom)], value, dtype=x.dtype)
-    out[tuple(slice(lo, lo + n) for n, (_, lo, _) in zip(x.shape, geom))] = x
+    out = np.empty([n + lo + hi for n, (_, lo, hi) in zip(x.shape, geom)], dtype=x.dtype)
+    inner = tuple(slice(lo, lo + n) for n, (_, lo, _) in zip(x.shape, geom))
+    out[inner] = x
+    for i, (n, (_, lo, hi)) in enumerate(zip(x.shape, geom)):  # the borders, once
+        if lo:
+            out[inner[:i] + (slice(0, lo),)] = value
+        if hi:
+            out[inner[:i] + (slice(lo + n, None),)] = value
     return out
 
 
@@ -64,12 +70,13 @@ def _max_pool(x, ksize, strides, padding, explicit=None):
     geom = _geometry(x.shape, ksize, strides, padding, explicit)
     outs = [g[0] for g in geom]
     xp = _padded(x, geom, _lowest(x.dtype))
-    out = None
-    for v in _taps(xp, ksize, strides, outs):
-        if out is None:
-            out = v.copy()
-        else:
-            np.maximum(out, v, out=out)
+    taps = _taps(xp, ksize, strides, outs)
+    out = next(taps)
+    second = next(taps, None)
+    # the first two taps make the output buffer: no separate copy pass
+    out = out.copy() if second is None else np.maximum(out, second)
+    for v in taps:
+        np.maximum(out, v, out=out)
     return out
 
 
@@ -100,13 +107,13 @@ def _avg_pool(x, ksize, strides, padding):
     dt = x.dtype
     acc = np.float32 if low_precision(dt) else dt
     xp = _padded(x.astype(acc, copy=False), geom, 0)
-    out = None
-    for v in _taps(xp, ksize, strides, outs):
-        if out is None:
-            out = v.copy()
-        else:
-            out += v
-    if out is None or out.size == 0:
+    taps = _taps(xp, ksize, strides, outs)
+    out = next(taps)
+    second = next(taps, None)
+    out = out.copy() if second is None else np.add(out, second)
+    for v in taps:
+        out += v
+    if out.size == 0:
         return np.zeros(outs, dtype=dt)
     # the divisor counts the window cells inside the input, per dim, as TF does
     count = np.ones((), dtype=acc)

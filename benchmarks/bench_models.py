@@ -1,0 +1,214 @@
+"""Convolutional networks: tfdeploy ``model(x)`` against TensorFlow (and onnxruntime).
+
+Keras 3 models with random weights (``weights=None``, logits out): MobileNetV2 (alpha 1.0),
+ResNet50 and EfficientNetB0 at 224x224, and the small CNN of ``tfdeploy example``, each at
+batch 1 and 8. TensorFlow runs a ``tf.function`` of the model with ``training=False``, called
+on numpy with the result ``.numpy()``'d; onnxruntime (through tf2onnx) is a column only when
+both are importable. Outputs are checked to agree before anything is timed. Ratios > 1 in the
+``/tfdeploy`` columns mean tfdeploy is faster than that column.
+
+    python benchmarks/bench_models.py [--quick] [--models mobilenetv2,cnn] [--batches 1,8]
+    python benchmarks/bench_models.py --profile mobilenetv2 --batches 1   # time per op
+
+Both sides get the same number of threads (``--threads``, default 1: OpenBLAS for numpy, intra-
+and inter-op pools for TF). On a busy machine multi-threaded OpenBLAS is dominated by scheduling
+stalls: a 50 us matmul can take 15 ms when one of its threads is descheduled, and on the 2-core
+machine shared with other jobs where this was written, ResNet50 at batch 1 took 940 ms with two
+BLAS threads against 98 ms with one, even in a process without TensorFlow. One thread gives the
+figures worth comparing; ``--threads 0`` shows the libraries' defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(__file__))
+
+from common import fmt, table, timeit  # noqa: E402
+
+MODELS = ("mobilenetv2", "resnet50", "efficientnetb0", "cnn")
+
+
+def build(name: str, size: int):
+    """The Keras model ``name`` with random weights, for ``size`` x ``size`` images."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    apps = keras.applications
+    shape = (size, size, 3)
+    if name == "mobilenetv2":
+        return apps.MobileNetV2(weights=None, input_shape=shape, alpha=1.0,
+                                classifier_activation=None)
+    if name == "resnet50":
+        return apps.ResNet50(weights=None, input_shape=shape, classifier_activation=None)
+    if name == "efficientnetb0":
+        return apps.EfficientNetB0(weights=None, input_shape=shape, classifier_activation=None)
+    if name == "cnn":  # the model of `tfdeploy example` (src/tfdeploy/cli.py)
+        return keras.Sequential([
+            keras.Input((28, 28, 1), name="image"),
+            keras.layers.Conv2D(16, 3, activation="relu", padding="same"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(32, 3, activation="relu"),
+            keras.layers.BatchNormalization(),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(64, activation="gelu"),
+            keras.layers.Dense(10, name="logits"),
+        ])
+    raise SystemExit(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+
+
+def onnx_runner(model, batch_shape, threads: int):
+    """An onnxruntime session of ``model`` through tf2onnx, or None if either is missing."""
+    try:
+        import onnxruntime as ort
+        import tensorflow as tf
+        import tf2onnx
+    except ImportError:
+        return None
+    spec = (tf.TensorSpec((None, *batch_shape[1:]), tf.float32, name="x"),)
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=17)
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = opts.inter_op_num_threads = threads
+    sess = ort.InferenceSession(proto.SerializeToString(), opts,
+                                providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return lambda v: sess.run(None, {name: v})[0]
+
+
+def per_op_profile(tdm, x, n: int = 3, clock=time.perf_counter) -> list[tuple[str, float, int]]:
+    """(op description, seconds per run, calls per run) of ``tdm``'s default plan, slowest
+    first, the best of ``n`` runs per node. Convolutions are split by kernel size and stride,
+    since those take different paths."""
+    from tfdeploy.plan import compile_plan
+    from tfdeploy.runtime import generate
+
+    g = tdm.default_graph
+    plan = compile_plan(g, [s.ref for s in g.outputs], [s.ref for s in g.inputs])
+    best: dict[int, list] = {}
+
+    def wrap(kernel, node):
+        def timed(*args):
+            t0 = clock()
+            out = kernel(*args)
+            dt = clock() - t0
+            key = node.op
+            if node.op in ("Conv2D", "DepthwiseConv2dNative") and len(args) > 1:
+                kh, kw = args[1].shape[:2]
+                st = node.attrs.get("strides", [1, 1, 1, 1])[1]
+                key = f"{node.op} {kh}x{kw}/s{st}"
+            a = best.setdefault(id(node), [key, dt])
+            a[1] = min(a[1], dt)
+            return out
+        return timed
+
+    for st in plan.steps:
+        st.kernel = wrap(st.kernel, st.node)
+    run = generate(plan)
+    run((x,))
+    best.clear()
+    for _ in range(n):
+        run((x,))
+    acc: dict[str, list] = {}
+    for key, dt in best.values():
+        a = acc.setdefault(key, [0.0, 0])
+        a[0] += dt
+        a[1] += 1
+    return sorted(((k, t, c) for k, (t, c) in acc.items()), key=lambda r: -r[1])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--batches", default="1,8")
+    ap.add_argument("--size", type=int, default=224, help="image size of the large models")
+    ap.add_argument("--quick", action="store_true", help="96x96 images, batches 1 and 4")
+    ap.add_argument("--min-time", type=float, default=1.0)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--profile", metavar="MODEL", help="print tfdeploy's time per op instead")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads for numpy's BLAS and for TF (0: each library's default)")
+    args = ap.parse_args(argv)
+    if args.threads:
+        if "numpy" in sys.modules:
+            print("note: numpy was imported before --threads could set its BLAS threads",
+                  file=sys.stderr)
+        for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[v] = str(args.threads)
+    if args.quick:
+        args.size, args.batches = 96, "1,4"
+    import numpy as np
+    import tensorflow as tf
+
+    import tfdeploy as td
+
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    names = [args.profile] if args.profile else args.models.split(",")
+    batches = [int(b) for b in args.batches.split(",")]
+    rng = np.random.default_rng(0)
+    rows = []
+    has_onnx = False
+    for name in names:
+        model = build(name, args.size)
+        tdm = td.convert(model)
+        infer = tf.function(lambda v, m=model: m(v, training=False))
+        onnx = None if args.profile else onnx_runner(model, model.input_shape, args.threads)
+        for b in batches:
+            x = rng.standard_normal((b, *model.input_shape[1:]), dtype=np.float32)
+            want = infer(x).numpy()
+            got = tdm(x)
+            # random networks can shrink activations a lot: compare relative to the output
+            scale = float(np.max(np.abs(want)))
+            err = float(np.max(np.abs(got - want)))
+            if got.shape != want.shape or not err <= 1e-4 * scale:
+                raise SystemExit(f"{name} batch {b}: tfdeploy differs from TF by {err:.3g} "
+                                 f"(scale {scale:.3g})")
+            label = f"{name[:9]} b{b}"
+            if args.profile:
+                # CPU time of this thread when BLAS runs in it: robust to a busy machine
+                clock = time.thread_time if args.threads == 1 else time.perf_counter
+                prof = per_op_profile(tdm, x, clock=clock)
+                total = sum(t for _, t, _ in prof)
+                print(f"\n{label}: {fmt(total)} in kernels per run (best of 3 per node, "
+                      f"{'CPU' if args.threads == 1 else 'wall'} time)")
+                for k, t, c in prof:
+                    print(f"  {k:<32}{fmt(t)} {100 * t / total:6.1f}%  x{c}")
+                continue
+            times = {}
+            if onnx is not None:
+                err_o = float(np.max(np.abs(onnx(x) - want)))
+                if not err_o <= 1e-4 * scale:
+                    raise SystemExit(f"{name} batch {b}: onnxruntime differs by {err_o:.3g}")
+                has_onnx = True
+            # interleave the contenders, best of repeats: the machine is shared and noisy
+            for _ in range(args.repeat):
+                for col, fn in (("tfdeploy", lambda: tdm(x)),
+                                ("TF", lambda: infer(x).numpy()),
+                                ("onnxrt", lambda: onnx(x))):
+                    if col == "onnxrt" and onnx is None:
+                        continue
+                    t = timeit(fn, args.min_time / args.repeat, repeat=2)
+                    times[col] = min(times.get(col, t), t)
+            rows.append((label, times))
+            print(f"  {label}: max |tfdeploy - TF| / max |TF| = {err / scale:.2g}, "
+                  + ", ".join(f"{c} {fmt(t).strip()}" for c, t in times.items()),
+                  flush=True)
+    if rows:
+        cols = ["tfdeploy", "TF"] + (["onnxrt"] if has_onnx else [])
+        print(__doc__.strip().splitlines()[0])
+        print(table(rows, cols, "tfdeploy"))
+        print("\n(column/tfdeploy: > 1 means tfdeploy is faster"
+              + ("" if has_onnx else "; onnxruntime/tf2onnx not installed, column skipped")
+              + ")")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
