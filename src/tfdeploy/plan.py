@@ -126,7 +126,7 @@ def _needed_nodes(by: dict[str, Node], roots: list[str], fed: set[Ref]) -> list[
 
 
 def compile_plan(graph: Graph, fetches: list[str], feeds: list[str] = (), *,
-                 root: Graph | None = None, fold: bool = True) -> Plan:
+                 root: Graph | None = None, fold: bool = True, optimize: bool = True) -> Plan:
     """Compile ``graph`` to compute ``fetches`` from ``feeds`` (tensor refs)."""
     from .runtime import generate
 
@@ -231,6 +231,11 @@ def compile_plan(graph: Graph, fetches: list[str], feeds: list[str] = (), *,
         if ref not in slot_of:
             raise GraphError(f"tensor {ref[0]}:{ref[1]} is not produced by the graph")
         fetch_slots.append(slot_of[ref])
+
+    if optimize:
+        from .optimize import fuse
+
+        steps = fuse(steps, constants, set(fetch_slots) | set(feed_slots))
 
     # free each slot right after its last reader (fetched, fed and constant slots stay)
     keep = set(fetch_slots) | set(constants)
