@@ -33,14 +33,18 @@ def fmt(seconds: float) -> str:
 
 
 def table(rows: list[tuple[str, dict[str, float]]], columns: list[str], ref: str) -> str:
-    """A text table of times with each column's ratio to ``ref`` (> 1: tfdeploy is faster)."""
-    head = f"{'case':<12}" + "".join(f"{c:>14}" for c in columns)
-    head += "".join(f"{c + '/' + ref:>18}" for c in columns if c != ref)
+    """A text table of times, then each column's time as a ratio to ``ref``'s (> 1: ``ref`` is
+    faster than that column)."""
+    ratios = [c for c in columns if c != ref]
+    tw = max(12, *(len(c) + 2 for c in columns))
+    rw = max(10, *(len(c) + len(ref) + 3 for c in ratios)) if ratios else 10
+    head = f"{'case':<12}" + "".join(f"{c:>{tw}}" for c in columns)
+    head += "".join(f"{c + '/' + ref:>{rw}}" for c in ratios)
     lines = [head, "-" * len(head)]
     for name, times in rows:
         line = f"{name:<12}" + "".join(
-            f"{fmt(times[c]) if c in times else 'n/a':>14}" for c in columns)
-        line += "".join(f"{times[c] / times[ref]:>17.2f}x" if c in times else f"{'n/a':>18}"
-                        for c in columns if c != ref)
+            f"{fmt(times[c]) if c in times else 'n/a':>{tw}}" for c in columns)
+        line += "".join(f"{times[c] / times[ref]:>{rw - 1}.2f}x" if c in times else
+                        f"{'n/a':>{rw}}" for c in ratios)
         lines.append(line)
     return "\n".join(lines)
