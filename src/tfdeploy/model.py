@@ -267,16 +267,13 @@ class Model:
                 self._evals[(fk, keys)] = entry
             except TypeError:
                 pass
-        run, checks = entry
-        if checks:
-            out = run([c(v) for c, v in zip(checks, feed_dict.values())])
-        else:
-            out = run(())
+        # the plan's generated code validates and casts the feeds itself
+        out = entry(tuple(feed_dict.values()) if feed_dict else ())
         return out[0] if single else list(out)
 
     def _prepare_eval(self, fetch_list: list, feed_keys: tuple):
         if not fetch_list:
-            return (lambda feeds: ()), []
+            return lambda feeds: ()
         tensors = [self._find(f, None) if isinstance(f, str) else f for f in fetch_list]
         for t in tensors:
             if not isinstance(t, Tensor) or t.model is not self:
@@ -317,9 +314,9 @@ class Model:
                 checks.append(_FeedCheck(node.name, node.attrs.get("dtype"),
                                          node.attrs.get("shape")))
             else:
-                checks.append(_FeedCheck(r, None, None))
-        plan = compile_plan(g, list(fetches), list(feeds))
-        return plan.run, checks
+                checks.append(None)
+        plan = compile_plan(g, list(fetches), list(feeds), feed_checks=checks)
+        return plan.run
 
     def __call__(self, *args, **kwargs):
         """Run the signature: inputs positionally or by name; one output gives an array,
@@ -329,9 +326,8 @@ class Model:
         if entry is None:
             entry = self._prepare_call(len(args), tuple(kwargs))
             self._calls[ck] = entry
-        run, checks, single = entry
-        values = args + tuple(kwargs.values()) if kwargs else args
-        out = run([c(v) for c, v in zip(checks, values)])
+        run, single = entry
+        out = run(args + tuple(kwargs.values()) if kwargs else args)
         return out[0] if single else out
 
     def _prepare_call(self, n_args: int, names: tuple):
@@ -360,8 +356,8 @@ class Model:
         fetches = tuple(canonical_ref(s.ref) for s in g.outputs)
         if not fetches:
             raise TFDeployError("the model's signature has no outputs")
-        run, checks = self._plan(key, fetches, tuple(canonical_ref(r) for r in refs))
-        return run, checks, len(fetches) == 1
+        run = self._plan(key, fetches, tuple(canonical_ref(r) for r in refs))
+        return run, len(fetches) == 1
 
     def __repr__(self) -> str:
         parts = [f"{k!r}: {len(g.nodes)} nodes" for k, g in self.graphs.items()]

@@ -51,6 +51,8 @@ class Plan:
     constants: dict[int, Any]
     steps: list[Step]
     n_slots: int
+    #: per feed: a callable validating/casting it (with .dtype and .shape), or None
+    feed_checks: list = field(default_factory=list)
     run: Any = field(default=None, repr=False)
 
     def __call__(self, *feeds):
@@ -126,7 +128,8 @@ def _needed_nodes(by: dict[str, Node], roots: list[str], fed: set[Ref]) -> list[
 
 
 def compile_plan(graph: Graph, fetches: list[str], feeds: list[str] = (), *,
-                 root: Graph | None = None, fold: bool = True, optimize: bool = True) -> Plan:
+                 root: Graph | None = None, fold: bool = True, optimize: bool = True,
+                 feed_checks: list | None = None) -> Plan:
     """Compile ``graph`` to compute ``fetches`` from ``feeds`` (tensor refs)."""
     from .runtime import generate
 
@@ -251,7 +254,7 @@ def compile_plan(graph: Graph, fetches: list[str], feeds: list[str] = (), *,
         st.free = tuple(sorted(set(frees.get(k, ()))))
 
     plan = Plan(graph, fetch_refs, feed_refs, tuple(feed_slots), tuple(fetch_slots), constants,
-                steps, n_slots)
+                steps, n_slots, list(feed_checks or [None] * len(feed_refs)))
     plan.run = generate(plan)
     return plan
 

@@ -33,9 +33,27 @@ def generate(plan):
         lines.append(f"    if len(feeds) != {n_feeds}: _nfeeds(len(feeds))")
         seen = set()
         for j, s in enumerate(plan.feed_slots):
-            if s not in seen:
-                lines.append(f"    s{s} = feeds[{j}]")
-                seen.add(s)
+            if s in seen:
+                continue
+            seen.add(s)
+            lines.append(f"    s{s} = feeds[{j}]")
+            check = plan.feed_checks[j] if j < len(plan.feed_checks) else None
+            if check is None:
+                continue
+            params.append(f"_chk{j}=_chk{j}")
+            defaults.append(check)
+            if check.dtype is None or check.dtype.kind == "O":
+                lines.append(f"    s{s} = _chk{j}(s{s})")
+                continue
+            # the common case inline (an ndarray of the right dtype and shape): no call at all
+            params.append(f"_dt{j}=_dt{j}")
+            defaults.append(check.dtype)
+            cond = f"s{s}.__class__ is not _nd or s{s}.dtype != _dt{j}"
+            if check.shape is not None:
+                cond += f" or s{s}.ndim != {len(check.shape)}"
+                cond += "".join(f" or s{s}.shape[{i}] != {int(d)}"
+                                for i, d in enumerate(check.shape) if d is not None)
+            lines.append(f"    if {cond}: s{s} = _chk{j}(s{s})")
     for s, value in plan.constants.items():
         params.append(f"s{s}=_c{s}")
         defaults.append(value)
@@ -68,6 +86,8 @@ def generate(plan):
         lines.append("        raise _failure(_plan, k, e) from e")
     lines.append(f"    return {fetch}")
     # defaults are bound through a factory so the names _c*/_f* exist when `def` runs
+    params.append("_nd=_nd")
+    defaults.append(np.ndarray)
     names = [p.split("=")[1] for p in params[1:]]
     src = ("def _make(" + ", ".join(names) + "):\n"
            "  def run(" + ", ".join(params) + "):\n"
