@@ -99,3 +99,33 @@ def test_keras_unbuilt_subclass_needs_a_signature():
     model(x)
     m = td.convert(model, input_signature=[tf.TensorSpec([None, 4], tf.float32)])
     np.testing.assert_allclose(m(x), np.asarray(model(x)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("flavour", ["keras3", "tf_keras"])
+def test_keras_multi_input_multi_output(flavour, tmp_path):
+    k = _keras(flavour)
+    k.utils.set_random_seed(0)
+    a = k.Input((5,), name="numbers")
+    b = k.Input((3, 4), name="sequence")
+    h = k.layers.Concatenate()([k.layers.Dense(6)(a), k.layers.Flatten()(b)])
+    out1 = k.layers.Dense(2, name="score")(h)
+    out2 = k.layers.Dense(3, activation="softmax", name="probs")(h)
+    model = k.Model([a, b], [out1, out2])
+    m = td.convert(model)
+    assert [s.name for s in m.inputs] == ["numbers", "sequence"]
+    assert [s.shape for s in m.inputs] == [[None, 5], [None, 3, 4]]
+    rng = np.random.default_rng(0)
+    xa = rng.standard_normal((4, 5)).astype(np.float32)
+    xb = rng.standard_normal((4, 3, 4)).astype(np.float32)
+    want = [np.asarray(w) for w in model([xa, xb], training=False)]
+    got = m(xa, xb)
+    assert isinstance(got, tuple) and len(got) == 2
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+    got_named = m(sequence=xb, numbers=xa)
+    for g, w in zip(got_named, want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+    p = tmp_path / "m.tfd"
+    m.save(p)
+    for g, w in zip(run_without_tf(p, [xa, xb], tmp_path), want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
