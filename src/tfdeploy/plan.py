@@ -200,10 +200,12 @@ def compile_plan(graph: Graph, fetches: list[str], feeds: list[str] = (), *,
                 slot_of[(name, i)] = ins[i]
             continue
         d = registry.get_opdef(op)
-        kernel = registry.bind(d, node.attrs, ctx)
         if d.specializers and any(s in constants for s in ins) and \
                 not all(s in constants for s in ins):
-            fast = registry.specialize(d, node.attrs, [constants.get(s) for s in ins])
+            # tried before binding: binding a control-flow op compiles its bodies, and its
+            # specializer (given the context) compiles them itself, with the constants inlined
+            attrs = {**node.attrs, "_ctx": ctx} if d.needs_context else node.attrs
+            fast = registry.specialize(d, attrs, [constants.get(s) for s in ins])
             if fast is not None:
                 kernel = fast
                 ins = [s for s in ins if s not in constants]
@@ -213,6 +215,7 @@ def compile_plan(graph: Graph, fetches: list[str], feeds: list[str] = (), *,
                     outs.append((i, s))
                 steps.append(Step(node, kernel, tuple(ins), tuple(outs)))
                 continue
+        kernel = registry.bind(d, node.attrs, ctx)
         if fold and not d.stateful and all(s in constants for s in ins) and ins:
             folded = _try_fold(kernel, [constants[s] for s in ins], outs_used)
             if folded is not None:

@@ -162,6 +162,44 @@ add("while_greedy_decode", ["StatelessWhile", "TensorListSetItem", "TensorListSt
                             [0, 0, 6, 0, 0]], np.float32)], dynamic=True)
 
 
+def _counters(n, x):
+    # two counters (one stepped by -2), the condition on one and an invariant: a counted loop,
+    # its condition decided for chunks of iterations at once
+    tf = _tf()
+    return tf.while_loop(lambda i, j, y: i < n,
+                         lambda i, j, y: (i + 3, j - 2, y * 0.999 + tf.cast(j, tf.float32)),
+                         [tf.constant(0), tf.constant(5), x])
+
+
+for _n in (1, 16, 17, 100, 3001):  # iteration counts around the chunk boundaries (16, 32...)
+    add(f"while_counted_{_n}", ["StatelessWhile"], _counters,
+        lambda r, n=_n: [np.int32(3 * n - 1), rand(r, (3,))], rtol=1e-5)
+
+
+def _count_down(n, x):
+    tf = _tf()
+    return tf.while_loop(lambda i, y: tf.logical_and(i > 0, i <= n + 100),
+                         lambda i, y: (i - 1, y + tf.cast(i, tf.float32)), [n, x],
+                         maximum_iterations=40)
+
+
+add("while_counted_down_int64", ["StatelessWhile"], _count_down,
+    lambda r: [np.int64(70), rand(r, (2,))], dynamic=True, rtol=1e-5)
+add("while_counted_none", ["StatelessWhile"], _count_down,
+    lambda r: [np.int64(0), rand(r, (2,))], dynamic=True)
+
+
+def _counter_and_data(n, x):
+    # the condition reads a loop-variant value too: run one iteration at a time
+    tf = _tf()
+    return tf.while_loop(lambda i, y: tf.logical_and(i < n, tf.reduce_sum(y) < 50.0),
+                         lambda i, y: (i + 1, y * 1.5), [0, x])
+
+
+add("while_counter_and_data", ["StatelessWhile"], _counter_and_data,
+    [np.int32(20), np.array([0.5, 1.0], np.float32)], dynamic=True, rtol=1e-5)
+
+
 # --- map_fn / scan / foldl ----------------------------------------------------------------------
 
 add("map_fn", ["StatelessWhile", "TensorListFromTensor", "TensorListGetItem"],

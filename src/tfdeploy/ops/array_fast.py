@@ -59,6 +59,6 @@ def _split(consts, *, num_split):
             idx = tuple(pre + (slice(i * k, (i + 1) * k),) for i in range(num_split))
             if len(cache) < _MAX_SHAPES:
                 cache[value.shape] = idx
-        return tuple(value[i] for i in idx)
+        return tuple([value[i] for i in idx])
 
     return Split

@@ -23,6 +23,8 @@ their inputs); ``None`` marks an element not set yet, read as zeros of the eleme
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..registry import op
@@ -260,6 +262,13 @@ def _stack(items: list, shape, dtype, what: str) -> np.ndarray:
         raise ValueError(f"{what}: list elements have different shapes {shapes}") from None
 
 
+@functools.lru_cache(maxsize=256)
+def _fits(shape: tuple, element_shape: tuple) -> bool:
+    """Whether a tensor of ``shape`` fits a list's element shape (None = any dim)."""
+    return len(shape) == len(element_shape) and all(
+        d is None or d == s for s, d in zip(shape, element_shape))
+
+
 def _check_element(lst: TensorList, t, what: str):
     t = np.asarray(t)
     if t.dtype != lst.dtype:
@@ -360,9 +369,12 @@ def TensorListElementShape(input_handle, *, shape_type="int32"):
 @op("TensorListGetItem")
 def TensorListGetItem(input_handle, index, element_shape, *, element_dtype):
     """TensorListGetItem: element ``index`` (zeros of the element shape if unset)."""
-    lst = _list(input_handle, "TensorListGetItem")
-    i = _index(index, len(lst), "TensorListGetItem")
-    t = lst.get(i)
+    lst = input_handle if input_handle.__class__ is TensorList else \
+        _list(input_handle, "TensorListGetItem")
+    i = int(index)
+    if not 0 <= i < lst._n:
+        i = _index(i, lst._n, "TensorListGetItem")  # raises
+    t = lst._store.items[i] if lst._diff is None else lst.get(i)
     if t is None:
         return _zeros(_known_shape(lst, element_shape, lst.items()), lst.dtype,
                       "TensorListGetItem")
@@ -460,12 +472,17 @@ def TensorListConcat(input_handle, *, element_dtype, element_shape=None):
 def TensorListSetItem(input_handle, index, item, *, element_dtype=None,
                       resize_if_index_out_of_bounds=False):
     """TensorListSetItem: the list with element ``index`` replaced by ``item``."""
-    lst = _list(input_handle, "TensorListSetItem")
+    lst = input_handle if input_handle.__class__ is TensorList else \
+        _list(input_handle, "TensorListSetItem")
     i = int(index)
-    if i >= len(lst) and resize_if_index_out_of_bounds:
+    if i >= lst._n and resize_if_index_out_of_bounds:
         lst = lst.resize(i + 1)
-    i = _index(i, len(lst), "TensorListSetItem")
-    return lst.set(i, _check_element(lst, item, "TensorListSetItem"))
+    if not 0 <= i < lst._n:
+        i = _index(i, lst._n, "TensorListSetItem")  # raises
+    if item.__class__ is not np.ndarray or item.dtype != lst.dtype or \
+            (lst.shape is not None and not _fits(item.shape, lst.shape)):
+        item = _check_element(lst, item, "TensorListSetItem")
+    return lst.set(i, item)
 
 
 @op("TensorListPushBack")

@@ -51,7 +51,8 @@ def _trunc_div_int(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 @op("AddV2")
 def AddV2(x, y):
     """AddV2: x + y, broadcasting."""
-    return _arr(np.add(x, y))
+    r = np.add(x, y)
+    return r if r.__class__ is np.ndarray else np.asarray(r)
 
 
 @op("Add")
@@ -66,13 +67,15 @@ def Add(x, y):
 @op("Sub")
 def Sub(x, y):
     """Sub: x - y, broadcasting."""
-    return _arr(np.subtract(x, y))
+    r = np.subtract(x, y)
+    return r if r.__class__ is np.ndarray else np.asarray(r)
 
 
 @op("Mul")
 def Mul(x, y):
     """Mul: x * y, broadcasting."""
-    return _arr(np.multiply(x, y))
+    r = np.multiply(x, y)
+    return r if r.__class__ is np.ndarray else np.asarray(r)
 
 
 @op("MulNoNan")
@@ -344,8 +347,13 @@ def Xlog1py(x, y):
 
 # --- trigonometric and hyperbolic ----------------------------------------------------------
 
-def _unary(ufunc, name: str, doc: str):
+def _unary(ufunc, name: str, doc: str, quiet: bool = False):
+    """A kernel applying ``ufunc``. ``quiet``: the ufunc raises no floating-point warnings on
+    real inputs, so those skip np.errstate, which costs more than the ufunc on small arrays
+    (recurrent networks call Tanh on a few hundred elements per step)."""
     def kernel(x):
+        if quiet and x.dtype.kind == "f" and x.itemsize > 2 and x.ndim:
+            return ufunc(x)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return _f32(ufunc, x)
 
@@ -359,11 +367,11 @@ Cos = _unary(np.cos, "Cos", "Cos: the cosine.")
 Tan = _unary(np.tan, "Tan", "Tan: the tangent.")
 Asin = _unary(np.arcsin, "Asin", "Asin: the inverse sine (NaN outside [-1, 1]).")
 Acos = _unary(np.arccos, "Acos", "Acos: the inverse cosine (NaN outside [-1, 1]).")
-Atan = _unary(np.arctan, "Atan", "Atan: the inverse tangent.")
+Atan = _unary(np.arctan, "Atan", "Atan: the inverse tangent.", quiet=True)
 Sinh = _unary(np.sinh, "Sinh", "Sinh: the hyperbolic sine.")
 Cosh = _unary(np.cosh, "Cosh", "Cosh: the hyperbolic cosine.")
-Tanh = _unary(np.tanh, "Tanh", "Tanh: the hyperbolic tangent.")
-Asinh = _unary(np.arcsinh, "Asinh", "Asinh: the inverse hyperbolic sine.")
+Tanh = _unary(np.tanh, "Tanh", "Tanh: the hyperbolic tangent.", quiet=True)
+Asinh = _unary(np.arcsinh, "Asinh", "Asinh: the inverse hyperbolic sine.", quiet=True)
 Acosh = _unary(np.arccosh, "Acosh", "Acosh: the inverse hyperbolic cosine (NaN below 1).")
 Atanh = _unary(np.arctanh, "Atanh", "Atanh: the inverse hyperbolic tangent.")
 
@@ -374,24 +382,32 @@ def Atan2(y, x):
     return _f32_2(np.arctan2, y, x)
 
 
+#: per dtype (cap, 1): sigmoid(x) rounds to 1 above ~16.6 (float32) and ~36.7 (float64), and
+#: exp(40) overflows neither
+_SIGMOID = {np.dtype(t): (np.array(40, t), np.array(1, t)) for t in (np.float32, np.float64)}
+
+
 @op("Sigmoid")
 def Sigmoid(x):
     """Sigmoid: 1 / (1 + exp(-x)), computed without overflow."""
+    consts = _SIGMOID.get(x.dtype)
+    if consts is not None and x.ndim:
+        # e / (1 + e) with e = exp(min(x, cap)): no overflow, and exact in both tails (e is
+        # tiny below, and the quotient rounds to 1 above the cap). Four ufunc calls on one
+        # fresh buffer and 0-d constants, without np.errstate: the cost on the small arrays of
+        # recurrent networks is the calls, not the arithmetic.
+        e = np.minimum(x, consts[0])
+        np.exp(e, out=e)
+        return np.divide(e, np.add(e, consts[1]), out=e)
     if x.dtype.kind == "c":
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             # exp of the side with a non-positive real part, which cannot overflow
             e = np.exp(np.where(x.real < 0, x, -x))
             return _arr(np.where(x.real < 0, e, 1) / (1 + e))
     xf = x.astype(np.float32) if low_precision(x.dtype) else x
-    # e = exp(-|x|) never overflows; sigmoid(x) = 1 / (1 + e) for x >= 0, e / (1 + e) below.
-    # The numerator is max(e, x >= 0): arithmetic, as np.where is slow on random masks.
-    e = _arr(np.abs(xf))
-    np.negative(e, out=e)
-    np.exp(e, out=e)
-    d = e + 1
-    np.maximum(e, xf >= 0, out=e)
-    np.divide(e, d, out=e)
-    return e.astype(x.dtype, copy=False)
+    e = _arr(np.minimum(xf, np.array(40, xf.dtype)))
+    e = _arr(np.exp(e))
+    return _arr(e / (e + 1)).astype(x.dtype, copy=False)
 
 
 @op("Sigmoid", impl=IMPL_SCIPY)

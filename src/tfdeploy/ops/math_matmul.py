@@ -7,6 +7,8 @@ import numpy as np
 from ..registry import op
 from ._util import low_precision, np_dtype
 
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+
 
 def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a @ b; float16/bfloat16 are computed in float32 (numpy has no fast kernel for them)."""
@@ -23,6 +25,10 @@ def _adjoint(x: np.ndarray) -> np.ndarray:
 @op("MatMul")
 def MatMul(a, b, *, transpose_a=False, transpose_b=False):
     """MatMul: the product of two matrices, optionally transposed (not conjugated)."""
+    dt = a.dtype
+    if (dt is _F32 or dt is _F64) and b.dtype is dt and not (transpose_a or transpose_b) and \
+            a.ndim == 2 and b.ndim == 2 and a.shape[1] == b.shape[0]:
+        return np.matmul(a, b)  # the common case, checked in as few steps as possible
     if a.ndim != 2 or b.ndim != 2:
         raise ValueError(f"MatMul expects two matrices, got shapes {a.shape} and {b.shape}")
     if transpose_a:

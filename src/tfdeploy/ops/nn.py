@@ -123,6 +123,8 @@ def _bias_add(value, bias, channels_first):
 @op("BiasAdd")
 def BiasAdd(value, bias, *, data_format="NHWC"):
     """BiasAdd: value + bias along the channel axis (last for NHWC, 1 for NCHW)."""
+    if bias.ndim == 1 and value.ndim == 2 and value.shape[1] == bias.shape[0]:
+        return np.add(value, bias)  # (the channel axis of a matrix is its last either way)
     return _bias_add(value, bias, data_format.startswith("NC"))
 
 

@@ -1,0 +1,220 @@
+"""Recurrent networks: tfdeploy ``model(x)`` against TensorFlow (and onnxruntime), in one run.
+
+Keras models with random weights: an LSTM(64) over 50 steps of 16 features, and a GRU text
+classifier (Embedding(20000, 64) -> GRU(64) -> Dense(2) logits over 100 tokens), each at batch
+1 and 64, built with Keras 3 and with tf_keras (``--flavours``). TensorFlow runs a
+``tf.function`` of the model with ``training=False``, called on numpy with the result
+``.numpy()``'d; onnxruntime (through tf2onnx) is a column only when both are importable. Outputs
+are checked to agree before anything is timed. Ratios > 1 in the ``/tfdeploy`` columns mean
+tfdeploy is faster than that column.
+
+    python benchmarks/bench_rnn.py [--models lstm,gru] [--batches 1,64]
+    python benchmarks/bench_rnn.py --profile lstm --batches 64   # time per op, loop bodies too
+
+Both sides get the same number of threads (``--threads``, default 1; see bench_models.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(__file__))
+
+from common import fmt, table, timeit  # noqa: E402
+
+MODELS = ("lstm", "gru")
+STEPS = {"lstm": 50, "gru": 100}
+VOCAB = 20000
+
+
+def build(k, name: str):
+    """The model ``name`` built with the Keras module ``k`` (keras or tf_keras)."""
+    k.utils.set_random_seed(0)
+    L = k.layers
+    if name == "lstm":
+        return k.Sequential([k.Input((STEPS[name], 16)), L.LSTM(64)])
+    if name == "gru":
+        return k.Sequential([k.Input((STEPS[name],), dtype="int32"), L.Embedding(VOCAB, 64),
+                             L.GRU(64), L.Dense(2)])
+    raise SystemExit(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+
+
+def make_input(name: str, batch: int, rng):
+    import numpy as np
+
+    if name == "gru":
+        return rng.integers(1, VOCAB, size=(batch, STEPS[name])).astype(np.int32)
+    return rng.standard_normal((batch, STEPS[name], 16), dtype=np.float32)
+
+
+def onnx_runner(model, x, threads: int):
+    """An onnxruntime session of ``model`` through tf2onnx, or None if either is missing or the
+    model does not convert."""
+    try:
+        import onnxruntime as ort
+        import tensorflow as tf
+        import tf2onnx
+    except ImportError:
+        return None
+    dt = tf.int32 if x.dtype.kind == "i" else tf.float32
+    spec = (tf.TensorSpec((None, *x.shape[1:]), dt, name="x"),)
+    try:
+        proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=17)
+    except Exception as e:  # noqa: BLE001  (a column, not the benchmark, is lost)
+        print(f"  tf2onnx could not convert: {type(e).__name__}: {e}")
+        return None
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = opts.inter_op_num_threads = threads
+    sess = ort.InferenceSession(proto.SerializeToString(), opts,
+                                providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return lambda v: sess.run(None, {name: v})[0]
+
+
+def profiled(tdm, x, n: int = 5, clock=time.perf_counter) -> list[tuple[str, float, int]]:
+    """(op, seconds per run, calls per run) over every plan of ``tdm`` (loop bodies and
+    conditions included), the best of ``n`` runs, slowest first."""
+    import tfdeploy as td
+    from tfdeploy import runtime
+
+    counts: dict[str, list] = {}
+    original = runtime.generate
+
+    def wrap(kernel, op_type):
+        def timed(*args):
+            t0 = clock()
+            out = kernel(*args)
+            a = counts.setdefault(op_type, [0.0, 0])
+            a[0] += clock() - t0
+            a[1] += 1
+            return out
+        return timed
+
+    def generate(plan):
+        for st in plan.steps:
+            if st.node.op not in ("While", "StatelessWhile"):  # a loop's time is its body's
+                st.kernel = wrap(st.kernel, st.node.op)
+        return original(plan)
+
+    runtime.generate = generate
+    try:
+        import io
+
+        buf = io.BytesIO()
+        tdm.save(buf)
+        m = td.load(buf.getvalue())
+        m(x)  # plans compile on first use, nested ones included, through ``generate`` above
+    finally:
+        runtime.generate = original
+    best: dict[str, tuple[float, int]] = {}
+    for _ in range(n):
+        counts.clear()
+        m(x)
+        for k, (t, c) in counts.items():
+            if k not in best or t < best[k][0]:
+                best[k] = (t, c)
+    return sorted(((k, t, c) for k, (t, c) in best.items()), key=lambda r: -r[1])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--batches", default="1,64")
+    ap.add_argument("--flavours", default="keras3,tf_keras", help="keras3 and/or tf_keras")
+    ap.add_argument("--min-time", type=float, default=1.0)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--profile", metavar="MODEL", help="print tfdeploy's time per op instead")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads for numpy's BLAS and for TF (0: each library's default)")
+    args = ap.parse_args(argv)
+    if args.threads:
+        if "numpy" in sys.modules:
+            raise SystemExit("--threads must be set before numpy is imported")
+        for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[v] = str(args.threads)
+    import numpy as np
+    import tensorflow as tf
+
+    import tfdeploy as td
+
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    names = [args.profile] if args.profile else args.models.split(",")
+    batches = [int(b) for b in args.batches.split(",")]
+    rng = np.random.default_rng(0)
+    rows = []
+    has_onnx = False
+    for flavour in args.flavours.split(","):
+        if flavour == "keras3":
+            import keras as k
+        elif flavour == "tf_keras":
+            try:
+                import tf_keras as k
+            except ImportError:
+                print("tf_keras is not installed: skipped")
+                continue
+        else:
+            raise SystemExit(f"unknown flavour {flavour!r}")
+        for name in names:
+            model = build(k, name)
+            tdm = td.convert(model)
+            infer = tf.function(lambda v, m=model: m(v, training=False))
+            for b in batches:
+                x = make_input(name, b, rng)
+                want = infer(x).numpy()
+                got = tdm(x)
+                scale = float(np.max(np.abs(want)))
+                err = float(np.max(np.abs(got - want)))
+                if got.shape != want.shape or not err <= 1e-4 * scale:
+                    raise SystemExit(f"{name} batch {b}: tfdeploy differs from TF by {err:.3g} "
+                                     f"(scale {scale:.3g})")
+                label = f"{name}{'' if flavour == 'keras3' else '/tfk'} b{b}"
+                if args.profile:
+                    clock = time.thread_time if args.threads == 1 else time.perf_counter
+                    prof = profiled(tdm, x, clock=clock)
+                    total = sum(t for _, t, _ in prof)
+                    print(f"\n{label}: {fmt(total)} in kernels per run (best of 5 per op, "
+                          f"{'CPU' if args.threads == 1 else 'wall'} time)")
+                    for op_type, t, c in prof:
+                        print(f"  {op_type:<28}{fmt(t)} {100 * t / total:6.1f}%  x{c:<5}"
+                              f"{fmt(t / c)}/call")
+                    continue
+                onnx = onnx_runner(model, x, args.threads)
+                if onnx is not None:
+                    err_o = float(np.max(np.abs(onnx(x) - want)))
+                    if not err_o <= 1e-4 * scale:
+                        raise SystemExit(f"{name} batch {b}: onnxruntime differs by {err_o:.3g}")
+                    has_onnx = True
+                times: dict[str, float] = {}
+                # interleave the contenders, best of repeats: the machine is shared and noisy
+                for _ in range(args.repeat):
+                    for col, fn in (("tfdeploy", lambda: tdm(x)),
+                                    ("TF", lambda: infer(x).numpy()),
+                                    ("onnxrt", lambda: onnx(x))):
+                        if col == "onnxrt" and onnx is None:
+                            continue
+                        t = timeit(fn, args.min_time / args.repeat, repeat=2)
+                        times[col] = min(times.get(col, t), t)
+                rows.append((label, times))
+                print(f"  {label}: max |tfdeploy - TF| / max |TF| = {err / scale:.2g}, "
+                      + ", ".join(f"{c} {fmt(t).strip()}" for c, t in times.items()),
+                      flush=True)
+    if rows:
+        cols = ["tfdeploy", "TF"] + (["onnxrt"] if has_onnx else [])
+        print(__doc__.strip().splitlines()[0])
+        print(table(rows, cols, "tfdeploy"))
+        print("\n(column/tfdeploy: > 1 means tfdeploy is faster"
+              + ("" if has_onnx else "; onnxruntime/tf2onnx not installed, column skipped")
+              + ")")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
