@@ -1,0 +1,397 @@
+"""Plan-time fusion (``tfdeploy.optimize``): conv/matmul chains with BatchNorm folded into the
+weights and an in-place epilogue give the results of the unfused plan, and of TensorFlow."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tfdeploy as td
+from graphs import const, placeholder
+from tfdeploy.errors import ExecutionError
+from tfdeploy.graph import Graph, Node, TensorSpec
+from tfdeploy.ops import conv, fused, math_matmul
+from tfdeploy.plan import compile_plan
+
+RNG = np.random.default_rng(0)
+
+
+def _r(*shape, dtype=np.float32, lo=-1.0, hi=1.0):
+    return RNG.uniform(lo, hi, shape).astype(dtype)
+
+
+def _plans(nodes, fetches, feeds):
+    g = Graph(list(nodes), [TensorSpec(f, f"{f}:0", "float32") for f in feeds],
+              [TensorSpec(f, f"{f}:0", "float32") for f in fetches])
+    refs = [f"{f}:0" for f in fetches]
+    feed_refs = [f"{f}:0" for f in feeds]
+    return (compile_plan(g, refs, feed_refs, optimize=False),
+            compile_plan(g, refs, feed_refs))
+
+
+def _check(nodes, fetches, feeds, values, fused_ops=(), rtol=1e-5):
+    """The fused plan computes what the unfused one does; its fused steps are ``fused_ops``."""
+    plain, opt = _plans(nodes, fetches, feeds)
+    want, got = plain(*values), opt(*values)
+    for w, g in zip(want, got):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        scale = max(float(np.max(np.abs(w))), 1e-30) if w.size else 1.0
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol * scale)
+    labels = sorted(st.node.op for st in opt.steps if "+" in st.node.op)
+    assert labels == sorted(fused_ops)
+    n_fused = sum(len(st.node.attrs["_fused"]) - 1 for st in opt.steps if "+" in st.node.op)
+    assert len(opt.steps) == len(plain.steps) - n_fused
+    return plain, opt
+
+
+def _conv(name, x, w, *, strides=(1, 1, 1, 1), padding="SAME", data_format="NHWC",
+          op="Conv2D", **extra):
+    return Node(name, op, [x, w], {"T": "float32", "strides": list(strides),
+                                   "padding": padding, "data_format": data_format,
+                                   "dilations": [1] * len(strides), **extra})
+
+
+def _bin(name, op, a, b):
+    return Node(name, op, [a, b], {"T": "float32"})
+
+
+def _un(name, op, a, **attrs):
+    return Node(name, op, [a], {"T": "float32", **attrs})
+
+
+# --- hand-built graphs ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_bias_batchnorm_relu6(dtype):
+    c = 6
+    nodes = [placeholder("x", np.dtype(dtype).name), const("w", _r(3, 3, 4, c, dtype=dtype)),
+             const("b", _r(c, dtype=dtype)), const("s", _r(c, dtype=dtype, lo=0.5, hi=2)),
+             const("t", _r(1, 1, 1, c, dtype=dtype)),
+             _conv("conv", "x", "w"), _bin("bias", "BiasAdd", "conv", "b"),
+             _bin("bn_mul", "Mul", "bias", "s"), _bin("bn_add", "AddV2", "t", "bn_mul"),
+             _un("act", "Relu6", "bn_add")]
+    x = _r(2, 9, 9, 4, dtype=dtype, lo=-3, hi=3)
+    _, opt = _check(nodes, ["act"], ["x"], [x], ["Conv2D+BiasAdd+Mul+AddV2+Relu6"],
+                    rtol=1e-5 if dtype == np.float32 else 1e-12)
+    st = opt.steps[0]
+    assert st.node.name == "conv" and st.node.attrs["_fused"][-1] == "act"
+    # the constants only the fused step read are gone from the plan
+    assert not any(v.shape == (c,) for v in opt.constants.values())
+
+
+def test_conv_nchw_fused_batch_norm_relu():
+    c = 5
+    attrs = {"T": "float32", "U": "float32", "epsilon": 1e-3, "data_format": "NCHW",
+             "is_training": False}
+    nodes = [placeholder("x"), const("w", _r(3, 3, 3, c)), const("b", _r(c)),
+             const("gamma", _r(c, lo=0.5, hi=2)), const("beta", _r(c)), const("mean", _r(c)),
+             const("var", _r(c, lo=0.1, hi=2)),
+             _conv("conv", "x", "w", strides=(1, 1, 2, 2), data_format="NCHW"),
+             Node("bias", "BiasAdd", ["conv", "b"], {"T": "float32", "data_format": "NCHW"}),
+             Node("bn", "FusedBatchNormV3", ["bias", "gamma", "beta", "mean", "var"], attrs),
+             _un("act", "Relu", "bn")]
+    _check(nodes, ["act"], ["x"], [_r(2, 3, 8, 7, lo=-3, hi=3)],
+           ["Conv2D+BiasAdd+FusedBatchNormV3+Relu"])
+
+
+def test_batch_norm_on_the_wrong_axis_is_left_alone():
+    c = 4
+    nodes = [placeholder("x"), const("w", _r(1, 1, 4, c)), const("s", _r(c, 1, 1)),
+             _conv("conv", "x", "w"), _bin("mul", "Mul", "conv", "s"), _un("act", "Relu", "mul")]
+    # [C, 1, 1] broadcasts along H of an NHWC output: not per channel (and changes the shape)
+    _check(nodes, ["act"], ["x"], [_r(1, 4, 5, 4)], [])
+
+
+def test_depthwise_multiplier_sub_leaky_relu():
+    nodes = [placeholder("x"), const("w", _r(3, 3, 4, 2)), const("s", _r(8, lo=0.5, hi=2)),
+             const("m", _r(8)),
+             _conv("dw", "x", "w", op="DepthwiseConv2dNative", strides=(1, 2, 2, 1)),
+             _bin("mul", "Mul", "s", "dw"), _bin("sub", "Sub", "mul", "m"),
+             Node("act", "LeakyRelu", ["sub"], {"T": "float32", "alpha": 0.1})]
+    _check(nodes, ["act"], ["x"], [_r(2, 9, 8, 4, lo=-3, hi=3)],
+           ["DepthwiseConv2dNative+Mul+Sub+LeakyRelu"])
+
+
+def test_grouped_conv_div_elu_and_conv3d_tanh():
+    nodes = [placeholder("x"), const("w", _r(3, 3, 2, 6)), const("d", _r(6, lo=0.5, hi=2)),
+             _conv("conv", "x", "w", padding="VALID"), _bin("div", "RealDiv", "conv", "d"),
+             _un("act", "Elu", "div"),
+             placeholder("v"), const("w3", _r(2, 2, 2, 3, 4)), const("s3", _r(4)),
+             _conv("conv3", "v", "w3", strides=(1, 1, 1, 1, 1), op="Conv3D",
+                   data_format="NDHWC"),
+             _bin("mul3", "Mul", "conv3", "s3"), _un("act3", "Tanh", "mul3")]
+    _check(nodes, ["act", "act3"], ["x", "v"], [_r(2, 7, 7, 4, lo=-2, hi=2), _r(1, 4, 5, 6, 3)],
+           ["Conv2D+RealDiv+Elu", "Conv3D+Mul+Tanh"])
+
+
+def test_residual_add_then_relu():
+    nodes = [placeholder("x"), placeholder("r"), const("w", _r(1, 1, 4, 4)),
+             const("s", _r(4)), const("t", _r(4)),
+             _conv("conv", "x", "w"), _bin("mul", "Mul", "conv", "s"),
+             _bin("add", "AddV2", "mul", "t"), _bin("res", "AddV2", "r", "add"),
+             _un("act", "Relu", "res")]
+    x, r = _r(2, 5, 5, 4), _r(2, 5, 5, 4)
+    _check(nodes, ["act"], ["x", "r"], [x, r], ["Conv2D+Mul+AddV2+AddV2+Relu"])
+    # a residual operand that broadcasts into the output, or widens it (then the chain runs
+    # unfused: the same result)
+    _check(nodes, ["act"], ["x", "r"], [x, _r(1, 1, 5, 4)], ["Conv2D+Mul+AddV2+AddV2+Relu"])
+    _check(nodes, ["act"], ["x", "r"], [x, _r(3, 2, 5, 5, 4)], ["Conv2D+Mul+AddV2+AddV2+Relu"])
+    # one that does not broadcast: the error of the unfused kernel, naming the chain
+    _, opt = _plans(nodes, ["act"], ["x", "r"])
+    with pytest.raises(ExecutionError, match=r"'conv' \(Conv2D\+Mul\+AddV2\+AddV2\+Relu\)"):
+        opt(x, _r(2, 5, 3, 4))
+
+
+def test_large_outputs_run_the_epilogue_by_blocks():
+    c = 24
+    nodes = [placeholder("x"), placeholder("r"), const("w", _r(3, 3, 8, c)), const("s", _r(c)),
+             const("t", _r(1, 1, 1, c)), const("beta", np.float32(0.7)),
+             _conv("conv", "x", "w"), _bin("mul", "Mul", "conv", "s"),
+             _bin("add", "AddV2", "mul", "t"), _bin("res", "AddV2", "add", "r"),
+             _bin("bmul", "Mul", "res", "beta"), _un("sig", "Sigmoid", "bmul"),
+             _bin("act", "Mul", "res", "sig")]
+    x, r = _r(2, 64, 50, 8, lo=-3, hi=3), _r(2, 64, 50, c, lo=-3, hi=3)
+    label = ["Conv2D+Mul+AddV2+AddV2+Mul+Sigmoid+Mul"]
+    plain, opt = _check(nodes, ["act"], ["x", "r"], [x, r], label)
+    assert opt.steps[0].kernel.rows and x[..., 0].size * c > 2 * fused._BLOCK
+    _check(nodes, ["act"], ["x", "r"], [x, r[:1]], label)  # broadcast: by whole arrays
+    got = opt(x, r.astype(np.float64))[0]  # a residual of another dtype: run unfused
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, plain(x, r.astype(np.float64))[0])
+
+
+def test_residual_of_two_chains_and_the_conv_input():
+    # y = relu(bn(conv_a(x)) + bn(conv_b(x))) - x: one chain takes the add, the other ends
+    nodes = [placeholder("x"), const("wa", _r(1, 1, 3, 3)), const("wb", _r(3, 3, 3, 3)),
+             const("sa", _r(3)), const("sb", _r(3)),
+             _conv("ca", "x", "wa"), _bin("ma", "Mul", "ca", "sa"),
+             _conv("cb", "x", "wb"), _bin("mb", "Mul", "cb", "sb"),
+             _bin("sum", "AddV2", "ma", "mb"), _un("relu", "Relu", "sum"),
+             _bin("out", "Sub", "relu", "x")]
+    _check(nodes, ["out"], ["x"], [_r(2, 6, 6, 3)], ["Conv2D+Mul", "Conv2D+Mul+AddV2+Relu+Sub"])
+
+
+def test_constant_add_not_per_channel_is_a_residual():
+    nodes = [placeholder("x"), const("w", _r(1, 1, 2, 3)), const("p", _r(4, 4, 3)),
+             _conv("conv", "x", "w"), _bin("add", "AddV2", "conv", "p"),
+             _un("act", "Sigmoid", "add")]
+    _check(nodes, ["act"], ["x"], [_r(2, 4, 4, 2)], ["Conv2D+AddV2+Sigmoid"])
+
+
+def test_matmul_transposed_bias_batchnorm_sigmoid():
+    nodes = [placeholder("x"), const("w", _r(5, 7)), const("b", _r(5)), const("s", _r(5)),
+             const("t", _r(5)),
+             Node("mm", "MatMul", ["x", "w"], {"T": "float32", "transpose_a": True,
+                                               "transpose_b": True}),
+             _bin("bias", "BiasAdd", "mm", "b"), _bin("mul", "Mul", "bias", "s"),
+             _bin("add", "AddV2", "mul", "t"), _un("act", "Sigmoid", "add")]
+    _check(nodes, ["act"], ["x"], [_r(7, 3, lo=-20, hi=20)],
+           ["MatMul+BiasAdd+Mul+AddV2+Sigmoid"])
+
+
+def test_batch_matmul_const_rhs_swish():
+    nodes = [placeholder("x"), const("w", _r(6, 4)), const("s", _r(1, 6)),
+             const("beta", np.float32(1.5)),
+             Node("mm", "BatchMatMulV2", ["x", "w"], {"T": "float32", "adj_y": True}),
+             _bin("mul", "Mul", "mm", "s"), _bin("bmul", "Mul", "beta", "mul"),
+             _un("sig", "Sigmoid", "bmul"), _bin("act", "Mul", "sig", "mul")]
+    _check(nodes, ["act"], ["x"], [_r(2, 3, 5, 4, lo=-30, hi=30)],
+           ["BatchMatMulV2+Mul+Mul+Sigmoid+Mul"])
+
+
+def test_swish_without_beta_and_the_plain_matmul():
+    nodes = [placeholder("x"), const("w", _r(4, 3)), const("b", _r(3)),
+             Node("mm", "MatMul", ["x", "w"], {"T": "float32"}),
+             _bin("bias", "AddV2", "mm", "b"), _un("sig", "Sigmoid", "bias"),
+             _bin("act", "Mul", "bias", "sig")]
+    _check(nodes, ["act"], ["x"], [_r(5, 4, lo=-50, hi=50)], ["MatMul+AddV2+Sigmoid+Mul"])
+
+
+def test_not_fused():
+    x = _r(1, 4, 4, 2)
+    base = [placeholder("x"), const("w", _r(1, 1, 2, 2)), const("s", _r(2)),
+            _conv("conv", "x", "w")]
+    # two readers of the conv's output
+    _check(base + [_bin("mul", "Mul", "conv", "s"), _bin("out", "AddV2", "mul", "conv")],
+           ["out"], ["x"], [x], [])
+    # a filter computed at run time
+    _check([placeholder("x"), placeholder("f"), _conv("conv", "x", "f"),
+            _un("out", "Relu", "conv")], ["out"], ["x", "f"], [x, _r(1, 1, 2, 2)], [])
+    # float16: left as it is
+    h = [placeholder("x", "float16"), const("w", _r(1, 1, 2, 2, dtype=np.float16)),
+         const("s", _r(2, dtype=np.float16)), _conv("conv", "x", "w"),
+         _bin("mul", "Mul", "conv", "s"), _un("out", "Relu", "mul")]
+    _check(h, ["out"], ["x"], [x.astype(np.float16)], [])
+    # a scale that would overflow the folded weights, though not the results
+    big = [placeholder("x"), const("w", np.full((1, 1, 2, 2), 1e30, np.float32)),
+           const("s", np.full(2, 1e30, np.float32)), _conv("conv", "x", "w"),
+           _bin("mul", "Mul", "conv", "s"), _un("out", "Relu", "mul")]
+    _, opt = _check(big, ["out"], ["x"], [x * np.float32(1e-30)], [])
+    assert np.all(np.isfinite(opt(x * np.float32(1e-30))[0]))
+
+
+def test_pinned_intermediate_prevents_fusion():
+    nodes = [placeholder("x"), const("w", _r(3, 3, 2, 4)), const("s", _r(4)), const("t", _r(4)),
+             _conv("conv", "x", "w"), _bin("mul", "Mul", "conv", "s"),
+             _bin("add", "AddV2", "mul", "t"), _un("act", "Relu", "add")]
+    x = _r(2, 5, 5, 2)
+    plain, opt = _check(nodes, ["add", "act"], ["x"], [x], ["Conv2D+Mul+AddV2"])
+    mid, out = opt(x)
+    assert not np.shares_memory(mid, out)
+    np.testing.assert_array_equal(out, np.maximum(mid, 0))
+    # fetching the conv output itself: nothing fused before it, the rest still is
+    _check(nodes, ["conv", "act"], ["x"], [x], [])
+
+
+def test_fallback_for_other_dtypes_and_errors_name_the_conv():
+    nodes = [placeholder("x"), const("w", _r(3, 3, 2, 4)), const("s", _r(4)),
+             _conv("block/conv", "x", "w"), _bin("mul", "Mul", "block/conv", "s"),
+             _un("act", "Relu", "mul")]
+    plain, opt = _plans(nodes, ["act"], ["x"])
+    assert len(opt.steps) == 1
+    x = _r(1, 5, 5, 2, dtype=np.float64)  # not the chain's dtype: run unfused, same result
+    np.testing.assert_array_equal(opt(x)[0], plain(x)[0])
+    with pytest.raises(ExecutionError, match=r"'block/conv' \(Conv2D\+Mul\+Relu\)"):
+        opt(_r(1, 5, 5, 3))
+
+
+def test_core_kernels_return_fresh_buffers():
+    """The epilogue writes into the core kernel's result: it must never be an input."""
+    cases = [
+        (conv.Conv2D, _r(2, 5, 5, 8), _r(1, 1, 8, 4), {}),  # 1x1: one matmul
+        (conv.Conv2D, _r(1, 3, 4, 4), _r(1, 1, 3, 3), {"data_format": "NCHW"}),
+        (conv.Conv2D, _r(1, 8, 8, 3), _r(3, 3, 3, 4), {"strides": [1, 2, 2, 1]}),  # narrow
+        (conv.Conv2D, _r(1, 8, 8, 16), _r(3, 3, 16, 4), {}),  # wide
+        (conv.Conv2D, _r(1, 8, 8, 8), _r(3, 3, 4, 4), {}),  # grouped
+        (conv.Conv2D, _r(0, 8, 8, 8), _r(3, 3, 8, 4), {}),  # empty
+        (conv.Conv3D, _r(1, 3, 4, 4, 2), _r(1, 1, 1, 2, 2), {"strides": [1] * 5,
+                                                              "data_format": "NDHWC"}),
+        (conv.DepthwiseConv2dNative, _r(1, 6, 6, 4), _r(3, 3, 4, 1), {}),  # flat
+        (conv.DepthwiseConv2dNative, _r(1, 6, 6, 4), _r(3, 3, 4, 2), {"strides": [1, 2, 2, 1]}),
+        (conv.DepthwiseConv2dNative, _r(1, 6, 6, 300), _r(3, 3, 300, 1), {}),
+        (conv.DepthwiseConv2dNative, _r(1, 1, 1, 4), _r(1, 1, 4, 1), {}),
+        (math_matmul.MatMul, _r(3, 4), _r(4, 2), {}),
+        (math_matmul.MatMul, _r(4, 3), _r(2, 4), {"transpose_a": True, "transpose_b": True}),
+        (math_matmul.BatchMatMulV2, _r(2, 3, 4), _r(4, 2), {}),
+        (math_matmul.BatchMatMulV2, _r(2, 4, 3), _r(2, 4), {"adj_x": True, "adj_y": True}),
+        (fused.matmul_kernel(True), _r(4, 3), _r(4, 2), {}),
+    ]
+    for dt in (np.float32, np.float64):
+        for kernel, x, w, attrs in cases:
+            if kernel in (conv.Conv2D, conv.Conv3D, conv.DepthwiseConv2dNative):
+                nd = x.ndim
+                attrs = {"strides": [1] * nd, "padding": "SAME", **attrs}
+            x, w = x.astype(dt), w.astype(dt)
+            w.setflags(write=False)
+            y = kernel(x, w, **attrs)
+            assert y.dtype == dt and y.flags.writeable
+            assert not np.may_share_memory(y, x) and not np.may_share_memory(y, w), kernel
+
+
+# --- Keras models --------------------------------------------------------------------------
+
+def _keras(flavour):
+    pytest.importorskip("tensorflow")
+    if flavour == "keras3":
+        import keras
+
+        return keras
+    return pytest.importorskip("tf_keras")
+
+
+def _randomize_bn(model):
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if "BatchNormalization" in type(layer).__name__:
+            layer.set_weights([w + rng.uniform(0.1, 0.5, size=np.shape(w)).astype(np.float32)
+                               for w in layer.get_weights()])
+
+
+def _mobilenet_v2(k):
+    return k.applications.MobileNetV2(input_shape=(96, 96, 3), weights=None, alpha=0.35,
+                                      classifier_activation=None)
+
+
+def _resnet_like(k):
+    L = k.layers
+    inp = k.Input((24, 24, 3), name="image")
+    x = L.Conv2D(8, 3, padding="same", use_bias=False)(inp)
+    x = L.BatchNormalization(name="bn0")(x)
+    x = L.Activation("relu")(x)
+    for filters, stride in ((8, 1), (16, 2)):
+        y = L.Conv2D(filters, 3, strides=stride, padding="same")(x)
+        y = L.BatchNormalization()(y)
+        y = L.ReLU()(y)
+        y = L.Conv2D(filters, 3, padding="same")(y)
+        y = L.BatchNormalization()(y)
+        if stride != 1:
+            x = L.Conv2D(filters, 1, strides=stride)(x)
+            x = L.BatchNormalization()(x)
+        x = L.Activation("relu")(L.Add()([x, y]))
+    x = L.DepthwiseConv2D(3, padding="same")(x)
+    x = L.BatchNormalization()(x)
+    x = L.Activation("swish")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    return k.Model(inp, L.Dense(5, name="logits")(x))
+
+
+def _mlp(k):
+    L = k.layers
+    inp = k.Input((12,), name="features")
+    x = L.Dense(16)(inp)
+    x = L.BatchNormalization()(x)
+    x = L.Activation("relu")(x)
+    x = L.Dense(8, use_bias=False)(x)
+    x = L.BatchNormalization()(x)
+    x = L.Activation("tanh")(x)
+    return k.Model(inp, L.Dense(3, activation="sigmoid", name="out")(x))
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("flavour", ["keras3", "tf_keras"])
+@pytest.mark.parametrize("build, shape", [(_mobilenet_v2, (2, 96, 96, 3)),
+                                          (_resnet_like, (3, 24, 24, 3)), (_mlp, (6, 12))],
+                         ids=["mobilenet_v2", "resnet_like", "mlp"])
+def test_keras_model_fused(flavour, build, shape):
+    k = _keras(flavour)
+    k.utils.set_random_seed(0)
+    model = build(k)
+    _randomize_bn(model)
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    want = np.asarray(model(x, training=False))
+    m = td.convert(model)
+    g = m.default_graph
+    fetches, feeds = [s.ref for s in g.outputs], [s.ref for s in g.inputs]
+    plain = compile_plan(g, fetches, feeds, optimize=False)
+    opt = compile_plan(g, fetches, feeds)
+    # every convolution and matrix product is followed by a bias or a normalization
+    assert not [st.node.op for st in opt.steps
+                if st.node.op in ("Conv2D", "DepthwiseConv2dNative", "MatMul")]
+    assert len(opt.steps) < len(plain.steps)
+    got = m(x)
+    scale = float(np.max(np.abs(want)))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * scale)
+    np.testing.assert_allclose(got, plain(x)[0], rtol=1e-5, atol=1e-5 * scale)
+
+
+@pytest.mark.tf
+def test_keras_pinned_intermediate():
+    k = _keras("keras3")
+    k.utils.set_random_seed(0)
+    model = _resnet_like(k)
+    _randomize_bn(model)
+    m = td.convert(model)
+    g = m.default_graph
+    # the output of the first BatchNormalization, fetched beside the logits
+    mid = next(n.name for n in g.nodes if "/bn0" in n.name and n.name.endswith("add_1"))
+    out = m.outputs[0].name
+    x = np.random.default_rng(1).standard_normal((2, 24, 24, 3)).astype(np.float32)
+    got_mid, got_out = m.eval([mid, out], {m.inputs[0].name: x})
+    sub = k.Model(model.input, [model.get_layer("bn0").output, model.output])
+    want_mid, want_out = (np.asarray(v) for v in sub(x, training=False))
+    for got, want in ((got_mid, want_mid), (got_out, want_out)):
+        scale = float(np.max(np.abs(want)))
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * scale)
+    plan = compile_plan(g, [f"{mid}:0", m.outputs[0].ref], [m.inputs[0].ref])
+    first = next(st for st in plan.steps if st.node.op.startswith("Conv2D"))
+    assert first.node.op == "Conv2D+Mul+AddV2"  # the chain stops at the fetched tensor
