@@ -28,7 +28,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(__file__))
 
-from common import fmt, table, timeit  # noqa: E402
+from common import fmt, race, report  # noqa: E402
 
 MODELS = ("mobilenetv2", "resnet50", "efficientnetb0", "cnn")
 
@@ -181,32 +181,19 @@ def main(argv=None) -> int:
                 for k, t, c in prof:
                     print(f"  {k:<32}{fmt(t)} {100 * t / total:6.1f}%  x{c}")
                 continue
-            times = {}
             if onnx is not None:
                 err_o = float(np.max(np.abs(onnx(x) - want)))
                 if not err_o <= 1e-4 * scale:
                     raise SystemExit(f"{name} batch {b}: onnxruntime differs by {err_o:.3g}")
                 has_onnx = True
-            # interleave the contenders, best of repeats: the machine is shared and noisy
-            for _ in range(args.repeat):
-                for col, fn in (("tfdeploy", lambda: tdm(x)),
-                                ("TF", lambda: infer(x).numpy()),
-                                ("onnxrt", lambda: onnx(x))):
-                    if col == "onnxrt" and onnx is None:
-                        continue
-                    t = timeit(fn, args.min_time / args.repeat, repeat=2)
-                    times[col] = min(times.get(col, t), t)
+            times = race({"tfdeploy": lambda: tdm(x), "TF": lambda: infer(x).numpy(),
+                          "onnxrt": (lambda: onnx(x)) if onnx is not None else None},
+                         args.repeat, args.min_time)
             rows.append((label, times))
             print(f"  {label}: max |tfdeploy - TF| / max |TF| = {err / scale:.2g}, "
                   + ", ".join(f"{c} {fmt(t).strip()}" for c, t in times.items()),
                   flush=True)
-    if rows:
-        cols = ["tfdeploy", "TF"] + (["onnxrt"] if has_onnx else [])
-        print(__doc__.strip().splitlines()[0])
-        print(table(rows, cols, "tfdeploy"))
-        print("\n(column/tfdeploy: > 1 means tfdeploy is faster"
-              + ("" if has_onnx else "; onnxruntime/tf2onnx not installed, column skipped")
-              + ")")
+    report(__doc__, rows, has_onnx)
     return 0
 
 

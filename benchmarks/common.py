@@ -48,3 +48,27 @@ def table(rows: list[tuple[str, dict[str, float]]], columns: list[str], ref: str
                         f"{'n/a':>{rw}}" for c in ratios)
         lines.append(line)
     return "\n".join(lines)
+
+
+def race(contenders: dict, repeat: int, min_time: float) -> dict[str, float]:
+    """Best time per call of each contender (None = skipped), timed interleaved: on a shared,
+    noisy machine a slow spell then hits them all alike."""
+    times: dict[str, float] = {}
+    for _ in range(repeat):
+        for col, fn in contenders.items():
+            if fn is None:
+                continue
+            t = timeit(fn, min_time / repeat, repeat=2)
+            times[col] = min(times.get(col, t), t)
+    return times
+
+
+def report(doc: str, rows: list, has_onnx: bool) -> None:
+    """Print the table of ``rows`` (tfdeploy, TF and, when installed, onnxruntime)."""
+    if not rows:
+        return
+    cols = ["tfdeploy", "TF"] + (["onnxrt"] if has_onnx else [])
+    print(doc.strip().splitlines()[0])
+    print(table(rows, cols, "tfdeploy"))
+    print("\n(column/tfdeploy: > 1 means tfdeploy is faster"
+          + ("" if has_onnx else "; onnxruntime/tf2onnx not installed, column skipped") + ")")
