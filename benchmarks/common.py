@@ -71,4 +71,5 @@ def report(doc: str, rows: list, has_onnx: bool) -> None:
     print(doc.strip().splitlines()[0])
     print(table(rows, cols, "tfdeploy"))
     print("\n(column/tfdeploy: > 1 means tfdeploy is faster"
-          + ("" if has_onnx else "; onnxruntime/tf2onnx not installed, column skipped") + ")")
+          + ("" if has_onnx else "; no onnxruntime column: onnxruntime/tf2onnx are not installed "
+                                 "or tf2onnx could not convert these models") + ")")
