@@ -178,6 +178,18 @@ def test_constant_add_not_per_channel_is_a_residual():
     _check(nodes, ["act"], ["x"], [_r(2, 4, 4, 2)], ["Conv2D+AddV2+Sigmoid"])
 
 
+def test_swish_with_beta_then_residual():
+    """EfficientNetV2's block: conv, BN, x * sigmoid(beta * x), + the block's input."""
+    nodes = [placeholder("x"), const("w", _r(1, 1, 3, 3)), const("s", _r(3)), const("t", _r(3)),
+             const("beta", np.float32(1.3)),
+             _conv("conv", "x", "w"), _bin("mul", "Mul", "conv", "s"),
+             _bin("add", "AddV2", "mul", "t"), _bin("bmul", "Mul", "beta", "add"),
+             _un("sig", "Sigmoid", "bmul"), _bin("sw", "Mul", "add", "sig"),
+             _bin("res", "AddV2", "sw", "x")]
+    _check(nodes, ["res"], ["x"], [_r(2, 4, 4, 3)],
+           ["Conv2D+Mul+AddV2+Mul+Sigmoid+Mul+AddV2"])
+
+
 def test_matmul_transposed_bias_batchnorm_sigmoid():
     nodes = [placeholder("x"), const("w", _r(5, 7)), const("b", _r(5)), const("s", _r(5)),
              const("t", _r(5)),

@@ -364,10 +364,13 @@ def _chain(g: _Graph, k: int, core: _Core):
     # external inputs: the core's input, then each residual operand; the fused step runs where
     # the last of them is read (all are computed by then, and its result is read only later)
     ext, pos, where = [first.ins[0]], k, {}
-    for (kind, *rest), j in zip(ops, members[1:]):
-        if kind == "residual":
+    # the residual steps, matched to the residual ops in order by their operand (not by
+    # position: swish with beta spans several members for one op)
+    residuals = [op[2] for op in ops if op[0] == "residual"]
+    for j in members[1:]:
+        if len(where) < len(residuals) and residuals[len(where)] in steps[j].ins:
             where[j] = len(ext)
-            ext.append(rest[1])
+            ext.append(residuals[len(where) - 1])
             pos = max(pos, j)
     made = set()
     program = []
