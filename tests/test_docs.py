@@ -16,3 +16,12 @@ def test_ops_doc_is_current():
     r = subprocess.run([sys.executable, os.path.join(ROOT, "docs", "gen_ops.py"), "--check"],
                        capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr + "\n(run: python docs/gen_ops.py)"
+
+
+def test_readme_states_the_op_count():
+    import tfdeploy.registry as reg
+
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    n = len(reg.registered_ops())
+    assert f"**Ops:** {n} TensorFlow op types" in readme, f"README should say {n} op types"
