@@ -28,7 +28,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(__file__))
 
-from common import fmt, race, report  # noqa: E402
+from common import fmt, measure, report  # noqa: E402
 
 MODELS = ("mobilenetv2", "resnet50", "efficientnetb0", "cnn")
 
@@ -47,17 +47,10 @@ def build(name: str, size: int):
         return apps.ResNet50(weights=None, input_shape=shape, classifier_activation=None)
     if name == "efficientnetb0":
         return apps.EfficientNetB0(weights=None, input_shape=shape, classifier_activation=None)
-    if name == "cnn":  # the model of `tfdeploy example` (src/tfdeploy/cli.py)
-        return keras.Sequential([
-            keras.Input((28, 28, 1), name="image"),
-            keras.layers.Conv2D(16, 3, activation="relu", padding="same"),
-            keras.layers.MaxPooling2D(),
-            keras.layers.Conv2D(32, 3, activation="relu"),
-            keras.layers.BatchNormalization(),
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(64, activation="gelu"),
-            keras.layers.Dense(10, name="logits"),
-        ])
+    if name == "cnn":  # the model of `tfdeploy example`
+        from tfdeploy.cli import example_model
+
+        return example_model(keras)
     raise SystemExit(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
 
 
@@ -185,18 +178,10 @@ def main(argv=None) -> int:
                 for k, t, c in prof:
                     print(f"  {k:<32}{fmt(t)} {100 * t / total:6.1f}%  x{c}")
                 continue
-            if onnx is not None:
-                err_o = float(np.max(np.abs(onnx(x) - want)))
-                if not err_o <= 1e-4 * scale:
-                    raise SystemExit(f"{name} batch {b}: onnxruntime differs by {err_o:.3g}")
-                has_onnx = True
-            times = race({"tfdeploy": lambda: tdm(x), "TF": lambda: infer(x).numpy(),
-                          "onnxrt": (lambda: onnx(x)) if onnx is not None else None},
-                         args.repeat, args.min_time)
+            times, used = measure(label, name, b, x, want, err, scale, tdm, infer, onnx,
+                                  args.repeat, args.min_time)
+            has_onnx = has_onnx or used
             rows.append((label, times))
-            print(f"  {label}: max |tfdeploy - TF| / max |TF| = {err / scale:.2g}, "
-                  + ", ".join(f"{c} {fmt(t).strip()}" for c, t in times.items()),
-                  flush=True)
     report(__doc__, rows, has_onnx)
     return 0
 

@@ -24,7 +24,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(__file__))
 
-from common import fmt, race, report  # noqa: E402
+from common import fmt, measure, report  # noqa: E402
 
 MODELS = ("lstm", "gru")
 STEPS = {"lstm": 50, "gru": 100}
@@ -187,18 +187,10 @@ def main(argv=None) -> int:
                               f"{fmt(t / c)}/call")
                     continue
                 onnx = onnx_runner(model, x, args.threads)
-                if onnx is not None:
-                    err_o = float(np.max(np.abs(onnx(x) - want)))
-                    if not err_o <= 1e-4 * scale:
-                        raise SystemExit(f"{name} batch {b}: onnxruntime differs by {err_o:.3g}")
-                    has_onnx = True
-                times = race({"tfdeploy": lambda: tdm(x), "TF": lambda: infer(x).numpy(),
-                              "onnxrt": (lambda: onnx(x)) if onnx is not None else None},
-                             args.repeat, args.min_time)
+                times, used = measure(label, name, b, x, want, err, scale, tdm, infer, onnx,
+                                      args.repeat, args.min_time)
+                has_onnx = has_onnx or used
                 rows.append((label, times))
-                print(f"  {label}: max |tfdeploy - TF| / max |TF| = {err / scale:.2g}, "
-                      + ", ".join(f"{c} {fmt(t).strip()}" for c, t in times.items()),
-                      flush=True)
     report(__doc__, rows, has_onnx)
     return 0
 

@@ -73,3 +73,20 @@ def report(doc: str, rows: list, has_onnx: bool) -> None:
     print("\n(column/tfdeploy: > 1 means tfdeploy is faster"
           + ("" if has_onnx else "; no onnxruntime column: onnxruntime/tf2onnx are not installed "
                                  "or tf2onnx could not convert these models") + ")")
+
+
+def measure(label: str, name: str, b: int, x, want, err: float, scale: float, tdm, infer,
+            onnx, repeat: int, min_time: float) -> tuple[dict[str, float], bool]:
+    """Check onnxruntime's output too, then race the contenders and print the row; returns
+    (times, whether onnxruntime took part)."""
+    import numpy as np
+
+    if onnx is not None:
+        err_o = float(np.max(np.abs(onnx(x) - want)))
+        if not err_o <= 1e-4 * scale:
+            raise SystemExit(f"{name} batch {b}: onnxruntime differs by {err_o:.3g}")
+    times = race({"tfdeploy": lambda: tdm(x), "TF": lambda: infer(x).numpy(),
+                  "onnxrt": (lambda: onnx(x)) if onnx is not None else None}, repeat, min_time)
+    print(f"  {label}: max |tfdeploy - TF| / max |TF| = {err / scale:.2g}, "
+          + ", ".join(f"{c} {fmt(t).strip()}" for c, t in times.items()), flush=True)
+    return times, onnx is not None
