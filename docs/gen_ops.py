@@ -68,7 +68,14 @@ def render() -> str:
         gap = "<br>".join(gaps.get(op, [])).replace("|", "\\|")
         lines.append(f"| {op} | {impls} | {counts.get(op, 0)} | {dts} | {gap} |")
     plan_ops = ["Const", "Placeholder", "PlaceholderWithDefault"]
-    lines += ["", "Handled by the plan itself (no kernel): " + ", ".join(plan_ops) + ".", ""]
+    lines += ["", "Handled by the plan itself (no kernel): " + ", ".join(plan_ops) + ".", "",
+              "Rewritten by the converter (tested in tests/test_convert.py, "
+              "test_control_models.py, test_preprocessing_models.py): VariableV2, VarHandleOp, "
+              "ReadVariableOp, ResourceGather (values from the session, a SavedModel, or "
+              "`checkpoint=` / `variables=` for unfrozen GraphDefs); HashTableV2, "
+              "MutableHashTableV2 and their initializers (frozen into TFDHashTable); Switch, "
+              "Merge, Enter, Exit, NextIteration, LoopCond, _SwitchN (raised to While/If/Case); "
+              "calls of library functions (inlined).", ""]
     return "\n".join(lines)
 
 

@@ -237,3 +237,34 @@ def test_unfrozen_graph_def_names_its_variables():
         tf.matmul(x, w, name="y")
     with pytest.raises(td.ConversionError, match="variable.*'w'.*freeze it first"):
         td.convert(g.as_graph_def(), inputs=["x"], outputs=["y"])
+
+
+def test_unfrozen_graph_def_with_a_checkpoint(tmp_path):
+    """Legacy graph + checkpoint: VariableV2, VarHandleOp/ReadVariableOp and ResourceGather."""
+    v1 = tf.compat.v1
+    g = tf.Graph()
+    rng = np.random.default_rng(0)
+    with g.as_default():
+        sess = v1.Session(graph=g)
+        ids = v1.placeholder(tf.int32, [None], name="ids")
+        x = v1.placeholder(tf.float32, [None, 4], name="x")
+        emb = tf.Variable(rng.standard_normal((10, 4)).astype(np.float32), name="emb")  # resource
+        w = v1.Variable(rng.standard_normal((4, 3)).astype(np.float32), name="w",
+                        use_resource=False)  # VariableV2
+        h = tf.nn.embedding_lookup(emb, ids) + x
+        y = tf.matmul(h, w, name="y")
+        sess.run(v1.global_variables_initializer())
+        prefix = v1.train.Saver().save(sess, str(tmp_path / "ckpt"))
+        feed = {ids: np.array([1, 7, 3], np.int32), x: rng.standard_normal((3, 4)).astype(
+            np.float32)}
+        want = sess.run(y, feed)
+        gd = g.as_graph_def()
+    ops = {n.op for n in gd.node}
+    assert {"VariableV2", "VarHandleOp", "ResourceGather"} <= ops
+    m = td.convert(gd, inputs=["ids", "x"], outputs=["y"], checkpoint=prefix)
+    compare(m(*feed.values()), want, rtol=1e-5)
+    m2 = td.convert(gd, inputs=["ids", "x"], outputs=["y"],
+                    variables={"emb": sess.run(emb), "w": sess.run(w)})
+    compare(m2(*feed.values()), want, rtol=1e-5)
+    with pytest.raises(td.ConversionError, match="checkpoint=... or variables="):
+        td.convert(gd, inputs=["ids", "x"], outputs=["y"], variables={"w": sess.run(w)})

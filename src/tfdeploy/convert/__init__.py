@@ -14,6 +14,7 @@ from ..errors import ConversionError
 from ..graph import Graph, canonical_ref
 from .graphdef import graph_from_def
 from .tables import freeze_graph_tables, freeze_tables
+from .variables import freeze_from_checkpoint
 
 __all__ = ["convert", "to_graph"]
 
@@ -27,25 +28,27 @@ def _tf():
 
 
 def convert(source, input_signature=None, *, signature: str | None = None, inputs=None,
-            outputs=None, sess=None, key: str | None = None):
+            outputs=None, sess=None, key: str | None = None, checkpoint: str | None = None,
+            variables: dict | None = None):
     """Convert a TensorFlow model to a :class:`tfdeploy.Model`.
 
     ``source`` is one of: a Keras 3 or tf_keras model; a ``tf.function`` (with its own
     input_signature, or ``input_signature=[tf.TensorSpec(...)]`` or example arrays); a
     ConcreteFunction; a SavedModel directory (``signature=`` picks one, default
     ``serving_default``); a frozen GraphDef (``.pb`` path or object) with ``inputs=`` and
-    ``outputs=`` tensor names; or a TF1 tensor (or list) with ``sess=``.
+    ``outputs=`` tensor names (an unfrozen one with ``checkpoint=`` or ``variables=`` giving its
+    variables' values); or a TF1 tensor (or list) with ``sess=``.
     """
     from ..model import Model
 
     m = Model()
     m.add(source, sess=sess, key=key, input_signature=input_signature, signature=signature,
-          inputs=inputs, outputs=outputs)
+          inputs=inputs, outputs=outputs, checkpoint=checkpoint, variables=variables)
     return m
 
 
 def to_graph(source, sess=None, input_signature=None, signature=None, inputs=None,
-             outputs=None) -> Graph:
+             outputs=None, checkpoint=None, variables=None) -> Graph:
     """The IR graph of any supported source (see :func:`convert`)."""
     tf = _tf()
     if sess is not None:
@@ -62,10 +65,12 @@ def to_graph(source, sess=None, input_signature=None, signature=None, inputs=Non
                 gd.ParseFromString(data)
             except Exception as e:
                 raise ConversionError(f"{path!r} is not a GraphDef protobuf ({e})") from None
-            return _from_graph_def(gd, inputs, outputs)
+            return _from_graph_def(freeze_from_checkpoint(gd, checkpoint, variables), inputs,
+                                   outputs)
         raise ConversionError(f"no such file or directory: {path!r}")
     if isinstance(source, tf.compat.v1.GraphDef):
-        return _from_graph_def(source, inputs, outputs)
+        return _from_graph_def(freeze_from_checkpoint(source, checkpoint, variables), inputs,
+                               outputs)
     if _is_keras_model(source):
         return _from_keras(source, input_signature)
     if isinstance(source, tf.types.experimental.ConcreteFunction):
@@ -238,7 +243,8 @@ def _from_graph_def(gd, inputs, outputs) -> Graph:
         shown = ", ".join(repr(v) for v in variables[:5])
         raise ConversionError(
             f"the graph reads {len(variables)} variable(s) whose values it does not hold "
-            f"({shown}{' ...' if len(variables) > 5 else ''}): freeze it first "
+            f"({shown}{' ...' if len(variables) > 5 else ''}): pass their values with "
+            "checkpoint=... or variables={name: array}, or freeze it first "
             "(tf.compat.v1.graph_util.convert_variables_to_constants), or convert from the "
             "session with model.add(tensor, sess), or from a SavedModel")
     _fill_output_dtypes(g)
