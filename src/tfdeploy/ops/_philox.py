@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _libm
+
 _M0 = np.uint64(0xD2511F53)
 _M1 = np.uint64(0xCD9E8D57)
 _W0 = 0x9E3779B9
@@ -116,26 +118,27 @@ def uint16_to_bfloat16(x: np.ndarray, bf16: np.dtype) -> np.ndarray:
 def box_muller_float(x0: np.ndarray, x1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """TF's BoxMullerFloat: two float32 normals from two uint32.
 
-    float32 log/sqrt/sincos are computed in float64 and rounded once, which matches glibc's
-    correctly rounded float32 functions.
+    TF calls glibc's ``logf`` and ``sincosf``, which are not correctly rounded; ``_libm``
+    reproduces them bit for bit. The rest is float32 arithmetic, as in TF.
     """
     u1 = uint32_to_float(x0)
     u1 = np.maximum(u1, np.float32(1.0e-7))
     # 2.0f * M_PI is a double product; the float sample is promoted, the product rounded to float
     v1 = (2.0 * np.pi * uint32_to_float(x1).astype(np.float64)).astype(np.float32)
-    lg = np.log(u1.astype(np.float64)).astype(np.float32)
-    u2 = np.sqrt((np.float32(-2.0) * lg).astype(np.float64)).astype(np.float32)
-    v = v1.astype(np.float64)
-    f0 = np.sin(v).astype(np.float32) * u2
-    f1 = np.cos(v).astype(np.float32) * u2
-    return f0, f1
+    u2 = np.sqrt(np.float32(-2.0) * _libm.logf(u1))
+    s, c = _libm.sincosf(v1)
+    return s * u2, c * u2
 
 
 def box_muller_double(x0, x1, x2, x3) -> tuple[np.ndarray, np.ndarray]:
-    """TF's BoxMullerDouble: two float64 normals from four uint32."""
+    """TF's BoxMullerDouble: two float64 normals from four uint32.
+
+    TF calls glibc's ``log`` (reproduced by ``_libm``), ``sin`` and ``cos`` (numpy's float64
+    sin and cos call the C library's).
+    """
     u1 = np.maximum(uint64_to_double(x0, x1), 1.0e-7)
     v1 = 2 * np.pi * uint64_to_double(x2, x3)
-    u2 = np.sqrt(-2.0 * np.log(u1))
+    u2 = np.sqrt(-2.0 * _libm.log(u1))
     return np.sin(v1) * u2, np.cos(v1) * u2
 
 

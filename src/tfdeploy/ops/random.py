@@ -121,20 +121,19 @@ def StatelessRandomUniformV2(shape, key, counter, alg, *, dtype="float32"):
 
 @op("StatelessRandomNormalV2")
 def StatelessRandomNormalV2(shape, key, counter, alg, *, dtype="float32"):
-    """StatelessRandomNormalV2: standard normal floats (Box-Muller).
+    """StatelessRandomNormalV2: standard normal floats (Box-Muller), bit-exact with TF.
 
-    float32 values (and float16/bfloat16, rounded from them) may differ from TF's in the last
-    bit for ~1% of elements: TF uses glibc's logf/sincosf, we round float64 results once.
+    TF's Box-Muller calls glibc's logf/sincosf (float32) and log (float64), which are not
+    correctly rounded; ops/_libm.py reproduces them bit for bit (x86-64 glibc >= 2.28 with FMA,
+    the configuration of TF's Linux wheels on any CPU since 2013).
     """
     return _fill(px.normal, _shape(shape), _key_counter(key, counter, alg), _float_dtype(dtype))
 
 
 @op("StatelessTruncatedNormalV2")
 def StatelessTruncatedNormalV2(shape, key, counter, alg, *, dtype="float32"):
-    """StatelessTruncatedNormalV2: standard normals with |x| < 2, by rejection.
-
-    Same last-bit caveat as StatelessRandomNormalV2.
-    """
+    """StatelessTruncatedNormalV2: standard normals with |x| < 2, by rejection (bit-exact, as
+    StatelessRandomNormalV2)."""
     return _fill(px.truncated_normal, _shape(shape), _key_counter(key, counter, alg),
                  _float_dtype(dtype))
 
@@ -168,19 +167,14 @@ def StatelessRandomUniform(shape, seed, *, dtype="float32"):
 
 @op("StatelessRandomNormal")
 def StatelessRandomNormal(shape, seed, *, dtype="float32"):
-    """StatelessRandomNormal: standard normals from a 2-element seed.
-
-    Same last-bit caveat as StatelessRandomNormalV2.
-    """
+    """StatelessRandomNormal: standard normals from a 2-element seed (bit-exact with TF)."""
     return _fill(px.normal, _shape(shape), px.key_counter_from_seed(seed), _float_dtype(dtype))
 
 
 @op("StatelessTruncatedNormal")
 def StatelessTruncatedNormal(shape, seed, *, dtype="float32"):
-    """StatelessTruncatedNormal: standard normals with |x| < 2 from a 2-element seed.
-
-    Same last-bit caveat as StatelessRandomNormalV2.
-    """
+    """StatelessTruncatedNormal: standard normals with |x| < 2 from a 2-element seed (bit-exact
+    with TF)."""
     return _fill(px.truncated_normal, _shape(shape), px.key_counter_from_seed(seed),
                  _float_dtype(dtype))
 

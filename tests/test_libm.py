@@ -1,0 +1,169 @@
+"""ops/_libm.py: numpy emulations of glibc's logf, sincosf and log, bit for bit.
+
+TensorFlow's random normals call these C functions, which are not correctly rounded; the random
+op cases (tests/cases/random.py) compare whole tensors with TF at zero tolerance. Here: the exact
+fused multiply-add, recorded glibc results that a correctly rounded function would not give
+(they run anywhere), and, on x86-64 glibc with FMA, the live C library itself.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import platform
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from tfdeploy.ops import _libm
+
+# (input, glibc 2.36 output) where the correctly rounded result differs, or (for log) where an
+# unfused evaluation of glibc's algorithm differs: these pin the emulation down on any machine
+LOGF = [
+    ("0x1.182e540000000p-1", "-0x1.34addc0000000p-1"),
+    ("0x1.e3cef40000000p-1", "-0x1.cff58c0000000p-5"),
+    ("0x1.47911c0000000p-1", "-0x1.c95a0a0000000p-2"),
+    ("0x1.76bff00000000p-2", "-0x1.0155aa0000000p+0"),
+    ("0x1.c159b80000000p-1", "-0x1.0b4eda0000000p-3"),
+    ("0x1.f615440000000p-1", "-0x1.4074940000000p-6"),
+    ("0x1.b511900000000p-1", "-0x1.44106c0000000p-3"),
+    ("0x1.f51ea40000000p-1", "-0x1.5fec2e0000000p-6"),
+    ("0x1.f46e700000000p-1", "-0x1.7671100000000p-6"),
+    ("0x1.f7797c0000000p-1", "-0x1.131c820000000p-6"),
+    ("0x1.d36b940000000p-1", "-0x1.7521000000000p-4"),
+    ("0x1.93c1900000000p-2", "-0x1.dc7f920000000p-1"),
+]
+SINCOSF = [
+    ("0x1.fafc3a0000000p-3", "0x1.f5d2ae0000000p-3", "0x1.f064500000000p-1"),
+    ("0x1.0586ba0000000p+2", "-0x1.9ee6ac0000000p-1", "-0x1.2c00780000000p-1"),
+    ("0x1.3c7c0e0000000p+2", "-0x1.f233c80000000p-1", "0x1.d83eee0000000p-3"),
+    ("0x1.17f5d80000000p-1", "0x1.0a37740000000p-1", "0x1.b558ec0000000p-1"),
+    ("0x1.0d3c3c0000000p+2", "-0x1.bff1960000000p-1", "-0x1.eff1fe0000000p-2"),
+    ("0x1.855fde0000000p+2", "-0x1.95497e0000000p-3", "0x1.f5dfd80000000p-1"),
+    ("0x1.af46120000000p+1", "-0x1.ce606e0000000p-3", "-0x1.f2c7ce0000000p-1"),
+    ("0x1.7cde2a0000000p+2", "-0x1.4de0de0000000p-2", "0x1.e4051c0000000p-1"),
+    ("0x1.16b0760000000p+2", "-0x1.df90000000000p-1", "-0x1.66af780000000p-2"),
+    ("0x1.be0ad40000000p+1", "-0x1.587e820000000p-2", "-0x1.e228140000000p-1"),
+    ("0x1.c0056a0000000p+0", "0x1.f7cb140000000p-1", "-0x1.6d36e40000000p-3"),
+    ("0x1.6a19100000000p+0", "0x1.f9c1300000000p-1", "0x1.3ee7980000000p-3"),
+]
+LOG = [
+    ("0x1.e4c941e7d7ac5p-1", "-0x1.bf6b9824097bdp-5"),
+    ("0x1.e2a7e4a93ce62p-1", "-0x1.e37f8fa0c9045p-5"),
+    ("0x1.0c969bf93c488p+0", "0x1.893c36786a69fp-5"),
+    ("0x1.e3672a1200885p-1", "-0x1.d6d3ac3ec3dc8p-5"),
+    ("0x1.e2f29bb729c05p-1", "-0x1.de8bd2e6b0a5fp-5"),
+    ("0x1.0e412f34f0d2ap+0", "0x1.bbe6a6b265f5ap-5"),
+    ("0x1.09febca81e701p+0", "0x1.39c19588174b2p-5"),
+    ("0x1.108016abacc91p+0", "0x1.ffb13aa1ecd10p-5"),
+    ("0x1.d7c315363aca3p-1", "-0x1.4f41dafd056e4p-4"),
+    ("0x1.099e17b14c8e0p-4", "-0x1.5e2bb3b41699cp+1"),
+    ("0x1.2b272d8ba74ecp-1", "-0x1.13221339fe397p-1"),
+    ("0x1.def9c595ce069p-1", "-0x1.11199da929dbap-4"),
+    ("0x1.bc8c3476a9a4fp-1", "-0x1.2150c2a32a034p-3"),
+    ("0x1.65b5298eaf9a3p-1", "-0x1.6f37145f29af4p-2"),
+    ("0x1.1f8c869b132f7p-1", "-0x1.276393dd07d3fp-1"),
+    ("0x1.6a24f73acfd05p-1", "-0x1.6297a51fcf433p-2"),
+]
+
+
+def _f32(h: str) -> np.float32:
+    return np.float32(float.fromhex(h))
+
+
+def test_recorded_logf():
+    x = np.array([_f32(a) for a, _ in LOGF])
+    want = np.array([_f32(b) for _, b in LOGF])
+    assert len(x) >= 10
+    assert not np.array_equal(np.log(x.astype(np.float64)).astype(np.float32), want)
+    np.testing.assert_array_equal(_libm.logf(x), want)
+
+
+def test_recorded_sincosf():
+    y = np.array([_f32(a) for a, _, _ in SINCOSF])
+    sin, cos = _libm.sincosf(y)
+    np.testing.assert_array_equal(sin, [_f32(s) for _, s, _ in SINCOSF])
+    np.testing.assert_array_equal(cos, [_f32(c) for _, _, c in SINCOSF])
+
+
+def test_recorded_log():
+    x = np.array([float.fromhex(a) for a, _ in LOG])
+    want = np.array([float.fromhex(b) for _, b in LOG])
+    np.testing.assert_array_equal(_libm.log(x), want)
+    # the fallback to the fused evaluation is what gets the first half right
+    hi, t, _ = _libm._log_near1(x[:4], _libm._plain)
+    assert not np.array_equal(hi + t, want[:4])
+
+
+def test_fma_is_one_rounding():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=3000) * 2.0 ** rng.integers(-30, 30, 3000)
+    b = rng.normal(size=3000)
+    # c cancels a*b to varying depths, where a second rounding shows most
+    c = np.concatenate([rng.normal(size=1000),
+                        -(a[1000:] * b[1000:]) * (1 + rng.normal(size=2000) * 2.0 ** -40)])
+    want = np.array([float(Fraction(x) * Fraction(y) + Fraction(z)) for x, y, z in zip(a, b, c)])
+    got = _libm.fma(a, b, c)
+    np.testing.assert_array_equal(got, want)
+    assert (a * b + c != want).any()  # the test can tell one rounding from two
+    # (1 + 2^-52)^2 - 1 = 2^-51 + 2^-104 is exact; and a product just below a rounding midpoint
+    # that the addend lifts just above it: one rounding goes up, two would go down
+    e = 2.0 ** -52
+    assert _libm.fma(np.array(1 + e), np.array(1 + e), np.array(-1.0)) == 2.0 ** -51 + 2.0 ** -104
+    assert _libm.fma(np.array(1 + e), np.array(1 - e / 2), np.array(2.0 ** -104)) == 1 + e
+    assert (1 + e) * (1 - e / 2) + 2.0 ** -104 == 1.0
+
+
+def _glibc():
+    """The process's libm when it is glibc's x86-64 FMA variant, which TF uses on such CPUs."""
+    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("reference needs glibc on x86-64")
+    libc_name, version = platform.libc_ver()
+    if libc_name != "glibc" or tuple(int(v) for v in version.split(".")[:2]) < (2, 28):
+        pytest.skip("reference needs glibc >= 2.28")
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        pytest.skip("cannot read CPU flags")
+    if " fma " not in flags:
+        pytest.skip("glibc picks its non-FMA variants on this CPU")
+    m = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+    m.logf.restype, m.logf.argtypes = ctypes.c_float, [ctypes.c_float]
+    m.log.restype, m.log.argtypes = ctypes.c_double, [ctypes.c_double]
+    m.sincosf.restype = None
+    m.sincosf.argtypes = [ctypes.c_float] + [ctypes.POINTER(ctypes.c_float)] * 2
+    return m
+
+
+def _tf_uniforms(n: int, rng) -> np.ndarray:
+    """float32 values as TF's random kernels make them: 23 random bits in [0, 1)."""
+    bits = np.uint32(127 << 23) | rng.integers(0, 1 << 23, n).astype(np.uint32)
+    return bits.view(np.float32) - np.float32(1.0)
+
+
+def test_against_the_c_library():
+    m = _glibc()
+    rng = np.random.default_rng(1)
+    u = np.maximum(_tf_uniforms(40000, rng), np.float32(1e-7))
+    want = np.array([m.logf(float(v)) for v in u], np.float32)
+    np.testing.assert_array_equal(_libm.logf(u), want)
+
+    y = (2.0 * np.pi * _tf_uniforms(40000, rng).astype(np.float64)).astype(np.float32)
+    y = np.concatenate([y, np.float32([0.0, 2.0 ** -13, 0.785398, 0.7853982, 2.3561945,
+                                       3.9269907, 4.712389, 5.497787, 6.2831850])])
+    s, c = ctypes.c_float(), ctypes.c_float()
+    want = []
+    for v in y:
+        m.sincosf(float(v), ctypes.byref(s), ctypes.byref(c))
+        want.append((s.value, c.value))
+    want = np.array(want, np.float32)
+    sin, cos = _libm.sincosf(y)
+    np.testing.assert_array_equal(sin, want[:, 0])
+    np.testing.assert_array_equal(cos, want[:, 1])
+
+    x = np.concatenate([rng.random(40000), 1 + (rng.random(40000) - 0.5) * 0.13,
+                        [1e-7, 0.9375, 1.0 - 2.0 ** -53, 0.5, 1 + 0x109 / 4096 - 2.0 ** -52,
+                         1 + 0x109 / 4096]])
+    want = np.array([m.log(float(v)) for v in x])
+    np.testing.assert_array_equal(_libm.log(x), want)
