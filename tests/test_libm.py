@@ -67,6 +67,21 @@ LOG = [
     ("0x1.6a24f73acfd05p-1", "-0x1.6297a51fcf433p-2"),
 ]
 
+EXP = [
+    ("0x1.d28908f751840p-2", "0x1.93be2f6b24893p+0"),
+    ("0x1.82d1c681f5c80p+3", "0x1.5b28b088e3c05p+17"),
+    ("0x1.00ea77ca68c84p+4", "0x1.1f28a85d3c582p+23"),
+    ("0x1.3db80dc902914p+4", "0x1.91366b9ce683fp+28"),
+    ("0x1.babd4523f5188p+3", "0x1.f2311dfd96db0p+19"),
+    ("0x1.3583597082ac2p+3", "0x1.effc72cea7aa9p+13"),
+    ("0x1.4bcfe1acd625cp+3", "0x1.f1d27ed8a0b90p+14"),
+    ("-0x1.274565b17bdacp+4", "0x1.4c30c55cc0dd1p-27"),
+    ("-0x1.6b21ff06e9255p+9", "0x0.0000004a8e007p-1022"),
+    ("-0x1.6691750de74b5p+9", "0x0.000a7d59764acp-1022"),
+    ("-0x1.66982de9230dap+9", "0x0.0009f3f6b7207p-1022"),
+    ("-0x1.64d536f6c167ap+9", "0x0.0151520d29295p-1022"),
+]
+
 
 def _f32(h: str) -> np.float32:
     return np.float32(float.fromhex(h))
@@ -94,6 +109,17 @@ def test_recorded_log():
     # the fallback to the fused evaluation is what gets the first half right
     hi, t, _ = _libm._log_near1(x[:4], _libm._plain)
     assert not np.array_equal(hi + t, want[:4])
+
+
+def test_recorded_exp():
+    x = np.array([float.fromhex(a) for a, _ in EXP])
+    want = np.array([float.fromhex(b) for _, b in EXP])
+    assert (want[-4:] < 2.3e-308).all()  # subnormal results: glibc's special rounding path
+    np.testing.assert_array_equal(_libm.exp(x), want)
+    assert not np.array_equal(np.exp(x[:8]), want[:8])
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-300, 709.8, -746.0, 2000.0])
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(_libm.exp(special), np.exp(special))
 
 
 def test_fma_is_one_rounding():
@@ -131,6 +157,7 @@ def _glibc():
     m = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
     m.logf.restype, m.logf.argtypes = ctypes.c_float, [ctypes.c_float]
     m.log.restype, m.log.argtypes = ctypes.c_double, [ctypes.c_double]
+    m.exp.restype, m.exp.argtypes = ctypes.c_double, [ctypes.c_double]
     m.sincosf.restype = None
     m.sincosf.argtypes = [ctypes.c_float] + [ctypes.POINTER(ctypes.c_float)] * 2
     return m
@@ -167,3 +194,9 @@ def test_against_the_c_library():
                          1 + 0x109 / 4096]])
     want = np.array([m.log(float(v)) for v in x])
     np.testing.assert_array_equal(_libm.log(x), want)
+
+    x = np.concatenate([rng.random(30000) * 40 - 20, rng.random(20000) * 1500 - 750,
+                        rng.random(5000) * 30 - 745, rng.random(2000) * 1e-12,
+                        [0.0, 2.0 ** -54, 2.0 ** -55, 511.9, 512.0, 709.78, 709.79, 1023.9]])
+    want = np.array([m.exp(float(v)) for v in x])
+    np.testing.assert_array_equal(_libm.exp(x), want)
