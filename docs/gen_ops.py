@@ -23,6 +23,7 @@ def render() -> str:
 
     cases = collect()
     dtypes: dict[str, set[str]] = {}
+    out_dtypes: dict[str, set[str]] = {}
     counts: dict[str, int] = {}
     gaps: dict[str, list[str]] = {}
     for c in cases:
@@ -34,6 +35,8 @@ def render() -> str:
         names = {"string" if n.startswith(("<U", "|S", "object")) else n for n in names}
         for op in c.ops:
             dtypes.setdefault(op, set()).update(names)
+            if op == c.ops[0]:  # the op under test; the others only feed it
+                out_dtypes.setdefault(op, set()).update(c.out_dtypes)
             counts[op] = counts.get(op, 0) + 1
             if c.xfail:
                 gaps.setdefault(op, []).append(f"{c.id}: {c.xfail}")
@@ -58,13 +61,17 @@ def render() -> str:
         "",
         f"**{len(ops)} op types** are registered.",
         "",
-        "| op | implementations | cases | input dtypes tested | known gaps |",
+        "Dtypes are those of the inputs, and of the outputs where an attribute chooses them.",
+        "",
+        "| op | implementations | cases | dtypes tested | known gaps |",
         "|---|---|---|---|---|",
     ]
     for op in ops:
         d = registry.get_opdef(op)
         impls = ", ".join(d.impls)
         dts = ", ".join(sorted(dtypes.get(op, ())))
+        if out_dtypes.get(op):
+            dts += "; out: " + ", ".join(sorted(out_dtypes[op]))
         gap = "<br>".join(gaps.get(op, [])).replace("|", "\\|")
         lines.append(f"| {op} | {impls} | {counts.get(op, 0)} | {dts} | {gap} |")
     plan_ops = ["Const", "Placeholder", "PlaceholderWithDefault"]

@@ -47,10 +47,13 @@ def run_tf(f, inputs) -> list[np.ndarray]:
 
 
 def check_tf(fn, inputs, rtol: float = 1e-6, atol: float = 1e-6, ops=(), dynamic: bool = False,
-             roundtrip: bool = True, tmp_path=None) -> td.Model:
+             roundtrip: bool = True, tmp_path=None, out_dtypes=()) -> td.Model:
     """Trace ``fn``, run it in TF and in tfdeploy, compare every output; returns the model."""
     f = tf_function(fn, inputs, dynamic=dynamic)
     want = run_tf(f, inputs)
+    if out_dtypes:
+        tf_dtypes = [w.dtype.name for w in want]
+        assert tf_dtypes == list(out_dtypes), f"case declares {out_dtypes}, TF gives {tf_dtypes}"
     model = td.convert(f)
     present = model.op_types()
     missing = [o for o in ops if o not in present]
@@ -71,4 +74,5 @@ def check_tf(fn, inputs, rtol: float = 1e-6, atol: float = 1e-6, ops=(), dynamic
 
 def check_case(case, dynamic: bool = False) -> None:
     inputs = case.make_inputs()
-    check_tf(case.fn, inputs, rtol=case.rtol, atol=case.atol, ops=case.ops, dynamic=dynamic)
+    check_tf(case.fn, inputs, rtol=case.rtol, atol=case.atol, ops=case.ops, dynamic=dynamic,
+             out_dtypes=case.out_dtypes)

@@ -31,6 +31,9 @@ class Case:
     dynamic: bool = False
     #: extra options for the harness (e.g. {"nan_ok": True})
     options: dict = field(default_factory=dict)
+    #: TF's output dtypes, for ops whose attributes choose them (random ops, Cast...): checked by
+    #: the harness, listed in docs/ops.md for the case's first op (the op under test)
+    out_dtypes: tuple[str, ...] = ()
 
     def make_inputs(self, seed: int = 0) -> list[np.ndarray]:
         if callable(self.inputs):

@@ -265,28 +265,28 @@ for src, dst in CASTS:
     add(f"cast_{src}_{dst}", ["Cast"], lambda x, dst=dst: _tf().cast(x, dst),
         lambda r, src=src, lo=lo, hi=hi: [_rand(r, (3, 4), src) if src == "bfloat16"
                                           else rand(r, (3, 4), src, lo, hi)],
-        dynamic=True)
+        dynamic=True, out_dtypes=(dst,))
 for src, dst in [("float32", "bfloat16"), ("float32", "float16"), ("float64", "float32"),
                  ("float64", "float16"), ("float64", "bfloat16"), ("float16", "bfloat16"),
                  ("complex128", "complex64"), ("complex128", "float32"),
                  ("complex64", "float16"), ("float64", "complex64"), ("int64", "float32")]:
     add(f"cast_truncate_{src}_{dst}", ["Cast"],
         lambda x, dst=dst: _raw().Cast(x=x, DstT=dst, Truncate=True),
-        lambda r, src=src: [rand(r, (50,), src, -1000, 1000)])
+        lambda r, src=src: [rand(r, (50,), src, -1000, 1000)], out_dtypes=(dst,))
 add("cast_special", ["Cast"], lambda x: _tf().cast(x, "float16"),
     [np.array([np.nan, np.inf, -np.inf, 65520.0, 1e-8, -0.0], np.float32)])
 add("cast_scalar_empty", ["Cast"], lambda x, y: (_tf().cast(x, "int64"), _tf().cast(y, "bool")),
     lambda r: [np.float32(-2.7), np.zeros((0, 3), np.float64)], dynamic=True)
 add("bitcast_same", ["Bitcast"], lambda x: _raw().Bitcast(input=x, type="int32"),
-    lambda r: [rand(r, (2, 3))], dynamic=True)
+    lambda r: [rand(r, (2, 3))], dynamic=True, out_dtypes=("int32",))
 add("bitcast_narrow", ["Bitcast"], lambda x: _raw().Bitcast(input=x, type="uint8"),
-    lambda r: [rand(r, (2, 3), "int32")], dynamic=True)
+    lambda r: [rand(r, (2, 3), "int32")], dynamic=True, out_dtypes=("uint8",))
 add("bitcast_scalar", ["Bitcast"], lambda x: _raw().Bitcast(input=x, type="uint16"),
-    [np.float32(1.5)])
+    [np.float32(1.5)], out_dtypes=("uint16",))
 add("bitcast_complex", ["Bitcast"], lambda x: _raw().Bitcast(input=x, type="float64"),
-    lambda r: [rand(r, (3,), "complex64")])
+    lambda r: [rand(r, (3,), "complex64")], out_dtypes=("float64",))
 add("bitcast_widen", ["Bitcast"], lambda x: _raw().Bitcast(input=x, type="float64"),
-    lambda r: [rand(r, (3, 4), "int16")], dynamic=True)
+    lambda r: [rand(r, (3, 4), "int16")], dynamic=True, out_dtypes=("float64",))
 
 # --- creation -----------------------------------------------------------------------------------
 

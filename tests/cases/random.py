@@ -63,12 +63,14 @@ for kind in ("uniform", "normal", "truncated"):
                    f"{_seed_id(seed)}",
                 ops=(_V2_OPS[kind], "StatelessRandomGetKeyCounter", "StatelessRandomGetAlg"),
                 fn=_v2(kind, shape, dtype), inputs=[seed], rtol=tol[0], atol=tol[1],
+                out_dtypes=(dtype,),
                 dynamic=i == 0))
         if dtype != "bfloat16":  # the V1 ops have no bfloat16 CPU kernel
             for seed in SEEDS:
                 CASES.append(Case(
                     id=f"random_{kind}_v1_{dtype}_{_seed_id(seed)}",
                     ops=(_V1_OPS[kind],), fn=_v1(kind, [4, 9], dtype), inputs=[seed],
+                    out_dtypes=(dtype,),
                     rtol=tol[0], atol=tol[1]))
 
 # a large truncated normal: many groups, each from its own window of the stream
@@ -168,10 +170,12 @@ for dtype in ("int32", "int64", "uint32", "uint64"):
     for i, seed in enumerate(SEEDS):
         CASES.append(Case(id=f"random_full_int_v2_{dtype}_{_seed_id(seed)}",
                           ops=("StatelessRandomUniformFullIntV2",),
-                          fn=_full_int_v2(dtype, [3, 5 + i]), inputs=[seed], rtol=0, atol=0))
+                          fn=_full_int_v2(dtype, [3, 5 + i]), inputs=[seed], rtol=0, atol=0,
+                          out_dtypes=(dtype,)))
         CASES.append(Case(id=f"random_full_int_v1_{dtype}_{_seed_id(seed)}",
                           ops=("StatelessRandomUniformFullInt",),
-                          fn=_full_int_v1(dtype, [7 + i]), inputs=[seed], rtol=0, atol=0))
+                          fn=_full_int_v1(dtype, [7 + i]), inputs=[seed], rtol=0, atol=0,
+                          out_dtypes=(dtype,)))
 
 
 # -- multinomial and shuffle ---------------------------------------------------------------------
@@ -198,7 +202,8 @@ for dtype in ("float32", "float64", "float16"):
         for od in ("int32", "int64"):
             CASES.append(Case(id=f"random_multinomial_{dtype}_{ns}_{od}",
                               ops=("StatelessMultinomial",), fn=_multinomial(ns, od),
-                              inputs=_logits(dtype), rtol=0, atol=0, dynamic=ns == 7))
+                              inputs=_logits(dtype), rtol=0, atol=0, dynamic=ns == 7,
+                              out_dtypes=(od,)))
 
 
 def _bf16_multinomial(logits, seed):
@@ -250,7 +255,8 @@ for kind in ("uniform", "normal", "truncated"):
         for seed, seed2 in [(1, 2), (0, 87654321)]:
             CASES.append(Case(id=f"random_stateful_{kind}_{dtype}_{seed}_{seed2}",
                               ops=(_STATEFUL_OPS[kind],), fn=_stateful(kind, dtype, seed, seed2),
-                              inputs=[np.zeros((3, 11), np.float32)], rtol=tol[0], atol=tol[1]))
+                              inputs=[np.zeros((3, 11), np.float32)], rtol=tol[0], atol=tol[1],
+                              out_dtypes=(dtype,)))
 
 
 def _stateful_int(seed, seed2):
