@@ -82,6 +82,17 @@ EXP = [
     ("-0x1.64d536f6c167ap+9", "0x0.0151520d29295p-1022"),
 ]
 
+POW = [
+    ("0x1.d220e3bfac3f8p-1", "0x1.0f57fde0ff3c6p+1", "0x1.a39e5f4ec3de6p-1"),
+    ("0x1.a28afda2c02b6p-2", "0x1.2838b9dcf10cdp+2", "0x1.049b35ea11e82p-6"),
+    ("0x1.df65367da6230p-4", "0x1.f3a25305e23bep+1", "0x1.e42449bf9ec43p-13"),
+    ("0x1.358b7ebde124fp-1", "0x1.725c562d366d0p+2", "0x1.bd55ebe2409e8p-5"),
+    ("0x1.1232517f28064p-2", "0x1.b865d421c4850p+1", "0x1.600ca930687d7p-7"),
+    ("0x1.7589b917e6babp-1", "0x1.ce9aa0aad8f50p+2", "0x1.a357216a2d52cp-4"),
+    ("0x1.734bfb776cb78p-3", "0x1.c61cc34422852p+2", "0x1.6f05635c3707ap-18"),
+    ("0x1.4b95d44f7a67fp-1", "0x1.e5efae0e2a7c0p+2", "0x1.2e92817f05c04p-5"),
+]
+
 
 def _f32(h: str) -> np.float32:
     return np.float32(float.fromhex(h))
@@ -122,6 +133,21 @@ def test_recorded_exp():
         np.testing.assert_array_equal(_libm.exp(special), np.exp(special))
 
 
+def test_recorded_pow():
+    x, y, want = (np.array([float.fromhex(t[j]) for t in POW]) for j in range(3))
+    np.testing.assert_array_equal(_libm.pow(x, y), want)
+    assert not np.array_equal(np.power(x, y), want)
+    # IEEE special cases, signs of zero included
+    a = np.array([0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, np.nan, -2.0, 0.5, 5e-324])
+    xs, ys = np.meshgrid(a, np.array([0.0, -0.0, 1.0, -1.0, 3.0, -3.0, 0.5, np.inf, -np.inf,
+                                      np.nan, 2.0 ** 70, 2.0 ** -70]))
+    with np.errstate(all="ignore"):
+        want = np.power(xs, ys)
+    got = _libm.pow(xs, ys)
+    same = (got.view(np.uint64) == want.view(np.uint64)) | (np.isnan(got) & np.isnan(want))
+    assert same.all(), list(zip(xs[~same], ys[~same], got[~same], want[~same]))
+
+
 def test_fma_is_one_rounding():
     rng = np.random.default_rng(0)
     a = rng.normal(size=3000) * 2.0 ** rng.integers(-30, 30, 3000)
@@ -158,6 +184,7 @@ def _glibc():
     m.logf.restype, m.logf.argtypes = ctypes.c_float, [ctypes.c_float]
     m.log.restype, m.log.argtypes = ctypes.c_double, [ctypes.c_double]
     m.exp.restype, m.exp.argtypes = ctypes.c_double, [ctypes.c_double]
+    m.pow.restype, m.pow.argtypes = ctypes.c_double, [ctypes.c_double, ctypes.c_double]
     m.sincosf.restype = None
     m.sincosf.argtypes = [ctypes.c_float] + [ctypes.POINTER(ctypes.c_float)] * 2
     return m
@@ -200,3 +227,9 @@ def test_against_the_c_library():
                         [0.0, 2.0 ** -54, 2.0 ** -55, 511.9, 512.0, 709.78, 709.79, 1023.9]])
     want = np.array([m.exp(float(v)) for v in x])
     np.testing.assert_array_equal(_libm.exp(x), want)
+
+    x = np.concatenate([rng.random(20000), rng.random(10000) * 100, -rng.random(5000) * 4])
+    y = np.concatenate([rng.random(20000) * 20, rng.normal(size=10000) * 30,
+                        np.round(rng.normal(size=5000) * 5)])
+    want = np.array([m.pow(float(a), float(b)) for a, b in zip(x, y)])
+    np.testing.assert_array_equal(_libm.pow(x, y), want)

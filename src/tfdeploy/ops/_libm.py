@@ -14,7 +14,8 @@ The operation order is that of glibc's x86-64 FMA variants (``__logf_fma``, ``__
 
 The tables and polynomial coefficients are from Arm Optimized Routines
 (https://github.com/ARM-software/optimized-routines, ``math/logf_data.c``, ``math/log_data.c``,
-``math/sincosf_data.c``, ``math/exp_data.c``): Copyright (c) 2017-2018, Arm Limited.
+``math/sincosf_data.c``, ``math/exp_data.c``,
+``math/pow_log_data.c``): Copyright (c) 2017-2018, Arm Limited.
 SPDX-License-Identifier: MIT. The numpy code is ours.
 """
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["fma", "logf", "sincosf", "log", "exp"]
+__all__ = ["fma", "logf", "sincosf", "log", "exp", "pow"]
 
 _F64 = np.float64
 _SPLIT = 134217729.0  # 2**27 + 1, Veltkamp's splitter for doubles
@@ -588,31 +589,49 @@ _EXP_SBITS = np.ascontiguousarray(_EXP_TAB[:, 1])
 def exp(x: np.ndarray) -> np.ndarray:
     """glibc ``exp`` for float64 ``x``, every input (under/overflow, inf, nan included)."""
     x = np.asarray(x, _F64)
-    shape = x.shape
-    x = x.reshape(-1)
+    out = np.empty_like(x)
+    nan_inf = ~np.isfinite(x)
+    out[nan_inf] = np.where(np.isnan(x[nan_inf]), x[nan_inf],
+                            np.where(x[nan_inf] > 0, np.inf, 0.0))
+    fin = ~nan_inf
+    out[fin] = _exp_inline(x[fin], None, np.uint64(0))
+    return out
+
+
+_SIGN_BIAS = np.uint64(0x800 << 7)
+
+
+def _exp_inline(x: np.ndarray, xtail, sign_bias) -> np.ndarray:
+    """sign * exp(x + xtail) for finite x (glibc's exp_inline; sign negative where
+    ``sign_bias`` is ``_SIGN_BIAS``)."""
     abstop = ((x.view(np.uint64) >> np.uint64(52)) & np.uint64(0x7FF)).astype(np.int64)
+    neg = np.broadcast_to(np.asarray(sign_bias, np.uint64) != 0, x.shape)
     out = np.empty_like(x)
     tiny = abstop < 0x3C9  # |x| < 2^-54
-    huge = abstop >= 0x409  # |x| >= 1024, inf, nan
+    huge = abstop >= 0x409  # |x| >= 1024
     main = ~(tiny | huge)
-    out[tiny] = 1.0 + x[tiny]
-    if huge.any():
-        h = x[huge]
-        out[huge] = np.where(np.isnan(h), h, np.where(h > 0, np.inf, 0.0))
+    one = 1.0 + x[tiny]
+    out[tiny] = np.where(neg[tiny], -one, one)
+    h = x[huge]
+    out[huge] = np.where(h > 0, np.inf, 0.0) * np.where(neg[huge], -1.0, 1.0)
     if main.any():
+        tail = None if xtail is None else np.broadcast_to(xtail, x.shape)[main]
+        bias = np.broadcast_to(np.asarray(sign_bias, np.uint64), x.shape)[main]
         with np.errstate(all="ignore"):  # scales beyond the range are fixed by _exp_special
-            out[main] = _exp_main(x[main], abstop[main])
-    return out.reshape(shape)
+            out[main] = _exp_main(x[main], tail, bias, abstop[main])
+    return out
 
 
-def _exp_main(xm: np.ndarray, abstop: np.ndarray) -> np.ndarray:
+def _exp_main(xm, xtail, sign_bias, abstop) -> np.ndarray:
     kds = fma(xm, _EXP_INVLN2N, _EXP_SHIFT)
     ki = kds.view(np.uint64)
     kd = kds - _EXP_SHIFT
     r = fma(kd, _EXP_NEGLN2LON, fma(kd, _EXP_NEGLN2HIN, xm))
+    if xtail is not None:
+        r = xtail + r
     c2, c3, c4, c5 = _EXP_C
     idx = (ki & np.uint64(127)).astype(np.intp)
-    sbits = _EXP_SBITS[idx] + (ki << np.uint64(45))
+    sbits = _EXP_SBITS[idx] + ((ki + sign_bias) << np.uint64(45))
     p23 = fma(r, c3, c2)
     r2 = r * r
     p45 = fma(r, c5, c4)
@@ -626,26 +645,271 @@ def _exp_main(xm: np.ndarray, abstop: np.ndarray) -> np.ndarray:
 
 
 def _exp_special(tmp, sbits, ki) -> np.ndarray:
-    """glibc exp's specialcase: results near overflow, or subnormal."""
+    """glibc's exp/pow specialcase: results near overflow, or subnormal."""
     up = (ki & np.uint64(0x80000000)) == 0
     out = np.empty_like(tmp)
     if up.any():
         scale = (sbits[up] - np.uint64(1009 << 52)).view(_F64)
-        with np.errstate(over="ignore"):
-            out[up] = fma(scale, tmp[up], scale) * 2.0 ** 1009
+        out[up] = fma(scale, tmp[up], scale) * 2.0 ** 1009
     dn = ~up
     if dn.any():
-        scale = (sbits[dn] + np.uint64(1022 << 52)).view(_F64)
-        t = tmp[dn]
-        st = scale * t
+        sb = sbits[dn] + np.uint64(1022 << 52)
+        scale = sb.view(_F64)
+        st = scale * tmp[dn]
         y = scale + st
-        small = y < 1.0
+        small = np.abs(y) < 1.0
         if small.any():  # round to the subnormal precision before scaling (no double rounding)
             ys, ss, sts = y[small], scale[small], st[small]
+            one = np.where(ys < 0.0, -1.0, 1.0)
             lo = (ss - ys) + sts
-            hi = 1.0 + ys
-            lo = ((1.0 - hi) + ys) + lo
-            y[small] = (hi + lo) - 1.0 + 0.0
-        with np.errstate(under="ignore"):
-            out[dn] = 2.0 ** -1022 * y
+            hi = one + ys
+            lo = ((one - hi) + ys) + lo
+            ys = (hi + lo) - one
+            signed_zero = (sb[small] & np.uint64(1 << 63)).view(_F64)
+            y[small] = np.where(ys == 0.0, signed_zero, ys)
+        out[dn] = 2.0 ** -1022 * y
     return out
+
+
+# -- pow --------------------------------------------------------------------------------------
+
+_POW_LN2HI = float.fromhex("0x1.62e42fefa3800p-1")
+_POW_LN2LO = float.fromhex("0x1.ef35793c76730p-45")
+# log1p(r) - r + r^2/2 ~= ar^3 * (A1 + r A2 + ar^2 (A3 + r A4 + ar^2 (A5 + r A6))), ar = -r/2
+_POW_A = [float.fromhex(h) for h in (
+    "-0x1p-1", "-0x1.5555555555560p-1", "0x1.0000000000006p-1", "0x1.999999959554ep-1",
+    "-0x1.555555529a47ap-1", "-0x1.2495b9b4845e9p+0", "0x1.0002b8b263fc3p+0")]
+# (invc, logc, logctail): 1/c = j/N or j/N/2, log(c) to about 68 bits as logc + logctail
+_POW_TAB = np.array([float.fromhex(h) for h in """
+0x1.6a00000000000p+0 -0x1.62c82f2b9c800p-2 0x1.ab42428375680p-48
+0x1.6800000000000p+0 -0x1.5d1bdbf580800p-2 -0x1.ca508d8e0f720p-46
+0x1.6600000000000p+0 -0x1.5767717455800p-2 -0x1.362a4d5b6506dp-45
+0x1.6400000000000p+0 -0x1.51aad872df800p-2 -0x1.684e49eb067d5p-49
+0x1.6200000000000p+0 -0x1.4be5f95777800p-2 -0x1.41b6993293ee0p-47
+0x1.6000000000000p+0 -0x1.4618bc21c6000p-2 0x1.3d82f484c84ccp-46
+0x1.5e00000000000p+0 -0x1.404308686a800p-2 0x1.c42f3ed820b3ap-50
+0x1.5c00000000000p+0 -0x1.3a64c55694800p-2 0x1.0b1c686519460p-45
+0x1.5a00000000000p+0 -0x1.347dd9a988000p-2 0x1.5594dd4c58092p-45
+0x1.5800000000000p+0 -0x1.2e8e2bae12000p-2 0x1.67b1e99b72bd8p-45
+0x1.5600000000000p+0 -0x1.2895a13de8800p-2 0x1.5ca14b6cfb03fp-46
+0x1.5600000000000p+0 -0x1.2895a13de8800p-2 0x1.5ca14b6cfb03fp-46
+0x1.5400000000000p+0 -0x1.22941fbcf7800p-2 -0x1.65a242853da76p-46
+0x1.5200000000000p+0 -0x1.1c898c1699800p-2 -0x1.fafbc68e75404p-46
+0x1.5000000000000p+0 -0x1.1675cababa800p-2 0x1.f1fc63382a8f0p-46
+0x1.4e00000000000p+0 -0x1.1058bf9ae4800p-2 -0x1.6a8c4fd055a66p-45
+0x1.4c00000000000p+0 -0x1.0a324e2739000p-2 -0x1.c6bee7ef4030ep-47
+0x1.4a00000000000p+0 -0x1.0402594b4d000p-2 -0x1.036b89ef42d7fp-48
+0x1.4a00000000000p+0 -0x1.0402594b4d000p-2 -0x1.036b89ef42d7fp-48
+0x1.4800000000000p+0 -0x1.fb9186d5e4000p-3 0x1.d572aab993c87p-47
+0x1.4600000000000p+0 -0x1.ef0adcbdc6000p-3 0x1.b26b79c86af24p-45
+0x1.4400000000000p+0 -0x1.e27076e2af000p-3 -0x1.72f4f543fff10p-46
+0x1.4200000000000p+0 -0x1.d5c216b4fc000p-3 0x1.1ba91bbca681bp-45
+0x1.4000000000000p+0 -0x1.c8ff7c79aa000p-3 0x1.7794f689f8434p-45
+0x1.4000000000000p+0 -0x1.c8ff7c79aa000p-3 0x1.7794f689f8434p-45
+0x1.3e00000000000p+0 -0x1.bc286742d9000p-3 0x1.94eb0318bb78fp-46
+0x1.3c00000000000p+0 -0x1.af3c94e80c000p-3 0x1.a4e633fcd9066p-52
+0x1.3a00000000000p+0 -0x1.a23bc1fe2b000p-3 -0x1.58c64dc46c1eap-45
+0x1.3a00000000000p+0 -0x1.a23bc1fe2b000p-3 -0x1.58c64dc46c1eap-45
+0x1.3800000000000p+0 -0x1.9525a9cf45000p-3 -0x1.ad1d904c1d4e3p-45
+0x1.3600000000000p+0 -0x1.87fa06520d000p-3 0x1.bbdbf7fdbfa09p-45
+0x1.3400000000000p+0 -0x1.7ab890210e000p-3 0x1.bdb9072534a58p-45
+0x1.3400000000000p+0 -0x1.7ab890210e000p-3 0x1.bdb9072534a58p-45
+0x1.3200000000000p+0 -0x1.6d60fe719d000p-3 -0x1.0e46aa3b2e266p-46
+0x1.3000000000000p+0 -0x1.5ff3070a79000p-3 -0x1.e9e439f105039p-46
+0x1.3000000000000p+0 -0x1.5ff3070a79000p-3 -0x1.e9e439f105039p-46
+0x1.2e00000000000p+0 -0x1.526e5e3a1b000p-3 -0x1.0de8b90075b8fp-45
+0x1.2c00000000000p+0 -0x1.44d2b6ccb8000p-3 0x1.70cc16135783cp-46
+0x1.2c00000000000p+0 -0x1.44d2b6ccb8000p-3 0x1.70cc16135783cp-46
+0x1.2a00000000000p+0 -0x1.371fc201e9000p-3 0x1.178864d27543ap-48
+0x1.2800000000000p+0 -0x1.29552f81ff000p-3 -0x1.48d301771c408p-45
+0x1.2600000000000p+0 -0x1.1b72ad52f6000p-3 -0x1.e80a41811a396p-45
+0x1.2600000000000p+0 -0x1.1b72ad52f6000p-3 -0x1.e80a41811a396p-45
+0x1.2400000000000p+0 -0x1.0d77e7cd09000p-3 0x1.a699688e85bf4p-47
+0x1.2400000000000p+0 -0x1.0d77e7cd09000p-3 0x1.a699688e85bf4p-47
+0x1.2200000000000p+0 -0x1.fec9131dbe000p-4 -0x1.575545ca333f2p-45
+0x1.2000000000000p+0 -0x1.e27076e2b0000p-4 0x1.a342c2af0003cp-45
+0x1.2000000000000p+0 -0x1.e27076e2b0000p-4 0x1.a342c2af0003cp-45
+0x1.1e00000000000p+0 -0x1.c5e548f5bc000p-4 -0x1.d0c57585fbe06p-46
+0x1.1c00000000000p+0 -0x1.a926d3a4ae000p-4 0x1.53935e85baac8p-45
+0x1.1c00000000000p+0 -0x1.a926d3a4ae000p-4 0x1.53935e85baac8p-45
+0x1.1a00000000000p+0 -0x1.8c345d631a000p-4 0x1.37c294d2f5668p-46
+0x1.1a00000000000p+0 -0x1.8c345d631a000p-4 0x1.37c294d2f5668p-46
+0x1.1800000000000p+0 -0x1.6f0d28ae56000p-4 -0x1.69737c93373dap-45
+0x1.1600000000000p+0 -0x1.51b073f062000p-4 0x1.f025b61c65e57p-46
+0x1.1600000000000p+0 -0x1.51b073f062000p-4 0x1.f025b61c65e57p-46
+0x1.1400000000000p+0 -0x1.341d7961be000p-4 0x1.c5edaccf913dfp-45
+0x1.1400000000000p+0 -0x1.341d7961be000p-4 0x1.c5edaccf913dfp-45
+0x1.1200000000000p+0 -0x1.16536eea38000p-4 0x1.47c5e768fa309p-46
+0x1.1000000000000p+0 -0x1.f0a30c0118000p-5 0x1.d599e83368e91p-45
+0x1.1000000000000p+0 -0x1.f0a30c0118000p-5 0x1.d599e83368e91p-45
+0x1.0e00000000000p+0 -0x1.b42dd71198000p-5 0x1.c827ae5d6704cp-46
+0x1.0e00000000000p+0 -0x1.b42dd71198000p-5 0x1.c827ae5d6704cp-46
+0x1.0c00000000000p+0 -0x1.77458f632c000p-5 -0x1.cfc4634f2a1eep-45
+0x1.0c00000000000p+0 -0x1.77458f632c000p-5 -0x1.cfc4634f2a1eep-45
+0x1.0a00000000000p+0 -0x1.39e87b9fec000p-5 0x1.502b7f526feaap-48
+0x1.0a00000000000p+0 -0x1.39e87b9fec000p-5 0x1.502b7f526feaap-48
+0x1.0800000000000p+0 -0x1.f829b0e780000p-6 -0x1.980267c7e09e4p-45
+0x1.0800000000000p+0 -0x1.f829b0e780000p-6 -0x1.980267c7e09e4p-45
+0x1.0600000000000p+0 -0x1.7b91b07d58000p-6 -0x1.88d5493faa639p-45
+0x1.0400000000000p+0 -0x1.fc0a8b0fc0000p-7 -0x1.f1e7cf6d3a69cp-50
+0x1.0400000000000p+0 -0x1.fc0a8b0fc0000p-7 -0x1.f1e7cf6d3a69cp-50
+0x1.0200000000000p+0 -0x1.fe02a6b100000p-8 -0x1.9e23f0dda40e4p-46
+0x1.0200000000000p+0 -0x1.fe02a6b100000p-8 -0x1.9e23f0dda40e4p-46
+0x1.0000000000000p+0 0x0.0p+0 0x0.0p+0
+0x1.0000000000000p+0 0x0.0p+0 0x0.0p+0
+0x1.fc00000000000p-1 0x1.0101575890000p-7 -0x1.0c76b999d2be8p-46
+0x1.f800000000000p-1 0x1.0205658938000p-6 -0x1.3dc5b06e2f7d2p-45
+0x1.f400000000000p-1 0x1.8492528c90000p-6 -0x1.aa0ba325a0c34p-45
+0x1.f000000000000p-1 0x1.0415d89e74000p-5 0x1.111c05cf1d753p-47
+0x1.ec00000000000p-1 0x1.466aed42e0000p-5 -0x1.c167375bdfd28p-45
+0x1.e800000000000p-1 0x1.894aa149fc000p-5 -0x1.97995d05a267dp-46
+0x1.e400000000000p-1 0x1.ccb73cdddc000p-5 -0x1.a68f247d82807p-46
+0x1.e200000000000p-1 0x1.eea31c006c000p-5 -0x1.e113e4fc93b7bp-47
+0x1.de00000000000p-1 0x1.1973bd1466000p-4 -0x1.5325d560d9e9bp-45
+0x1.da00000000000p-1 0x1.3bdf5a7d1e000p-4 0x1.cc85ea5db4ed7p-45
+0x1.d600000000000p-1 0x1.5e95a4d97a000p-4 -0x1.c69063c5d1d1ep-45
+0x1.d400000000000p-1 0x1.700d30aeac000p-4 0x1.c1e8da99ded32p-49
+0x1.d000000000000p-1 0x1.9335e5d594000p-4 0x1.3115c3abd47dap-45
+0x1.cc00000000000p-1 0x1.b6ac88dad6000p-4 -0x1.390802bf768e5p-46
+0x1.ca00000000000p-1 0x1.c885801bc4000p-4 0x1.646d1c65aacd3p-45
+0x1.c600000000000p-1 0x1.ec739830a2000p-4 -0x1.dc068afe645e0p-45
+0x1.c400000000000p-1 0x1.fe89139dbe000p-4 -0x1.534d64fa10afdp-45
+0x1.c000000000000p-1 0x1.1178e8227e000p-3 0x1.1ef78ce2d07f2p-45
+0x1.be00000000000p-1 0x1.1aa2b7e23f000p-3 0x1.ca78e44389934p-45
+0x1.ba00000000000p-1 0x1.2d1610c868000p-3 0x1.39d6ccb81b4a1p-47
+0x1.b800000000000p-1 0x1.365fcb0159000p-3 0x1.62fa8234b7289p-51
+0x1.b400000000000p-1 0x1.4913d8333b000p-3 0x1.5837954fdb678p-45
+0x1.b200000000000p-1 0x1.527e5e4a1b000p-3 0x1.633e8e5697dc7p-45
+0x1.ae00000000000p-1 0x1.6574ebe8c1000p-3 0x1.9cf8b2c3c2e78p-46
+0x1.ac00000000000p-1 0x1.6f0128b757000p-3 -0x1.5118de59c21e1p-45
+0x1.aa00000000000p-1 0x1.7898d85445000p-3 -0x1.c661070914305p-46
+0x1.a600000000000p-1 0x1.8beafeb390000p-3 -0x1.73d54aae92cd1p-47
+0x1.a400000000000p-1 0x1.95a5adcf70000p-3 0x1.7f22858a0ff6fp-47
+0x1.a000000000000p-1 0x1.a93ed3c8ae000p-3 -0x1.8724350562169p-45
+0x1.9e00000000000p-1 0x1.b31d8575bd000p-3 -0x1.c358d4eace1aap-47
+0x1.9c00000000000p-1 0x1.bd087383be000p-3 -0x1.d4bc4595412b6p-45
+0x1.9a00000000000p-1 0x1.c6ffbc6f01000p-3 -0x1.1ec72c5962bd2p-48
+0x1.9600000000000p-1 0x1.db13db0d49000p-3 -0x1.aff2af715b035p-45
+0x1.9400000000000p-1 0x1.e530effe71000p-3 0x1.212276041f430p-51
+0x1.9200000000000p-1 0x1.ef5ade4dd0000p-3 -0x1.a211565bb8e11p-51
+0x1.9000000000000p-1 0x1.f991c6cb3b000p-3 0x1.bcbecca0cdf30p-46
+0x1.8c00000000000p-1 0x1.07138604d5800p-2 0x1.89cdb16ed4e91p-48
+0x1.8a00000000000p-1 0x1.0c42d67616000p-2 0x1.7188b163ceae9p-45
+0x1.8800000000000p-1 0x1.1178e8227e800p-2 -0x1.c210e63a5f01cp-45
+0x1.8600000000000p-1 0x1.16b5ccbacf800p-2 0x1.b9acdf7a51681p-45
+0x1.8400000000000p-1 0x1.1bf99635a6800p-2 0x1.ca6ed5147bdb7p-45
+0x1.8200000000000p-1 0x1.214456d0eb800p-2 0x1.a87deba46baeap-47
+0x1.7e00000000000p-1 0x1.2bef07cdc9000p-2 0x1.a9cfa4a5004f4p-45
+0x1.7c00000000000p-1 0x1.314f1e1d36000p-2 -0x1.8e27ad3213cb8p-45
+0x1.7a00000000000p-1 0x1.36b6776be1000p-2 0x1.16ecdb0f177c8p-46
+0x1.7800000000000p-1 0x1.3c25277333000p-2 0x1.83b54b606bd5cp-46
+0x1.7600000000000p-1 0x1.419b423d5e800p-2 0x1.8e436ec90e09dp-47
+0x1.7400000000000p-1 0x1.4718dc271c800p-2 -0x1.f27ce0967d675p-45
+0x1.7200000000000p-1 0x1.4c9e09e173000p-2 -0x1.e20891b0ad8a4p-45
+0x1.7000000000000p-1 0x1.522ae0738a000p-2 0x1.ebe708164c759p-45
+0x1.6e00000000000p-1 0x1.57bf753c8d000p-2 0x1.fadedee5d40efp-46
+0x1.6c00000000000p-1 0x1.5d5bddf596000p-2 -0x1.a0b2a08a465dcp-47
+""".split()], _F64).reshape(-1, 3)
+_POW_INVC, _POW_LOGC, _POW_LOGCTAIL = (np.ascontiguousarray(_POW_TAB[:, j]) for j in range(3))
+_POW_OFF = 0x3FE6955500000000
+_ONE_BITS = np.uint64(0x3FF0000000000000)
+_INF_BITS = np.uint64(0x7FF0000000000000)
+
+
+def _pow_log(ix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """glibc pow's log_inline: log(x) = hi + lo with about 68 bits (``ix``: x's bits)."""
+    tmp = ix.view(np.int64) - _POW_OFF
+    i = (tmp >> 45) & 127
+    kd = (tmp >> 52).astype(_F64)
+    z = (ix.view(np.int64) - (tmp & np.int64(-(1 << 52)))).view(_F64)
+    a0, a1, a2, a3, a4, a5, a6 = _POW_A
+    r = fma(z, _POW_INVC[i], -1.0)  # exact: z/c - 1 is representable
+    t1 = fma(kd, _POW_LN2HI, _POW_LOGC[i])
+    lo1 = fma(kd, _POW_LN2LO, _POW_LOGCTAIL[i])
+    ar = a0 * r
+    p12 = fma(r, a2, a1)
+    p34 = fma(r, a4, a3)
+    t2 = r + t1
+    ar2 = r * ar
+    lo2 = (t1 - t2) + r
+    ar3 = r * ar2
+    lo3 = fma(ar, r, -ar2)
+    p56 = fma(r, a6, a5)
+    hi = t2 + ar2
+    p = fma(p56, ar2, p34)
+    lo4 = (t2 - hi) + ar2
+    q = fma(ar2, p, p12)
+    lo = fma(ar3, q, ((lo1 + lo2) + lo3) + lo4)
+    y = hi + lo
+    return y, (hi - y) + lo
+
+
+def _checkint(iy: np.ndarray) -> np.ndarray:
+    """0 if y is not an integer, 1 if odd, 2 if even (y non-zero finite, as bits)."""
+    e = ((iy >> np.uint64(52)) & np.uint64(0x7FF)).astype(np.int64)
+    sh = np.clip(0x433 - e, 0, 63).astype(np.uint64)
+    frac = (iy & ((np.uint64(1) << sh) - np.uint64(1))) != 0
+    odd = (iy & (np.uint64(1) << sh)) != 0
+    return np.where(e < 0x3FF, 0, np.where(e > 0x433, 2, np.where(frac, 0, np.where(odd, 1, 2))))
+
+
+def pow(x: np.ndarray, y: np.ndarray) -> np.ndarray:  # noqa: A001 - glibc's name
+    """glibc ``pow`` for float64, every input (signs, zeros, infinities, nan, subnormals)."""
+    x, y = np.broadcast_arrays(np.asarray(x, _F64), np.asarray(y, _F64))
+    shape = x.shape
+    x, y = x.reshape(-1), y.reshape(-1)
+    ix, iy = x.view(np.uint64).copy(), y.view(np.uint64)
+    topx = (ix >> np.uint64(52)).astype(np.int64)
+    topy = ((iy >> np.uint64(52)) & np.uint64(0x7FF)).astype(np.int64)
+    out = np.full(x.shape, np.nan)
+    todo = np.ones(x.shape, bool)
+    sign_bias = np.zeros(x.shape, np.uint64)
+    two = np.uint64(2)
+    special = (topx - 1 >= 0x7FE) | (topx - 1 < 0) | (topy < 0x3BE) | (topy >= 0x43E)
+    with np.errstate(all="ignore"):
+        if special.any():
+            # y is 0, inf or nan
+            yzin = special & (two * iy - np.uint64(1) >= two * _INF_BITS - np.uint64(1))
+            xnan_ynan = (two * ix > two * _INF_BITS) | (two * iy > two * _INF_BITS)
+            xlt1 = two * ix < two * _ONE_BITS
+            r = np.where(two * iy == 0, 1.0,
+                np.where(ix == _ONE_BITS, 1.0,
+                np.where(xnan_ynan, x + y,
+                np.where(two * ix == two * _ONE_BITS, 1.0,
+                np.where(xlt1 == ((iy >> np.uint64(63)) == 0), 0.0, y * y)))))
+            out[yzin], todo[yzin] = r[yzin], False
+            # x is 0, inf or nan
+            xzin = special & todo & (two * ix - np.uint64(1) >= two * _INF_BITS - np.uint64(1))
+            negx = (ix >> np.uint64(63)) == 1
+            finite_y = todo & ~xzin & special
+            yint = np.zeros(x.shape, np.int64)
+            yint[xzin | finite_y] = _checkint(iy[xzin | finite_y])
+            x2 = np.where(negx & (yint == 1), -(x * x), x * x)
+            r = np.where((iy >> np.uint64(63)) == 1, 1.0 / x2, x2)
+            out[xzin], todo[xzin] = r[xzin], False
+            # x and y non-zero finite: negative x needs an integer y
+            m = finite_y & negx
+            bad = m & (yint == 0)
+            out[bad], todo[bad] = np.nan, False
+            sign_bias[m & (yint == 1)] = _SIGN_BIAS
+            ix[m] &= np.uint64(0x7FFFFFFFFFFFFFFF)
+            # |y| < 2^-65 or |y| >= 2^63
+            m = finite_y & todo & ((topy < 0x3BE) | (topy >= 0x43E))
+            gt1 = ix > _ONE_BITS
+            ypos = (iy >> np.uint64(63)) == 0
+            r = np.where(ix == _ONE_BITS, 1.0,
+                np.where(topy < 0x3BE, np.where(gt1, 1.0 + y, 1.0 - y),
+                np.where(gt1 == ypos, np.inf, 0.0)))
+            out[m], todo[m] = r[m], False
+            # subnormal x: normalise, the exponent going negative
+            m = todo & ((ix >> np.uint64(52)) == 0)
+            if m.any():
+                xs = (np.abs(x[m]) * 2.0 ** 52).view(np.uint64)
+                ix[m] = xs - np.uint64(52 << 52)
+        if todo.any():
+            hi, lo = _pow_log(ix[todo])
+            yt = y[todo]
+            ehi = yt * hi
+            elo = fma(yt, lo, fma(yt, hi, -ehi))
+            out[todo] = _exp_inline(ehi, elo, sign_bias[todo])
+    return out.reshape(shape)
