@@ -41,6 +41,35 @@ class Case:
         return list(self.inputs)
 
 
+def tf():
+    """TensorFlow, imported on first use: collecting the cases must not need it."""
+    import tensorflow
+
+    return tensorflow
+
+
+def raw():
+    """``tf.raw_ops``, imported on first use."""
+    return tf().raw_ops
+
+
+def adder(cases: list[Case], prefix: str, **defaults):
+    """``add(id, ops, fn, inputs, **kw)``: append a Case with id ``<prefix>_<id>`` to ``cases``,
+    keyword arguments defaulting to ``defaults``."""
+    def add(id: str, ops, fn, inputs, **kw) -> None:
+        cases.append(Case(id=f"{prefix}_{id}", ops=tuple(ops), fn=fn, inputs=inputs,
+                          **{**defaults, **kw}))
+    return add
+
+
+def i32(*v) -> np.ndarray:
+    return np.array(v, np.int32)
+
+
+def i64(*v) -> np.ndarray:
+    return np.array(v, np.int64)
+
+
 def collect() -> list[Case]:
     """Every case of every module in this package, ids checked for uniqueness."""
     import importlib

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from . import Case
+from . import Case, adder
 
 CASES: list[Case] = []
+add = adder(CASES, "bitwise")
 raw = tf.raw_ops
 
 INTS = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
@@ -37,10 +38,6 @@ def inputs(*gens):
     def make(rng):
         return [g(rng) if callable(g) else np.asarray(g) for g in gens]
     return make
-
-
-def add(id, ops, fn, ins, **kw):
-    CASES.append(Case(id=f"bitwise_{id}", ops=tuple(ops), fn=fn, inputs=ins, **kw))
 
 
 for _t in INTS:

@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Case, rand
+from . import Case, adder, rand
+from . import raw as _raw
+from . import tf as _tf
 
 CASES: list[Case] = []
-
-
-def _tf():
-    import tensorflow as tf
-
-    return tf
-
-
-def _raw():
-    return _tf().raw_ops
-
-
-def add(id, ops, fn, inputs, **kw):
-    CASES.append(Case(id=f"control_{id}", ops=tuple(ops), fn=fn, inputs=inputs, **kw))
+add = adder(CASES, "control")
 
 
 def _concrete(fn, *specs):

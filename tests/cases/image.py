@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from . import Case, rand
+from . import Case, adder, rand
 
 CASES: list[Case] = []
+add = adder(CASES, "image")
 raw = tf.raw_ops
 
 INT_TYPES = ("int8", "uint8", "int16", "uint16", "int32", "int64")
@@ -38,10 +39,6 @@ def inputs(*gens):
     def make(rng):
         return [g(rng) if callable(g) else np.asarray(g) for g in gens]
     return make
-
-
-def add(id, ops, fn, ins, **kw):
-    CASES.append(Case(id=f"image_{id}", ops=tuple(ops), fn=fn, inputs=ins, **kw))
 
 
 # -- ResizeBilinear / NearestNeighbor / Bicubic / Area ---------------------------------------

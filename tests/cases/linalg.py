@@ -5,22 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from . import Case, rand
+from . import raw as _raw
+from . import tf as _tf
 
 CASES: list[Case] = []
 
 FLOATS = ["float32", "float64"]
 ALL = ["float32", "float64", "complex64", "complex128"]
 TOL = {"float32": 2e-4, "float64": 1e-10, "complex64": 2e-4, "complex128": 1e-10}
-
-
-def _tf():
-    import tensorflow as tf
-
-    return tf
-
-
-def _raw():
-    return _tf().raw_ops
 
 
 def _well(shape, dtype):

@@ -4,27 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Case, rand
+from . import Case, adder, i32, rand
+from . import raw as _raw
+from . import tf as _tf
 
 CASES: list[Case] = []
-
-
-def _tf():
-    import tensorflow as tf
-
-    return tf
-
-
-def _raw():
-    return _tf().raw_ops
-
-
-def add(id, ops, fn, inputs, **kw):
-    CASES.append(Case(id=f"lists_{id}", ops=tuple(ops), fn=fn, inputs=inputs, **kw))
-
-
-def i32(*v):
-    return np.array(v, np.int32)
+add = adder(CASES, "lists")
 
 
 DTYPES = ["float32", "float64", "float16", "int32", "int64", "uint8", "bool", "complex64"]

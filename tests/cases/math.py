@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from . import Case
+from . import Case, adder
 
 CASES: list[Case] = []
+add = adder(CASES, "math")
 raw = tf.raw_ops
 
 FLOATS = ("float16", "bfloat16", "float32", "float64")
@@ -59,10 +60,6 @@ def fixed(values_, dtype):
 
         v = v[np.isnan(v) | np.isinf(v) | (np.abs(v) <= float(ml_dtypes.finfo(dt).max))]
     return v.astype(dt)
-
-
-def add(id, ops, fn, ins, **kw):
-    CASES.append(Case(id=f"math_{id}", ops=tuple(ops), fn=fn, inputs=ins, **kw))
 
 
 def tol(dtype, scale=1.0):

@@ -5,15 +5,12 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from . import Case
+from . import Case, adder
 from .math import ALL_INTS, COMPLEX, FLOATS, INTS, _raw, fixed, gen, tol
 
 CASES: list[Case] = []
+add = adder(CASES, "nn")
 raw = tf.raw_ops
-
-
-def add(id, ops, fn, ins, **kw):
-    CASES.append(Case(id=f"nn_{id}", ops=tuple(ops), fn=fn, inputs=ins, **kw))
 
 
 _EXT = [0.0, -0.0, 1e-30, -1e-30, 3.0, 6.0, 6.5, -6.0, 20, -20, 100, -100, 1e30, -1e30, np.inf,

@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Case, rand
+from . import Case, adder, rand
+from . import raw as _raw
 
 CASES: list[Case] = []
-
-
-def _raw():
-    import tensorflow as tf
-
-    return tf.raw_ops
-
-
-def add(id, ops, fn, inputs, **kw):
-    kw.setdefault("rtol", 1e-5)
-    kw.setdefault("atol", 1e-5)
-    CASES.append(Case(id=f"pool_{id}", ops=tuple(ops), fn=fn, inputs=inputs, **kw))
+add = adder(CASES, "pool", rtol=1e-5, atol=1e-5)
 
 
 def _bf16(x):

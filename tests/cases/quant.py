@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from . import Case
+from . import Case, adder
 
 CASES: list[Case] = []
+add = adder(CASES, "quant")
 raw = tf.raw_ops
 
 
@@ -41,10 +42,6 @@ def inputs(*gens):
     def make(rng):
         return [g(rng) if callable(g) else np.asarray(g) for g in gens]
     return make
-
-
-def add(id, ops, fn, ins, **kw):
-    CASES.append(Case(id=f"quant_{id}", ops=tuple(ops), fn=fn, inputs=ins, **kw))
 
 
 # -- FakeQuant ------------------------------------------------------------------------------

@@ -6,14 +6,11 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from . import Case
+from . import Case, adder
 
 CASES: list[Case] = []
+add = adder(CASES, "ragged")
 raw = tf.raw_ops
-
-
-def add(id, ops, fn, ins, **kw):
-    CASES.append(Case(id=f"ragged_{id}", ops=tuple(ops), fn=fn, inputs=ins, **kw))
 
 
 def _values(dtype, n, inner=()):

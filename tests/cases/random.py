@@ -5,14 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from . import Case
+from . import raw as _raw
 
 CASES: list[Case] = []
-
-
-def _raw():
-    import tensorflow as tf
-
-    return tf.raw_ops
 
 
 SEEDS = [np.array([1, 2], np.int64), np.array([-7, 123456789], np.int32),

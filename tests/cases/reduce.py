@@ -5,15 +5,12 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from . import Case
+from . import Case, adder
 from .math import COMPLEX, FLOATS, gen, tol
 
 CASES: list[Case] = []
+add = adder(CASES, "reduce")
 raw = tf.raw_ops
-
-
-def add(id, ops, fn, ins, **kw):
-    CASES.append(Case(id=f"reduce_{id}", ops=tuple(ops), fn=fn, inputs=ins, **kw))
 
 
 def _reduce(op, axis, keep_dims=False, tidx=np.int32):

@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from . import Case, rand
+from . import Case, adder, rand
 
 CASES: list[Case] = []
+add = adder(CASES, "segment")
 raw = tf.raw_ops
 
 REAL = ("float32", "float64", "float16", "bfloat16", "int8", "int16", "int32", "int64", "uint8",
@@ -37,10 +38,6 @@ def inputs(*gens):
     def make(rng):
         return [g(rng) if callable(g) else np.asarray(g) for g in gens]
     return make
-
-
-def add(id, ops, fn, ins, **kw):
-    CASES.append(Case(id=f"segment_{id}", ops=tuple(ops), fn=fn, inputs=ins, **kw))
 
 
 def tol(dtype):

@@ -5,18 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from . import Case
+from . import raw as _raw
 
 CASES: list[Case] = []
 
 # TF evaluates float32 in float32 (Cephes single-precision approximations); we round float64
 TOL = {"float16": (2e-3, 1e-3), "float32": (2e-5, 1e-6), "float64": (1e-11, 1e-13)}
 EDGES = [0.0, -0.0, np.inf, -np.inf, np.nan]
-
-
-def _raw():
-    import tensorflow as tf
-
-    return tf.raw_ops
 
 
 def _case(id, ops, fn, inputs, dtype, scale=1.0, **kw):

@@ -5,17 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from . import Case, rand
+from . import raw as _raw
 
 CASES: list[Case] = []
 
 COMPLEX = {"complex64": "float32", "complex128": "float64"}
 TOL = {"complex64": 2e-5, "complex128": 1e-12, "float32": 2e-5, "float64": 1e-12}
-
-
-def _raw():
-    import tensorflow as tf
-
-    return tf.raw_ops
 
 
 def _sid(shape):

@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from . import Case
+from . import Case, adder
 
 CASES: list[Case] = []
+add = adder(CASES, "strings")
 raw = tf.raw_ops
 
 
@@ -26,10 +27,6 @@ def S0(item) -> np.ndarray:
     out = np.empty((), dtype=object)
     out[()] = item if isinstance(item, bytes) else str(item).encode()
     return out
-
-
-def add(id, ops, fn, ins, **kw):
-    CASES.append(Case(id=f"strings_{id}", ops=tuple(ops), fn=fn, inputs=ins, **kw))
 
 
 WORDS = S(b"Hello", b"  The Cat sat.  ", b"", b"\tMIXED case\n", "h\u00e9llo W\u00d6RLD \u03a3",
