@@ -93,6 +93,19 @@ POW = [
     ("0x1.4b95d44f7a67fp-1", "0x1.e5efae0e2a7c0p+2", "0x1.2e92817f05c04p-5"),
 ]
 
+EXPF = [
+    ("-0x1.e867aa0000000p+3", "0x1.f92d3e0000000p-23"),
+    ("-0x1.5ac5fa0000000p+3", "0x1.49eccc0000000p-16"),
+    ("-0x1.5d82c00000000p+3", "0x1.2ee01e0000000p-16"),
+    ("0x1.0ccd180000000p+4", "0x1.2dc91e0000000p+24"),
+    ("0x1.0cb3900000000p+4", "0x1.2be90e0000000p+24"),
+    ("-0x1.973a9a0000000p+3", "0x1.8f0b200000000p-19"),
+    ("-0x1.2354680000000p+4", "0x1.a8fb200000000p-27"),
+    ("-0x1.0889a60000000p+4", "0x1.1b782c0000000p-24"),
+    ("0x1.a2db0c0000000p+3", "0x1.d85f4c0000000p+18"),
+    ("-0x1.951d4a0000000p+2", "0x1.d330b60000000p-10"),
+]
+
 
 def _f32(h: str) -> np.float32:
     return np.float32(float.fromhex(h))
@@ -104,6 +117,17 @@ def test_recorded_logf():
     assert len(x) >= 10
     assert not np.array_equal(np.log(x.astype(np.float64)).astype(np.float32), want)
     np.testing.assert_array_equal(_libm.logf(x), want)
+
+
+def test_recorded_expf():
+    x = np.array([_f32(a) for a, _ in EXPF])
+    want = np.array([_f32(b) for _, b in EXPF])
+    assert not np.array_equal(np.exp(x.astype(np.float64)).astype(np.float32), want)
+    np.testing.assert_array_equal(_libm.expf(x), want)
+    special = np.float32([0.0, np.inf, -np.inf, np.nan, 88.8, -104.0, -103.5, -87.0])
+    got = _libm.expf(special)
+    np.testing.assert_array_equal(got[:6], [1.0, np.inf, 0.0, np.nan, np.inf, 0.0])
+    assert got[6] == np.float32(2.0 ** -149) and 0 < got[7] < 2e-38  # glibc's underflow steps
 
 
 def test_recorded_sincosf():
@@ -182,6 +206,7 @@ def _glibc():
         pytest.skip("glibc picks its non-FMA variants on this CPU")
     m = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
     m.logf.restype, m.logf.argtypes = ctypes.c_float, [ctypes.c_float]
+    m.expf.restype, m.expf.argtypes = ctypes.c_float, [ctypes.c_float]
     m.log.restype, m.log.argtypes = ctypes.c_double, [ctypes.c_double]
     m.exp.restype, m.exp.argtypes = ctypes.c_double, [ctypes.c_double]
     m.pow.restype, m.pow.argtypes = ctypes.c_double, [ctypes.c_double, ctypes.c_double]
@@ -235,6 +260,14 @@ def test_against_the_c_library():
                         np.round(rng.normal(size=5000) * 5)])
     want = np.array([m.pow(float(a), float(b)) for a, b in zip(x, y)])
     np.testing.assert_array_equal(_libm.pow(x, y), want)
+
+    x = (rng.random(40000) * 220 - 115).astype(np.float32)
+    want = np.array([m.expf(float(v)) for v in x], np.float32)
+    np.testing.assert_array_equal(_libm.expf(x), want)
+
+    x = (rng.random(40000) * 220 - 115).astype(np.float32)
+    want = np.array([m.expf(float(v)) for v in x], np.float32)
+    np.testing.assert_array_equal(_libm.expf(x), want)
 
 
 def test_numpy_sin_cos_are_the_c_librarys():

@@ -9,13 +9,13 @@ rounded. To be bit-exact with TF, this module evaluates the same algorithms, wit
 tables, in the same order, with every fused multiply-add emulated exactly (``fma`` below).
 
 The operation order is that of glibc's x86-64 FMA variants (``__logf_fma``, ``__sincosf_fma``,
-``__log_fma``, ``__exp_fma``), which glibc selects on every x86-64 CPU with FMA (all since
-2013). Each function handles the domain documented on it.
+``__log_fma``, ``__exp_fma``, ``__expf_fma``, ``__pow_fma``), which glibc selects on every
+x86-64 CPU with FMA (all since 2013). Each function handles the domain documented on it.
 
 The tables and polynomial coefficients are from Arm Optimized Routines
 (https://github.com/ARM-software/optimized-routines, ``math/logf_data.c``, ``math/log_data.c``,
 ``math/sincosf_data.c``, ``math/exp_data.c``,
-``math/pow_log_data.c``): Copyright (c) 2017-2018, Arm Limited.
+``math/exp2f_data.c``, ``math/pow_log_data.c``): Copyright (c) 2017-2018, Arm Limited.
 SPDX-License-Identifier: MIT. The numpy code is ours.
 """
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["fma", "logf", "sincosf", "log", "exp", "pow"]
+__all__ = ["fma", "logf", "sincosf", "log", "exp", "expf", "pow"]
 
 _F64 = np.float64
 _SPLIT = 134217729.0  # 2**27 + 1, Veltkamp's splitter for doubles
@@ -913,3 +913,46 @@ def pow(x: np.ndarray, y: np.ndarray) -> np.ndarray:  # noqa: A001 - glibc's nam
             elo = fma(yt, lo, fma(yt, hi, -ehi))
             out[todo] = _exp_inline(ehi, elo, sign_bias[todo])
     return out.reshape(shape)
+
+
+# -- expf -------------------------------------------------------------------------------------
+
+_EXPF_INVLN2N = float.fromhex("0x1.71547652b82fep+5")  # N / ln 2, N = 32
+_EXPF_C = [float.fromhex(h) for h in
+           ("0x1.c6af84b912394p-20", "0x1.ebfce50fac4f3p-13", "0x1.62e42ff0c52d6p-6")]
+# 2^(i/N) bits with the exponent field's low end left for k/N
+_EXPF_TAB = np.array([int(h, 16) for h in """
+3ff0000000000000 3fefd9b0d3158574 3fefb5586cf9890f 3fef9301d0125b51 3fef72b83c7d517b
+3fef54873168b9aa 3fef387a6e756238 3fef1e9df51fdee1 3fef06fe0a31b715 3feef1a7373aa9cb
+3feedea64c123422 3feece086061892d 3feebfdad5362a27 3feeb42b569d4f82 3feeab07dd485429
+3feea47eb03a5585 3feea09e667f3bcd 3fee9f75e8ec5f74 3feea11473eb0187 3feea589994cce13
+3feeace5422aa0db 3feeb737b0cdc5e5 3feec49182a3f090 3feed503b23e255d 3feee89f995ad3ad
+3feeff76f2fb5e47 3fef199bdd85529c 3fef3720dcef9069 3fef5818dcfba487 3fef7c97337b9b5f
+3fefa4afa2a490da 3fefd0765b6e4540""".split()], np.uint64)
+
+
+def expf(x: np.ndarray) -> np.ndarray:
+    """glibc ``expf`` for float32 ``x``, every input (under/overflow, inf, nan included)."""
+    x = np.asarray(x, np.float32)
+    xd = x.astype(_F64)
+    c0, c1, c2 = _EXPF_C
+    with np.errstate(all="ignore"):  # the lanes the special cases replace
+        kds = fma(xd, _EXPF_INVLN2N, _EXP_SHIFT)
+        ki = kds.view(np.uint64)
+        kd = kds - _EXP_SHIFT
+        r = fma(xd, _EXPF_INVLN2N, -kd)  # z - kd with z = x * N/ln2 unrounded
+        s = (_EXPF_TAB[(ki & np.uint64(31)).astype(np.intp)] + (ki << np.uint64(47))).view(_F64)
+        y = fma(fma(r, c0, c1), r * r, fma(r, c2, 1.0))
+        out = (y * s).astype(np.float32)
+    abstop = (x.view(np.uint32) >> np.uint32(20)) & np.uint32(0x7FF)
+    big = abstop >= 0x42B  # |x| >= 88, inf, nan
+    if big.any():
+        xb = x[big]
+        res = out[big]
+        res = np.where(xb > np.float32(float.fromhex("0x1.62e42ep6")), np.float32(np.inf), res)
+        res = np.where(xb < np.float32(float.fromhex("-0x1.9d1d9ep6")),  # may underflow
+                       np.float32(2.0 ** -149), res)
+        res = np.where(xb < np.float32(float.fromhex("-0x1.9fe368p6")), np.float32(0.0), res)
+        res = np.where(np.isnan(xb), xb, res)
+        out[big] = res
+    return out
