@@ -191,6 +191,41 @@ def test_fma_is_one_rounding():
     assert (1 + e) * (1 - e / 2) + 2.0 ** -104 == 1.0
 
 
+# (x, glibc 2.36 log1p(x)) where numpy's log1p differs (first group), or where evaluating
+# fdlibm's algorithm without glibc's fused multiply-adds differs (second group)
+LOG1P = [
+    ("-0x1.c7c21547f63b0p-2", "-0x1.2d87888cc41fap-1"),
+    ("-0x1.399eca7fb7038p-1", "-0x1.e572d22f71d12p-1"),
+    ("-0x1.244af7ce3b760p-5", "-0x1.29a285179bd9cp-5"),
+    ("-0x1.b87036925e2e0p-3", "-0x1.efe9ce5e38312p-3"),
+    ("0x1.2baf5c5b5a8d4p+19", "0x1.aa79ac0d446a2p+3"),
+    ("0x1.54f527bab3114p+18", "0x1.986c676bf2c0ap+3"),
+    ("-0x1.2c88fc8ff583ap-1", "-0x1.c4be7678ff4c0p-1"),
+    ("-0x1.3eaca27d52688p-2", "-0x1.7dc27b4778deap-2"),
+    ("-0x1.bbf863c617020p-3", "-0x1.f46af9b803b90p-3"),
+    ("-0x1.72897860aaaa0p-3", "-0x1.98be033248139p-3"),
+    ("0x1.a518183a6e58ep-2", "0x1.60b99436e84b5p-2"),
+    ("0x1.c167396c33f89p+0", "0x1.037ac63c4fa45p+0"),
+    ("0x1.07c3599688a63p+1", "0x1.1e5e5723b4772p+0"),
+]
+
+
+def test_recorded_log1p():
+    x = np.array([float.fromhex(a) for a, _ in LOG1P])
+    want = np.array([float.fromhex(b) for _, b in LOG1P])
+    np.testing.assert_array_equal(_libm.log1p(x), want)
+    assert not np.array_equal(np.log1p(x), want)
+
+
+def test_log1p_special_values():
+    x = np.array([0.0, -0.0, -1.0, -2.0, np.inf, -np.inf, np.nan, 1e-300, -2.0 ** -30, 2.0 ** 60])
+    with np.errstate(all="ignore"):
+        want = np.log1p(x)
+    got = _libm.log1p(x)
+    np.testing.assert_array_equal(got, want)
+    assert np.signbit(got[1]) and not np.signbit(got[0])
+
+
 def _glibc():
     """The process's libm when it is glibc's x86-64 FMA variant, which TF uses on such CPUs."""
     if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
@@ -278,3 +313,15 @@ def test_numpy_sin_cos_are_the_c_librarys():
     for name in ("sin", "cos"):
         want = np.array([getattr(m, name)(float(a)) for a in v])
         assert np.array_equal(getattr(np, name)(v), want), f"numpy {np.__version__}'s {name}"
+
+
+def test_log1p_against_the_c_library():
+    m = _glibc()
+    m.log1p.restype, m.log1p.argtypes = ctypes.c_double, [ctypes.c_double]
+    rng = np.random.default_rng(3)
+    u = np.floor(rng.random(30000) * 2.0 ** 52) / 2.0 ** 52  # TF's double uniforms
+    x = np.concatenate([-u, rng.uniform(-0.3, 0.42, 10000), rng.uniform(0.4, 5, 5000),
+                        np.exp(rng.uniform(-60, 60, 5000)), 2.0 ** -20 * rng.uniform(-1, 1, 2000),
+                        [2.0 ** 53, 1e300, 2.0 ** -29, -(2.0 ** -29), 2.0 ** -54]])
+    want = np.array([m.log1p(float(v)) for v in x])
+    np.testing.assert_array_equal(_libm.log1p(x), want)

@@ -47,7 +47,7 @@ for t in FLOATS:
     for out in FLOATS + ["int32", "int64"]:
         CASES.append(Case(id=f"random_binomial_{t}_{out}", ops=("StatelessRandomBinomial",),
                           fn=_binomial([9, 12], out), inputs=_binomial_params(t), rtol=0, atol=0,
-                          dynamic=out == "float32"))
+                          dynamic=out == "float32", out_dtypes=(out,)))
 
 CASES += [
     # one shared parameter pair, scalars, many outputs: TF shards them, values must not move

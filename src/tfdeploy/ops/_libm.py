@@ -16,14 +16,16 @@ The tables and polynomial coefficients are from Arm Optimized Routines
 (https://github.com/ARM-software/optimized-routines, ``math/logf_data.c``, ``math/log_data.c``,
 ``math/sincosf_data.c``, ``math/exp_data.c``,
 ``math/exp2f_data.c``, ``math/pow_log_data.c``): Copyright (c) 2017-2018, Arm Limited.
-SPDX-License-Identifier: MIT. The numpy code is ours.
+SPDX-License-Identifier: MIT. ``log1p`` is fdlibm's (Copyright (C) 1993 by Sun Microsystems:
+"Permission to use, copy, modify, and distribute this software is freely granted, provided that
+this notice is preserved."). The numpy code is ours.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["fma", "logf", "sincosf", "log", "exp", "expf", "pow"]
+__all__ = ["fma", "logf", "sincosf", "log", "log1p", "exp", "expf", "pow"]
 
 _F64 = np.float64
 _SPLIT = 134217729.0  # 2**27 + 1, Veltkamp's splitter for doubles
@@ -955,4 +957,75 @@ def expf(x: np.ndarray) -> np.ndarray:
         res = np.where(xb < np.float32(float.fromhex("-0x1.9fe368p6")), np.float32(0.0), res)
         res = np.where(np.isnan(xb), xb, res)
         out[big] = res
+    return out
+
+
+# -- log1p ------------------------------------------------------------------------------------
+
+_L1P_LN2_HI = 6.93147180369123816490e-01
+_L1P_LN2_LO = 1.90821492927058770002e-10
+_L1P_LP = (6.666666666666735130e-01, 3.999999999940941908e-01, 2.857142874366239149e-01,
+       2.222219843214978396e-01, 1.818357216161805012e-01, 1.531383769920937332e-01,
+       1.479819860511658591e-01)
+
+
+def log1p(x: np.ndarray) -> np.ndarray:
+    """glibc ``log1p`` for float64, every input: fdlibm's algorithm (Sun's ``s_log1p.c``, whose
+    constants these are) as glibc's x86-64 FMA variant (``__log1p_fma``) evaluates it, its
+    fused multiply-adds included."""
+    x = np.asarray(x, np.float64)
+    bits = x.view(np.uint64)
+    hx = (bits >> np.uint64(32)).astype(np.int64)
+    hx = np.where(hx >= 1 << 31, hx - (1 << 32), hx)  # the signed high word
+    ax = hx & 0x7FFFFFFF
+    with np.errstate(all="ignore"):
+        out = np.log1p(x)  # x <= -1, inf and nan: IEEE special values, as glibc's
+        ok = np.isfinite(x) & (x > -1)
+        tiny = ok & (ax < 0x3E200000)
+        out[tiny] = np.where(ax[tiny] < 0x3C900000, x[tiny], x[tiny] - x[tiny] * x[tiny] * 0.5)
+        ok &= ~tiny
+        direct = ok & (hx < 0x3FDA827A) & ((hx > 0) | (hx <= -1076707645))  # 0xbfd2bec3
+        f = np.where(direct, x, 0.0)
+        k = np.zeros(x.shape, np.int64)
+        c = np.zeros(x.shape)
+        hu = np.ones(x.shape, np.int64)
+        red = ok & ~direct
+        if red.any():
+            xr = x[red]
+            big = xr >= 2.0**53
+            u = np.where(big, xr, 1.0 + xr)
+            hu_r = (u.view(np.uint64) >> np.uint64(32)).astype(np.int64)
+            kr = (hu_r >> 20) - 1023
+            cr = np.where(kr > 0, 1.0 - (u - xr), xr - (u - 1.0)) / u
+            cr = np.where(big, 0.0, cr)
+            hu_r &= 0x000FFFFF
+            low = u.view(np.uint64) & np.uint64(0xFFFFFFFF)
+            up = hu_r >= 0x6A09E
+            kr = kr + up
+            top = np.where(up, hu_r | 0x3FE00000, hu_r | 0x3FF00000).astype(np.uint64)
+            u = ((top << np.uint64(32)) | low).view(np.float64)
+            hu_r = np.where(up, (0x00100000 - hu_r) >> 2, hu_r)
+            f[red], k[red], c[red], hu[red] = u - 1.0, kr, cr, hu_r
+        kd = k.astype(np.float64)
+        hfsq = 0.5 * f * f
+        # |f| < 2**-20
+        near = ok & (hu == 0)
+        zero = near & (f == 0)
+        out[zero] = kd[zero] * _L1P_LN2_HI + fma(kd[zero], _L1P_LN2_LO, c[zero])
+        near &= ~zero
+        R = hfsq * fma(-f, 0.66666666666666666, 1.0)
+        klo = fma(kd, _L1P_LN2_LO, c)
+        res_near = np.where(k == 0, f - R, kd * _L1P_LN2_HI - ((R - klo) - f))
+        out[near] = res_near[near]
+        main = ok & (hu != 0)
+        s = f / (2.0 + f)
+        z = s * s
+        z2 = z * z
+        z4 = z2 * z2
+        lp = _L1P_LP
+        r2, r3, r4 = fma(z, lp[2], lp[1]), fma(z, lp[4], lp[3]), fma(z, lp[6], lp[5])
+        R = fma(z4 * z2, r4, fma(z4, r3, fma(z, lp[0], z2 * r2)))
+        res = np.where(k == 0, f - (hfsq - s * (hfsq + R)),
+                       kd * _L1P_LN2_HI - ((hfsq - (s * (hfsq + R) + klo)) - f))
+        out[main] = res[main]
     return out

@@ -13,9 +13,8 @@ are resolved without a Python loop per output (see ``_Streams``).
 
 C library calls (glibc) and how they are reproduced:
 
-- binomial, all in double: ``log`` (BTRS, inversion): ``_libm.log``, exact. ``log1p(-p)``
-  (inversion): numpy's, an ulp off glibc's for ~7% of p, but it only places
-  ``ceil(log(u) / log1p(-p))``: no output differed in 2,000,000 draws. sqrt, floor, ceil: exact.
+- binomial, all in double: ``log`` (BTRS, inversion) and ``log1p(-p)`` (inversion):
+  ``_libm.log``, ``_libm.log1p``, exact. sqrt, floor, ceil: exact.
 - truncated normals, in T (half: in float, rounded): ``logf``/``log`` (exponential sampler,
   Box-Muller) and ``sincosf`` (Box-Muller): ``_libm``, exact; sin/cos: numpy's are glibc's.
   ``expf``/``exp`` only decide acceptance (``u <= exp(g)``) and the sampler choice: numpy's exp
@@ -34,9 +33,8 @@ from . import _philox as px
 from ._util import np_dtype
 from .random import _shape, _stateful_gen
 
-# glibc's exp and expf (ops/_libm.py); numpy's log1p (see above)
 _EXP = _libm.exp
-_LOG1P = np.log1p
+_LOG1P = _libm.log1p
 
 
 # -- shared --------------------------------------------------------------------------------------
