@@ -42,7 +42,7 @@ class Case:
 
 
 def tf():
-    """TensorFlow, imported on first use: collecting the cases must not need it."""
+    """TensorFlow, imported on first use (when a case runs, not when its module loads)."""
     import tensorflow
 
     return tensorflow
