@@ -245,8 +245,6 @@ def _glibc():
     m.log.restype, m.log.argtypes = ctypes.c_double, [ctypes.c_double]
     m.exp.restype, m.exp.argtypes = ctypes.c_double, [ctypes.c_double]
     m.pow.restype, m.pow.argtypes = ctypes.c_double, [ctypes.c_double, ctypes.c_double]
-    m.sin.restype, m.sin.argtypes = ctypes.c_double, [ctypes.c_double]
-    m.cos.restype, m.cos.argtypes = ctypes.c_double, [ctypes.c_double]
     m.sincosf.restype = None
     m.sincosf.argtypes = [ctypes.c_float] + [ctypes.POINTER(ctypes.c_float)] * 2
     return m
@@ -303,16 +301,6 @@ def test_against_the_c_library():
     x = (rng.random(40000) * 220 - 115).astype(np.float32)
     want = np.array([m.expf(float(v)) for v in x], np.float32)
     np.testing.assert_array_equal(_libm.expf(x), want)
-
-
-def test_numpy_sin_cos_are_the_c_librarys():
-    """float64 normals use numpy's sin and cos, which must be glibc's (numpy 1.24 on AVX-512
-    has its own, and its float64 normals then differ from TF's in the last bit)."""
-    m = _glibc()
-    v = 2.0 * np.pi * np.random.default_rng(2).random(20000)
-    for name in ("sin", "cos"):
-        want = np.array([getattr(m, name)(float(a)) for a in v])
-        assert np.array_equal(getattr(np, name)(v), want), f"numpy {np.__version__}'s {name}"
 
 
 def test_log1p_against_the_c_library():

@@ -54,26 +54,30 @@ def _two_prod(a, b):
     return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
 
 
-def _add_round_odd(a, b):
-    """a + b rounded to odd: truncated, with the last bit set when inexact."""
+def _round_odd_sum(a, b):
+    """a + b rounded to odd (truncated, the last bit set when inexact), on the bit pattern."""
     s, e = _two_sum(a, b)
-    fix = (e != 0) & ((s.view(np.uint64) & np.uint64(1)) == 0)
-    if fix.any():
-        s = np.where(fix, np.nextafter(s, np.where(e > 0, np.inf, -np.inf)), s)
-    return s
+    bits = s.view(np.int64)
+    fix = (e != 0) & ((bits & 1) == 0)
+    # one unit toward e: up in magnitude when s and e have the same sign, else down
+    step = np.where((bits ^ e.view(np.int64)) < 0, -1, 1)
+    return (bits + fix * step).view(_F64)
+
+
+def _fma_parts(p, pe, c):
+    """RN(p + pe + c) where p + pe is a product, exactly: p + c = s + se exactly, then
+    RN(s + RO(pe + se)) is the correctly rounded sum of the three (Boldo & Melquiond,
+    "Emulation of FMA and correctly rounded sums: proved algorithms using rounding to odd",
+    IEEE TC 2008)."""
+    s, se = _two_sum(p, c)
+    return s + _round_odd_sum(pe, se)
 
 
 def fma(a, b, c):
-    """RN(a * b + c) with a single rounding, as the FMA instruction computes it.
-
-    a*b = p + pe exactly; p + c = s + se exactly; then RN(s + RO(pe + se)) is the correctly
-    rounded sum of the three (Boldo & Melquiond, "Emulation of FMA and correctly rounded sums:
-    proved algorithms using rounding to odd", IEEE TC 2008).
-    """
+    """RN(a * b + c) with a single rounding, as the FMA instruction computes it."""
     a, b, c = np.asarray(a, _F64), np.asarray(b, _F64), np.asarray(c, _F64)
     p, pe = _two_prod(a, b)
-    s, se = _two_sum(p, c)
-    return s + _add_round_odd(pe, se)
+    return _fma_parts(p, pe, c)
 
 
 def _hex_pairs(text: str) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _libm
+from . import _libm, _libm_sincos
 
 _M0 = np.uint64(0xD2511F53)
 _M1 = np.uint64(0xCD9E8D57)
@@ -133,14 +133,15 @@ def box_muller_float(x0: np.ndarray, x1: np.ndarray) -> tuple[np.ndarray, np.nda
 def box_muller_double(x0, x1, x2, x3) -> tuple[np.ndarray, np.ndarray]:
     """TF's BoxMullerDouble: two float64 normals from four uint32.
 
-    TF calls glibc's ``log`` (reproduced by ``_libm``), ``sin`` and ``cos`` (numpy's float64
-    sin and cos call the C library's, except numpy 1.24's own AVX-512 versions: with those the
-    last bit of ~60% of float64 normals differs from TF's).
+    TF calls glibc's ``log`` and, on Linux, ``sincos``; ``_libm`` and ``_libm_sincos``
+    reproduce them bit for bit (numpy's own sin and cos are glibc's only on some versions, and
+    glibc's ``sincos`` is not always its ``sin``).
     """
     u1 = np.maximum(uint64_to_double(x0, x1), 1.0e-7)
     v1 = 2 * np.pi * uint64_to_double(x2, x3)
     u2 = np.sqrt(-2.0 * _libm.log(u1))
-    return np.sin(v1) * u2, np.cos(v1) * u2
+    s, c = _libm_sincos.sincos(v1)
+    return s * u2, c * u2
 
 
 # -- distributions: (key, counter, n) -> n samples ---------------------------------------------

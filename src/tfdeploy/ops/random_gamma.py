@@ -167,24 +167,27 @@ def _gamma(gen, alpha: np.ndarray, per_alpha: int) -> np.ndarray:
 def _gamma_op(dims, gen, alpha, dtype: str, append: bool) -> np.ndarray:
     """The shared body: ``append`` is the stateful op's shape + alpha.shape convention."""
     dt = np_dtype(dtype)
-    alpha = np.asarray(alpha)
     if dt.kind != "f" and dt.name != "bfloat16":
         raise TypeError(f"gamma samples must be a float type, got {dtype}")
-    if append:
-        n_samples = int(np.prod(dims, dtype=np.int64))
-        dims = tuple(dims) + alpha.shape
-        if n_samples == 0 or alpha.size == 0:
-            return np.zeros(dims, dt)
-    else:
-        if int(np.prod(dims, dtype=np.int64)) == 0:
-            return np.zeros(dims, dt)
-        if not _ends_with(dims, alpha.shape):
-            raise ValueError(f"Shape passed in must end with broadcasted shape: shape "
-                             f"{list(dims)}, alpha shape {list(alpha.shape)}")
-    num = alpha.size
-    per = int(np.prod(dims, dtype=np.int64)) // num
+    alpha = np.asarray(alpha)
+    dims, per = _layout(dims, alpha, "alpha", append)
+    if not per:
+        return np.zeros(dims, dt)
     vals = _gamma(gen, alpha.astype(np.float64).reshape(-1), per)
-    return _place(vals, num, dims, dt)
+    return _place(vals, alpha.size, dims, dt)
+
+
+def _layout(dims, param: np.ndarray, name: str, append: bool) -> tuple[tuple, int]:
+    """(output dims, samples per parameter; 0 for an empty output). The stateful ops append
+    the parameter's shape to ``dims``; the stateless ones need ``dims`` to end with it."""
+    dims = tuple(dims)
+    if append:
+        dims += param.shape
+    elif int(np.prod(dims, dtype=np.int64)) and not _ends_with(dims, param.shape):
+        raise ValueError(f"Shape passed in must end with broadcasted shape: shape "
+                         f"{list(dims)}, {name} shape {list(param.shape)}")
+    n = int(np.prod(dims, dtype=np.int64))
+    return dims, (n // param.size if n else 0)
 
 
 def _ends_with(dims, tail) -> bool:
@@ -320,24 +323,14 @@ def _hormann(gen, r, base, calls, act, res, hi) -> None:
 
 def _poisson_op(dims, gen, rate, dtype: str, append: bool) -> np.ndarray:
     dt = np_dtype(dtype)
-    rate = np.asarray(rate)
     if dt.kind not in "fi" and dt.name != "bfloat16":
         raise TypeError(f"poisson samples must be a float or int type, got {dtype}")
-    if append:
-        n_samples = int(np.prod(dims, dtype=np.int64))
-        dims = tuple(dims) + rate.shape
-        if n_samples == 0 or rate.size == 0:
-            return np.zeros(dims, dt)
-    else:
-        if int(np.prod(dims, dtype=np.int64)) == 0:
-            return np.zeros(dims, dt)
-        if not _ends_with(dims, rate.shape):
-            raise ValueError(f"Shape passed in must end with broadcasted shape: shape "
-                             f"{list(dims)}, lam shape {list(rate.shape)}")
-    num = rate.size
-    per = int(np.prod(dims, dtype=np.int64)) // num
+    rate = np.asarray(rate)
+    dims, per = _layout(dims, rate, "lam", append)
+    if not per:
+        return np.zeros(dims, dt)
     vals = _poisson(gen, rate.astype(np.float64).reshape(-1), per, dt)
-    return _place(vals, num, dims, dt)
+    return _place(vals, rate.size, dims, dt)
 
 
 @op("StatelessRandomPoisson")
