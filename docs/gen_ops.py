@@ -78,6 +78,12 @@ def render() -> str:
         "so results that small, or computed from inputs that small, can differ. The random",
         "samplers flush as TF does, to stay bit-exact.",
         "",
+        "The random ops give TF's values bit for bit, as TF computes them on x86-64 Linux: Philox,",
+        "and the C library functions its samplers call as glibc >= 2.28 computes them on CPUs",
+        "with FMA (every x86-64 CPU since 2013). tfdeploy gives these values on every platform;",
+        "TF itself on macOS, Windows or aarch64 uses other C libraries, whose last bits can",
+        "differ.",
+        "",
         "| op | implementations | cases | dtypes tested | known gaps and notes |",
         "|---|---|---|---|---|",
     ]
