@@ -20,11 +20,7 @@ def _tf():
 
 
 def _keras(flavour):
-    if flavour == "keras3":
-        import keras
-
-        return keras
-    return pytest.importorskip("tf_keras")
+    return pytest.importorskip("keras" if flavour == "keras3" else "tf_keras")
 
 
 def _compare(got, want, rtol=1e-5, atol=1e-5):
