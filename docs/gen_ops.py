@@ -55,7 +55,8 @@ def render() -> str:
     notes = {
         op: "beyond ~800 outputs TF's values depend on its intra-op thread count (how it shards "
             "the work); tfdeploy reproduces TF's default on the machine it runs on "
-            "(TF_NUM_INTRAOP_THREADS, else the usable CPUs)"
+            "(TF_NUM_INTRAOP_THREADS, else the usable CPUs), or the count given with "
+            "`td.setup(tf_intra_op_threads=n)`"
         for op in ("ParameterizedTruncatedNormal", "StatelessParameterizedTruncatedNormal")
     }
     for op, note in notes.items():

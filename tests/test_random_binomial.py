@@ -113,6 +113,25 @@ def test_truncated_normal_follows_sharding(monkeypatch):
     np.testing.assert_array_equal(ptn(*small), one[:50])
 
 
+def test_setup_sets_tf_thread_count(monkeypatch):
+    """td.setup(tf_intra_op_threads=n) reproduces a TF run with n intra-op threads, whatever
+    this machine's default."""
+    import tfdeploy as td
+    from tfdeploy.ops import random_binomial
+
+    args = [np.array([5000], np.int32), np.array([3, 4])] + [np.float32(v)
+                                                             for v in (0, 1, -2, 2)]
+    ptn = kernel("StatelessParameterizedTruncatedNormal")
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "3")
+    three = ptn(*args)
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")
+    monkeypatch.setattr(random_binomial, "INTRA_OP_THREADS", None)
+    td.setup(tf_intra_op_threads=3)
+    np.testing.assert_array_equal(ptn(*args), three)
+    with pytest.raises(ValueError, match="at least 1"):
+        td.setup(tf_intra_op_threads=0)
+
+
 @pytest.mark.parametrize("params,match", [
     ((0.0, 0.0, -1.0, 1.0), "Invalid parameters"),
     ((0.0, -1.0, -1.0, 1.0), "Invalid parameters"),

@@ -39,12 +39,26 @@ __all__ = [
 ]
 
 
-def setup(tf=None, impl: str | None = None, order=None) -> None:
+def setup(tf=None, impl: str | None = None, order=None, *,
+          tf_intra_op_threads: int | None = None) -> None:
     """Classic set-up. ``tf`` is accepted for compatibility (conversion imports TensorFlow
     itself); ``impl`` (e.g. ``td.IMPL_SCIPY``) makes every op that has that implementation use
-    it, the others stay numpy. Applies to plans compiled afterwards."""
+    it, the others stay numpy. Applies to plans compiled afterwards.
+
+    ``tf_intra_op_threads``: the intra-op thread count of the TensorFlow whose values to
+    reproduce where they depend on it (the parameterized truncated normals beyond ~800
+    outputs); default: TF's own default on this machine. Takes effect immediately."""
     from . import registry
 
+    if tf_intra_op_threads is not None:
+        from .ops import random_binomial
+
+        n = int(tf_intra_op_threads)
+        if n < 1:
+            raise ValueError(f"tf_intra_op_threads must be at least 1, got {n}")
+        random_binomial.INTRA_OP_THREADS = n
+    if impl is None and order is None and tf_intra_op_threads is not None:
+        return
     impl = impl if impl is not None else order
     if isinstance(impl, (list, tuple)):
         impl = impl[0] if impl else None

@@ -39,8 +39,15 @@ _LOG1P = _libm.log1p
 
 # -- shared --------------------------------------------------------------------------------------
 
+#: TF's intra-op thread count to reproduce, set by ``td.setup(tf_intra_op_threads=...)``
+INTRA_OP_THREADS: int | None = None
+
+
 def _intra_op_threads() -> int:
-    """TF's default intra-op thread count: TF_NUM_INTRAOP_THREADS, else the usable CPUs."""
+    """TF's intra-op thread count: as set with td.setup, else TF's default
+    (TF_NUM_INTRAOP_THREADS, else the usable CPUs)."""
+    if INTRA_OP_THREADS is not None:
+        return INTRA_OP_THREADS
     env = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
     if env.strip().isdigit() and int(env) > 0:
         return int(env)
