@@ -237,6 +237,28 @@ def test_fetched_constants_are_copies():
     np.testing.assert_array_equal(m.get("d").eval(), [0, -1, -2])
 
 
+@pytest.mark.parametrize("op,attrs,extra", [
+    ("Identity", {"T": "float32"}, []),
+    ("Reshape", {"T": "float32", "Tshape": "int32"}, [np.array([6], np.int32)]),
+    ("Transpose", {"T": "float32", "Tperm": "int32"}, [np.array([1, 0], np.int32)]),
+    ("Squeeze", {"T": "float32", "squeeze_dims": []}, []),
+])
+def test_outputs_never_share_a_feeds_memory(op, attrs, extra):
+    """TF returns new tensors: writing into an output must not change the caller's input."""
+    nodes = [placeholder("x", "float32", [2, 3])]
+    ins = ["x"]
+    for i, v in enumerate(extra):
+        nodes.append(const(f"k{i}", v))
+        ins.append(f"k{i}")
+    nodes.append(Node("y", op, ins, attrs))
+    m = model_of(nodes, ["x"], ["y"])
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    y = m(x)
+    assert not np.shares_memory(x, y)
+    y[...] = -1
+    np.testing.assert_array_equal(x, np.arange(6).reshape(2, 3))
+
+
 def test_string_feeds_become_bytes():
     registry.register("TestStrLen", lambda x: np.array([len(v) for v in x.reshape(-1)],
                                                        np.int32).reshape(x.shape), replace=True)

@@ -76,7 +76,7 @@ class Context:
         """A plan taking the function's inputs in order and returning its outputs."""
         g = self.function(f)
         return compile_plan(g, [s.ref for s in g.outputs], [s.ref for s in g.inputs],
-                            root=self.root)
+                            root=self.root, nested=True)
 
 
 def _needed_nodes(by: dict[str, Node], roots: list[str], fed: set[Ref]) -> list[str]:
@@ -129,8 +129,10 @@ def _needed_nodes(by: dict[str, Node], roots: list[str], fed: set[Ref]) -> list[
 
 def compile_plan(graph: Graph, fetches: list[str], feeds: list[str] = (), *,
                  root: Graph | None = None, fold: bool = True, optimize: bool = True,
-                 feed_checks: list | None = None) -> Plan:
-    """Compile ``graph`` to compute ``fetches`` from ``feeds`` (tensor refs)."""
+                 feed_checks: list | None = None, nested: bool = False) -> Plan:
+    """Compile ``graph`` to compute ``fetches`` from ``feeds`` (tensor refs). A ``nested`` plan
+    (a function body run by a control-flow kernel) returns its values as they are; a top-level
+    one never returns memory of its feeds or constants."""
     from .runtime import generate
 
     root = root if root is not None else graph
@@ -258,7 +260,7 @@ def compile_plan(graph: Graph, fetches: list[str], feeds: list[str] = (), *,
 
     plan = Plan(graph, fetch_refs, feed_refs, tuple(feed_slots), tuple(fetch_slots), constants,
                 steps, n_slots, list(feed_checks or [None] * len(feed_refs)))
-    plan.run = generate(plan)
+    plan.run = generate(plan, own_outputs=not nested)
     return plan
 
 

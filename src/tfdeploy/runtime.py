@@ -23,8 +23,17 @@ def _failure(plan, k: int, e: BaseException) -> ExecutionError:
     return ExecutionError(msg)
 
 
-def generate(plan):
-    """The function ``run(feeds) -> tuple of fetched arrays`` for ``plan``."""
+def _own(value: np.ndarray, feeds) -> np.ndarray:
+    """``value``, copied if it shares memory with a feed."""
+    for f in feeds:
+        if isinstance(f, np.ndarray) and np.may_share_memory(value, f):
+            return value.copy()
+    return value
+
+
+def generate(plan, own_outputs: bool = True):
+    """The function ``run(feeds) -> tuple of fetched arrays`` for ``plan``; with
+    ``own_outputs`` the arrays are the caller's: never a constant's or a feed's memory."""
     params = ["feeds"]
     defaults: list = []
     lines: list[str] = []
@@ -75,9 +84,20 @@ def generate(plan):
             body.append(f"        {call}")
         if st.free:
             body.append("        " + " = ".join(f"s{s}" for s in st.free) + " = None")
-    # a fetched constant is copied: callers may write into what they get back
-    fetch = "(" + "".join(f"s{s}.copy(), " if s in plan.constants else f"s{s}, "
-                          for s in plan.fetch_slots) + ")"
+    # the caller owns what it gets back: a fetched constant or feed is copied, and so is a
+    # fetched view (reshape, transpose, slice...) of a feed (TF never returns an input's memory)
+    fed = set(plan.feed_slots)
+
+    def fetched(s: int) -> str:
+        if not own_outputs:
+            return f"s{s}"
+        if s in plan.constants or s in fed:
+            return f"s{s}.copy()"
+        if fed:
+            return f"(_own(s{s}, feeds) if getattr(s{s}, 'base', None) is not None else s{s})"
+        return f"s{s}"
+
+    fetch = "(" + "".join(fetched(s) + ", " for s in plan.fetch_slots) + ")"
     if body:
         lines.append("    k = -1")
         lines.append("    try:")
@@ -93,7 +113,7 @@ def generate(plan):
            "  def run(" + ", ".join(params) + "):\n"
            + "\n".join("  " + ln for ln in lines) + "\n"
            "  return run\n")
-    scope = {"_failure": _failure, "_plan": plan, "_nfeeds": _nfeeds, "np": np}
+    scope = {"_failure": _failure, "_plan": plan, "_nfeeds": _nfeeds, "_own": _own, "np": np}
     exec(compile(src, f"<tfdeploy plan of {len(plan.steps)} steps>", "exec"), scope)
     return scope["_make"](*defaults)
 

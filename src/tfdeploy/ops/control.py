@@ -32,7 +32,7 @@ def _truth(c) -> bool:
 def _compile(ctx, g: Graph, fetches: list[str], feeds: list[str]):
     from ..plan import compile_plan
 
-    return compile_plan(g, fetches, feeds, root=ctx.root).run
+    return compile_plan(g, fetches, feeds, root=ctx.root, nested=True).run
 
 
 def _resolve(by: dict, ref: str) -> str:
