@@ -282,6 +282,17 @@ def test_against_the_c_library():
     want = np.array([m.log(float(v)) for v in x])
     np.testing.assert_array_equal(_libm.log(x), want)
 
+    # every kind of input: huge, tiny, subnormal, zero, negative, inf, nan
+    x = np.concatenate([np.exp(rng.uniform(-700, 700, 20000)), rng.random(5000) * 1e-310,
+                        [0.0, -0.0, -1.0, np.inf, -np.inf, np.nan, 5e-324, 1e308]])
+    with np.errstate(all="ignore"):
+        want = np.array([m.log(float(v)) for v in x])
+    np.testing.assert_array_equal(_libm.log(x), want)
+    xf = np.concatenate([np.exp(rng.uniform(-87, 88, 20000)), rng.random(5000) * 1e-39,
+                         [0.0, -0.0, -1.0, np.inf, -np.inf, np.nan, 1e-45]]).astype(np.float32)
+    want = np.array([m.logf(float(v)) for v in xf], np.float32)
+    np.testing.assert_array_equal(_libm.logf(xf), want)
+
     x = np.concatenate([rng.random(30000) * 40 - 20, rng.random(20000) * 1500 - 750,
                         rng.random(5000) * 30 - 745, rng.random(2000) * 1e-12,
                         [0.0, 2.0 ** -54, 2.0 ** -55, 511.9, 512.0, 709.78, 709.79, 1023.9]])

@@ -115,9 +115,9 @@ def _plain(a, b, c):
     return a * b + c
 
 
-def _logf_double(x: np.ndarray, f) -> np.ndarray:
-    """glibc logf before its final rounding to float32, with ``f`` as the fused multiply-add."""
-    ix = x.view(np.uint32).astype(np.int64)
+def _logf_double(ix: np.ndarray, f) -> np.ndarray:
+    """glibc logf before its final rounding to float32, with ``f`` as the fused multiply-add
+    (``ix``: the bits of a positive float32, as int64; subnormals normalised as glibc does)."""
     tmp = ix - 0x3F330000
     i = (tmp >> 19) & 15
     k = (tmp >> 23).astype(_F64)
@@ -145,13 +145,25 @@ def _near_float32_midpoint(y: np.ndarray) -> np.ndarray:
 
 
 def logf(x: np.ndarray) -> np.ndarray:
-    """glibc ``logf`` for positive normal float32 ``x`` (TF's uniforms lie in [1e-7, 1))."""
+    """glibc ``logf`` for float32, every input (zero, negative, subnormal, inf, nan)."""
     x = np.asarray(x, np.float32)
-    y = _logf_double(x, _plain)
+    ix = x.view(np.uint32).astype(np.int64)
+    special = (ix < 0x00800000) | (ix >= 0x7F800000)  # zero, subnormal, negative, inf, nan
+    if special.any():
+        sub = special & (ix > 0) & (ix < 0x00800000)
+        bad = special & ~sub
+        with np.errstate(all="ignore"):
+            ix = np.where(sub, (x * np.float32(2.0 ** 23)).view(np.uint32).astype(np.int64)
+                          - (23 << 23), ix)
+    y = _logf_double(ix, _plain)
     redo = _near_float32_midpoint(y)
     if redo.any():
-        y[redo] = _logf_double(x[redo], fma)
-    return y.astype(np.float32)
+        y[redo] = _logf_double(ix[redo], fma)
+    out = y.astype(np.float32)
+    if special.any():
+        with np.errstate(all="ignore"):
+            out[bad] = np.log(x[bad])  # -inf at zeros, inf, nan: IEEE, as glibc's
+    return out
 
 
 # -- sincosf ----------------------------------------------------------------------------------
@@ -437,9 +449,25 @@ def _log_part(x: np.ndarray, part) -> np.ndarray:
 
 
 def log(x: np.ndarray) -> np.ndarray:
-    """glibc ``log`` for positive normal float64 ``x`` (TF's uniforms lie in [1e-7, 1))."""
+    """glibc ``log`` for float64, every input (zero, negative, subnormal, inf, nan)."""
     x = np.asarray(x, _F64)
-    near = (x.view(np.uint64) - _LOG_NEAR1_LO) < _LOG_NEAR1_SPAN
+    ix = x.view(np.uint64)
+    top = ix >> np.uint64(48)
+    special = (top < 0x0010) | (top >= 0x7FF0)  # zero, subnormal, negative, inf, nan
+    if special.any():
+        out = np.empty_like(x)
+        sub = special & (ix > 0) & (top < 0x0010)
+        bad = special & ~sub
+        with np.errstate(all="ignore"):
+            out[bad] = np.log(x[bad])  # -inf at zeros, inf, nan: IEEE, as glibc's
+        # subnormals: normalised, the exponent going negative (only its bits are used)
+        bits = (x[sub] * 2.0 ** 52).view(np.uint64) - np.uint64(52 << 52)
+        out[sub] = _log_part(bits.view(_F64), _log_main)
+        rest = ~special
+        if rest.any():
+            out[rest] = log(x[rest])
+        return out
+    near = (ix - _LOG_NEAR1_LO) < _LOG_NEAR1_SPAN
     if not near.any():
         return _log_part(x, _log_main)
     out = np.empty_like(x)

@@ -104,6 +104,12 @@ def uint64_to_double(x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
     return (np.uint64(1023 << 52) | man).view(np.float64) - 1.0
 
 
+def double_pairs(b: np.ndarray) -> np.ndarray:
+    """UniformDistribution<double> of Philox outputs (..., 4): its two doubles, (..., 2)."""
+    return np.stack([uint64_to_double(b[..., 0], b[..., 1]),
+                     uint64_to_double(b[..., 2], b[..., 3])], axis=-1)
+
+
 def uint16_to_half(x: np.ndarray) -> np.ndarray:
     bits = np.uint16(15 << 10) | (x.astype(np.uint16) & np.uint16(0x3FF))
     return bits.view(np.float16) - np.float16(1.0)

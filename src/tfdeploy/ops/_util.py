@@ -35,3 +35,10 @@ def normalize_axis(axis, ndim: int) -> tuple[int, ...]:
             raise ValueError(f"axis {a} is out of range for a tensor of rank {ndim}")
         out.append(a % ndim if ndim else 0)
     return tuple(out)
+
+
+def flush_subnormals(x: np.ndarray) -> np.ndarray:
+    """``x`` with subnormals flushed to (signed) zero, as TF's CPU kernels compute (FTZ/DAZ)."""
+    x = np.asarray(x)
+    sub = (x != 0) & (np.abs(x) < np.finfo(x.dtype).tiny)
+    return np.where(sub, np.copysign(x.dtype.type(0), x), x) if sub.any() else x

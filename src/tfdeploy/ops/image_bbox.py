@@ -24,6 +24,7 @@ import numpy as np
 
 from ..registry import op
 from . import _philox as px
+from ._util import flush_subnormals
 from .random import _stateful_gen
 
 _INT_MIN = -(2**31)
@@ -40,10 +41,6 @@ def _ftz(x) -> np.float32:
     """A float32 as TF's kernels see it: they run with denormals flushed to zero (FTZ/DAZ)."""
     x = _F32(x)
     return _F32(np.copysign(_F32(0.0), x)) if abs(x) < _TINY else x
-
-
-def _ftz_array(x: np.ndarray) -> np.ndarray:
-    return np.where(np.abs(x) < _TINY, np.copysign(np.float32(0.0), x), x).astype(np.float32)
 
 
 def _i32(v: int) -> int:
@@ -226,7 +223,7 @@ def _boxes_shape(bounding_boxes) -> np.ndarray:
 def _boxes(b: np.ndarray, width: int, height: int) -> np.ndarray:
     """The (n, 4) boxes (y0, x0, y1, x1) as int rectangles (x0, y0, x1, y1), int64 holding
     int32."""
-    b = _ftz_array(b)
+    b = flush_subnormals(b)
     bad = ~((b >= 0) & (b <= 1))
     if bad.any():
         raise ValueError("All bounding box coordinates must be in [0.0, 1.0]: "

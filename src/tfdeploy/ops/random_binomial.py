@@ -102,22 +102,6 @@ def _batch_layout(dims, params, names) -> tuple[int, int, list[np.ndarray]]:
     return spb, nb, flat
 
 
-def _log_or_ninf(x: np.ndarray) -> np.ndarray:
-    """glibc ``log`` of non-negative doubles (-inf at 0)."""
-    zero = x == 0
-    out = _libm.log(np.where(zero, 1.0, x))
-    out[zero] = -np.inf
-    return out
-
-
-def _logf_or_ninf(x: np.ndarray) -> np.ndarray:
-    """glibc ``logf`` of non-negative floats (-inf at 0)."""
-    zero = x == 0
-    out = _libm.logf(np.where(zero, np.float32(1), x).astype(np.float32))
-    out[zero] = -np.inf
-    return out
-
-
 def _t_exp(x: np.ndarray) -> np.ndarray:
     """Eigen::numext::exp in T: exp (double), expf (float), half(expf(float)) (half)."""
     if x.dtype == np.float64:
@@ -147,8 +131,8 @@ def _le_exp(u: np.ndarray, g: np.ndarray) -> np.ndarray:
 def _t_log(x: np.ndarray) -> np.ndarray:
     """Eigen::numext::log in T of values in [0, 1): log, logf, half(logf(float))."""
     if x.dtype == np.float64:
-        return _log_or_ninf(x)
-    return _logf_or_ninf(x.astype(np.float32)).astype(x.dtype)
+        return _libm.log(x)
+    return _libm.logf(x.astype(np.float32)).astype(x.dtype)
 
 
 # -- binomial ------------------------------------------------------------------------------------
@@ -170,8 +154,8 @@ def _stirling_tail(k: np.ndarray) -> np.ndarray:
 
 def _uniform_pairs(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """UniformDistribution<double> of Philox outputs (..., 4): (result[0], result[1])."""
-    return (px.uint64_to_double(b[..., 0], b[..., 1]),
-            px.uint64_to_double(b[..., 2], b[..., 3]))
+    d = px.double_pairs(b)
+    return d[..., 0], d[..., 1]
 
 
 def _binomial_inversion(count, prob, idx, gen) -> np.ndarray:
@@ -189,7 +173,7 @@ def _binomial_inversion(count, prob, idx, gen) -> np.ndarray:
         r0, r1 = _uniform_pairs(px.blocks(gen[0], gen[1], calls))
         u = np.stack([r1, r0], axis=-1).reshape(active.size, -1)
         with np.errstate(divide="ignore"):
-            geom = np.ceil(_log_or_ninf(u.reshape(-1)).reshape(u.shape) / lp[active, None])
+            geom = np.ceil(_libm.log(u.reshape(-1)).reshape(u.shape) / lp[active, None])
         csum = np.cumsum(np.concatenate([gsum[active, None], geom], axis=1), axis=1)[:, 1:]
         over = csum > count[active, None]
         hit = over.any(axis=1)
@@ -231,10 +215,10 @@ def _btrs(count, prob, idx, gen) -> np.ndarray:
                 ti, tj = np.nonzero(test)
                 ai = active[ti]
                 cn, mm, rr, kk, uss = count[ai], m[ai], r[ai], k[ti, tj], us[ti, tj]
-                lv = _log_or_ninf(v[ti, tj] * alpha[ai] / (a[ai] / (uss * uss) + b[ai]))
-                ub = ((mm + 0.5) * _log_or_ninf((mm + 1) / (rr * (cn - mm + 1)))
-                      + (cn + 1) * _log_or_ninf((cn - mm + 1) / (cn - kk + 1))
-                      + (kk + 0.5) * _log_or_ninf(rr * (cn - kk + 1) / (kk + 1))
+                lv = _libm.log(v[ti, tj] * alpha[ai] / (a[ai] / (uss * uss) + b[ai]))
+                ub = ((mm + 0.5) * _libm.log((mm + 1) / (rr * (cn - mm + 1)))
+                      + (cn + 1) * _libm.log((cn - mm + 1) / (cn - kk + 1))
+                      + (kk + 0.5) * _libm.log(rr * (cn - kk + 1) / (kk + 1))
                       + _stirling_tail(mm) + _stirling_tail(cn - mm)
                       - _stirling_tail(kk) - _stirling_tail(cn - kk))
                 acc[ti, tj] = lv <= ub

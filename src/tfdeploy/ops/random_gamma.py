@@ -30,7 +30,7 @@ import numpy as np
 from ..registry import op
 from . import _libm
 from . import _philox as px
-from ._util import np_dtype
+from ._util import flush_subnormals, np_dtype
 from .random import _key_counter, _shape, _stateful_gen
 
 #: Philox calls reserved for each output (kReservedSamplesPerOutput, in 128-bit calls)
@@ -50,9 +50,7 @@ def _normal_pairs(gen, calls: np.ndarray) -> np.ndarray:
 
 def _uniform_pairs(gen, calls: np.ndarray) -> np.ndarray:
     """UniformDistribution<double>: the two doubles in [0, 1) of each Philox call, (n, 2)."""
-    w = px.blocks(gen[0], gen[1], calls)
-    return np.stack([px.uint64_to_double(w[..., 0], w[..., 1]),
-                     px.uint64_to_double(w[..., 2], w[..., 3])], axis=-1)
+    return px.double_pairs(px.blocks(gen[0], gen[1], calls))
 
 
 class _Buffer:
@@ -77,29 +75,10 @@ class _Buffer:
         return self.vals[rows, self.left[rows]]
 
 
-def _log(x: np.ndarray) -> np.ndarray:
-    """glibc's ``log``: ``_libm.log`` on positive normal numbers, IEEE special values else."""
-    x = np.asarray(x, np.float64)
-    ok = (x >= np.finfo(np.float64).tiny) & (x <= np.finfo(np.float64).max)
-    if ok.all():
-        return _libm.log(x)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.log(x)
-    if ok.any():
-        out[ok] = _libm.log(x[ok])
-    return out
-
-
 def _check_calls(calls: np.ndarray, rows: np.ndarray, what: str) -> None:
     if rows.size and int(calls[rows].max()) > _MAX_CALLS:
         raise ValueError(f"{what}: no sample accepted after {_MAX_CALLS} Philox calls "
                          "(TensorFlow's kernel would loop forever here)")
-
-
-def _ftz(x: np.ndarray) -> np.ndarray:
-    """Subnormals flushed to (signed) zero: TF's CPU threads run with FTZ and DAZ set."""
-    sub = (x != 0) & (np.abs(x) < np.finfo(x.dtype).tiny)
-    return np.where(sub, np.copysign(x.dtype.type(0), x), x) if sub.any() else x
 
 
 def _place(values: np.ndarray, num_params: int, dims, dtype: np.dtype) -> np.ndarray:
@@ -109,7 +88,7 @@ def _place(values: np.ndarray, num_params: int, dims, dtype: np.dtype) -> np.nda
         if dtype.kind == "f" or dtype.name == "bfloat16":
             # the double -> float conversion flushes; Eigen's half(double) and
             # bfloat16(double) go via float
-            out = _ftz(out) if dtype == np.float64 else _ftz(out.astype(np.float32))
+            out = flush_subnormals(out if dtype == np.float64 else out.astype(np.float32))
         return out.astype(dtype).reshape(dims)
 
 
@@ -149,13 +128,14 @@ def _gamma(gen, alpha: np.ndarray, per_alpha: int) -> np.ndarray:
             slow = np.flatnonzero(~ok)
             if slow.size:
                 xs, vs = x[slow], v[slow]
-                ok[slow] = _log(u[slow]) < 0.5 * xs * xs + d[rows[slow]] * (1 - vs + _log(vs))
-            rows, r = rows[ok], _ftz(d[rows[ok]] * v[ok])
+                bound = 0.5 * xs * xs + d[rows[slow]] * (1 - vs + _libm.log(vs))
+                ok[slow] = _libm.log(u[slow]) < bound
+            rows, r = rows[ok], flush_subnormals(d[rows[ok]] * v[ok])
             small = np.flatnonzero(lt1[rows])
             if small.size:
                 b = uniforms.pop(rows[small])
-                p = _ftz(_libm.pow(b, 1 / a[rows[small]]))
-                r[small] = _ftz(r[small] * p)
+                p = flush_subnormals(_libm.pow(b, 1 / a[rows[small]]))
+                r[small] = flush_subnormals(r[small] * p)
             res[rows] = r
             done = np.zeros(n, bool)
             done[rows] = True
@@ -289,7 +269,7 @@ def _knuth(gen, r, base, calls, act, res, hi) -> None:
 
 def _hormann(gen, r, base, calls, act, res, hi) -> None:
     rate = r[act]
-    log_rate = _log(rate)
+    log_rate = _libm.log(rate)
     b = 0.931 + 2.53 * np.sqrt(rate)
     a = -0.059 + 0.02483 * b
     inv_alpha = 1.1239 + 1.1328 / (b - 3.4)
@@ -309,7 +289,7 @@ def _hormann(gen, r, base, calls, act, res, hi) -> None:
         if test.any():
             row = np.nonzero(test)[0]
             kt, ust = k[test], us[test]
-            s = _log(v[test] * inv_alpha[pos[row]] / (a[pos[row]] / (ust * ust) + b[pos[row]]))
+            s = _libm.log(v[test] * inv_alpha[pos[row]] / (a[pos[row]] / (ust * ust) + b[pos[row]]))
             t = -rate[pos[row]] + kt * log_rate[pos[row]] - _lgamma_int(kt + 1)
             ok[test] = s <= t
         first = ok.argmax(axis=1)
