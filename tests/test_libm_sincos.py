@@ -10,8 +10,6 @@ FMA, the live C library over ~100k inputs.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
-import platform
 from fractions import Fraction
 
 import numpy as np
@@ -128,20 +126,6 @@ def test_tables():
     assert sc._TOVERP[-3:].tolist() == [14528324.0, 13719321.0, 343717.0]
 
 
-def test_fma_is_one_rounding():
-    rng = np.random.default_rng(0)
-    a = rng.normal(size=3000) * 2.0 ** rng.integers(-30, 30, 3000)
-    b = rng.normal(size=3000)
-    c = np.concatenate([rng.normal(size=1000),
-                        -(a[1000:] * b[1000:]) * (1 + rng.normal(size=2000) * 2.0 ** -40)])
-    want = np.array([float(Fraction(x) * Fraction(y) + Fraction(z)) for x, y, z in zip(a, b, c)])
-    np.testing.assert_array_equal(sc._fma(a, b, c), want)
-    e = 2.0 ** -52
-    one = np.array([1.0])
-    assert sc._fma(one + e, one - e / 2, np.array([2.0 ** -104]))[0] == 1 + e
-    assert sc._fma(-one - e, one - e / 2, np.array([-(2.0 ** -104)]))[0] == -1 - e
-
-
 def test_minus_product():
     """RN(c - (q + qe)) in the reduction: the usual cases and exact rounding midpoints."""
     rng = np.random.default_rng(1)
@@ -176,30 +160,8 @@ def test_fast_path_bound(kernel, lo, hi):
     assert redo.size < 0.15 * a.size
 
 
-def _glibc():
-    """The process's libm when it is glibc's x86-64 FMA variant, which TF uses on such CPUs."""
-    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
-        pytest.skip("reference needs glibc on x86-64")
-    libc_name, version = platform.libc_ver()
-    if libc_name != "glibc" or tuple(int(v) for v in version.split(".")[:2]) < (2, 28):
-        pytest.skip("reference needs glibc >= 2.28")
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        pytest.skip("cannot read CPU flags")
-    if " fma " not in flags:
-        pytest.skip("glibc picks its non-FMA variants on this CPU")
-    m = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
-    m.sin.restype, m.sin.argtypes = ctypes.c_double, [ctypes.c_double]
-    m.cos.restype, m.cos.argtypes = ctypes.c_double, [ctypes.c_double]
-    m.sincos.restype = None
-    m.sincos.argtypes = [ctypes.c_double] + [ctypes.POINTER(ctypes.c_double)] * 2
-    return m
-
-
-def test_tables_are_glibcs_bytes():
+def test_tables_are_glibcs_bytes(glibc):
     """The regenerated tables occur, byte for byte, in the process's libm."""
-    _glibc()
     paths = {line.split()[-1] for line in open("/proc/self/maps")
              if "/libm.so" in line or "/libm-" in line}
     if not paths:
@@ -229,8 +191,8 @@ def _inputs(rng) -> np.ndarray:
     return np.concatenate([x, -x[-4000:]])
 
 
-def test_against_the_c_library():
-    m = _glibc()
+def test_against_the_c_library(glibc):
+    m = glibc
     x = _inputs(np.random.default_rng(3))
     assert x.size > 95000
     s, c = ctypes.c_double(), ctypes.c_double()
@@ -244,9 +206,9 @@ def test_against_the_c_library():
         assert not bad.any(), (name, [v.hex() for v in np.tile(x, 2)[bad][:5]])
 
 
-def test_recorded_values_are_the_c_librarys():
+def test_recorded_values_are_the_c_librarys(glibc):
     """The recorded values above are what this machine's libm gives."""
-    m = _glibc()
+    m = glibc
     for x, sin, cos in RECORDED:
         v = float.fromhex(x)
         assert (m.sin(v), m.cos(v)) == (float.fromhex(sin), float.fromhex(cos)), x
