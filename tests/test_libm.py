@@ -239,7 +239,9 @@ def test_against_the_c_library(glibc):
 
     y = (2.0 * np.pi * _tf_uniforms(40000, rng).astype(np.float64)).astype(np.float32)
     y = np.concatenate([y, np.float32([0.0, 2.0 ** -13, 0.785398, 0.7853982, 2.3561945,
-                                       3.9269907, 4.712389, 5.497787, 6.2831850])])
+                                       3.9269907, 4.712389, 5.497787, 6.2831850, -0.0, -1e-30,
+                                       119.99, -119.99]),
+                        rng.uniform(-119.9, 119.9, 10000).astype(np.float32)])
     s, c = ctypes.c_float(), ctypes.c_float()
     want = []
     for v in y:

@@ -212,7 +212,7 @@ def _sincosf_double(y: np.ndarray, f) -> tuple[np.ndarray, np.ndarray]:
 
 
 def sincosf(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """glibc ``sincosf`` for float32 ``0 <= y < 120`` (TF's angles lie in [0, 2*pi))."""
+    """glibc ``sincosf`` for float32 ``|y| < 120`` (TF's angles lie in [0, 2*pi))."""
     y = np.asarray(y, np.float32)
     sin, cos = _sincosf_double(y, _plain)
     redo = _near_float32_midpoint(sin) | _near_float32_midpoint(cos)
