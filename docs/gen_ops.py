@@ -40,6 +40,9 @@ def render() -> str:
             counts[op] = counts.get(op, 0) + 1
             if c.xfail:
                 gaps.setdefault(op, []).append(f"{c.id}: {c.xfail}")
+            note = f"TF with oneDNN {c.onednn} (compared with TF without oneDNN)"
+            if c.onednn and note not in gaps.get(op, ()):
+                gaps.setdefault(op, []).append(note)
     # ops that never survive into a converted graph, tested on hand-built graphs instead
     elsewhere = {
         "PartitionedCall": "inlined by the converter; run on hand-built graphs in "
@@ -59,6 +62,10 @@ def render() -> str:
             "`td.setup(tf_intra_op_threads=n)`"
         for op in ("ParameterizedTruncatedNormal", "StatelessParameterizedTruncatedNormal")
     }
+    for op in ("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"):
+        notes[op] = ("in inference, the reserve-space outputs (kept for the gradient) are "
+                     "implementation-defined: zeros from TF's Eigen kernel, the mean and "
+                     "variance from oneDNN's and from tfdeploy")
     for op, note in notes.items():
         gaps.setdefault(op, []).append(note)
     ops = registry.registered_ops()
@@ -84,6 +91,13 @@ def render() -> str:
         "with FMA (every x86-64 CPU since 2013). tfdeploy gives these values on every platform;",
         "TF itself on macOS, Windows or aarch64 uses other C libraries, whose last bits can",
         "differ.",
+        "",
+        "Where TF's results depend on the machine, tfdeploy follows TF's reference kernels:",
+        "TF uses oneDNN by default only on CPUs with AVX-512-class features, and its oneDNN",
+        "rewrites of a few ops compute otherwise (noted below). Without oneDNN, TF's CPU",
+        "kernels refuse channels-first (NCHW, NCDHW) convolutions and pooling, and dilated or",
+        "unevenly strided depthwise and 3-D convolutions; tfdeploy runs them all, tested",
+        "against TF on the same values in the form TF runs everywhere.",
         "",
         "| op | implementations | cases | dtypes tested | known gaps and notes |",
         "|---|---|---|---|---|",

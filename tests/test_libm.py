@@ -9,6 +9,7 @@ fused multiply-add, recorded glibc results that a correctly rounded function wou
 from __future__ import annotations
 
 import ctypes
+from decimal import Decimal, localcontext
 from fractions import Fraction
 
 import numpy as np
@@ -108,18 +109,48 @@ def _f32(h: str) -> np.float32:
     return np.float32(float.fromhex(h))
 
 
+def _exact(f, *xs) -> Decimal:
+    """``f`` of float arguments in 90-digit decimal arithmetic (``decimal`` rounds exp, ln
+    and ** correctly): a reference independent of every C library and CPU."""
+    with localcontext() as ctx:
+        ctx.prec = 90
+        return f(*[Decimal(float(x)) for x in xs])
+
+
+def _rounded(f, *xs) -> float:
+    """The correctly rounded float64 value of ``f`` at ``xs``."""
+    return float(_exact(f, *xs))
+
+
+def _rounded32(f, *xs) -> np.float32:
+    """The correctly rounded float32 value of ``f`` at ``xs`` (nearest of three neighbours)."""
+    d = _exact(f, *xs)
+    a = np.float32(float(d))
+    near = (a, np.nextafter(a, np.float32(np.inf)), np.nextafter(a, np.float32(-np.inf)))
+    return min(near, key=lambda v: abs(Decimal(float(v)) - d))
+
+
+def _ln(d):
+    return d.ln()
+
+
+def _exp(d):
+    return d.exp()
+
+
 def test_recorded_logf():
     x = np.array([_f32(a) for a, _ in LOGF])
     want = np.array([_f32(b) for _, b in LOGF])
     assert len(x) >= 10
-    assert not np.array_equal(np.log(x.astype(np.float64)).astype(np.float32), want)
+    # each is glibc's, not the correctly rounded value
+    assert all(_rounded32(_ln, v) != w for v, w in zip(x, want))
     np.testing.assert_array_equal(_libm.logf(x), want)
 
 
 def test_recorded_expf():
     x = np.array([_f32(a) for a, _ in EXPF])
     want = np.array([_f32(b) for _, b in EXPF])
-    assert not np.array_equal(np.exp(x.astype(np.float64)).astype(np.float32), want)
+    assert all(_rounded32(_exp, v) != w for v, w in zip(x, want))
     np.testing.assert_array_equal(_libm.expf(x), want)
     special = np.float32([0.0, np.inf, -np.inf, np.nan, 88.8, -104.0, -103.5, -87.0])
     got = _libm.expf(special)
@@ -148,16 +179,19 @@ def test_recorded_exp():
     want = np.array([float.fromhex(b) for _, b in EXP])
     assert (want[-4:] < 2.3e-308).all()  # subnormal results: glibc's special rounding path
     np.testing.assert_array_equal(_libm.exp(x), want)
-    assert not np.array_equal(np.exp(x[:8]), want[:8])
+    # glibc rounds these correctly (numpy's own AVX-512 exp, on some CPUs, does not)
+    assert [_rounded(_exp, v) for v in x] == want.tolist()
     special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-300, 709.8, -746.0, 2000.0])
     with np.errstate(all="ignore"):
-        np.testing.assert_array_equal(_libm.exp(special), np.exp(special))
+        got = _libm.exp(special)
+    np.testing.assert_array_equal(got, [1, 1, np.inf, 0, np.nan, 1, np.inf, 0, np.inf])
 
 
 def test_recorded_pow():
     x, y, want = (np.array([float.fromhex(t[j]) for t in POW]) for j in range(3))
     np.testing.assert_array_equal(_libm.pow(x, y), want)
-    assert not np.array_equal(np.power(x, y), want)
+    # glibc rounds these correctly (numpy's own AVX-512 pow, on some CPUs, does not)
+    assert [_rounded(lambda a, b: a ** b, u, v) for u, v in zip(x, y)] == want.tolist()
     # IEEE special cases, signs of zero included
     a = np.array([0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, np.nan, -2.0, 0.5, 5e-324])
     xs, ys = np.meshgrid(a, np.array([0.0, -0.0, 1.0, -1.0, 3.0, -3.0, 0.5, np.inf, -np.inf,
@@ -189,7 +223,7 @@ def test_fma_is_one_rounding():
     assert _libm.fma(np.array(-1 - e), np.array(1 - e / 2), np.array(-(2.0 ** -104))) == -1 - e
 
 
-# (x, glibc 2.36 log1p(x)) where numpy's log1p differs (first group), or where evaluating
+# (x, glibc 2.36 log1p(x)) where numpy's log1p differed (first group), or where evaluating
 # fdlibm's algorithm without glibc's fused multiply-adds differs (second group)
 LOG1P = [
     ("-0x1.c7c21547f63b0p-2", "-0x1.2d87888cc41fap-1"),
@@ -212,7 +246,8 @@ def test_recorded_log1p():
     x = np.array([float.fromhex(a) for a, _ in LOG1P])
     want = np.array([float.fromhex(b) for _, b in LOG1P])
     np.testing.assert_array_equal(_libm.log1p(x), want)
-    assert not np.array_equal(np.log1p(x), want)
+    # most are glibc's, not the correctly rounded value
+    assert sum(_rounded(lambda d: (1 + d).ln(), v) != w for v, w in zip(x, want)) >= 8
 
 
 def test_log1p_special_values():

@@ -34,6 +34,12 @@ class Case:
     #: TF's output dtypes, for ops whose attributes choose them (random ops, Cast...): checked by
     #: the harness, listed in docs/ops.md for the case's first op (the op under test)
     out_dtypes: tuple[str, ...] = ()
+    #: the same values in a form TF's CPU kernels run on every machine (NHWC, no dilation,
+    #: equal strides...), for a case TF refuses without oneDNN; a TF function of the same inputs
+    oracle: Callable | None = None
+    #: how TF with oneDNN (its default on CPUs with AVX-512) departs from its reference kernels,
+    #: which tfdeploy follows; the case then compares with TF run without oneDNN (see harness)
+    onednn: str | None = None
 
     def make_inputs(self, seed: int = 0) -> list[np.ndarray]:
         if callable(self.inputs):

@@ -22,6 +22,88 @@ def _nchw(v):
     return [v[0], v[3], v[1], v[2]]
 
 
+# --- oracles: the same values in the form TF's CPU kernels run on every machine -------------
+# Without oneDNN (TF's default on CPUs without AVX-512), TF refuses channels-first layouts, and
+# dilations or unequal strides in some kernels. The oracles compute the same convolution
+# channels-last, with the dilation written into the filter (zeros between its taps) and unequal
+# strides taken as stride 1 then a strided slice.
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def _to_last(x):
+    r = len(x.shape)
+    return _tf().transpose(x, [0, *range(2, r), 1])
+
+
+def _to_first(y):
+    r = len(y.shape)
+    return _tf().transpose(y, [0, r - 1, *range(1, r - 1)])
+
+
+def _dilate(w, dil):
+    """Filter ``w`` (spatial axes first) with ``d - 1`` zeros between taps along each axis."""
+    tf = _tf()
+    for axis, d in enumerate(dil):
+        k = w.shape[axis]
+        if d == 1 or k == 1:
+            continue
+        spread = tf.stack([w] + [tf.zeros_like(w)] * (d - 1), axis=axis + 1)
+        shape = list(w.shape)
+        shape[axis] = k * d
+        w = tf.gather(tf.reshape(spread, shape), list(range((k - 1) * d + 1)), axis=axis)
+    return w
+
+
+def _pads(pad, ex, sizes, ks, st):
+    """[(lo, hi)] per spatial axis for ``pad`` (SAME, VALID or EXPLICIT with ``ex``)."""
+    if pad == "EXPLICIT":
+        return [tuple(ex[2 * i:2 * i + 2]) for i in range(len(sizes))]
+    if pad == "VALID":
+        return [(0, 0)] * len(sizes)
+    out = []
+    for n, k, s in zip(sizes, ks, st):
+        total = max((-(-n // s) - 1) * s + k - n, 0)
+        out.append((total // 2, total - total // 2))
+    return out
+
+
+def _conv_oracle(op, st, dl, pad, ex, channels_first):
+    """``op(input, filter)`` channels-last and undilated; a depthwise convolution whose strides
+    differ runs at stride 1 with explicit padding, then sliced. ``st``, ``dl``, ``ex`` as in
+    the case tables."""
+    def oracle(x, w):
+        tf = _tf()
+        x = _to_last(x) if channels_first else x
+        n = len(st)
+        w = _dilate(w, dl)
+        ks = [int(w.shape[i]) for i in range(n)]
+        split = op == "DepthwiseConv2dNative" and len(set(st)) > 1
+        if split:
+            pads = _pads(pad, ex, list(x.shape[1:1 + n]), ks, st)
+            kw = {"padding": "EXPLICIT",
+                  "explicit_paddings": [0, 0, *[p for lh in pads for p in lh], 0, 0]}
+            strides = [1] * (n + 2)
+        else:
+            kw = {"padding": pad}
+            if pad == "EXPLICIT":
+                kw["explicit_paddings"] = [0, 0, *ex, 0, 0]
+            strides = [1, *st, 1]
+        y = getattr(tf.raw_ops, op)(input=x, filter=w, strides=strides, **kw)
+        if split:
+            y = y[(slice(None), *[slice(None, None, s) for s in st])]
+        return _to_first(y) if channels_first else y
+    return oracle
+
+
+def _needs_oracle(fmt, st, dl):
+    return not fmt.endswith("C") or any(d != 1 for d in dl) or len(set(st)) > 1
+
+
 # (id, input NHWC, filter, strides, dilations, padding, explicit paddings NHWC)
 CONV2D = [
     ("same", (2, 7, 8, 3), (3, 3, 3, 4), (1, 1), (1, 1), "SAME", None),
@@ -65,6 +147,8 @@ def _conv2d_case(id, xs, ws, st, dl, pad, ex, fmt="NHWC", dtype="float32", **kw)
             return [_bf16(rand(r, xs)), _bf16(rand(r, ws))]
         return [rand(r, xs, dtype), rand(r, ws, dtype)]
 
+    if _needs_oracle(fmt, st, dl):
+        kw["oracle"] = _conv_oracle("Conv2D", st, dl, pad, ex, fmt == "NCHW")
     add(f"conv2d_{id}" + ("" if fmt == "NHWC" else "_nchw") +
         ("" if dtype == "float32" else f"_{dtype}"), ["Conv2D"], fn, inputs, **kw)
 
@@ -118,6 +202,8 @@ def _dw_case(id, xs, ws, st, dl, pad, ex, fmt="NHWC", dtype="float32", **kw):
             return [_bf16(rand(r, xs)), _bf16(rand(r, ws))]
         return [rand(r, xs, dtype), rand(r, ws, dtype)]
 
+    if _needs_oracle(fmt, st, dl):
+        kw["oracle"] = _conv_oracle("DepthwiseConv2dNative", st, dl, pad, ex, fmt == "NCHW")
     add(f"depthwise_{id}" + ("" if fmt == "NHWC" else "_nchw") +
         ("" if dtype == "float32" else f"_{dtype}"), ["DepthwiseConv2dNative"], fn, inputs, **kw)
 
@@ -148,6 +234,8 @@ def _conv3d_case(id, xs, ws, st, dl, pad, fmt="NDHWC", dtype="float32", **kw):
         return _raw().Conv3D(input=x, filter=w, strides=strides, padding=pad, data_format=fmt,
                              dilations=dil)
 
+    if _needs_oracle(fmt, st, dl):
+        kw["oracle"] = _conv_oracle("Conv3D", st, dl, pad, None, fmt == "NCDHW")
     add(f"conv3d_{id}" + ("" if fmt == "NDHWC" else "_ncdhw") +
         ("" if dtype == "float32" else f"_{dtype}"), ["Conv3D"], fn,
         lambda r: [rand(r, xs, dtype), rand(r, ws, dtype)], **kw)
@@ -181,6 +269,20 @@ def _out_size(n, k, s, d, pad, lo_hi=(0, 0)):
     return (n - ek) // s + 1
 
 
+def _backprop_oracle(st, dl, pad, ex, channels_first):
+    """Conv2DBackpropInput channels-last with the dilation written into the filter (its CPU
+    kernel takes unequal strides)."""
+    def oracle(sizes, w, dy):
+        tf = _tf()
+        if channels_first:
+            sizes, dy = tf.gather(sizes, [0, 2, 3, 1]), _to_last(dy)
+        y = tf.raw_ops.Conv2DBackpropInput(
+            input_sizes=sizes, filter=_dilate(w, dl), out_backprop=dy, strides=[1, *st, 1],
+            padding=pad, explicit_paddings=[0, 0, *ex, 0, 0] if ex else [])
+        return _to_first(y) if channels_first else y
+    return oracle
+
+
 def _backprop2d_case(id, xs, ws, st, dl, pad, ex, fmt="NHWC", dtype="float32", **kw):
     strides, dil = [1, *st, 1], [1, *dl, 1]
     explicit = [0, 0, ex[0], ex[1], ex[2], ex[3], 0, 0] if ex else []
@@ -204,6 +306,8 @@ def _backprop2d_case(id, xs, ws, st, dl, pad, ex, fmt="NHWC", dtype="float32", *
             return [sizes, _bf16(rand(r, ws)), _bf16(rand(r, ys))]
         return [sizes, rand(r, ws, dtype), rand(r, ys, dtype)]
 
+    if _needs_oracle(fmt, st, dl) and not (fmt == "NHWC" and all(d == 1 for d in dl)):
+        kw["oracle"] = _backprop_oracle(st, dl, pad, ex, fmt == "NCHW")
     add(f"backprop_input_{id}" + ("" if fmt == "NHWC" else "_nchw") +
         ("" if dtype == "float32" else f"_{dtype}"), ["Conv2DBackpropInput"], fn, inputs, **kw)
 

@@ -17,6 +17,18 @@ def _bf16(x):
     return x.astype(ml_dtypes.bfloat16)
 
 
+def _channels_last(fn):
+    """``fn`` (a channels-last pooling of one input) run on a channels-first input: the form
+    TF's CPU kernels run on every machine (without oneDNN they refuse NCHW and NCDHW)."""
+    def oracle(x):
+        import tensorflow as tf
+
+        r = len(x.shape)
+        y = fn(tf.transpose(x, [0, *range(2, r), 1]))
+        return tf.transpose(y, [0, r - 1, *range(1, r - 1)])
+    return oracle
+
+
 # (id, input NHWC, window (kh, kw), strides (sh, sw), padding)
 POOL2D = [
     ("2x2_s2_valid", (2, 8, 8, 3), (2, 2), (2, 2), "VALID"),
@@ -36,14 +48,16 @@ def _pool_case(kind, id, xs, k, s, pad, fmt="NHWC", dtype="float32", **kw):
     if fmt == "NCHW":
         ksize, strides = [1, 1, *k], [1, 1, *s]
         xs = (xs[0], xs[3], xs[1], xs[2])
-    if kind == "max":
-        def fn(x):
-            return _raw().MaxPool(input=x, ksize=ksize, strides=strides, padding=pad,
-                                  data_format=fmt)
-    else:
-        def fn(x):
-            return _raw().AvgPool(value=x, ksize=ksize, strides=strides, padding=pad,
-                                  data_format=fmt)
+    def pool(fmt, ksize, strides):
+        if kind == "max":
+            return lambda x: _raw().MaxPool(input=x, ksize=ksize, strides=strides, padding=pad,
+                                            data_format=fmt)
+        return lambda x: _raw().AvgPool(value=x, ksize=ksize, strides=strides, padding=pad,
+                                        data_format=fmt)
+
+    fn = pool(fmt, ksize, strides)
+    if fmt == "NCHW":
+        kw["oracle"] = _channels_last(pool("NHWC", [1, *k, 1], [1, *s, 1]))
 
     def inputs(r):
         if dtype == "bfloat16":
@@ -95,9 +109,13 @@ def _pool3d_case(kind, id, xs, k, s, pad, fmt="NDHWC", dtype="float32", **kw):
         xs = (xs[0], xs[4], *xs[1:4])
     raw = "MaxPool3D" if kind == "max" else "AvgPool3D"
 
-    def fn(x):
-        return getattr(_raw(), raw)(input=x, ksize=ksize, strides=strides, padding=pad,
-                                    data_format=fmt)
+    def pool(fmt, ksize, strides):
+        return lambda x: getattr(_raw(), raw)(input=x, ksize=ksize, strides=strides,
+                                              padding=pad, data_format=fmt)
+
+    fn = pool(fmt, ksize, strides)
+    if fmt == "NCDHW":
+        kw["oracle"] = _channels_last(pool("NDHWC", [1, *k, 1], [1, *s, 1]))
 
     def inputs(r):
         if dtype == "bfloat16":
