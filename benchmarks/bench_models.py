@@ -77,45 +77,10 @@ def onnx_runner(model, batch_shape, threads: int):
     return lambda v: sess.run(None, {name: v})[0]
 
 
-def per_op_profile(tdm, x, n: int = 3, clock=time.perf_counter) -> list[tuple[str, float, int]]:
-    """(op description, seconds per run, calls per run) of ``tdm``'s default plan, slowest
-    first, the best of ``n`` runs per node. Convolutions are split by kernel size and stride,
-    since those take different paths."""
-    from tfdeploy.plan import compile_plan
-    from tfdeploy.runtime import generate
-
-    g = tdm.default_graph
-    plan = compile_plan(g, [s.ref for s in g.outputs], [s.ref for s in g.inputs])
-    best: dict[int, list] = {}
-
-    def wrap(kernel, node):
-        def timed(*args):
-            t0 = clock()
-            out = kernel(*args)
-            dt = clock() - t0
-            key = node.op
-            if node.op in ("Conv2D", "DepthwiseConv2dNative") and len(args) > 1:
-                kh, kw = args[1].shape[:2]
-                st = node.attrs.get("strides", [1, 1, 1, 1])[1]
-                key = f"{node.op} {kh}x{kw}/s{st}"
-            a = best.setdefault(id(node), [key, dt])
-            a[1] = min(a[1], dt)
-            return out
-        return timed
-
-    for st in plan.steps:
-        st.kernel = wrap(st.kernel, st.node)
-    run = generate(plan)
-    run((x,))
-    best.clear()
-    for _ in range(n):
-        run((x,))
-    acc: dict[str, list] = {}
-    for key, dt in best.values():
-        a = acc.setdefault(key, [0.0, 0])
-        a[0] += dt
-        a[1] += 1
-    return sorted(((k, t, c) for k, (t, c) in acc.items()), key=lambda r: -r[1])
+def per_op_profile(tdm, x, n: int = 5, clock=time.perf_counter) -> list[tuple[str, float, float]]:
+    """(op, seconds per run, calls per run) over every plan of ``tdm`` (loop bodies and
+    conditions included), slowest first (``Model.profile``)."""
+    return tdm.profile(x, repeat=n, clock=clock).by_op()
 
 
 def main(argv=None) -> int:

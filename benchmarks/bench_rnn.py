@@ -76,49 +76,10 @@ def onnx_runner(model, x, threads: int):
     return lambda v: sess.run(None, {name: v})[0]
 
 
-def profiled(tdm, x, n: int = 5, clock=time.perf_counter) -> list[tuple[str, float, int]]:
+def profiled(tdm, x, n: int = 5, clock=time.perf_counter) -> list[tuple[str, float, float]]:
     """(op, seconds per run, calls per run) over every plan of ``tdm`` (loop bodies and
-    conditions included), the best of ``n`` runs, slowest first."""
-    import tfdeploy as td
-    from tfdeploy import runtime
-
-    counts: dict[str, list] = {}
-    original = runtime.generate
-
-    def wrap(kernel, op_type):
-        def timed(*args):
-            t0 = clock()
-            out = kernel(*args)
-            a = counts.setdefault(op_type, [0.0, 0])
-            a[0] += clock() - t0
-            a[1] += 1
-            return out
-        return timed
-
-    def generate(plan):
-        for st in plan.steps:
-            if st.node.op not in ("While", "StatelessWhile"):  # a loop's time is its body's
-                st.kernel = wrap(st.kernel, st.node.op)
-        return original(plan)
-
-    runtime.generate = generate
-    try:
-        import io
-
-        buf = io.BytesIO()
-        tdm.save(buf)
-        m = td.load(buf.getvalue())
-        m(x)  # plans compile on first use, nested ones included, through ``generate`` above
-    finally:
-        runtime.generate = original
-    best: dict[str, tuple[float, int]] = {}
-    for _ in range(n):
-        counts.clear()
-        m(x)
-        for k, (t, c) in counts.items():
-            if k not in best or t < best[k][0]:
-                best[k] = (t, c)
-    return sorted(((k, t, c) for k, (t, c) in best.items()), key=lambda r: -r[1])
+    conditions included), slowest first (``Model.profile``)."""
+    return tdm.profile(x, repeat=n, clock=clock).by_op()
 
 
 def main(argv=None) -> int:

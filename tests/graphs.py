@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import tfdeploy as td
-from tfdeploy.graph import Graph, Node, TensorSpec
+from tfdeploy.ir.graph import Graph, Node, TensorSpec
 
 
 def placeholder(name: str, dtype: str = "float32", shape=None) -> Node:

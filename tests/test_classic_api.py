@@ -8,7 +8,7 @@ import pytest
 import tfdeploy as td
 from graphs import dense_softmax, model_of, placeholder
 from tfdeploy import registry
-from tfdeploy.graph import Node
+from tfdeploy.ir.graph import Node
 
 
 @pytest.fixture

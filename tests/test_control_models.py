@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import tfdeploy as td
-from tfdeploy.graph import FuncAttr, Graph, Node, TensorSpec, canonical_ref
+from tfdeploy.ir.graph import FuncAttr, Graph, Node, TensorSpec, canonical_ref
 from tfree import run_without_tf
 
 pytestmark = pytest.mark.tf
@@ -520,7 +520,7 @@ def test_tf1_dynamic_rnn_through_td_convert(tmp_path):
 def test_select_cpu_implementations():
     """A call of tf_keras' GPU LSTM variant (CudnnRNNV3 inside) is pointed at the CPU one."""
     tf = _tf()
-    from tfdeploy.convert.cflow_v1 import select_cpu_implementations
+    from tfdeploy.convert.implementations import select_cpu_implementations
 
     k = _keras("tf_keras")
     model = k.Sequential([k.Input((None, 3)), k.layers.LSTM(4)])
@@ -629,7 +629,7 @@ def test_tensor_array_hand_built():
 
 def test_tensor_list_value_semantics_random():
     """Random operation sequences on every version of a list match plain Python lists."""
-    from tfdeploy.ops.lists import TensorList
+    from tfdeploy.kernels.lists.tensorlist import TensorList
 
     rng = np.random.default_rng(0)
     for _ in range(50):

@@ -15,7 +15,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from tfdeploy.ops import _libm_sincos as sc
+from tfdeploy.numerics import libm_sincos as sc
 
 # (x, glibc 2.36 sin(x), cos(x)): in each, glibc differs from the correctly rounded value, and the
 # same algorithm evaluated without fused multiply-adds differs from glibc (the branred inputs:

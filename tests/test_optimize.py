@@ -1,5 +1,6 @@
-"""Plan-time fusion (``tfdeploy.optimize``): conv/matmul chains with BatchNorm folded into the
-weights and an in-place epilogue give the results of the unfused plan, and of TensorFlow."""
+"""Plan-time fusion (``compiler/passes/fuse_conv.py``): conv/matmul chains with BatchNorm
+folded into the weights and an in-place epilogue give the results of the unfused plan, and of
+TensorFlow."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import pytest
 
 import tfdeploy as td
 from graphs import const, placeholder
+from tfdeploy import registry
+from tfdeploy.compiler.pipeline import compile_plan
 from tfdeploy.errors import ExecutionError
-from tfdeploy.graph import Graph, Node, TensorSpec
-from tfdeploy.ops import conv, fused, math_matmul
-from tfdeploy.plan import compile_plan
+from tfdeploy.ir.graph import Graph, Node, TensorSpec
+from tfdeploy.kernels.math import matmul as math_matmul
+from tfdeploy.kernels.nn import conv, fused
 
 RNG = np.random.default_rng(0)
 
@@ -37,9 +40,9 @@ def _check(nodes, fetches, feeds, values, fused_ops=(), rtol=1e-5):
         assert g.shape == w.shape and g.dtype == w.dtype
         scale = max(float(np.max(np.abs(w))), 1e-30) if w.size else 1.0
         np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol * scale)
-    labels = sorted(st.node.op for st in opt.steps if "+" in st.node.op)
+    labels = sorted(st.label for st in opt.steps if st.members)
     assert labels == sorted(fused_ops)
-    n_fused = sum(len(st.node.attrs["_fused"]) - 1 for st in opt.steps if "+" in st.node.op)
+    n_fused = sum(len(st.members) - 1 for st in opt.steps if st.members)
     assert len(opt.steps) == len(plain.steps) - n_fused
     return plain, opt
 
@@ -74,7 +77,7 @@ def test_conv_bias_batchnorm_relu6(dtype):
     _, opt = _check(nodes, ["act"], ["x"], [x], ["Conv2D+BiasAdd+Mul+AddV2+Relu6"],
                     rtol=1e-5 if dtype == np.float32 else 1e-12)
     st = opt.steps[0]
-    assert st.node.name == "conv" and st.node.attrs["_fused"][-1] == "act"
+    assert st.name == "conv" and st.members[-1].name == "act"
     # the constants only the fused step read are gone from the plan
     assert not any(v.shape == (c,) for v in opt.constants.values())
 
@@ -267,6 +270,11 @@ def test_fallback_for_other_dtypes_and_errors_name_the_conv():
         opt(_r(1, 5, 5, 3))
 
 
+def _specialized_matmul(x, w, **attrs):
+    """MatMul as its specializer on a constant weight makes it (every Dense layer)."""
+    return registry.specialize(registry.get_opdef("MatMul"), attrs, [None, w])(x)
+
+
 def test_core_kernels_return_fresh_buffers():
     """The epilogue writes into the core kernel's result: it must never be an input."""
     cases = [
@@ -286,7 +294,7 @@ def test_core_kernels_return_fresh_buffers():
         (math_matmul.MatMul, _r(4, 3), _r(2, 4), {"transpose_a": True, "transpose_b": True}),
         (math_matmul.BatchMatMulV2, _r(2, 3, 4), _r(4, 2), {}),
         (math_matmul.BatchMatMulV2, _r(2, 4, 3), _r(2, 4), {"adj_x": True, "adj_y": True}),
-        (fused.matmul_kernel(True), _r(4, 3), _r(4, 2), {}),
+        (_specialized_matmul, _r(4, 3), _r(4, 2), {"transpose_a": True}),
     ]
     for dt in (np.float32, np.float64):
         for kernel, x, w, attrs in cases:
@@ -377,8 +385,8 @@ def test_keras_model_fused(flavour, build, shape):
     plain = compile_plan(g, fetches, feeds, optimize=False)
     opt = compile_plan(g, fetches, feeds)
     # every convolution and matrix product is followed by a bias or a normalization
-    assert not [st.node.op for st in opt.steps
-                if st.node.op in ("Conv2D", "DepthwiseConv2dNative", "MatMul")]
+    assert not [st.op for st in opt.steps
+                if st.op in ("Conv2D", "DepthwiseConv2dNative", "MatMul")]
     assert len(opt.steps) < len(plain.steps)
     got = m(x)
     scale = float(np.max(np.abs(want)))
@@ -405,5 +413,5 @@ def test_keras_pinned_intermediate():
         scale = float(np.max(np.abs(want)))
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * scale)
     plan = compile_plan(g, [f"{mid}:0", m.outputs[0].ref], [m.inputs[0].ref])
-    first = next(st for st in plan.steps if st.node.op.startswith("Conv2D"))
-    assert first.node.op == "Conv2D+Mul+AddV2"  # the chain stops at the fetched tensor
+    first = next(st for st in plan.steps if st.label.startswith("Conv2D"))
+    assert first.label == "Conv2D+Mul+AddV2"  # the chain stops at the fetched tensor

@@ -117,7 +117,7 @@ def test_setup_sets_tf_thread_count(monkeypatch):
     """td.setup(tf_intra_op_threads=n) reproduces a TF run with n intra-op threads, whatever
     this machine's default."""
     import tfdeploy as td
-    from tfdeploy.ops import random_binomial
+    from tfdeploy.kernels.random import binomial as random_binomial
 
     args = [np.array([5000], np.int32), np.array([3, 4])] + [np.float32(v)
                                                              for v in (0, 1, -2, 2)]

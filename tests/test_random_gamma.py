@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import tfdeploy.registry as reg
-from tfdeploy.ops import random_gamma as rg
+from tfdeploy.kernels.random import gamma as rg
 
 N = 40000
 

@@ -11,7 +11,7 @@ import pytest
 import tfdeploy as td
 from graphs import const, dense_softmax, model_of, placeholder
 from tfdeploy import registry
-from tfdeploy.graph import Node
+from tfdeploy.ir.graph import Node
 
 
 def _softmax(z):

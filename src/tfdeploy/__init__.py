@@ -5,11 +5,12 @@ Importing tfdeploy never imports TensorFlow; only :func:`convert` and ``Model.ad
 
 from __future__ import annotations
 
-__version__ = "1.0.0.dev0"
+from tfdeploy import registry as _registry
+from tfdeploy._version import __version__
 
 # Import the converter package now (it imports TensorFlow only when called) so that the
 # function below, not the subpackage, stays bound to the name `tfdeploy.convert`.
-from . import convert as _convert_package  # noqa: E402
+from . import convert as _convert_package  # noqa: E402, F401
 from .ensemble import (  # noqa: E402
     METHOD_CUSTOM,
     METHOD_MAX,
@@ -48,10 +49,8 @@ def setup(tf=None, impl: str | None = None, order=None, *,
     ``tf_intra_op_threads``: the intra-op thread count of the TensorFlow whose values to
     reproduce where they depend on it (the parameterized truncated normals beyond ~800
     outputs); default: TF's own default on this machine. Takes effect immediately."""
-    from . import registry
-
     if tf_intra_op_threads is not None:
-        from .ops import random_binomial
+        from tfdeploy.kernels.random import binomial as random_binomial
 
         n = int(tf_intra_op_threads)
         if n < 1:
@@ -62,9 +61,30 @@ def setup(tf=None, impl: str | None = None, order=None, *,
     impl = impl if impl is not None else order
     if isinstance(impl, (list, tuple)):
         impl = impl[0] if impl else None
-    registry.set_default_impl(impl or IMPL_NUMPY)
+    _registry.set_default_impl(impl or IMPL_NUMPY)
 
 
-def convert(source, input_signature=None, **kwargs) -> Model:
-    """Convert a TensorFlow model to a :class:`Model`; see :func:`tfdeploy.convert.convert`."""
-    return _convert_package.convert(source, input_signature=input_signature, **kwargs)
+def convert(source, input_signature=None, *, signature: str | None = None, inputs=None,
+            outputs=None, sess=None, key: str | None = None, checkpoint: str | None = None,
+            variables: dict | None = None) -> Model:
+    """Convert a TensorFlow model to a :class:`Model`.
+
+    ``source`` is one of: a Keras 3 or tf_keras model; a ``tf.function`` (with its own
+    input_signature, or ``input_signature=[tf.TensorSpec(...)]`` or example arrays); a
+    ConcreteFunction; a SavedModel directory (``signature=`` picks one, default
+    ``serving_default``); a frozen GraphDef (``.pb`` path or object) with ``inputs=`` and
+    ``outputs=`` tensor names (an unfrozen one with ``checkpoint=`` or ``variables=`` giving its
+    variables' values); or a TF1 tensor (or list) with ``sess=``.
+    """
+    m = Model()
+    m.add(source, sess=sess, key=key, input_signature=input_signature, signature=signature,
+          inputs=inputs, outputs=outputs, checkpoint=checkpoint, variables=variables)
+    return m
+
+
+def _load_kernels() -> None:
+    from tfdeploy import kernels  # noqa: F401  (importing registers every built-in kernel)
+
+
+# the registry sits below the kernels: they load on its first lookup, not at `import tfdeploy`
+_registry.set_builtin_loader(_load_kernels)

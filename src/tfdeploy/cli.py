@@ -1,4 +1,4 @@
-"""The ``tfdeploy`` command line: ``example``, ``convert``, ``info``."""
+"""The ``tfdeploy`` command line: ``example``, ``convert``, ``info``, ``plan``."""
 
 from __future__ import annotations
 
@@ -137,6 +137,23 @@ def info(args) -> int:
     return 0
 
 
+def plan_cmd(args) -> int:
+    """Print the compiled plan of a model's signature (after a pass, or final), or its
+    generated Python."""
+    import tfdeploy as td
+
+    plan = td.Model(args.file).plan(after=args.after)
+    if args.source:
+        if plan.source is None:
+            print(f"tfdeploy plan: no source after {args.after!r}: code is generated after the "
+                  "last pass", file=sys.stderr)
+            return 2
+        print(plan.source, end="")
+    else:
+        print(plan)
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="tfdeploy", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -154,8 +171,18 @@ def main(argv=None) -> int:
     i = sub.add_parser("info", help="describe a tfdeploy model file")
     i.add_argument("file")
     i.set_defaults(fn=info)
+    from .compiler.pipeline import STAGES
+
+    pl = sub.add_parser("plan", help="print a model's compiled plan, one step a line",
+                        description="Print how a model becomes a plan: one step a line "
+                        "(%%12 = Conv2D(%%3, %%c7) strides=... # node), fused steps with the "
+                        "nodes they replace. Example: tfdeploy plan model.tfd --after fold")
+    pl.add_argument("file")
+    pl.add_argument("--after", choices=STAGES, help="the plan as it stands after this pass")
+    pl.add_argument("--source", action="store_true", help="the generated Python instead")
+    pl.set_defaults(fn=plan_cmd)
     args = p.parse_args(argv)
-    from .errors import TFDeployError
+    from tfdeploy.errors import TFDeployError
 
     try:
         return args.fn(args)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import TFDeployError
+from tfdeploy.errors import TFDeployError
 
 try:  # optional: numpy has no bfloat16 of its own
     import ml_dtypes as _ml_dtypes

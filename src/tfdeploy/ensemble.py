@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .errors import TFDeployError
-from .model import Model, Tensor
+from tfdeploy.errors import TFDeployError
+from tfdeploy.model import Model, Tensor
 
 METHOD_MEAN = "mean"
 METHOD_MAX = "max"

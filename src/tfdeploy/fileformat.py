@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from . import dtypes
-from .errors import FileFormatError
-from .graph import FuncAttr, Graph, Node, TensorSpec, parse_ref
+from tfdeploy import dtypes
+from tfdeploy._version import __version__
+from tfdeploy.errors import FileFormatError
+from tfdeploy.ir.graph import FuncAttr, Graph, Node, TensorSpec, parse_ref
 
 MAGIC = b"TFDEPLOY"
 FORMAT_VERSION = 1
@@ -98,8 +99,6 @@ def _encode_graph(g: Graph, arrays: _Arrays) -> dict:
 
 def dumps(graphs: dict[str, Graph], metadata: dict | None = None) -> list:
     """The file as a list of byte chunks (header, then arrays)."""
-    from . import __version__
-
     arrays = _Arrays()
     header = {
         "format": "tfdeploy",

@@ -9,10 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from . import dtypes, fileformat, registry
-from .errors import FeedError, TFDeployError, UnsupportedOpError
-from .graph import Graph, TensorSpec, canonical_ref, parse_ref
-from .plan import ALIAS_OPS, SOURCE_OPS, compile_plan, unsupported_message
+from tfdeploy import fileformat
+from tfdeploy.compiler.passes.select import check_registered
+from tfdeploy.compiler.pipeline import compile_plan
+from tfdeploy.errors import FeedError, TFDeployError
+from tfdeploy.ir.graph import Graph, TensorSpec, canonical_ref, node_dtype, node_shape, parse_ref
+from tfdeploy.runtime.feeds import FeedCheck
 
 DEFAULT_KEY = "default"
 
@@ -42,11 +44,11 @@ class Tensor:
 
     @property
     def dtype(self) -> str | None:
-        return self.spec.dtype if self.spec else _node_dtype(self.op, parse_ref(self.ref)[1])
+        return self.spec.dtype if self.spec else node_dtype(self.op, parse_ref(self.ref)[1])
 
     @property
     def shape(self):
-        return self.spec.shape if self.spec else _node_shape(self.op)
+        return self.spec.shape if self.spec else node_shape(self.op)
 
     def eval(self, feed_dict: Mapping | None = None) -> np.ndarray:
         return self.model.eval(self, feed_dict)
@@ -54,81 +56,6 @@ class Tensor:
     def __repr__(self) -> str:
         return f"<tfdeploy.Tensor {self.ref!r} of graph {self.key!r}>"
 
-
-
-def _node_dtype(node, index: int) -> str | None:
-    a = node.attrs
-    for k in ("dtype", "T", "DstT", "out_type"):
-        if isinstance(a.get(k), str):
-            return a[k]
-    return None
-
-
-def _node_shape(node):
-    s = node.attrs.get("shape")
-    return s if isinstance(s, list) or s is None else None
-
-
-class _FeedCheck:
-    """Validates and casts one fed value against its placeholder, before any compute."""
-
-    __slots__ = ("name", "dtype", "shape")
-
-    def __init__(self, name: str, dtype: str | None, shape):
-        self.name = name
-        self.dtype = dtypes.to_numpy(dtype) if dtype and dtypes.is_known(dtype) else None
-        self.shape = tuple(shape) if isinstance(shape, list) else None
-
-    def __call__(self, value):
-        a = value if type(value) is np.ndarray else np.asarray(value)
-        dt = self.dtype
-        if dt is not None and (a.dtype != dt or dt.kind == "O"):
-            if dt.kind == "O":
-                a = _as_bytes(a) if a.dtype.kind in "SUO" else _fail_dtype(self, a)
-            elif np.can_cast(a.dtype, dt, "same_kind") or (
-                    a.dtype.kind == "b" and dt.kind in "biuf"):
-                a = a.astype(dt)
-            else:
-                _fail_dtype(self, a)
-        shape = self.shape
-        if shape is not None:
-            if a.ndim != len(shape):
-                raise FeedError(f"input {self.name!r} expects rank {len(shape)} (shape "
-                                f"{_fmt_shape(shape)}), got an array of shape {a.shape}")
-            for got, want in zip(a.shape, shape):
-                if want is not None and got != want:
-                    raise FeedError(f"input {self.name!r} expects shape {_fmt_shape(shape)}, "
-                                    f"got {a.shape}")
-        return a
-
-
-def _as_bytes(a: np.ndarray) -> np.ndarray:
-    """A string feed as TF holds it: an object array of bytes (str is encoded as UTF-8)."""
-    if a.dtype.kind == "U":
-        return np.char.encode(a, "utf-8").astype(object)
-    if a.dtype.kind == "S":
-        return a.astype(object)
-    flat = a.reshape(-1)
-    if any(type(v) is not bytes for v in flat.tolist()):
-        out = np.empty(flat.shape, dtype=object)
-        for i, v in enumerate(flat.tolist()):
-            if isinstance(v, str):
-                v = v.encode("utf-8")
-            elif not isinstance(v, bytes):
-                raise FeedError(f"string input holds a {type(v).__name__}: {v!r}")
-            out[i] = v
-        return out.reshape(a.shape)
-    return a
-
-
-def _fail_dtype(check: _FeedCheck, a: np.ndarray):
-    raise FeedError(f"input {check.name!r} expects {dtypes.from_numpy(check.dtype)}, got an "
-                    f"array of {a.dtype} that cannot be cast to it without losing its kind")
-
-
-def _fmt_shape(shape) -> str:
-    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + \
-        ("," if len(shape) == 1 else "") + ")"
 
 
 class Model:
@@ -155,7 +82,7 @@ class Model:
     def add(self, obj, sess=None, key: str | None = None, **convert_kwargs) -> Model:
         """Add a graph: ``add(tensor, sess)`` for TF1 graphs (the classic way), or any source
         :func:`tfdeploy.convert` accepts (Keras model, tf.function, SavedModel path...)."""
-        from .convert import to_graph
+        from tfdeploy.convert import to_graph
 
         graph = to_graph(obj, sess=sess, **convert_kwargs)
         self._add_graph(graph, key)
@@ -168,14 +95,7 @@ class Model:
                 key += "_"
         if key in self.graphs:
             raise TFDeployError(f"the model already has a graph with key {key!r}")
-        missing = {}
-        for g in [graph, *graph.functions.values()]:
-            for n in g.nodes:
-                if n.op not in SOURCE_OPS and n.op not in ALIAS_OPS and \
-                        not registry.is_registered(n.op):
-                    missing.setdefault(n.op, []).append(n.name)
-        if missing:
-            raise UnsupportedOpError(unsupported_message(missing))
+        check_registered([n for g in [graph, *graph.functions.values()] for n in g.nodes])
         self.graphs[key] = graph
         with self._lock:
             self._plans.clear()
@@ -303,7 +223,7 @@ class Model:
                     self._plans[ck] = entry
         return entry
 
-    def _compile(self, key, fetches, feeds):
+    def _compile(self, key, fetches, feeds, **options):
         g = self.graphs[key]
         if len(set(feeds)) != len(feeds):
             raise FeedError("the same tensor is fed twice")
@@ -311,12 +231,34 @@ class Model:
         for r in feeds:
             node = g.node(parse_ref(r)[0])
             if node.op in ("Placeholder", "PlaceholderWithDefault"):
-                checks.append(_FeedCheck(node.name, node.attrs.get("dtype"),
-                                         node.attrs.get("shape")))
+                checks.append(FeedCheck(node.name, node.attrs.get("dtype"),
+                                        node.attrs.get("shape")))
             else:
                 checks.append(None)
-        plan = compile_plan(g, list(fetches), list(feeds), feed_checks=checks)
-        return plan.run
+        plan = compile_plan(g, list(fetches), list(feeds), feed_checks=checks, **options)
+        return plan.run if not options else plan
+
+    def plan(self, *, after: str | None = None, optimize: bool = True, **options):
+        """The compiled plan of the signature (``print(model.plan())`` shows it one step a
+        line), or as it stands after the named pass (``after="fuse_conv"``); see
+        ``tfdeploy.compiler.pipeline``."""
+        key, fetches, feeds = self._signature_refs(len(self.inputs), ())
+        return self._compile(key, fetches, feeds, after=after, optimize=optimize, **options)
+
+    def profile(self, *inputs, repeat: int = 5, clock=None):
+        """Time every kernel of the signature's plan (loop bodies included) over ``repeat``
+        runs on ``inputs``: a :class:`tfdeploy.compiler.profile.Profile` (``.report()``)."""
+        from tfdeploy.compiler.profile import Profile
+
+        prof = Profile() if clock is None else Profile(clock)
+        key, fetches, feeds = self._signature_refs(len(inputs), ())
+        plan = self._compile(key, fetches, feeds, profile=prof)
+        plan.run(inputs)  # warm up: first-call caches are not what a server sees
+        prof.reset()
+        for _ in range(repeat):
+            plan.run(inputs)
+            prof.runs += 1
+        return prof
 
     def __call__(self, *args, **kwargs):
         """Run the signature: inputs positionally or by name; one output gives an array,
@@ -331,6 +273,12 @@ class Model:
         return out[0] if single else out
 
     def _prepare_call(self, n_args: int, names: tuple):
+        key, fetches, feeds = self._signature_refs(n_args, names)
+        return self._plan(key, fetches, feeds), len(fetches) == 1
+
+    def _signature_refs(self, n_args: int, names: tuple) -> tuple[str, tuple, tuple]:
+        """(graph key, fetched refs, fed refs) of a call with ``n_args`` positional inputs
+        and the named ones."""
         if not self.graphs:
             raise TFDeployError("the model is empty")
         key = next(iter(self.graphs))
@@ -356,8 +304,7 @@ class Model:
         fetches = tuple(canonical_ref(s.ref) for s in g.outputs)
         if not fetches:
             raise TFDeployError("the model's signature has no outputs")
-        run = self._plan(key, fetches, tuple(canonical_ref(r) for r in refs))
-        return run, len(fetches) == 1
+        return key, fetches, tuple(canonical_ref(r) for r in refs)
 
     def __repr__(self) -> str:
         parts = [f"{k!r}: {len(g.nodes)} nodes" for k, g in self.graphs.items()]

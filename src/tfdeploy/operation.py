@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import registry
-from .registry import IMPL_NUMPY
+from tfdeploy import registry
+from tfdeploy.registry import IMPL_NUMPY
 
 
 class _OperationMeta(type):

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import TFDeployError
+from tfdeploy.errors import TFDeployError
 
 IMPL_NUMPY = "numpy"
 IMPL_SCIPY = "scipy"
@@ -47,6 +47,11 @@ class OpDef:
     #: if it is a load-time constant, else None; returns a faster callable taking only the
     #: other inputs, or None (see :func:`specializer`)
     specializers: dict[str, Callable] = field(default_factory=dict)
+    #: implementations that are tfdeploy's own (``tfdeploy.kernels``), not a user's: compiler
+    #: passes rewrite only ops running one of these (see :func:`runs_builtin`)
+    builtin: set[str] = field(default_factory=set)
+    #: an op the compiler makes (a fused step), never found in a graph or file
+    internal: bool = False
 
 
 _REGISTRY: dict[str, OpDef] = {}
@@ -59,10 +64,12 @@ def _check_impl(impl: str) -> None:
 
 
 def op(*types: str, impl: str = IMPL_NUMPY, stateful: bool = False,
-       needs_context: bool = False, replace: bool = False) -> Callable[[Callable], Callable]:
+       needs_context: bool = False, replace: bool = False, builtin: bool = False,
+       internal: bool = False) -> Callable[[Callable], Callable]:
     """Register the decorated function as the ``impl`` kernel of each op type in ``types``.
 
-    Registering the same (type, impl) twice raises, unless ``replace=True``.
+    Registering the same (type, impl) twice raises, unless ``replace=True``. ``builtin`` marks
+    tfdeploy's own kernels; ``internal`` an op only the compiler makes (a fused step).
     """
     if not types:
         raise TypeError("op() needs at least one TensorFlow op type")
@@ -71,7 +78,7 @@ def op(*types: str, impl: str = IMPL_NUMPY, stateful: bool = False,
     def decorate(fn: Callable) -> Callable:
         for t in types:
             register(t, fn, impl=impl, stateful=stateful, needs_context=needs_context,
-                     replace=replace)
+                     replace=replace, builtin=builtin, internal=internal)
         return fn
 
     return decorate
@@ -79,17 +86,23 @@ def op(*types: str, impl: str = IMPL_NUMPY, stateful: bool = False,
 
 def register(type: str, fn: Callable, impl: str = IMPL_NUMPY, stateful: bool = False,
              needs_context: bool = False, replace: bool = False,
-             positional_attrs: tuple[str, ...] | None = None) -> OpDef:
+             positional_attrs: tuple[str, ...] | None = None, builtin: bool = False,
+             internal: bool = False) -> OpDef:
     """Register ``fn`` as the ``impl`` kernel of op ``type``; the function form of :func:`op`."""
     _check_impl(impl)
     _load_builtin_ops()  # built-ins first, so a user's kernel replaces them and not vice versa
     d = _REGISTRY.get(type)
     if d is None:
-        d = _REGISTRY[type] = OpDef(type)
+        d = _REGISTRY[type] = OpDef(type, internal=internal)
     elif impl in d.impls and not replace:
         raise TFDeployError(f"op {type!r} already has a {impl} implementation "
                             f"({d.impls[impl].__module__}.{d.impls[impl].__qualname__})")
     d.impls[impl] = fn
+    if builtin:
+        d.builtin.add(impl)
+    else:
+        d.builtin.discard(impl)
+        d.specializers.pop(impl, None)  # a built-in's specializer does not fit a user's kernel
     d.stateful = d.stateful or stateful
     d.needs_context = d.needs_context or needs_context
     if positional_attrs is not None:
@@ -117,12 +130,11 @@ def specializer(*types: str, impl: str = IMPL_NUMPY) -> Callable[[Callable], Cal
 
 def specialize(d: OpDef, attrs: dict[str, Any], consts: list) -> Callable | None:
     """A specialized kernel of ``d`` for these constant inputs, or None."""
-    fn = choose_impl(d)
-    for impl, spec in d.specializers.items():
-        if d.impls.get(impl) is fn:
-            names, var_kw, _ = _accepted_attrs(spec)
-            return spec(consts, **{k: v for k, v in attrs.items() if var_kw or k in names})
-    return None
+    spec = d.specializers.get(chosen_impl(d))
+    if spec is None:
+        return None
+    names, var_kw, _ = _accepted_attrs(spec)
+    return spec(consts, **{k: v for k, v in attrs.items() if var_kw or k in names})
 
 
 def unregister(type: str) -> None:
@@ -137,13 +149,35 @@ def get_opdef(type: str) -> OpDef | None:
 
 
 def registered_ops() -> list[str]:
-    """All registered op types, sorted."""
+    """All registered op types (those a graph may hold, not the compiler's own), sorted."""
     _load_builtin_ops()
-    return sorted(_REGISTRY)
+    return sorted(t for t, d in _REGISTRY.items() if not d.internal)
 
 
 def is_registered(type: str) -> bool:
-    return get_opdef(type) is not None
+    """Whether a graph may hold op ``type``: a kernel is registered (the compiler's own fused
+    ops do not count: a file naming one is refused)."""
+    d = get_opdef(type)
+    return d is not None and not d.internal
+
+
+def chosen_impl(d: OpDef) -> str:
+    """The name of the implementation :func:`choose_impl` runs for ``d``."""
+    for impl in (d.preferred, _state["impl"], IMPL_NUMPY):
+        if impl is not None and impl in d.impls:
+            return impl
+    return next(iter(d.impls))
+
+
+def runs_builtin(type: str, impls: tuple[str, ...] = (IMPL_NUMPY,)) -> bool:
+    """Whether op ``type`` runs, as things are set now, one of tfdeploy's own implementations
+    among ``impls``: what a compiler pass checks before replacing the op's steps by a kernel of
+    its own, so a user's kernel or another implementation is never silently bypassed."""
+    d = get_opdef(type)
+    if d is None:
+        return False
+    impl = chosen_impl(d)
+    return impl in impls and impl in d.builtin
 
 
 def set_default_impl(impl: str) -> None:
@@ -158,10 +192,7 @@ def default_impl() -> str:
 
 def choose_impl(d: OpDef) -> Callable:
     """The kernel to run for ``d`` now: the op's own choice, else the global one, else numpy."""
-    for impl in (d.preferred, _state["impl"], IMPL_NUMPY):
-        if impl is not None and impl in d.impls:
-            return d.impls[impl]
-    return next(iter(d.impls.values()))
+    return d.impls[chosen_impl(d)]
 
 
 _SIMPLE = (bool, int, float, str, type(None))
@@ -212,10 +243,17 @@ def bind(d: OpDef, attrs: dict[str, Any], context: Any = None) -> Callable:
     return functools.partial(fn, **kw) if kw else fn
 
 
+#: what loads the built-in kernels, set by the package (``tfdeploy/__init__.py``): the registry
+#: sits below the kernels and imports none of them; they load on first use, not at import
+_builtin_loader: list[Callable[[], None]] = []
 _builtins_loaded = [False]
 
 
+def set_builtin_loader(load: Callable[[], None]) -> None:
+    _builtin_loader[:] = [load]
+
+
 def _load_builtin_ops() -> None:
-    if not _builtins_loaded[0]:
+    if not _builtins_loaded[0] and _builtin_loader:
         _builtins_loaded[0] = True
-        from . import ops  # noqa: F401  (registers every built-in kernel)
+        _builtin_loader[0]()

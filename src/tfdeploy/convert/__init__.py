@@ -10,13 +10,13 @@ import os
 
 import numpy as np
 
-from ..errors import ConversionError
-from ..graph import Graph, canonical_ref
-from .graphdef import graph_from_def
-from .tables import freeze_graph_tables, freeze_tables
-from .variables import freeze_from_checkpoint
+from tfdeploy.convert.graphdef import graph_from_def
+from tfdeploy.convert.tables import freeze_graph_tables, freeze_tables
+from tfdeploy.convert.variables import freeze_from_checkpoint
+from tfdeploy.errors import ConversionError
+from tfdeploy.ir.graph import Graph, canonical_ref, node_dtype
 
-__all__ = ["convert", "to_graph"]
+__all__ = ["to_graph"]
 
 
 def _tf():
@@ -27,29 +27,9 @@ def _tf():
     return tf
 
 
-def convert(source, input_signature=None, *, signature: str | None = None, inputs=None,
-            outputs=None, sess=None, key: str | None = None, checkpoint: str | None = None,
-            variables: dict | None = None):
-    """Convert a TensorFlow model to a :class:`tfdeploy.Model`.
-
-    ``source`` is one of: a Keras 3 or tf_keras model; a ``tf.function`` (with its own
-    input_signature, or ``input_signature=[tf.TensorSpec(...)]`` or example arrays); a
-    ConcreteFunction; a SavedModel directory (``signature=`` picks one, default
-    ``serving_default``); a frozen GraphDef (``.pb`` path or object) with ``inputs=`` and
-    ``outputs=`` tensor names (an unfrozen one with ``checkpoint=`` or ``variables=`` giving its
-    variables' values); or a TF1 tensor (or list) with ``sess=``.
-    """
-    from ..model import Model
-
-    m = Model()
-    m.add(source, sess=sess, key=key, input_signature=input_signature, signature=signature,
-          inputs=inputs, outputs=outputs, checkpoint=checkpoint, variables=variables)
-    return m
-
-
 def to_graph(source, sess=None, input_signature=None, signature=None, inputs=None,
              outputs=None, checkpoint=None, variables=None) -> Graph:
-    """The IR graph of any supported source (see :func:`convert`)."""
+    """The IR graph of any supported source (see :func:`tfdeploy.convert`)."""
     tf = _tf()
     if sess is not None:
         return _from_session(source, sess, inputs)
@@ -255,11 +235,9 @@ _VARIABLE_OPS = frozenset({"VariableV2", "Variable", "VarHandleOp", "VarIsInitia
 
 
 def _fill_output_dtypes(g: Graph) -> None:
-    from ..model import _node_dtype
-
     for s in g.outputs:
         node = g.node(s.ref.split(":")[0])
-        s.dtype = _node_dtype(node, 0) or "unknown"
+        s.dtype = node_dtype(node, 0) or "unknown"
 
 
 def _from_session(tensors, sess, inputs=None) -> Graph:

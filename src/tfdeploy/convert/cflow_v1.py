@@ -30,8 +30,16 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ..errors import ConversionError
-from ..graph import FuncAttr, Graph, Node, TensorSpec, canonical_ref, parse_ref
+from tfdeploy.errors import ConversionError
+from tfdeploy.ir.graph import (
+    FuncAttr,
+    Graph,
+    Node,
+    TensorSpec,
+    canonical_ref,
+    parse_ref,
+)
+from tfdeploy.ir.traverse import reachable, topological
 
 #: _SwitchN is the N-way switch TF's lowering of Case leaves in graphs (output i live when the
 #: index is i; an index out of range takes the last output)
@@ -96,51 +104,6 @@ def raise_control_flow_v1(graph: Graph,
                           [parse_ref(s.ref)[0] for s in f.inputs])
             functions[name] = Graph(body, f.inputs, f.outputs)
     return Graph(nodes, list(graph.inputs), list(graph.outputs), functions)
-
-
-CALL_OPS = frozenset({"PartitionedCall", "StatefulPartitionedCall"})
-
-
-def select_cpu_implementations(graph_def):
-    """The GraphDef with calls of GPU-only function variants redirected to their CPU twins.
-
-    tf_keras LSTM/GRU layers register two implementations of one API (function attributes
-    ``api_implements`` and ``api_preferred_device``): the standard loop for CPU and
-    ``gpu_lstm_with_fallback`` (a CudnnRNNV3 branch) for GPU, and Grappler picks one by device.
-    A graph optimised on a GPU machine calls the GPU variant; this points such calls back at
-    the CPU variant with the same ``api_implements`` (same signature). Returns ``graph_def``
-    itself when nothing needs to change, else a modified copy.
-    """
-
-    def attr(f, key):
-        v = f.attr.get(key)
-        return v.s.decode("utf-8", "replace") if v is not None and v.s else None
-
-    funcs = list(graph_def.library.function)
-    cpu = {}
-    for f in funcs:
-        api, dev = attr(f, "api_implements"), attr(f, "api_preferred_device")
-        if api and dev == "CPU":
-            cpu[api] = f.signature.name
-    swap = {}
-    for f in funcs:
-        api, dev = attr(f, "api_implements"), attr(f, "api_preferred_device")
-        if api and dev and dev != "CPU" and api in cpu:
-            swap[f.signature.name] = cpu[api]
-    node_lists = [graph_def.node] + [f.node_def for f in funcs]
-    if not any((nd.op in CALL_OPS and nd.attr["f"].func.name in swap) or nd.op in swap
-               for nodes in node_lists for nd in nodes):
-        return graph_def
-    out = type(graph_def)()
-    out.CopyFrom(graph_def)
-    node_lists = [out.node] + [f.node_def for f in out.library.function]
-    for nodes in node_lists:
-        for nd in nodes:
-            if nd.op in CALL_OPS and nd.attr["f"].func.name in swap:
-                nd.attr["f"].func.name = swap[nd.attr["f"].func.name]
-            elif nd.op in swap:
-                nd.op = swap[nd.op]
-    return out
 
 
 def _dtype(node: Node, index: int = 0) -> str:
@@ -228,41 +191,7 @@ class _Raiser:
     def raise_loop(self, nodes: list[Node], by: dict, frame: dict, top: str) -> list[Node]:
         members = [n for n in nodes if frame.get(n.name, ())[:1] == (top,)]
         member_names = {n.name for n in members}
-        inner = [n for n in members if frame[n.name] == (top,)]
-        enters = [n for n in inner if n.op in ENTER]
-        lcs = [n for n in inner if n.op in LOOP_COND]
-        if len(lcs) != 1:
-            raise ConversionError(f"TF1 loop frame {top!r} has {len(lcs)} LoopCond nodes; "
-                                  "expected one")
-        lc = lcs[0]
-        consumers: dict[str, list[tuple[Node, int]]] = {}
-        for n in members:
-            for j, r in enumerate(n.inputs):
-                consumers.setdefault(canonical_ref(r), []).append((n, j))
-        lc_ref = f"{lc.name}:0"
-        loop_vars = []  # (enter, merge, switch, NextIteration, exits)
-        invariants = []
-        for e in enters:
-            merges = [c for c, _ in consumers.get(f"{e.name}:0", []) if c.op in MERGE]
-            if e.attrs.get("is_constant") or not merges:
-                invariants.append(e)
-                continue
-            m = merges[0]
-            nxt = [by[parse_ref(r)[0]] for r in m.inputs
-                   if parse_ref(r)[0] in by and by[parse_ref(r)[0]].op in NEXT]
-            if len(m.inputs) != 2 or len(nxt) != 1:
-                raise ConversionError(f"TF1 loop {top!r}: Merge {m.name!r} should join Enter "
-                                      f"{e.name!r} and one NextIteration")
-            sws = [c for c, j in consumers.get(f"{m.name}:0", []) if c.op in SWITCH and j == 0
-                   and canonical_ref(c.inputs[1]) == lc_ref]
-            if len(sws) != 1:
-                raise ConversionError(f"TF1 loop {top!r}: loop variable {m.name!r} has "
-                                      f"{len(sws)} Switch nodes on the LoopCond; expected one")
-            sw = sws[0]
-            exits = [c for c, _ in consumers.get(f"{sw.name}:0", []) if c.op in EXIT]
-            loop_vars.append((e, m, sw, nxt[0], exits))
-        if not loop_vars:
-            raise ConversionError(f"TF1 loop frame {top!r} has no loop variables")
+        lc, enters, loop_vars, invariants = _loop_structure(members, by, frame, top)
         prefix = lc.name.rsplit("/", 1)[0] if "/" in lc.name else lc.name
         sub: dict[str, str] = {}
         args: list[tuple[str, str]] = []
@@ -304,19 +233,7 @@ class _Raiser:
         for k, v in enumerate(loop_vars):
             for x in v[4]:
                 replaced[x.name] = Node(x.name, "Identity", [f"{wname}:{k}"], {"T": dtypes[k]})
-        out = []
-        placed = False
-        for n in nodes:
-            if n.name in member_names:
-                if n.name in replaced:
-                    if not placed:
-                        out.append(w)
-                        placed = True
-                    out.append(replaced[n.name])
-                continue
-            out.append(n)
-        if not placed:
-            out.append(w)
+        out = _splice(nodes, member_names, replaced, w)
         _check_no_refs(out, member_names - set(replaced), f"TF1 loop {top!r}")
         return out
 
@@ -451,25 +368,14 @@ class _Raiser:
         out_types = [_dtype(m) for m in merges] + ["int32"] * len(consts[0])
         common = {"Tin": [dt for _, dt in args], "Tout": out_types, "output_shapes": []}
         if is_case:
-            node = Node(self.unique(f"{prefix}/Case"), "Case", [p] + outer_inputs,
-                        {**common, "branches": [FuncAttr(n) for n in names]})
+            attrs = {**common, "branches": [FuncAttr(n) for n in names]}
         else:
-            node = Node(self.unique(f"{prefix}/If"), "If", [p] + outer_inputs,
-                        {**common, "Tcond": "bool", "then_branch": FuncAttr(names[1]),
-                         "else_branch": FuncAttr(names[0])})
-        replaced = {}
-        k_idx = len(merges)
-        for k, m in enumerate(merges):
-            ins, types = [f"{node.name}:{k}"], [out_types[k]]
-            if m.name in index_used:
-                ins.append(f"{node.name}:{k_idx}")
-                types.append("int32")
-                k_idx += 1
-            if len(ins) == 1:
-                replaced[m.name] = Node(m.name, "Identity", ins, {"T": types[0]})
-            else:
-                replaced[m.name] = Node(m.name, "IdentityN", ins, {"T": types})
-        emit = {m.name: [replaced[m.name]] for m in merges}
+            attrs = {**common, "Tcond": "bool", "then_branch": FuncAttr(names[1]),
+                     "else_branch": FuncAttr(names[0])}
+        op = "Case" if is_case else "If"
+        node = Node(self.unique(f"{prefix}/{op}"), op, [p] + outer_inputs, attrs)
+        emit = {m.name: [r] for m, r in zip(merges, _merge_replacements(merges, node,
+                                                                        out_types, index_used))}
         emit[merges[0].name].insert(0, node)
         return emit
 
@@ -503,6 +409,85 @@ def _copy(nodes: list[Node], sub: dict[str, str]) -> list[Node]:
     return [Node(n.name, n.op, [_sub(r, sub) for r in n.inputs], dict(n.attrs)) for n in nodes]
 
 
+def _loop_structure(members: list[Node], by: dict, frame: dict, top: str):
+    """(LoopCond, Enter nodes, loop variables as (enter, merge, switch, NextIteration, exits),
+    invariant Enter nodes) of the TF1 loop frame ``top``."""
+    inner = [n for n in members if frame[n.name] == (top,)]
+    enters = [n for n in inner if n.op in ENTER]
+    lcs = [n for n in inner if n.op in LOOP_COND]
+    if len(lcs) != 1:
+        raise ConversionError(f"TF1 loop frame {top!r} has {len(lcs)} LoopCond nodes; "
+                              "expected one")
+    lc = lcs[0]
+    consumers: dict[str, list[tuple[Node, int]]] = {}
+    for n in members:
+        for j, r in enumerate(n.inputs):
+            consumers.setdefault(canonical_ref(r), []).append((n, j))
+    lc_ref = f"{lc.name}:0"
+    loop_vars = []  # (enter, merge, switch, NextIteration, exits)
+    invariants = []
+    for e in enters:
+        merges = [c for c, _ in consumers.get(f"{e.name}:0", []) if c.op in MERGE]
+        if e.attrs.get("is_constant") or not merges:
+            invariants.append(e)
+            continue
+        m = merges[0]
+        nxt = [by[parse_ref(r)[0]] for r in m.inputs
+               if parse_ref(r)[0] in by and by[parse_ref(r)[0]].op in NEXT]
+        if len(m.inputs) != 2 or len(nxt) != 1:
+            raise ConversionError(f"TF1 loop {top!r}: Merge {m.name!r} should join Enter "
+                                  f"{e.name!r} and one NextIteration")
+        sws = [c for c, j in consumers.get(f"{m.name}:0", []) if c.op in SWITCH and j == 0
+               and canonical_ref(c.inputs[1]) == lc_ref]
+        if len(sws) != 1:
+            raise ConversionError(f"TF1 loop {top!r}: loop variable {m.name!r} has "
+                                  f"{len(sws)} Switch nodes on the LoopCond; expected one")
+        sw = sws[0]
+        exits = [c for c, _ in consumers.get(f"{sw.name}:0", []) if c.op in EXIT]
+        loop_vars.append((e, m, sw, nxt[0], exits))
+    if not loop_vars:
+        raise ConversionError(f"TF1 loop frame {top!r} has no loop variables")
+    return lc, enters, loop_vars, invariants
+
+
+def _merge_replacements(merges: list[Node], node: Node, out_types: list[str],
+                        index_used: set) -> list[Node]:
+    """The nodes standing for each Merge of a raised conditional: an Identity of the If's
+    output, or an IdentityN also giving the taken branch's index where it is read."""
+    out = []
+    k_idx = len(merges)
+    for k, m in enumerate(merges):
+        ins, types = [f"{node.name}:{k}"], [out_types[k]]
+        if m.name in index_used:
+            ins.append(f"{node.name}:{k_idx}")
+            types.append("int32")
+            k_idx += 1
+        if len(ins) == 1:
+            out.append(Node(m.name, "Identity", ins, {"T": types[0]}))
+        else:
+            out.append(Node(m.name, "IdentityN", ins, {"T": types}))
+    return out
+
+
+def _splice(nodes: list[Node], member_names: set, replaced: dict, node: Node) -> list[Node]:
+    """``nodes`` with the members of a raised loop or conditional dropped, ``node`` placed
+    where the first of them that stays (``replaced``, an Exit or Merge) was."""
+    out = []
+    placed = False
+    for n in nodes:
+        if n.name in member_names:
+            if n.name in replaced:
+                if not placed:
+                    out.append(node)
+                    placed = True
+                out.append(replaced[n.name])
+            continue
+        out.append(n)
+    if not placed:
+        out.append(node)
+    return out
+
+
 def _sub(ref: str, sub: dict[str, str]) -> str:
     c = canonical_ref(ref)
     return sub.get(c, c)
@@ -523,21 +508,24 @@ def _check_no_refs(nodes: list[Node], removed: set, what: str) -> None:
 
 def _prune(nodes: list[Node], outputs: list[str], ctrl: dict | None,
            keep: Iterable[str] = ()) -> list[Node]:
-    """The nodes ``outputs`` need (following control inputs of input-less nodes too)."""
+    """The nodes ``outputs`` need (following control inputs of input-less nodes too), walking
+    no further than the names in ``keep``, which are kept."""
     by = {n.name: n for n in nodes}
-    need = set(keep)
-    stack = [parse_ref(r)[0] for r in outputs]
-    while stack:
-        name = stack.pop()
-        if name in need or name not in by:
-            need.add(name)
-            continue
-        need.add(name)
-        n = by[name]
-        stack.extend(parse_ref(r)[0] for r in n.inputs)
-        if ctrl is not None and not n.inputs:
-            stack.extend(c for c in ctrl.get(name, ()) if c in by)
+    keep = set(keep)
+    need = reachable([parse_ref(r)[0] for r in outputs],
+                     lambda name: [] if name in keep else _deps(by, ctrl, name, False)) | keep
     return [n for n in nodes if n.name in need]
+
+
+def _deps(by: dict, ctrl: dict | None, name: str, only_known: bool) -> list[str]:
+    """A node's data inputs, or, for an input-less node, its control inputs."""
+    n = by.get(name)
+    if n is None:
+        return []
+    d = [parse_ref(r)[0] for r in n.inputs]
+    if ctrl is not None and not n.inputs:
+        d = [c for c in ctrl.get(name, ()) if c in by]
+    return [x for x in d if x in by] if only_known else d
 
 
 def _frames(nodes: list[Node], by: dict, ctrl: dict) -> dict[str, tuple]:
@@ -597,35 +585,13 @@ def _frames(nodes: list[Node], by: dict, ctrl: dict) -> dict[str, tuple]:
 
 def _topo(nodes: list[Node], by: dict, ctrl: dict) -> list[Node]:
     """Nodes in topological order over data inputs (and control inputs of input-less nodes)."""
-    order: list[Node] = []
-    state: dict[str, int] = {}
+    def cycle(d: str) -> ConversionError:
+        return ConversionError(f"TF1 conditional: the graph has a cycle through {d!r} outside "
+                               "any loop frame")
 
-    def deps(n: Node):
-        d = [parse_ref(r)[0] for r in n.inputs]
-        if not d:
-            d = list(ctrl.get(n.name, ()))
-        return iter([x for x in d if x in by])
-
-    for root in nodes:
-        if root.name in state:
-            continue
-        state[root.name] = 1
-        stack = [(root, deps(root))]
-        while stack:
-            n, it = stack[-1]
-            for d in it:
-                if d not in state:
-                    state[d] = 1
-                    stack.append((by[d], deps(by[d])))
-                    break
-                if state[d] == 1:
-                    raise ConversionError(f"TF1 conditional: the graph has a cycle through "
-                                          f"{d!r} outside any loop frame")
-            else:
-                stack.pop()
-                state[n.name] = 2
-                order.append(n)
-    return order
+    order = topological([n.name for n in nodes], lambda name: _deps(by, ctrl, name, True),
+                        on_cycle=cycle)
+    return [by[name] for name in order]
 
 
 class _States:

@@ -6,17 +6,25 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ..errors import ConversionError
-from ..graph import FuncAttr, Graph, Node, TensorSpec, canonical_ref, parse_ref
-from .cflow_v1 import (
+from tfdeploy.convert.cflow_v1 import (
     control_inputs_of,
     has_control_flow_v1,
     raise_control_flow_v1,
-    select_cpu_implementations,
 )
+from tfdeploy.convert.implementations import select_cpu_implementations
+from tfdeploy.errors import ConversionError
+from tfdeploy.ir.graph import (
+    CALL_OPS,
+    FuncAttr,
+    Graph,
+    Node,
+    TensorSpec,
+    canonical_ref,
+    parse_ref,
+)
+from tfdeploy.ir.traverse import reachable
 
 #: ops that call a function given by attribute ``f`` and can be inlined
-CALL_OPS = frozenset({"PartitionedCall", "StatefulPartitionedCall"})
 MAX_INLINE_ROUNDS = 64
 
 
@@ -252,17 +260,14 @@ def graph_from_def(graph_def, inputs: list[str], outputs: list[str],
 def prune(g: Graph, outputs: list[str]) -> Graph:
     """Only the nodes ``outputs`` depend on (data inputs), in their original order."""
     by = g.by_name()
-    keep: set[str] = set()
-    stack = [parse_ref(r)[0] for r in outputs]
-    while stack:
-        name = stack.pop()
-        if name in keep:
-            continue
-        keep.add(name)
+
+    def deps(name: str) -> list[str]:
         node = by.get(name)
         if node is None:
             raise ConversionError(f"the graph has no node named {name!r}")
-        stack.extend(parse_ref(r)[0] for r in node.inputs)
+        return [parse_ref(r)[0] for r in node.inputs]
+
+    keep = reachable([parse_ref(r)[0] for r in outputs], deps)
     return Graph([n for n in g.nodes if n.name in keep], g.inputs, g.outputs, g.functions)
 
 

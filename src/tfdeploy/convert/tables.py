@@ -10,7 +10,7 @@ LookupTableSizeV2, LookupTableExportV2) keep TF's names and inputs, and the kern
 
 from __future__ import annotations
 
-from ..errors import ConversionError
+from tfdeploy.errors import ConversionError
 
 __all__ = ["TABLE_OP", "freeze_tables", "freeze_graph_tables"]
 

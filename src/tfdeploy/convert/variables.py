@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConversionError
+from tfdeploy.errors import ConversionError
 
 VARIABLE_OPS = ("VariableV2", "Variable", "VarHandleOp")
 

@@ -1,0 +1,1 @@
+"""The compiler's passes, one module each (their order is ``compiler/pipeline.py``'s)."""

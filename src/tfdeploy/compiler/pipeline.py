@@ -1,0 +1,155 @@
+"""The compiler: a graph, fetches and feeds in; a plan whose ``run`` is generated code out.
+
+    select -> fold -> fuse_conv -> liveness -> lower -> codegen
+
+Each pass is one module of ``compiler/passes`` with one job, ``run(plan, ctx) -> plan``;
+``PASSES`` lists them in order. ``lower`` (``compiler/lower.py``) is the only place kernels are
+bound; ``codegen`` writes the plan as one Python function. ``compile_plan(..., after=name)``
+stops after the named pass and returns the plan unlowered, as ``tfdeploy plan --after`` shows
+it; ``verify=True`` checks the plan after every pass (``ir/verify.py``), as the tests do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tfdeploy.compiler import codegen, loops, lower
+from tfdeploy.compiler.passes import fold, fuse_conv, liveness, select
+from tfdeploy.compiler.plan import Plan
+from tfdeploy.compiler.profile import Profile
+from tfdeploy.errors import GraphError, TFDeployError
+from tfdeploy.ir.graph import FuncAttr, Graph
+from tfdeploy.ir.verify import verify_plan
+from tfdeploy.runtime import control
+
+#: the passes after ``select``, in order: (name, run, runs only when optimizing)
+PASSES: list[tuple[str, Callable, bool]] = [
+    ("fold", fold.run, False),
+    ("fuse_conv", fuse_conv.run, True),
+    ("liveness", liveness.run, False),
+]
+#: every stage name ``after=`` accepts
+STAGES = ("select", *(name for name, _, _ in PASSES), "lower")
+
+
+class Context:
+    """What passes and control-flow kernels get: the functions of the graph being compiled,
+    and a way to compile them (each function body compiled once per compile)."""
+
+    def __init__(self, root: Graph, fold: bool = True, optimize: bool = True,
+                 verify: bool = False, passes=None, profile: Profile | None = None):
+        self.root = root
+        self.fold = fold
+        self.optimize = optimize
+        self.verify = verify
+        #: the names of the optional passes to run (None: all)
+        self.passes = None if passes is None else frozenset(passes)
+        self.profile = profile
+        self._functions: dict[str, Plan] = {}
+
+    # -- functions ------------------------------------------------------------------------
+    def function(self, f: FuncAttr | str) -> Graph:
+        name = f.name if isinstance(f, FuncAttr) else f
+        if not isinstance(name, str):
+            raise GraphError(f"a function attribute names no function ({f!r})")
+        try:
+            return self.root.functions[name]
+        except KeyError:
+            raise GraphError(f"graph has no function named {name!r}") from None
+
+    def compile_graph(self, g: Graph, fetches: list[str], feeds: list[str]) -> Plan:
+        """A nested plan of ``g`` (a function body, possibly rewritten)."""
+        return compile_plan(g, fetches, feeds, root=self.root, nested=True, ctx=self)
+
+    def compile_function(self, f: FuncAttr | str) -> Plan:
+        """A plan taking the function's inputs in order and returning its outputs."""
+        g = self.function(f)
+        name = f.name if isinstance(f, FuncAttr) else f
+        plan = self._functions.get(name)
+        if plan is None:
+            plan = self.compile_graph(g, [s.ref for s in g.outputs], [s.ref for s in g.inputs])
+            self._functions[name] = plan
+        return plan
+
+    # -- kernels ----------------------------------------------------------------------------
+    def bind(self, op: str, attrs: dict) -> Callable:
+        """The kernel of ``op`` with ``attrs`` bound (through ``lower``)."""
+        return lower.bind(op, attrs, self)
+
+    def kernel(self, op: str, attrs: dict, consts: list) -> Callable:
+        """The kernel of ``op`` taking only the inputs whose entry in ``consts`` is None, the
+        others bound to those constants (specialized where the kernel has a specializer)."""
+        return lower.bind_constants(op, attrs, consts, self)
+
+    # -- control flow (the executors of ``runtime/control.py``) -----------------------------
+    def loop(self, cond: FuncAttr, body: FuncAttr, consts: list | None = None):
+        return loops.build(self, cond, body, consts)
+
+    def branch(self, then_branch: FuncAttr, else_branch: FuncAttr):
+        return control.branch(self.compile_function(then_branch).run,
+                              self.compile_function(else_branch).run)
+
+    def switch(self, branches: list):
+        if not branches:
+            raise GraphError("Case needs at least one branch")
+        return control.switch([self.compile_function(b).run for b in branches])
+
+    def call(self, f: FuncAttr):
+        return control.call(self.compile_function(f).run)
+
+    def for_loop(self, body: FuncAttr):
+        return control.for_loop(self.compile_function(body).run)
+
+
+def compile_plan(graph: Graph, fetches: list[str], feeds: list[str] = (), *,
+                 root: Graph | None = None, fold: bool = True, optimize: bool = True,
+                 feed_checks: list | None = None, nested: bool = False,
+                 after: str | None = None, verify: bool = False, passes=None,
+                 profile: Profile | None = None, ctx: Context | None = None) -> Plan:
+    """Compile ``graph`` to compute ``fetches`` from ``feeds`` (tensor refs). A ``nested`` plan
+    (a function body run by a control-flow kernel) returns its values as they are; a top-level
+    one never returns memory of its feeds or constants. ``after``: stop after that stage;
+    ``passes``: the names of the passes of ``PASSES`` to run (default all); ``profile``: time
+    every kernel into it."""
+    if after is not None and after not in STAGES:
+        raise TFDeployError(f"unknown compiler pass {after!r}; the passes are {list(STAGES)}")
+    root = root if root is not None else graph
+    if ctx is None:
+        ctx = Context(root, fold=fold, optimize=optimize, verify=verify, passes=passes,
+                      profile=profile)
+    plan = select.run(graph, list(fetches), list(feeds), root=root, feed_checks=feed_checks,
+                      nested=nested)
+    plan.passes.append("select")
+    if ctx.verify:
+        verify_plan(plan)
+    for name, run, optimizing in PASSES:
+        if after == plan.passes[-1]:
+            return plan
+        if (name == "fold" and not ctx.fold) or (optimizing and not ctx.optimize) or \
+                (ctx.passes is not None and name not in ctx.passes):
+            continue
+        plan = run(plan, ctx)
+        plan.passes.append(name)
+        if ctx.verify:
+            verify_plan(plan)
+    if after == plan.passes[-1]:
+        return plan
+    plan = lower.run(plan, ctx)
+    plan.passes.append("lower")
+    if ctx.verify:
+        verify_plan(plan)
+    if after == "lower":
+        return plan
+    return codegen.run(plan, ctx)
+
+
+def op_types_of(plan: Plan) -> set[str]:
+    """The op types a plan's steps run (fused steps count their members')."""
+    out = set()
+    for st in plan.steps:
+        out.add(st.op)
+        out.update(m.op for m in st.members)
+    return out
+
+
+__all__ = ["Context", "PASSES", "STAGES", "compile_plan", "op_types_of"]

@@ -1,0 +1,60 @@
+"""Helpers shared by kernels."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from tfdeploy import registry
+from tfdeploy.dtypes import LOW_PRECISION_FLOATS, to_numpy
+
+#: the decorators tfdeploy's own kernels register with (marked built-in: compiler passes may
+#: rewrite the ops running them; see ``registry.runs_builtin``)
+op = functools.partial(registry.op, builtin=True)
+specializer = registry.specializer
+
+__all__ = ["op", "specializer", "np_dtype", "as_array", "low_precision", "normalize_axis",
+           "to_numpy", "flush_subnormals", "round_half_away"]
+
+
+def np_dtype(name: str) -> np.dtype:
+    """The numpy dtype of a TF dtype-name attribute (``T``, ``DstT``, ``out_type``...)."""
+    return to_numpy(name)
+
+
+def as_array(x, dtype=None) -> np.ndarray:
+    """``x`` as an ndarray of ``dtype`` (0-d numpy scalars become 0-d arrays)."""
+    if type(x) is np.ndarray and (dtype is None or x.dtype == dtype):
+        return x
+    return np.asarray(x, dtype=dtype)
+
+
+def low_precision(dtype: np.dtype) -> bool:
+    """Whether numpy is slow or inexact for ``dtype`` (float16, bfloat16): compute in float32."""
+    return dtype in LOW_PRECISION_FLOATS
+
+
+def normalize_axis(axis, ndim: int) -> tuple[int, ...]:
+    """A TF axis tensor (scalar or vector, possibly negative) as a tuple of non-negative ints."""
+    axes = np.asarray(axis).reshape(-1).tolist()
+    out = []
+    for a in axes:
+        if not -ndim <= a < max(ndim, 1):
+            raise ValueError(f"axis {a} is out of range for a tensor of rank {ndim}")
+        out.append(a % ndim if ndim else 0)
+    return tuple(out)
+
+
+def flush_subnormals(x: np.ndarray) -> np.ndarray:
+    """``x`` with subnormals flushed to (signed) zero, as TF's CPU kernels compute (FTZ/DAZ)."""
+    x = np.asarray(x)
+    sub = (x != 0) & (np.abs(x) < np.finfo(x.dtype).tiny)
+    return np.where(sub, np.copysign(x.dtype.type(0), x), x) if sub.any() else x
+
+
+def round_half_away(x: np.ndarray) -> np.ndarray:
+    """C's round/roundf (halves away from zero), exactly."""
+    a = np.abs(x)
+    f = np.floor(a)
+    return np.copysign(f + (a - f >= 0.5), x)

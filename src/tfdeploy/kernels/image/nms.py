@@ -1,0 +1,236 @@
+"""Non-max suppression kernels: NonMaxSuppression (V1-V5, WithOverlaps) and
+CombinedNonMaxSuppression.
+
+Greedy NMS is sequential by nature; these kernels loop once per *selected* box and suppress
+every remaining candidate at once with vectorised IoU, which selects exactly what TF's
+priority-queue algorithm selects (soft-NMS included: the candidate TF picks is always the one
+with the highest decayed score, ties to the lowest index).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfdeploy.kernels.common import op
+
+_F32 = np.float32
+
+
+def _corners(boxes: np.ndarray) -> tuple[np.ndarray, ...]:
+    b = boxes.astype(_F32, copy=False)
+    ymin = np.minimum(b[..., 0], b[..., 2])
+    xmin = np.minimum(b[..., 1], b[..., 3])
+    ymax = np.maximum(b[..., 0], b[..., 2])
+    xmax = np.maximum(b[..., 1], b[..., 3])
+    return ymin, xmin, ymax, xmax, (ymax - ymin) * (xmax - xmin)
+
+
+def _iou_with(c: tuple[np.ndarray, ...], i: int, idx: np.ndarray) -> np.ndarray:
+    """float32 IoU of box ``i`` with boxes ``idx``, as TF computes it (0 for empty boxes)."""
+    ymin, xmin, ymax, xmax, area = c
+    iy = np.maximum(np.minimum(ymax[i], ymax[idx]) - np.maximum(ymin[i], ymin[idx]), _F32(0))
+    ix = np.maximum(np.minimum(xmax[i], xmax[idx]) - np.maximum(xmin[i], xmin[idx]), _F32(0))
+    inter = iy * ix
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = inter / (area[i] + area[idx] - inter)
+    return np.where((area[i] <= 0) | (area[idx] <= 0), _F32(0), iou)
+
+
+def _check_boxes(boxes: np.ndarray, scores: np.ndarray) -> int:
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes must be [num_boxes, 4], got shape {boxes.shape}")
+    if scores.ndim != 1 or scores.shape[0] != boxes.shape[0]:
+        raise ValueError(f"scores must be [{boxes.shape[0]}], got shape {scores.shape}")
+    return boxes.shape[0]
+
+
+def _scalar(x, name: str, dtype=None):
+    x = np.asarray(x)
+    if x.ndim != 0:
+        raise ValueError(f"{name} must be a scalar, got shape {x.shape}")
+    return x.astype(dtype) if dtype is not None else x
+
+
+def _nms(similarity, scores: np.ndarray, max_output_size, iou_threshold, score_threshold,
+         soft_nms_sigma=0.0):
+    """TF's DoNonMaxSuppressionOp; ``similarity(i, idx)`` gives box i's overlap with ``idx``.
+
+    Returns (selected indices, their scores), in scores' dtype."""
+    t = scores.dtype
+    limit = int(_scalar(max_output_size, "max_output_size"))
+    if limit < 0:
+        raise ValueError("max_output_size must be non-negative")
+    thr = t.type(iou_threshold)
+    score_thr = t.type(score_threshold)
+    sigma = t.type(soft_nms_sigma)
+    soft = sigma > 0
+    scale = t.type(-0.5) / sigma if soft else t.type(0)
+    live = np.flatnonzero(scores > score_thr)
+    cur = scores[live]
+    selected, sel_scores = [], []
+    while len(selected) < limit and live.size:
+        k = int(np.argmax(cur))  # first maximum: the lowest index among ties
+        best = int(live[k])
+        selected.append(best)
+        sel_scores.append(cur[k])
+        keep = np.ones(live.size, bool)
+        keep[k] = False
+        live, cur = live[keep], cur[keep]
+        if not live.size:
+            break
+        sim = similarity(best, live).astype(t)
+        if soft:
+            cur = (cur * np.exp(scale * sim * sim)).astype(t)
+            keep = cur > score_thr
+        else:
+            keep = ~(sim > thr)
+        live, cur = live[keep], cur[keep]
+    return (np.asarray(selected, np.int32).reshape(-1),
+            np.asarray(sel_scores, t).reshape(-1))
+
+
+def _iou_similarity(boxes):
+    c = _corners(boxes)
+    return lambda i, idx: _iou_with(c, i, idx)
+
+
+def _check_iou(thr, dtype) -> None:
+    v = np.asarray(thr).astype(dtype)
+    if not (0 <= v <= 1):
+        raise ValueError(f"iou_threshold must be in [0, 1], got {float(v)}")
+
+
+def _pad(sel: np.ndarray, n: int, pad: bool) -> np.ndarray:
+    if not pad or sel.size >= n:
+        return sel
+    return np.concatenate([sel, np.zeros(n - sel.size, sel.dtype)])
+
+
+@op("NonMaxSuppression")
+def NonMaxSuppression(boxes, scores, max_output_size, *, iou_threshold=0.5):
+    """NonMaxSuppression: greedy selection of boxes by descending score, dropping overlaps."""
+    _check_boxes(boxes, scores)
+    _check_iou(iou_threshold, np.float32)
+    return _nms(_iou_similarity(boxes), scores, max_output_size, iou_threshold,
+                np.finfo(scores.dtype).min)[0]
+
+
+@op("NonMaxSuppressionV2")
+def NonMaxSuppressionV2(boxes, scores, max_output_size, iou_threshold):
+    """NonMaxSuppressionV2: NonMaxSuppression with the IoU threshold as an input."""
+    _check_boxes(boxes, scores)
+    _check_iou(iou_threshold, scores.dtype)
+    return _nms(_iou_similarity(boxes), scores, max_output_size,
+                _scalar(iou_threshold, "iou_threshold"), np.finfo(scores.dtype).min)[0]
+
+
+@op("NonMaxSuppressionV3")
+def NonMaxSuppressionV3(boxes, scores, max_output_size, iou_threshold, score_threshold):
+    """NonMaxSuppressionV3: NonMaxSuppression keeping only scores above score_threshold."""
+    _check_boxes(boxes, scores)
+    _check_iou(iou_threshold, scores.dtype)
+    return _nms(_iou_similarity(boxes), scores, max_output_size,
+                _scalar(iou_threshold, "iou_threshold"),
+                _scalar(score_threshold, "score_threshold"))[0]
+
+
+@op("NonMaxSuppressionV4")
+def NonMaxSuppressionV4(boxes, scores, max_output_size, iou_threshold, score_threshold, *,
+                        pad_to_max_output_size=False):
+    """NonMaxSuppressionV4: V3 plus the number of valid outputs, optionally zero-padded to
+    max_output_size."""
+    _check_boxes(boxes, scores)
+    _check_iou(iou_threshold, scores.dtype)
+    sel, _ = _nms(_iou_similarity(boxes), scores, max_output_size,
+                  _scalar(iou_threshold, "iou_threshold"),
+                  _scalar(score_threshold, "score_threshold"))
+    n = int(max_output_size)
+    return _pad(sel, n, pad_to_max_output_size), np.asarray(sel.size, np.int32)
+
+
+@op("NonMaxSuppressionV5")
+def NonMaxSuppressionV5(boxes, scores, max_output_size, iou_threshold, score_threshold,
+                        soft_nms_sigma, *, pad_to_max_output_size=False):
+    """NonMaxSuppressionV5: V4 with soft-NMS (Gaussian score decay when soft_nms_sigma > 0,
+    which ignores iou_threshold as TF does) and the selected scores.
+
+    Soft-NMS decays scores in selection order where TF multiplies newest first, so decayed
+    scores can differ from TF's in the last bit."""
+    _check_boxes(boxes, scores)
+    _check_iou(iou_threshold, scores.dtype)
+    sigma = _scalar(soft_nms_sigma, "soft_nms_sigma")
+    if sigma < 0:
+        raise ValueError("soft_nms_sigma must be >= 0")
+    sel, sc = _nms(_iou_similarity(boxes), scores, max_output_size,
+                   _scalar(iou_threshold, "iou_threshold"),
+                   _scalar(score_threshold, "score_threshold"), sigma)
+    n = int(max_output_size)
+    return (_pad(sel, n, pad_to_max_output_size), _pad(sc, n, pad_to_max_output_size),
+            np.asarray(sel.size, np.int32))
+
+
+@op("NonMaxSuppressionWithOverlaps")
+def NonMaxSuppressionWithOverlaps(overlaps, scores, max_output_size, overlap_threshold,
+                                  score_threshold):
+    """NonMaxSuppressionWithOverlaps: NMS with a given [n, n] overlap matrix instead of IoU."""
+    if overlaps.ndim != 2 or overlaps.shape[0] != overlaps.shape[1]:
+        raise ValueError(f"overlaps must be a square matrix, got shape {overlaps.shape}")
+    if scores.ndim != 1 or scores.shape[0] != overlaps.shape[0]:
+        raise ValueError(f"scores must be [{overlaps.shape[0]}], got shape {scores.shape}")
+    ov = overlaps.astype(_F32, copy=False)
+    return _nms(lambda i, idx: ov[i, idx], scores, max_output_size,
+                _scalar(overlap_threshold, "overlap_threshold"),
+                _scalar(score_threshold, "score_threshold"))[0]
+
+
+@op("CombinedNonMaxSuppression")
+def CombinedNonMaxSuppression(boxes, scores, max_output_size_per_class, max_total_size,
+                              iou_threshold, score_threshold, *, pad_per_class=False,
+                              clip_boxes=True):
+    """CombinedNonMaxSuppression: per-class greedy NMS over a batch, merged by score.
+
+    Candidates with equal scores (across classes) are ordered stably; TF's unstable sort leaves
+    their order unspecified."""
+    if boxes.ndim != 4 or boxes.shape[3] != 4:
+        raise ValueError(f"boxes must be 4-D [batch, num_boxes, q, 4], got {boxes.shape}")
+    if scores.ndim != 3:
+        raise ValueError(f"scores must be 3-D [batch, num_boxes, num_classes], "
+                         f"got {scores.shape}")
+    batch, num_boxes, q, _ = boxes.shape
+    num_classes = scores.shape[2]
+    if q not in (1, num_classes) or scores.shape[:2] != (batch, num_boxes):
+        raise ValueError(f"boxes {boxes.shape} and scores {scores.shape} do not match")
+    per_class = int(_scalar(max_output_size_per_class, "max_output_size_per_class"))
+    total = int(_scalar(max_total_size, "max_total_size"))
+    if per_class <= 0 or total <= 0:
+        raise ValueError("max_output_size_per_class and max_total_size must be positive")
+    thr = _F32(_scalar(iou_threshold, "iou_threshold"))
+    score_thr = _F32(_scalar(score_threshold, "score_threshold"))
+    if not 0 <= thr <= 1:
+        raise ValueError("iou_threshold must be in [0, 1]")
+    size_per_class = min(per_class, num_boxes)
+    out_size = min(total, per_class * num_classes) if pad_per_class else total
+    out_boxes = np.zeros((batch, out_size, 4), _F32)
+    out_scores = np.zeros((batch, out_size), _F32)
+    out_classes = np.zeros((batch, out_size), _F32)
+    valid = np.zeros(batch, np.int32)
+    for b in range(batch):
+        idx_parts, score_parts, class_parts = [], [], []
+        for c in range(num_classes):
+            bx = boxes[b, :, c if q > 1 else 0].astype(_F32, copy=False)
+            sc = scores[b, :, c].astype(_F32, copy=False)
+            sel, ss = _nms(_iou_similarity(bx), sc, size_per_class, thr, score_thr)
+            idx_parts.append(sel)
+            score_parts.append(ss)
+            class_parts.append(np.full(sel.size, c))
+        idx = np.concatenate(idx_parts)
+        sc = np.concatenate(score_parts)
+        cls = np.concatenate(class_parts)
+        order = np.argsort(-sc, kind="stable")[:out_size]
+        n = order.size
+        valid[b] = n
+        chosen = boxes[b, idx[order], cls[order] if q > 1 else 0].astype(_F32)
+        out_boxes[b, :n] = np.clip(chosen, 0, 1) if clip_boxes else chosen
+        out_scores[b, :n] = sc[order]
+        out_classes[b, :n] = cls[order]
+    return out_boxes, out_scores, out_classes, valid

@@ -1,0 +1,374 @@
+"""Image resizing kernels: ResizeBilinear/NearestNeighbor/Bicubic/Area, ScaleAndTranslate,
+CropAndResize.
+
+Each resize is separable: the source coordinates and weights of one axis are computed once
+(as TF's kernels do, in float32), then applied with gathers or a small weight matrix.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfdeploy.kernels.common import op, round_half_away
+
+_F32 = np.float32
+
+
+def _check_resize(images: np.ndarray, size: np.ndarray, align_corners: bool = False,
+                  half_pixel_centers: bool = False) -> tuple[int, int]:
+    if align_corners and half_pixel_centers:
+        raise ValueError("if half_pixel_centers is True, align_corners must be False")
+    if images.ndim != 4:
+        raise ValueError(f"images must be 4-D [batch, height, width, channels], "
+                         f"got shape {images.shape}")
+    size = np.asarray(size).reshape(-1)
+    if size.shape != (2,):
+        raise ValueError(f"size must be a vector of 2 elements, got shape {np.shape(size)}")
+    oh, ow = int(size[0]), int(size[1])
+    if oh <= 0 or ow <= 0:
+        raise ValueError(f"output dimensions must be positive, got {oh}x{ow}")
+    if images.shape[1] <= 0 or images.shape[2] <= 0:
+        raise ValueError(f"input image must be of non-zero size, got shape {images.shape}")
+    return oh, ow
+
+
+def _resize_scale(in_size: int, out_size: int, align_corners: bool) -> np.float32:
+    if align_corners and out_size > 1:
+        return _F32(in_size - 1) / _F32(out_size - 1)
+    return _F32(in_size) / _F32(out_size)
+
+
+def _source(out_size: int, scale: np.float32, half_pixel: bool) -> np.ndarray:
+    """TF's HalfPixelScaler / LegacyScaler: float32 source coordinate of each output pixel."""
+    i = np.arange(out_size, dtype=_F32)
+    if half_pixel:
+        return (i + _F32(0.5)) * scale - _F32(0.5)
+    return i * scale
+
+
+def _as_float32(images: np.ndarray) -> np.ndarray:
+    return images if images.dtype == _F32 else images.astype(_F32)
+
+
+def _separable(x: np.ndarray, my: np.ndarray, mx: np.ndarray, rows_first: bool) -> np.ndarray:
+    """Apply [out_h, h] and [out_w, w] weight matrices to NHWC ``x`` with two BLAS matmuls."""
+    b, h, w, c = x.shape
+    oh = my.shape[0]
+
+    def rows(t):  # [b, h, W, c] -> [b, oh, W, c]
+        return np.matmul(my, t.reshape(b, h, -1)).reshape(b, oh, t.shape[2], c)
+
+    def cols(t):  # [b, H, w, c] -> [b, H, ow, c]
+        return np.matmul(mx, t)
+
+    return cols(rows(x)) if rows_first else rows(cols(x))
+
+
+# -- bilinear -------------------------------------------------------------------------------
+
+def _linear_axis(in_size: int, out_size: int, align_corners: bool, half_pixel: bool):
+    src = _source(out_size, _resize_scale(in_size, out_size, align_corners), half_pixel)
+    fl = np.floor(src)
+    lo = np.maximum(fl.astype(np.int64), 0)
+    hi = np.minimum(np.ceil(src).astype(np.int64), in_size - 1)
+    return lo, hi, (src - fl).astype(_F32)
+
+
+@op("ResizeBilinear")
+def ResizeBilinear(images, size, *, align_corners=False, half_pixel_centers=False):
+    """ResizeBilinear: bilinear resize of NHWC images; float32 output for every input dtype."""
+    oh, ow = _check_resize(images, size, align_corners, half_pixel_centers)
+    _, h, w, _ = images.shape
+    ylo, yhi, ylerp = _linear_axis(h, oh, align_corners, half_pixel_centers)
+    xlo, xhi, xlerp = _linear_axis(w, ow, align_corners, half_pixel_centers)
+    x = _as_float32(images)
+    top_rows, bottom_rows = x[:, ylo], x[:, yhi]
+    xl = xlerp[:, None]
+    tl, tr = top_rows[:, :, xlo], top_rows[:, :, xhi]
+    top = tl + (tr - tl) * xl
+    bl, br = bottom_rows[:, :, xlo], bottom_rows[:, :, xhi]
+    bottom = bl + (br - bl) * xl
+    return top + (bottom - top) * ylerp[:, None, None]
+
+
+# -- nearest --------------------------------------------------------------------------------
+
+def _nearest_axis(in_size: int, out_size: int, align_corners: bool, half_pixel: bool):
+    scale = _resize_scale(in_size, out_size, align_corners)
+    i = np.arange(out_size, dtype=_F32)
+    src = (i + _F32(0.5)) * scale if half_pixel else i * scale
+    idx = round_half_away(src) if align_corners else np.floor(src)
+    idx = np.minimum(idx.astype(np.int64), in_size - 1)
+    return np.maximum(idx, 0) if half_pixel else idx
+
+
+@op("ResizeNearestNeighbor")
+def ResizeNearestNeighbor(images, size, *, align_corners=False, half_pixel_centers=False):
+    """ResizeNearestNeighbor: nearest-neighbour resize of NHWC images; keeps the dtype."""
+    oh, ow = _check_resize(images, size, align_corners, half_pixel_centers)
+    _, h, w, _ = images.shape
+    yi = _nearest_axis(h, oh, align_corners, half_pixel_centers)
+    xi = _nearest_axis(w, ow, align_corners, half_pixel_centers)
+    return images[:, yi][:, :, xi]
+
+
+# -- bicubic --------------------------------------------------------------------------------
+
+_TABLE_SIZE = 1024
+_cubic_tables: dict[bool, np.ndarray] = {}
+
+
+def _cubic_table(keys: bool) -> np.ndarray:
+    """TF's 1025x2 table of cubic coefficients (a=-0.5 Keys, a=-0.75 legacy), as float32."""
+    t = _cubic_tables.get(keys)
+    if t is None:
+        a = -0.5 if keys else -0.75
+        x = (np.arange(_TABLE_SIZE + 1) * 1.0 / _TABLE_SIZE).astype(_F32).astype(np.float64)
+        t0 = (((a + 2) * x - (a + 3)) * x * x + 1).astype(_F32)
+        x1 = (x + 1.0).astype(_F32).astype(np.float64)
+        t1 = (((a * x1 - 5 * a) * x1 + 8 * a) * x1 - 4 * a).astype(_F32)
+        t = _cubic_tables[keys] = np.stack([t0, t1], axis=1)
+    return t
+
+
+def _cubic_axis(in_size: int, out_size: int, align_corners: bool, half_pixel: bool):
+    """Four (index, weight) pairs per output pixel: index arrays [4, out], weights [4, out]."""
+    src = _source(out_size, _resize_scale(in_size, out_size, align_corners), half_pixel)
+    loc = np.floor(src).astype(np.int64)
+    delta = (src - loc.astype(_F32)).astype(_F32)
+    offset = np.rint(delta * _F32(_TABLE_SIZE)).astype(np.int64)
+    table = _cubic_table(half_pixel)
+    w = np.stack([table[offset, 1], table[offset, 0],
+                  table[_TABLE_SIZE - offset, 0], table[_TABLE_SIZE - offset, 1]])
+    want = loc[None, :] + np.arange(-1, 3)[:, None]
+    idx = np.clip(want, 0, in_size - 1)
+    if half_pixel:  # Keys: taps outside the image get weight 0, the rest renormalised
+        w = np.where(idx == want, w, _F32(0))
+        total = ((w[0] + w[1]) + w[2]) + w[3]
+        ok = np.abs(total) >= _F32(1000) * np.finfo(_F32).tiny
+        w = np.where(ok, w * (_F32(1) / np.where(ok, total, _F32(1))), w)
+    return idx, w.astype(_F32)
+
+
+@op("ResizeBicubic")
+def ResizeBicubic(images, size, *, align_corners=False, half_pixel_centers=False):
+    """ResizeBicubic: bicubic resize of NHWC images; float32 output for every input dtype."""
+    oh, ow = _check_resize(images, size, align_corners, half_pixel_centers)
+    _, h, w, _ = images.shape
+    yi, yw = _cubic_axis(h, oh, align_corners, half_pixel_centers)
+    xi, xw = _cubic_axis(w, ow, align_corners, half_pixel_centers)
+    x = _as_float32(images)
+    rows = x[:, yi[0]] * yw[0][:, None, None]
+    for k in range(1, 4):
+        rows = rows + x[:, yi[k]] * yw[k][:, None, None]
+    out = rows[:, :, xi[0]] * xw[0][:, None]
+    for k in range(1, 4):
+        out = out + rows[:, :, xi[k]] * xw[k][:, None]
+    return out
+
+
+# -- area -----------------------------------------------------------------------------------
+
+def _area_matrix(in_size: int, out_size: int, scale: np.float32) -> np.ndarray:
+    """[out, in] weights: the overlap of each input cell with each output cell's footprint."""
+    o = np.arange(out_size)
+    start = o.astype(_F32) * scale
+    end = (o + 1).astype(_F32) * scale
+    first = np.floor(start).astype(np.int64)
+    last = np.ceil(end).astype(np.int64)
+    span = int((last - first).max())
+    cells = first[:, None] + np.arange(span)[None, :]
+    cf = cells.astype(_F32)
+    s, e = start[:, None], end[:, None]
+    w = np.where(cf < s, np.where(cf + 1 > e, scale, cf + 1 - s),
+                 np.where(cf + 1 > e, e - cf, _F32(1))).astype(_F32)
+    w = np.where(cells < last[:, None], w, _F32(0))
+    m = np.zeros((out_size, in_size), _F32)
+    rows = np.broadcast_to(o[:, None], cells.shape)
+    np.add.at(m, (rows, np.clip(cells, 0, in_size - 1)), w)
+    return m
+
+
+@op("ResizeArea")
+def ResizeArea(images, size, *, align_corners=False):
+    """ResizeArea: area-averaging resize of NHWC images; float32 output for every input dtype."""
+    oh, ow = _check_resize(images, size, align_corners)
+    _, h, w, _ = images.shape
+    hs = _resize_scale(h, oh, align_corners)
+    ws = _resize_scale(w, ow, align_corners)
+    my = _area_matrix(h, oh, hs)
+    mx = _area_matrix(w, ow, ws)
+    return _separable(_as_float32(images), my, mx, rows_first=False) * (_F32(1) / (hs * ws))
+
+
+# -- ScaleAndTranslate ----------------------------------------------------------------------
+
+_PI = _F32(3.14159265359)
+
+
+def _lanczos(radius: float):
+    r = _F32(radius)
+
+    def k(x):
+        x = np.abs(x)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = r * np.sin(_PI * x) * np.sin(_PI * x / r) / (_PI * _PI * x * x)
+        return np.where(x > r, _F32(0), np.where(x <= _F32(1e-3), _F32(1), v))
+    return k, radius
+
+
+def _gaussian(x):
+    x = np.abs(x)
+    sigma = _F32(1.5) / _F32(3)
+    v = np.exp(-(x * x).astype(np.float64) / (2.0 * float(sigma) * float(sigma)))
+    return np.where(x >= _F32(1.5), _F32(0), v.astype(_F32))
+
+
+def _box(x):
+    x = np.abs(x)
+    return np.where(x < 0.5, _F32(1), np.where(x == 0.5, _F32(0.5), _F32(0)))
+
+
+def _triangle(x):
+    x = np.abs(x)
+    return np.where(x < 1, _F32(1) - x, _F32(0))
+
+
+def _keys_cubic(x):
+    x = np.abs(x)
+    far = ((_F32(-0.5) * x + _F32(2.5)) * x - _F32(4)) * x + _F32(2)
+    near = ((_F32(1.5) * x - _F32(2.5)) * x) * x + _F32(1)
+    return np.where(x >= 2, _F32(0), np.where(x >= 1, far, near))
+
+
+def _mitchell_cubic(x):
+    x = np.abs(x)
+    far = (((_F32(-7.0 / 18.0) * x + _F32(2)) * x - _F32(10.0 / 3.0)) * x + _F32(16.0 / 9.0))
+    near = (((_F32(7.0 / 6.0) * x - _F32(2)) * x) * x + _F32(8.0 / 9.0))
+    return np.where(x >= 2, _F32(0), np.where(x >= 1, far, near))
+
+
+_SAMPLING_KERNELS = {
+    "lanczos1": _lanczos(1.0), "lanczos3": _lanczos(3.0), "lanczos5": _lanczos(5.0),
+    "gaussian": (_gaussian, 1.5), "box": (_box, 1.0), "triangle": (_triangle, 1.0),
+    "keyscubic": (_keys_cubic, 2.0), "mitchellcubic": (_mitchell_cubic, 2.0),
+}
+
+
+def _span_matrix(kernel_type: str, out_size: int, in_size: int, scale, translate,
+                 antialias: bool) -> np.ndarray:
+    """[out, in] sampling weights of TF's ComputeSpans (kernel scaled when downsampling)."""
+    kernel, radius = _SAMPLING_KERNELS[kernel_type]
+    inv_scale = _F32(1.0 / float(scale))
+    inv_translate = -inv_scale * _F32(translate)
+    kscale = max(inv_scale, _F32(1)) if antialias else _F32(1)
+    span = min(2 * int(np.ceil(_F32(radius) * kscale)) + 1, in_size)
+    sample = (np.arange(out_size, dtype=_F32) + _F32(0.5)) * inv_scale + inv_translate
+    reach = _F32(radius) * kscale
+    start = np.clip(np.ceil(sample - reach - _F32(0.5)).astype(np.int64), 0, in_size - 1)
+    end = np.clip(np.floor(sample + reach - _F32(0.5)).astype(np.int64), 0, in_size - 1) + 1
+    src = start[:, None] + np.arange(span)[None, :]
+    inside = src < end[:, None]
+    pos = src.astype(_F32) + _F32(0.5) - sample[:, None]
+    w = np.where(inside, kernel(np.abs(pos * (_F32(1) / kscale))), _F32(0)).astype(_F32)
+    total = np.zeros(out_size, _F32)
+    for k in range(span):  # sequential float32 sum, as TF
+        total = total + w[:, k]
+    ok = (np.abs(total) >= _F32(1000) * np.finfo(_F32).tiny) & (sample >= 0) & (
+        sample <= in_size)
+    w = np.where(ok[:, None], w * (_F32(1) / np.where(ok, total, _F32(1)))[:, None], _F32(0))
+    m = np.zeros((out_size, in_size), _F32)
+    rows = np.broadcast_to(np.arange(out_size)[:, None], src.shape)
+    np.add.at(m, (rows[inside], src[inside]), w[inside])
+    return m
+
+
+@op("ScaleAndTranslate")
+def ScaleAndTranslate(images, size, scale, translation, *, kernel_type="lanczos3",
+                      antialias=True):
+    """ScaleAndTranslate: resample NHWC images with a sampling kernel (rows, then columns);
+    float32 output."""
+    if kernel_type not in _SAMPLING_KERNELS:
+        raise ValueError(f"unrecognized kernel type {kernel_type!r}; expected one of "
+                         f"{sorted(_SAMPLING_KERNELS)}")
+    oh, ow = _check_resize(images, size)
+    if images.shape[3] <= 0:
+        raise ValueError("image must have at least one channel")
+    scale = np.asarray(scale, _F32).reshape(-1)
+    translation = np.asarray(translation, _F32).reshape(-1)
+    if scale.shape != (2,) or translation.shape != (2,):
+        raise ValueError("scale and translation must have two elements each")
+    if not (scale[0] > 0 and scale[1] > 0):
+        raise ValueError(f"scale must be greater than zero, got {scale.tolist()}")
+    _, h, w, _ = images.shape
+    my = _span_matrix(kernel_type, oh, h, scale[0], translation[0], antialias)
+    mx = _span_matrix(kernel_type, ow, w, scale[1], translation[1], antialias)
+    return _separable(_as_float32(images), my, mx, rows_first=True)
+
+
+# -- CropAndResize --------------------------------------------------------------------------
+
+def _crop_coords(lo, hi, crop: int, size: int) -> np.ndarray:
+    """[boxes, crop] float32 source coordinates along one axis, as TF computes them."""
+    if crop > 1:
+        step = (hi - lo) * _F32(size - 1) / _F32(crop - 1)
+        return lo[:, None] * _F32(size - 1) + np.arange(crop, dtype=_F32)[None, :] * step[:, None]
+    mid = (0.5 * (lo.astype(np.float64) + hi) * (size - 1)).astype(_F32)
+    return mid[:, None]
+
+
+@op("CropAndResize")
+def CropAndResize(image, boxes, box_ind, crop_size, *, method="bilinear",
+                  extrapolation_value=0.0):
+    """CropAndResize: crops of NHWC images at normalised boxes, resized (bilinear or nearest)
+    to crop_size; float32 output."""
+    if method not in ("bilinear", "nearest"):
+        raise ValueError(f"method must be 'bilinear' or 'nearest', got {method!r}")
+    if image.ndim != 4:
+        raise ValueError(f"input image must be 4-D, got shape {image.shape}")
+    batch, h, w, depth = image.shape
+    if h <= 0 or w <= 0:
+        raise ValueError("image dimensions must be positive")
+    boxes = np.asarray(boxes, _F32)
+    box_ind = np.asarray(box_ind).reshape(-1)
+    if boxes.ndim != 2 or boxes.shape[1] != 4 or box_ind.shape[0] != boxes.shape[0]:
+        raise ValueError(f"boxes must be [num_boxes, 4] and box_ind [num_boxes], got "
+                         f"{boxes.shape} and {np.shape(box_ind)}")
+    crop = np.asarray(crop_size).reshape(-1)
+    if crop.shape != (2,) or crop[0] <= 0 or crop[1] <= 0:
+        raise ValueError(f"crop_size must be two positive elements, got {crop.tolist()}")
+    ch, cw = int(crop[0]), int(crop[1])
+    if boxes.size and not np.isfinite(boxes).all():
+        raise ValueError("boxes contains at least one element that is not finite")
+    if box_ind.size and (box_ind.min() < 0 or box_ind.max() >= batch):
+        raise ValueError(f"box_ind has values outside [0, {batch})")
+    fill = _F32(extrapolation_value)
+    iy = _crop_coords(boxes[:, 0], boxes[:, 2], ch, h)  # [n, ch]
+    ix = _crop_coords(boxes[:, 1], boxes[:, 3], cw, w)  # [n, cw]
+    oky = (iy >= 0) & (iy <= h - 1)
+    okx = (ix >= 0) & (ix <= w - 1)
+    x = _as_float32(image)
+    b = box_ind.astype(np.int64)[:, None, None]
+    if method == "nearest":
+        ry = np.clip(round_half_away(iy), 0, h - 1).astype(np.int64)[:, :, None]
+        rx = np.clip(round_half_away(ix), 0, w - 1).astype(np.int64)[:, None, :]
+        out = x[b, ry, rx]
+    else:
+        fy = np.floor(iy)
+        fx = np.floor(ix)
+        ty = np.clip(fy, 0, h - 1).astype(np.int64)
+        by = np.clip(np.ceil(iy), 0, h - 1).astype(np.int64)
+        lx = np.clip(fx, 0, w - 1).astype(np.int64)
+        rx = np.clip(np.ceil(ix), 0, w - 1).astype(np.int64)
+        ylerp = (iy - fy).astype(_F32)[:, :, None, None]
+        xlerp = (ix - fx).astype(_F32)[:, None, :, None]
+        ty, by = ty[:, :, None], by[:, :, None]
+        lx, rx = lx[:, None, :], rx[:, None, :]
+        tl, tr = x[b, ty, lx], x[b, ty, rx]
+        bl, br = x[b, by, lx], x[b, by, rx]
+        top = tl + (tr - tl) * xlerp
+        bottom = bl + (br - bl) * xlerp
+        out = top + (bottom - top) * ylerp
+    ok = (oky[:, :, None] & okx[:, None, :])[..., None]
+    return np.where(ok, out, fill).astype(_F32, copy=False).reshape(
+        boxes.shape[0], ch, cw, depth)

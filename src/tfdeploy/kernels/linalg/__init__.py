@@ -1,0 +1,5 @@
+"""Linear algebra kernels."""
+
+from tfdeploy.kernels.linalg import (  # noqa: F401
+    core,
+)

@@ -1,0 +1,107 @@
+"""Matrix products: MatMul, BatchMatMul (V1/V2/V3) and Einsum."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfdeploy.kernels.common import low_precision, np_dtype, op, specializer
+
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b; float16/bfloat16 are computed in float32 (numpy has no fast kernel for them)."""
+    if low_precision(a.dtype):
+        return np.matmul(a.astype(np.float32), b.astype(np.float32)).astype(a.dtype)
+    return np.matmul(a, b)
+
+
+def _adjoint(x: np.ndarray) -> np.ndarray:
+    x = np.swapaxes(x, -1, -2)
+    return np.conj(x) if x.dtype.kind == "c" else x
+
+
+@op("MatMul")
+def MatMul(a, b, *, transpose_a=False, transpose_b=False):
+    """MatMul: the product of two matrices, optionally transposed (not conjugated)."""
+    dt = a.dtype
+    if (dt is _F32 or dt is _F64) and b.dtype is dt and not (transpose_a or transpose_b) and \
+            a.ndim == 2 and b.ndim == 2 and a.shape[1] == b.shape[0]:
+        return np.matmul(a, b)  # the common case, checked in as few steps as possible
+    if a.ndim != 2 or b.ndim != 2:
+        raise ValueError(f"MatMul expects two matrices, got shapes {a.shape} and {b.shape}")
+    if transpose_a:
+        a = a.T
+    if transpose_b:
+        b = b.T
+    if a.shape[1] != b.shape[0]:
+        raise ValueError(f"MatMul: inner dimensions differ: {a.shape} @ {b.shape}")
+    return _matmul(a, b)
+
+
+def _batch_matmul(x, y, adj_x, adj_y):
+    if x.ndim < 2 or y.ndim < 2:
+        raise ValueError(f"BatchMatMul expects tensors of rank >= 2, got shapes {x.shape} and "
+                         f"{y.shape}")
+    if adj_x:
+        x = _adjoint(x)
+    if adj_y:
+        y = _adjoint(y)
+    if x.shape[-1] != y.shape[-2]:
+        raise ValueError(f"BatchMatMul: inner dimensions differ: {x.shape} @ {y.shape}")
+    return _matmul(x, y)
+
+
+@op("BatchMatMul", "BatchMatMulV2")
+def BatchMatMulV2(x, y, *, adj_x=False, adj_y=False):
+    """BatchMatMulV2: matrix products over the last two axes, batch axes broadcast.
+
+    adj_x/adj_y take the adjoint (conjugate transpose). BatchMatMul (V1) requires equal batch
+    shapes in TF; here it broadcasts like V2.
+    """
+    return _batch_matmul(x, y, adj_x, adj_y)
+
+
+@op("BatchMatMulV3")
+def BatchMatMulV3(x, y, *, Tout=None, adj_x=False, adj_y=False):
+    """BatchMatMulV3: BatchMatMulV2 with inputs of types Ta and Tb and an output of type Tout."""
+    out = np_dtype(Tout) if Tout is not None else x.dtype
+    if x.dtype != out:
+        x = x.astype(out)
+    if y.dtype != out:
+        y = y.astype(out)
+    return _batch_matmul(x, y, adj_x, adj_y)
+
+
+@op("Einsum")
+def Einsum(*inputs, equation):
+    """Einsum: the tensor contraction described by ``equation`` (ellipsis broadcasts)."""
+    dt = inputs[0].dtype
+    if low_precision(dt):
+        inputs = tuple(x.astype(np.float32) for x in inputs)
+    r = np.asarray(np.einsum(equation, *inputs, optimize=len(inputs) > 1))
+    if any(np.may_share_memory(r, x) for x in inputs):  # transposes and diagonals are views
+        r = r.copy()
+    return r.astype(dt, copy=False)
+
+
+# MatMul with constant weights (every Dense layer): the checks on the weights done once
+@specializer("MatMul")
+def _matmul_const_b(consts, *, transpose_a=False, transpose_b=False):
+    a, b = consts
+    if b is None or a is not None or b.ndim != 2 or low_precision(b.dtype):
+        return None
+    w = b.T if transpose_b else b
+    k = w.shape[0]
+    matmul = np.matmul
+
+    def MatMul(a):
+        if transpose_a:
+            a = a.T
+        if a.ndim != 2 or a.shape[1] != k:
+            raise ValueError(f"MatMul: cannot multiply shape {a.shape} by weights of shape "
+                             f"{w.shape}")
+        return matmul(a, w)
+
+    MatMul.weight = w  # [K, N], for plan-time fusion (optimize.py)
+    return MatMul

@@ -1,0 +1,207 @@
+"""Reductions (Sum, Mean, Max...), arg-reductions and cumulative sums and products."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfdeploy.kernels.common import as_array, low_precision, normalize_axis, np_dtype, op
+
+
+def _axes(x: np.ndarray, axis) -> tuple[int, ...]:
+    axes = normalize_axis(axis, x.ndim)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"reduction axes {list(axes)} contain a duplicate")
+    return axes
+
+
+@op("Sum")
+def Sum(input, axis, *, keep_dims=False):
+    """Sum: the sum over ``axis`` (integers wrap around, as TF)."""
+    axes = _axes(input, axis)
+    if low_precision(input.dtype):
+        r = np.sum(input.astype(np.float32), axis=axes, keepdims=keep_dims)
+        return as_array(r).astype(input.dtype)
+    return as_array(np.sum(input, axis=axes, dtype=input.dtype, keepdims=keep_dims))
+
+
+@op("Mean")
+def Mean(input, axis, *, keep_dims=False):
+    """Mean: the mean over ``axis``.
+
+    Integers are summed in 64 bits and divided rounding toward zero, as TF; the mean of
+    nothing is NaN (floats) or 0 (integers).
+    """
+    axes = _axes(input, axis)
+    dt = input.dtype
+    if dt.kind in "iu":
+        acc = np.dtype(np.int64 if dt.kind == "i" else np.uint64)
+        n = int(np.prod([input.shape[a] for a in axes]))
+        s = as_array(np.sum(input, axis=axes, dtype=acc, keepdims=keep_dims))
+        if n == 0:
+            return np.zeros(s.shape, dt)
+        q = s // acc.type(n)
+        if dt.kind == "i":
+            q += (s - q * acc.type(n) != 0) & (s < 0)  # floor -> toward zero
+        return as_array(q).astype(dt)
+    n = int(np.prod([input.shape[a] for a in axes]))
+    x = input.astype(np.float32) if low_precision(dt) else input
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = as_array(np.sum(x, axis=axes, keepdims=keep_dims))
+        r = np.divide(r, n, out=r) if r.ndim else as_array(r / n)
+    return r.astype(dt, copy=False)
+
+
+def _identity(dt: np.dtype, largest: bool):
+    """The identity of max (``largest=False``) or min (``largest=True``) for ``dt``."""
+    if dt.kind in "iu":
+        return np.iinfo(dt).max if largest else np.iinfo(dt).min
+    return np.inf if largest else -np.inf
+
+
+def _minmax(fn, x, axis, keep_dims, largest_identity):
+    axes = _axes(x, axis)
+    if x.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):  # numpy flags NaN comparisons
+            return _minmax_checked(fn, x, axes, keep_dims, largest_identity)
+    return _minmax_checked(fn, x, axes, keep_dims, largest_identity)
+
+
+def _minmax_checked(fn, x, axes, keep_dims, largest_identity):
+    if x.size == 0:
+        return as_array(fn(x, axis=axes, keepdims=keep_dims,
+                       initial=_identity(x.dtype, largest_identity)))
+    return as_array(fn(x, axis=axes, keepdims=keep_dims))
+
+
+@op("Max")
+def Max(input, axis, *, keep_dims=False):
+    """Max: the maximum over ``axis`` (NaN if any is NaN; empty: -inf or the integer minimum)."""
+    return _minmax(np.max, input, axis, keep_dims, False)
+
+
+@op("Min")
+def Min(input, axis, *, keep_dims=False):
+    """Min: the minimum over ``axis`` (NaN if any is NaN; empty: inf or the integer maximum)."""
+    return _minmax(np.min, input, axis, keep_dims, True)
+
+
+@op("Prod")
+def Prod(input, axis, *, keep_dims=False):
+    """Prod: the product over ``axis`` (integers wrap around, as TF)."""
+    axes = _axes(input, axis)
+    if low_precision(input.dtype):
+        r = np.prod(input.astype(np.float32), axis=axes, keepdims=keep_dims)
+        return as_array(r).astype(input.dtype)
+    return as_array(np.prod(input, axis=axes, dtype=input.dtype, keepdims=keep_dims))
+
+
+@op("All")
+def All(input, axis, *, keep_dims=False):
+    """All: logical and over ``axis`` (True for nothing)."""
+    return as_array(np.all(input, axis=_axes(input, axis), keepdims=keep_dims))
+
+
+@op("Any")
+def Any(input, axis, *, keep_dims=False):
+    """Any: logical or over ``axis`` (False for nothing)."""
+    return as_array(np.any(input, axis=_axes(input, axis), keepdims=keep_dims))
+
+
+@op("EuclideanNorm")
+def EuclideanNorm(input, axis, *, keep_dims=False):
+    """EuclideanNorm: sqrt(sum(x * conj(x))) over ``axis``, in the input's dtype.
+
+    Integers: the sum wraps in the input type and its square root is truncated, as TF.
+    """
+    axes = _axes(input, axis)
+    dt = input.dtype
+    x = input.astype(np.float32) if low_precision(dt) else input
+    if dt.kind == "c":
+        s = np.sum(x.real * x.real + x.imag * x.imag, axis=axes, keepdims=keep_dims)
+        return as_array(np.sqrt(s)).astype(dt)
+    s = np.sum(x * x, axis=axes, dtype=x.dtype, keepdims=keep_dims)
+    with np.errstate(invalid="ignore"):
+        if dt.kind in "iu":
+            return as_array(np.sqrt(s.astype(np.float64))).astype(dt)
+        return as_array(np.sqrt(s)).astype(dt, copy=False)
+
+
+def _arg(x, dimension, output_type, largest):
+    axes = normalize_axis(dimension, x.ndim)
+    if len(axes) != 1:
+        raise ValueError(f"expected one reduction axis, got {list(axes)}")
+    ax = axes[0]
+    if x.ndim and x.shape[ax] == 0:
+        raise ValueError(f"reduction axis {ax} is empty in shape {list(x.shape)}")
+    if low_precision(x.dtype):
+        x = x.astype(np.float32)
+    if x.dtype.kind == "f":
+        nan = np.isnan(x)
+        if nan.any():  # TF skips NaN (it compares with >): NaN never wins unless all are NaN
+            x = np.where(nan, -np.inf if largest else np.inf, x)
+    r = np.argmax(x, axis=ax) if largest else np.argmin(x, axis=ax)
+    return np.asarray(r, dtype=np_dtype(output_type))
+
+
+@op("ArgMax")
+def ArgMax(input, dimension, *, output_type="int64"):
+    """ArgMax: the index of the largest value along ``dimension`` (first on ties, NaN skipped)."""
+    return _arg(input, dimension, output_type, True)
+
+
+@op("ArgMin")
+def ArgMin(input, dimension, *, output_type="int64"):
+    """ArgMin: the index of the smallest value along ``dimension`` (first on ties, NaN skipped)."""
+    return _arg(input, dimension, output_type, False)
+
+
+def _cumulative(accumulate, identity, x, axis, exclusive, reverse):
+    """``accumulate`` (a ufunc's accumulate) along ``axis``, optionally exclusive and reversed."""
+    axes = normalize_axis(axis, x.ndim)
+    if len(axes) != 1:
+        raise ValueError(f"expected a scalar axis, got {list(axes)}")
+    ax = axes[0]
+    dt = x.dtype
+    work = x.astype(np.float32) if low_precision(dt) else x
+    if reverse:
+        work = np.flip(work, ax)
+    if exclusive:
+        out = np.empty(work.shape, work.dtype)
+        head = [slice(None)] * work.ndim
+        head[ax] = slice(0, 1)
+        out[tuple(head)] = identity
+        if work.shape[ax] > 1:
+            head[ax] = slice(1, None)
+            body = [slice(None)] * work.ndim
+            body[ax] = slice(0, -1)
+            accumulate(work[tuple(body)], axis=ax, dtype=work.dtype, out=out[tuple(head)])
+    else:
+        out = as_array(accumulate(work, axis=ax, dtype=work.dtype))
+    if reverse:
+        out = np.flip(out, ax)
+    return np.ascontiguousarray(out).astype(dt, copy=False)
+
+
+@op("Cumsum")
+def Cumsum(x, axis, *, exclusive=False, reverse=False):
+    """Cumsum: the running sum along ``axis``; exclusive starts at 0, reverse runs backwards."""
+    if x.ndim == 0:
+        raise ValueError("Cumsum expects a tensor of rank >= 1, got a scalar")
+    return _cumulative(np.add.accumulate, 0, x, axis, exclusive, reverse)
+
+
+@op("Cumprod")
+def Cumprod(x, axis, *, exclusive=False, reverse=False):
+    """Cumprod: the running product along ``axis``; exclusive starts at 1, reverse backwards."""
+    if x.ndim == 0:
+        raise ValueError("Cumprod expects a tensor of rank >= 1, got a scalar")
+    return _cumulative(np.multiply.accumulate, 1, x, axis, exclusive, reverse)
+
+
+@op("CumulativeLogsumexp")
+def CumulativeLogsumexp(x, axis, *, exclusive=False, reverse=False):
+    """CumulativeLogsumexp: log(cumsum(exp(x))) along ``axis``, without overflow."""
+    if x.ndim == 0:
+        raise ValueError("CumulativeLogsumexp expects a tensor of rank >= 1, got a scalar")
+    with np.errstate(invalid="ignore"):
+        return _cumulative(np.logaddexp.accumulate, -np.inf, x, axis, exclusive, reverse)

@@ -1,0 +1,398 @@
+"""Convolution kernels: Conv2D, Conv3D, DepthwiseConv2dNative and their input gradients.
+
+Convolutions run channels-last; channels-first inputs are transposed in and out. A conv is a
+matmul over im2col patches: a 1x1 conv multiplies the input itself; larger kernels copy an
+``as_strided`` view of the patches into one reused, cache-sized buffer block by block and
+multiply each block straight into the output (BLAS sgemm/dgemm). A depthwise conv is one
+``einsum`` over the strided view, which reads each tap in place and writes each output once.
+These beat loops over kernel taps (which pass over the output twice per tap) by 2-5x.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from tfdeploy.kernels.common import low_precision, op
+
+#: im2col patches are copied in blocks of about this many bytes (cache-sized, and reused:
+#: a fresh large buffer per block costs page faults), but never fewer than _MIN_ROWS rows
+_BLOCK_BYTES = 1 << 20
+_MIN_ROWS = 512
+#: below this many values per patch row (kernel width x channels), patches are copied
+#: channel-major: a row-major copy would move runs too short to be fast
+_NARROW = 32
+#: depthwise convolutions up to this many channels flatten (columns, channels) into one axis
+_FLAT_CHANNELS = 256
+
+
+def _spatial(data_format: str) -> tuple[bool, int]:
+    """(channels_first, number of spatial dims) of a data format such as NHWC or NCDHW."""
+    if data_format not in ("NHWC", "NCHW", "NWC", "NCW", "NDHWC", "NCDHW"):
+        raise ValueError(f"unsupported data_format {data_format!r}")
+    return data_format[1] == "C", len(data_format) - 2
+
+
+def _spatial_attr(values, data_format: str, name: str) -> list[int]:
+    """The spatial entries of a per-dim attribute (strides, dilations, ksize) given in
+    ``data_format`` order."""
+    first, nsp = _spatial(data_format)
+    v = list(values)
+    if len(v) != nsp + 2:
+        raise ValueError(f"{name} must have {nsp + 2} entries for {data_format}, got {v}")
+    return v[2:] if first else v[1:-1]
+
+
+def out_and_pads(size: int, k: int, stride: int, dilation: int, padding: str,
+                 explicit: tuple[int, int] = (0, 0)) -> tuple[int, int, int]:
+    """(output size, pad before, pad after) of one spatial dim, as TF computes them."""
+    if stride < 1 or dilation < 1:
+        raise ValueError(f"strides and dilations must be positive, got {stride}, {dilation}")
+    ek = (k - 1) * dilation + 1
+    if padding == "VALID":
+        lo = hi = 0
+        out = max((size - ek) // stride + 1, 0) if size >= ek else 0
+    elif padding == "SAME":
+        out = -(-size // stride)
+        total = max((out - 1) * stride + ek - size, 0)
+        lo, hi = total // 2, total - total // 2
+    elif padding == "EXPLICIT":
+        lo, hi = explicit
+        if lo < 0 or hi < 0:
+            raise ValueError(f"explicit paddings must be non-negative, got {explicit}")
+        full = size + lo + hi
+        out = (full - ek) // stride + 1 if full >= ek else 0
+    else:
+        raise ValueError(f"unknown padding {padding!r}")
+    return out, lo, hi
+
+
+def explicit_pairs(explicit_paddings, data_format: str) -> list[tuple[int, int]]:
+    """The spatial (before, after) pairs of an ``explicit_paddings`` attribute."""
+    first, nsp = _spatial(data_format)
+    p = list(explicit_paddings)
+    if len(p) != 2 * (nsp + 2):
+        raise ValueError(f"explicit_paddings must have {2 * (nsp + 2)} entries, got {p}")
+    pairs = [(p[2 * i], p[2 * i + 1]) for i in range(nsp + 2)]
+    other = pairs[:2] if first else [pairs[0], pairs[-1]]
+    if any(v for pr in other for v in pr):
+        raise ValueError("explicit_paddings on the batch and channel dims must be 0")
+    return pairs[2:] if first else pairs[1:-1]
+
+
+def pad_spatial(x: np.ndarray, pads, value=0) -> np.ndarray:
+    """``x`` (channels-last) with its spatial dims padded by ``pads`` [(lo, hi), ...]."""
+    if not any(lo or hi for lo, hi in pads):
+        return x
+    shape = (x.shape[0],) + tuple(d + lo + hi for d, (lo, hi) in
+                                  zip(x.shape[1:-1], pads)) + (x.shape[-1],)
+    out = np.empty(shape, dtype=x.dtype)
+    inner = tuple(slice(lo, lo + d) for d, (lo, _) in zip(x.shape[1:-1], pads))
+    out[(slice(None),) + inner] = x
+    # write each cell once: the borders only, not a full fill then the interior again
+    for i, (d, (lo, hi)) in enumerate(zip(x.shape[1:-1], pads)):
+        before = (slice(None),) + inner[:i]
+        if lo:
+            out[before + (slice(0, lo),)] = value
+        if hi:
+            out[before + (slice(lo + d, None),)] = value
+    return out
+
+
+def _to_last(x, first):
+    return np.moveaxis(x, 1, -1) if first else x
+
+
+def _from_last(x, first):
+    return np.ascontiguousarray(np.moveaxis(x, -1, 1)) if first else x
+
+
+def _geometry(x_shape, k_shape, strides, dilations, padding, pairs):
+    outs, pads = [], []
+    for i, (n, k, s, d) in enumerate(zip(x_shape, k_shape, strides, dilations)):
+        o, lo, hi = out_and_pads(n, k, s, d, padding, pairs[i] if pairs else (0, 0))
+        outs.append(o)
+        pads.append((lo, hi))
+    return outs, pads
+
+
+def _blocks(n: int, rows: int, pixels_per_row: int, row_bytes: int):
+    """(image slice, row slice) blocks covering an [n, rows, ...] output, each about
+    ``_BLOCK_BYTES`` of patches and at least ``_MIN_ROWS`` matmul rows when possible."""
+    want = max(_MIN_ROWS * row_bytes // max(pixels_per_row, 1), _BLOCK_BYTES, 1)
+    per = max(1, want // max(row_bytes, 1))
+    if per < rows:
+        return [(slice(b, b + 1), slice(r, min(rows, r + per)))
+                for b in range(n) for r in range(0, rows, per)]
+    imgs = max(1, per // rows)
+    return [(slice(b, min(n, b + imgs)), slice(None)) for b in range(0, n, imgs)]
+
+
+def conv_nd(x: np.ndarray, w: np.ndarray, strides, dilations, pads, outs) -> np.ndarray:
+    """Channels-last N-d convolution of ``x`` [N, *S, C] with ``w`` [*K, C/G, O] (G groups)."""
+    nsp = x.ndim - 2
+    ks, cg, co = w.shape[:nsp], w.shape[-2], w.shape[-1]
+    c = x.shape[-1]
+    if cg == 0 or c % cg or co % (c // cg):
+        raise ValueError(f"input depth {c} must be a multiple of the filter depth {cg}, and "
+                         f"the output channels {co} a multiple of the number of groups")
+    g = c // cg
+    n = x.shape[0]
+    kk = int(np.prod(ks, dtype=np.int64))
+    out = np.empty((n, *outs, co), dtype=np.result_type(x.dtype, w.dtype))
+    if out.size == 0:
+        return out
+    if kk * cg == 0:
+        out[...] = 0
+        return out
+    if all(k == 1 for k in ks) and g == 1:
+        # 1x1 convolution: one matmul, on the input itself when it is not strided
+        v = pad_spatial(x, pads)[(slice(None),) + tuple(slice(0, (o - 1) * s + 1, s)
+                                                        for o, s in zip(outs, strides))]
+        np.matmul(v.reshape(-1, c), w.reshape(c, co), out=out.reshape(-1, co))
+        return out
+    xp = pad_spatial(x, pads)
+    st = xp.strides
+    sp_out = tuple(st[1 + i] * strides[i] for i in range(nsp))
+    sp_tap = tuple(st[1 + i] * dilations[i] for i in range(nsp))
+    row = int(np.prod(outs[1:], dtype=np.int64))  # output pixels per outer output row
+    if g > 1:
+        # [*K, Cg, G, Og] -> [G, K*Cg, Og]; one batched matmul per block
+        wm = w.reshape(kk, cg, g, co // g).transpose(2, 0, 1, 3).reshape(g, kk * cg, co // g)
+        view = as_strided(xp, (n, *outs, *ks, c),
+                          (st[0], *sp_out, *sp_tap, st[-1]), writeable=False)
+        for bs, rs in _blocks(n, outs[0], row, row * kk * c * xp.itemsize):
+            p = view[bs, rs]
+            m = p.shape[0] * p.shape[1] * row
+            pm = p.reshape(m, kk, g, cg).transpose(2, 0, 1, 3).reshape(g, m, kk * cg)
+            out[bs, rs] = np.matmul(pm, wm).transpose(1, 0, 2).reshape(out[bs, rs].shape)
+        return out
+    k = kk * c
+    wm = w.reshape(k, co)
+    blocks = _blocks(n, outs[0], row, row * k * xp.itemsize)
+    bs, rs = blocks[0]
+    buf = np.empty(len(range(n)[bs]) * len(range(outs[0])[rs]) * row * k, dtype=xp.dtype)
+    if c * ks[-1] < _NARROW:
+        # few channels (an RGB stem): copy patches channel-major so each copy moves long rows,
+        # and let BLAS read the [K, M] buffer transposed
+        view = as_strided(xp, (*ks, c, n, *outs), (*sp_tap, st[-1], st[0], *sp_out),
+                          writeable=False)
+        lead = (slice(None),) * (nsp + 1)
+        for bs, rs in blocks:
+            p = view[lead + (bs, rs)]
+            m = p.size // k
+            pt = buf[:p.size].reshape(p.shape)
+            np.copyto(pt, p)
+            np.matmul(pt.reshape(k, m).T, wm, out=out[bs, rs].reshape(m, co))
+        return out
+    view = as_strided(xp, (n, *outs, *ks, c), (st[0], *sp_out, *sp_tap, st[-1]),
+                      writeable=False)
+    for bs, rs in blocks:
+        p = view[bs, rs]
+        m = p.size // k
+        pb = buf[:p.size].reshape(p.shape)
+        np.copyto(pb, p)
+        np.matmul(pb.reshape(m, k), wm, out=out[bs, rs].reshape(m, co))
+    return out
+
+
+def depthwise_2d(x: np.ndarray, w: np.ndarray, strides, dilations, pads, oh: int,
+                 ow: int) -> np.ndarray:
+    """Depthwise convolution of ``x`` [N, H, W, C] by ``w`` [KH, KW, C, M]: [N, OH, OW, C*M].
+
+    One einsum over a strided view of the padded input (no patch copy), each output written
+    once. With unit column stride and few channels, a pixel's columns and channels are one
+    contiguous run, so the view is flattened to make numpy's inner loop long.
+    """
+    kh, kw, c, m = w.shape
+    if m != 1:  # channel multiplier: repeat each input channel m times, then one filter each
+        x = np.repeat(x, m, axis=-1)
+        c *= m
+    n = x.shape[0]
+    dt = np.result_type(x.dtype, w.dtype)
+    if n * oh * ow * c == 0:
+        return np.zeros((n, oh, ow, c), dt)
+    wf = w.reshape(kh, kw, c)
+    xp = pad_spatial(x, pads)
+    s = xp.strides
+    (sh, sw), (dh, dw) = strides, dilations
+    if sw == 1 and c <= _FLAT_CHANNELS and s[2] == c * s[3]:
+        wt = np.empty((kh, kw, ow, c), dt)
+        wt[...] = wf[:, :, None, :]
+        v = as_strided(xp, (n, oh, kh, kw, ow * c), (s[0], s[1] * sh, s[1] * dh, s[2] * dw,
+                                                     s[3]), writeable=False)
+        return np.einsum("nhijq,ijq->nhq", v, wt.reshape(kh, kw, ow * c)).reshape(
+            n, oh, ow, c)
+    v = as_strided(xp, (n, oh, ow, kh, kw, c), (s[0], s[1] * sh, s[2] * sw, s[1] * dh,
+                                                s[2] * dw, s[3]), writeable=False)
+    return np.einsum("nhwijc,ijc->nhwc", v, wf)
+
+
+def _conv(input, filter, strides, padding, explicit_paddings, data_format, dilations):
+    first, nsp = _spatial(data_format)
+    if input.ndim != nsp + 2 or filter.ndim != nsp + 2:
+        raise ValueError(f"expected a rank-{nsp + 2} input and filter for {data_format}, got "
+                         f"shapes {list(input.shape)} and {list(filter.shape)}")
+    st = _spatial_attr(strides, data_format, "strides")
+    dl = _spatial_attr(dilations, data_format, "dilations")
+    pairs = explicit_pairs(explicit_paddings, data_format) if padding == "EXPLICIT" else None
+    x = _to_last(input, first)
+    outs, pads = _geometry(x.shape[1:-1], filter.shape[:nsp], st, dl, padding, pairs)
+    dt = input.dtype
+    if low_precision(dt):
+        x, filter = x.astype(np.float32), filter.astype(np.float32)
+    y = conv_nd(x, filter, st, dl, pads, outs)
+    return _from_last(y.astype(dt, copy=False), first)
+
+
+@op("Conv2D")
+def Conv2D(input, filter, *, strides, padding, explicit_paddings=(), data_format="NHWC",
+           dilations=(1, 1, 1, 1)):
+    """Conv2D: 2-D convolution (grouped when the input depth is a multiple of the filter's)."""
+    return _conv(input, filter, strides, padding, explicit_paddings, data_format, dilations)
+
+
+@op("Conv3D")
+def Conv3D(input, filter, *, strides, padding, data_format="NDHWC", dilations=(1, 1, 1, 1, 1)):
+    """Conv3D: 3-D convolution."""
+    return _conv(input, filter, strides, padding, (), data_format, dilations)
+
+
+@op("DepthwiseConv2dNative")
+def DepthwiseConv2dNative(input, filter, *, strides, padding, explicit_paddings=(),
+                          data_format="NHWC", dilations=(1, 1, 1, 1)):
+    """DepthwiseConv2dNative: each input channel convolved with its own ``M`` filters."""
+    first, _ = _spatial(data_format)
+    if input.ndim != 4 or filter.ndim != 4:
+        raise ValueError(f"expected a rank-4 input and filter, got shapes {list(input.shape)} "
+                         f"and {list(filter.shape)}")
+    st = _spatial_attr(strides, data_format, "strides")
+    dl = _spatial_attr(dilations, data_format, "dilations")
+    pairs = explicit_pairs(explicit_paddings, data_format) if padding == "EXPLICIT" else None
+    x = _to_last(input, first)
+    kh, kw, c, m = filter.shape
+    if x.shape[-1] != c:
+        raise ValueError(f"input depth {x.shape[-1]} != filter depth {c}")
+    (oh, ow), pads = _geometry(x.shape[1:3], (kh, kw), st, dl, padding, pairs)
+    dt = input.dtype
+    w = filter
+    if low_precision(dt):
+        x, w = x.astype(np.float32), w.astype(np.float32)
+    out = depthwise_2d(x, w, st, dl, pads, oh, ow)
+    return _from_last(out.astype(dt, copy=False), first)
+
+
+# --- input gradients (transposed convolutions) --------------------------------------------------
+
+
+def _input_shape(sizes, data_format: str, filter, out_backprop) -> list[int]:
+    """The full channels-last input shape from an ``input_sizes`` vector."""
+    first, nsp = _spatial(data_format)
+    s = [int(v) for v in np.asarray(sizes).reshape(-1)]
+    if len(s) == nsp:  # spatial dims only
+        return [out_backprop.shape[0], *s, filter.shape[-2]]
+    if len(s) != nsp + 2:
+        raise ValueError(f"input_sizes must have {nsp} or {nsp + 2} entries, got {s}")
+    return [s[0], *s[2:], s[1]] if first else s
+
+
+def conv_transpose_nd(shape, w, dy, strides, dilations, pads) -> np.ndarray:
+    """The gradient of :func:`conv_nd` with respect to its input of ``shape`` (channels-last)."""
+    nsp = len(shape) - 2
+    ks, c, co = w.shape[:nsp], w.shape[-2], w.shape[-1]
+    if c != shape[-1]:
+        raise ValueError(f"input depth {shape[-1]} != filter depth {c} (grouped transposed "
+                         "convolutions are not supported)")
+    n, outs = dy.shape[0], dy.shape[1:-1]
+    kk = int(np.prod(ks, dtype=np.int64))
+    size = [max(d + lo + hi, (o - 1) * s + (k - 1) * dl + 1) if o else d + lo + hi
+            for d, (lo, hi), o, s, k, dl in zip(shape[1:-1], pads, outs, strides, ks, dilations)]
+    dxp = np.zeros((n, *size, c), dtype=np.result_type(dy.dtype, w.dtype))
+    if dy.size and kk and c:
+        col = (dy.reshape(-1, co) @ w.reshape(kk * c, co).T).reshape(n, *outs, *ks, c)
+        for tap in np.ndindex(*ks):
+            sl = tuple(slice(t * dl, t * dl + (o - 1) * s + 1, s)
+                       for t, o, s, dl in zip(tap, outs, strides, dilations))
+            dxp[(slice(None),) + sl] += col[(slice(None),) * (1 + nsp) + tap]
+    return dxp[(slice(None),) + tuple(slice(lo, lo + d) for d, (lo, _) in
+                                      zip(shape[1:-1], pads))]
+
+
+def _conv_backprop_input(sizes, filter, out_backprop, strides, padding, explicit_paddings,
+                         data_format, dilations):
+    first, nsp = _spatial(data_format)
+    if filter.ndim != nsp + 2 or out_backprop.ndim != nsp + 2:
+        raise ValueError(f"expected a rank-{nsp + 2} filter and out_backprop, got shapes "
+                         f"{list(filter.shape)} and {list(out_backprop.shape)}")
+    shape = _input_shape(sizes, data_format, filter, out_backprop)
+    st = _spatial_attr(strides, data_format, "strides")
+    dl = _spatial_attr(dilations, data_format, "dilations")
+    pairs = explicit_pairs(explicit_paddings, data_format) if padding == "EXPLICIT" else None
+    dy = _to_last(out_backprop, first)
+    outs, pads = _geometry(shape[1:-1], filter.shape[:nsp], st, dl, padding, pairs)
+    if list(dy.shape[1:-1]) != outs or dy.shape[0] != shape[0]:
+        raise ValueError(f"out_backprop spatial shape {list(dy.shape[1:-1])} does not match "
+                         f"the convolution output {outs} of input shape {shape}")
+    dt = out_backprop.dtype
+    w = filter
+    if low_precision(dt):
+        dy, w = dy.astype(np.float32), w.astype(np.float32)
+    dx = conv_transpose_nd(shape, w, dy, st, dl, pads)
+    return _from_last(dx.astype(dt, copy=False), first)
+
+
+@op("Conv2DBackpropInput")
+def Conv2DBackpropInput(input_sizes, filter, out_backprop, *, strides, padding,
+                        explicit_paddings=(), data_format="NHWC", dilations=(1, 1, 1, 1)):
+    """Conv2DBackpropInput: the gradient of Conv2D with respect to its input (a transposed
+    convolution)."""
+    return _conv_backprop_input(input_sizes, filter, out_backprop, strides, padding,
+                                explicit_paddings, data_format, dilations)
+
+
+@op("Conv3DBackpropInputV2")
+def Conv3DBackpropInputV2(input_sizes, filter, out_backprop, *, strides, padding,
+                          data_format="NDHWC", dilations=(1, 1, 1, 1, 1)):
+    """Conv3DBackpropInputV2: the gradient of Conv3D with respect to its input."""
+    return _conv_backprop_input(input_sizes, filter, out_backprop, strides, padding, (),
+                                data_format, dilations)
+
+
+@op("DepthwiseConv2dNativeBackpropInput")
+def DepthwiseConv2dNativeBackpropInput(input_sizes, filter, out_backprop, *, strides, padding,
+                                       explicit_paddings=(), data_format="NHWC",
+                                       dilations=(1, 1, 1, 1)):
+    """DepthwiseConv2dNativeBackpropInput: the gradient of DepthwiseConv2dNative with respect
+    to its input.
+
+    Like TF's CPU kernel, this ignores ``dilations``.
+    """
+    first, _ = _spatial(data_format)
+    shape = _input_shape(input_sizes, data_format, filter, out_backprop)
+    st = _spatial_attr(strides, data_format, "strides")
+    dl = [1, 1]
+    pairs = explicit_pairs(explicit_paddings, data_format) if padding == "EXPLICIT" else None
+    kh, kw, c, m = filter.shape
+    (oh, ow), pads = _geometry(shape[1:3], (kh, kw), st, dl, padding, pairs)
+    dy = _to_last(out_backprop, first)
+    if list(dy.shape[1:3]) != [oh, ow] or dy.shape[-1] != c * m or c != shape[-1]:
+        raise ValueError(f"out_backprop shape {list(dy.shape)} does not match the depthwise "
+                         f"convolution of input shape {shape} by filter {list(filter.shape)}")
+    dt = out_backprop.dtype
+    w = filter
+    if low_precision(dt):
+        dy, w = dy.astype(np.float32), w.astype(np.float32)
+    # a depthwise conv is a grouped conv with one input channel per group: transpose per tap
+    dy5 = dy.reshape(dy.shape[0], oh, ow, c, m)
+    (sh, sw), (dh, dw) = st, dl
+    size = [max(d + lo + hi, (o - 1) * s + (k - 1) * d_ + 1)
+            for d, (lo, hi), o, s, k, d_ in zip(shape[1:3], pads, (oh, ow), st, (kh, kw), dl)]
+    dxp = np.zeros((shape[0], *size, c), dtype=np.result_type(dy.dtype, w.dtype))
+    if dy.size:
+        for i in range(kh):
+            for j in range(kw):
+                dxp[:, i * dh: i * dh + (oh - 1) * sh + 1: sh,
+                    j * dw: j * dw + (ow - 1) * sw + 1: sw] += (dy5 * w[i, j]).sum(-1)
+    (t, _), (left, _) = pads
+    dx = dxp[:, t:t + shape[1], left:left + shape[2]]
+    return _from_last(dx.astype(dt, copy=False), first)

@@ -1,0 +1,286 @@
+"""Neural-network kernels: activations, softmax, bias addition, batch normalization, top-k."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfdeploy.kernels.common import as_array, low_precision, np_dtype, op
+
+# --- activations ---------------------------------------------------------------------------
+
+@op("Relu")
+def Relu(features):
+    """Relu: max(features, 0) (NaN stays NaN)."""
+    return as_array(np.maximum(features, 0))
+
+
+@op("Relu6")
+def Relu6(features):
+    """Relu6: min(max(features, 0), 6) (NaN stays NaN)."""
+    dt = features.dtype
+    return as_array(np.minimum(np.maximum(features, np.zeros((), dt)), np.full((), 6, dt)))
+
+
+# Selections are written as max(x, 0) + f(min(x, 0)): exact, as one term is 0, and much faster
+# than np.where on random masks.
+
+def leaky_relu_(y: np.ndarray, alpha) -> np.ndarray:
+    """LeakyRelu of an array, in place (LeakyRelu and the fused epilogue)."""
+    zero = np.zeros((), y.dtype)
+    t = np.minimum(y, zero)
+    np.multiply(t, np.asarray(alpha, y.dtype), out=t)
+    np.maximum(y, zero, out=y)
+    return np.add(y, t, out=y)
+
+
+def elu_(y: np.ndarray) -> np.ndarray:
+    """Elu of a float array, in place (Elu and the fused epilogue)."""
+    zero = np.zeros((), y.dtype)
+    t = np.minimum(y, zero)
+    np.expm1(t, out=t)
+    np.maximum(y, zero, out=y)
+    return np.add(y, t, out=y)
+
+
+@op("LeakyRelu")
+def LeakyRelu(features, *, alpha=0.2):
+    """LeakyRelu: features where positive, else alpha * features."""
+    if not features.ndim:
+        return leaky_relu_(features.reshape(1).copy(), alpha).reshape(())
+    return leaky_relu_(features.copy(), alpha)
+
+
+@op("Elu")
+def Elu(features):
+    """Elu: features where positive, else exp(features) - 1."""
+    x = features.astype(np.float32) if low_precision(features.dtype) else features.copy()
+    return elu_(x.reshape(x.shape or (1,))).reshape(x.shape).astype(features.dtype, copy=False)
+
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+@op("Selu")
+def Selu(features):
+    """Selu: scale * (features where positive, else alpha * (exp(features) - 1))."""
+    x = features.astype(np.float32) if low_precision(features.dtype) else features
+    t = x.dtype.type
+    r = np.maximum(x, 0) * t(_SELU_SCALE) + np.expm1(np.minimum(x, 0)) * t(_SELU_ALPHA *
+                                                                            _SELU_SCALE)
+    return as_array(r).astype(features.dtype, copy=False)
+
+
+@op("Softplus")
+def Softplus(features):
+    """Softplus: log(exp(features) + 1), computed as max(x, 0) + log1p(exp(-|x|))."""
+    x = features.astype(np.float32) if low_precision(features.dtype) else features
+    with np.errstate(invalid="ignore"):
+        r = np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+    return as_array(r).astype(features.dtype, copy=False)
+
+
+@op("Softsign")
+def Softsign(features):
+    """Softsign: features / (1 + |features|)."""
+    x = features.astype(np.float32) if low_precision(features.dtype) else features
+    with np.errstate(invalid="ignore"):
+        return as_array(x / (1 + np.abs(x))).astype(features.dtype, copy=False)
+
+
+# --- softmax -------------------------------------------------------------------------------
+
+@op("Softmax")
+def Softmax(logits):
+    """Softmax: exp(logits) / sum(exp(logits)) over the last axis, shifted by the max."""
+    dt = logits.dtype
+    if dt.itemsize < 4 and dt.kind == "f":  # float16/bfloat16: compute in float32
+        return Softmax(logits.astype(np.float32)).astype(dt)
+    if logits.ndim < 1:
+        raise ValueError("Softmax expects a tensor of rank >= 1, got a scalar")
+    # one fresh buffer, updated in place: e = exp(x - max); e /= sum(e). No np.errstate here:
+    # it costs ~1 us, a tenth of a small model's whole evaluation, and only silences numpy's
+    # warnings for inf/NaN logits (whose results are NaN, as TF's without oneDNN)
+    if logits.shape[-1] == 0:
+        return logits.copy()
+    e = logits - logits.max(axis=-1, keepdims=True)
+    np.exp(e, out=e)
+    s = e.sum(axis=-1, keepdims=True)
+    if e.size >= 4096:  # multiplying by 1/sum beats dividing on big arrays (TF does too)
+        e *= np.reciprocal(s, out=s)
+    else:  # one numpy call instead of two: small arrays are all call overhead
+        e /= s
+    return e
+
+
+# --- bias ----------------------------------------------------------------------------------
+
+def _bias_add(value, bias, channels_first):
+    if value.ndim < 2:
+        raise ValueError(f"BiasAdd expects a tensor of rank >= 2, got shape {value.shape}")
+    if bias.ndim != 1:
+        raise ValueError(f"BiasAdd expects a 1-D bias, got shape {bias.shape}")
+    axis = 1 if channels_first and value.ndim > 2 else -1
+    if value.shape[axis] != bias.shape[0]:
+        raise ValueError(f"BiasAdd: bias of length {bias.shape[0]} does not match dimension "
+                         f"{axis} of the value, shape {value.shape}")
+    if axis == 1:
+        bias = bias.reshape((-1,) + (1,) * (value.ndim - 2))
+    return np.add(value, bias)
+
+
+@op("BiasAdd")
+def BiasAdd(value, bias, *, data_format="NHWC"):
+    """BiasAdd: value + bias along the channel axis (last for NHWC, 1 for NCHW)."""
+    if bias.ndim == 1 and value.ndim == 2 and value.shape[1] == bias.shape[0]:
+        return np.add(value, bias)  # (the channel axis of a matrix is its last either way)
+    return _bias_add(value, bias, data_format.startswith("NC"))
+
+
+@op("BiasAddV1")
+def BiasAddV1(value, bias):
+    """BiasAddV1: value + bias along the last axis."""
+    return _bias_add(value, bias, False)
+
+
+# --- batch normalization -------------------------------------------------------------------
+
+def _fused_batch_norm(x, scale, offset, mean, variance, epsilon, exponential_avg_factor,
+                      data_format, is_training, n_outputs):
+    if x.ndim not in (4, 5):
+        raise ValueError(f"FusedBatchNorm expects a 4-D or 5-D input, got shape {x.shape}")
+    channels_first = data_format.startswith("NC")
+    c_axis = 1 if channels_first else x.ndim - 1
+    C = x.shape[c_axis]
+    if scale.shape != (C,) or offset.shape != (C,):
+        raise ValueError(f"FusedBatchNorm: scale {scale.shape} and offset {offset.shape} must "
+                         f"have shape ({C},) for an input of shape {x.shape} ({data_format})")
+    bshape = (C,) + (1,) * (x.ndim - 2) if channels_first else (C,)
+    u = np.result_type(scale.dtype, np.float32)
+    xf = x.astype(u)  # fresh buffer, normalized in place
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if is_training:
+            axes = tuple(a for a in range(x.ndim) if a != c_axis)
+            n = x.size // C if C else 0
+            batch_mean = xf.mean(axis=axes) if n else np.full(C, np.nan, u)
+            batch_var = xf.var(axis=axes) if n else np.full(C, np.nan, u)
+            corrected = batch_var * (n / max(n - 1, 1))
+            f = exponential_avg_factor
+            if f != 1 and mean.size:
+                out_mean = (1 - f) * mean + f * batch_mean
+                out_var = (1 - f) * variance + f * corrected
+            else:
+                out_mean, out_var = batch_mean, corrected
+            m, v = batch_mean, batch_var
+            saved = (batch_mean.astype(u), batch_var.astype(u))
+        else:
+            m, v = mean, variance
+            out_mean, out_var = mean.copy(), variance.copy()
+            saved = (mean.copy(), variance.copy())
+        inv = (scale / np.sqrt(v.astype(u) + np.asarray(epsilon, u))).astype(u)
+        shift = (offset - m * inv).astype(u)
+        xf *= inv.reshape(bshape)
+        xf += shift.reshape(bshape)
+    y = xf.astype(x.dtype, copy=False)
+    outs = (y, np.asarray(out_mean, u), np.asarray(out_var, u)) + saved
+    if n_outputs == 6:
+        outs += (np.zeros((0,), u),)
+    return outs
+
+
+@op("FusedBatchNorm")
+def FusedBatchNorm(x, scale, offset, mean, variance, *, epsilon=0.0001,
+                   exponential_avg_factor=1.0, data_format="NHWC", is_training=True):
+    """FusedBatchNorm: batch normalization; 5 outputs (y, batch mean/variance, saved mean/var).
+
+    With is_training the batch statistics are used and the returned variance is unbiased.
+    """
+    return _fused_batch_norm(x, scale, offset, mean, variance, epsilon, exponential_avg_factor,
+                             data_format, is_training, 5)
+
+
+@op("FusedBatchNormV2")
+def FusedBatchNormV2(x, scale, offset, mean, variance, *, epsilon=0.0001,
+                     exponential_avg_factor=1.0, data_format="NHWC", is_training=True):
+    """FusedBatchNormV2: FusedBatchNorm with x of type T (e.g. float16), statistics of type U."""
+    return _fused_batch_norm(x, scale, offset, mean, variance, epsilon, exponential_avg_factor,
+                             data_format, is_training, 5)
+
+
+@op("FusedBatchNormV3")
+def FusedBatchNormV3(x, scale, offset, mean, variance, *, epsilon=0.0001,
+                     exponential_avg_factor=1.0, data_format="NHWC", is_training=True):
+    """FusedBatchNormV3: FusedBatchNormV2 plus a sixth output, reserve_space_3 (empty here)."""
+    return _fused_batch_norm(x, scale, offset, mean, variance, epsilon, exponential_avg_factor,
+                             data_format, is_training, 6)
+
+
+@op("LogSoftmax")
+def LogSoftmax(logits):
+    """LogSoftmax: logits - log(sum(exp(logits))) over the last axis, shifted by the max."""
+    if logits.ndim < 1:
+        raise ValueError("LogSoftmax expects a tensor of rank >= 1, got a scalar")
+    if logits.shape[-1] == 0:
+        return logits.copy()
+    x = logits.astype(np.float32) if low_precision(logits.dtype) else logits
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        shifted = np.subtract(x, x.max(axis=-1, keepdims=True))
+        lse = np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+        shifted -= lse
+    return shifted.astype(logits.dtype, copy=False)
+
+
+# --- top-k ---------------------------------------------------------------------------------
+
+def _top_k(x, k, index_type):
+    if x.ndim < 1:
+        raise ValueError("TopK expects a tensor of rank >= 1, got a scalar")
+    k = int(k)
+    n = x.shape[-1]
+    if not 0 <= k <= n:
+        raise ValueError(f"TopK: k = {k} is not in [0, {n}] (the last dimension)")
+    xs = x.astype(np.float32) if low_precision(x.dtype) else x
+    # a stable ascending sort of the reversed row, reversed again: descending, and equal values
+    # keep TF's order (lower index first)
+    order = np.argsort(xs[..., ::-1], axis=-1, kind="stable")[..., ::-1][..., :k]
+    idx = (n - 1) - order
+    values = np.take_along_axis(x, idx, axis=-1)
+    return values, idx.astype(np_dtype(index_type))
+
+
+@op("TopKV2")
+def TopKV2(input, k, *, sorted=True, index_type="int32"):
+    """TopKV2: the k largest values along the last axis and their indices.
+
+    Ties go to the lower index, as TF. The result is always sorted (TF leaves the order
+    unspecified when sorted=False); NaN counts as the largest value.
+    """
+    return _top_k(input, k, index_type)
+
+
+def _in_top_k(predictions, targets, k):
+    if predictions.ndim != 2 or targets.ndim != 1 or targets.shape[0] != predictions.shape[0]:
+        raise ValueError(f"InTopK expects predictions [batch, classes] and targets [batch], got "
+                         f"{predictions.shape} and {targets.shape}")
+    n, c = predictions.shape
+    valid = (targets >= 0) & (targets < c)
+    p = predictions.astype(np.float32) if low_precision(predictions.dtype) else predictions
+    target_p = p[np.arange(n), np.where(valid, targets, 0)]
+    # a target is in the top k when fewer than k classes have a strictly larger prediction
+    larger = np.count_nonzero(p > target_p[:, None], axis=1)
+    return valid & np.isfinite(p).all(axis=1) & (larger < int(k))
+
+
+@op("InTopKV2")
+def InTopKV2(predictions, targets, k):
+    """InTopKV2: whether each target class is among the k largest predictions (ties count in).
+
+    Targets out of range, and every target of a row holding a non-finite prediction, are not.
+    """
+    return _in_top_k(predictions, targets, k)
+
+
+@op("InTopK")
+def InTopK(predictions, targets, *, k):
+    """InTopK: InTopKV2 with k as an attribute."""
+    return _in_top_k(predictions, targets, k)

@@ -1,0 +1,193 @@
+"""Pooling kernels: MaxPool, AvgPool (2-D and 3-D), MaxPoolWithArgmax, LRN.
+
+Pooling works on the tensor as laid out (NHWC or NCHW alike): ``ksize`` and ``strides`` name
+every dim, so a window is a loop over kernel taps, each a strided view reduced into the output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfdeploy.kernels.common import low_precision, np_dtype, op
+from tfdeploy.kernels.nn.conv import out_and_pads
+
+_FORMATS = ("NHWC", "NCHW", "NDHWC", "NCDHW")
+
+
+def _geometry(shape, ksize, strides, padding, explicit=None):
+    """Per dim (output size, pad before, pad after) for a window over every dim."""
+    ks, st = list(ksize), list(strides)
+    if len(ks) != len(shape) or len(st) != len(shape):
+        raise ValueError(f"ksize {ks} and strides {st} must have {len(shape)} entries")
+    if any(k < 1 for k in ks):
+        raise ValueError(f"ksize must be positive, got {ks}")
+    pairs = [(0, 0)] * len(shape)
+    if padding == "EXPLICIT":
+        p = list(explicit or ())
+        if len(p) != 2 * len(shape):
+            raise ValueError(f"explicit_paddings must have {2 * len(shape)} entries, got {p}")
+        pairs = [(p[2 * i], p[2 * i + 1]) for i in range(len(shape))]
+    return [out_and_pads(n, k, s, 1, padding, pr) for n, k, s, pr in zip(shape, ks, st, pairs)]
+
+
+def _padded(x, geom, value):
+    if not any(lo or hi for _, lo, hi in geom):
+        return x
+    out = np.empty([n + lo + hi for n, (_, lo, hi) in zip(x.shape, geom)], dtype=x.dtype)
+    inner = tuple(slice(lo, lo + n) for n, (_, lo, _) in zip(x.shape, geom))
+    out[inner] = x
+    for i, (n, (_, lo, hi)) in enumerate(zip(x.shape, geom)):  # the borders, once
+        if lo:
+            out[inner[:i] + (slice(0, lo),)] = value
+        if hi:
+            out[inner[:i] + (slice(lo + n, None),)] = value
+    return out
+
+
+def _taps(xp, ksize, strides, outs):
+    """Every window tap of ``xp`` as a strided view of the output's shape."""
+    ranges = [range(k) for k in ksize]
+    for tap in np.ndindex(*[len(r) for r in ranges]):
+        yield xp[tuple(slice(t, t + (o - 1) * s + 1, s) if o else slice(0, 0)
+                       for t, o, s in zip(tap, outs, strides))]
+
+
+def _check_format(data_format, ndim):
+    if data_format not in _FORMATS or len(data_format) != ndim:
+        raise ValueError(f"unsupported data_format {data_format!r} for a rank-{ndim} input")
+
+
+def _lowest(dt: np.dtype):
+    if dt.kind == "f" or low_precision(dt):
+        return -np.inf
+    if dt.kind in "iu":
+        return np.iinfo(dt).min
+    raise TypeError(f"MaxPool: unsupported dtype {dt}")
+
+
+def _max_pool(x, ksize, strides, padding, explicit=None):
+    geom = _geometry(x.shape, ksize, strides, padding, explicit)
+    outs = [g[0] for g in geom]
+    xp = _padded(x, geom, _lowest(x.dtype))
+    taps = _taps(xp, ksize, strides, outs)
+    out = next(taps)
+    second = next(taps, None)
+    # the first two taps make the output buffer: no separate copy pass
+    out = out.copy() if second is None else np.maximum(out, second)
+    for v in taps:
+        np.maximum(out, v, out=out)
+    return out
+
+
+@op("MaxPool")
+def MaxPool(input, *, ksize, strides, padding, explicit_paddings=(), data_format="NHWC"):
+    """MaxPool: the maximum over each window (padding never wins)."""
+    _check_format(data_format, input.ndim)
+    return _max_pool(input, ksize, strides, padding, explicit_paddings)
+
+
+@op("MaxPoolV2")
+def MaxPoolV2(input, ksize, strides, *, padding, data_format="NHWC"):
+    """MaxPoolV2: MaxPool with ``ksize`` and ``strides`` as inputs."""
+    _check_format(data_format, input.ndim)
+    return _max_pool(input, np.asarray(ksize).tolist(), np.asarray(strides).tolist(), padding)
+
+
+@op("MaxPool3D")
+def MaxPool3D(input, *, ksize, strides, padding, data_format="NDHWC"):
+    """MaxPool3D: the maximum over each 3-D window."""
+    _check_format(data_format, input.ndim)
+    return _max_pool(input, ksize, strides, padding)
+
+
+def _avg_pool(x, ksize, strides, padding):
+    geom = _geometry(x.shape, ksize, strides, padding)
+    outs = [g[0] for g in geom]
+    dt = x.dtype
+    acc = np.float32 if low_precision(dt) else dt
+    xp = _padded(x.astype(acc, copy=False), geom, 0)
+    taps = _taps(xp, ksize, strides, outs)
+    out = next(taps)
+    second = next(taps, None)
+    out = out.copy() if second is None else np.add(out, second)
+    for v in taps:
+        out += v
+    if out.size == 0:
+        return np.zeros(outs, dtype=dt)
+    # the divisor counts the window cells inside the input, per dim, as TF does
+    count = np.ones((), dtype=acc)
+    for d, ((o, lo, _), n, k, s) in enumerate(zip(geom, x.shape, ksize, strides)):
+        if k == 1:
+            continue
+        start = np.arange(o) * s - lo
+        c = (np.minimum(start + k, n) - np.maximum(start, 0)).astype(acc)
+        count = count * c.reshape([-1 if i == d else 1 for i in range(x.ndim)])
+    out /= count
+    return out.astype(dt, copy=False)
+
+
+@op("AvgPool")
+def AvgPool(value, *, ksize, strides, padding, data_format="NHWC"):
+    """AvgPool: the mean over each window (SAME borders average the valid cells only)."""
+    _check_format(data_format, value.ndim)
+    return _avg_pool(value, ksize, strides, padding)
+
+
+@op("AvgPool3D")
+def AvgPool3D(input, *, ksize, strides, padding, data_format="NDHWC"):
+    """AvgPool3D: the mean over each 3-D window."""
+    _check_format(data_format, input.ndim)
+    return _avg_pool(input, ksize, strides, padding)
+
+
+@op("MaxPoolWithArgmax")
+def MaxPoolWithArgmax(input, *, ksize, strides, padding, Targmax="int64",
+                      include_batch_in_index=False):
+    """MaxPoolWithArgmax: MaxPool (NHWC) and the flat index of each maximum,
+    ``((b * height + y) * width + x) * channels + c`` (b only with include_batch_in_index).
+
+    Ties go to the first maximum in window order, like TF.
+    """
+    if input.ndim != 4:
+        raise ValueError(f"MaxPoolWithArgmax: expected a rank-4 NHWC input, got shape "
+                         f"{list(input.shape)}")
+    if ksize[0] != 1 or ksize[3] != 1 or strides[0] != 1 or strides[3] != 1:
+        raise ValueError("MaxPoolWithArgmax: pooling over the batch or depth is not supported")
+    geom = _geometry(input.shape, ksize, strides, padding)
+    n, h, w, c = input.shape
+    (_, oh, ow, _), (top, left) = [g[0] for g in geom], (geom[1][1], geom[2][1])
+    xp = _padded(input, geom, _lowest(input.dtype))
+    out = arg = None
+    ys = np.arange(oh) * strides[1] - top
+    xs = np.arange(ow) * strides[2] - left
+    base = np.arange(n).reshape(n, 1, 1, 1) * (h * w * c) if include_batch_in_index else 0
+    chan = np.arange(c).reshape(1, 1, 1, c)
+    for tap, v in zip(np.ndindex(ksize[1], ksize[2]), _taps(xp, ksize, strides,
+                                                              [n, oh, ow, c])):
+        idx = (((ys + tap[0]).reshape(1, oh, 1, 1) * w + (xs + tap[1]).reshape(1, 1, ow, 1))
+               * c + chan + base)
+        if out is None:
+            out = v.copy()
+            arg = np.broadcast_to(idx, out.shape).astype(np.int64)
+        else:
+            better = v > out
+            out = np.where(better, v, out)
+            arg = np.where(better, idx, arg)
+    return out, arg.astype(np_dtype(Targmax), copy=False)
+
+
+@op("LRN")
+def LRN(input, *, depth_radius=5, bias=1.0, alpha=1.0, beta=0.5):
+    """LRN: local response normalisation over the last dim,
+    ``input / (bias + alpha * sum(input[..., d-r:d+r+1] ** 2)) ** beta``."""
+    dt = input.dtype
+    x = input.astype(np.float32) if low_precision(dt) else input
+    c = x.shape[-1]
+    sq = np.square(x)
+    cs = np.zeros(x.shape[:-1] + (c + 1,), dtype=x.dtype)
+    np.cumsum(sq, axis=-1, out=cs[..., 1:])
+    hi = np.minimum(np.arange(c) + depth_radius + 1, c)
+    lo = np.maximum(np.arange(c) - depth_radius, 0)
+    s = cs[..., hi] - cs[..., lo]
+    out = x / (x.dtype.type(bias) + x.dtype.type(alpha) * s) ** x.dtype.type(beta)
+    return out.astype(dt, copy=False)

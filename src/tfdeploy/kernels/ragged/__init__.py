@@ -1,0 +1,5 @@
+"""Ragged tensor kernels."""
+
+from tfdeploy.kernels.ragged import (  # noqa: F401
+    core,
+)

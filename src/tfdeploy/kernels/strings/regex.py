@@ -1,0 +1,343 @@
+"""Regular expressions: StaticRegexReplace, RegexReplace, StaticRegexFullMatch, RegexFullMatch.
+
+TF uses RE2; these kernels translate an RE2 pattern to Python's ``re`` (once per pattern,
+cached) and match on the UTF-8 decoded text, as RE2 does in its default UTF-8 mode. The
+translation keeps RE2's meaning where the two differ:
+
+- ``\\d \\w \\s \\b`` are ASCII-only in RE2 (``\\s`` is ``[\\t\\n\\f\\r ]``, without ``\\v``);
+- ``$`` without the ``m`` flag matches only at the very end (``\\Z``), never before a final
+  newline; ``\\z`` is ``\\Z``;
+- ``[[:alpha:]]``-style POSIX classes, ``\\Q...\\E``, ``\\x{...}``, ``(?<name>...)`` and flag
+  groups in mid-pattern (``a(?i)b``) are rewritten into Python's syntax;
+- a global replace never replaces an empty match right after the previous match (RE2's rule;
+  Python's ``re.sub`` does), and rewrites use RE2's syntax (``\\0``-``\\9``, ``\\\\``).
+
+Not supported (a clear error): ``\\C``, ``(?U)``, negated POSIX classes, and Unicode classes
+other than ``\\pL``/``\\p{L}`` and ``\\p{Nd}`` (and their ``\\P`` negations) outside brackets.
+Known deviations: ``\\D \\W \\S`` *inside* brackets use Python's Unicode meaning;
+case-insensitive matching uses Python's case folding; bytes that are not valid UTF-8 count as one
+character each (``.`` and negated classes match them, where RE2 never matches them).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import numpy as np
+
+from tfdeploy.kernels.common import op
+from tfdeploy.kernels.strings.core import as_bytes_list, strings_array
+
+_POSIX = {
+    "alnum": "0-9A-Za-z", "alpha": "A-Za-z", "ascii": "\\x00-\\x7f", "blank": "\\t ",
+    "cntrl": "\\x00-\\x1f\\x7f", "digit": "0-9", "graph": "!-~", "lower": "a-z",
+    "print": " -~", "punct": "!-/:-@\\[-`{-~", "space": "\\t\\n\\v\\f\\r ", "upper": "A-Z",
+    "word": "0-9A-Za-z_", "xdigit": "0-9A-Fa-f",
+}
+_CLASS_OUT = {"d": "[0-9]", "D": "[^0-9]", "w": "[0-9A-Za-z_]", "W": "[^0-9A-Za-z_]",
+              "s": "[\\t\\n\\f\\r ]", "S": "[^\\t\\n\\f\\r ]", "b": "(?a:\\b)", "B": "(?a:\\B)",
+              "z": "\\Z"}
+_CLASS_IN = {"d": "0-9", "w": "0-9A-Za-z_", "s": "\\t\\n\\f\\r "}
+_UNICODE = {"L": "[^\\W\\d_]", "Nd": "\\d"}
+_UNICODE_NEG = {"L": "[\\W\\d_]", "Nd": "\\D"}
+
+
+def _unsupported(what: str, pattern: str):
+    return ValueError(f"regular expression {pattern!r}: {what} is not supported by tfdeploy's "
+                      "RE2 translation")
+
+
+def _hex_escape(pattern: str, i: int) -> tuple[str, int]:
+    """``\\x{...}`` or ``\\xhh`` at ``pattern[i] == 'x'``: (escaped char, next index)."""
+    if pattern.startswith("{", i + 1):
+        end = pattern.index("}", i + 2)
+        return re.escape(chr(int(pattern[i + 2:end], 16))), end + 1
+    return re.escape(chr(int(pattern[i + 1:i + 3], 16))), i + 3
+
+
+def _unicode_class(pattern: str, i: int) -> tuple[str, int]:
+    """``\\pX`` / ``\\p{X}`` / ``\\P...`` at ``pattern[i]`` in 'pP': (translation, next)."""
+    neg = pattern[i] == "P"
+    if pattern.startswith("{", i + 1):
+        end = pattern.index("}", i + 2)
+        name, nxt = pattern[i + 2:end], end + 1
+    else:
+        name, nxt = pattern[i + 1:i + 2], i + 2
+    if name.startswith("^"):
+        neg, name = not neg, name[1:]
+    table = _UNICODE_NEG if neg else _UNICODE
+    if name not in table:
+        raise _unsupported(f"the Unicode class \\p{{{name}}}", pattern)
+    return table[name], nxt
+
+
+@functools.lru_cache(maxsize=256)
+def translate(pattern: str) -> str:
+    """An RE2 pattern in Python ``re`` syntax (see the module docstring)."""
+    multiline = re.search(r"\(\?[a-zA-Z]*m[a-zA-Z]*[:)]", pattern) is not None
+    out: list[str] = []
+    # per open group: the scoped flag groups "(?i:" opened by mid-pattern flags "(?i)", which
+    # RE2 applies to the end of the group (through "|") and Python needs closed
+    scoped: list[list[str]] = [[]]
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            i = _translate_escape(pattern, i, out)
+        elif c == "[":
+            i = _translate_class(pattern, i, out)
+        elif c == "$":
+            out.append("$" if multiline else "\\Z")
+            i += 1
+        elif c == "(":
+            if pattern.startswith("(?", i):
+                m = re.match(r"\(\?([a-zA-Z]*)(?:-([a-zA-Z]*))?([:)])", pattern[i:])
+                if m and "U" in m.group(0):
+                    raise _unsupported("the U (ungreedy) flag", pattern)
+                if m and m.group(3) == ")":
+                    if not out:  # at the very start: global flags, in Python too
+                        out.append(m.group(0))
+                    else:
+                        opener = m.group(0)[:-1] + ":"
+                        out.append(opener)
+                        scoped[-1].append(opener)
+                    i += len(m.group(0))
+                    continue
+                named = re.match(r"\(\?<([A-Za-z_][A-Za-z0-9_]*)>", pattern[i:])
+                if named:
+                    out.append(f"(?P<{named.group(1)}>")
+                    scoped.append([])
+                    i += len(named.group(0))
+                    continue
+            out.append("(")
+            scoped.append([])
+            i += 1
+        elif c == ")":
+            out.append(")" * len(scoped.pop()) + ")")
+            if not scoped:
+                raise ValueError(f"regular expression {pattern!r}: unbalanced ')'")
+            i += 1
+        elif c == "|" and scoped[-1]:
+            out.append(")" * len(scoped[-1]) + "|" + "".join(scoped[-1]))
+            i += 1
+        elif c == "{" and re.match(r"\{,\d*\}", pattern[i:]):
+            out.append("\\{")  # RE2 reads "{,n}" literally, Python as a repetition
+            i += 1
+        else:
+            out.append(c)
+            i += 1
+    out.append(")" * len(scoped[0]))
+    return "".join(out)
+
+
+def _translate_escape(pattern: str, i: int, out: list[str]) -> int:
+    """Translate the escape starting at ``pattern[i] == '\\'``; returns the index after it."""
+    n = len(pattern)
+    if i + 1 >= n:
+        raise ValueError(f"regular expression {pattern!r} ends with a backslash")
+    e = pattern[i + 1]
+    if e in _CLASS_OUT:
+        out.append(_CLASS_OUT[e])
+        return i + 2
+    if e == "Q":
+        end = pattern.find("\\E", i + 2)
+        end = n if end < 0 else end
+        out.append(re.escape(pattern[i + 2:end]))
+        return end + 2
+    if e == "E":
+        return i + 2
+    if e in "xpP":
+        s, i = (_hex_escape if e == "x" else _unicode_class)(pattern, i + 1)
+        out.append(s)
+        return i
+    if e == "C":
+        raise _unsupported("\\C (any byte)", pattern)
+    if e in "123456789":
+        raise _unsupported("a backreference", pattern)
+    out.append(pattern[i:i + 2])
+    return i + 2
+
+
+def _translate_class(pattern: str, i: int, out: list[str]) -> int:
+    """Translate the bracket expression starting at ``pattern[i] == '['``; returns the index
+    after it."""
+    n = len(pattern)
+    parts = ["["]
+    i += 1
+    if i < n and pattern[i] == "^":
+        parts.append("^")
+        i += 1
+    first = True
+    while i < n:
+        c = pattern[i]
+        if c == "]" and not first:
+            parts.append("]")
+            out.append("".join(parts))
+            return i + 1
+        first = False
+        if c == "[" and pattern.startswith("[:", i):
+            end = pattern.find(":]", i + 2)
+            name = pattern[i + 2:end] if end > 0 else ""
+            if name.startswith("^"):
+                raise _unsupported("a negated POSIX class", pattern)
+            if name not in _POSIX:
+                raise ValueError(f"regular expression {pattern!r}: unknown POSIX class "
+                                 f"[:{name}:]")
+            parts.append(_POSIX[name])
+            i = end + 2
+        elif c == "\\" and i + 1 < n:
+            e = pattern[i + 1]
+            if e in _CLASS_IN:
+                parts.append(_CLASS_IN[e])
+                i += 2
+            elif e == "x":
+                s, i = _hex_escape(pattern, i + 1)
+                parts.append(s)
+            elif e in "pPQC":
+                raise _unsupported(f"\\{e} inside brackets", pattern)
+            else:
+                parts.append(pattern[i:i + 2])
+                i += 2
+        elif c in "[&~|":  # literal in RE2; Python warns about (or will give meaning to) them
+            parts.append("\\" + c)
+            i += 1
+        else:
+            parts.append(c)
+            i += 1
+    raise ValueError(f"regular expression {pattern!r}: missing ']'")
+
+
+@functools.lru_cache(maxsize=256)
+def compile_re2(pattern: bytes | str) -> re.Pattern:
+    """The compiled Python equivalent of an RE2 pattern (bytes are UTF-8)."""
+    if isinstance(pattern, bytes):
+        pattern = pattern.decode("utf-8", "surrogateescape")
+    try:
+        return re.compile(translate(pattern))
+    except re.error as e:
+        raise ValueError(f"invalid regular expression {pattern!r}: {e}") from None
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_rewrite(rewrite: str):
+    """RE2 rewrite -> (parts: str literals and int group numbers, max group, valid)."""
+    parts: list[str | int] = []
+    lit: list[str] = []
+    i, n = 0, len(rewrite)
+    top = 0
+    valid = True
+    while i < n:
+        c = rewrite[i]
+        if c != "\\":
+            lit.append(c)
+            i += 1
+            continue
+        e = rewrite[i + 1] if i + 1 < n else ""
+        if e.isdigit() and e.isascii():
+            if lit:
+                parts.append("".join(lit))
+                lit = []
+            parts.append(int(e))
+            top = max(top, int(e))
+        elif e == "\\":
+            lit.append("\\")
+        else:  # RE2 logs "invalid rewrite pattern" and keeps what it wrote so far
+            valid = False
+            break
+        i += 2
+    if lit:
+        parts.append("".join(lit))
+    return tuple(parts), top, valid
+
+
+def _expand(parts, m: re.Match) -> str:
+    return "".join(p if isinstance(p, str) else (m.group(p) or "") for p in parts)
+
+
+def _replace(rx: re.Pattern, parts, s: str, replace_global: bool) -> str:
+    """RE2's GlobalReplace / Replace on one string."""
+    out: list[str] = []
+    p, n = 0, len(s)
+    lastend = -1
+    count = 0
+    while p <= n:
+        m = rx.search(s, p)
+        if m is None:
+            break
+        st, en = m.span()
+        if p < st:
+            out.append(s[p:st])
+        if st == en and st == lastend:  # no empty match right after the previous one
+            if p < n:
+                out.append(s[p])
+            p += 1
+            continue
+        out.append(_expand(parts, m))
+        p = lastend = en
+        count += 1
+        if not replace_global:
+            break
+    if count == 0:
+        return s
+    if p < n:
+        out.append(s[p:])
+    return "".join(out)
+
+
+def _scalar_text(x, what: str) -> bytes:
+    a = np.asarray(x, dtype=object)
+    if a.size != 1:
+        raise ValueError(f"{what} must be a scalar string, got shape {list(a.shape)}")
+    return as_bytes_list(a)[0]
+
+
+def _regex_replace(input, pattern, rewrite, replace_global: bool) -> np.ndarray:
+    x = np.asarray(input, dtype=object)
+    rx = compile_re2(pattern)
+    if isinstance(rewrite, bytes):
+        rewrite = rewrite.decode("utf-8", "surrogateescape")
+    parts, top, valid = _parse_rewrite(rewrite)
+    items = as_bytes_list(x)
+    # RE2 refuses a rewrite naming a missing group, and Replace (not GlobalReplace) one with a
+    # bad escape: the strings stay as they are
+    if top > rx.groups or not (valid or replace_global):
+        return strings_array(items, x.shape)
+    out = []
+    for b in items:
+        s = b.decode("utf-8", "surrogateescape")
+        out.append(_replace(rx, parts, s, replace_global).encode("utf-8", "surrogateescape"))
+    return strings_array(out, x.shape)
+
+
+@op("StaticRegexReplace")
+def StaticRegexReplace(input, *, pattern, rewrite, replace_global=True):
+    """StaticRegexReplace: replace the matches of the RE2 ``pattern`` with ``rewrite``."""
+    return _regex_replace(input, pattern, rewrite, replace_global)
+
+
+@op("RegexReplace")
+def RegexReplace(input, pattern, rewrite, *, replace_global=True):
+    """RegexReplace: replace the matches of the RE2 ``pattern`` (a scalar tensor)."""
+    return _regex_replace(input, _scalar_text(pattern, "pattern"),
+                          _scalar_text(rewrite, "rewrite"), replace_global)
+
+
+def _full_match(input, pattern) -> np.ndarray:
+    x = np.asarray(input, dtype=object)
+    rx = compile_re2(pattern)
+    items = as_bytes_list(x)
+    got = [rx.fullmatch(b.decode("utf-8", "surrogateescape")) is not None for b in items]
+    return np.array(got, dtype=bool).reshape(x.shape)
+
+
+@op("StaticRegexFullMatch")
+def StaticRegexFullMatch(input, *, pattern):
+    """StaticRegexFullMatch: whether each whole string matches the RE2 ``pattern``."""
+    return _full_match(input, pattern)
+
+
+@op("RegexFullMatch")
+def RegexFullMatch(input, pattern):
+    """RegexFullMatch: whether each whole string matches the RE2 ``pattern`` (a tensor)."""
+    return _full_match(input, _scalar_text(pattern, "pattern"))

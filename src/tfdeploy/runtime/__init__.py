@@ -1,0 +1,2 @@
+"""What runs at evaluation time besides the generated plans: feed checks, control-flow
+executors."""

@@ -1,0 +1,205 @@
+"""Control-flow executors: what While, If, Case, For and function calls run at evaluation.
+
+The compiler (``compiler/loops.py``, ``compiler/pipeline.py``) analyses the bodies and compiles
+them once into plans; these objects only run them. Values pass between the caller and the
+bodies as tuples, nothing else, and nothing is kept between calls: threads may share them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfdeploy.kernels.lists.tensorlist import TensorList
+
+#: most iterations whose condition one evaluation decides (counted loops)
+MAX_CHUNK = 1024
+
+
+def truth(c) -> bool:
+    """TF's ToBool of a predicate tensor: a scalar's value, else non-emptiness."""
+    if c.ndim == 0:
+        return bool(c)
+    return c.size > 0
+
+
+class Loop:
+    """One While node, its cond, body and invariant prologue compiled (``compiler/loops.py``).
+
+    Loop variables are kept in state tuples ordered: loop-variant values, then *counters*, then
+    invariants. A counter is a scalar integer the body steps by a constant (``i + 1``). When the
+    condition is an elementwise function of counters and scalar invariants only (as in every
+    Keras RNN, ``tf.range`` loop and ``maximum_iterations``), the loop is *counted*: the
+    condition is evaluated once for a whole chunk of iterations, on vectors of the counters'
+    values, and the body is fed each iteration's counters without computing them.
+
+    ``perm``: state position -> loop variable; ``inverse``: loop variable -> position in the
+    state followed by ``const_vals`` (invariants compiled into the bodies as constants); ``k``
+    variant values, ``nq`` counters; ``steps``: per counter (step, update kernel, counter
+    first, is a subtraction); ``cond_invariants``: state positions of the invariants a counted
+    condition reads, or None when the loop is not counted.
+    """
+
+    def __init__(self, *, perm, inverse, k, counters, cond, body, prologue,
+                 cond_invariants, const_vals):
+        self.perm = perm
+        self.identity_perm = perm == list(range(len(perm))) and not const_vals
+        self.inverse = inverse
+        self.k = k
+        self.nq = len(counters)
+        self.steps = counters
+        self.cond = cond
+        self.body = body
+        self.prologue = prologue
+        self.cond_invariants = cond_invariants
+        self.const_vals = const_vals
+
+    def __call__(self, *args):
+        perm = self.perm
+        vals = args if self.identity_perm else tuple(args[i] for i in perm)
+        cond, body, k = self.cond, self.body, self.k
+        c = cond(vals)[0]
+        if not (c if c.ndim == 0 else c.size):
+            return args
+        if any(type(v) is TensorList for v in vals[:k]):
+            # a list the loop updates gets a store of its own: the caller still holds the
+            # initial version, which would otherwise keep every superseded element alive
+            vals = tuple(v.copy() if type(v) is TensorList else v for v in vals[:k]) + vals[k:]
+        kq = k + self.nq
+        extra = self.prologue(vals[kq:]) if self.prologue is not None else ()
+        if self.nq:
+            # the state goes in a box the loop empties: a reference kept here to the first
+            # version of a list would keep every element the loop overwrites alive
+            box = [vals]
+            del vals
+            vals = self._counted(box, extra) if self.cond_invariants is not None else None
+            if vals is None:
+                vals = self._stepped(box, extra)
+        elif not extra and k == len(vals):
+            while True:
+                vals = body(vals)
+                c = cond(vals)[0]
+                if not (c if c.ndim == 0 else c.size):
+                    break
+        else:
+            while True:
+                vals = body(vals + extra) + vals[k:]
+                c = cond(vals)[0]
+                if not (c if c.ndim == 0 else c.size):
+                    break
+        if self.identity_perm:
+            return vals
+        vals += self.const_vals
+        return tuple(vals[j] for j in self.inverse)
+
+    def _stepped(self, box: list, extra: tuple) -> tuple:
+        """The loop run one iteration at a time, counters updated by their own kernels."""
+        cond, body, k, kq = self.cond, self.body, self.k, self.k + self.nq
+        vals = box.pop()
+        steps = self.steps
+        while True:
+            q = tuple(kernel(v, step) if first else kernel(step, v)
+                      for v, (step, kernel, first, _) in zip(vals[k:kq], steps))
+            vals = body(vals + extra) + q + vals[kq:]
+            c = cond(vals)[0]
+            if not (c if c.ndim == 0 else c.size):
+                return vals
+
+    def _counted(self, box: list, extra: tuple) -> tuple | None:
+        """The loop run with its condition decided a chunk of iterations at a time, or None
+        (``box`` untouched) if the values do not allow it: counters that are not integer
+        scalars of their step's dtype, invariants of the condition that are not scalars."""
+        k, kq = self.k, self.k + self.nq
+        vals = box[0]
+        q0 = vals[k:kq]
+        for v, (step, *_) in zip(q0, self.steps):
+            if type(v) is not np.ndarray or v.ndim or v.dtype != step.dtype:
+                return None
+        for j in self.cond_invariants:
+            v = vals[j]
+            if type(v) is not np.ndarray or v.ndim:
+                return None
+        cond, body = self.cond, self.body
+        m, rest = vals[:k], vals[kq:]
+        tail = rest + extra
+        t, size = 0, 16
+        while True:
+            # counters of iterations t .. t + size - 1, wrapping as repeated integer adds do
+            idx = np.arange(t, t + size)
+            vecs = []
+            for v, (step, _, _, sub) in zip(q0, self.steps):
+                d = np.multiply(idx.astype(v.dtype), step)
+                vecs.append(np.subtract(v, d) if sub else np.add(v, d))
+            if t:
+                c = cond(m + tuple(vecs) + rest)[0]
+            else:
+                try:
+                    c = cond(m + tuple(vecs) + rest)[0]
+                except Exception:  # noqa: BLE001  (not vectorisable after all: step instead)
+                    return None
+                if c.shape != (size,) or c.dtype != np.bool_:
+                    return None
+                del vals, box[0]  # from here on the loop owns the state (see __call__)
+            stop = np.flatnonzero(~c)
+            n = int(stop[0]) if stop.size else size
+            if self.nq == 1:
+                qs = [(vecs[0][j, ...],) for j in range(n)]
+            else:
+                qs = list(zip(*[[v[j, ...] for j in range(n)] for v in vecs]))
+            for q in qs:
+                m = body(m + q + tail)
+            if n < size:
+                return m + tuple(v[n, ...].copy() for v in vecs) + rest
+            t += size
+            size = min(2 * size, MAX_CHUNK)
+
+
+class PartialLoop:
+    """A loop some of whose variables are load-time constants: called with the others."""
+
+    def __init__(self, loop: Loop, consts: list):
+        self.loop = loop
+        self.template = list(consts)
+        self.fed = [i for i, c in enumerate(consts) if c is None]
+
+    def __call__(self, *args):
+        full = self.template.copy()
+        for i, a in zip(self.fed, args):
+            full[i] = a
+        return self.loop(*full)
+
+
+def branch(then_run, else_run):
+    """If: ``then_run(inputs)`` if ``cond`` holds (TF's ToBool), else ``else_run``."""
+    def run(cond, *inputs):
+        return (then_run if truth(cond) else else_run)(inputs)
+    return run
+
+
+def switch(runs: list):
+    """Case: ``runs[branch_index](inputs)``; an index out of range runs the last branch."""
+    last = len(runs) - 1
+
+    def run(branch_index, *inputs):
+        i = int(branch_index)
+        return runs[i if 0 <= i < last else last](inputs)
+    return run
+
+
+def call(fn):
+    """A function call: ``fn`` applied to the inputs."""
+    def run(*args):
+        return fn(args)
+    return run
+
+
+def for_loop(fn):
+    """For: ``state = body(i, *state)`` for i in range(start, limit, delta)."""
+    def run(start, limit, delta, *state):
+        s, e, d = int(start), int(limit), int(delta)
+        if d == 0 or (d > 0 and s > e) or (d < 0 and s < e):
+            raise ValueError(f"For: invalid start/limit/delta: {s} {e} {d}")
+        dt = start.dtype
+        for i in range(s, e, d):
+            state = fn((np.asarray(i, dtype=dt),) + tuple(state))
+        return tuple(state)
+    return run
