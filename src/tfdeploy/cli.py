@@ -154,6 +154,9 @@ def main(argv=None) -> int:
     i = sub.add_parser("info", help="describe a tfdeploy model file")
     i.add_argument("file")
     i.set_defaults(fn=info)
+    from .serve.cli import add_parser as add_serve_parser  # no server packages imported here
+
+    add_serve_parser(sub)
     args = p.parse_args(argv)
     from .errors import TFDeployError
 

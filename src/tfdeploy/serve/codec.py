@@ -39,6 +39,20 @@ def tf_dtype_string(dtype: str) -> str:
 
 # ---------------------------------------------------------------------------- JSON helpers
 
+# Python's JSON errors in rapidjson's words (what TF Serving answers)
+_PARSE_ERRORS = [
+    ("Expecting value", "Invalid value."),
+    ("Expecting property name", "Missing a name for object member."),
+    ("Expecting ':' delimiter", "Missing a colon after a name of object member."),
+    ("Expecting ',' delimiter", "Missing a comma or closing bracket after an element."),
+    ("Extra data", "The document root must not be followed by other values."),
+    ("Unterminated string", "Missing a closing quotation mark in string."),
+    ("Invalid \\escape", "Invalid escape character in string."),
+    ("Invalid \\u", "Incorrect hex digit after \\u escape in string."),
+    ("Invalid control character", "Invalid encoding in string."),
+]
+
+
 def parse_json(body: bytes) -> dict:
     """The request document; TF Serving's errors for empty, malformed or non-object JSON."""
     if not body.strip():
@@ -46,7 +60,8 @@ def parse_json(body: bytes) -> dict:
     try:
         doc = json.loads(body)
     except json.JSONDecodeError as e:
-        raise invalid_argument(f"JSON Parse error: {e.msg} at offset: {e.pos}") from None
+        msg = next((m for k, m in _PARSE_ERRORS if e.msg.startswith(k)), e.msg + ".")
+        raise invalid_argument(f"JSON Parse error: {msg} at offset: {e.pos}") from None
     except UnicodeDecodeError as e:
         raise invalid_argument(f"JSON Parse error: Invalid encoding in string at offset: "
                                f"{e.start}") from None

@@ -130,4 +130,7 @@ def create_app(options: ServerOptions, models: dict | None = None):
 
 def app_from_env():
     """The app factory each ``--workers`` process calls (options come in an env variable)."""
+    from .cli import setup_logging
+
+    setup_logging()
     return create_app(ServerOptions.from_json(os.environ[ENV_OPTIONS]))
