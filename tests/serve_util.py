@@ -88,6 +88,26 @@ def softmax(n_in: int = 64, n_out: int = 10, seed: int = 0) -> td.Model:
     return _set_specs(m, {"output": ("float32", [None, n_out])})
 
 
+def mlp(sizes=(784, 1024, 1024, 10), seed: int = 0) -> td.Model:
+    """A ReLU MLP with logits out: heavy enough per row that batching pays (benchmarks)."""
+    rng = np.random.default_rng(seed)
+    nodes = [placeholder("x", "float32", [None, sizes[0]])]
+    prev = "x"
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        w = (rng.standard_normal((a, b)) / np.sqrt(a)).astype(np.float32)
+        nodes += [const(f"W{i}", w), const(f"b{i}", np.zeros(b, np.float32)),
+                  Node(f"mm{i}", "MatMul", [prev, f"W{i}"], {"T": "float32", "transpose_a": False,
+                                                             "transpose_b": False}),
+                  Node(f"z{i}", "AddV2", [f"mm{i}", f"b{i}"], {"T": "float32"})]
+        prev = f"z{i}"
+        if i < len(sizes) - 2:
+            nodes.append(Node(f"h{i}", "Relu", [prev], {"T": "float32"}))
+            prev = f"h{i}"
+    nodes.append(Node("logits", "Identity", [prev], {"T": "float32"}))
+    return _set_specs(model_of(nodes, ["x"], ["logits"]), {"logits": ("float32",
+                                                                      [None, sizes[-1]])})
+
+
 def slow() -> td.Model:
     """total = sum(ones(n, n) @ ones(n, n)): n = 3000 takes about a second."""
     nodes = [placeholder("n", "int32", []), const("one", np.float32(1)),
