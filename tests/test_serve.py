@@ -27,6 +27,8 @@ from tfdeploy.serve import codec, config  # noqa: E402
 from tfdeploy.serve.status import ServingError  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "serving"
+# starlette 1.x suggests httpx2 for its TestClient; httpx still works
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
 CONFIG = """
 # TF Serving's text format: comments, both field styles, labels and version policies
@@ -571,3 +573,17 @@ def test_app_embeds_an_in_memory_model():
             {"predictions": [3.0]}
         assert c.get("/v1/models/hp").json()["model_version_status"][0]["version"] == "1"
     assert isinstance(td.Model, type)
+
+
+def test_deadline_exceeded_is_a_504_and_the_server_keeps_serving():
+    from starlette.testclient import TestClient
+
+    import tfdeploy.serve
+
+    app = tfdeploy.serve.app(models={"slow": su.slow(), "hp": su.half_plus(2.0)},
+                             rest_api_timeout_in_ms=50)
+    with TestClient(app) as c:
+        r = c.post("/v1/models/slow:predict", content=b'{"inputs": 2500}')
+        assert r.status_code == 504 and r.json() == {"error": "Deadline Exceeded"}
+        assert c.post("/v1/models/hp:predict", content=b'{"instances": [0]}').json() == \
+            {"predictions": [2.0]}

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from .status import invalid_argument
+
 DEFAULT_SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
 
@@ -111,8 +113,6 @@ class Servable:
         self.listed = [DEFAULT_SIGNATURE] + [k for k in keys[1:] if k != DEFAULT_SIGNATURE]
 
     def signature(self, name: str | None) -> Signature:
-        from .status import invalid_argument
-
         sig = self.signatures.get(name or DEFAULT_SIGNATURE)
         if sig is None:
             raise invalid_argument(f'Serving signature name: "{name}" not found in signature '
