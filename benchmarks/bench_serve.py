@@ -6,8 +6,11 @@ dynamic batching. Every answer is checked against ``model(x)`` evaluated in this
 Starts a real server process per mode (``--enable_batching`` off, then on), runs ``--clients``
 asyncio/httpx clients in one process for ``--seconds`` each (bounded in time and count), and
 prints throughput, p50/p99 latency, errors and answers that differ from ``model(x)``. The
-model is a 784-1024-1024-10 ReLU MLP (``--model softmax``: the original tfdeploy benchmark,
-``softmax(x @ W + b)`` 784x100), one row per request unless ``--rows``.
+model is a 784-4096-4096-10 ReLU MLP (80 MB of weights), where one row costs more than the
+HTTP and JSON work around it, so merging rows into matrix products pays; ``--model mlp1024``
+and ``--model softmax`` (the original tfdeploy benchmark, ``softmax(x @ W + b)`` 784x100) are
+small enough that the per-request Python work dominates. One row per request unless
+``--rows``.
 """
 
 from __future__ import annotations
@@ -137,11 +140,12 @@ def main() -> int:
     p.add_argument("--batch_timeout_micros", type=int, default=1000)
     p.add_argument("--batch_threads", type=int, default=2)
     p.add_argument("--modes", default="off,on", help="batching modes to run, in order")
-    p.add_argument("--model", choices=["mlp", "softmax"], default="mlp",
-                   help="mlp: 784-1024-1024-10 relu MLP (default); softmax: the original "
-                   "tfdeploy benchmark, softmax(x @ W + b) 784x100")
+    p.add_argument("--model", choices=["mlp", "mlp1024", "softmax"], default="mlp",
+                   help="mlp: 784-4096-4096-10 ReLU MLP (default); mlp1024: 784-1024-1024-10; "
+                   "softmax: the original tfdeploy benchmark, softmax(x @ W + b) 784x100")
     args = p.parse_args()
-    model = su.softmax(784, 100) if args.model == "softmax" else su.mlp()
+    model = su.softmax(784, 100) if args.model == "softmax" else \
+        su.mlp((784, 4096, 4096, 10) if args.model == "mlp" else (784, 1024, 1024, 10))
     rng = np.random.default_rng(0)
     xs = [rng.random((args.rows, 784), dtype=np.float32) for _ in range(256)]
     pool = [json.dumps({"instances": x.tolist()}).encode() for x in xs]

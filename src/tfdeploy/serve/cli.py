@@ -30,7 +30,7 @@ log = logging.getLogger("tfdeploy.serve")
 _IGNORED_FLAGS = ["grpc_socket_path", "num_load_threads", "num_unload_threads",
                   "max_num_load_retries", "load_retry_interval_micros",
                   "flush_filesystem_caches", "tensorflow_session_parallelism",
-                  "tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism",
+                  "tensorflow_inter_op_parallelism",
                   "use_alts_credentials", "platform_config_file", "saved_model_tags",
                   "grpc_channel_arguments", "grpc_max_threads", "enable_model_warmup",
                   "num_request_iterations_for_warmup", "monitoring_config_file",
@@ -78,6 +78,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     help="answer 504 after this long (0: no timeout)")
     tf.add_argument("--rest_api_enable_cors_support", type=_bool, nargs="?", const=True,
                     default=False, help="add CORS headers, answer preflight requests")
+    tf.add_argument("--tensorflow_intra_op_parallelism", type=int, default=1,
+                    help="threads of the BLAS library inside one evaluation (default 1: "
+                    "requests run in parallel threads already; 0: the library's default)")
     for flag in _IGNORED_FLAGS:
         tf.add_argument(f"--{flag}", default=None, help=argparse.SUPPRESS)
     own = p.add_argument_group("tfdeploy's flags")
@@ -139,7 +142,7 @@ def options_from_args(args) -> tuple[ServerOptions, int]:
         rest_api_timeout_in_ms=args.rest_api_timeout_in_ms,
         max_body_bytes=args.rest_api_max_body_bytes,
         enable_cors=args.rest_api_enable_cors_support, snapshot_dir=args.snapshot_dir,
-        access_log=args.access_log)
+        access_log=args.access_log, blas_threads=args.tensorflow_intra_op_parallelism)
     return opts, port
 
 

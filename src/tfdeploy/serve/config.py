@@ -84,6 +84,7 @@ class ServerOptions:
     enable_cors: bool = False
     snapshot_dir: str | None = None
     access_log: bool = True
+    blas_threads: int = 0  # 0: leave the BLAS library's thread count alone
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))

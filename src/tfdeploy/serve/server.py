@@ -20,6 +20,7 @@ import tfdeploy as td
 
 from . import codec, examples
 from .batching import Batcher
+from .blas import set_blas_threads
 from .config import BatchingParameters, ServerOptions, load_model_config
 from .metrics import Metrics
 from .registry import Registry
@@ -51,6 +52,8 @@ class Server:
 
     def __init__(self, options: ServerOptions, models: dict | None = None):
         self.options = options
+        if options.blas_threads > 0:
+            set_blas_threads(options.blas_threads)
         self.metrics = Metrics()
         self._own_snapshot_dir = options.snapshot_dir is None
         self.snapshot_dir = options.snapshot_dir or tempfile.mkdtemp(prefix="tfdeploy-serve-")
