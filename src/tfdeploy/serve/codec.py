@@ -237,7 +237,11 @@ def to_array(val, dtype: str) -> np.ndarray:
     if a is not None and _kind_fits(a, dtype):
         return a.astype(target, copy=False)
     flat, shape = _walk(val, dtype)  # raises TF Serving's error for the first bad value
-    return np.array(flat, dtype=target).reshape(shape)
+    try:
+        return np.array(flat, dtype=target).reshape(shape)
+    except (OverflowError, ValueError) as e:  # e.g. an integer beyond float range
+        raise invalid_argument(f"cannot convert the values to {tf_dtype_string(dtype)}: "
+                               f"{e}") from None
 
 
 def _kind_fits(a: np.ndarray, dtype: str) -> bool:

@@ -11,7 +11,7 @@ import time
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -35,15 +35,18 @@ async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length", "")
     too_large = declared.isdigit() and int(declared) > limit
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            too_large = True
-        if too_large:
-            if size > limit + _DRAIN_BYTES:
-                break
-            continue
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                too_large = True
+            if too_large:
+                if size > limit + _DRAIN_BYTES:
+                    break
+                continue
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ServingError("CANCELLED", "the client disconnected while sending") from None
     if too_large:
         shown = declared if declared.isdigit() else f"more than {limit}"
         raise ServingError("PAYLOAD_TOO_LARGE", f"Request body of {shown} bytes exceeds the "
