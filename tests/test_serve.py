@@ -558,6 +558,8 @@ def test_cli_flag_errors(tmp_path):
 
     assert cli.main(["serve"]) == 2
     assert cli.main(["serve", str(tmp_path / "missing.tfd")]) == 2
+    (tmp_path / "bad.tfd").write_bytes(b"TFDEPLOY")
+    assert cli.main(["serve", str(tmp_path / "bad.tfd")]) == 2
     (tmp_path / "bad.config").write_text("model_config_list { config { name: 'a' } }")
     assert cli.main(["serve", "--model_config_file", str(tmp_path / "bad.config")]) == 2
 
@@ -587,3 +589,71 @@ def test_deadline_exceeded_is_a_504_and_the_server_keeps_serving():
         assert r.status_code == 504 and r.json() == {"error": "Deadline Exceeded"}
         assert c.post("/v1/models/hp:predict", content=b'{"instances": [0]}').json() == \
             {"predictions": [2.0]}
+
+
+def test_registry_versions_policies_labels_and_snapshots(tmp_path):
+    from tfdeploy.serve.registry import Registry
+
+    base = tmp_path / "m"
+    su.save_version(base, 1, su.half_plus(1.0))
+    su.save_version(base, 2, su.half_plus(2.0))
+    bad = base / "3"
+    bad.mkdir()
+    (bad / "model.tfd").write_bytes(b"TFDEPLOY\x01\x00\x00\x00")  # truncated
+    snaps = tmp_path / "snaps"
+    snaps.mkdir()
+    cfgs = [config.ModelConfig("latest", str(base), labels={"old": 1, "gone": 7}),
+            config.ModelConfig("all", str(base), policy=config.VersionPolicy("all")),
+            config.ModelConfig("some", str(base), policy=config.VersionPolicy(
+                "specific", 1, (1, 3)))]
+    reg = Registry(cfgs, str(snaps))
+    reg.poll()
+    # the newest version does not load: the policy falls back to the newest that does
+    assert sorted(reg.entries["latest"].serving) == [2]
+    assert sorted(reg.entries["all"].serving) == [1, 2]
+    assert sorted(reg.entries["some"].serving) == [1]
+    st = {s.version: (s.state, s.error_code) for s in reg.version_status("latest")}
+    assert st == {3: ("END", "UNKNOWN"), 2: ("AVAILABLE", "OK")}
+    assert str(bad / "model.tfd") in reg.version_status("latest", 3)[0].error_message
+    x = np.array([2.0], np.float32)
+    assert reg.resolve("latest").model(x)[0] == 3.0
+    with pytest.raises(ServingError, match="Specific\\(latest, 1\\)"):
+        reg.resolve("latest", label="old")
+    with pytest.raises(ServingError, match="Unrecognized servable version label: nope"):
+        reg.resolve("latest", label="nope")
+    assert reg.resolve("all", label=None, version=1).model(x)[0] == 2.0
+    # served from read-only snapshots named by content, shared by equal content
+    s2 = reg.resolve("all", version=2)
+    assert Path(s2.snapshot).parent == snaps and s2.snapshot != s2.source
+    assert s2.snapshot == reg.resolve("latest").snapshot
+    assert not os.access(s2.snapshot, os.W_OK) or os.geteuid() == 0
+    assert not [p for p in snaps.iterdir() if p.name.startswith(".load-")]
+    # a touched file with the same content is not reloaded
+    os.utime(base / "2" / "model.tfd", (1, 1))
+    reg.poll()
+    reg.poll()
+    assert reg.resolve("all", version=2) is s2
+    # a fixed version 3 is loaded once unchanged over a poll, then switched to
+    su.half_plus(30.0).save(bad / "model.tfd")
+    reg.poll()
+    assert sorted(reg.entries["latest"].serving) == [2]
+    reg.poll()
+    assert sorted(reg.entries["latest"].serving) == [3]
+    assert reg.resolve("latest").model(x)[0] == 31.0
+    assert reg.version_status("latest", 2)[0].state == "END"
+    reg.close()
+    assert sorted(p.name for p in snaps.iterdir()) == []
+
+
+def test_cors_preflight_and_headers():
+    from starlette.testclient import TestClient
+
+    import tfdeploy.serve
+
+    with TestClient(tfdeploy.serve.app(su.half_plus(2.0), name="hp", enable_cors=True)) as c:
+        r = c.options("/v1/models/hp:predict", headers={"Origin": "https://example.org"})
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "*"
+        r = c.options("/v1/models/hp:predict")
+        assert r.status_code == 400 and "Origin header is missing" in r.json()["error"]
+        r = c.post("/v1/models/hp:predict", content=b'{"instances": [0]}')
+        assert r.headers["access-control-allow-methods"] == "POST, GET"

@@ -112,6 +112,7 @@ def options_from_args(args) -> tuple[ServerOptions, int]:
         path = Path(args.model)
         if not path.is_file():
             raise ConfigError(f"no such model file: {args.model!r}")
+        _check_loads(path)
         models = [ModelConfig(args.name or args.model_name or path.stem, str(path.resolve()))]
         port = args.port or args.rest_api_port or 8501
     else:
@@ -144,6 +145,17 @@ def options_from_args(args) -> tuple[ServerOptions, int]:
         enable_cors=args.rest_api_enable_cors_support, snapshot_dir=args.snapshot_dir,
         access_log=args.access_log, blas_threads=args.tensorflow_intra_op_parallelism)
     return opts, port
+
+
+def _check_loads(path: Path) -> None:
+    """The short form serves one file: say now if it cannot be served, rather than start a
+    server that answers 404 (a base path may get good versions later; a file may not)."""
+    import tfdeploy as td
+
+    try:
+        td.load(path)
+    except td.TFDeployError as e:
+        raise ConfigError(f"{path} cannot be served: {type(e).__name__}: {e}") from None
 
 
 def setup_logging(level: str = "info") -> None:

@@ -324,7 +324,10 @@ class Registry:
             model, used = _load_snapshot(tmp, final)
             servable = Servable(name, v, model, path, digest, None if used == tmp else used)
         except Exception as e:  # a bad file must never take the server down
-            self._fail(entry, v, key, f"{type(e).__name__}: {e}")
+            msg = f"{type(e).__name__}: {e}".replace(final, path).replace(tmp, path)
+            if final != tmp and final not in self._snapshots_in_use():
+                _unlink(final)
+            self._fail(entry, v, key, msg)
             return None
         finally:
             _unlink(tmp)
@@ -351,6 +354,9 @@ class Registry:
         else:
             log.error("model %r version %d failed to load: %s", name, v, message)
 
+    def _snapshots_in_use(self) -> set:
+        return {s.snapshot for e in self.entries.values() for s in e.serving.values()}
+
     def _publish(self, entry: ModelEntry, new: dict[int, Servable]) -> None:
         old = entry.serving
         entry.serving = new  # the switch: one reference assignment
@@ -358,7 +364,7 @@ class Registry:
         for v in new:
             entry.status[v] = VersionStatus(v, "AVAILABLE")
             self.metrics.versions.set(name, str(v), value=1)
-        in_use = {s.snapshot for e in self.entries.values() for s in e.serving.values()}
+        in_use = self._snapshots_in_use()
         for v, s in old.items():
             if new.get(v) is s:
                 continue
