@@ -657,3 +657,45 @@ def test_cors_preflight_and_headers():
         assert r.status_code == 400 and "Origin header is missing" in r.json()["error"]
         r = c.post("/v1/models/hp:predict", content=b'{"instances": [0]}')
         assert r.headers["access-control-allow-methods"] == "POST, GET"
+
+
+@pytest.mark.tf
+def test_converted_saved_model_serves_its_signature_as_tf_serving_would(tmp_path):
+    """A Keras model with two named inputs and outputs, exported as a SavedModel (what TF
+    Serving would serve), converted and served: the same signature names, TF's values."""
+    tf = pytest.importorskip("tensorflow")
+    keras = pytest.importorskip("keras")
+    keras.utils.set_random_seed(0)
+    image = keras.Input((4, 4, 1), name="image")
+    meta = keras.Input((3,), name="meta")
+    h = keras.layers.Concatenate()([keras.layers.Flatten()(keras.layers.Conv2D(2, 3)(image)),
+                                    meta])
+    logits = keras.layers.Dense(3, name="logits")(h)
+    prob = keras.layers.Softmax(name="prob")(logits)
+    keras.Model({"image": image, "meta": meta}, {"logits": logits, "prob": prob}).export(
+        str(tmp_path / "sm"), verbose=False)
+    sig = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"]
+    model = td.convert(str(tmp_path / "sm"))
+    model.save(tmp_path / "kmodel.tfd")
+    rng = np.random.default_rng(0)
+    x = {"image": rng.random((3, 4, 4, 1), dtype=np.float32),
+         "meta": rng.random((3, 3), dtype=np.float32)}
+    want_tf = {k: v.numpy() for k, v in sig(**{k: tf.constant(v) for k, v in x.items()}).items()}
+    want = dict(zip([s.name for s in model.outputs], model(**x)))
+    server = su.ServerProcess([str(tmp_path / "kmodel.tfd")], tmp_path / "log")
+    try:
+        server.wait_ready(["kmodel"])
+        meta_json = httpx.get(f"{server.url}/v1/models/kmodel/metadata").json()
+        served = meta_json["metadata"]["signature_def"]["signature_def"]["serving_default"]
+        assert sorted(served["inputs"]) == sorted(sig.structured_input_signature[1])
+        assert sorted(served["outputs"]) == sorted(sig.structured_outputs)
+        rows = [{k: v[i].tolist() for k, v in x.items()} for i in range(3)]
+        r = httpx.post(f"{server.url}/v1/models/kmodel:predict",
+                       content=json.dumps({"instances": rows}), timeout=30)
+        got = {k: np.array([p[k] for p in r.json()["predictions"]], np.float32)
+               for k in want_tf}
+    finally:
+        server.stop()
+    for k in want_tf:
+        np.testing.assert_array_equal(got[k], want[k])
+        np.testing.assert_allclose(got[k], want_tf[k], rtol=1e-5, atol=1e-6)
