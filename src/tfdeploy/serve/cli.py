@@ -23,6 +23,7 @@ from .config import (
     load_batching_parameters,
     load_model_config,
 )
+from .logs import setup_logging
 
 log = logging.getLogger("tfdeploy.serve")
 
@@ -156,12 +157,6 @@ def _check_loads(path: Path) -> None:
         td.load(path)
     except td.TFDeployError as e:
         raise ConfigError(f"{path} cannot be served: {type(e).__name__}: {e}") from None
-
-
-def setup_logging(level: str = "info") -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=level.upper(), stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
 
 
 def _exit_cleanly(signum, frame) -> None:

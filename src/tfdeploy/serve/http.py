@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from . import codec
 from .config import ServerOptions
+from .logs import setup_logging
 from .server import Server
 from .status import ServingError
 
@@ -133,7 +134,5 @@ def create_app(options: ServerOptions, models: dict | None = None):
 
 def app_from_env():
     """The app factory each ``--workers`` process calls (options come in an env variable)."""
-    from .cli import setup_logging
-
     setup_logging()
     return create_app(ServerOptions.from_json(os.environ[ENV_OPTIONS]))
