@@ -479,6 +479,14 @@ def test_workers_share_one_snapshot(tmp_path):
         assert len(pids) == 2, server.log()
         answered = set(re.findall(r"access\[(\d+)\]: .*:predict", server.log()))
         assert answered == pids  # both workers answered
+        # /metrics sums every worker's counts (each publishes them every second)
+        _wait(lambda: _metric(httpx.get(f"{server.url}/metrics").text,
+                              "tfdeploy_requests_total", model="sm", api="predict",
+                              code="200") == 40, 10, "the workers' metrics summed")
+        text = httpx.get(f"{server.url}/metrics").text
+        assert _metric(text, "tfdeploy_model_version_available", model="sm", version="1") == 1
+        assert _metric(text, "tfdeploy_request_latency_seconds_count", model="sm",
+                       api="predict") == 40
         files = sorted(p.name for p in snaps.iterdir())
         assert len(files) == 1 and re.fullmatch(r"[0-9a-f]{64}\.tfd", files[0]), files
     finally:

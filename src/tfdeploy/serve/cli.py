@@ -196,10 +196,13 @@ def run(args) -> int:
         if args.workers == 1:
             uvicorn.run(create_app(opts), **common)
         else:  # each worker process builds its own app from the same options
+            opts.metrics_dir = tempfile.mkdtemp(prefix="tfdeploy-serve-metrics-")
             os.environ[ENV_OPTIONS] = opts.to_json()
             uvicorn.run(f"{app_from_env.__module__}:app_from_env", factory=True,
                         workers=args.workers, **common)
     finally:
         if own_dir:
             shutil.rmtree(opts.snapshot_dir, ignore_errors=True)
+        if opts.metrics_dir:
+            shutil.rmtree(opts.metrics_dir, ignore_errors=True)
     return 0

@@ -85,6 +85,7 @@ class ServerOptions:
     snapshot_dir: str | None = None
     access_log: bool = True
     blas_threads: int = 0  # 0: leave the BLAS library's thread count alone
+    metrics_dir: str | None = None  # --workers: where workers share their metrics
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))

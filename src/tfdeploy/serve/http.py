@@ -5,6 +5,7 @@ Imported only when a server is built: ``import tfdeploy`` never imports starlett
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -105,7 +106,8 @@ def create_app(options: ServerOptions, models: dict | None = None):
         return Response(body, status, media_type=_JSON, headers=cors)
 
     async def metrics(request: Request) -> Response:
-        return Response(server.metrics.render(), 200,
+        text = await asyncio.to_thread(server.metrics_text)
+        return Response(text, 200,
                         media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def not_found(request: Request) -> Response:

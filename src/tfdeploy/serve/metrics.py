@@ -1,14 +1,21 @@
 """Counters and histograms in Prometheus' text format, with no dependency.
 
-One :class:`Metrics` per server process (with ``--workers N`` each worker counts its own
-requests; Prometheus scrapes one of them per request, as with any pre-fork server).
+One :class:`Metrics` per server process. With ``--workers N`` every worker writes its state
+to a shared folder (``write_state``) and ``GET /metrics``, whichever worker answers it, sums
+them all (``render_merged``): counters and histograms add up, gauges take the maximum.
 """
 
 from __future__ import annotations
 
 import bisect
+import glob
+import json
+import logging
 import math
+import os
 import threading
+
+log = logging.getLogger("tfdeploy.serve")
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                    5.0, 10.0)
@@ -42,6 +49,14 @@ class Counter:
     def value(self, *labels) -> float:
         return self._values.get(labels, 0.0)
 
+    def state(self) -> list:
+        with self._lock:
+            return [[list(k), v] for k, v in self._values.items()]
+
+    def merge(self, state: list) -> None:
+        for k, v in state:
+            self.inc(*k, amount=v)
+
     def render(self) -> list[str]:
         out = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} counter"]
         with self._lock:
@@ -58,6 +73,11 @@ class Gauge(Counter):
     def remove(self, *labels) -> None:
         with self._lock:
             self._values.pop(labels, None)
+
+    def merge(self, state: list) -> None:
+        for k, v in state:
+            with self._lock:
+                self._values[tuple(k)] = max(v, self._values.get(tuple(k), v))
 
     def render(self) -> list[str]:
         out = super().render()
@@ -85,6 +105,17 @@ class Histogram:
     def count(self, *labels) -> int:
         s = self._series.get(labels)
         return s[-1] if s else 0
+
+    def state(self) -> list:
+        with self._lock:
+            return [[list(k), list(v)] for k, v in self._series.items()]
+
+    def merge(self, state: list) -> None:
+        with self._lock:
+            for k, series in state:
+                s = self._series.setdefault(tuple(k), [0] * (len(self.buckets) + 1) + [0.0, 0])
+                for i, v in enumerate(series):
+                    s[i] += v
 
     def render(self) -> list[str]:
         out = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
@@ -127,3 +158,28 @@ class Metrics:
         for m in self._all:
             lines += m.render()
         return "\n".join(lines) + "\n"
+
+    def write_state(self, folder: str) -> None:
+        """Publish this process's metrics for the other workers (atomically)."""
+        path = os.path.join(folder, f"{os.getpid()}.json")
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({m.name: m.state() for m in self._all}, f)
+        os.replace(tmp, path)
+
+    def render_merged(self, folder: str) -> str:
+        """The metrics of every worker that wrote its state to ``folder``, summed."""
+        self.write_state(folder)
+        total = Metrics()
+        by_name = {m.name: m for m in total._all}
+        for path in glob.glob(os.path.join(folder, "*.json")):
+            try:
+                with open(path) as f:
+                    state = json.load(f)
+            except (OSError, ValueError):  # a worker is replacing it right now
+                log.debug("skipped metrics file %s", path)
+                continue
+            for name, series in state.items():
+                if name in by_name:
+                    by_name[name].merge(series)
+        return total.render()

@@ -81,6 +81,9 @@ class Server:
         if o.file_system_poll_wait_seconds > 0:
             self._tasks.append(asyncio.create_task(
                 self._every(o.file_system_poll_wait_seconds, self.registry.poll)))
+        if o.metrics_dir:
+            self._tasks.append(asyncio.create_task(
+                self._every(1.0, self.metrics.write_state, o.metrics_dir)))
         if o.model_config_file and o.model_config_file_poll_wait_seconds > 0:
             self._config_mtime = os.stat(o.model_config_file).st_mtime_ns
             self._tasks.append(asyncio.create_task(
@@ -98,14 +101,16 @@ class Server:
         if self.batch_pool is not None:
             self.batch_pool.shutdown(wait=False)
         self.registry.close()
+        if self.options.metrics_dir:  # what this worker counted stays in the totals
+            self.metrics.write_state(self.options.metrics_dir)
         if self._own_snapshot_dir:
             shutil.rmtree(self.snapshot_dir, ignore_errors=True)
 
-    async def _every(self, seconds: float, fn) -> None:
+    async def _every(self, seconds: float, fn, *args) -> None:
         while True:
             await asyncio.sleep(seconds)
             try:
-                await asyncio.to_thread(fn)
+                await asyncio.to_thread(fn, *args)
             except Exception:
                 log.exception("background %s failed", getattr(fn, "__name__", fn))
 
@@ -233,6 +238,12 @@ class Server:
         return entry[1]
 
     # ------------------------------------------------------------------ metrics
+    def metrics_text(self) -> str:
+        """The ``/metrics`` body: this process's, or with workers every worker's, summed."""
+        if self.options.metrics_dir:
+            return self.metrics.render_merged(self.options.metrics_dir)
+        return self.metrics.render()
+
     def observe(self, name: str, api: str, status: int, seconds: float) -> None:
         if name not in self.registry.entries:  # clients must not grow the label set at will
             name = ""
