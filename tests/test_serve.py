@@ -203,6 +203,8 @@ BAD_REQUESTS = [
     ("POST", "/v1/models/half_plus_two:predict", b"\xff\xfe", 400, "JSON Parse error"),
     ("POST", "/v1/models/half_plus_two:predict", b"[" * 100000, 400, "JSON Parse error"),
     ("POST", "/v1/models/half_plus_two:predict", b'{"instances": []}', 400, "No values"),
+    ("POST", "/v1/models/half_plus_two:predict",
+     b'{"instances": ' + b"[" * 300 + b"1" + b"]" * 300 + b"}", 400, "levels deep"),
     ("POST", "/v1/models/half_plus_two:predict", b'{"instances": 1}', 400, "list/array"),
     ("POST", "/v1/models/half_plus_two:predict", b'{"x": 1}', 400,
      "Missing 'inputs' or 'instances' key"),

@@ -31,6 +31,7 @@ _NUMERIC = {"float32": np.float32, "float64": np.float64, "float16": np.float16,
 # TF's DataTypeString
 _TF_NAMES = {"float32": "float", "float64": "double", "float16": "half"}
 _FLOATS = ("float32", "float64", "float16", "bfloat16")
+_MAX_RANK = 63  # numpy's 64 dimensions, less one for the batch of the row format
 
 
 def tf_dtype_string(dtype: str) -> str:
@@ -194,6 +195,9 @@ def _walk(val, dtype: str) -> tuple[list, tuple]:
             break
         v = v[0]
     rank = len(shape)
+    if rank > _MAX_RANK:
+        raise invalid_argument(f"JSON value nested {rank} levels deep: tensors have at most "
+                               f"{_MAX_RANK} dimensions here")
     flat: list = []
 
     def fill(v, level: int) -> None:
@@ -316,12 +320,13 @@ def _from_instances(rows: list, inputs: list) -> dict[str, np.ndarray]:
 def _stack(values: list, dtype: str, key: str | None) -> np.ndarray:
     """The instances' values of one input batched along a new first dim, or the first
     instance that differs in size or shape from the first one (TF Serving's words)."""
+    error = None
     try:
         a = to_array(values, dtype)
         if a.ndim >= 1 and a.shape[0] == len(values):
             return a
-    except ServingError:
-        pass
+    except ServingError as e:
+        error = e
     where = f"{{}} key: {key}" if key is not None else "{}"
     first = None
     for i, v in enumerate(values):
@@ -341,6 +346,8 @@ def _stack(values: list, dtype: str, key: str | None) -> np.ndarray:
         if msg:
             raise invalid_argument(f"Failed to process element: {where.format(i)} of "
                                    f"'instances' list. Error: INVALID_ARGUMENT: {msg}")
+    if error is not None:
+        raise error
     raise invalid_argument(f"could not batch the instances of input {key or 'the input'}")
 
 
