@@ -124,9 +124,9 @@ def options_from_args(args) -> tuple[ServerOptions, int]:
                                   os.path.abspath(args.model_base_path))]
         else:
             models = load_model_config(args.model_config_file)
-        if args.port and not args.rest_api_port:
-            log.warning("--port is TF Serving's gRPC port; tfdeploy serves REST only, on "
-                        "--rest_api_port (8501)")
+        if args.port:
+            log.warning("--port is TF Serving's gRPC port, which tfdeploy does not serve; "
+                        "REST is served on --rest_api_port (default 8501)")
         port = args.rest_api_port or 8501
     batching = None
     if args.batching_parameters_file:
