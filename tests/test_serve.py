@@ -632,6 +632,7 @@ def test_registry_versions_policies_labels_and_snapshots(tmp_path):
     with pytest.raises(ServingError, match="Unrecognized servable version label: nope"):
         reg.resolve("latest", label="nope")
     assert reg.resolve("all", label=None, version=1).model(x)[0] == 2.0
+    assert reg.resolve("all", version=1).signature(None).warm_up()  # zeros of shape (1,)
     # served from read-only snapshots named by content, shared by equal content
     s2 = reg.resolve("all", version=2)
     assert Path(s2.snapshot).parent == snaps and s2.snapshot != s2.source

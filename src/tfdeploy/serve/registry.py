@@ -323,6 +323,8 @@ class Registry:
                 return cur
             model, used = _load_snapshot(tmp, final)
             servable = Servable(name, v, model, path, digest, None if used == tmp else used)
+            for sig in set(servable.signatures.values()):
+                sig.warm_up()  # compiles the plan before the switch, off the request path
         except Exception as e:  # a bad file must never take the server down
             msg = f"{type(e).__name__}: {e}".replace(final, path).replace(tmp, path)
             if final != tmp and final not in self._snapshots_in_use():

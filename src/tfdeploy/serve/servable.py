@@ -23,6 +23,9 @@ _DT_NAMES = {"float32": "DT_FLOAT", "float64": "DT_DOUBLE", "float16": "DT_HALF"
              "bfloat16": "DT_BFLOAT16", "string": "DT_STRING", "bool": "DT_BOOL"}
 
 
+_WARM_DTYPES = {"bfloat16": "float32", "qint8": "int8", "quint8": "uint8", "qint32": "int32"}
+
+
 def dt_name(dtype: str | None) -> str:
     """TF's enum name of a dtype: ``float32`` -> ``DT_FLOAT``."""
     if not dtype:
@@ -69,6 +72,29 @@ class Signature:
         """Evaluate the graph on named inputs; the outputs by name, in signature order."""
         values = self.model.eval(self._out, {self._in[k]: v for k, v in feeds.items()})
         return dict(zip(self.output_names, values))
+
+    def warm_up(self) -> bool:
+        """Evaluate once on zeros (batch 1) so the first request does not pay for compiling
+        the plan; best effort: False when the inputs' shapes are not all known or the model
+        does not run on zeros."""
+        feeds = {}
+        for s in self.inputs:
+            if s.shape is None or any(d is None for d in s.shape[1:]):
+                return False
+            shape = tuple(1 if d is None else d for d in s.shape)
+            if s.dtype == "string":
+                feeds[s.name] = np.full(shape, b"", dtype=object)
+            else:
+                try:
+                    feeds[s.name] = np.zeros(shape, dtype=np.dtype(_WARM_DTYPES.get(s.dtype,
+                                                                                     s.dtype)))
+                except TypeError:
+                    return False
+        try:
+            self.run(feeds)
+        except Exception:  # zeros may be no valid input for this model: nothing lost
+            return False
+        return True
 
     def proto_json(self) -> dict[str, Any]:
         return {"inputs": {s.name: s.proto_json() for s in self.inputs},
