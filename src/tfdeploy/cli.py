@@ -181,6 +181,9 @@ def main(argv=None) -> int:
     pl.add_argument("--after", choices=STAGES, help="the plan as it stands after this pass")
     pl.add_argument("--source", action="store_true", help="the generated Python instead")
     pl.set_defaults(fn=plan_cmd)
+    from .serve.cli import add_parser as add_serve_parser  # no server packages imported here
+
+    add_serve_parser(sub)
     args = p.parse_args(argv)
     from tfdeploy.errors import TFDeployError
 
