@@ -629,7 +629,7 @@ def test_tensor_array_hand_built():
 
 def test_tensor_list_value_semantics_random():
     """Random operation sequences on every version of a list match plain Python lists."""
-    from tfdeploy.kernels.lists.tensorlist import TensorList
+    from tfdeploy.runtime.tensorlist import TensorList
 
     rng = np.random.default_rng(0)
     for _ in range(50):

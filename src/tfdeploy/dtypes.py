@@ -1,7 +1,8 @@
 """The one table between TensorFlow dtype names and numpy dtypes.
 
 The IR and the file name dtypes as TensorFlow does (``tf.DType.name``: ``float32``, ``bfloat16``,
-``string``...). ``bfloat16`` maps to ``ml_dtypes.bfloat16`` when ml_dtypes is installed.
+``string``...). ``bfloat16`` maps to ``ml_dtypes.bfloat16`` when ml_dtypes is installed; it is
+imported only when a bfloat16 tensor first appears (it takes most of a second to import).
 """
 
 from __future__ import annotations
@@ -9,13 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from tfdeploy.errors import TFDeployError
-
-try:  # optional: numpy has no bfloat16 of its own
-    import ml_dtypes as _ml_dtypes
-
-    _BFLOAT16 = np.dtype(_ml_dtypes.bfloat16)
-except ImportError:  # pragma: no cover - depends on the environment
-    _BFLOAT16 = None
 
 _TO_NUMPY: dict[str, np.dtype] = {
     "float16": np.dtype(np.float16),
@@ -43,8 +37,6 @@ _TO_NUMPY: dict[str, np.dtype] = {
     "quint16": np.dtype(np.uint16),
     "qint32": np.dtype(np.int32),
 }
-if _BFLOAT16 is not None:
-    _TO_NUMPY["bfloat16"] = _BFLOAT16
 
 #: dtype names whose arrays may be stored as raw bytes in a model file
 STORABLE = frozenset(n for n in _TO_NUMPY if n != "string") | {"bfloat16"}
@@ -53,11 +45,22 @@ _FROM_NUMPY: dict[np.dtype, str] = {}
 for _name in ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8",
               "uint16", "uint32", "uint64", "bool", "complex64", "complex128", "string"):
     _FROM_NUMPY[_TO_NUMPY[_name]] = _name
-if _BFLOAT16 is not None:
-    _FROM_NUMPY[_BFLOAT16] = "bfloat16"
-
 #: float dtypes numpy computes slowly or not at all; kernels may compute them in float32
-LOW_PRECISION_FLOATS = frozenset(d for d in (np.dtype(np.float16), _BFLOAT16) if d is not None)
+#: (bfloat16 joins when ml_dtypes is loaded)
+LOW_PRECISION_FLOATS = {np.dtype(np.float16)}
+
+
+def _load_bfloat16() -> np.dtype:
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise TFDeployError(
+            "dtype bfloat16 needs the ml_dtypes package: pip install ml_dtypes") from None
+    bf16 = np.dtype(ml_dtypes.bfloat16)
+    _TO_NUMPY["bfloat16"] = bf16
+    _FROM_NUMPY[bf16] = "bfloat16"
+    LOW_PRECISION_FLOATS.add(bf16)
+    return bf16
 
 
 def to_numpy(name: str) -> np.dtype:
@@ -66,8 +69,7 @@ def to_numpy(name: str) -> np.dtype:
         return _TO_NUMPY[name]
     except KeyError:
         if name == "bfloat16":
-            raise TFDeployError(
-                "dtype bfloat16 needs the ml_dtypes package: pip install ml_dtypes") from None
+            return _load_bfloat16()
         raise TFDeployError(f"TensorFlow dtype {name!r} has no numpy equivalent") from None
 
 
@@ -78,9 +80,12 @@ def from_numpy(dtype) -> str:
     if name is None:
         if dt.kind in "SUO":
             return "string"
+        if dt.name == "bfloat16":  # made by ml_dtypes before we needed it
+            _load_bfloat16()
+            return "bfloat16"
         raise TFDeployError(f"numpy dtype {dt} has no TensorFlow equivalent")
     return name
 
 
 def is_known(name: str) -> bool:
-    return name in _TO_NUMPY
+    return name in _TO_NUMPY or name == "bfloat16"

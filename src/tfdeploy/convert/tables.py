@@ -5,7 +5,8 @@ TF's variable freezing leaves hash tables alone: a table is a resource captured 
 read with TF (LookupTableExportV2) and the resource is replaced by a ``TFDHashTable`` node holding
 the keys and values as attributes; the lookup ops that read it (LookupTableFindV2,
 LookupTableSizeV2, LookupTableExportV2) keep TF's names and inputs, and the kernels in
-``ops/lookup.py`` run them. Resources that are not tables are left for the caller to report.
+``kernels/lookup/tables.py`` run them. Resources that are not tables are left for the caller
+to report.
 """
 
 from __future__ import annotations

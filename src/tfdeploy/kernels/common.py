@@ -32,7 +32,7 @@ def as_array(x, dtype=None) -> np.ndarray:
 
 def low_precision(dtype: np.dtype) -> bool:
     """Whether numpy is slow or inexact for ``dtype`` (float16, bfloat16): compute in float32."""
-    return dtype in LOW_PRECISION_FLOATS
+    return dtype in LOW_PRECISION_FLOATS or (dtype.kind == "V" and dtype.name == "bfloat16")
 
 
 def normalize_axis(axis, ndim: int) -> tuple[int, ...]:

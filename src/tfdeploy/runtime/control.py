@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfdeploy.kernels.lists.tensorlist import TensorList
+from tfdeploy.runtime.tensorlist import TensorList
 
 #: most iterations whose condition one evaluation decides (counted loops)
 MAX_CHUNK = 1024

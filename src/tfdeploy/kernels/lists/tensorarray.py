@@ -2,7 +2,7 @@
 
 TF keeps a tensor array as mutable state behind a resource handle and threads a dummy float
 "flow" tensor through every op to order reads after writes. Here the flow *is* the array: a
-:class:`~tfdeploy.ops.lists.TensorList` value, so writes return a new flow (O(1), see
+:class:`~tfdeploy.runtime.tensorlist.TensorList` value, so writes return a new flow (O(1), see
 lists.py) and reads look at the flow they are given. The handle only carries the array's fixed
 properties. Every TF1 graph threads the flow this way (the TensorArray Python class does), so
 the results are TF's, with value semantics besides.

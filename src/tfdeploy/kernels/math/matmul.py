@@ -103,5 +103,4 @@ def _matmul_const_b(consts, *, transpose_a=False, transpose_b=False):
                              f"{w.shape}")
         return matmul(a, w)
 
-    MatMul.weight = w  # [K, N], for plan-time fusion (optimize.py)
     return MatMul

@@ -123,7 +123,7 @@ def StatelessRandomNormalV2(shape, key, counter, alg, *, dtype="float32"):
     """StatelessRandomNormalV2: standard normal floats (Box-Muller), bit-exact with TF.
 
     TF's Box-Muller calls glibc's logf/sincosf (float32) and log (float64), which are not
-    correctly rounded; ops/libm.py reproduces them bit for bit (x86-64 glibc >= 2.28 with FMA,
+    correctly rounded; numerics/libm.py reproduces them bit for bit (x86-64 glibc >= 2.28 with FMA,
     the configuration of TF's Linux wheels on any CPU since 2013).
     """
     return _fill(px.normal, shape_arg(shape), key_counter(key, counter, alg), _float_dtype(dtype))
