@@ -83,8 +83,8 @@ def deltas(before: dict, after: dict, key: str) -> dict[str, int]:
 
 def data_keys(graph) -> list:
     """The graph's tasks that hold model bytes."""
-    return [k for k, v in dict(graph).items() if isinstance(k, str)
-            and k.startswith("tfdeploy-model-")]
+    return [k for k in dict(graph) if (k if isinstance(k, str) else k[0]).startswith(
+        "tfdeploy-model-")]
 
 
 # ---------------------------------------------------------------------------- arrays
@@ -372,16 +372,21 @@ def test_dataframe_errors():
 
 # ---------------------------------------------------------------------------- failures
 
-def test_killed_worker_mid_job(client, tmp_path):
+@pytest.mark.parametrize("ship", ["path", "bytes"])
+def test_killed_worker_mid_job(client, tmp_path, ship):
     """SIGKILL one worker process while blocks run: Dask reruns its tasks (and recomputes
-    what it held) on the other and on the worker the nanny restarts; the result is whole."""
-    nodes = [placeholder("x", "float32", [None, 4]),
+    what it held, the model's bytes too) on the other and on the worker the nanny restarts;
+    the result is whole."""
+    scale = np.float32(1.5 if ship == "path" else 2.5)  # two models: no cache hit between
+    nodes = [placeholder("x", "float32", [None, 4]), const("scale", scale),
              Node("slow", "SlowIdentity", ["x"], {"T": "float32"}),
-             Node("y", "Tanh", ["slow"], {"T": "float32"})]
+             Node("mul", "Mul", ["slow", "scale"], {"T": "float32"}),
+             Node("y", "Tanh", ["mul"], {"T": "float32"})]
     model = model_of(nodes, ["x"], ["y"])
-    path = saved(model, tmp_path)
+    source = saved(model, tmp_path) if ship == "path" else model
     x = np.random.default_rng(7).standard_normal((240, 4)).astype(np.float32)
-    y = tdd.predict(path, da.from_array(x, chunks=10))  # 24 blocks of 0.1 s
+    y = tdd.predict(source, da.from_array(x, chunks=10), ship=ship)  # 24 blocks of 0.1 s
+    assert bool(data_keys(y.__dask_graph__())) == (ship == "bytes")
     client.wait_for_workers(2)
     pids = client.run(os.getpid)
     before = stats(client)

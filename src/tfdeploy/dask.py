@@ -82,6 +82,8 @@ def _file_digest(path: str, st: os.stat_result) -> str:
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 22), b""):
                 h.update(block)
+        if len(_file_digests) > 64:
+            _file_digests.clear()
         digest = _file_digests[key] = h.hexdigest()
     return digest
 
@@ -113,7 +115,7 @@ def _ship(model: Any, ship: Ship) -> tuple[ModelRef, td.Model, Any]:
         except OSError as e:
             raise td.TFDeployError(f"cannot read the model file {path!r}: {e}") from None
         ref = ModelRef(_file_digest(path, st), st.st_size, path, st.st_mtime_ns)
-        local = td.load(path)
+        local = _model(ref, None)  # this process's cache: threaded schedulers reuse it
         if ship == "path" or (ship == "auto" and _workers_see(ref)):
             return ref, local, None
         with open(path, "rb") as f:
@@ -127,8 +129,9 @@ def _ship(model: Any, ship: Ship) -> tuple[ModelRef, td.Model, Any]:
             data, local = buf.getvalue(), model
         else:
             data = bytes(model)
-            local = td.load(data)
+            local = None
         ref = ModelRef(hashlib.sha256(data).hexdigest(), len(data))
+        local = local or _model(ref, data)
     else:
         raise TypeError(f"model must be a path, model bytes or a tfdeploy.Model, got "
                         f"{type(model).__name__}")
@@ -168,20 +171,15 @@ _stats = {"loads": 0, "blocks": 0}
 
 def _model(ref: ModelRef, data: bytes | None) -> td.Model:
     """The model of ``ref`` in this process: loaded on first use, then kept."""
-    entry = _cache.get(ref.digest)
-    if entry is None:
-        with _lock:  # one load per process even when threads race for it
-            entry = _cache.get(ref.digest)
-            if entry is None:
-                entry = _load(ref, data)
-                _cache[ref.digest] = entry
-                _stats["loads"] += 1
-                while len(_cache) > max(1, CACHE_SIZE):
-                    _cache.popitem(last=False)
-    try:
-        _cache.move_to_end(ref.digest)
-    except KeyError:  # evicted meanwhile by another thread: it is still ours to use
-        pass
+    with _lock:  # one load per process even when threads race for it
+        entry = _cache.get(ref.digest)
+        if entry is None:
+            entry = _cache[ref.digest] = _load(ref, data)
+            _stats["loads"] += 1
+            while len(_cache) > max(1, CACHE_SIZE):
+                _cache.popitem(last=False)
+        else:
+            _cache.move_to_end(ref.digest)
     return entry[0]
 
 
@@ -325,8 +323,8 @@ def _evaluate(ref: ModelRef, data: bytes | None, outs: tuple[_Out, ...],
             raise td.TFDeployError(
                 f"output {o.name!r} is {r.dtype} of shape {r.shape} for a block of {rows} "
                 f"rows; {o.dtype} of shape {(rows, *o.shape)} was expected (from the model "
-                "evaluated on a sample): outputs whose shape depends on the values or on the "
-                "batch cannot be predicted by blocks")
+                "evaluated on a sample, or its signature): outputs whose shape depends on the "
+                "values or on the batch cannot be predicted by blocks")
         checked.append(r)
     with _lock:
         _stats["blocks"] += 1
@@ -352,7 +350,7 @@ def predict(model: str | os.PathLike | bytes | td.Model, x: Any, *, as_dict: boo
     specs = local.inputs
     arrays = _align(specs, _arrays_of(specs, x), rechunk)
     outs = tuple(_outputs_of(local, [(a.shape[1:], a.dtype) for a in arrays]))
-    token = tokenize(ref, outs, *arrays)
+    token = tokenize(ref, data is None, outs, *arrays)
     args: list[Any] = [ref, None, data, None, outs, None]
     for j, a in enumerate(arrays):
         args += [a, ("b", *(f"in{j}.{i}" for i in range(1, a.ndim)))]
@@ -392,6 +390,8 @@ def _arrays_of(specs: list, x: Any) -> list:
                                f"({[s.name for s in specs]}), got {len(arrays)}")
     else:
         arrays = [x]
+    if not arrays:
+        raise td.FeedError(f"no input arrays given; the model takes {[s.name for s in specs]}")
     for s, a in zip(specs, arrays):
         if not isinstance(a, da.Array):
             raise TypeError(f"input {s.name!r} must be a dask array chunked along its first "
@@ -489,7 +489,7 @@ def predict_partitions(model: str | os.PathLike | bytes | td.Model, ddf: Any,
                          for n in ns}, index=ddf._meta.index)
     used = list(dict.fromkeys(c for f in feeds for c in f.columns))
     return ddf[used].map_partitions(_predict_frame, ref, data, outs, tuple(feeds), names,
-                                    meta=meta, token=tokenize(ref, outs, feeds, names))
+                                    meta=meta, token="tfdeploy-predict")
 
 
 def _predict_frame(part: Any, ref: ModelRef, data: bytes | None, outs: tuple[_Out, ...],
@@ -573,15 +573,16 @@ def _output_names(outs: tuple[_Out, ...], given: Sequence[str] | None
                   ) -> tuple[tuple[str, ...], ...]:
     sizes = [int(np.prod(o.shape)) for o in outs]
     if given is None:
-        return tuple((o.name,) if not o.shape else tuple(f"{o.name}_{i}" for i in range(k))
-                     for o, k in zip(outs, sizes))
+        given = [n for o, k in zip(outs, sizes)
+                 for n in ([o.name] if not o.shape else [f"{o.name}_{i}" for i in range(k)])]
     given = [given] if isinstance(given, str) else list(given)
     if len(given) != sum(sizes):
         counts = ", ".join(f"{o.name}: {k}" for o, k in zip(outs, sizes))
         raise ValueError(f"output_columns has {len(given)} name(s), the outputs give "
                          f"{sum(sizes)} column(s) ({counts})")
-    if len(set(given)) != len(given):
-        raise ValueError(f"output_columns has duplicate names: {given}")
+    dup = sorted({n for n in given if given.count(n) > 1})
+    if dup:
+        raise ValueError(f"output column names {dup} are used twice: pass output_columns")
     names, start = [], 0
     for k in sizes:
         names.append(tuple(given[start:start + k]))
