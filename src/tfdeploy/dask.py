@@ -357,7 +357,7 @@ def predict(model: str | os.PathLike | bytes | td.Model, x: Any, *, as_dict: boo
     # One task per row block evaluates the model once for every output; the outputs are
     # picked from its result, so asking for two outputs does not run the model twice.
     blocks = da.blockwise(_predict_block, ("b",), *args, name=f"tfdeploy-predict-{token}",
-                          meta=np.empty((0,), dtype=object), concatenate=True,
+                          meta=np.empty((0,), dtype=object), concatenate=False,
                           align_arrays=False)
     results = []
     for i, o in enumerate(outs):
@@ -371,8 +371,15 @@ def predict(model: str | os.PathLike | bytes | td.Model, x: Any, *, as_dict: boo
 
 
 def _predict_block(ref: ModelRef, data: bytes | None, outs: tuple[_Out, ...],
-                   *blocks: np.ndarray) -> tuple[np.ndarray, ...]:
-    return _evaluate(ref, data, outs, blocks)
+                   *blocks: Any) -> tuple[np.ndarray, ...]:
+    # blockwise hands each input's single chunk along every other axis as a nested list of
+    # one block (concatenate=True would copy it into a fresh array to "concatenate" it)
+    feeds = []
+    for b in blocks:
+        while isinstance(b, list):
+            (b,) = b
+        feeds.append(b)
+    return _evaluate(ref, data, outs, feeds)
 
 
 def _pick(result: tuple, i: int) -> np.ndarray:
