@@ -94,6 +94,7 @@ def on_cluster(workers: int, todo, repeat: int) -> dict[str, float]:
             x = client.persist(rng.random((n, k), chunks=(c, k), dtype=np.float32))
             distributed.wait(x)
             y = tdd.predict(path, x) if path else x * np.float32(2)
+            loads = sum(v["loads"] for v in client.run(tdd.cache_info).values())
             best = float("inf")
             for i in range(repeat + 1):  # the first run is a warm-up: workers load the model
                 t0 = time.perf_counter()
@@ -104,7 +105,7 @@ def on_cluster(workers: int, todo, repeat: int) -> dict[str, float]:
                 del done
                 _forget(client, next(flatten(y.__dask_keys__())))  # else the next run finds it
             times[label] = best
-            loads = sum(v["loads"] for v in client.run(tdd.cache_info).values())
+            loads = sum(v["loads"] for v in client.run(tdd.cache_info).values()) - loads
             print(f"  {workers} worker(s), {label}: {fmt(best).strip()} for {n} rows in "
                   f"{len(y.chunks[0])} tasks ({n / best:,.0f} rows/s; model loads: {loads})",
                   flush=True)

@@ -354,24 +354,34 @@ def predict(model: str | os.PathLike | bytes | td.Model, x: Any, *, as_dict: boo
     args: list[Any] = [ref, None, data, None, outs, None]
     for j, a in enumerate(arrays):
         args += [a, ("b", *(f"in{j}.{i}" for i in range(1, a.ndim)))]
-    # One task per row block evaluates the model once for every output; the outputs are
-    # picked from its result, so asking for two outputs does not run the model twice.
-    blocks = da.blockwise(_predict_block, ("b",), *args, name=f"tfdeploy-predict-{token}",
-                          meta=np.empty((0,), dtype=object), concatenate=False,
-                          align_arrays=False)
-    results = []
-    for i, o in enumerate(outs):
-        results.append(blocks.map_blocks(
-            _pick, i, name=f"tfdeploy-output-{i}-{token}", meta=np.empty((0,) * (1 + len(
-                o.shape)), dtype=o.dtype), chunks=(blocks.chunks[0], *((d,) for d in o.shape)),
-            new_axis=list(range(1, 1 + len(o.shape))) or None))
+    if len(outs) == 1:  # one task per block, nothing to pick (each task costs the scheduler)
+        o = outs[0]
+        axes = {f"out.{i}": d for i, d in enumerate(o.shape)}
+        results = [da.blockwise(_predict_block, ("b", *axes), 0, None, *args, new_axes=axes,
+                                name=f"tfdeploy-predict-{token}", concatenate=False,
+                                meta=np.empty((0,) * (1 + len(o.shape)), dtype=o.dtype),
+                                align_arrays=False)]
+    else:
+        # One task per row block evaluates the model once for every output; the outputs
+        # are picked from its result, so asking for two outputs does not run it twice.
+        blocks = da.blockwise(_predict_block, ("b",), None, None, *args, concatenate=False,
+                              name=f"tfdeploy-predict-{token}", align_arrays=False,
+                              meta=np.empty((0,), dtype=object))
+        results = []
+        for i, o in enumerate(outs):
+            results.append(blocks.map_blocks(
+                _pick, i, name=f"tfdeploy-output-{i}-{token}",
+                chunks=(blocks.chunks[0], *((d,) for d in o.shape)),
+                new_axis=list(range(1, 1 + len(o.shape))) or None,
+                meta=np.empty((0,) * (1 + len(o.shape)), dtype=o.dtype)))
     if as_dict:
         return {o.name: r for o, r in zip(outs, results)}
     return results[0] if len(results) == 1 else tuple(results)
 
 
-def _predict_block(ref: ModelRef, data: bytes | None, outs: tuple[_Out, ...],
-                   *blocks: Any) -> tuple[np.ndarray, ...]:
+def _predict_block(pick: int | None, ref: ModelRef, data: bytes | None,
+                   outs: tuple[_Out, ...], *blocks: Any) -> Any:
+    """The outputs for one block of rows: all (a tuple), or output ``pick``."""
     # blockwise hands each input's single chunk along every other axis as a nested list of
     # one block (concatenate=True would copy it into a fresh array to "concatenate" it)
     feeds = []
@@ -379,7 +389,8 @@ def _predict_block(ref: ModelRef, data: bytes | None, outs: tuple[_Out, ...],
         while isinstance(b, list):
             (b,) = b
         feeds.append(b)
-    return _evaluate(ref, data, outs, feeds)
+    result = _evaluate(ref, data, outs, feeds)
+    return result if pick is None else result[pick]
 
 
 def _pick(result: tuple, i: int) -> np.ndarray:
