@@ -7,7 +7,9 @@ many 10-row chunks, whose time per task is Dask's overhead per task, beside plai
 workers first, each worker loads (memory-maps) the model file in a warm-up run, and the
 outputs are persisted, not gathered: what is timed is the inference. "in-process" is
 ``model(chunk)`` in a loop in this process. Every side runs one thread (one per worker, one
-BLAS thread), so 2 workers can at best be 2x one.
+BLAS thread), so 2 workers can at best be 2x one, and only if they get 2 cores: each line
+also shows the CPU time a side got during its best run, in cores (workers only, not the
+scheduler or this process).
 
     python benchmarks/bench_dask.py [--rows 40000] [--chunks 5000,500] [--repeat 3]
 """
@@ -74,10 +76,8 @@ def cases(args, tmp: str):
     return out
 
 
-def on_cluster(workers: int, todo, repeat: int) -> dict[str, float]:
-    """Best seconds per job of each case on a LocalCluster of ``workers`` processes."""
-    import logging
-
+def contenders(client, todo) -> dict[str, tuple]:
+    """Per case, a function running the job once on ``client``'s cluster, and its task count."""
     import dask.array as da
     import distributed
     import numpy as np
@@ -85,60 +85,72 @@ def on_cluster(workers: int, todo, repeat: int) -> dict[str, float]:
 
     import tfdeploy.dask as tdd
 
-    times = {}
-    with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, silence_logs=logging.ERROR) as cl, \
-            distributed.Client(cl) as client:
-        for label, path, n, c, k in todo:
-            rng = da.random.default_rng(0)
-            x = client.persist(rng.random((n, k), chunks=(c, k), dtype=np.float32))
-            distributed.wait(x)
-            y = tdd.predict(path, x) if path else x * np.float32(2)
-            loads = sum(v["loads"] for v in client.run(tdd.cache_info).values())
-            best = float("inf")
-            for i in range(repeat + 1):  # the first run is a warm-up: workers load the model
-                t0 = time.perf_counter()
-                done = client.persist(y)
-                distributed.wait(done)
-                if i:
-                    best = min(best, time.perf_counter() - t0)
-                del done
-                _forget(client, next(flatten(y.__dask_keys__())))  # else the next run finds it
-            times[label] = best
-            loads = sum(v["loads"] for v in client.run(tdd.cache_info).values()) - loads
-            print(f"  {workers} worker(s), {label}: {fmt(best).strip()} for {n} rows in "
-                  f"{len(y.chunks[0])} tasks ({n / best:,.0f} rows/s; model loads: {loads})",
-                  flush=True)
-    return times
+    out = {}
+    for label, path, n, c, k in todo:
+        x = client.persist(da.random.default_rng(0).random((n, k), chunks=(c, k),
+                                                            dtype=np.float32))
+        distributed.wait(x)
+        # ship="path": the file is local; two clients are active, so "auto" would ask one
+        y = tdd.predict(path, x, ship="path") if path else x * np.float32(2)
+        key = next(flatten(y.__dask_keys__()))
+
+        def run(x=x, y=y, key=key) -> tuple[float, float]:
+            cpu = sum(client.run(time.process_time).values())
+            t0 = time.perf_counter()
+            done = client.persist(y)
+            distributed.wait(done)
+            dt = time.perf_counter() - t0
+            cpu = sum(client.run(time.process_time).values()) - cpu
+            del done
+            # wait until the scheduler forgot the result, or the next run finds it computed
+            while client.run_on_scheduler(lambda dask_scheduler: key in dask_scheduler.tasks):
+                time.sleep(0.01)
+            return dt, cpu
+
+        run()  # warm-up: each worker loads (memory-maps) the model and compiles its plan
+        out[label] = (run, len(y.chunks[0]))
+    return out
 
 
-def _forget(client, key) -> None:
-    """Wait until the scheduler has released ``key``."""
-    while client.run_on_scheduler(lambda dask_scheduler, k=key: k in dask_scheduler.tasks):
-        time.sleep(0.01)
-
-
-def in_process(todo, repeat: int) -> dict[str, float]:
+def in_process(todo) -> dict[str, tuple]:
     import numpy as np
 
     import tfdeploy as td
 
-    times = {}
+    out = {}
     for label, path, n, c, k in todo:
         model = td.load(path) if path else (lambda v: v * np.float32(2))
         x = np.random.default_rng(0).random((n, k), dtype=np.float32)
         chunks = [x[i:i + c] for i in range(0, n, c)]
-        model(chunks[0])
-        best = float("inf")
-        for _ in range(repeat):
-            t0 = time.perf_counter()
+
+        def run(model=model, chunks=chunks) -> tuple[float, float]:
+            t0, cpu = time.perf_counter(), time.process_time()
             for chunk in chunks:
                 model(chunk)
-            best = min(best, time.perf_counter() - t0)
-        times[label] = best
-        print(f"  in-process, {label}: {fmt(best).strip()} ({n / best:,.0f} rows/s)",
-              flush=True)
-    return times
+            return time.perf_counter() - t0, time.process_time() - cpu
+
+        run()
+        out[label] = (run, len(chunks))
+    return out
+
+
+def race(sides: dict[str, dict], todo, repeat: int) -> dict[str, dict[str, float]]:
+    """Best seconds per job, the sides timed in turn for each case, ``repeat`` times: a slow
+    spell of the shared machine then hits them all alike. Prints the CPU time the workers got
+    during the best run, in cores: on a machine shared with other jobs, 2 workers may not get
+    2 cores."""
+    best: dict[str, dict[str, float]] = {side: {} for side in sides}
+    cores: dict[str, float] = {}
+    for label, _, n, *_ in todo:
+        for _ in range(repeat):
+            for side, runs in sides.items():
+                t, cpu = runs[label][0]()
+                if t < best[side].get(label, float("inf")):
+                    best[side][label], cores[side] = t, cpu / t
+        print(f"  {label}: " + ", ".join(
+            f"{side} {fmt(best[side][label]).strip()} ({n / best[side][label]:,.0f} rows/s, "
+            f"{cores[side]:.2f} cores)" for side in sides), flush=True)
+    return best
 
 
 def main(argv=None) -> int:
@@ -148,11 +160,26 @@ def main(argv=None) -> int:
     ap.add_argument("--tiny-tasks", type=int, default=2000, help="tasks of the overhead case")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
+    import logging
+
+    import distributed
+
+    import tfdeploy.dask as tdd
+
+    def cluster(n: int):
+        return distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                        dashboard_address=None, silence_logs=logging.ERROR)
+
+    with tempfile.TemporaryDirectory() as tmp, cluster(1) as one, cluster(2) as two, \
+            distributed.Client(one) as c1, distributed.Client(two) as c2:
         todo = cases(args, tmp)
-        per = {"in-process": in_process(todo, args.repeat)}
-        for w in (1, 2):
-            per[f"{w} worker" + "s" * (w > 1)] = on_cluster(w, todo, args.repeat)
+        sides = {"in-process": in_process(todo), "1 worker": contenders(c1, todo),
+                 "2 workers": contenders(c2, todo)}
+        per = race(sides, todo, args.repeat)
+        for name, c in (("1 worker", c1), ("2 workers", c2)):
+            loads = {w: v["loads"] for w, v in c.run(tdd.cache_info).items()}
+            print(f"  model loads per worker process, {name}: {sorted(loads.values())} "
+                  f"(one per model: {len({p for _, p, *_ in todo if p})} models)")
     cols = ["in-process", "1 worker", "2 workers"]
     rows = [(label, {c: per[c][label] for c in cols}) for label, *_ in todo]
     print(__doc__.strip().splitlines()[0])
