@@ -28,6 +28,7 @@ import dask_ops  # noqa: E402
 import tfdeploy as td  # noqa: E402
 import tfdeploy.dask as tdd  # noqa: E402
 from graphs import Node, const, dense_softmax, model_of, placeholder  # noqa: E402
+from tfdeploy.dask import models  # noqa: E402
 
 SRC = os.path.dirname(os.path.dirname(os.path.abspath(td.__file__)))
 
@@ -215,17 +216,17 @@ def test_ship_path_to_a_worker_without_the_file(client, tmp_path):
 def test_worker_with_a_different_file_takes_the_bytes(tmp_path):
     """A worker whose file at that path differs loads the shipped bytes (in this process)."""
     path = saved(rowwise_model(), tmp_path)
-    ref, _, data = tdd._ship(path, "bytes")
+    ref, _, data = models.ship_model(path, "bytes")
     (raw,) = dask.compute(data)
     dense_softmax(n_in=4, n_out=2)[0].save(path)
     tdd.clear_cache()
     a, c = rowwise_inputs(3)
-    got = tdd._model(ref, raw)(a, c)
+    got = models.cached_model(ref, raw)(a, c)
     np.testing.assert_array_equal(got[0], rowwise_model()(a, c)[0])
     assert list(tdd.cache_info()["models"].values()) == ["bytes"]
     tdd.clear_cache()
     with pytest.raises(td.TFDeployError, match="missing or different"):
-        tdd._model(ref, None)
+        models.cached_model(ref, None)
 
 
 def test_local_schedulers(tmp_path):
