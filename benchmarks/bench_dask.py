@@ -140,16 +140,17 @@ def race(sides: dict[str, dict], todo, repeat: int) -> dict[str, dict[str, float
     during the best run, in cores: on a machine shared with other jobs, 2 workers may not get
     2 cores."""
     best: dict[str, dict[str, float]] = {side: {} for side in sides}
-    cores: dict[str, float] = {}
+    cpu: dict[str, dict[str, float]] = {side: {} for side in sides}
     for label, _, n, *_ in todo:
         for _ in range(repeat):
             for side, runs in sides.items():
-                t, cpu = runs[label][0]()
+                t, c = runs[label][0]()
                 if t < best[side].get(label, float("inf")):
-                    best[side][label], cores[side] = t, cpu / t
+                    best[side][label], cpu[side][label] = t, c
         print(f"  {label}: " + ", ".join(
-            f"{side} {fmt(best[side][label]).strip()} ({n / best[side][label]:,.0f} rows/s, "
-            f"{cores[side]:.2f} cores)" for side in sides), flush=True)
+            f"{side} {fmt(best[side][label]).strip()} ({n / best[side][label]:,.0f} rows/s on "
+            f"{cpu[side][label] / best[side][label]:.2f} cores, "
+            f"{n / cpu[side][label]:,.0f} rows per CPU-second)" for side in sides), flush=True)
     return best
 
 

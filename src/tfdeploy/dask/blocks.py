@@ -17,12 +17,15 @@ from .models import ModelRef, cached_model, count_block
 
 @dataclass(frozen=True)
 class Output:
+    """An output as every block produces it."""
+
     name: str
     dtype: np.dtype
     shape: tuple[int, ...]  # per row: the output's dims after the batch axis
 
 
 def spec_dtype(spec) -> np.dtype | None:
+    """The numpy dtype a signature entry names, if it names one numpy has."""
     try:
         return dtypes.to_numpy(spec.dtype) if spec.dtype else None
     except td.TFDeployError:
@@ -95,7 +98,7 @@ def outputs_of(model: td.Model, feeds: list[tuple[tuple, np.dtype]]) -> list[Out
 
 
 def evaluate(ref: ModelRef, data: bytes | None, outs: tuple[Output, ...],
-              feeds: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+             feeds: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
     """Run the model on one block of rows, on a worker; check what the graph promised."""
     rows = len(feeds[0])
     if rows == 0:  # some graphs refuse empty batches, and there is nothing to compute
