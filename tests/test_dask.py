@@ -110,6 +110,8 @@ def test_dense_path_model(client, tmp_path):
     for w in after:
         if blocks[w]:
             assert f"mmap:{path}" in after[w]["models"].values()
+    # the workers never imported TensorFlow
+    assert not any(client.run(lambda: "tensorflow" in sys.modules).values())
     # again: no worker loads it a second time
     np.testing.assert_array_equal(client.compute(tdd.predict(path, X)).result(), want)
     assert all(v == 0 for v in deltas(after, stats(client), "loads").values())
