@@ -274,3 +274,23 @@ def test_string_feeds_become_bytes():
             m(np.array([1.0]))
     finally:
         registry.unregister("TestStrLen")
+
+
+def test_a_model_is_not_pickled_but_says_how_to_ship_it():
+    import pickle
+
+    from graphs import dense_softmax
+
+    m, _ = dense_softmax()
+    with pytest.raises(TypeError, match="not picklable: send its file"):
+        pickle.dumps(m)
+
+
+def test_softmax_rows_do_not_depend_on_the_batch():
+    # (a matmul's last bits may depend on the rows, through BLAS; a softmax's must not)
+    import tfdeploy.kernels.nn.core as nn
+
+    logits = np.random.default_rng(3).standard_normal((64, 100)).astype(np.float32) * 9
+    full = nn.Softmax(logits)
+    for k in (1, 3, 40):
+        np.testing.assert_array_equal(nn.Softmax(logits[:k]), full[:k])

@@ -306,6 +306,11 @@ class Model:
             raise TFDeployError("the model's signature has no outputs")
         return key, fetches, tuple(canonical_ref(r) for r in refs)
 
+    def __reduce__(self):
+        raise TypeError("a tfdeploy.Model is not picklable: send its file (a path, or the "
+                        "bytes model.save writes to a BytesIO) and td.load it where it runs "
+                        "(tfdeploy.dask does that for you)")
+
     def __repr__(self) -> str:
         parts = [f"{k!r}: {len(g.nodes)} nodes" for k, g in self.graphs.items()]
         return f"<tfdeploy.Model {{{', '.join(parts)}}}>"

@@ -106,10 +106,9 @@ def Softmax(logits):
     e = logits - logits.max(axis=-1, keepdims=True)
     np.exp(e, out=e)
     s = e.sum(axis=-1, keepdims=True)
-    if e.size >= 4096:  # multiplying by 1/sum beats dividing on big arrays (TF does too)
-        e *= np.reciprocal(s, out=s)
-    else:  # one numpy call instead of two: small arrays are all call overhead
-        e /= s
+    # times 1/sum, as TF's kernel computes it (and whatever the batch size: a row's result
+    # must not depend on the rows beside it)
+    e *= np.reciprocal(s, out=s)
     return e
 
 
