@@ -272,3 +272,103 @@ def test_modules_and_functions_stay_small():
                 if n > 80:
                     too_long.append(f"function {name}.{node.name}: {n} lines")
     assert not too_long, too_long
+
+
+# --- shape specialization ------------------------------------------------------------------
+
+def _reshape_model():
+    """x [?, 6] -> Reshape(x, [Shape(x)[0] * 2, 3]) -> Tanh: shape arithmetic on the batch."""
+    i32 = "int32"
+    nodes = [placeholder("x", "float32", [None, 6]),
+             Node("shape", "Shape", ["x"], {"out_type": i32}),
+             const("b", np.array([0], np.int32)), const("e", np.array([1], np.int32)),
+             const("s", np.array([1], np.int32)),
+             Node("n", "StridedSlice", ["shape", "b", "e", "s"],
+                  {"Index": i32, "T": i32, "shrink_axis_mask": 1}),
+             const("two", np.int32(2)), Node("n2", "Mul", ["n", "two"], {"T": i32}),
+             const("three", np.int32(3)),
+             Node("target", "Pack", ["n2", "three"], {"T": i32, "N": 2, "axis": 0}),
+             Node("r", "Reshape", ["x", "target"], {"T": "float32"}),
+             Node("y", "Tanh", ["r"], {"T": "float32"})]
+    return model_of(nodes, ["x"], ["y"])
+
+
+def test_specialized_plans_fold_the_shape_arithmetic():
+    m = _reshape_model()
+    for batch in (1, 4, 0, 4, 9):
+        x = _r(batch, 6)
+        np.testing.assert_array_equal(m(x), np.tanh(x.reshape(batch * 2, 3)))
+    generic, special = m.plan(), m.plan(_r(4, 6))
+    assert [st.op for st in generic.steps] == ["Shape", "StridedSlice", "Mul", "Pack",
+                                               "Reshape", "Tanh"]
+    assert [st.op for st in special.steps] == ["Reshape", "Tanh"]
+    assert "%c" in str(special) and ": [8,3] = Tanh(" in str(special)
+
+
+def test_data_dependent_shapes_are_never_baked_in():
+    """Size(Where(x > 0)) counts positives: its shape depends on the values, not the shape."""
+    nodes = [placeholder("x", "float32", [None]), const("zero", np.float32(0)),
+             Node("pos", "Greater", ["x", "zero"], {"T": "float32"}),
+             Node("where", "Where", ["pos"], {"T": "bool"}),
+             Node("count", "Size", ["where"], {"out_type": "int32"})]
+    m = model_of(nodes, ["x"], ["count"])
+    for x in ([1.0, -1.0, 2.0], [-1.0, -1.0, 2.0], [3.0, 3.0, 3.0], [-1.0, -2.0, -3.0]):
+        assert m(np.float32(x)) == sum(v > 0 for v in x)
+    assert "Size" in [st.op for st in m.plan(np.float32([1, 2, 3])).steps]
+
+
+def test_many_shapes_fall_back_to_the_generic_plan():
+    from tfdeploy.runtime.dispatch import MAX_SPECIALIZED
+
+    m = _reshape_model()
+    for batch in range(MAX_SPECIALIZED + 5):
+        x = _r(batch, 6)
+        np.testing.assert_array_equal(m(x), np.tanh(x.reshape(batch * 2, 3)))
+    # a list (not an array) runs the generic plan, which converts it
+    np.testing.assert_allclose(m([[0.5] * 6]), np.tanh(np.full((2, 3), 0.5, np.float32)))
+
+
+def test_threads_meeting_new_shapes_at_once():
+    import threading
+
+    m = _reshape_model()
+    xs = [_r(1 + i % 4, 6) for i in range(16)]
+    errors = []
+    barrier = threading.Barrier(8)
+
+    def work(k):
+        barrier.wait()
+        for x in xs[k::8] * 5:
+            if not np.array_equal(m(x), np.tanh(x.reshape(-1, 3))):
+                errors.append(k)
+
+    ts = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors
+
+
+def test_plan_command(tmp_path):
+    path = tmp_path / "m.tfd"
+    _reshape_model().save(path)
+
+    def run(*args):
+        r = subprocess.run([sys.executable, "-m", "tfdeploy", "plan", str(path), *args],
+                           capture_output=True, text=True)
+        return r.returncode, r.stdout, r.stderr
+
+    code, out, _ = run()
+    assert code == 0 and "= Shape(%0)" in out and "(after lower)" in out
+    code, out, _ = run("--batch", "5")
+    assert code == 0 and "= Shape(" not in out and ": [10,3] = Tanh(" in out
+    assert "feed x:0 float32[5,6]" in out
+    code, out, _ = run("--after", "select", "--batch", "2")
+    assert code == 0 and "(after select)" in out and "= Shape(" in out
+    code, out, _ = run("--source")
+    assert code == 0 and out.startswith("def _make(")
+    code, _, err = run("--after", "fold", "--source")
+    assert code == 2 and "no source after 'fold'" in err
+    code, _, err = run("--after", "nope")
+    assert code == 2 and "invalid choice" in err

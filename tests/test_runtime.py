@@ -192,9 +192,11 @@ def test_constant_subgraphs_are_folded():
         nodes = [placeholder("x", "float32", None), const("c", np.float32(3)),
                  Node("d", "TestCounted", ["c"]), Node("o", "AddV2", ["x", "d"])]
         m = model_of(nodes, ["x"], ["o"])
-        for _ in range(3):
+        assert m(np.float32(1)) == 7
+        compiled = len(calls)  # once per plan compiled (generic, traced, specialized)
+        for _ in range(5):
             assert m(np.float32(1)) == 7
-        assert len(calls) == 1  # folded once at compile time
+        assert len(calls) == compiled <= 3  # folded at compile time, never run per call
     finally:
         registry.unregister("TestCounted")
 

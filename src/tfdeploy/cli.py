@@ -137,12 +137,36 @@ def info(args) -> int:
     return 0
 
 
+def _example_inputs(model, batch: int) -> list:
+    """Zeros shaped as the signature says, the first unknown dim of each ``batch``."""
+    import numpy as np
+
+    from .dtypes import to_numpy
+    from .errors import TFDeployError
+
+    out = []
+    for s in model.inputs:
+        if s.shape is None:
+            raise TFDeployError(f"input {s.name!r} has an unknown rank: cannot make an input")
+        shape = list(s.shape)
+        if None in shape:
+            shape[shape.index(None)] = batch
+        if None in shape:
+            raise TFDeployError(f"input {s.name!r} has shape {s.shape}: more than one unknown "
+                                "dim, --batch fills only the first")
+        dt = to_numpy(s.dtype)
+        out.append(np.full(shape, b"", object) if dt.kind == "O" else np.zeros(shape, dt))
+    return out
+
+
 def plan_cmd(args) -> int:
     """Print the compiled plan of a model's signature (after a pass, or final), or its
     generated Python."""
     import tfdeploy as td
 
-    plan = td.Model(args.file).plan(after=args.after)
+    model = td.Model(args.file)
+    inputs = _example_inputs(model, args.batch) if args.batch is not None else ()
+    plan = model.plan(*inputs, after=args.after)
     if args.source:
         if plan.source is None:
             print(f"tfdeploy plan: no source after {args.after!r}: code is generated after the "
@@ -179,6 +203,8 @@ def main(argv=None) -> int:
                         "nodes they replace. Example: tfdeploy plan model.tfd --after fold")
     pl.add_argument("file")
     pl.add_argument("--after", choices=STAGES, help="the plan as it stands after this pass")
+    pl.add_argument("--batch", type=int, help="the plan specialized for this batch size "
+                    "(traced on zeros)")
     pl.add_argument("--source", action="store_true", help="the generated Python instead")
     pl.set_defaults(fn=plan_cmd)
     from .serve.cli import add_parser as add_serve_parser  # no server packages imported here

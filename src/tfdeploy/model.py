@@ -14,6 +14,7 @@ from tfdeploy.compiler.passes.select import check_registered
 from tfdeploy.compiler.pipeline import compile_plan
 from tfdeploy.errors import FeedError, TFDeployError
 from tfdeploy.ir.graph import Graph, TensorSpec, canonical_ref, node_dtype, node_shape, parse_ref
+from tfdeploy.runtime.dispatch import ShapeDispatch
 from tfdeploy.runtime.feeds import FeedCheck
 
 DEFAULT_KEY = "default"
@@ -223,7 +224,23 @@ class Model:
                     self._plans[ck] = entry
         return entry
 
-    def _compile(self, key, fetches, feeds, **options):
+    def _compile(self, key, fetches, feeds):
+        """The run of the plan computing ``fetches`` from ``feeds``: shape-dispatched (see
+        ``runtime/dispatch.py``)."""
+        generic = self._compile_plan(key, fetches, feeds).run
+
+        def tracer():  # (unfused: every value the specialized plan has gets its shape)
+            record: dict = {}
+            plan = self._compile_plan(key, fetches, feeds, record=record, optimize=False)
+            return plan.run, record
+
+        def specialize(shapes, record):
+            return self._compile_plan(key, fetches, feeds, trace=record,
+                                      feed_shapes=shapes).run
+
+        return ShapeDispatch(generic, tracer, specialize)
+
+    def _compile_plan(self, key, fetches, feeds, **options):
         g = self.graphs[key]
         if len(set(feeds)) != len(feeds):
             raise FeedError("the same tensor is fed twice")
@@ -235,15 +252,20 @@ class Model:
                                         node.attrs.get("shape")))
             else:
                 checks.append(None)
-        plan = compile_plan(g, list(fetches), list(feeds), feed_checks=checks, **options)
-        return plan.run if not options else plan
+        return compile_plan(g, list(fetches), list(feeds), feed_checks=checks, **options)
 
-    def plan(self, *, after: str | None = None, optimize: bool = True, **options):
+    def plan(self, *inputs, after: str | None = None, optimize: bool = True, **options):
         """The compiled plan of the signature (``print(model.plan())`` shows it one step a
         line), or as it stands after the named pass (``after="fuse_conv"``); see
-        ``tfdeploy.compiler.pipeline``."""
+        ``tfdeploy.compiler.pipeline``. With ``inputs``, the plan specialized for their
+        shapes (the one a call with them runs)."""
         key, fetches, feeds = self._signature_refs(len(self.inputs), ())
-        return self._compile(key, fetches, feeds, after=after, optimize=optimize, **options)
+        if inputs:
+            record: dict = {}
+            self._compile_plan(key, fetches, feeds, record=record, optimize=False).run(inputs)
+            options.update(trace=record, feed_shapes=tuple(np.shape(x) for x in inputs))
+        return self._compile_plan(key, fetches, feeds, after=after, optimize=optimize,
+                                  **options)
 
     def profile(self, *inputs, repeat: int = 5, clock=None):
         """Time every kernel of the signature's plan (loop bodies included) over ``repeat``
@@ -251,8 +273,7 @@ class Model:
         from tfdeploy.compiler.profile import Profile
 
         prof = Profile() if clock is None else Profile(clock)
-        key, fetches, feeds = self._signature_refs(len(inputs), ())
-        plan = self._compile(key, fetches, feeds, profile=prof)
+        plan = self.plan(*inputs, profile=prof)
         plan.run(inputs)  # warm up: first-call caches are not what a server sees
         prof.reset()
         for _ in range(repeat):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+
 from tfdeploy import registry
 from tfdeploy.compiler import codegen
 from tfdeploy.compiler.passes import liveness
@@ -24,6 +26,11 @@ def run(plan: Plan, ctx, profile: bool = True) -> Plan:
             # a control-flow step's time is its bodies', which are timed themselves
             control = registry.get_opdef(st.op).needs_context and not st.members
             st.kernel = ctx.profile.wrap(st.name, st.label, st.kernel, control)
+        if profile and ctx.record is not None:
+            st.kernel = _recording(st.kernel, st.outs, ctx.record)
+    if profile and ctx.record is not None:  # (folded values are part of a trace too)
+        ctx.record.update({v: (c.shape, c.dtype) for v, c in plan.constants.items()
+                           if isinstance(c, np.ndarray)})
     # constants no step reads any more (folded intermediates, weights a fusion or a specializer
     # took in) are dropped: the plan holds only what it runs
     read = {v for st in plan.steps for v in st.ins} | set(plan.fetch_values)
@@ -93,3 +100,16 @@ def fallback(plan: Plan, st: Step, ctx):
     run(sub, ctx, profile=False)
     run_fn = codegen.generate(sub)
     return lambda *ins: run_fn(ins)[0]
+
+
+def _recording(kernel, outs, record: dict):
+    """``kernel``, recording the (shape, dtype) of each output it computes into ``record``."""
+    def traced(*args):
+        r = kernel(*args)
+        res = r if type(r) is tuple else (r,)
+        for i, v in outs:
+            a = res[i] if i < len(res) else None
+            if isinstance(a, (np.ndarray, np.generic)):  # (not a TensorList, a table...)
+                record[v] = (a.shape, a.dtype)
+        return r
+    return traced

@@ -1,6 +1,6 @@
 """The compiler: a graph, fetches and feeds in; a plan whose ``run`` is generated code out.
 
-    select -> fold -> fuse_conv -> liveness -> lower -> codegen
+    select -> specialize -> fold -> fuse_conv -> liveness -> lower -> codegen
 
 Each pass is one module of ``compiler/passes`` with one job, ``run(plan, ctx) -> plan``;
 ``PASSES`` lists them in order. ``lower`` (``compiler/lower.py``) is the only place kernels are
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tfdeploy.compiler import codegen, loops, lower
-from tfdeploy.compiler.passes import fold, fuse_conv, liveness, select
+from tfdeploy.compiler.passes import fold, fuse_conv, liveness, select, specialize
 from tfdeploy.compiler.plan import Plan
 from tfdeploy.compiler.profile import Profile
 from tfdeploy.errors import GraphError, TFDeployError
@@ -24,6 +24,7 @@ from tfdeploy.runtime import control
 
 #: the passes after ``select``, in order: (name, run, runs only when optimizing)
 PASSES: list[tuple[str, Callable, bool]] = [
+    ("specialize", specialize.run, False),
     ("fold", fold.run, False),
     ("fuse_conv", fuse_conv.run, True),
     ("liveness", liveness.run, False),
@@ -37,8 +38,14 @@ class Context:
     and a way to compile them (each function body compiled once per compile)."""
 
     def __init__(self, root: Graph, fold: bool = True, optimize: bool = True,
-                 verify: bool = False, passes=None, profile: Profile | None = None):
+                 verify: bool = False, passes=None, profile: Profile | None = None,
+                 trace: dict | None = None, feed_shapes=None, record: dict | None = None):
         self.root = root
+        #: shapes for ``specialize``: value -> (shape, dtype) from a traced run, and the feeds'
+        self.trace = trace
+        self.feed_shapes = feed_shapes
+        #: where lowered kernels record their outputs' (shape, dtype), to make a trace
+        self.record = record
         self.fold = fold
         self.optimize = optimize
         self.verify = verify
@@ -58,8 +65,12 @@ class Context:
             raise GraphError(f"graph has no function named {name!r}") from None
 
     def compile_graph(self, g: Graph, fetches: list[str], feeds: list[str]) -> Plan:
-        """A nested plan of ``g`` (a function body, possibly rewritten)."""
-        return compile_plan(g, fetches, feeds, root=self.root, nested=True, ctx=self)
+        """A nested plan of ``g`` (a function body, possibly rewritten): never specialized
+        or traced (its values take other shapes each iteration)."""
+        nested = Context(self.root, fold=self.fold, optimize=self.optimize, verify=self.verify,
+                         passes=self.passes, profile=self.profile)
+        nested._functions = self._functions
+        return compile_plan(g, fetches, feeds, root=self.root, nested=True, ctx=nested)
 
     def compile_function(self, f: FuncAttr | str) -> Plan:
         """A plan taking the function's inputs in order and returning its outputs."""
@@ -105,18 +116,21 @@ def compile_plan(graph: Graph, fetches: list[str], feeds: list[str] = (), *,
                  root: Graph | None = None, fold: bool = True, optimize: bool = True,
                  feed_checks: list | None = None, nested: bool = False,
                  after: str | None = None, verify: bool = False, passes=None,
-                 profile: Profile | None = None, ctx: Context | None = None) -> Plan:
+                 profile: Profile | None = None, trace: dict | None = None, feed_shapes=None,
+                 record: dict | None = None, ctx: Context | None = None) -> Plan:
     """Compile ``graph`` to compute ``fetches`` from ``feeds`` (tensor refs). A ``nested`` plan
     (a function body run by a control-flow kernel) returns its values as they are; a top-level
     one never returns memory of its feeds or constants. ``after``: stop after that stage;
     ``passes``: the names of the passes of ``PASSES`` to run (default all); ``profile``: time
-    every kernel into it."""
+    every kernel into it; ``record``: a dict in which the plan's steps record the (shape, dtype)
+    of each value they compute (a trace); ``trace`` and ``feed_shapes``: specialize the plan
+    for feeds of these shapes, with a trace of a run on such feeds."""
     if after is not None and after not in STAGES:
         raise TFDeployError(f"unknown compiler pass {after!r}; the passes are {list(STAGES)}")
     root = root if root is not None else graph
     if ctx is None:
         ctx = Context(root, fold=fold, optimize=optimize, verify=verify, passes=passes,
-                      profile=profile)
+                      profile=profile, trace=trace, feed_shapes=feed_shapes, record=record)
     plan = select.run(graph, list(fetches), list(feeds), root=root, feed_checks=feed_checks,
                       nested=nested)
     plan.passes.append("select")

@@ -71,6 +71,8 @@ class Plan:
     #: a nested plan (a function body) returns its values as they are; a top-level one never
     #: returns memory of its feeds or constants
     nested: bool = False
+    #: the shapes of the values whose shape follows from the feeds' (``specialize`` sets it)
+    shapes: dict[int, tuple] = field(default_factory=dict)
     #: the passes run so far, in order
     passes: list[str] = field(default_factory=list)
     #: the generated Python source of ``run`` (set by codegen)
@@ -98,6 +100,9 @@ def _step_line(plan: Plan, st: Step) -> str:
     lhs = ", ".join(_value(plan, outs[i]) if i in outs else "_" for i in range(n)) or "_"
     ins = ", ".join(_value(plan, v) for v in st.ins)
     attrs = format_attrs({k: v for k, v in st.attrs.items() if not k.startswith("_")})
+    known = [plan.shapes.get(v) for _, v in st.outs]
+    if known and all(s is not None for s in known):
+        lhs += " : " + ", ".join(format_shape(s) for s in known)
     line = f"  {lhs} = {st.op}({ins})" + (f" {attrs}" if attrs else "")
     note = st.name
     if st.members:
@@ -122,7 +127,7 @@ def dump(plan: Plan) -> str:
         check = plan.feed_checks[plan.feed_values.index(v)] if plan.feed_checks else None
         spec = ""
         if check is not None and getattr(check, "dtype", None) is not None:
-            spec = f" {check.dtype}{format_shape(check.shape)}"
+            spec = f" {check.dtype}{format_shape(plan.shapes.get(v, check.shape))}"
         lines.append(f"  %{v} = feed {ref[0]}:{ref[1]}{spec}")
     for v, c in plan.constants.items():
         shown = format_value(c) if isinstance(c, np.ndarray) else type(c).__name__
