@@ -1,6 +1,7 @@
 """The compiler: a graph, fetches and feeds in; a plan whose ``run`` is generated code out.
 
-    select -> specialize -> fold -> fuse_conv -> liveness -> lower -> codegen
+    select -> specialize -> fold -> simplify -> fuse_norm -> fuse_gelu -> fuse_attention
+           -> fuse_conv -> liveness -> lower -> codegen
 
 Each pass is one module of ``compiler/passes`` with one job, ``run(plan, ctx) -> plan``;
 ``PASSES`` lists them in order. ``lower`` (``compiler/lower.py``) is the only place kernels are
@@ -14,7 +15,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tfdeploy.compiler import codegen, loops, lower
-from tfdeploy.compiler.passes import fold, fuse_conv, liveness, select, specialize
+from tfdeploy.compiler.passes import (
+    fold,
+    fuse_attention,
+    fuse_conv,
+    fuse_gelu,
+    fuse_norm,
+    liveness,
+    select,
+    simplify,
+    specialize,
+)
 from tfdeploy.compiler.plan import Plan
 from tfdeploy.compiler.profile import Profile
 from tfdeploy.errors import GraphError, TFDeployError
@@ -26,6 +37,10 @@ from tfdeploy.runtime import control
 PASSES: list[tuple[str, Callable, bool]] = [
     ("specialize", specialize.run, False),
     ("fold", fold.run, False),
+    ("simplify", simplify.run, True),
+    ("fuse_norm", fuse_norm.run, True),
+    ("fuse_gelu", fuse_gelu.run, True),
+    ("fuse_attention", fuse_attention.run, True),
     ("fuse_conv", fuse_conv.run, True),
     ("liveness", liveness.run, False),
 ]

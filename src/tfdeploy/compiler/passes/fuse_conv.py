@@ -8,8 +8,9 @@ the value passed on has exactly one reader and is neither fetched nor fed:
   RealDiv by a constant broadcasting along the channels only (Keras 3 BatchNormalization after
   constant folding), FusedBatchNorm/V2/V3 in inference mode (tf_keras);
 - a residual addition (AddV2/Add; Sub with the chain on the left) of another tensor;
-- activations: Relu, Relu6, LeakyRelu, Elu, Sigmoid, Tanh, and swish, x * sigmoid(beta * x)
-  (a value with two readers: Sigmoid, or Mul by a constant then Sigmoid, and the final Mul).
+- activations: Relu, Relu6, LeakyRelu, Elu, Sigmoid, Tanh, GELU (``_Gelu``, from
+  ``fuse_gelu``), and swish, x * sigmoid(beta * x) (a value with two readers: Sigmoid, or Mul
+  by a constant then Sigmoid, and the final Mul).
 
 The leading affine ops fold into the weight (W * scale per output channel, in float64, rounded
 once) and one bias; the rest run in place on the core's fresh output (``kernels/nn/fused.py``).
@@ -32,7 +33,7 @@ from tfdeploy.compiler.plan import Plan, Step
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _ACTIVATIONS = {"Relu": "relu", "Relu6": "relu6", "LeakyRelu": "leaky_relu", "Elu": "elu",
-                "Sigmoid": "sigmoid", "Tanh": "tanh"}
+                "Sigmoid": "sigmoid", "Tanh": "tanh", "_Gelu": "gelu"}
 _BATCH_NORMS = ("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
 _CORES = ("Conv2D", "Conv3D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2")
 _AFFINE = ("Mul", "AddV2", "Add", "Sub", "RealDiv")
@@ -206,7 +207,9 @@ def _link(st: Step, cur: int, core: _Core, constants) -> tuple | None:
     if act is not None:
         if st.ins != (cur,):
             return None
-        return "act", act, st.attrs.get("alpha", 0.2) if act == "leaky_relu" else None
+        arg = st.attrs.get("alpha", 0.2) if act == "leaky_relu" else \
+            st.attrs.get("approximate", "erfc") if act == "gelu" else None
+        return "act", act, arg
     if st.op in _BATCH_NORMS:
         return _batch_norm(st, cur, core, constants)
     if st.op in ("BiasAdd", "BiasAddV1"):

@@ -23,6 +23,7 @@ import numpy as np
 from tfdeploy.kernels.common import op
 from tfdeploy.kernels.math.elementwise import sigmoid_
 from tfdeploy.kernels.nn.core import elu_, leaky_relu_
+from tfdeploy.kernels.nn.transformer import gelu_
 
 _BINARY = {"mul": np.multiply, "add": np.add, "sub": np.subtract, "div": np.divide}
 
@@ -67,7 +68,8 @@ def epilogue_op(kind: str, dtype: np.dtype, arg=None) -> Callable:
     kinds: "mul"/"add"/"sub"/"div" (``arg``: a constant broadcasting into y without changing
     its shape, as the second operand), "add_input"/"sub_input" (``arg``: the index of an
     external input of the same shape), "relu", "relu6", "leaky_relu" (``arg``: alpha), "elu",
-    "sigmoid", "tanh" and "swish" (``arg``: None or the constant beta of y * sigmoid(beta y)).
+    "sigmoid", "tanh", "swish" (``arg``: None or the constant beta of y * sigmoid(beta y)) and
+    "gelu" (``arg``: its form, see ``transformer.gelu_``).
     """
     zero = np.zeros((), dtype)
     if kind in _BINARY:
@@ -90,6 +92,8 @@ def epilogue_op(kind: str, dtype: np.dtype, arg=None) -> Callable:
         return lambda y, ext: np.tanh(y, out=y)
     if kind == "swish":
         return _swish(dtype, arg)
+    if kind == "gelu":
+        return lambda y, ext: gelu_(y, arg)
     raise ValueError(f"unknown epilogue op {kind!r}")
 
 

@@ -13,6 +13,7 @@ Chebyshev expansions computed for this module at 60 significant digits (no third
 - erf/erfc: erfc(x) = exp(-x^2) erfcx(x) for x >= 0, with erfcx (1 + x) one Chebyshev series
   in u = (x - 3) / (x + 3), which maps [0, inf) onto [-1, 1); exp(-x^2) is evaluated in two
   parts so the rounding of x^2 does not cost precision; erf is the Maclaurin series below 1/2.
+  float32 and narrower results use a shorter fit of erfc (below).
 
 float32 and narrower results use shorter expansions (accurate to ~1e-9 before rounding), and
 large inputs are processed in blocks that stay in cache.
@@ -69,6 +70,14 @@ _ERFCX = np.array([
     8.654949127746541e-14, 6.547147159229033e-15, -3.6838636129200996e-15, -6.061318726312009e-16,
     1.3273121984901985e-16, 4.3939552352609764e-17, -2.4306314588364326e-18,
     -2.6443852952525207e-18,
+])
+# erfc(a) = t exp(-a^2 + sum_k _ERFC_FAST[k] t^k), t = 2 / (2 + a), for 0 <= a <= 10.5: a
+# least-squares fit of degree 10 (on Chebyshev nodes in t) to the float64 series above, whose
+# relative error stays below 8.3e-9; used for float32 and narrower results
+_ERFC_FAST = np.array([
+    -1.2655717252480219, 1.0016734504455873, 0.35462745926154454, 0.2249589401508438,
+    -0.7081291862565899, 1.6555892782632633, -3.529170558337844, 4.210768193118933,
+    -2.7685001977217802, 0.9643716813881335, -0.1406173320838928,
 ])
 # Stirling: lgamma(x) ~ (x - 1/2) log x - x + log(2 pi) / 2 + sum_k B_2k / (2k (2k-1) x^(2k-1))
 _STIRLING = np.array([1 / 12, -1 / 360, 1 / 1260, -1 / 1680, 1 / 1188, -691 / 360360, 1 / 156])
@@ -246,6 +255,16 @@ def _erf_small(x: np.ndarray, tier: _Tier) -> np.ndarray:
 def _erfc_pos(a: np.ndarray, tier: _Tier) -> np.ndarray:
     """erfc(a) for a >= 0 (or inf, nan)."""
     a = np.minimum(a, tier.erfc_limit)  # erfc is 0 there anyway; keeps inf out of the algebra
+    if tier.single:
+        # erfc(a) = t exp(-a^2 + P(t)), t = 2 / (2 + a): 10 Horner steps instead of the
+        # 16-term series below, relative error < 1e-8 (a third of a float32 ulp)
+        t = np.add(a, 2.0)
+        np.divide(2.0, t, out=t)
+        p = _horner(_ERFC_FAST, t)
+        p -= a * a
+        np.exp(p, out=p)
+        p *= t
+        return p
     r = _clenshaw(tier.erfcx, (a - 3) / (a + 3))
     r /= 1 + a
     if tier.single:  # the rounding of a^2 costs ~1e-14 relative: plenty for float32
@@ -267,9 +286,7 @@ def _erf(x: np.ndarray, tier: _Tier) -> np.ndarray:
 
 def _erfc(x: np.ndarray, tier: _Tier) -> np.ndarray:
     out = _erfc_pos(np.abs(x), tier)
-    neg = x < 0
-    out[neg] = 2 - out[neg]
-    return out
+    return np.where(x < 0, 2 - out, out)  # (three calls: boolean indexing takes longer)
 
 
 # --- kernels --------------------------------------------------------------------------------

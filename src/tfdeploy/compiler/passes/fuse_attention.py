@@ -1,0 +1,142 @@
+"""fuse_attention: scaled dot-product attention as one ``_Attention`` step.
+
+Keras' ``MultiHeadAttention`` traces to ``Einsum(q, k)`` (e.g. ``BTNH,BSNH->BNTS``), a ``Mul``
+by a constant scale, optionally an ``AddV2`` of a mask or a ``SelectV2(mask, scores, fill)``
+(Keras' causal and padding masks), ``Softmax``, and ``Einsum(scores, v)``
+(``BNTS,BSNH->BTNH``). The fused kernel computes the same as two batched matmuls over
+transposed views, with the softmax in place between them: no einsum dispatch, no copies.
+
+The equations are read by their structure, not their letters: in ``q,k->scores`` the one
+letter of q and k missing from the scores is the head width H, the one of q alone the query
+positions T, of k alone the key positions S, and the letters of all three are batch axes; the
+second equation must contract S with v and keep T and the batch axes.
+"""
+
+from __future__ import annotations
+
+from tfdeploy.compiler.patterns import Dataflow, builtin, fused_step, replace
+from tfdeploy.compiler.plan import Plan, Step
+
+
+def _equation(st: Step) -> tuple[str, str, str] | None:
+    eq = st.attrs.get("equation")
+    if not isinstance(eq, str) or "." in eq or "->" not in eq:
+        return None
+    lhs, out = eq.replace(" ", "").split("->")
+    ops = lhs.split(",")
+    if len(ops) != 2 or len(st.ins) != 2 or any(len(set(o)) != len(o) for o in (*ops, out)):
+        return None
+    return ops[0], ops[1], out
+
+
+def _roles(q: str, k: str, s: str):
+    """(batch letters in s order, T, H, S) of ``q,k->s`` as attention scores, or None."""
+    h = set(q) & set(k) - set(s)
+    t = set(q) & set(s) - set(k)
+    sk = set(k) & set(s) - set(q)
+    batch = [c for c in s if c in q and c in k]
+    if len(h) != 1 or len(t) != 1 or len(sk) != 1 or len(batch) + 2 != len(s) or \
+            len(q) != len(batch) + 2 or len(k) != len(batch) + 2:
+        return None
+    (h,), (t,), (sk,) = h, t, sk
+    if s[-1] != sk:  # softmax runs over the last axis: it must be the key positions
+        return None
+    return batch, t, h, sk
+
+
+def _second(eq2, eq1, batch, t, sk):
+    """(v's letters, the output's, H') of ``scores,v->out`` written with the letters of
+    ``eq1`` (the scores operand is the same tensor as eq1's result, axis for axis), or
+    (None, None, None) if it is not attention's second product."""
+    s_in, v, out = eq2
+    if len(s_in) != len(eq1[2]):
+        return None, None, None
+    m = dict(zip(s_in, eq1[2]))
+    extra = [c for c in v if c not in m]
+    if len(extra) != 1 or any(c not in m and c != extra[0] for c in out):
+        return None, None, None
+    hv = next(c for c in "HVWXYZhvwxyz" if c not in eq1[0] + eq1[1] + eq1[2])
+    m[extra[0]] = hv
+    v, out = "".join(m[c] for c in v), "".join(m[c] for c in out)
+    if len(v) != len(batch) + 2 or set(v) != set(batch) | {sk, hv} or \
+            len(out) != len(batch) + 2 or set(out) != set(batch) | {t, hv}:
+        return None, None, None
+    return v, out, hv
+
+
+def _perm(src: str, dst: str) -> list[int]:
+    return [src.index(c) for c in dst]
+
+
+def _chain(flow: Dataflow, qk: Step):
+    """(members, ins, attrs, out) of the attention starting at Einsum ``qk``, or None."""
+    eq1 = _equation(qk)
+    roles = _roles(*eq1) if eq1 is not None else None
+    if roles is None:
+        return None
+    batch, t, h, sk = roles
+    members, scale, mask = [qk], None, ()
+    cur = flow.only_reader(qk.outs[0][1])
+    if cur is not None and cur.op == "Mul" and flow.scalar(
+            cur.ins[1] if cur.ins[0] == qk.outs[0][1] else cur.ins[0]) is not None:
+        other = cur.ins[1] if cur.ins[0] == qk.outs[0][1] else cur.ins[0]
+        scale = flow.const(other).reshape(())
+        members.append(cur)
+        cur = flow.only_reader(cur.outs[0][1])
+    masked = None
+    prev = members[-1].outs[0][1]
+    if cur is not None and (flow.shape(prev) is None or
+                            flow.shape(cur.outs[0][1]) != flow.shape(prev)):
+        return None  # (a mask that broadcasts the scores to more elements: left alone)
+    if cur is not None and cur.op in ("AddV2", "Add") and len(cur.ins) == 2:
+        other = cur.ins[1] if cur.ins[0] == prev else cur.ins[0]
+        if other != prev:
+            mask = (other,)
+            members.append(cur)
+            cur = flow.only_reader(cur.outs[0][1])
+    elif cur is not None and cur.op == "SelectV2" and len(cur.ins) == 3 and \
+            cur.ins.count(prev) == 1 and cur.ins[0] != prev:
+        fill = flow.scalar(cur.ins[2] if cur.ins[1] == prev else cur.ins[1])
+        if fill is not None:  # Keras' causal and padding masks: where(mask, scores, -big)
+            mask, masked = (cur.ins[0],), (fill, cur.ins[1] == prev)
+            members.append(cur)
+            cur = flow.only_reader(cur.outs[0][1])
+    if cur is None or cur.op != "Softmax":
+        return None
+    members.append(cur)
+    sv = flow.only_reader(cur.outs[0][1])
+    eq2 = _equation(sv) if sv is not None and sv.op == "Einsum" else None
+    if eq2 is None or sv.ins[0] != cur.outs[0][1]:
+        return None
+    v, out, hv = _second(eq2, eq1, batch, t, sk)
+    if v is None:
+        return None
+    b = "".join(batch)
+    attrs = {"q_perm": _perm(eq1[0], b + t + h), "k_perm": _perm(eq1[1], b + h + sk),
+             "v_perm": _perm(v, b + sk + hv), "out_perm": _perm(b + t + hv, out)}
+    if scale is not None:
+        attrs["scale"] = scale
+    if masked is not None:
+        attrs["masked_fill"], attrs["mask_keeps"] = masked
+    members.append(sv)
+    return members, (qk.ins[0], qk.ins[1], sv.ins[1], *mask), attrs, sv.outs[0][1]
+
+
+def run(plan: Plan, ctx=None) -> Plan:
+    flow = Dataflow(plan)
+    groups = []
+    for st in plan.steps:
+        if st.op != "Einsum" or not builtin(st):
+            continue
+        found = _chain(flow, st)
+        if found is None:
+            continue
+        members, ins, attrs, out = found
+        inside = {id(m) for m in members}
+        if not all(builtin(m) for m in members) or not all(
+                flow.internal(v, inside) for m in members for _, v in m.outs if v != out):
+            continue
+        groups.append((members, ins, attrs, out))
+    for members, ins, attrs, out in groups:
+        replace(plan, members, fused_step("_Attention", members, ins, out, attrs))
+    return plan

@@ -1,0 +1,107 @@
+"""What pattern passes ask of a plan: who computes and who reads each value, constants by
+value, and rewriting (removing steps, renaming values, replacing a group of steps by one).
+
+Passes match op types and dataflow, never kernel objects, and rewrite only ops that run
+tfdeploy's own numpy kernel (``builtin``), so a user's kernel or another implementation is
+never bypassed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tfdeploy import registry
+from tfdeploy.compiler.plan import Plan, Step
+
+
+def builtin(st: Step) -> bool:
+    """``st`` is an op running tfdeploy's own numpy kernel (a pass may rewrite it)."""
+    return registry.runs_builtin(st.op)
+
+
+class Dataflow:
+    """Producers and readers of the values of a plan's steps (rebuild after rewriting)."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.producer: dict[int, tuple[Step, int]] = {}
+        self.readers: dict[int, list[Step]] = {}
+        for st in plan.steps:
+            for i, v in st.outs:
+                self.producer[v] = (st, i)
+            for v in st.ins:
+                self.readers.setdefault(v, []).append(st)
+        #: values that must keep their identity (fetched, fed)
+        self.pinned = set(plan.fetch_values) | set(plan.feed_values)
+
+    def step(self, v: int, op: str | tuple[str, ...] | None = None) -> Step | None:
+        """The step computing ``v`` (as its output 0), if it is a built-in ``op``."""
+        p = self.producer.get(v)
+        if p is None or p[1] != 0:
+            return None
+        st = p[0]
+        if op is not None and st.op not in ((op,) if isinstance(op, str) else op):
+            return None
+        return st if builtin(st) else None
+
+    def only_reader(self, v: int) -> Step | None:
+        """The one step reading ``v``, if ``v`` has exactly one reader and is not pinned."""
+        r = self.readers.get(v, ())
+        return r[0] if len(r) == 1 and v not in self.pinned else None
+
+    def internal(self, v: int, inside: set) -> bool:
+        """``v`` is read only by steps in ``inside`` (ids of steps) and not pinned: a value a
+        fused step may swallow."""
+        return v not in self.pinned and all(id(s) in inside for s in self.readers.get(v, ()))
+
+    def const(self, v: int) -> np.ndarray | None:
+        c = self.plan.constants.get(v)
+        return c if isinstance(c, np.ndarray) else None
+
+    def scalar(self, v: int) -> float | None:
+        """The value of a constant of one element, as a float."""
+        c = self.const(v)
+        return float(c.reshape(-1)[0]) if c is not None and c.size == 1 else None
+
+    def shape(self, v: int) -> tuple | None:
+        c = self.const(v)
+        return tuple(c.shape) if c is not None else self.plan.shapes.get(v)
+
+
+def rename(plan: Plan, mapping: dict[int, int]) -> None:
+    """Every read of a value in ``mapping`` reads its replacement instead (chains followed)."""
+    if not mapping:
+        return
+
+    def final(v: int) -> int:
+        seen = 0
+        while v in mapping and seen <= len(mapping):
+            v = mapping[v]
+            seen += 1
+        return v
+
+    for st in plan.steps:
+        st.ins = tuple(final(v) for v in st.ins)
+    plan.fetch_values = tuple(final(v) for v in plan.fetch_values)
+
+
+def replace(plan: Plan, members: list[Step], fused: Step) -> None:
+    """``members`` (steps of the plan) replaced by ``fused``, placed where the last of them
+    was (every input of the group is computed by then)."""
+    ids = {id(m) for m in members}
+    last = max(k for k, st in enumerate(plan.steps) if id(st) in ids)
+    out: list[Step] = []
+    for k, st in enumerate(plan.steps):
+        if k == last:
+            out.append(fused)
+        elif id(st) not in ids:
+            out.append(st)
+    plan.steps = out
+
+
+def fused_step(op: str, members: list[Step], ins: tuple[int, ...], out: int,
+               attrs: dict[str, Any]) -> Step:
+    """A fused step of ``op`` replacing ``members`` (in plan order), computing ``out``."""
+    return Step(op, members[0].name, tuple(ins), ((0, out),), attrs, members=tuple(members))

@@ -1,0 +1,103 @@
+"""Fused transformer kernels, made by the compiler's passes (``fuse_norm``, ``fuse_gelu``,
+``fuse_attention``), never found in a graph: layer and RMS normalization, GELU, attention.
+
+Each computes what its steps did, in the same order of operations where that matters to the
+last bit, in one call with few temporaries: on a transformer's small tensors the cost is the
+number of numpy calls, not the arithmetic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfdeploy.kernels.common import op
+from tfdeploy.kernels.special.erf_gamma import Erf, Erfc
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _reduce_mean(x: np.ndarray, axis: int) -> np.ndarray:
+    r = np.add.reduce(x, axis=axis, keepdims=True)
+    return np.divide(r, r.dtype.type(x.shape[axis]), out=r)
+
+
+@op("_LayerNorm", internal=True)
+def _LayerNorm(x, *, axis: int = -1, epsilon: float, gamma=None, beta=None,
+               rms: bool = False):
+    """Layer normalization over ``axis``: ``(x - mean) * rsqrt(var + eps) * gamma + beta``,
+    or with ``rms`` (RMSNorm) ``x * rsqrt(mean(x^2) + eps) * gamma``; ``gamma``/``beta``
+    None when the layer has none. (Keras computes ``x * s + (beta - mean * s)``; this
+    differs from it by a rounding.)"""
+    if x.dtype not in _FLOATS:
+        raise TypeError(f"_LayerNorm: expected float32/float64, got {x.dtype}")
+    if rms:
+        d = np.multiply(x, x)
+        var = _reduce_mean(d, axis)
+        np.copyto(d, x)
+    else:
+        d = np.subtract(x, _reduce_mean(x, axis))
+        var = _reduce_mean(np.multiply(d, d), axis)
+    var += x.dtype.type(epsilon)
+    np.sqrt(var, out=var)
+    np.divide(d, var, out=d)
+    if gamma is not None:
+        np.multiply(d, gamma, out=d)
+    if beta is not None:
+        np.add(d, beta, out=d)
+    return d
+
+
+def gelu_(y: np.ndarray, approximate: str) -> np.ndarray:
+    """GELU of a float array, in place, in the form the graph computed it: ``"erfc"``
+    (``0.5 x erfc(-x / sqrt 2)``, Keras 3 and ``tf.nn.gelu``), ``"erf"``
+    (``0.5 x (1 + erf(x / sqrt 2))``) or ``"tanh"``
+    (``0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))``)."""
+    t = y.dtype.type
+    if approximate == "erfc":
+        e = Erfc(np.multiply(y, t(-0.7071067811865476)))
+        np.multiply(y, t(0.5), out=y)
+        return np.multiply(y, e, out=y)
+    if approximate == "erf":
+        e = Erf(np.multiply(y, t(0.7071067811865476)))
+        e += t(1)
+    else:
+        e = np.multiply(y, y)
+        e *= t(0.044715)
+        e *= y
+        e += y
+        e *= t(0.7978845608028654)
+        np.tanh(e, out=e)
+        e += t(1)
+    np.multiply(y, t(0.5), out=y)
+    return np.multiply(y, e, out=y)
+
+
+@op("_Gelu", internal=True)
+def _Gelu(x, *, approximate: str = "erfc"):
+    """GELU (see :func:`gelu_`)."""
+    return gelu_(x.copy(), approximate)
+
+
+@op("_Attention", internal=True)
+def _Attention(q, k, v, *mask, q_perm, k_perm, v_perm, out_perm, scale=None,
+               masked_fill=None, mask_keeps: bool = True):
+    """Scaled dot-product attention: ``softmax(q k * scale [+ mask]) v`` as two batched
+    matmuls over transposed views (no einsum): ``q`` transposed by ``q_perm`` is
+    ``[..., T, H]``, ``k`` by ``k_perm`` ``[..., H, S]``, ``v`` by ``v_perm`` ``[..., S, H']``;
+    the ``[..., T, H']`` result is transposed by ``out_perm`` to the graph's layout. ``scale``
+    multiplies the scores; ``mask`` is added to them, or with ``masked_fill`` it is a boolean
+    mask: scores where it is not ``mask_keeps`` become ``masked_fill`` (``SelectV2``)."""
+    s = np.matmul(q.transpose(q_perm), k.transpose(k_perm))
+    if scale is not None:
+        s *= scale
+    if mask and masked_fill is not None:
+        drop = np.logical_not(mask[0]) if mask_keeps else mask[0]
+        np.copyto(s, s.dtype.type(masked_fill), where=drop)
+    elif mask:
+        s += mask[0]
+    s -= s.max(axis=-1, keepdims=True)
+    np.exp(s, out=s)
+    t = s.sum(axis=-1, keepdims=True)
+    s *= np.reciprocal(t, out=t)
+    o = np.matmul(s, v.transpose(v_perm))
+    return np.ascontiguousarray(o.transpose(out_perm))

@@ -1,0 +1,188 @@
+"""The transformer passes (simplify, fuse_norm, fuse_gelu, fuse_attention, and GELU in the
+matmul epilogue): each fused plan against the unfused one and against TensorFlow."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tfdeploy as td
+from graphs import Node, const, model_of, placeholder
+
+RNG = np.random.default_rng(0)
+
+#: the passes these tests are about (and their names in fused step labels)
+FUSED = ("_LayerNorm", "_Gelu", "_Attention", "_FusedChain")
+
+
+def _labels(plan) -> list[str]:
+    return [st.op for st in plan.steps]
+
+
+def _check_plans(m, *xs, expect=(), rtol=2e-5):
+    """The specialized, fused plan gives what the unfused one does; ``expect``: fused ops that
+    must appear."""
+    fused = m.plan(*xs)
+    plain = m.plan(*xs, optimize=False)
+    got, want = fused.run(xs), plain.run(xs)
+    for g, w in zip(got, want):
+        scale = max(float(np.max(np.abs(w))), 1e-6)
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol * scale)
+    ops = _labels(fused)
+    for e in expect:
+        assert e in ops, f"{e} not in {ops}"
+    assert not any(op in FUSED for op in _labels(plain))
+    return fused
+
+
+# --- hand-built graphs (no TensorFlow) -----------------------------------------------------
+
+def _rms_model(gamma=True):
+    nodes = [placeholder("x", "float32", [None, 5, 8]),
+             Node("sq", "Square", ["x"], {"T": "float32"}),
+             const("axes", np.array([-1], np.int32)),
+             Node("ms", "Mean", ["sq", "axes"], {"T": "float32", "keep_dims": True}),
+             const("eps", np.float32(1e-6)),
+             Node("add", "AddV2", ["ms", "eps"], {"T": "float32"}),
+             Node("r", "Rsqrt", ["add"], {"T": "float32"}),
+             Node("n", "Mul", ["x", "r"], {"T": "float32"})]
+    out = "n"
+    if gamma:
+        nodes += [const("g", RNG.uniform(0.5, 2, 8).astype(np.float32)),
+                  Node("y", "Mul", ["n", "g"], {"T": "float32"})]
+        out = "y"
+    return model_of(nodes, ["x"], [out])
+
+
+@pytest.mark.parametrize("gamma", [True, False])
+def test_rms_norm(gamma):
+    m = _rms_model(gamma)
+    x = RNG.standard_normal((3, 5, 8)).astype(np.float32)
+    plan = _check_plans(m, x, expect=["_LayerNorm"])
+    assert len(plan.steps) == 1
+    want = x / np.sqrt(np.mean(x * x, -1, keepdims=True) + 1e-6)
+    if gamma:
+        want = want * m.default_graph.node("g").attrs["value"]
+    np.testing.assert_allclose(m(x), want, rtol=1e-5, atol=1e-6)
+
+
+def _gelu_erf_model():
+    c = np.float32(0.7071067811865476)
+    nodes = [placeholder("x", "float32", [None, 6]), const("half", np.float32(0.5)),
+             const("c", c), const("one", np.float32(1)),
+             Node("h", "Mul", ["half", "x"], {"T": "float32"}),
+             Node("s", "Mul", ["x", "c"], {"T": "float32"}),
+             Node("e", "Erf", ["s"], {"T": "float32"}),
+             Node("a", "AddV2", ["one", "e"], {"T": "float32"}),
+             Node("y", "Mul", ["h", "a"], {"T": "float32"})]
+    return model_of(nodes, ["x"], ["y"])
+
+
+def test_gelu_erf_form_is_fused_and_exact():
+    m = _gelu_erf_model()
+    x = RNG.standard_normal((4, 6)).astype(np.float32) * 3
+    plan = _check_plans(m, x, expect=["_Gelu"], rtol=0)  # the same operations: bit-exact
+    assert plan.steps[0].attrs["approximate"] == "erf"
+
+
+def test_a_users_kernel_stops_the_fusion():
+    from test_compiler import restore_op  # noqa: F401  (the fixture's machinery)
+    from tfdeploy import registry
+
+    d = registry.get_opdef("Rsqrt")
+    saved = (dict(d.impls), set(d.builtin), dict(d.specializers), d.preferred)
+    try:
+        class Rsqrt(td.Operation):
+            def func(x):
+                return 1 / np.sqrt(x),
+
+        m = _rms_model()
+        x = RNG.standard_normal((2, 5, 8)).astype(np.float32)
+        ops = _labels(m.plan(x))
+        assert "_LayerNorm" not in ops and "Rsqrt" in ops
+    finally:
+        d = registry._REGISTRY.get("Rsqrt") or registry.register(
+            "Rsqrt", saved[0]["numpy"], builtin=True)
+        d.impls, d.builtin, d.specializers, d.preferred = saved
+
+
+def test_an_intermediate_that_is_fetched_is_not_swallowed():
+    m = _rms_model()
+    x = RNG.standard_normal((2, 5, 8)).astype(np.float32)
+    r, y = m.eval(["r", "y"], {"x": x})
+    want_r = 1 / np.sqrt(np.mean(x * x, -1, keepdims=True) + 1e-6)
+    np.testing.assert_allclose(r, want_r, rtol=1e-6)
+    np.testing.assert_allclose(y, x * want_r * m.default_graph.node("g").attrs["value"],
+                               rtol=1e-5)
+
+
+# --- Keras models against TensorFlow ---------------------------------------------------------
+
+def _keras():
+    pytest.importorskip("tensorflow")
+    import keras
+
+    keras.utils.set_random_seed(0)
+    return keras
+
+
+def _against_tf(model, x, expect, rtol=1e-5):
+    want = np.asarray(model(x, training=False))
+    m = td.convert(model)
+    _check_plans(m, x, expect=expect)
+    got = m(x)
+    scale = float(np.max(np.abs(want)))
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale)
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("center, scale", [(True, True), (False, True), (True, False),
+                                           (False, False)])
+def test_keras_layer_normalization(center, scale):
+    keras = _keras()
+    L = keras.layers
+    inp = keras.Input((7, 12))
+    ln = L.LayerNormalization(center=center, scale=scale, epsilon=1e-4)
+    model = keras.Model(inp, ln(L.Dense(12)(inp)))
+    if center or scale:
+        ln.set_weights([RNG.uniform(0.5, 2, w.shape).astype(np.float32)
+                        for w in ln.get_weights()])
+    _against_tf(model, RNG.standard_normal((3, 7, 12)).astype(np.float32), ["_LayerNorm"])
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("approximate", [False, True])
+def test_keras_dense_gelu(approximate):
+    keras = _keras()
+    inp = keras.Input((5, 16))
+    out = keras.layers.Dense(32, activation=lambda t: keras.activations.gelu(
+        t, approximate=approximate))(inp)
+    _against_tf(keras.Model(inp, out), RNG.standard_normal((2, 5, 16)).astype(np.float32),
+                ["_FusedChain"])
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("causal", [False, True])
+def test_keras_multi_head_attention(causal):
+    keras = _keras()
+    inp = keras.Input((9, 24))
+    att = keras.layers.MultiHeadAttention(num_heads=3, key_dim=8, value_dim=6)
+    model = keras.Model(inp, att(inp, inp, use_causal_mask=causal))
+    _against_tf(model, RNG.standard_normal((2, 9, 24)).astype(np.float32), ["_Attention"])
+
+
+@pytest.mark.tf
+def test_tf_gelu_erf_and_tensordot():
+    tf = pytest.importorskip("tensorflow")
+    w = RNG.standard_normal((16, 8)).astype(np.float32)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4, 16], tf.float32)])
+    def f(x):
+        h = tf.tensordot(x, w, axes=[[2], [0]])
+        return 0.5 * h * (1.0 + tf.math.erf(h / np.sqrt(2.0).astype(np.float32)))
+
+    x = RNG.standard_normal((3, 4, 16)).astype(np.float32)
+    m = td.convert(f)
+    plan = _check_plans(m, x)
+    assert "MatMul" not in _labels(plan) and "Reshape" not in _labels(plan)
+    np.testing.assert_allclose(m(x), f(x).numpy(), rtol=1e-5, atol=1e-6)
