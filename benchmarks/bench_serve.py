@@ -106,7 +106,7 @@ def _metric_sum(text: str, name: str) -> float:
 def run_mode(batching: bool, args, base: Path, pool, want) -> dict:
     flags = ["--model_name", "bench", "--model_base_path", str(base / "bench"),
              "--access_log=false", "--log_level", "warning",
-             "--tensorflow_intra_op_parallelism", str(args.blas_threads)]
+             "--tensorflow_intra_op_parallelism", str(args.intra_op_threads)]
     if batching:
         (base / "batching.config").write_text(BATCHING % (
             args.max_batch_size, args.batch_timeout_micros, args.batch_threads))
@@ -141,8 +141,8 @@ def main() -> int:
     p.add_argument("--batch_timeout_micros", type=int, default=1000)
     p.add_argument("--batch_threads", type=int, default=2)
     p.add_argument("--modes", default="off,on", help="batching modes to run, in order")
-    p.add_argument("--blas_threads", type=int, default=1,
-                   help="the server's --tensorflow_intra_op_parallelism (0: BLAS default)")
+    p.add_argument("--intra_op_threads", type=int, default=1,
+                   help="the server's --tensorflow_intra_op_parallelism (0: every CPU)")
     p.add_argument("--model", choices=["mlp", "mlp1024", "softmax"], default="mlp",
                    help="mlp: 784-4096-4096-10 ReLU MLP (default); mlp1024: 784-1024-1024-10; "
                    "softmax: the original tfdeploy benchmark, softmax(x @ W + b) 784x100")

@@ -41,14 +41,25 @@ __all__ = [
 
 
 def setup(tf=None, impl: str | None = None, order=None, *,
-          tf_intra_op_threads: int | None = None) -> None:
+          tf_intra_op_threads: int | None = None, threads: int | None = None,
+          blas_threads: int | None = None) -> None:
     """Classic set-up. ``tf`` is accepted for compatibility (conversion imports TensorFlow
     itself); ``impl`` (e.g. ``td.IMPL_SCIPY``) makes every op that has that implementation use
     it, the others stay numpy. Applies to plans compiled afterwards.
 
+    ``threads``: how many threads one evaluation may use (default: the CPUs this process may
+    run on); large steps split into blocks over them. ``blas_threads``: the BLAS library's
+    own thread count, which tfdeploy otherwise sets to 1 at its first evaluation (unless
+    ``OPENBLAS_NUM_THREADS`` or the like is set): a multi-threaded BLAS is what makes more
+    threads slower on a busy machine (see ``runtime/threads.py``). Both take effect at once.
+
     ``tf_intra_op_threads``: the intra-op thread count of the TensorFlow whose values to
     reproduce where they depend on it (the parameterized truncated normals beyond ~800
     outputs); default: TF's own default on this machine. Takes effect immediately."""
+    if threads is not None or blas_threads is not None:
+        from tfdeploy.runtime import threads as _threads
+
+        _threads.configure(threads, blas_threads)
     if tf_intra_op_threads is not None:
         from tfdeploy.kernels.random import binomial as random_binomial
 
@@ -56,7 +67,8 @@ def setup(tf=None, impl: str | None = None, order=None, *,
         if n < 1:
             raise ValueError(f"tf_intra_op_threads must be at least 1, got {n}")
         random_binomial.INTRA_OP_THREADS = n
-    if impl is None and order is None and tf_intra_op_threads is not None:
+    if impl is None and order is None and (tf_intra_op_threads is not None or
+                                           threads is not None or blas_threads is not None):
         return
     impl = impl if impl is not None else order
     if isinstance(impl, (list, tuple)):

@@ -14,6 +14,7 @@ from tfdeploy.compiler.passes.select import check_registered
 from tfdeploy.compiler.pipeline import compile_plan
 from tfdeploy.errors import FeedError, TFDeployError
 from tfdeploy.ir.graph import Graph, TensorSpec, canonical_ref, node_dtype, node_shape, parse_ref
+from tfdeploy.runtime import threads
 from tfdeploy.runtime.dispatch import ShapeDispatch
 from tfdeploy.runtime.feeds import FeedCheck
 
@@ -227,7 +228,10 @@ class Model:
     def _compile(self, key, fetches, feeds):
         """The run of the plan computing ``fetches`` from ``feeds``: shape-dispatched (see
         ``runtime/dispatch.py``)."""
-        generic = self._compile_plan(key, fetches, feeds).run
+        threads.ensure_blas()
+
+        def generic():
+            return self._compile_plan(key, fetches, feeds).run
 
         def tracer():  # (unfused: every value the specialized plan has gets its shape)
             record: dict = {}

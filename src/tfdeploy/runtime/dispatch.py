@@ -19,20 +19,30 @@ MAX_SPECIALIZED = 16
 class ShapeDispatch:
     """``run(feeds)`` through the plan specialized for ``tuple(f.shape for f in feeds)``.
 
-    ``generic``: the generic plan's run; ``tracer()``: a fresh (run, record) pair, the run
-    recording value shapes into the dict; ``specialize(shapes, record)``: the specialized
-    plan's run."""
+    ``generic()``: the generic plan's run (compiled on first need); ``tracer()``: a fresh
+    (run, record) pair, the run recording value shapes into the dict; ``specialize(shapes,
+    record)``: the specialized plan's run."""
 
-    __slots__ = ("generic", "tracer", "specialize", "plans", "lock", "limit")
+    __slots__ = ("make_generic", "_generic", "tracer", "specialize", "plans", "lock", "limit")
 
     def __init__(self, generic: Callable, tracer: Callable, specialize: Callable,
                  limit: int = MAX_SPECIALIZED):
-        self.generic = generic
+        self.make_generic = generic
+        self._generic = None
         self.tracer = tracer
         self.specialize = specialize
         self.plans: dict[tuple, Callable] = {}
         self.lock = threading.Lock()
         self.limit = limit
+
+    def generic(self, feeds):
+        run = self._generic
+        if run is None:
+            with self.lock:
+                if self._generic is None:
+                    self._generic = self.make_generic()
+                run = self._generic
+        return run(feeds)
 
     def __call__(self, feeds):
         try:

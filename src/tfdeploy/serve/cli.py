@@ -80,8 +80,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     tf.add_argument("--rest_api_enable_cors_support", type=_bool, nargs="?", const=True,
                     default=False, help="add CORS headers, answer preflight requests")
     tf.add_argument("--tensorflow_intra_op_parallelism", type=int, default=1,
-                    help="threads of the BLAS library inside one evaluation (default 1: "
-                    "requests run in parallel threads already; 0: the library's default)")
+                    help="threads inside one evaluation (default 1: requests run in "
+                    "parallel threads already; 0: tfdeploy's default, every CPU)")
     for flag in _IGNORED_FLAGS:
         tf.add_argument(f"--{flag}", default=None, help=argparse.SUPPRESS)
     own = p.add_argument_group("tfdeploy's flags")

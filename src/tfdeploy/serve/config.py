@@ -84,7 +84,7 @@ class ServerOptions:
     enable_cors: bool = False
     snapshot_dir: str | None = None
     access_log: bool = True
-    blas_threads: int = 0  # 0: leave the BLAS library's thread count alone
+    blas_threads: int = 0  # threads inside one evaluation (td.setup(threads=)); 0: default
     metrics_dir: str | None = None  # --workers: where workers share their metrics
 
     def to_json(self) -> str:

@@ -17,10 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote
 
 import tfdeploy as td
+from tfdeploy.runtime import threads as _threads
 
 from . import codec, examples
 from .batching import Batcher
-from .blas import set_blas_threads
 from .config import BatchingParameters, ServerOptions, load_model_config
 from .metrics import Metrics
 from .registry import Registry
@@ -52,8 +52,8 @@ class Server:
 
     def __init__(self, options: ServerOptions, models: dict | None = None):
         self.options = options
-        if options.blas_threads > 0:
-            set_blas_threads(options.blas_threads)
+        if options.blas_threads > 0:  # (TF Serving's intra-op parallelism: tfdeploy's own
+            _threads.configure(threads=options.blas_threads)  # threads inside one evaluation)
         self.metrics = Metrics()
         self._own_snapshot_dir = options.snapshot_dir is None
         self.snapshot_dir = options.snapshot_dir or tempfile.mkdtemp(prefix="tfdeploy-serve-")

@@ -24,6 +24,7 @@ from tfdeploy.kernels.common import op
 from tfdeploy.kernels.math.elementwise import sigmoid_
 from tfdeploy.kernels.nn.core import elu_, leaky_relu_
 from tfdeploy.kernels.nn.transformer import gelu_
+from tfdeploy.runtime import parallel
 
 _BINARY = {"mul": np.multiply, "add": np.add, "sub": np.subtract, "div": np.divide}
 
@@ -111,10 +112,12 @@ class FusedChain:
     ``channels``: the output's channel count when its channels are last (0 otherwise): the
     epilogue may then run block by block over whole rows of channels."""
 
-    __slots__ = ("core", "dtype", "epilogue", "fallback", "name", "channels", "rows")
+    __slots__ = ("core", "dtype", "epilogue", "fallback", "name", "channels", "rows",
+                 "matrix")
 
     def __init__(self, core: Callable, dtype: np.dtype, epilogue: Sequence[Callable],
-                 fallback: Callable, name: str, channels: int = 0):
+                 fallback: Callable, name: str, channels: int = 0,
+                 matrix: np.ndarray | None = None):
         self.core = core
         self.dtype = dtype
         self.epilogue = tuple(epilogue)
@@ -122,11 +125,21 @@ class FusedChain:
         self.name = name
         self.channels = channels
         self.rows = max(1, _BLOCK // channels) if channels and len(self.epilogue) > 1 else 0
+        #: the [K, N] weight when the core is ``x @ matrix`` over x's last axis: large
+        #: products then split into blocks of rows over threads (``runtime/parallel.py``)
+        self.matrix = matrix
 
     def __call__(self, x, *ext):
         dt = x.dtype
         if dt is not self.dtype and dt != self.dtype:
             return self.fallback(x, *ext)
+        w = self.matrix
+        if w is not None and x.ndim >= 2 and x.shape[-1] == w.shape[0]:
+            k = parallel.blocks(x.size // max(x.shape[-1], 1), w.size)
+            if k > 1:
+                y = self._by_rows(x, ext, k)
+                if y is not None:
+                    return y
         y = self.core(x)
         rows = self.rows
         if rows and y.size > 2 * _BLOCK and y.flags.c_contiguous and \
@@ -146,6 +159,29 @@ class FusedChain:
                 return self.fallback(x, *ext)
         return y
 
+    def _by_rows(self, x, ext, k: int):
+        """The chain over ``k`` blocks of rows in parallel, or None where it would need the
+        fallback (a residual of another dtype or shape)."""
+        w = self.matrix
+        shape = x.shape[:-1] + (w.shape[1],)
+        if any(r.dtype != self.dtype or r.shape != shape for r in ext):
+            return None
+        x2 = np.ascontiguousarray(x).reshape(-1, w.shape[0])
+        y = np.empty(shape, self.dtype)
+        y2 = y.reshape(-1, w.shape[1])
+        e2 = [np.ascontiguousarray(r).reshape(y2.shape) for r in ext]
+        epilogue = self.epilogue
+
+        def block(a: int, b: int) -> None:
+            yb = y2[a:b]
+            np.matmul(x2[a:b], w, out=yb)
+            eb = [r[a:b] for r in e2]
+            for f in epilogue:
+                f(yb, eb)
+
+        parallel.run_blocks(block, y2.shape[0], k)
+        return y
+
     def __repr__(self) -> str:
         return f"<fused kernel {self.name}>"
 
@@ -158,5 +194,10 @@ def _FusedChain(*, _ctx, core: str, core_attrs: dict, weight: np.ndarray, epilog
     ``_fallback``: the unfused steps, compiled (set by the compiler's lowering)."""
     dt = weight.dtype
     kernel = _ctx.kernel(core, core_attrs, [None, weight])
+    matrix = None
+    if core in ("MatMul", "BatchMatMulV2") and weight.ndim == 2 and \
+            not core_attrs.get("transpose_a") and not core_attrs.get("adj_x"):
+        matrix = weight.T if core_attrs.get("transpose_b") or core_attrs.get("adj_y") \
+            else weight
     return FusedChain(kernel, dt, [epilogue_op(k, dt, a) for k, a in epilogue], _fallback,
-                      _label, channels)
+                      _label, channels, matrix)

@@ -1,0 +1,110 @@
+"""tfdeploy's threads: BLAS kept to one thread, large steps split into blocks of rows over a
+pool, results as without threads, a forked child that still works."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tfdeploy as td
+from graphs import Node, const, model_of, placeholder
+from tfdeploy.runtime import parallel, threads
+
+
+@pytest.fixture
+def two_threads():
+    saved = threads._state["threads"]
+    td.setup(threads=2)
+    yield
+    threads._state["threads"] = saved
+
+
+def _mlp(k=256, n=512):
+    rng = np.random.default_rng(0)
+    w1 = rng.standard_normal((k, n)).astype(np.float32) / 16
+    w2 = rng.standard_normal((n, 10)).astype(np.float32) / 16
+    nodes = [placeholder("x", "float32", [None, k]), const("w1", w1),
+             const("b1", rng.standard_normal(n).astype(np.float32)), const("w2", w2),
+             Node("h", "MatMul", ["x", "w1"], {"T": "float32"}),
+             Node("hb", "BiasAdd", ["h", "b1"], {"T": "float32"}),
+             Node("r", "Relu", ["hb"], {"T": "float32"}),
+             Node("y", "MatMul", ["r", "w2"], {"T": "float32"})]
+    return model_of(nodes, ["x"], ["y"]), (w1, w2)
+
+
+def test_large_products_split_over_threads(two_threads, monkeypatch):
+    calls = []
+    real = parallel.run_blocks
+
+    def counted(fn, rows, k):
+        calls.append((rows, k))
+        return real(fn, rows, k)
+
+    monkeypatch.setattr(parallel, "run_blocks", counted)
+    m, (w1, w2) = _mlp()
+    g = m.default_graph
+    b1 = g.node("b1").attrs["value"]
+    for rows in (1, 3, 2000):
+        x = np.random.default_rng(rows).standard_normal((rows, 256)).astype(np.float32)
+        want = np.maximum(x @ w1 + b1, 0) @ w2
+        for _ in range(2):  # (the first call with a shape traces it, unfused)
+            np.testing.assert_allclose(m(x), want, rtol=1e-4, atol=1e-4)
+    assert (2000, 2) in calls and not any(r < 100 for r, _ in calls)
+
+
+def test_one_thread_never_splits(monkeypatch):
+    saved = threads._state["threads"]
+    td.setup(threads=1)
+    try:
+        monkeypatch.setattr(parallel, "run_blocks", lambda *a: pytest.fail("split"))
+        m, _ = _mlp()
+        m(np.ones((4000, 256), np.float32))
+    finally:
+        threads._state["threads"] = saved
+
+
+def test_setup_rejects_nonsense():
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        td.setup(threads=0)
+    with pytest.raises(ValueError, match="blas_threads must be at least 1"):
+        td.setup(blas_threads=-2)
+
+
+def test_blas_runs_one_thread_unless_the_user_chose():
+    pytest.importorskip("threadpoolctl")
+    code = ("import numpy as np, tfdeploy as td, threadpoolctl, sys; sys.path.insert(0, 'tests');"
+            "from graphs import dense_softmax; m, _ = dense_softmax();"
+            "m(np.ones((2, 784), np.float32));"
+            "print([i['num_threads'] for i in threadpoolctl.threadpool_info()"
+            " if i['user_api'] == 'blas'])")
+    env = {k: v for k, v in os.environ.items() if k not in threads.BLAS_ENV}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert set(eval(r.stdout)) == {1}
+    env["OPENBLAS_NUM_THREADS"] = "2"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert 1 not in set(eval(r.stdout)) or threads.cpu_count() == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_gets_its_own_workers(two_threads):
+    m, _ = _mlp()
+    x = np.ones((3000, 256), np.float32)
+    want = m(x)  # the pool exists in the parent now
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports by its exit status
+        try:
+            ok = np.allclose(m(x), want)
+        except BaseException:
+            ok = False
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
