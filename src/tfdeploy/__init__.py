@@ -26,6 +26,7 @@ from .errors import (  # noqa: E402
     GraphError,
     TFDeployError,
     UnsupportedOpError,
+    VerificationError,
 )
 from .model import Model, Tensor, load  # noqa: E402
 from .operation import Operation, get_op  # noqa: E402
@@ -35,7 +36,7 @@ __all__ = [
     "Model", "Tensor", "Operation", "Ensemble", "TensorEnsemble", "convert", "load", "setup",
     "get_op", "IMPL_NUMPY", "IMPL_SCIPY", "METHOD_MEAN", "METHOD_MAX", "METHOD_MIN",
     "METHOD_CUSTOM", "TFDeployError", "ConversionError", "ExecutionError", "FeedError",
-    "FileFormatError", "GraphError", "UnsupportedOpError", "__version__",
+    "FileFormatError", "GraphError", "UnsupportedOpError", "VerificationError", "__version__",
 ]
 
 
@@ -66,5 +67,6 @@ def setup(tf=None, impl: str | None = None, order=None, *,
 
 
 def convert(source, input_signature=None, **kwargs) -> Model:
-    """Convert a TensorFlow model to a :class:`Model`; see :func:`tfdeploy.convert.convert`."""
+    """Convert a TensorFlow model to a :class:`Model`; see :func:`tfdeploy.convert.convert`
+    (``check_data=False`` stores no check input and TensorFlow outputs in the model)."""
     return _convert_package.convert(source, input_signature=input_signature, **kwargs)

@@ -12,11 +12,12 @@ import numpy as np
 
 from ..errors import ConversionError
 from ..graph import Graph, canonical_ref
+from . import reference
 from .graphdef import graph_from_def
 from .tables import freeze_graph_tables, freeze_tables
 from .variables import freeze_from_checkpoint
 
-__all__ = ["convert", "to_graph"]
+__all__ = ["convert", "convert_graph", "to_graph"]
 
 
 def _tf():
@@ -29,7 +30,7 @@ def _tf():
 
 def convert(source, input_signature=None, *, signature: str | None = None, inputs=None,
             outputs=None, sess=None, key: str | None = None, checkpoint: str | None = None,
-            variables: dict | None = None):
+            variables: dict | None = None, check_data: bool = True, progress=None):
     """Convert a TensorFlow model to a :class:`tfdeploy.Model`.
 
     ``source`` is one of: a Keras 3 or tf_keras model; a ``tf.function`` (with its own
@@ -38,18 +39,39 @@ def convert(source, input_signature=None, *, signature: str | None = None, input
     ``serving_default``); a frozen GraphDef (``.pb`` path or object) with ``inputs=`` and
     ``outputs=`` tensor names (an unfrozen one with ``checkpoint=`` or ``variables=`` giving its
     variables' values); or a TF1 tensor (or list) with ``sess=``.
+
+    ``check_data`` (default on): also store in the model a small generated input and
+    TensorFlow's outputs on it (a few KB), which ``td.load(path, verify=True)`` and
+    ``tfdeploy check`` compare against. ``progress``: called with the name of each stage.
     """
     from ..model import Model
 
     m = Model()
     m.add(source, sess=sess, key=key, input_signature=input_signature, signature=signature,
-          inputs=inputs, outputs=outputs, checkpoint=checkpoint, variables=variables)
+          inputs=inputs, outputs=outputs, checkpoint=checkpoint, variables=variables,
+          check_data=check_data, progress=progress)
     return m
+
+
+def convert_graph(source, *, check_data: bool = True, progress=None,
+                  **kwargs) -> tuple[Graph, dict]:
+    """(IR graph, metadata to keep beside it: TF's tensor shapes, check data) of a source."""
+    say = progress or (lambda stage: None)
+    say("converting")
+    graph, run = _convert(source, **kwargs)
+    return graph, reference.record(graph, run, check_data, say)
 
 
 def to_graph(source, sess=None, input_signature=None, signature=None, inputs=None,
              outputs=None, checkpoint=None, variables=None) -> Graph:
     """The IR graph of any supported source (see :func:`convert`)."""
+    return _convert(source, sess, input_signature, signature, inputs, outputs, checkpoint,
+                    variables)[0]
+
+
+def _convert(source, sess=None, input_signature=None, signature=None, inputs=None,
+             outputs=None, checkpoint=None, variables=None):
+    """(graph, a function running the source in TensorFlow on the signature's inputs)."""
     tf = _tf()
     if sess is not None:
         return _from_session(source, sess, inputs)
@@ -65,12 +87,12 @@ def to_graph(source, sess=None, input_signature=None, signature=None, inputs=Non
                 gd.ParseFromString(data)
             except Exception as e:
                 raise ConversionError(f"{path!r} is not a GraphDef protobuf ({e})") from None
-            return _from_graph_def(freeze_from_checkpoint(gd, checkpoint, variables), inputs,
-                                   outputs)
+            return _run_graph_def(freeze_from_checkpoint(gd, checkpoint, variables), inputs,
+                                  outputs)
         raise ConversionError(f"no such file or directory: {path!r}")
     if isinstance(source, tf.compat.v1.GraphDef):
-        return _from_graph_def(freeze_from_checkpoint(source, checkpoint, variables), inputs,
-                               outputs)
+        return _run_graph_def(freeze_from_checkpoint(source, checkpoint, variables), inputs,
+                              outputs)
     if _is_keras_model(source):
         return _from_keras(source, input_signature)
     if isinstance(source, tf.types.experimental.ConcreteFunction):
@@ -83,6 +105,11 @@ def to_graph(source, sess=None, input_signature=None, signature=None, inputs=Non
         f"cannot convert a {type(source).__module__}.{type(source).__name__}; expected a Keras "
         "model, tf.function, ConcreteFunction, SavedModel directory, GraphDef or .pb path, or "
         "a TF1 tensor with its session")
+
+
+def _run_graph_def(gd, inputs, outputs):
+    g = _from_graph_def(gd, inputs, outputs)
+    return g, reference.of_graph_def(gd, [s.ref for s in g.inputs], [s.ref for s in g.outputs])
 
 
 def _is_keras_model(obj) -> bool:
@@ -165,7 +192,7 @@ def _freeze(cf):
         return frozen.graph.as_graph_def(), list(frozen.inputs), list(frozen.outputs)
 
 
-def _from_concrete(cf, output_names=None) -> Graph:
+def _from_concrete(cf, output_names=None, keep=None):
     tf = _tf()
     try:
         gd, ins, outs = _freeze(cf)
@@ -196,10 +223,10 @@ def _from_concrete(cf, output_names=None) -> Graph:
     for s, t in zip(g.inputs, ins):
         s.dtype = t.dtype.name
         s.shape = None if t.shape.rank is None else list(t.shape.as_list())
-    return g
+    return g, reference.of_concrete(cf, keep)
 
 
-def _from_saved_model(path: str, signature: str | None) -> Graph:
+def _from_saved_model(path: str, signature: str | None):
     tf = _tf()
     try:
         loaded = tf.saved_model.load(path)
@@ -213,7 +240,7 @@ def _from_saved_model(path: str, signature: str | None) -> Graph:
         else:
             raise ConversionError(f"the SavedModel at {path!r} has no signature {name!r} "
                                   f"(it has {sorted(sigs)})")
-    return _from_concrete(sigs[name])
+    return _from_concrete(sigs[name], keep=loaded)
 
 
 def _from_graph_def(gd, inputs, outputs) -> Graph:
@@ -262,7 +289,7 @@ def _fill_output_dtypes(g: Graph) -> None:
         s.dtype = _node_dtype(node, 0) or "unknown"
 
 
-def _from_session(tensors, sess, inputs=None) -> Graph:
+def _from_session(tensors, sess, inputs=None):
     """TF1: freeze the session's variables and take everything ``tensors`` depend on."""
     tf = _tf()
     single = not isinstance(tensors, (list, tuple))
@@ -288,6 +315,6 @@ def _from_session(tensors, sess, inputs=None) -> Graph:
     # keep TF's names for the outputs ("output:0" is found as "output" too)
     for s in g.outputs:
         s.name = s.ref.split(":")[0] if s.ref.endswith(":0") else s.ref
-    return g
+    return g, reference.of_session(sess, [s.ref for s in g.inputs], [s.ref for s in g.outputs])
 
 
