@@ -1,14 +1,14 @@
-"""The ``tfdeploy`` command line: ``example``, ``convert``, ``info``."""
+"""``tfdeploy example``: build a small Keras CNN, convert it, evaluate it without TensorFlow."""
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+
+from ._common import add_command
 
 _CHILD = r"""
 import sys, time
@@ -32,6 +32,18 @@ print(f"{float(np.max(np.abs(got - want))):.3g} {t_load:.6f} {t_eval:.6f}")
 """
 
 
+def add_parser(subparsers) -> None:
+    p = add_command(
+        subparsers, "example", "convert a built-in Keras model and evaluate it without TF",
+        "Build a small Keras CNN (28x28 grey images, 10 logits), convert and save it, then load\n"
+        "and evaluate it in a fresh process in which TensorFlow cannot be imported. Prints the\n"
+        "largest difference to TensorFlow's output and the time each took. Needs TensorFlow.",
+        ["tfdeploy example", "tfdeploy example --batch 1 --output cnn.tfd   # keep the file"])
+    p.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
+    p.add_argument("--output", metavar="PATH", help="also keep the model file here")
+    p.set_defaults(func=run)
+
+
 def example_model(keras):
     """The built-in example: a small Keras CNN on 28x28 grey images (also benchmarked)."""
     return keras.Sequential([
@@ -46,7 +58,7 @@ def example_model(keras):
     ])
 
 
-def example(args) -> int:
+def run(args) -> int:
     """Build a small Keras CNN, convert and save it, then evaluate it in a TF-free process."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
@@ -83,8 +95,8 @@ def example(args) -> int:
         size = os.path.getsize(path)
     if r.returncode != 0:
         sys.stderr.write(r.stdout + r.stderr)
-        print("tfdeploy example: the TensorFlow-free evaluation failed", file=sys.stderr)
-        return 1
+        print("tfdeploy example: error: the TensorFlow-free evaluation failed", file=sys.stderr)
+        return 2
     diff, t_load, t_eval = (float(v) for v in r.stdout.split())
     print(f"Keras CNN ({len(tdm.default_graph.nodes)} ops) converted in {t_convert:.2f} s, "
           f"saved to one {size / 1024:.0f} KiB file")
@@ -96,73 +108,5 @@ def example(args) -> int:
           f"(ratio TF/tfdeploy {t_tf / t_eval:.2f})")
     ok = diff <= 1e-4 * max(1.0, float(np.max(np.abs(want))))
     if not ok:
-        print("FAILED: outputs differ", file=sys.stderr)
-    return 0 if ok else 1
-
-
-def convert_cmd(args) -> int:
-    import tfdeploy as td
-
-    kw = {}
-    if args.inputs:
-        kw["inputs"] = args.inputs.split(",")
-    if args.outputs:
-        kw["outputs"] = args.outputs.split(",")
-    if args.signature:
-        kw["signature"] = args.signature
-    source = args.source
-    if source.endswith((".keras", ".h5")):
-        import keras
-
-        source = keras.models.load_model(source)
-    m = td.convert(source, **kw)
-    m.save(args.output)
-    print(f"wrote {args.output}: inputs {m.inputs}, outputs {m.outputs}")
-    return 0
-
-
-def info(args) -> int:
-    import tfdeploy as td
-
-    m = td.Model(args.file)
-    out = {}
-    for k, g in m.graphs.items():
-        ops: dict[str, int] = {}
-        for n in g.nodes:
-            ops[n.op] = ops.get(n.op, 0) + 1
-        out[k] = {"inputs": [repr(s) for s in g.inputs], "outputs": [repr(s) for s in g.outputs],
-                  "nodes": len(g.nodes), "functions": len(g.functions),
-                  "ops": dict(sorted(ops.items()))}
-    print(json.dumps(out, indent=2))
-    return 0
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="tfdeploy", description=__doc__)
-    sub = p.add_subparsers(dest="cmd", required=True)
-    e = sub.add_parser("example", help="convert a built-in Keras model and evaluate it without TF")
-    e.add_argument("--batch", type=int, default=32)
-    e.add_argument("--output", help="also keep the model file here")
-    e.set_defaults(fn=example)
-    c = sub.add_parser("convert", help="convert a SavedModel dir, .keras/.h5 file or frozen .pb")
-    c.add_argument("source")
-    c.add_argument("output")
-    c.add_argument("--inputs", help="comma-separated input tensor names (frozen .pb)")
-    c.add_argument("--outputs", help="comma-separated output tensor names (frozen .pb)")
-    c.add_argument("--signature", help="SavedModel signature (default serving_default)")
-    c.set_defaults(fn=convert_cmd)
-    i = sub.add_parser("info", help="describe a tfdeploy model file")
-    i.add_argument("file")
-    i.set_defaults(fn=info)
-    args = p.parse_args(argv)
-    from .errors import TFDeployError
-
-    try:
-        return args.fn(args)
-    except TFDeployError as e:  # the user's mistake or a bad file: the message, no traceback
-        print(f"tfdeploy {args.cmd}: {type(e).__name__}: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        print("tfdeploy example: error: outputs differ", file=sys.stderr)
+    return 0 if ok else 2

@@ -1,0 +1,126 @@
+"""``tfdeploy convert``: a SavedModel, .keras/.h5 file or frozen .pb to a tfdeploy file."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+
+from ._common import (
+    UsageError,
+    add_command,
+    comma_list,
+    fmt_bytes,
+    fmt_shape,
+    import_tensorflow,
+    progress,
+)
+
+
+def add_parser(subparsers) -> None:
+    p = add_command(
+        subparsers, "convert", "convert a SavedModel, .keras/.h5 file or frozen .pb",
+        "Convert a TensorFlow model to one data-only tfdeploy file. By default the file also\n"
+        "stores check data: a small generated input and TensorFlow's outputs on it (a few KB),\n"
+        "which 'tfdeploy check' and td.load(path, verify=True) compare against. Needs\n"
+        "TensorFlow (and Keras for .keras/.h5 files).",
+        ["tfdeploy convert saved_model_dir model.tfd",
+         "tfdeploy convert model.keras --verify          # writes model.tfd, compares with TF",
+         "tfdeploy convert frozen.pb model.tfd --inputs x --outputs softmax",
+         "tfdeploy convert graph.pb model.tfd --inputs x --outputs y --checkpoint ckpt/model"])
+    p.add_argument("source", help="SavedModel directory, .keras or .h5 file, or GraphDef .pb")
+    p.add_argument("output", nargs="?", help="the tfdeploy file to write (default: the "
+                   "source's name with .tfd)")
+    p.add_argument("--inputs", type=comma_list, metavar="NAMES",
+                   help="comma-separated input tensor names (.pb)")
+    p.add_argument("--outputs", type=comma_list, metavar="NAMES",
+                   help="comma-separated output tensor names (.pb)")
+    p.add_argument("--signature", help="SavedModel signature (default serving_default)")
+    p.add_argument("--checkpoint", metavar="PREFIX",
+                   help="variables of an unfrozen .pb, from this TF checkpoint")
+    p.add_argument("--no-check-data", dest="check_data", action="store_false",
+                   help="store no check input and TensorFlow outputs in the file")
+    p.add_argument("--verify", action="store_true",
+                   help="run TensorFlow and tfdeploy on the check input and print the "
+                   "difference (exit status 2 beyond tolerance)")
+    p.set_defaults(func=run)
+
+
+def _load_keras(path: str):
+    """A Keras model from a .keras/.h5 file: Keras 3 first, then tf_keras (legacy .h5)."""
+    errors = []
+    for name in ("keras", "tf_keras"):
+        try:
+            keras = importlib.import_module(name)
+        except ImportError:
+            continue
+        try:
+            return keras.models.load_model(path, compile=False)
+        except Exception as e:  # noqa: BLE001 - try the other Keras, then report both
+            errors.append(f"{name}: {type(e).__name__}: {str(e).strip().splitlines()[0]}")
+    raise UsageError(f"cannot load {path!r} as a Keras model: "
+                     f"{'; '.join(errors) or 'neither keras nor tf_keras is installed'}")
+
+
+def run(args) -> int:
+    import tfdeploy as td
+
+    import_tensorflow()
+
+    source = args.source.rstrip("/") or args.source
+    output = args.output or os.path.splitext(os.path.basename(source))[0] + ".tfd"
+    if not os.path.exists(source):
+        raise UsageError(f"no such file or directory: {source!r}")
+    if os.path.abspath(output) == os.path.abspath(source):
+        raise UsageError(f"the output {output!r} would overwrite the source")
+    is_keras = source.endswith((".keras", ".h5", ".hdf5"))
+    stages = 2 + is_keras + (1 + (args.check_data or args.verify))  # + shapes, check data
+    bar = progress(stages, "converting")
+
+    def stage(name: str) -> None:
+        bar.set_description(name)
+        bar.update(1)
+
+    t0 = time.perf_counter()
+    if is_keras:
+        stage("loading the Keras model")
+        source = _load_keras(source)
+    kw = {k: v for k, v in (("inputs", args.inputs), ("outputs", args.outputs),
+                            ("signature", args.signature), ("checkpoint", args.checkpoint))
+          if v}
+    model = td.convert(source, check_data=args.check_data or args.verify, progress=stage, **kw)
+    checks = None
+    if args.verify:
+        from .. import checkdata
+
+        checks = checkdata.verify(model)
+    if not args.check_data:
+        model.metadata.pop("check", None)
+    stage("saving")
+    model.save(output)
+    bar.close()
+    _summary(model, args.source, output, time.perf_counter() - t0)
+    if checks is not None:
+        from .. import checkdata
+        from .check import report
+
+        print(report(checks, model))
+        checkdata.raise_on_failure(checks, output)
+    return 0
+
+
+def _summary(model, source: str, output: str, seconds: float) -> None:
+    g = model.default_graph
+    print(f"converted {source} -> {output} ({fmt_bytes(os.path.getsize(output))}) in "
+          f"{seconds:.1f} s: {len(g.nodes)} nodes"
+          + (f", {len(g.functions)} functions" if g.functions else ""))
+    for title, specs in (("inputs", g.inputs), ("outputs", g.outputs)):
+        shown = ", ".join(f"{s.name} {s.dtype} {fmt_shape(s.shape)}" for s in specs)
+        print(f"  {title}: {shown or 'none'}")
+    entry = model.metadata.get("check", {}).get(next(iter(model.graphs)))
+    if entry is None:
+        print("  check data: none (--no-check-data)")
+    elif "skipped" in entry:
+        print(f"  check data: none, TensorFlow could not run the model: {entry['skipped']}")
+    else:
+        print(f"  check data: stored ({entry['reference']}'s outputs on a generated input)")
