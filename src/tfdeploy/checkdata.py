@@ -265,15 +265,12 @@ def verify(model, keys: Sequence[str] | None = None) -> list[GraphCheck]:
 
 def raise_on_failure(checks: Sequence[GraphCheck], label: str) -> None:
     """Raise :class:`VerificationError` naming every failed or unverifiable graph/output."""
-    problems = []
-    for c in checks:
-        if c.missing:
-            problems.append(f"graph {c.key!r}: {c.missing}")
-        for o in c.outputs:
-            if not o.ok:
-                problems.append(f"output {o.name!r}: {o.problem}")
-    if problems:
-        raise VerificationError(f"{label} failed its check: " + "; ".join(problems))
+    failed = [f"output {o.name!r}: {o.problem}" for c in checks for o in c.outputs if not o.ok]
+    missing = [f"graph {c.key!r}: {c.missing}" for c in checks if c.missing]
+    if failed:
+        raise VerificationError(f"{label} failed its check: " + "; ".join(failed + missing))
+    if missing:
+        raise VerificationError(f"{label} cannot be verified: " + "; ".join(missing))
 
 
 def compare(want: dict, got: np.ndarray) -> OutputCheck:

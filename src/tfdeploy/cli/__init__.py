@@ -63,7 +63,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="tfdeploy", description=DESCRIPTION, epilog=EPILOG, parents=[COMMON],
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"tfdeploy {__version__}")
-    p.set_defaults(debug=False, plugin=[])
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for mod in _command_modules():
         mod.add_parser(sub)
@@ -116,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         command = args.command
         args.argv = argv
-        _load_plugins(args.plugin)
+        # (COMMON's actions are shared by every parser: no set_defaults for them)
+        _load_plugins(getattr(args, "plugin", None) or [])
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("tfdeploy: interrupted", file=sys.stderr)

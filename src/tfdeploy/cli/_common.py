@@ -172,5 +172,7 @@ def import_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with native_stderr_silenced():
         import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")  # where "failed call to cuInit" is printed
     tf.get_logger().setLevel(logging.ERROR)  # deprecation notices of the TF1 APIs used here
     return tf

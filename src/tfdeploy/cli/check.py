@@ -45,5 +45,6 @@ def run(args) -> int:
     checks = checkdata.verify(model)
     print(report(checks, model))
     checkdata.raise_on_failure(checks, args.model)  # one line and exit status 2 (main)
-    print(f"OK: {args.model} computes what TensorFlow computed, within tolerance")
+    refs = ", ".join(dict.fromkeys(c.reference for c in checks))
+    print(f"OK: {args.model} computes what {refs} computed, within tolerance")
     return 0

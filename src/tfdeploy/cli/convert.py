@@ -29,8 +29,8 @@ def add_parser(subparsers) -> None:
          "tfdeploy convert frozen.pb model.tfd --inputs x --outputs softmax",
          "tfdeploy convert graph.pb model.tfd --inputs x --outputs y --checkpoint ckpt/model"])
     p.add_argument("source", help="SavedModel directory, .keras or .h5 file, or GraphDef .pb")
-    p.add_argument("output", nargs="?", help="the tfdeploy file to write (default: the "
-                   "source's name with .tfd)")
+    p.add_argument("output", nargs="?", help="the tfdeploy file to write (default: beside the "
+                   "source, named like it, with .tfd)")
     p.add_argument("--inputs", type=comma_list, metavar="NAMES",
                    help="comma-separated input tensor names (.pb)")
     p.add_argument("--outputs", type=comma_list, metavar="NAMES",
@@ -68,7 +68,7 @@ def run(args) -> int:
     import_tensorflow()
 
     source = args.source.rstrip("/") or args.source
-    output = args.output or os.path.splitext(os.path.basename(source))[0] + ".tfd"
+    output = args.output or os.path.splitext(source)[0] + ".tfd"
     if not os.path.exists(source):
         raise UsageError(f"no such file or directory: {source!r}")
     if os.path.abspath(output) == os.path.abspath(source):

@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from ..errors import ConversionError
-from ..graph import Graph, canonical_ref
+from ..graph import Graph, canonical_ref, parse_ref
 from . import reference
 from .graphdef import graph_from_def
 from .tables import freeze_graph_tables, freeze_tables
@@ -59,7 +59,14 @@ def convert_graph(source, *, check_data: bool = True, progress=None,
     say = progress or (lambda stage: None)
     say("converting")
     graph, run = _convert(source, **kwargs)
-    return graph, reference.record(graph, run, check_data, say)
+    metadata = reference.record(graph, run, check_data, say)
+    # signature shapes the source does not give (frozen .pb) are what TF infers
+    nodes = metadata.get("tensors", {}).get("nodes", {})
+    for s in graph.outputs:
+        name, i = parse_ref(s.ref)
+        if s.shape is None and len(nodes.get(name, ())) > i:
+            s.shape = nodes[name][i][1]
+    return graph, metadata
 
 
 def to_graph(source, sess=None, input_signature=None, signature=None, inputs=None,
