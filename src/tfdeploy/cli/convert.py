@@ -63,16 +63,15 @@ def _load_keras(path: str):
 
 
 def run(args) -> int:
-    import tfdeploy as td
-
-    import_tensorflow()
-
     source = args.source.rstrip("/") or args.source
     output = args.output or os.path.splitext(source)[0] + ".tfd"
     if not os.path.exists(source):
         raise UsageError(f"no such file or directory: {source!r}")
     if os.path.abspath(output) == os.path.abspath(source):
         raise UsageError(f"the output {output!r} would overwrite the source")
+    import tfdeploy as td
+
+    import_tensorflow()
     is_keras = source.endswith((".keras", ".h5", ".hdf5"))
     stages = 2 + is_keras + (1 + (args.check_data or args.verify))  # + shapes, check data
     bar = progress(stages, "converting")
