@@ -60,16 +60,24 @@ _TABLE_INIT_OPS = frozenset({"InitializeTableV2", "InitializeTableFromTextFileV2
 
 
 def of_graph_def(graph_def, inputs: list[str], outputs: list[str]) -> Run:
-    """Run a GraphDef in a TF1 session (its lookup tables initialized first)."""
-    tf = _tf()
-    g = tf.Graph()
-    with g.as_default():
-        tf.graph_util.import_graph_def(graph_def, name="")
-    sess = tf.compat.v1.Session(graph=g)
-    inits = [n.name for n in graph_def.node if n.op in _TABLE_INIT_OPS]
-    if inits:
-        sess.run(inits)
-    return of_session(sess, inputs, outputs)
+    """Run a GraphDef in a TF1 session (its lookup tables initialized first). TF reads the
+    graph only when it runs: a graph with custom ops still converts, without check data."""
+
+    def run(arrays: list) -> list:
+        tf = _tf()
+        inits = [n.name for n in graph_def.node if n.op in _TABLE_INIT_OPS]
+        # only what the outputs need: the rest may not import (variables' leftovers...)
+        needed = tf.compat.v1.graph_util.extract_sub_graph(
+            graph_def, sorted({r.split(":")[0] for r in outputs} | set(inits)))
+        g = tf.Graph()
+        with g.as_default():
+            tf.graph_util.import_graph_def(needed, name="")
+        with tf.compat.v1.Session(graph=g) as sess:
+            if inits:
+                sess.run(inits)
+            return of_session(sess, inputs, outputs)(arrays)
+
+    return run
 
 
 def record(graph: Graph, run: Run | None, check_data: bool,
@@ -93,8 +101,18 @@ def record(graph: Graph, run: Run | None, check_data: bool,
             raise ConversionError("this source gives no way to run TensorFlow on it")
         meta["check"] = checkdata.make(graph, run, reference)
     except Exception as e:  # noqa: BLE001 - any TF failure only costs the check data
-        reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e) else ''}"
+        reason = f"{type(e).__name__}: {_first_cause(str(e))}"
         warnings.warn(f"tfdeploy: no check data stored: TensorFlow could not run the model on "
                       f"a generated input ({reason})", stacklevel=3)
         meta["check"] = {"skipped": reason}
     return meta
+
+
+def _first_cause(message: str) -> str:
+    """The informative line of an error message: TF's graph errors open with "Graph execution
+    error:" and a trace of where the node was defined, and end with the cause."""
+    lines = [x.strip() for x in message.splitlines() if x.strip()
+             and not x.strip().startswith("[[")]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        lines = lines[-1:]
+    return lines[0][:300] if lines else ""
