@@ -77,16 +77,19 @@ def limit_threads(n: int, argv: list[str]) -> str:
 
 def batch_inputs(model, batch: int) -> list[np.ndarray]:
     """Generated inputs with batch dimension ``batch`` (other unknown dims as in the file's
-    check input, else small)."""
+    check input, else small). Scalar inputs (a step count, a temperature) are not batched."""
     key = next(iter(model.graphs))
     stored = checkdata.entries(model.metadata).get(key, {})
     shapes = {e["name"]: e["shape"] for e in stored.get("inputs", [])
               if isinstance(e, dict) and "name" in e}
     out = []
     for i, s in enumerate(model.inputs):
-        if s.shape is None or not s.shape:
-            raise UsageError(f"input {s.name!r} has {'an unknown' if s.shape is None else 'no'} "
-                             "batch dimension: bench needs one on every input")
+        if s.shape == []:
+            out.append(checkdata.generate(s.dtype, (), checkdata.recipe_for(s.dtype, seed=i)))
+            continue
+        if s.shape is None:
+            raise UsageError(f"input {s.name!r} has an unknown rank: bench cannot tell its "
+                             "batch dimension")
         if s.shape[0] is not None and s.shape[0] != batch:
             raise UsageError(f"input {s.name!r} has a fixed batch size of {s.shape[0]}: "
                              f"--batch {batch} cannot run (use --batch {s.shape[0]})")

@@ -8,7 +8,7 @@ import sys
 import tempfile
 import time
 
-from ._common import add_command
+from ._common import add_command, import_tensorflow
 
 _CHILD = r"""
 import sys, time
@@ -60,12 +60,11 @@ def example_model(keras):
 
 def run(args) -> int:
     """Build a small Keras CNN, convert and save it, then evaluate it in a TF-free process."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
 
     t0 = time.perf_counter()
+    tf = import_tensorflow()
     import keras
-    import tensorflow as tf
 
     import tfdeploy as td
 

@@ -174,8 +174,8 @@ def _check_line(c: dict, path: str) -> str:
             "converted with --no-check-data or by an older tfdeploy"
         return f"  check data: none ({why})"
     ins = ", ".join(f"{i['name']} {fmt_shape(i['shape'])}" for i in c["inputs"])
-    return (f"  check data: {len(c['outputs'])} output(s) of {c['reference']} on input "
-            f"{ins}; 'tfdeploy check {path}' compares")
+    return (f"  check data: {c['reference']}'s outputs on a generated input ({ins}); "
+            f"'tfdeploy check {path}' compares")
 
 
 def run(args) -> int:
