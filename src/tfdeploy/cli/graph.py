@@ -48,9 +48,10 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def observed_shapes(path: str, key: str, g: Graph) -> dict | None:
-    """Each top-level tensor's shape on the file's check input (or a generated one), by
-    running the model and fetching every intermediate; None when the model cannot run."""
+def observed_shapes(path: str, key: str, g: Graph) -> tuple[dict, str] | None:
+    """(each top-level tensor's [[dtype, shape]], what input gave them): the file's check
+    input, or one generated from the signature, run fetching every intermediate; None when the
+    model cannot run here."""
     from .run import default_inputs
 
     try:
@@ -64,7 +65,7 @@ def observed_shapes(path: str, key: str, g: Graph) -> dict | None:
             refs.setdefault(name, set()).add(i)
     fetch = [f"{name}:{i}" for name, idx in refs.items() for i in sorted(idx)]
     try:
-        feeds, _ = default_inputs(model, key)
+        feeds, what = default_inputs(model, key)
         with np.errstate(all="ignore"):  # random inputs may overflow: only shapes matter
             values = model.eval([model.get(r, key=key) for r in fetch],
                                 {model.get(n, key=key): v for n, v in feeds.items()})
@@ -76,16 +77,17 @@ def observed_shapes(path: str, key: str, g: Graph) -> dict | None:
         lst = out.setdefault(name, [])
         lst.extend([["?", None]] * (i + 1 - len(lst)))
         lst[i] = [str(getattr(v, "dtype", "?")), list(getattr(v, "shape", ()))]
-    return out
+    return out, what
 
 
 def views(g: Graph, key: str, tensors: dict | None, args) -> tuple[VGraph, dict[str, VGraph]]:
+    """The views of the graph and of each function; ``tensors`` as recorded at conversion
+    (``{"nodes": ..., "functions": ...}``) or None."""
     fold = not args.show_constants
-    funcs = (tensors or {}).get("functions", {}) if tensors else {}
-    main = build(g, "g", f"graph {key!r}", tensors.get("nodes") if tensors else None,
-                 fold, args.group)
-    functions = {name: build(f, f"f{i}", f"function {name}",
-                             funcs.get(name) if tensors else None, fold, args.group)
+    tensors = tensors or {}
+    funcs = tensors.get("functions", {})
+    main = build(g, "g", f"graph {key!r}", tensors.get("nodes"), fold, args.group)
+    functions = {name: build(f, f"f{i}", f"function {name}", funcs.get(name), fold, args.group)
                  for i, (name, f) in enumerate(g.functions.items())}
     return main, functions
 
@@ -124,9 +126,9 @@ def run(args) -> int:
     tensors, source = (recorded, "TF's static shapes") if recorded and args.shapes != "run" \
         else (None, "shapes unknown")
     if tensors is None and args.shapes != "recorded":
-        nodes = observed_shapes(args.model, key, g)
-        if nodes is not None:
-            tensors, source = {"nodes": nodes}, "shapes observed on the check input"
+        observed = observed_shapes(args.model, key, g)
+        if observed is not None:
+            tensors, source = {"nodes": observed[0]}, f"shapes observed running {observed[1]}"
     main, functions = views(g, key, tensors, args)
     every = [g, *g.functions.values()]
     folded = sum(len(constant_nodes(x)) for x in every) if not args.show_constants else 0

@@ -140,7 +140,7 @@ def default_inputs(model, key: str) -> tuple[dict, str]:
         return checkdata.stored_inputs(entry), "the check input stored in the file"
     arrays, _ = checkdata.make_inputs(model.graphs[key].inputs)
     return dict(zip([s.name for s in model.graphs[key].inputs], arrays)), \
-        "an input generated from the signature (the file has no check input)"
+        "an input generated from the signature (the file has no check data)"
 
 
 # ---------------------------------------------------------------------------- outputs
