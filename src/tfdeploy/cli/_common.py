@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -147,32 +146,3 @@ class _NoBar:
 
     def close(self) -> None:
         pass
-
-
-@contextlib.contextmanager
-def native_stderr_silenced():
-    """Send what native code writes to stderr (file descriptor 2) to /dev/null meanwhile:
-    TensorFlow's C++ runtime prints oneDNN and CUDA notices that TF_CPP_MIN_LOG_LEVEL does not
-    reach in TF 2.21. Python exceptions are unaffected."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def import_tensorflow():
-    """``import tensorflow``, quietly (see :func:`native_stderr_silenced`)."""
-    import logging
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with native_stderr_silenced():
-        import tensorflow as tf
-
-        tf.config.list_physical_devices("GPU")  # where "failed call to cuInit" is printed
-    tf.get_logger().setLevel(logging.ERROR)  # deprecation notices of the TF1 APIs used here
-    return tf

@@ -17,9 +17,7 @@ from ._common import (
     comma_list,
     fmt_shape,
     fmt_time,
-    import_tensorflow,
     load_model,
-    native_stderr_silenced,
     positive_ints,
     progress,
     table,
@@ -101,63 +99,13 @@ def batch_inputs(model, batch: int) -> list[np.ndarray]:
     return out
 
 
-def tf_engine(model, threads: int | None):
-    """TensorFlow running the graph rebuilt from the file (a TF1 session: no retracing)."""
-    tf = import_tensorflow()
-
-    from ..convert.export import to_graph_def
-
-    g = model.default_graph
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.graph_util.import_graph_def(to_graph_def(g), name="")
-    config = tf.compat.v1.ConfigProto()
-    if threads:
-        config.intra_op_parallelism_threads = config.inter_op_parallelism_threads = threads
-    with native_stderr_silenced():  # "failed call to cuInit" on machines without a GPU
-        sess = tf.compat.v1.Session(graph=graph, config=config)
-    ins, outs = [s.ref for s in g.inputs], [s.ref for s in g.outputs]
-    return (lambda xs: sess.run(outs, dict(zip(ins, xs)))), \
-        f"TensorFlow {tf.__version__} (the graph rebuilt from the file)"
-
-
-def onnxruntime_engine(model, threads: int | None):
-    """onnxruntime running the graph rebuilt from the file, converted by tf2onnx."""
-    import_tensorflow()
-    import onnxruntime as ort
-    import tf2onnx
-
-    tf2onnx.logging.set_level(50)  # the failure, if any, is reported below
-
-    from ..convert.export import to_graph_def
-
-    g = model.default_graph
-    ins, outs = [s.ref for s in g.inputs], [s.ref for s in g.outputs]
-    with native_stderr_silenced():
-        proto, _ = tf2onnx.convert.from_graph_def(to_graph_def(g), input_names=ins,
-                                                  output_names=outs, opset=17)
-    import onnx.defs
-
-    # tf2onnx leaves the TF ops it cannot convert in place, which onnxruntime then rejects
-    left = sorted({n.op_type for n in proto.graph.node
-                   if n.domain in ("", "ai.onnx") and not onnx.defs.has(n.op_type)})
-    if left:
-        raise UsageError(f"tf2onnx cannot convert op type(s) {', '.join(left)}")
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = opts.inter_op_num_threads = threads
-    sess = ort.InferenceSession(proto.SerializeToString(), opts,
-                                providers=["CPUExecutionProvider"])
-    names = [i.name for i in sess.get_inputs()]
-    return (lambda xs: sess.run(None, dict(zip(names, xs)))), \
-        f"onnxruntime {ort.__version__} (tf2onnx {tf2onnx.__version__})"
-
-
 def peer_engine(name: str, model, threads: int | None):
     """(callable, description) of a peer, or (None, why it is unavailable)."""
-    maker = {"tf": tf_engine, "onnxruntime": onnxruntime_engine}[name]
     try:
-        return maker(model, threads)
+        from ..convert import peers
+
+        maker = {"tf": peers.tensorflow_runner, "onnxruntime": peers.onnxruntime_runner}[name]
+        return maker(model.default_graph, threads)
     except ImportError as e:
         return None, f"not installed ({e.name or e}): pip install " + \
             ("tensorflow" if name == "tf" else "onnxruntime tf2onnx")

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import time
 
+from .. import checkdata
 from ._common import (
     UsageError,
     add_command,
     comma_list,
     fmt_bytes,
     fmt_shape,
-    import_tensorflow,
     progress,
 )
+from .check import report
 
 
 def add_parser(subparsers) -> None:
@@ -46,22 +46,6 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _load_keras(path: str):
-    """A Keras model from a .keras/.h5 file: Keras 3 first, then tf_keras (legacy .h5)."""
-    errors = []
-    for name in ("keras", "tf_keras"):
-        try:
-            keras = importlib.import_module(name)
-        except ImportError:
-            continue
-        try:
-            return keras.models.load_model(path, compile=False)
-        except Exception as e:  # noqa: BLE001 - try the other Keras, then report both
-            errors.append(f"{name}: {type(e).__name__}: {str(e).strip().splitlines()[0]}")
-    raise UsageError(f"cannot load {path!r} as a Keras model: "
-                     f"{'; '.join(errors) or 'neither keras nor tf_keras is installed'}")
-
-
 def run(args) -> int:
     source = args.source.rstrip("/") or args.source
     output = args.output or os.path.splitext(source)[0] + ".tfd"
@@ -69,40 +53,32 @@ def run(args) -> int:
         raise UsageError(f"no such file or directory: {source!r}")
     if os.path.abspath(output) == os.path.abspath(source):
         raise UsageError(f"the output {output!r} would overwrite the source")
-    import tfdeploy as td
+    from ..convert import convert
+    from ..convert.peers import import_tensorflow
 
-    import_tensorflow()
-    is_keras = source.endswith((".keras", ".h5", ".hdf5"))
-    stages = 2 + is_keras + (1 + (args.check_data or args.verify))  # + shapes, check data
-    bar = progress(stages, "converting")
+    import_tensorflow()  # quietly, before the converter imports it
+    kw = {k: v for k, v in (("inputs", args.inputs), ("outputs", args.outputs),
+                            ("signature", args.signature), ("checkpoint", args.checkpoint))
+          if v}
+    # the converter's stages (converting, recording shapes, checking), then saving
+    bar = progress(3 + (args.check_data or args.verify), "converting")
 
     def stage(name: str) -> None:
         bar.set_description(name)
         bar.update(1)
 
     t0 = time.perf_counter()
-    if is_keras:
-        stage("loading the Keras model")
-        source = _load_keras(source)
-    kw = {k: v for k, v in (("inputs", args.inputs), ("outputs", args.outputs),
-                            ("signature", args.signature), ("checkpoint", args.checkpoint))
-          if v}
-    model = td.convert(source, check_data=args.check_data or args.verify, progress=stage, **kw)
-    checks = None
-    if args.verify:
-        from .. import checkdata
-
-        checks = checkdata.verify(model)
-    if not args.check_data:
-        model.metadata.pop("check", None)
-    stage("saving")
-    model.save(output)
-    bar.close()
+    try:
+        model = convert(source, check_data=args.check_data or args.verify, progress=stage, **kw)
+        checks = checkdata.verify(model) if args.verify else None
+        if not args.check_data:
+            model.metadata.pop("check", None)
+        stage("saving")
+        model.save(output)
+    finally:
+        bar.close()
     _summary(model, args.source, output, time.perf_counter() - t0)
     if checks is not None:
-        from .. import checkdata
-        from .check import report
-
         print(report(checks, model))
         checkdata.raise_on_failure(checks, output)
     return 0

@@ -8,7 +8,7 @@ import sys
 import tempfile
 import time
 
-from ._common import add_command, import_tensorflow
+from ._common import add_command
 
 _CHILD = r"""
 import sys, time
@@ -63,6 +63,8 @@ def run(args) -> int:
     import numpy as np
 
     t0 = time.perf_counter()
+    from ..convert.peers import import_tensorflow
+
     tf = import_tensorflow()
     import keras
 

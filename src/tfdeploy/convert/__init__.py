@@ -36,9 +36,10 @@ def convert(source, input_signature=None, *, signature: str | None = None, input
     ``source`` is one of: a Keras 3 or tf_keras model; a ``tf.function`` (with its own
     input_signature, or ``input_signature=[tf.TensorSpec(...)]`` or example arrays); a
     ConcreteFunction; a SavedModel directory (``signature=`` picks one, default
-    ``serving_default``); a frozen GraphDef (``.pb`` path or object) with ``inputs=`` and
-    ``outputs=`` tensor names (an unfrozen one with ``checkpoint=`` or ``variables=`` giving its
-    variables' values); or a TF1 tensor (or list) with ``sess=``.
+    ``serving_default``); a ``.keras`` or ``.h5`` file; a frozen GraphDef (``.pb`` path or
+    object) with ``inputs=`` and ``outputs=`` tensor names (an unfrozen one with
+    ``checkpoint=`` or ``variables=`` giving its variables' values); or a TF1 tensor (or list)
+    with ``sess=``.
 
     ``check_data`` (default on): also store in the model a small generated input and
     TensorFlow's outputs on it (a few KB), which ``td.load(path, verify=True)`` and
@@ -86,6 +87,8 @@ def _convert(source, sess=None, input_signature=None, signature=None, inputs=Non
         path = os.fspath(source)
         if os.path.isdir(path):
             return _from_saved_model(path, signature)
+        if os.path.isfile(path) and path.endswith(KERAS_FILES):
+            return _from_keras(_load_keras(path), input_signature)
         if os.path.isfile(path):
             gd = tf.compat.v1.GraphDef()
             with open(path, "rb") as f:
@@ -112,6 +115,28 @@ def _convert(source, sess=None, input_signature=None, signature=None, inputs=Non
         f"cannot convert a {type(source).__module__}.{type(source).__name__}; expected a Keras "
         "model, tf.function, ConcreteFunction, SavedModel directory, GraphDef or .pb path, or "
         "a TF1 tensor with its session")
+
+
+#: file name endings read as Keras models
+KERAS_FILES = (".keras", ".h5", ".hdf5")
+
+
+def _load_keras(path: str):
+    """A Keras model from a .keras/.h5 file: Keras 3 first, then tf_keras (legacy .h5)."""
+    import importlib
+
+    errors = []
+    for name in ("keras", "tf_keras"):
+        try:
+            keras = importlib.import_module(name)
+        except ImportError:
+            continue
+        try:
+            return keras.models.load_model(path, compile=False)
+        except Exception as e:  # noqa: BLE001 - try the other Keras, then report both
+            errors.append(f"{name}: {type(e).__name__}: {str(e).strip().splitlines()[0]}")
+    raise ConversionError(f"cannot load {path!r} as a Keras model: "
+                          f"{'; '.join(errors) or 'neither keras nor tf_keras is installed'}")
 
 
 def _run_graph_def(gd, inputs, outputs):
