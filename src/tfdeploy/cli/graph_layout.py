@@ -1,8 +1,8 @@
 """A layered (Sugiyama-style) drawing of a directed graph, top to bottom, in pure Python.
 
 1. Cycles are broken by reversing the back edges of a depth-first search.
-2. Layers by longest path from the sources; a source that is not pinned to the top (a side
-   input, a constant) moves down next to its first consumer.
+2. Layers by longest path from the sources; what the pinned sources (the graph's inputs) do
+   not reach (constants and what reads them) moves down next to its first consumer.
 3. Edges spanning several layers get a dummy vertex per layer, so they can bend around nodes.
 4. Order within layers: barycenter sweeps, down and up, keeping the order with the fewest
    crossings (counted exactly, with a Fenwick tree).
@@ -81,9 +81,15 @@ def _layers(n: int, dag: list[tuple[int, int]], top: set[int]) -> list[int]:
     layer = [0] * n
     for v in order:
         layer[v] = max((layer[u] + 1 for u in preds[v]), default=0)
-    for v in range(n):
-        if not preds[v] and succ[v] and v not in top:
-            layer[v] = max(0, min(layer[w] for w in succ[v]) - 1)
+    # what the inputs do not reach (constants, their reads and reshapes) sits as low as it
+    # can, just above its first consumer, instead of at the top with long edges down
+    reached = [v in top for v in range(n)]
+    for v in order:
+        reached[v] = reached[v] or any(reached[u] for u in preds[v])
+    if any(reached):
+        for v in reversed(order):
+            if not reached[v] and succ[v]:
+                layer[v] = max(0, min(layer[w] for w in succ[v]) - 1)
     return layer
 
 
