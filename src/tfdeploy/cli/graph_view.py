@@ -62,7 +62,7 @@ def _short(name: str) -> str:
 
 def fmt_dims(shape) -> str:
     if shape is None:
-        return "(?)"
+        return "?"  # unknown rank
     return "(" + ", ".join("?" if d is None else str(d) for d in shape) + \
         ("," if len(shape) == 1 else "") + ")"
 
