@@ -85,12 +85,12 @@ def files(tmp_path_factory):
     m.save(d / "nocheck.tfd")
     loop = _loop_model()
     loop.save(d / "loop.tfd")
-    cube = Graph([placeholder("x", "float32", [None]), Node("y", "Cube", ["x"], {})],
+    cube = Graph([placeholder("x", "float32", [None]), Node("y", "CliTestCube", ["x"], {})],
                  [TensorSpec("x", "x:0", "float32", [None])],
                  [TensorSpec("y", "y:0", "float32", [None])])
     fileformat.save({"default": cube}, d / "cube.tfd")
     (d / "cube_ops.py").write_text("import tfdeploy as td\n\n\n@td.Operation.factory\n"
-                                   "def Cube(a):\n    return a ** 3,\n")
+                                   "def CliTestCube(a):\n    return a ** 3,\n")
     np.save(d / "x20.npy", np.ones((3, 20), np.float32))
     return d
 
@@ -160,17 +160,18 @@ def test_info_readable_and_json(files):
     assert g["ops"]["While"] == 1 and g["check"] == {"present": False}
 
 
-def test_custom_ops_listed_and_loaded_with_plugin(files):
-    out = _ok(tfdeploy("info", files / "cube.tfd"))
-    assert "Cube (1 nodes, NOT registered in this process)" in out
+def test_custom_ops_listed_and_loaded_with_plugin(files, capsys):
+    out = _ok(cli(capsys, "info", files / "cube.tfd"))
+    assert "CliTestCube (1 nodes, NOT registered in this process)" in out
     np.save(files / "x3.npy", np.arange(3, dtype=np.float32))
-    _one_line_error(tfdeploy("run", files / "cube.tfd", "--input", files / "x3.npy"),
-                    "Cube: used by 'y'", "--plugin")
+    _one_line_error(cli(capsys, "run", files / "cube.tfd", "--input", files / "x3.npy"),
+                    "CliTestCube: used by 'y'", "--plugin")
+    # (the plugin registers the op for good: only in a process of its own)
     out = _ok(tfdeploy("--plugin", files / "cube_ops.py", "run", files / "cube.tfd",
                        "--input", files / "x3.npy", "-o", files / "y3.npy"))
     assert "y: float32 (3,)" in out
     np.testing.assert_array_equal(np.load(files / "y3.npy"), [0, 1, 8])
-    _one_line_error(tfdeploy("run", files / "cube.tfd", "--plugin", "no_such_module_xyz"),
+    _one_line_error(cli(capsys, "run", files / "cube.tfd", "--plugin", "no_such_module_xyz"),
                     "cannot import plugin 'no_such_module_xyz'")
 
 
@@ -215,7 +216,7 @@ def test_run_bad_inputs_are_one_line_errors(files, capsys):
                     "never done")
 
 
-def test_check_passes_fails_on_a_tampered_file_and_needs_check_data(files):
+def test_check_passes_fails_on_a_tampered_file_and_needs_check_data(files, capsys):
     out = _ok(tfdeploy("check", files / "dense.tfd"))
     assert "against numpy" in out and "ok" in out and "OK:" in out
     data = bytearray((files / "dense.tfd").read_bytes())
@@ -226,13 +227,13 @@ def test_check_passes_fails_on_a_tampered_file_and_needs_check_data(files):
     vals = -np.frombuffer(bytes(data[start:start + w["nbytes"]]), np.float32)
     data[start:start + w["nbytes"]] = vals.tobytes()
     (files / "tampered.tfd").write_bytes(bytes(data))
-    r = tfdeploy("check", files / "tampered.tfd")
+    r = cli(capsys, "check", files / "tampered.tfd")
     _one_line_error(r, "failed its check: output 'output'")
     assert "FAILED" in r.stdout
     with pytest.raises(td.VerificationError, match="failed its check"):
         td.load(files / "tampered.tfd", verify=True)
     assert td.load(files / "dense.tfd", verify=True).inputs[0].name == "input"
-    _one_line_error(tfdeploy("check", files / "nocheck.tfd"), "cannot be verified",
+    _one_line_error(cli(capsys, "check", files / "nocheck.tfd"), "cannot be verified",
                     "no check data")
     with pytest.raises(td.VerificationError, match="no check data"):
         td.load(files / "nocheck.tfd", verify=True)
