@@ -137,6 +137,22 @@ def test_help_lists_every_command_with_examples(capsys):
         assert f"usage: tfdeploy {cmd}" in capsys.readouterr().out
 
 
+def test_commands_of_other_packages_register_themselves(tmp_path, monkeypatch, capsys):
+    """How ``tfdeploy serve`` (src/tfdeploy/serve/cli.py) joins: a module in
+    EXTERNAL_COMMANDS with add_parser(subparsers); an absent package is skipped."""
+    (tmp_path / "hello_cmd.py").write_text(
+        "def add_parser(subparsers):\n"
+        "    p = subparsers.add_parser('hello', help='say hello')\n"
+        "    p.add_argument('name')\n"
+        "    p.set_defaults(func=lambda args: print('hello', args.name))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import tfdeploy.cli as cli_package
+
+    monkeypatch.setattr(cli_package, "EXTERNAL_COMMANDS", ("hello_cmd", "no_such_pkg.cli"))
+    assert _ok(cli(capsys, "hello", "world")) == "hello world\n"
+    _one_line_error(cli(capsys, "hello"), "tfdeploy hello: error:", "required: name")
+
+
 def test_python_m_is_the_same_command(files):
     r = subprocess.run([sys.executable, "-m", "tfdeploy", "info", files / "dense.tfd", "--json"],
                        capture_output=True, text=True, env=ENV)

@@ -112,7 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv  # known even when the arguments themselves are wrong
     command = next((a for a in argv if a in COMMANDS), None)
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        names = {n for a in parser._actions if isinstance(a, argparse._SubParsersAction)
+                 for n in a.choices}
+        command = next((a for a in argv if a in names), None)  # for the error prefix
+        args = parser.parse_args(argv)
         command = args.command
         args.argv = argv
         # (COMMON's actions are shared by every parser: no set_defaults for them)
