@@ -126,6 +126,10 @@ def _loop_model() -> td.Model:
 
 
 def test_help_lists_every_command_with_examples(capsys):
+    code = ("import sys; from tfdeploy.cli import build_parser; build_parser(); "
+            "heavy = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', "
+            "'tqdm', 'matplotlib', 'onnxruntime', 'tf2onnx')]; assert not heavy, heavy")
+    _ok(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV))
     out = _ok(tfdeploy("--help"))
     for cmd in COMMANDS:
         assert f"\n    {cmd} " in out, cmd
