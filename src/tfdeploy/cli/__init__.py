@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 error, 130 interrupted)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv  # known even when the arguments themselves are wrong
-    command = next((a for a in argv if a in COMMANDS), None)
+    command = next((a for a in argv if a in COMMANDS), None)  # if even the parser fails
     try:
         parser = build_parser()
         names = {n for a in parser._actions if isinstance(a, argparse._SubParsersAction)
@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         print("tfdeploy: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `tfdeploy info model.tfd | head`: the reader left, not an error
-        sys.stderr = open(os.devnull, "w")
+        # (what Python's docs advise: stdout to /dev/null, so the flush at exit is silent)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as e:  # noqa: BLE001 - the policy: one line, exit status 2
         if debug:
