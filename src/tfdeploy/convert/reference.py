@@ -68,7 +68,7 @@ def of_graph_def(graph_def, inputs: list[str], outputs: list[str]) -> Run:
         inits = [n.name for n in graph_def.node if n.op in _TABLE_INIT_OPS]
         # only what the outputs need: the rest may not import (variables' leftovers...)
         needed = tf.compat.v1.graph_util.extract_sub_graph(
-            graph_def, sorted({r.split(":")[0] for r in outputs} | set(inits)))
+            graph_def, sorted({r.split(":")[0] for r in [*outputs, *inputs]} | set(inits)))
         g = tf.Graph()
         with g.as_default():
             tf.graph_util.import_graph_def(needed, name="")
