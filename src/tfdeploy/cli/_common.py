@@ -41,6 +41,19 @@ def add_command(subparsers, name: str, summary: str, description: str,
                                  parents=[COMMON])
 
 
+def called_functions(node) -> list[str]:
+    """Names of the functions a node calls (While/If bodies, call targets), in attribute
+    order."""
+    from ._ir import FuncAttr
+
+    out = []
+    for v in node.attrs.values():
+        for f in v if isinstance(v, list) else [v]:
+            if isinstance(f, FuncAttr):
+                out.append(f.name)
+    return out
+
+
 def comma_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import registry
+from ._common import called_functions
 from ._ir import ALIAS_OPS, FuncAttr, Graph, Node, parse_ref
 
 #: above this many visible nodes, ``--group auto`` groups by name scope
@@ -93,15 +94,6 @@ def _attr_text(v) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _calls(n: Node) -> list[str]:
-    out = []
-    for v in n.attrs.values():
-        for f in v if isinstance(v, list) else [v]:
-            if isinstance(f, FuncAttr):
-                out.append(f.name)
-    return out
-
-
 def topological(g: Graph) -> list[Node]:
     """The nodes, producers before consumers (Kahn's algorithm; nodes on a cycle last)."""
     by = g.by_name()
@@ -128,7 +120,7 @@ def constant_nodes(g: Graph) -> set[str]:
     for n in topological(g):
         if n.op == "Const":
             const.add(n.name)
-        elif n.inputs and not n.op.startswith("Placeholder") and not _calls(n) and \
+        elif n.inputs and not n.op.startswith("Placeholder") and not called_functions(n) and \
                 all(parse_ref(r)[0] in const for r in n.inputs):
             d = registry.get_opdef(n.op)
             if d is not None and not d.stateful or n.op in ALIAS_OPS:
@@ -158,7 +150,7 @@ def build(g: Graph, key: str, title: str, tensors: dict | None, fold_consts: boo
             info["outputs"] = outs or ([[str(v.dtype), list(v.shape)]] if v is not None else None)
         index[n.name] = len(nodes)
         nodes.append(VNode(f"{key}:{len(nodes)}", n.name, kind, n.op, _short(n.name),
-                           _shape_text(info["outputs"]), info, _calls(n)))
+                           _shape_text(info["outputs"]), info, called_functions(n)))
     edges: list[tuple[int, int]] = []
     for n in g.nodes:
         if n.name not in index:

@@ -9,8 +9,8 @@ from collections import Counter
 import numpy as np
 
 from .. import checkdata, registry
-from ._common import add_command, fmt_bytes, fmt_shape, read_model_file, table
-from ._ir import ALIAS_OPS, SOURCE_OPS, FuncAttr, Graph
+from ._common import add_command, called_functions, fmt_bytes, fmt_shape, read_model_file, table
+from ._ir import ALIAS_OPS, SOURCE_OPS, Graph
 
 #: ops that run functions, and what to call them in the summary
 CONTROL_FLOW = {"While": "loop", "StatelessWhile": "loop", "If": "branch", "StatelessIf": "branch",
@@ -67,10 +67,8 @@ def describe_graph(g: Graph) -> dict:
     callers: dict[str, list] = {}
     for x in everything:
         for n in x.nodes:
-            for v in n.attrs.values():
-                for f in v if isinstance(v, list) else [v]:
-                    if isinstance(f, FuncAttr):
-                        callers.setdefault(f.name, []).append([n.name, n.op])
+            for f in called_functions(n):
+                callers.setdefault(f, []).append([n.name, n.op])
     custom: dict[str, list[str]] = {}
     for x in everything:
         for n in x.nodes:
