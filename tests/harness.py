@@ -82,7 +82,7 @@ def check_tf(fn, inputs, rtol: float = 1e-6, atol: float = 1e-6, ops=(), dynamic
             tf_dtypes = [w.dtype.name for w in want]
             assert tf_dtypes == list(out_dtypes), \
                 f"case declares {out_dtypes}, {label} gives {tf_dtypes}"
-    model = td.convert(f)
+    model = td.convert(f, check_data=False)  # (the harness compares with TF itself)
     present = model.op_types()
     missing = [o for o in ops if o not in present]
     assert not missing, f"op types {missing} not in the converted graph (has {sorted(present)})"

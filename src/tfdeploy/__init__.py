@@ -27,6 +27,7 @@ from .errors import (  # noqa: E402
     GraphError,
     TFDeployError,
     UnsupportedOpError,
+    VerificationError,
 )
 from .model import Model, Tensor, load  # noqa: E402
 from .operation import Operation, get_op  # noqa: E402
@@ -36,7 +37,7 @@ __all__ = [
     "Model", "Tensor", "Operation", "Ensemble", "TensorEnsemble", "convert", "load", "setup",
     "get_op", "IMPL_NUMPY", "IMPL_SCIPY", "METHOD_MEAN", "METHOD_MAX", "METHOD_MIN",
     "METHOD_CUSTOM", "TFDeployError", "ConversionError", "ExecutionError", "FeedError",
-    "FileFormatError", "GraphError", "UnsupportedOpError", "__version__",
+    "FileFormatError", "GraphError", "UnsupportedOpError", "VerificationError", "__version__",
 ]
 
 
@@ -78,19 +79,25 @@ def setup(tf=None, impl: str | None = None, order=None, *,
 
 def convert(source, input_signature=None, *, signature: str | None = None, inputs=None,
             outputs=None, sess=None, key: str | None = None, checkpoint: str | None = None,
-            variables: dict | None = None) -> Model:
+            variables: dict | None = None, check_data: bool = True, progress=None) -> Model:
     """Convert a TensorFlow model to a :class:`Model`.
 
     ``source`` is one of: a Keras 3 or tf_keras model; a ``tf.function`` (with its own
     input_signature, or ``input_signature=[tf.TensorSpec(...)]`` or example arrays); a
     ConcreteFunction; a SavedModel directory (``signature=`` picks one, default
-    ``serving_default``); a frozen GraphDef (``.pb`` path or object) with ``inputs=`` and
-    ``outputs=`` tensor names (an unfrozen one with ``checkpoint=`` or ``variables=`` giving its
-    variables' values); or a TF1 tensor (or list) with ``sess=``.
+    ``serving_default``); a ``.keras`` or ``.h5`` file; a frozen GraphDef (``.pb`` path or
+    object) with ``inputs=`` and ``outputs=`` tensor names (an unfrozen one with
+    ``checkpoint=`` or ``variables=`` giving its variables' values); or a TF1 tensor (or list)
+    with ``sess=``.
+
+    ``check_data`` (default on): also store in the model a small generated input and
+    TensorFlow's outputs on it (a few KB), which ``td.load(path, verify=True)`` and
+    ``tfdeploy check`` compare against. ``progress``: called with the name of each stage.
     """
     m = Model()
     m.add(source, sess=sess, key=key, input_signature=input_signature, signature=signature,
-          inputs=inputs, outputs=outputs, checkpoint=checkpoint, variables=variables)
+          inputs=inputs, outputs=outputs, checkpoint=checkpoint, variables=variables,
+          check_data=check_data, progress=progress)
     return m
 
 

@@ -27,3 +27,8 @@ class ExecutionError(TFDeployError):
 
 class ConversionError(TFDeployError):
     """A TensorFlow object could not be converted."""
+
+
+class VerificationError(TFDeployError):
+    """A model's outputs on its stored check input differ from TensorFlow's beyond tolerance,
+    or a model could not be verified (no check data)."""

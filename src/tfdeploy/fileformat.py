@@ -9,6 +9,11 @@ Layout (all integers little-endian)::
 Arrays are read with ``np.frombuffer`` over an ``mmap`` of the file, so loading costs no copy
 and no time proportional to the weights. Nothing in the file is ever executed or unpickled.
 String tensors (rare: lookup tables) are stored in the header as base64.
+
+The header's ``metadata`` (check data, recorded tensor shapes...) may hold arrays too: they are
+stored in the array table like weights and referenced as ``{"$array": i}``; the header key
+``metadata_arrays`` says so. Readers that predate it still load such files (they see the
+references as plain dicts), and files without it load unchanged.
 """
 
 from __future__ import annotations
@@ -80,6 +85,21 @@ def _encode_attr(v: Any, arrays: _Arrays) -> Any:
     raise TypeError(f"cannot store attribute value of type {type(v).__name__}")
 
 
+def _encode_metadata(v: Any, arrays: _Arrays, depth: int = 0) -> Any:
+    """Metadata as JSON: dicts of JSON values, arrays (into the array table) and bytes."""
+    if depth > MAX_NESTING:
+        raise TypeError("metadata is nested too deeply")
+    if isinstance(v, dict):
+        for k in v:
+            # keys starting with "$" would read back as array or bytes references
+            if not isinstance(k, str) or k.startswith("$"):
+                raise TypeError(f"metadata keys must be strings not starting with '$', got {k!r}")
+        return {k: _encode_metadata(x, arrays, depth + 1) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_encode_metadata(x, arrays, depth + 1) for x in v]
+    return _encode_attr(v, arrays)
+
+
 def _encode_spec(s: TensorSpec) -> dict:
     return {"name": s.name, "ref": s.ref, "dtype": s.dtype, "shape": s.shape}
 
@@ -104,7 +124,8 @@ def dumps(graphs: dict[str, Graph], metadata: dict | None = None) -> list:
         "format": "tfdeploy",
         "format_version": FORMAT_VERSION,
         "writer": f"tfdeploy {__version__}",
-        "metadata": metadata or {},
+        "metadata": _encode_metadata(metadata or {}, arrays),
+        "metadata_arrays": True,
         "graphs": [{"key": k, "graph": _encode_graph(g, arrays)} for k, g in graphs.items()],
         "arrays": arrays.table,
     }
@@ -276,6 +297,18 @@ def _decode_attr(v, arrays: list, depth: int = 0):
     raise _bad(f"invalid attribute value of type {type(v).__name__}")
 
 
+def _decode_metadata(v, arrays: list, depth: int = 0):
+    if depth > MAX_NESTING:
+        raise _bad("metadata is nested too deeply")
+    if isinstance(v, dict):
+        if any(k.startswith("$") for k in v):
+            return _decode_attr(v, arrays)
+        return {k: _decode_metadata(x, arrays, depth + 1) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_decode_metadata(x, arrays, depth + 1) for x in v]
+    return v
+
+
 def _decode_spec(d, what: str) -> TensorSpec:
     if not isinstance(d, dict):
         raise _bad(f"{what} must be an object")
@@ -336,8 +369,8 @@ def validate_graph(g: Graph, what: str, functions: dict[str, Graph]) -> None:
             raise _bad(f"{what}: signature entry {s.name!r} refers to missing tensor {s.ref!r}")
 
 
-def load(source) -> tuple[dict[str, Graph], dict]:
-    """Read a model file (path, bytes or binary file); returns (graphs by key, metadata)."""
+def _read_header(source) -> tuple[dict, Any, str, int, int]:
+    """(header, buffer, label, format version, header length) of a model file, validated."""
     buf, label = _buffer_of(source)
     if len(buf) < _PREFIX.size:
         raise _sniff_foreign(bytes(buf[:8]), label) if bytes(buf[:8]) != MAGIC[:len(buf[:8])] \
@@ -360,6 +393,23 @@ def load(source) -> tuple[dict[str, Graph], dict]:
     if header.get("format_version") != version:
         raise _bad(f"{label}: header version {header.get('format_version')!r} contradicts the "
                    f"file's version {version}")
+    return header, buf, label, version, hlen
+
+
+def describe(source) -> dict:
+    """What the file itself says, without decoding its graphs: format version, writer, sizes."""
+    header, buf, _label, version, hlen = _read_header(source)
+    table = header.get("arrays", [])
+    table = table if isinstance(table, list) else []
+    return {"format_version": version, "writer": header.get("writer"), "file_bytes": len(buf),
+            "header_bytes": hlen, "arrays": len(table),
+            "array_bytes": sum(e.get("nbytes", 0) for e in table
+                               if isinstance(e, dict) and type(e.get("nbytes")) is int)}
+
+
+def load(source) -> tuple[dict[str, Graph], dict]:
+    """Read a model file (path, bytes or binary file); returns (graphs by key, metadata)."""
+    header, buf, _label, _version, hlen = _read_header(source)
     arrays = _load_arrays(header.get("arrays", []), buf, _PREFIX.size + hlen)
     graphs: dict[str, Graph] = {}
     for j, e in enumerate(_check_list(header.get("graphs"), "graphs")):
@@ -374,4 +424,6 @@ def load(source) -> tuple[dict[str, Graph], dict]:
             validate_graph(f, f"function {fname!r}", g.functions)
         graphs[key] = g
     meta = header.get("metadata", {})
-    return graphs, meta if isinstance(meta, dict) else {}
+    if not isinstance(meta, dict):
+        return graphs, {}
+    return graphs, _decode_metadata(meta, arrays) if header.get("metadata_arrays") else meta

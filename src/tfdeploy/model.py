@@ -81,16 +81,23 @@ class Model:
                 self._add_graph(g, k)
 
     # ------------------------------------------------------------------ building
-    def add(self, obj, sess=None, key: str | None = None, **convert_kwargs) -> Model:
+    def add(self, obj, sess=None, key: str | None = None, *, check_data: bool = True,
+            **convert_kwargs) -> Model:
         """Add a graph: ``add(tensor, sess)`` for TF1 graphs (the classic way), or any source
-        :func:`tfdeploy.convert` accepts (Keras model, tf.function, SavedModel path...)."""
-        from tfdeploy.convert import to_graph
+        :func:`tfdeploy.convert` accepts (Keras model, tf.function, SavedModel path...).
 
-        graph = to_graph(obj, sess=sess, **convert_kwargs)
-        self._add_graph(graph, key)
+        ``check_data``: also store a small input and TensorFlow's outputs on it, which
+        ``td.load(path, verify=True)`` and ``tfdeploy check`` compare against."""
+        from tfdeploy.convert import convert_graph
+
+        graph, metadata = convert_graph(obj, sess=sess, check_data=check_data, **convert_kwargs)
+        key = self._add_graph(graph, key)
+        # per-graph metadata (check data, recorded tensor shapes) is kept by graph key
+        for section, value in metadata.items():
+            self.metadata.setdefault(section, {})[key] = value
         return self
 
-    def _add_graph(self, graph: Graph, key: str | None) -> None:
+    def _add_graph(self, graph: Graph, key: str | None) -> str:
         if key is None:
             key = DEFAULT_KEY if not self.graphs else f"graph_{len(self.graphs)}"
             while key in self.graphs:
@@ -104,6 +111,7 @@ class Model:
             self._evals.clear()
             self._calls.clear()
             self._tensors.clear()
+        return key
 
     def save(self, path) -> None:
         """Write the model to one data-only file (any extension; ``model.pkl`` works too)."""
@@ -341,7 +349,17 @@ class Model:
         return f"<tfdeploy.Model {{{', '.join(parts)}}}>"
 
 
-def load(path) -> Model:
-    """Load a model file written by :meth:`Model.save`."""
-    return Model(path)
+def load(path, verify: bool = False) -> Model:
+    """Load a model file written by :meth:`Model.save`.
+
+    ``verify=True`` also runs every graph on the check input stored in the file and compares
+    with TensorFlow's stored outputs; raises :class:`VerificationError` when an output differs
+    beyond its tolerance or the file holds no check data."""
+    model = Model(path)
+    if verify:
+        from . import checkdata
+
+        label = path if isinstance(path, (str, os.PathLike)) else "the model"
+        checkdata.raise_on_failure(checkdata.verify(model), str(label))
+    return model
 

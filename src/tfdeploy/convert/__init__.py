@@ -10,13 +10,14 @@ import os
 
 import numpy as np
 
+from tfdeploy.convert import reference
 from tfdeploy.convert.graphdef import graph_from_def
 from tfdeploy.convert.tables import freeze_graph_tables, freeze_tables
 from tfdeploy.convert.variables import freeze_from_checkpoint
 from tfdeploy.errors import ConversionError
-from tfdeploy.ir.graph import Graph, canonical_ref, node_dtype
+from tfdeploy.ir.graph import Graph, canonical_ref, node_dtype, parse_ref
 
-__all__ = ["to_graph"]
+__all__ = ["convert_graph", "to_graph"]
 
 
 def _tf():
@@ -27,9 +28,32 @@ def _tf():
     return tf
 
 
+def convert_graph(source, *, check_data: bool = True, progress=None,
+                  **kwargs) -> tuple[Graph, dict]:
+    """(IR graph, metadata to keep beside it: TF's tensor shapes, check data) of a source."""
+    say = progress or (lambda stage: None)
+    say("converting")
+    graph, run = _convert(source, **kwargs)
+    metadata = reference.record(graph, run, check_data, say)
+    # signature shapes the source does not give (frozen .pb) are what TF infers
+    nodes = metadata.get("tensors", {}).get("nodes", {})
+    for s in graph.outputs:
+        name, i = parse_ref(s.ref)
+        if s.shape is None and len(nodes.get(name, ())) > i:
+            s.shape = nodes[name][i][1]
+    return graph, metadata
+
+
 def to_graph(source, sess=None, input_signature=None, signature=None, inputs=None,
              outputs=None, checkpoint=None, variables=None) -> Graph:
     """The IR graph of any supported source (see :func:`tfdeploy.convert`)."""
+    return _convert(source, sess, input_signature, signature, inputs, outputs, checkpoint,
+                    variables)[0]
+
+
+def _convert(source, sess=None, input_signature=None, signature=None, inputs=None,
+             outputs=None, checkpoint=None, variables=None):
+    """(graph, a function running the source in TensorFlow on the signature's inputs)."""
     tf = _tf()
     if sess is not None:
         return _from_session(source, sess, inputs)
@@ -37,6 +61,8 @@ def to_graph(source, sess=None, input_signature=None, signature=None, inputs=Non
         path = os.fspath(source)
         if os.path.isdir(path):
             return _from_saved_model(path, signature)
+        if os.path.isfile(path) and path.endswith(KERAS_FILES):
+            return _from_keras(_load_keras(path), input_signature)
         if os.path.isfile(path):
             gd = tf.compat.v1.GraphDef()
             with open(path, "rb") as f:
@@ -45,12 +71,12 @@ def to_graph(source, sess=None, input_signature=None, signature=None, inputs=Non
                 gd.ParseFromString(data)
             except Exception as e:
                 raise ConversionError(f"{path!r} is not a GraphDef protobuf ({e})") from None
-            return _from_graph_def(freeze_from_checkpoint(gd, checkpoint, variables), inputs,
-                                   outputs)
+            return _run_graph_def(freeze_from_checkpoint(gd, checkpoint, variables), inputs,
+                                  outputs)
         raise ConversionError(f"no such file or directory: {path!r}")
     if isinstance(source, tf.compat.v1.GraphDef):
-        return _from_graph_def(freeze_from_checkpoint(source, checkpoint, variables), inputs,
-                               outputs)
+        return _run_graph_def(freeze_from_checkpoint(source, checkpoint, variables), inputs,
+                              outputs)
     if _is_keras_model(source):
         return _from_keras(source, input_signature)
     if isinstance(source, tf.types.experimental.ConcreteFunction):
@@ -63,6 +89,33 @@ def to_graph(source, sess=None, input_signature=None, signature=None, inputs=Non
         f"cannot convert a {type(source).__module__}.{type(source).__name__}; expected a Keras "
         "model, tf.function, ConcreteFunction, SavedModel directory, GraphDef or .pb path, or "
         "a TF1 tensor with its session")
+
+
+#: file name endings read as Keras models
+KERAS_FILES = (".keras", ".h5", ".hdf5")
+
+
+def _load_keras(path: str):
+    """A Keras model from a .keras/.h5 file: Keras 3 first, then tf_keras (legacy .h5)."""
+    import importlib
+
+    errors = []
+    for name in ("keras", "tf_keras"):
+        try:
+            keras = importlib.import_module(name)
+        except ImportError:
+            continue
+        try:
+            return keras.models.load_model(path, compile=False)
+        except Exception as e:  # noqa: BLE001 - try the other Keras, then report both
+            errors.append(f"{name}: {type(e).__name__}: {str(e).strip().splitlines()[0]}")
+    raise ConversionError(f"cannot load {path!r} as a Keras model: "
+                          f"{'; '.join(errors) or 'neither keras nor tf_keras is installed'}")
+
+
+def _run_graph_def(gd, inputs, outputs):
+    g = _from_graph_def(gd, inputs, outputs)
+    return g, reference.of_graph_def(gd, [s.ref for s in g.inputs], [s.ref for s in g.outputs])
 
 
 def _is_keras_model(obj) -> bool:
@@ -145,7 +198,7 @@ def _freeze(cf):
         return frozen.graph.as_graph_def(), list(frozen.inputs), list(frozen.outputs)
 
 
-def _from_concrete(cf, output_names=None) -> Graph:
+def _from_concrete(cf, output_names=None, keep=None):
     tf = _tf()
     try:
         gd, ins, outs = _freeze(cf)
@@ -176,10 +229,10 @@ def _from_concrete(cf, output_names=None) -> Graph:
     for s, t in zip(g.inputs, ins):
         s.dtype = t.dtype.name
         s.shape = None if t.shape.rank is None else list(t.shape.as_list())
-    return g
+    return g, reference.of_concrete(cf, keep)
 
 
-def _from_saved_model(path: str, signature: str | None) -> Graph:
+def _from_saved_model(path: str, signature: str | None):
     tf = _tf()
     try:
         loaded = tf.saved_model.load(path)
@@ -193,7 +246,7 @@ def _from_saved_model(path: str, signature: str | None) -> Graph:
         else:
             raise ConversionError(f"the SavedModel at {path!r} has no signature {name!r} "
                                   f"(it has {sorted(sigs)})")
-    return _from_concrete(sigs[name])
+    return _from_concrete(sigs[name], keep=loaded)
 
 
 def _from_graph_def(gd, inputs, outputs) -> Graph:
@@ -240,7 +293,7 @@ def _fill_output_dtypes(g: Graph) -> None:
         s.dtype = node_dtype(node, 0) or "unknown"
 
 
-def _from_session(tensors, sess, inputs=None) -> Graph:
+def _from_session(tensors, sess, inputs=None):
     """TF1: freeze the session's variables and take everything ``tensors`` depend on."""
     tf = _tf()
     single = not isinstance(tensors, (list, tuple))
@@ -266,6 +319,6 @@ def _from_session(tensors, sess, inputs=None) -> Graph:
     # keep TF's names for the outputs ("output:0" is found as "output" too)
     for s in g.outputs:
         s.name = s.ref.split(":")[0] if s.ref.endswith(":0") else s.ref
-    return g
+    return g, reference.of_session(sess, [s.ref for s in g.inputs], [s.ref for s in g.outputs])
 
 

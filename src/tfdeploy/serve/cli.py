@@ -97,7 +97,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                      help="on SIGTERM, wait this long for in-flight requests")
     own.add_argument("--log_level", default="info",
                      choices=["critical", "error", "warning", "info", "debug"])
-    p.set_defaults(fn=run)
+    p.set_defaults(func=run)
     return p
 
 
