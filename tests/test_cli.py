@@ -18,12 +18,12 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
-from tfdeploy.ir.graph import FuncAttr, Graph, Node, TensorSpec
 
 import tfdeploy as td
 from graphs import const, dense_softmax, model_of, placeholder
 from tfdeploy import checkdata, fileformat
 from tfdeploy.cli import COMMANDS, main
+from tfdeploy.ir.graph import FuncAttr, Graph, Node, TensorSpec
 
 SRC = os.path.dirname(os.path.dirname(td.__file__))
 # the code under test, whether installed in the venv or not

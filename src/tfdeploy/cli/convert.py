@@ -54,7 +54,7 @@ def run(args) -> int:
     if os.path.abspath(output) == os.path.abspath(source):
         raise UsageError(f"the output {output!r} would overwrite the source")
     from tfdeploy import convert
-    from ..convert.peers import import_tensorflow
+    from tfdeploy.convert.peers import import_tensorflow
 
     import_tensorflow()  # quietly, before the converter imports it
     kw = {k: v for k, v in (("inputs", args.inputs), ("outputs", args.outputs),
