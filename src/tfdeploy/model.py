@@ -198,7 +198,7 @@ class Model:
             except TypeError:
                 pass
         # the plan's generated code validates and casts the feeds itself
-        out = entry(tuple(feed_dict.values()) if feed_dict else ())
+        out = entry.run(tuple(feed_dict.values()) if feed_dict else ())
         return out[0] if single else list(out)
 
     def _prepare_eval(self, fetch_list: list, feed_keys: tuple):
@@ -246,13 +246,14 @@ class Model:
             plan = self._compile_plan(key, fetches, feeds, record=record, optimize=False)
             return plan.run, record
 
-        def specialize(shapes, record):
+        def specialize(shapes, record, miss):
             return self._compile_plan(key, fetches, feeds, trace=record,
-                                      feed_shapes=shapes).run
+                                      feed_shapes=shapes, on_miss=miss).run
 
-        return ShapeDispatch(generic, tracer, specialize)
+        return ShapeDispatch(generic, tracer, specialize, self._feed_checks(key, feeds))
 
-    def _compile_plan(self, key, fetches, feeds, **options):
+    def _feed_checks(self, key, feeds) -> list:
+        """Per fed tensor: the check casting and validating what is fed to it, or None."""
         g = self.graphs[key]
         if len(set(feeds)) != len(feeds):
             raise FeedError("the same tensor is fed twice")
@@ -264,7 +265,11 @@ class Model:
                                         node.attrs.get("shape")))
             else:
                 checks.append(None)
-        return compile_plan(g, list(fetches), list(feeds), feed_checks=checks, **options)
+        return checks
+
+    def _compile_plan(self, key, fetches, feeds, **options):
+        return compile_plan(self.graphs[key], list(fetches), list(feeds),
+                            feed_checks=self._feed_checks(key, feeds), **options)
 
     def plan(self, *inputs, after: str | None = None, optimize: bool = True, **options):
         """The compiled plan of the signature (``print(model.plan())`` shows it one step a
@@ -301,8 +306,8 @@ class Model:
         if entry is None:
             entry = self._prepare_call(len(args), tuple(kwargs))
             self._calls[ck] = entry
-        run, single = entry
-        out = run(args + tuple(kwargs.values()) if kwargs else args)
+        dispatch, single = entry
+        out = dispatch.run(args + tuple(kwargs.values()) if kwargs else args)
         return out[0] if single else out
 
     def _prepare_call(self, n_args: int, names: tuple):

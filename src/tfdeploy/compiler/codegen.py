@@ -49,19 +49,32 @@ def _feed_lines(plan: Plan, params: list, defaults: list) -> list[str]:
         check = plan.feed_checks[j] if j < len(plan.feed_checks) else None
         if check is None:
             continue
-        params.append(f"_chk{j}=_chk{j}")
-        defaults.append(check)
+        exact = plan.on_miss is not None and s in plan.shapes
         if check.dtype is None or check.dtype.kind == "O":
+            params.append(f"_chk{j}=_chk{j}")
+            defaults.append(check)
             lines.append(f"    s{s} = _chk{j}(s{s})")
+            if exact:
+                lines.append(f"    if s{s}.shape != {tuple(int(d) for d in plan.shapes[s])!r}:"
+                             " return _miss(feeds)")
             continue
         params.append(f"_dt{j}=_dt{j}")
         defaults.append(check.dtype)
+        shape = plan.shapes[s] if exact else check.shape
         cond = f"s{s}.__class__ is not _nd or s{s}.dtype != _dt{j}"
-        if check.shape is not None:
-            cond += f" or s{s}.ndim != {len(check.shape)}"
+        if shape is not None:
+            cond += f" or s{s}.ndim != {len(shape)}"
             cond += "".join(f" or s{s}.shape[{i}] != {int(d)}"
-                            for i, d in enumerate(check.shape) if d is not None)
-        lines.append(f"    if {cond}: s{s} = _chk{j}(s{s})")
+                            for i, d in enumerate(shape) if d is not None)
+        if exact:  # whatever does not fit goes back to the dispatcher
+            lines.append(f"    if {cond}: return _miss(feeds)")
+        else:
+            params.append(f"_chk{j}=_chk{j}")
+            defaults.append(check)
+            lines.append(f"    if {cond}: s{s} = _chk{j}(s{s})")
+    if any("_miss(" in ln for ln in lines):
+        params.append("_miss=_miss")
+        defaults.append(plan.on_miss)
     return lines
 
 

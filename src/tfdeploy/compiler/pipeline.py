@@ -54,8 +54,11 @@ class Context:
 
     def __init__(self, root: Graph, fold: bool = True, optimize: bool = True,
                  verify: bool = False, passes=None, profile: Profile | None = None,
-                 trace: dict | None = None, feed_shapes=None, record: dict | None = None):
+                 trace: dict | None = None, feed_shapes=None, record: dict | None = None,
+                 on_miss=None):
         self.root = root
+        #: a specialized plan's fallback for feeds that do not fit its shapes (codegen)
+        self.on_miss = on_miss
         #: shapes for ``specialize``: value -> (shape, dtype) from a traced run, and the feeds'
         self.trace = trace
         self.feed_shapes = feed_shapes
@@ -132,20 +135,22 @@ def compile_plan(graph: Graph, fetches: list[str], feeds: list[str] = (), *,
                  feed_checks: list | None = None, nested: bool = False,
                  after: str | None = None, verify: bool = False, passes=None,
                  profile: Profile | None = None, trace: dict | None = None, feed_shapes=None,
-                 record: dict | None = None, ctx: Context | None = None) -> Plan:
+                 record: dict | None = None, on_miss=None, ctx: Context | None = None) -> Plan:
     """Compile ``graph`` to compute ``fetches`` from ``feeds`` (tensor refs). A ``nested`` plan
     (a function body run by a control-flow kernel) returns its values as they are; a top-level
     one never returns memory of its feeds or constants. ``after``: stop after that stage;
     ``passes``: the names of the passes of ``PASSES`` to run (default all); ``profile``: time
     every kernel into it; ``record``: a dict in which the plan's steps record the (shape, dtype)
     of each value they compute (a trace); ``trace`` and ``feed_shapes``: specialize the plan
-    for feeds of these shapes, with a trace of a run on such feeds."""
+    for feeds of these shapes, with a trace of a run on such feeds; ``on_miss``: what a
+    specialized plan calls with feeds that do not fit it exactly (else it casts them)."""
     if after is not None and after not in STAGES:
         raise TFDeployError(f"unknown compiler pass {after!r}; the passes are {list(STAGES)}")
     root = root if root is not None else graph
     if ctx is None:
         ctx = Context(root, fold=fold, optimize=optimize, verify=verify, passes=passes,
-                      profile=profile, trace=trace, feed_shapes=feed_shapes, record=record)
+                      profile=profile, trace=trace, feed_shapes=feed_shapes, record=record,
+                      on_miss=on_miss)
     plan = select.run(graph, list(fetches), list(feeds), root=root, feed_checks=feed_checks,
                       nested=nested)
     plan.passes.append("select")
@@ -169,6 +174,8 @@ def compile_plan(graph: Graph, fetches: list[str], feeds: list[str] = (), *,
         verify_plan(plan)
     if after == "lower":
         return plan
+    if ctx.on_miss is not None and ctx.feed_shapes is not None:
+        plan.on_miss = ctx.on_miss
     return codegen.run(plan, ctx)
 
 

@@ -75,6 +75,9 @@ class Plan:
     shapes: dict[int, tuple] = field(default_factory=dict)
     #: the passes run so far, in order
     passes: list[str] = field(default_factory=list)
+    #: a specialized plan's handler of feeds that do not fit its feed shapes exactly (the
+    #: shape dispatcher): the generated code calls it instead of casting
+    on_miss: Any = field(default=None, repr=False)
     #: the generated Python source of ``run`` (set by codegen)
     source: str | None = field(default=None, repr=False)
     run: Any = field(default=None, repr=False)

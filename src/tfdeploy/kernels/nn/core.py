@@ -103,9 +103,10 @@ def Softmax(logits):
     # warnings for inf/NaN logits (whose results are NaN, as TF's without oneDNN)
     if logits.shape[-1] == 0:
         return logits.copy()
-    e = logits - logits.max(axis=-1, keepdims=True)
+    # (the ufuncs' own reduce: ndarray.max/sum go through numpy's Python wrappers)
+    e = logits - np.maximum.reduce(logits, axis=-1, keepdims=True)
     np.exp(e, out=e)
-    s = e.sum(axis=-1, keepdims=True)
+    s = np.add.reduce(e, axis=-1, keepdims=True)
     # times 1/sum, as TF's kernel computes it (and whatever the batch size: a row's result
     # must not depend on the rows beside it)
     e *= np.reciprocal(s, out=s)

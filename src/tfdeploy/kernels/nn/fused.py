@@ -75,7 +75,12 @@ def epilogue_op(kind: str, dtype: np.dtype, arg=None) -> Callable:
     zero = np.zeros((), dtype)
     if kind in _BINARY:
         ufunc = _BINARY[kind]
-        return lambda y, ext: ufunc(y, arg, out=y)
+
+        def binary(y, ext):
+            return ufunc(y, arg, out=y)
+        if kind == "add":
+            binary.bias = arg  # (FusedChain adds a leading bias without calling this)
+        return binary
     if kind in ("add_input", "sub_input"):
         return _residual(kind, arg)
     if kind == "relu":
@@ -113,7 +118,7 @@ class FusedChain:
     epilogue may then run block by block over whole rows of channels."""
 
     __slots__ = ("core", "dtype", "epilogue", "fallback", "name", "channels", "rows",
-                 "matrix")
+                 "matrix", "split_rows", "bias", "rest")
 
     def __init__(self, core: Callable, dtype: np.dtype, epilogue: Sequence[Callable],
                  fallback: Callable, name: str, channels: int = 0,
@@ -126,20 +131,36 @@ class FusedChain:
         self.channels = channels
         self.rows = max(1, _BLOCK // channels) if channels and len(self.epilogue) > 1 else 0
         #: the [K, N] weight when the core is ``x @ matrix`` over x's last axis: large
-        #: products then split into blocks of rows over threads (``runtime/parallel.py``)
+        #: products then split into blocks of rows over threads (``runtime/parallel.py``);
+        #: below ``split_rows`` rows they never do (checked without a call)
         self.matrix = matrix
+        self.split_rows = 2 * parallel.MIN_WORK // max(matrix.size, 1) \
+            if matrix is not None else 1 << 62
+        #: a chain of a 2-D product and at most a bias (a Dense layer) runs without a call
+        #: layer: np.matmul then np.add, in place
+        self.bias = getattr(self.epilogue[0], "bias", None) if self.epilogue else None
+        self.rest = self.epilogue[1:] if self.bias is not None else self.epilogue
 
     def __call__(self, x, *ext):
         dt = x.dtype
         if dt is not self.dtype and dt != self.dtype:
             return self.fallback(x, *ext)
         w = self.matrix
-        if w is not None and x.ndim >= 2 and x.shape[-1] == w.shape[0]:
+        if x.ndim >= 2 and x.size >= self.split_rows * x.shape[-1] and \
+                x.shape[-1] == w.shape[0]:
             k = parallel.blocks(x.size // max(x.shape[-1], 1), w.size)
             if k > 1:
                 y = self._by_rows(x, ext, k)
                 if y is not None:
                     return y
+        if w is not None and x.ndim == 2 and x.shape[1] == w.shape[0]:
+            y = np.matmul(x, w)
+            if self.bias is not None:
+                np.add(y, self.bias, out=y)
+            for f in self.rest:
+                if f(y, ext) is None:
+                    return self.fallback(x, *ext)
+            return y
         y = self.core(x)
         rows = self.rows
         if rows and y.size > 2 * _BLOCK and y.flags.c_contiguous and \
@@ -199,5 +220,29 @@ def _FusedChain(*, _ctx, core: str, core_attrs: dict, weight: np.ndarray, epilog
             not core_attrs.get("transpose_a") and not core_attrs.get("adj_x"):
         matrix = weight.T if core_attrs.get("transpose_b") or core_attrs.get("adj_y") \
             else weight
-    return FusedChain(kernel, dt, [epilogue_op(k, dt, a) for k, a in epilogue], _fallback,
-                      _label, channels, matrix)
+    chain = FusedChain(kernel, dt, [epilogue_op(k, dt, a) for k, a in epilogue], _fallback,
+                       _label, channels, matrix)
+    if matrix is not None and not chain.rest:
+        return _dense(chain)
+    return chain
+
+
+def _dense(chain: FusedChain) -> Callable:
+    """A Dense layer (a 2-D product and at most a bias) as one closure over locals: on small
+    batches the cost of the layer is its Python calls, so the common case takes as few as it
+    can (two numpy calls); anything else goes through the chain."""
+    w, b, dt, split = chain.matrix, chain.bias, chain.dtype, chain.split_rows
+    k = w.shape[0]
+    matmul, add, nd = np.matmul, np.add, np.ndarray
+
+    def Dense(x, *ext):
+        if ext or x.__class__ is not nd or x.dtype is not dt or x.ndim != 2 or \
+                x.shape[1] != k or x.shape[0] >= split:
+            return chain(x, *ext)
+        y = matmul(x, w)
+        if b is not None:
+            add(y, b, out=y)
+        return y
+
+    Dense.chain = chain
+    return Dense
