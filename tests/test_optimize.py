@@ -415,3 +415,32 @@ def test_keras_pinned_intermediate():
     plan = compile_plan(g, [f"{mid}:0", m.outputs[0].ref], [m.inputs[0].ref])
     first = next(st for st in plan.steps if st.label.startswith("Conv2D"))
     assert first.label == "Conv2D+Mul+AddV2"  # the chain stops at the fetched tensor
+
+
+@pytest.mark.tf
+def test_mixed_float16_chains_compute_in_float32():
+    keras = _keras("keras3")
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        keras.utils.set_random_seed(0)
+        inp = keras.Input((24,))
+        h = keras.layers.Dense(32, activation="relu")(inp)
+        h = keras.layers.Dense(32, activation="gelu")(h)
+        out = keras.layers.Dense(5, dtype="float32")(h)
+        model = keras.Model(inp, out)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    for layer in model.layers[1:]:  # non-zero biases
+        w, b = layer.get_weights()
+        layer.set_weights([w, np.random.default_rng(2).standard_normal(b.shape).astype(b.dtype)])
+    x = np.random.default_rng(1).standard_normal((6, 24)).astype(np.float32)
+    want = np.asarray(model(x, training=False))
+    m = td.convert(model, check_data=False)
+    plan = m.plan(x)
+    half = [st for st in plan.steps if st.attrs.get("dtype") == "float16"]
+    assert len(half) == 2 and all(st.attrs["weight"].dtype == np.float32 for st in half)
+    got = m(x)
+    scale = float(np.max(np.abs(want)))
+    np.testing.assert_allclose(got, want, rtol=1e-2, atol=1e-2 * scale)
+    np.testing.assert_allclose(got, m.plan(x, optimize=False).run((x,))[0], rtol=1e-2,
+                               atol=1e-2 * scale)

@@ -30,8 +30,20 @@ import numpy as np
 from tfdeploy import registry
 from tfdeploy.compiler.passes.fold import FOLD_LIMIT_BYTES
 from tfdeploy.compiler.plan import Plan, Step
+from tfdeploy.kernels.common import low_precision
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_F32 = np.dtype(np.float32)
+
+
+def _float(dt: np.dtype) -> bool:
+    """A dtype chains are made of: float32/float64, or float16/bfloat16 (computed in
+    float32, as numpy has no fast kernels for them, and rounded once at the end)."""
+    return dt in _FLOATS or low_precision(dt)
+
+
+def _compute(dt: np.dtype) -> np.dtype:
+    return _F32 if low_precision(dt) else dt
 _ACTIVATIONS = {"Relu": "relu", "Relu6": "relu6", "LeakyRelu": "leaky_relu", "Elu": "elu",
                 "Sigmoid": "sigmoid", "Tanh": "tanh", "_Gelu": "gelu"}
 _BATCH_NORMS = ("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
@@ -77,7 +89,7 @@ def _core(st: Step, constants) -> _Core | None:
     if w not in constants or x in constants:
         return None
     W = constants[w]
-    if not isinstance(W, np.ndarray) or W.dtype not in _FLOATS or W.size == 0:
+    if not isinstance(W, np.ndarray) or not _float(W.dtype) or W.size == 0:
         return None
     a = st.attrs
     if st.op in ("Conv2D", "Conv3D"):
@@ -138,7 +150,7 @@ def _batch_norm(st: Step, cur: int, core: _Core, constants) -> tuple | None:
         return None
     scale, offset, mean, var = (constants[s] for s in st.ins[1:])
     u = scale.dtype
-    if u not in _FLOATS or any(v.dtype != u or v.shape != (core.channels,)
+    if not _float(u) or any(v.dtype != u or v.shape != (core.channels,)
                                for v in (scale, offset, mean, var)):
         return None
     f64 = np.float64
@@ -351,6 +363,8 @@ def _chain(g: _Readers, k: int, core: _Core):
     attrs = {"core": first.op, "core_attrs": core_attrs, "weight": weight,
              "epilogue": epilogue, "channels": core.channels if core.axis == -1 else 0,
              "_label": f"{label} ({steps[k].name} .. {steps[members[-1]].name})"}
+    if weight.dtype != core.dtype:  # computed in float32, rounded to the chain's dtype
+        attrs["dtype"] = str(core.dtype)
     fused = Step("_FusedChain", first.name, tuple(ext), ((0, cur),), attrs,
                  members=tuple(steps[j] for j in members))
     return members, pos, fused
@@ -386,6 +400,7 @@ def _scaled_weight(core: _Core, scale: np.ndarray) -> np.ndarray | None:
     elif core.w_axis % weight.ndim != weight.ndim - 1:
         scale = scale[:, None]
     w = np.multiply(weight, scale, dtype=np.float64)
+    dt = _compute(dt)
     with np.errstate(over="ignore"):
         weight = w.astype(dt)
     # subnormal weights make BLAS crawl; flushing them moves each weight by < 1.2e-38
@@ -399,13 +414,16 @@ def _scaled_weight(core: _Core, scale: np.ndarray) -> np.ndarray | None:
 def _build(core: _Core, ops: list[tuple]):
     """(weight, epilogue) for ``core`` followed by ``ops``, or None if the leading affine ops
     cannot be folded; the epilogue as (kind, argument) pairs (``kernels/nn/fused.py``)."""
-    dt = core.dtype
+    dt = _compute(core.dtype)
     scale, shift, n = _fold_scale(core, ops)
     weight = core.weight
     if scale is not None:
         weight = _scaled_weight(core, scale)
         if weight is None:
             return None
+    elif weight.dtype != dt:  # float16/bfloat16: the weight in float32 once, not per call
+        weight = weight.astype(dt)
+        weight.setflags(write=False)
     epilogue, n_residual = [], 0
     if shift is not None:
         if not np.all(np.isfinite(shift)):

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from tfdeploy.kernels.common import op
+from tfdeploy.kernels.common import op, to_numpy
 from tfdeploy.kernels.math.elementwise import sigmoid_
 from tfdeploy.kernels.nn.core import elu_, leaky_relu_
 from tfdeploy.kernels.nn.transformer import gelu_
@@ -209,11 +209,19 @@ class FusedChain:
 
 @op("_FusedChain", internal=True, needs_context=True)
 def _FusedChain(*, _ctx, core: str, core_attrs: dict, weight: np.ndarray, epilogue: list,
-                channels: int = 0, _fallback=None, _label: str = "_FusedChain"):
+                channels: int = 0, dtype: str | None = None, _fallback=None,
+                _label: str = "_FusedChain"):
     """A convolution or matrix product with its constant weight, then its epilogue in place
     (see the module docstring). ``epilogue``: (kind, argument) pairs, see :func:`epilogue_op`;
-    ``_fallback``: the unfused steps, compiled (set by the compiler's lowering)."""
+    ``_fallback``: the unfused steps, compiled (set by the compiler's lowering). ``dtype``: a
+    float16/bfloat16 chain's dtype, computed in the weight's float32 and rounded once."""
     dt = weight.dtype
+    if dtype is not None:
+        low = to_numpy(dtype)
+        chain = _FusedChain(_ctx=_ctx, core=core, core_attrs=core_attrs, weight=weight,
+                            epilogue=epilogue, channels=channels, _fallback=_fallback,
+                            _label=_label)
+        return _in_float32(chain, low, dt, _fallback)
     kernel = _ctx.kernel(core, core_attrs, [None, weight])
     matrix = None
     if core in ("MatMul", "BatchMatMulV2") and weight.ndim == 2 and \
@@ -246,3 +254,15 @@ def _dense(chain: FusedChain) -> Callable:
 
     Dense.chain = chain
     return Dense
+
+
+def _in_float32(chain: Callable, low: np.dtype, dt: np.dtype, fallback) -> Callable:
+    """A float16/bfloat16 chain computed in float32 by ``chain``, rounded once at the end
+    (TF rounds after each op of it: the results differ by float16 roundings)."""
+    def Half(x, *ext):
+        if x.dtype != low:
+            return fallback(x, *ext)
+        return chain(x.astype(dt), *[r.astype(dt) for r in ext]).astype(low)
+
+    Half.chain = chain
+    return Half
