@@ -222,6 +222,18 @@ def test_swish_without_beta_and_the_plain_matmul():
     _check(nodes, ["act"], ["x"], [_r(5, 4, lo=-50, hi=50)], ["MatMul+AddV2+Sigmoid+Mul"])
 
 
+def test_float16_chains_compute_in_float32():
+    x = _r(2, 4, 4, 2)
+    h = [placeholder("x", "float16"), const("w", _r(1, 1, 2, 2, dtype=np.float16)),
+         const("s", _r(2, dtype=np.float16)), _conv("conv", "x", "w"),
+         _bin("mul", "Mul", "conv", "s"), _un("out", "Relu", "mul")]
+    _, opt = _check(h, ["out"], ["x"], [x.astype(np.float16)], ["Conv2D+Mul+Relu"],
+                    rtol=2e-3)
+    assert opt.steps[0].attrs["dtype"] == "float16"
+    assert opt.steps[0].attrs["weight"].dtype == np.float32
+    assert opt(x.astype(np.float16))[0].dtype == np.float16
+
+
 def test_not_fused():
     x = _r(1, 4, 4, 2)
     base = [placeholder("x"), const("w", _r(1, 1, 2, 2)), const("s", _r(2)),
@@ -232,11 +244,6 @@ def test_not_fused():
     # a filter computed at run time
     _check([placeholder("x"), placeholder("f"), _conv("conv", "x", "f"),
             _un("out", "Relu", "conv")], ["out"], ["x", "f"], [x, _r(1, 1, 2, 2)], [])
-    # float16: left as it is
-    h = [placeholder("x", "float16"), const("w", _r(1, 1, 2, 2, dtype=np.float16)),
-         const("s", _r(2, dtype=np.float16)), _conv("conv", "x", "w"),
-         _bin("mul", "Mul", "conv", "s"), _un("out", "Relu", "mul")]
-    _check(h, ["out"], ["x"], [x.astype(np.float16)], [])
     # a scale that would overflow the folded weights, though not the results
     big = [placeholder("x"), const("w", np.full((1, 1, 2, 2), 1e30, np.float32)),
            const("s", np.full(2, 1e30, np.float32)), _conv("conv", "x", "w"),
