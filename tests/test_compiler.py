@@ -372,3 +372,10 @@ def test_plan_command(tmp_path):
     assert code == 2 and "no source after 'fold'" in err
     code, _, err = run("--after", "nope")
     assert code == 2 and "invalid choice" in err
+
+
+def test_import_tfdeploy_loads_no_kernel_and_nothing_heavy():
+    code = ("import sys, tfdeploy; heavy = [m for m in sys.modules if m.startswith("
+            "('tfdeploy.kernels', 'ml_dtypes', 'tensorflow', 'scipy', 'keras'))]; print(heavy)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr

@@ -89,3 +89,8 @@ def from_numpy(dtype) -> str:
 
 def is_known(name: str) -> bool:
     return name in _TO_NUMPY or name == "bfloat16"
+
+
+def low_precision(dtype: np.dtype) -> bool:
+    """Whether numpy is slow or inexact for ``dtype`` (float16, bfloat16): compute in float32."""
+    return dtype in LOW_PRECISION_FLOATS or (dtype.kind == "V" and dtype.name == "bfloat16")

@@ -7,7 +7,7 @@ import functools
 import numpy as np
 
 from tfdeploy import registry
-from tfdeploy.dtypes import LOW_PRECISION_FLOATS, to_numpy
+from tfdeploy.dtypes import low_precision, to_numpy
 
 #: the decorators tfdeploy's own kernels register with (marked built-in: compiler passes may
 #: rewrite the ops running them; see ``registry.runs_builtin``)
@@ -28,11 +28,6 @@ def as_array(x, dtype=None) -> np.ndarray:
     if type(x) is np.ndarray and (dtype is None or x.dtype == dtype):
         return x
     return np.asarray(x, dtype=dtype)
-
-
-def low_precision(dtype: np.dtype) -> bool:
-    """Whether numpy is slow or inexact for ``dtype`` (float16, bfloat16): compute in float32."""
-    return dtype in LOW_PRECISION_FLOATS or (dtype.kind == "V" and dtype.name == "bfloat16")
 
 
 def normalize_axis(axis, ndim: int) -> tuple[int, ...]:

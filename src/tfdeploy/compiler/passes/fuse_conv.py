@@ -30,7 +30,7 @@ import numpy as np
 from tfdeploy import registry
 from tfdeploy.compiler.passes.fold import FOLD_LIMIT_BYTES
 from tfdeploy.compiler.plan import Plan, Step
-from tfdeploy.kernels.common import low_precision
+from tfdeploy.dtypes import low_precision
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _F32 = np.dtype(np.float32)
