@@ -236,8 +236,6 @@ class Model:
     def _compile(self, key, fetches, feeds):
         """The run of the plan computing ``fetches`` from ``feeds``: shape-dispatched (see
         ``runtime/dispatch.py``)."""
-        threads.ensure_blas()
-
         def generic():
             return self._compile_plan(key, fetches, feeds).run
 
@@ -268,6 +266,7 @@ class Model:
         return checks
 
     def _compile_plan(self, key, fetches, feeds, **options):
+        threads.ensure_blas()  # (cheap after the first time)
         return compile_plan(self.graphs[key], list(fetches), list(feeds),
                             feed_checks=self._feed_checks(key, feeds), **options)
 

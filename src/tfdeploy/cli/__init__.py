@@ -23,7 +23,8 @@ from .example import example_model
 __all__ = ["main", "example_model", "COMMANDS", "EXTERNAL_COMMANDS"]
 
 #: the built-in commands, in the order ``tfdeploy --help`` lists them (modules of this package)
-COMMANDS = ("example", "convert", "info", "graph", "run", "bench", "check", "plan")
+COMMANDS = ("example", "convert", "info", "graph", "run", "bench", "check", "plan",
+            "profile")
 #: commands other packages provide, registered when the package is present
 #: (``tfdeploy serve``: src/tfdeploy/serve/cli.py)
 EXTERNAL_COMMANDS = ("tfdeploy.serve.cli",)
