@@ -186,3 +186,30 @@ def test_tf_gelu_erf_and_tensordot():
     plan = _check_plans(m, x)
     assert "MatMul" not in _labels(plan) and "Reshape" not in _labels(plan)
     np.testing.assert_allclose(m(x), f(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("grouped", [False, True])
+def test_hand_written_attention_with_matmuls(grouped):
+    """softmax(q k^T / sqrt(d) + causal mask) v written with matmuls, grouped-query heads."""
+    tf = pytest.importorskip("tensorflow")
+    kv_heads = 1 if grouped else 2
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2, 6, 8], tf.float32),
+                                  tf.TensorSpec([None, kv_heads, 6, 8], tf.float32),
+                                  tf.TensorSpec([None, kv_heads, 6, 8], tf.float32)])
+    def f(q, k, v):
+        if grouped:
+            q = tf.reshape(q, [-1, 1, 2, 6, 8])
+            k, v = k[:, :, None], v[:, :, None]
+        s = tf.matmul(q, k, transpose_b=True) / np.float32(np.sqrt(8))
+        causal = tf.linalg.band_part(tf.ones([6, 6]), -1, 0)
+        s = s + (1.0 - causal) * -1e9
+        return tf.matmul(tf.nn.softmax(s), v)
+
+    rng = np.random.default_rng(5)
+    q = rng.standard_normal((3, 2, 6, 8)).astype(np.float32)
+    k, v = (rng.standard_normal((3, kv_heads, 6, 8)).astype(np.float32) for _ in range(2))
+    m = td.convert(f, check_data=False)
+    _check_plans(m, q, k, v, expect=["_Attention"])
+    np.testing.assert_allclose(m(q, k, v), f(q, k, v).numpy(), rtol=1e-5, atol=1e-6)

@@ -294,7 +294,7 @@ class Model:
         prof.reset()
         for _ in range(repeat):
             plan.run(inputs)
-            prof.runs += 1
+            prof.end_run()
         return prof
 
     def __call__(self, *args, **kwargs):

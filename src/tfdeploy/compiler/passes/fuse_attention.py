@@ -1,8 +1,10 @@
 """fuse_attention: scaled dot-product attention as one ``_Attention`` step.
 
 Keras' ``MultiHeadAttention`` traces to ``Einsum(q, k)`` (e.g. ``BTNH,BSNH->BNTS``), a ``Mul``
-by a constant scale, optionally an ``AddV2`` of a mask or a ``SelectV2(mask, scores, fill)``
-(Keras' causal and padding masks), ``Softmax``, and ``Einsum(scores, v)``
+by a constant scale (or a ``RealDiv``), optionally an ``AddV2`` of a mask or a
+``SelectV2(mask, scores, fill)`` (Keras' causal and padding masks), ``Softmax``, and
+``Einsum(scores, v)``; hand-written attention uses ``BatchMatMulV2(q, k, adj_y=True)`` and
+``BatchMatMulV2(p, v)`` around the same middle (grouped-query heads broadcast)
 (``BNTS,BSNH->BTNH``). The fused kernel computes the same as two batched matmuls over
 transposed views, with the softmax in place between them: no einsum dispatch, no copies.
 
@@ -68,23 +70,20 @@ def _perm(src: str, dst: str) -> list[int]:
     return [src.index(c) for c in dst]
 
 
-def _chain(flow: Dataflow, qk: Step):
-    """(members, ins, attrs, out) of the attention starting at Einsum ``qk``, or None."""
-    eq1 = _equation(qk)
-    roles = _roles(*eq1) if eq1 is not None else None
-    if roles is None:
-        return None
-    batch, t, h, sk = roles
-    members, scale, mask = [qk], None, ()
+def _middle(flow: Dataflow, qk: Step):
+    """What follows the scores product ``qk`` up to the Softmax: (members after qk, the
+    Softmax, attrs for scale and mask, mask inputs), or None."""
+    members, attrs, mask = [], {}, ()
     cur = flow.only_reader(qk.outs[0][1])
-    if cur is not None and cur.op == "Mul" and flow.scalar(
-            cur.ins[1] if cur.ins[0] == qk.outs[0][1] else cur.ins[0]) is not None:
-        other = cur.ins[1] if cur.ins[0] == qk.outs[0][1] else cur.ins[0]
-        scale = flow.const(other).reshape(())
-        members.append(cur)
-        cur = flow.only_reader(cur.outs[0][1])
-    masked = None
-    prev = members[-1].outs[0][1]
+    if cur is not None and cur.op in ("Mul", "RealDiv") and len(cur.ins) == 2:
+        prev = qk.outs[0][1]
+        other = cur.ins[1] if cur.ins[0] == prev else cur.ins[0]
+        c = flow.const(other) if flow.scalar(other) is not None else None
+        if c is not None and (cur.op == "Mul" or cur.ins[0] == prev):
+            attrs["scale" if cur.op == "Mul" else "divisor"] = c.reshape(())
+            members.append(cur)
+            cur = flow.only_reader(cur.outs[0][1])
+    prev = (members[-1] if members else qk).outs[0][1]
     if cur is not None and (flow.shape(prev) is None or
                             flow.shape(cur.outs[0][1]) != flow.shape(prev)):
         return None  # (a mask that broadcasts the scores to more elements: left alone)
@@ -98,37 +97,79 @@ def _chain(flow: Dataflow, qk: Step):
             cur.ins.count(prev) == 1 and cur.ins[0] != prev:
         fill = flow.scalar(cur.ins[2] if cur.ins[1] == prev else cur.ins[1])
         if fill is not None:  # Keras' causal and padding masks: where(mask, scores, -big)
-            mask, masked = (cur.ins[0],), (fill, cur.ins[1] == prev)
+            mask = (cur.ins[0],)
+            attrs["masked_fill"], attrs["mask_keeps"] = fill, cur.ins[1] == prev
             members.append(cur)
             cur = flow.only_reader(cur.outs[0][1])
     if cur is None or cur.op != "Softmax":
         return None
-    members.append(cur)
-    sv = flow.only_reader(cur.outs[0][1])
+    return members, cur, attrs, mask
+
+
+def _einsum_chain(flow: Dataflow, qk: Step):
+    """(members, ins, attrs, out) of the attention starting at Einsum ``qk``, or None."""
+    eq1 = _equation(qk)
+    roles = _roles(*eq1) if eq1 is not None else None
+    mid = _middle(flow, qk) if roles is not None else None
+    if mid is None:
+        return None
+    batch, t, h, sk = roles
+    rest, soft, attrs, mask = mid
+    sv = flow.only_reader(soft.outs[0][1])
     eq2 = _equation(sv) if sv is not None and sv.op == "Einsum" else None
-    if eq2 is None or sv.ins[0] != cur.outs[0][1]:
+    if eq2 is None or sv.ins[0] != soft.outs[0][1]:
         return None
     v, out, hv = _second(eq2, eq1, batch, t, sk)
     if v is None:
         return None
     b = "".join(batch)
-    attrs = {"q_perm": _perm(eq1[0], b + t + h), "k_perm": _perm(eq1[1], b + h + sk),
-             "v_perm": _perm(v, b + sk + hv), "out_perm": _perm(b + t + hv, out)}
-    if scale is not None:
-        attrs["scale"] = scale
-    if masked is not None:
-        attrs["masked_fill"], attrs["mask_keeps"] = masked
-    members.append(sv)
-    return members, (qk.ins[0], qk.ins[1], sv.ins[1], *mask), attrs, sv.outs[0][1]
+    attrs.update(q_perm=_perm(eq1[0], b + t + h), k_perm=_perm(eq1[1], b + h + sk),
+                 v_perm=_perm(v, b + sk + hv), out_perm=_perm(b + t + hv, out))
+    return [qk, *rest, soft, sv], (qk.ins[0], qk.ins[1], sv.ins[1], *mask), attrs, \
+        sv.outs[0][1]
+
+
+def _matmul_chain(flow: Dataflow, qk: Step):
+    """(members, ins, attrs, out) of attention written with BatchMatMulV2:
+    ``BatchMatMulV2(q, k, adj_y)`` ... ``Softmax`` ... ``BatchMatMulV2(p, v)``, or None."""
+    a = qk.attrs
+    if a.get("adj_x") or len(qk.ins) != 2:
+        return None
+    mid = _middle(flow, qk)
+    if mid is None:
+        return None
+    rest, soft, attrs, mask = mid
+    sv = flow.only_reader(soft.outs[0][1])
+    if sv is None or sv.op not in ("BatchMatMulV2", "BatchMatMul") or \
+            sv.attrs.get("adj_x") or sv.attrs.get("adj_y") or sv.ins[0] != soft.outs[0][1]:
+        return None
+    ranks = [len(flow.shape(v) or ()) for v in (qk.ins[0], qk.ins[1], sv.ins[1])]
+    if min(ranks) < 2:
+        return None
+
+    def ident(r):
+        return list(range(r))
+
+    def swap(r):
+        return ident(r - 2) + [r - 1, r - 2]
+
+    out_rank = len(flow.shape(sv.outs[0][1]) or ())
+    attrs.update(q_perm=ident(ranks[0]), k_perm=swap(ranks[1]) if a.get("adj_y")
+                 else ident(ranks[1]), v_perm=ident(ranks[2]), out_perm=ident(out_rank))
+    return [qk, *rest, soft, sv], (qk.ins[0], qk.ins[1], sv.ins[1], *mask), attrs, \
+        sv.outs[0][1]
 
 
 def run(plan: Plan, ctx=None) -> Plan:
     flow = Dataflow(plan)
     groups = []
     for st in plan.steps:
-        if st.op != "Einsum" or not builtin(st):
+        if st.op == "Einsum" and builtin(st):
+            found = _einsum_chain(flow, st)
+        elif st.op in ("BatchMatMulV2", "BatchMatMul") and builtin(st):
+            found = _matmul_chain(flow, st)
+        else:
             continue
-        found = _chain(flow, st)
         if found is None:
             continue
         members, ins, attrs, out = found

@@ -37,7 +37,8 @@ Square SquaredDifference Sub Tan Tanh TruncateDiv TruncateMod Xdivy Xlog1py Xlog
 BitwiseAnd BitwiseOr BitwiseXor LeftShift RightShift Softmax LogSoftmax Cumsum Cumprod
 MatMul BatchMatMul BatchMatMulV2 BatchMatMulV3 Einsum Conv2D Conv3D DepthwiseConv2dNative
 MaxPool AvgPool MaxPool3D AvgPool3D FusedBatchNorm FusedBatchNormV2 FusedBatchNormV3 LRN
-Pack Unpack Squeeze Gather CheckNumerics StopGradient Snapshot"""
+Pack Unpack Squeeze Gather CheckNumerics StopGradient Snapshot FFT IFFT FFT2D IFFT2D FFT3D
+IFFT3D Imag ComplexAbs"""
 
 #: op type -> the inputs whose values (not only shapes) decide the output shapes; ops listed
 #: with no inputs have output shapes that follow from their inputs' shapes alone

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from tfdeploy.kernels.common import low_precision, np_dtype, op, specializer
@@ -73,13 +75,58 @@ def BatchMatMulV3(x, y, *, Tout=None, adj_x=False, adj_y=False):
     return _batch_matmul(x, y, adj_x, adj_y)
 
 
+@functools.lru_cache(maxsize=1024)
+def _einsum_as_matmul(equation: str):
+    """How a two-operand ``equation`` is one batched matmul: (perm of a, perm of b, perm of
+    the result, #batch, #left, #contracted, #right) with a transposed to (batch, left,
+    contracted) and b to (batch, contracted, right); None for what it cannot express (an
+    ellipsis, a repeated letter, a letter summed in one operand only)."""
+    eq = equation.replace(" ", "")
+    if "." in eq or "->" not in eq:
+        return None
+    lhs, c = eq.split("->")
+    ops = lhs.split(",")
+    if len(ops) != 2:
+        return None
+    a, b = ops
+    if any(len(set(t)) != len(t) for t in (a, b, c)) or set(c) - set(a) - set(b) or \
+            (set(a) ^ set(b)) - set(c):
+        return None
+    batch = [x for x in c if x in a and x in b]
+    left = [x for x in c if x in a and x not in b]
+    right = [x for x in c if x in b and x not in a]
+    contracted = [x for x in a if x in b and x not in c]
+    order = batch + left + right
+    return ([a.index(x) for x in batch + left + contracted],
+            [b.index(x) for x in batch + contracted + right],
+            [order.index(x) for x in c], len(batch), len(left), len(contracted), len(right))
+
+
+def _einsum_matmul(plan, x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+    """A two-operand einsum as one batched matmul over reshaped transposes (the BLAS path
+    np.einsum's optimizer would look for on every call), or None if the dims disagree."""
+    pa, pb, pc, nb, nl, nc, nr = plan
+    a, b = x.transpose(pa), y.transpose(pb)
+    bs, ls, cs = a.shape[:nb], a.shape[nb:nb + nl], a.shape[nb + nl:]
+    if b.shape[:nb] != bs or b.shape[nb:nb + nc] != cs:
+        return None
+    rs = b.shape[nb + nc:]
+    m, k, n = (int(np.prod(s, dtype=np.int64)) for s in (ls, cs, rs))
+    r = np.matmul(a.reshape(bs + (m, k)), b.reshape(bs + (k, n)))
+    return r.reshape(bs + ls + rs).transpose(pc)
+
+
 @op("Einsum")
 def Einsum(*inputs, equation):
     """Einsum: the tensor contraction described by ``equation`` (ellipsis broadcasts)."""
     dt = inputs[0].dtype
     if low_precision(dt):
         inputs = tuple(x.astype(np.float32) for x in inputs)
-    r = np.asarray(np.einsum(equation, *inputs, optimize=len(inputs) > 1))
+    plan = _einsum_as_matmul(equation) if len(inputs) == 2 else None
+    r = _einsum_matmul(plan, *inputs) if plan is not None and \
+        inputs[0].dtype == inputs[1].dtype and inputs[0].dtype.kind in "fc" else None
+    if r is None:
+        r = np.asarray(np.einsum(equation, *inputs, optimize=len(inputs) > 1))
     if any(np.may_share_memory(r, x) for x in inputs):  # transposes and diagonals are views
         r = r.copy()
     return r.astype(dt, copy=False)

@@ -79,17 +79,20 @@ def _Gelu(x, *, approximate: str = "erfc"):
 
 
 @op("_Attention", internal=True)
-def _Attention(q, k, v, *mask, q_perm, k_perm, v_perm, out_perm, scale=None,
+def _Attention(q, k, v, *mask, q_perm, k_perm, v_perm, out_perm, scale=None, divisor=None,
                masked_fill=None, mask_keeps: bool = True):
     """Scaled dot-product attention: ``softmax(q k * scale [+ mask]) v`` as two batched
     matmuls over transposed views (no einsum): ``q`` transposed by ``q_perm`` is
     ``[..., T, H]``, ``k`` by ``k_perm`` ``[..., H, S]``, ``v`` by ``v_perm`` ``[..., S, H']``;
     the ``[..., T, H']`` result is transposed by ``out_perm`` to the graph's layout. ``scale``
-    multiplies the scores; ``mask`` is added to them, or with ``masked_fill`` it is a boolean
-    mask: scores where it is not ``mask_keeps`` become ``masked_fill`` (``SelectV2``)."""
+    multiplies the scores (``divisor`` divides them); ``mask`` is added to them, or with
+    ``masked_fill`` it is a boolean mask: scores where it is not ``mask_keeps`` become
+    ``masked_fill`` (``SelectV2``)."""
     s = np.matmul(q.transpose(q_perm), k.transpose(k_perm))
     if scale is not None:
         s *= scale
+    if divisor is not None:
+        s /= divisor
     if mask and masked_fill is not None:
         drop = np.logical_not(mask[0]) if mask_keeps else mask[0]
         np.copyto(s, s.dtype.type(masked_fill), where=drop)
