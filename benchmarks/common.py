@@ -12,6 +12,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -84,16 +85,24 @@ def fmt(seconds: float | None) -> str:
 
 
 def short_error(e: BaseException, limit: int = 240) -> str:
-    """One line saying why: converters' messages run to pages; keep the line that names the
-    problem ('error: ...' from the MLIR converter, else the first non-empty line)."""
-    text = str(e).strip()
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    picked = [ln for ln in lines if "error:" in ln.lower()]
+    """One line saying why: converters' messages run to pages; keep the first line that names
+    the problem (MLIR's '<unknown>:0: error: loc(...): why', else the first non-empty line)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    picked = [ln for ln in lines if re.search(r"(^|:\s)error:", ln)]
     line = picked[0] if picked else (lines[0] if lines else "")
-    if "error:" in line:
-        line = line[line.lower().index("error:") + 6:].strip()
+    if picked:
+        line = re.split(r"(?:^|:\s)error:\s*", line, maxsplit=1)[-1]
+        line = re.sub(r"^loc\(.*\)\):\s*", "", line)    # the MLIR location: noise here
     msg = f"{type(e).__name__}: {line}" if line else type(e).__name__
     return msg if len(msg) <= limit else msg[:limit - 3] + "..."
+
+
+def join_errors(errors: list[tuple[str, str]]) -> str:
+    """'how: why; how: why', or 'why (how and how)' when every way failed alike."""
+    whys = {why for _, why in errors}
+    if len(whys) == 1:
+        return f"{whys.pop()} ({' and '.join(how for how, _ in errors)})"
+    return "; ".join(f"{how}: {why}" for how, why in errors)
 
 
 # ---------------------------------------------------------------------------------- threads

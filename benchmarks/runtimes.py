@@ -13,11 +13,15 @@ from __future__ import annotations
 import os
 import time
 
-from common import short_error
+from common import join_errors, short_error
 
 PEERS = ("tfdeploy", "TF", "onnxruntime", "LiteRT")
 FILES = {"tfdeploy": "model.tfd", "onnxruntime": "model.onnx", "LiteRT": "model.tflite"}
 OPSET = 17
+
+
+class ConversionFailed(Exception):
+    """Every way of converting failed; the message says how and why, in one line."""
 
 
 def _spec(model):
@@ -56,12 +60,12 @@ def to_onnx(model, path: str) -> None:
                 proto, _ = tf2onnx.convert.from_keras(model, input_signature=_spec(model),
                                                       opset=OPSET)
         except Exception as e:  # noqa: BLE001  (a peer is lost, not the suite)
-            errors.append(f"{how}: {short_error(e, 160)}")
+            errors.append((how, short_error(e, 200)))
             continue
         with open(path, "wb") as f:
             f.write(proto.SerializeToString())
         return
-    raise RuntimeError("; ".join(errors))
+    raise ConversionFailed(join_errors(errors))
 
 
 def to_tflite(model, path: str) -> None:
@@ -84,12 +88,12 @@ def to_tflite(model, path: str) -> None:
             conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
             blob = conv.convert()
         except Exception as e:  # noqa: BLE001
-            errors.append(f"{how}: {short_error(e, 160)}")
+            errors.append((how, short_error(e, 200)))
             continue
         with open(path, "wb") as f:
             f.write(blob)
         return
-    raise RuntimeError("; ".join(errors))
+    raise ConversionFailed(join_errors(errors))
 
 
 CONVERTERS = {"tfdeploy": to_tfdeploy, "onnxruntime": to_onnx, "LiteRT": to_tflite}
@@ -107,7 +111,8 @@ def convert_all(model, directory: str, peers=PEERS) -> dict[str, dict]:
             CONVERTERS[peer](model, os.path.join(directory, FILES[peer]))
             status[peer] = {"ok": True, "seconds": time.perf_counter() - t0}
         except Exception as e:  # noqa: BLE001
-            status[peer] = {"ok": False, "error": f"conversion: {short_error(e)}",
+            why = str(e) if isinstance(e, ConversionFailed) else short_error(e)
+            status[peer] = {"ok": False, "error": f"conversion: {why}",
                             "seconds": time.perf_counter() - t0}
     return status
 
