@@ -67,6 +67,9 @@ def parse_args(argv):
                     help="the JSON result (the chart goes beside it, .png)")
     ap.add_argument("--workdir", help="where converted models go (default: a temporary "
                     "directory, removed at the end)")
+    ap.add_argument("--reuse", action="store_true", help="with --workdir: skip the models "
+                    "converted there by an earlier run (development only: stale if the "
+                    "builders or converters changed)")
     ap.add_argument("--tables", metavar="JSON", help="print the tables of a result and exit")
     ap.add_argument("--readme", metavar="JSON", nargs="?", const="",
                     help="rewrite README.md's generated section from a result (default: "
@@ -86,6 +89,8 @@ def parse_args(argv):
             ap.error(f"unknown models {unknown}; choose from {', '.join(CASES)}")
     else:
         args.models = [c.name for c in CASES.values() if c.quick or not args.quick]
+    if args.reuse and not args.workdir:
+        ap.error("--reuse needs --workdir")
     if args.extras is None:
         args.extras = "none" if args.quick else ",".join(EXTRAS)
     args.extras = [e for e in args.extras.split(",") if e and e != "none"]
@@ -120,16 +125,20 @@ def _crash(r: subprocess.CompletedProcess, log_path: str) -> str:
     return f"process exit {r.returncode}: {lines[-1][:200] if lines else 'no message'}"
 
 
-def convert(name: str, workdir: str) -> dict:
+def convert(name: str, workdir: str, reuse: bool = False) -> dict:
     """Convert ``name`` for every peer in a child process; its status per peer."""
     d = os.path.join(workdir, name)
+    status_path = os.path.join(d, "status.json")
+    if reuse and os.path.exists(status_path):
+        with open(status_path) as f:
+            log(f"reusing {d}")
+            return json.load(f)
     os.makedirs(d, exist_ok=True)
     t0 = time.perf_counter()
     r = subprocess.run([sys.executable, os.path.join(HERE, "worker.py"), "convert", "--case",
                         name, "--dir", d], capture_output=True, text=True, env=_env())
     with open(os.path.join(workdir, f"convert-{name}.log"), "w") as f:
         f.write(r.stdout + r.stderr)
-    status_path = os.path.join(d, "status.json")
     if r.returncode or not os.path.exists(status_path):
         why = _crash(r, os.path.join(workdir, f"convert-{name}.log"))
         status = {p: {"ok": False, "error": f"conversion: {why}"}
@@ -195,7 +204,7 @@ def run(args) -> dict:
     log(f"converting into {workdir}")
     names = list(dict.fromkeys(args.models + ([args.extras_model] if args.extras else [])))
     for name in names:
-        result["conversions"][name] = convert(name, workdir)
+        result["conversions"][name] = convert(name, workdir, args.reuse)
     for mode in args.modes:
         for name in args.models:
             batches = batches_of(name, args)

@@ -62,10 +62,28 @@ def to_onnx(model, path: str) -> None:
         except Exception as e:  # noqa: BLE001  (a peer is lost, not the suite)
             errors.append((how, short_error(e, 200)))
             continue
+        left = _unconverted(proto)
+        if left:  # tf2onnx keeps ops it cannot convert, and onnxruntime refuses the model
+            errors.append((how, f"tf2onnx cannot convert TF op {', '.join(left)}"))
+            continue
         with open(path, "wb") as f:
             f.write(proto.SerializeToString())
         return
     raise ConversionFailed(join_errors(errors))
+
+
+def _unconverted(proto) -> list[str]:
+    """Op types of the ONNX graph (and its subgraphs) that no ONNX opset defines."""
+    from onnx import defs
+
+    def nodes(graph):
+        for node in graph.node:
+            yield node
+            for attr in node.attribute:
+                for g in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                    yield from nodes(g)
+    return sorted({n.op_type for n in nodes(proto.graph)
+                   if n.domain in ("", "ai.onnx") and not defs.has(n.op_type)})
 
 
 def to_tflite(model, path: str) -> None:
