@@ -17,6 +17,11 @@ import subprocess
 import sys
 import time
 
+# this checkout's tfdeploy, not an installed one: the benchmarks measure the tree they are in
+SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+if os.path.isdir(os.path.join(SRC, "tfdeploy")) and SRC not in sys.path:
+    sys.path.insert(0, SRC)
+
 MODES = ("one", "default")
 MODE_TEXT = {
     "one": "one thread, pinned to one core (taskset -c 0; OpenBLAS, TF intra/inter-op, "

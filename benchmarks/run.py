@@ -32,7 +32,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 import report  # noqa: E402
-from common import MODES, log, machine_info, mode_command, write_json  # noqa: E402
+from common import MODES, SRC, log, machine_info, mode_command, write_json  # noqa: E402
 from models import CASES  # noqa: E402
 
 EXTRAS = ("cold", "memory", "threads")
@@ -112,8 +112,8 @@ def batches_of(name: str, args) -> list[int]:
 
 def _env() -> dict:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
-    src = os.path.join(ROOT, "src")   # this checkout's tfdeploy, in every child
-    env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [env.get("PYTHONPATH")])])
+    # this checkout's tfdeploy in every child, whatever is installed
+    env["PYTHONPATH"] = os.pathsep.join([SRC, *filter(None, [env.get("PYTHONPATH")])])
     return env
 
 
