@@ -45,8 +45,9 @@ def to_tfdeploy(model, path: str) -> None:
 
 
 def to_onnx(model, path: str) -> None:
-    """tf2onnx: from the tf.function (from_keras fails on every Keras 3 model: KeyError on the
-    Keras tensors' names), then from_keras as a second try."""
+    """tf2onnx: from the tf.function (from_keras fails on Keras 3 Sequential models: KeyError
+    on the Keras tensors' names), then from_keras (from_function makes the constants some
+    layers capture, like EfficientNet's Normalization, graph inputs)."""
     import tf2onnx
 
     errors = []
@@ -65,6 +66,11 @@ def to_onnx(model, path: str) -> None:
         left = _unconverted(proto)
         if left:  # tf2onnx keeps ops it cannot convert, and onnxruntime refuses the model
             errors.append((how, f"tf2onnx cannot convert TF op {', '.join(left)}"))
+            continue
+        inits = {i.name for i in proto.graph.initializer}
+        feeds = [i.name for i in proto.graph.input if i.name not in inits]
+        if len(feeds) != len(model.inputs):  # captured constants made inputs (EfficientNet)
+            errors.append((how, f"tf2onnx made captured tensors inputs: {feeds[1:]}"))
             continue
         with open(path, "wb") as f:
             f.write(proto.SerializeToString())
