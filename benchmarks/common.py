@@ -23,10 +23,13 @@ if os.path.isdir(os.path.join(SRC, "tfdeploy")) and SRC not in sys.path:
     sys.path.insert(0, SRC)
 
 MODES = ("one", "default")
-MODE_TEXT = {
-    "one": "one thread, pinned to one core (taskset -c 0; OpenBLAS, TF intra/inter-op, "
-           "onnxruntime intra/inter-op and LiteRT all at 1)",
-    "default": "each library's default threads (OpenBLAS, TF, onnxruntime, LiteRT)",
+MODE_TEXT = {  # mode -> (title, what it sets)
+    "one": ("One thread", "pinned to one core (`taskset -c 0`); OpenBLAS, TensorFlow's intra- "
+            "and inter-op pools, onnxruntime's intra- and inter-op threads and LiteRT's "
+            "`num_threads` all at 1"),
+    "default": ("Default threads", "nothing set: each library's own default (OpenBLAS and "
+                "TensorFlow a thread per core, onnxruntime a thread per physical core, "
+                "LiteRT's Python interpreter 1)"),
 }
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")

@@ -22,7 +22,9 @@ def _ms(seconds: float) -> str:
 
 
 def _ratio(r: float) -> str:
-    return f"{r:.2f}" if 0.1 <= r < 100 else f"{r:.2g}"
+    if r >= 100:
+        return f"{r:.0f}"
+    return f"{r:.2f}" if r >= 0.1 else f"{r:.2g}"
 
 
 class Notes:
@@ -96,7 +98,7 @@ def mixed_line(records: list[dict]) -> str | None:
             + ", ".join(parts))
 
 
-def extras_tables(extras: dict) -> str:
+def extras_tables(extras: dict, titles: dict[str, str]) -> str:
     out = []
     notes = Notes()
     if extras.get("cold_start"):
@@ -107,7 +109,7 @@ def extras_tables(extras: dict) -> str:
                             f"{_ms(r['process_wall_s'])} |")
             else:
                 rows.append(f"| {r['scenario']} | {notes.mark('fails', r.get('error'))} | - |")
-        case = extras["cold_start"][0]["case"]
+        case = titles.get(extras["cold_start"][0]["case"], extras["cold_start"][0]["case"])
         out.append(f"**Cold start** ({case}, batch 1: import, load, first call; median of "
                    f"fresh processes)\n\n" + "\n".join(rows))
     if extras.get("memory"):
@@ -116,13 +118,13 @@ def extras_tables(extras: dict) -> str:
         for r in extras["memory"]:
             if r["status"] == "ok":
                 peak = max(r["peak_first_call"], r["peak_steady"])
-                rows.append(f"| {r['case']} | {r['batch']} | {r['runtime']} | "
-                            f"{r['rss_after_load'] / MIB:.0f} | "
+                rows.append(f"| {titles.get(r['case'], r['case'])} | {r['batch']} | "
+                            f"{r['runtime']} | {r['rss_after_load'] / MIB:.0f} | "
                             f"{r['first_call_delta'] / MIB:.0f} | {r['steady_delta'] / MIB:.0f}"
                             f" | {peak / MIB:.0f} |")
             else:
-                rows.append(f"| {r['case']} | {r['batch']} | {r['runtime']} | "
-                            f"{notes.mark('fails', r.get('error'))} | | | |")
+                rows.append(f"| {titles.get(r['case'], r['case'])} | {r['batch']} | "
+                            f"{r['runtime']} | {notes.mark('fails', r.get('error'))} | | | |")
         out.append("**Peak memory** (RSS high-water mark in a fresh process, minus the RSS "
                    "before the call)\n\n" + "\n".join(rows))
     if extras.get("threads"):
@@ -135,7 +137,8 @@ def extras_tables(extras: dict) -> str:
             else:
                 rows.append(f"| {r['load']} | {notes.mark('fails', r.get('error'))} | | |")
         r0 = extras["threads"][0]
-        out.append(f"**tfdeploy's threads under load** ({r0['case']}, batch {r0['batch']}; "
+        title = titles.get(r0["case"], r0["case"])
+        out.append(f"**tfdeploy's threads under load** ({title}, batch {r0['batch']}; "
                    "none: alone; busy: beside one CPU-bound process; tf: TensorFlow imported "
                    "in the same process; > 1: default threads are slower)\n\n"
                    + "\n".join(rows))
@@ -167,8 +170,8 @@ def tables(result: dict, *, p90: bool = True) -> str:
             continue
         main = [r for r in recs if r["case"] != "dense"]
         dense = [r for r in recs if r["case"] == "dense"]
-        out.append(f"### {MODE_TEXT.get(mode, mode).split(' (')[0].capitalize()} "
-                   f"(mode `{mode}`)\n\n{MODE_TEXT.get(mode, '')}.")
+        title, detail = MODE_TEXT.get(mode, (mode, ""))
+        out.append(f"### {title} (`--modes {mode}`)\n\n{detail[0].upper() + detail[1:]}.")
         if main:
             out.append(time_table(main, titles, p90=p90))
         line = mixed_line(recs)
@@ -180,7 +183,7 @@ def tables(result: dict, *, p90: bool = True) -> str:
                        "arithmetic by hand; TF: a tf.function):\n\n"
                        + time_table(dense, {"dense": "dense"}, p90=p90, batch="N"))
     if result.get("extras"):
-        out.append("### Beyond speed\n\n" + extras_tables(result["extras"]))
+        out.append("### Beyond speed\n\n" + extras_tables(result["extras"], titles))
     return "\n\n".join(out)
 
 
