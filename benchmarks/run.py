@@ -52,7 +52,7 @@ def parse_args(argv):
     ap.add_argument("--quick", action="store_true",
                     help="a small subset, short times (for development)")
     ap.add_argument("--min-time", type=float, help="seconds each runtime is timed per case "
-                    "(default 2, --quick 0.2)")
+                    "(default 1, --quick 0.2)")
     ap.add_argument("--profile", action="store_true",
                     help="print tfdeploy's profile report of each case")
     ap.add_argument("--extras", help=f"comma-separated from {', '.join(EXTRAS)}, or none "
@@ -96,7 +96,7 @@ def parse_args(argv):
     args.extras = [e for e in args.extras.split(",") if e and e != "none"]
     if set(args.extras) - set(EXTRAS):
         ap.error(f"unknown extras {sorted(set(args.extras) - set(EXTRAS))}")
-    args.min_time = args.min_time or (0.2 if args.quick else 2.0)
+    args.min_time = args.min_time or (0.2 if args.quick else 1.0)
     args.cold_repeats = args.cold_repeats or (2 if args.quick else 5)
     args.thread_rounds = args.thread_rounds or (1 if args.quick else 3)
     return args
