@@ -36,7 +36,9 @@ from common import MODES, SRC, log, machine_info, mode_command, write_json  # no
 from models import CASES  # noqa: E402
 
 EXTRAS = ("cold", "memory", "threads")
-RUNTIMES = ("tfdeploy", "TF", "onnxruntime", "LiteRT", "numpy", "TF1 session")
+KERAS_PEERS = ("tfdeploy", "TF", "onnxruntime", "LiteRT")
+DENSE_PEERS = ("tfdeploy", "numpy", "TF", "TF1 session")
+RUNTIMES = (*KERAS_PEERS, "numpy", "TF1 session")
 QUICK_BATCHES = {"mobilenetv2": (1,), "block": (1,), "rnn": (1,), "dense": (1, 100)}
 
 
@@ -63,6 +65,8 @@ def parse_args(argv):
     ap.add_argument("--cold-repeats", type=int, help="fresh processes per cold start (5)")
     ap.add_argument("--thread-rounds", type=int, help="process pairs per thread load (3)")
     ap.add_argument("--pin-cpu", type=int, default=0, help="the core of mode 'one'")
+    ap.add_argument("--timeout", type=float, default=1800,
+                    help="seconds before a timing process is killed (its model then fails)")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "latest.json"),
                     help="the JSON result (the chart goes beside it, .png)")
     ap.add_argument("--workdir", help="where converted models go (default: a temporary "
@@ -163,14 +167,21 @@ def time_case(name: str, mode: str, batches: list[int], workdir: str, args) -> l
         argv.append("--profile")
     cmd, env = mode_command(mode, argv, args.pin_cpu)
     env["PYTHONPATH"] = _env()["PYTHONPATH"]
-    r = subprocess.run(cmd, stdout=None, stderr=subprocess.PIPE, text=True, env=env)
-    if r.returncode == 0 and os.path.exists(out):
-        with open(out) as f:
-            return json.load(f)
-    why = _crash(r, os.path.join(workdir, f"time-{name}-{mode}.log"))
+    try:
+        r = subprocess.run(cmd, stdout=None, stderr=subprocess.PIPE, text=True, env=env,
+                           timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        why = f"process killed after --timeout {args.timeout:.0f} s"
+    else:
+        if r.returncode == 0 and os.path.exists(out):
+            with open(out) as f:
+                return json.load(f)
+        why = _crash(r, os.path.join(workdir, f"time-{name}-{mode}.log"))
     log(f"  [{mode}] {name}: the timing process failed: {why}")
-    return [{"case": name, "batch": b, "mode": mode, "runtime": "tfdeploy", "status": "fails",
-             "error": f"timing {why}"} for b in batches]
+    peers = DENSE_PEERS if CASES[name].group == "dense" else KERAS_PEERS
+    return [{"case": name, "batch": b, "mode": mode, "runtime": p, "status": "fails",
+             "error": f"timing {why}"} for b in batches for p in peers
+            if p in args.runtimes.split(",")]
 
 
 def run_extras(args, workdir: str, status: dict) -> dict:
@@ -215,6 +226,8 @@ def run(args) -> dict:
         result["extras"] = run_extras(args, workdir,
                                       result["conversions"][args.extras_model])
     result["seconds"] = time.perf_counter() - t_start
+    if hasattr(os, "getloadavg"):  # with the start's: how busy the machine was throughout
+        result["machine"]["load_average_end"] = list(os.getloadavg())
     if not args.workdir:
         shutil.rmtree(workdir, ignore_errors=True)
     return result
