@@ -2,7 +2,7 @@
 
     python benchmarks/run.py                      # everything (what the README shows)
     python benchmarks/run.py --quick              # a small subset with short times
-    python benchmarks/run.py --models llama,rnn --batches 1 --modes one --profile
+    python benchmarks/run.py --models llama,rnn --modes one --profile
     python benchmarks/run.py --tables RESULT.json # print the tables of an earlier run
     python benchmarks/run.py --readme RESULT.json # rewrite README's generated section
 
