@@ -221,6 +221,8 @@ def run(args) -> dict:
             batches = batches_of(name, args)
             if batches:
                 result["records"] += time_case(name, mode, batches, workdir, args)
+            elif mode == args.modes[0]:
+                log(f"  {name}: none of its batch sizes {CASES[name].batches} is in --batches")
     if args.extras:
         log("extras")
         result["extras"] = run_extras(args, workdir,
