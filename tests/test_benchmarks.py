@@ -1,0 +1,144 @@
+"""The benchmark suite's models convert with tfdeploy and agree with TensorFlow; its report
+helpers hold together.
+
+Every builder of ``benchmarks/models.py`` is traced, converted and run on its smallest batch
+(the 224x224 networks are ``slow``); agreement is the suite's own: within ``case.tol`` of the
+output's magnitude.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+import models  # noqa: E402
+import report  # noqa: E402
+from common import race, short_error, stats  # noqa: E402
+
+HEAVY = [c.name for c in models.CASES.values() if c.group == "cnn"]
+LIGHT = [c.name for c in models.CASES.values() if c.group not in ("cnn", "dense")]
+
+
+def _agree(case, got, want):
+    want = np.asarray(want, dtype=np.float64)
+    assert got.shape == want.shape, f"{case.name}: shape {got.shape} != TF's {want.shape}"
+    scale = float(np.max(np.abs(want)))
+    err = float(np.max(np.abs(got - want)))
+    assert err <= case.tol * scale, f"{case.name}: max |tfdeploy - TF| {err:.3g}, scale {scale:.3g}"
+
+
+def _check_keras(name):
+    import tfdeploy as td
+
+    case = models.CASES[name]
+    model = case.build()
+    x = case.input(min(case.batches))
+    want = model(x, training=False).numpy()
+    _agree(case, td.convert(model)(x), want)
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("name", LIGHT)
+def test_model_converts_and_matches_tf(name):
+    pytest.importorskip("tensorflow")
+    _check_keras(name)
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+@pytest.mark.parametrize("name", HEAVY)
+def test_large_model_converts_and_matches_tf(name):
+    pytest.importorskip("tensorflow")
+    _check_keras(name)
+
+
+@pytest.mark.tf
+def test_classic_dense_model():
+    pytest.importorskip("tensorflow")
+    import tfdeploy as td
+
+    sess, _, y = models.dense_session(threads=1)
+    m = td.Model()
+    m.add(y, sess)
+    tx, ty = m.get("input", "output")
+    x = models.CASES["dense"].input(100)
+    np.testing.assert_allclose(ty.eval({tx: x}), models.dense_numpy(x, *models.dense_weights()),
+                               rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.tf
+def test_builders_are_deterministic():
+    """The suite converts in one process and rebuilds TF's copy in another."""
+    pytest.importorskip("tensorflow")
+    for name in ("llama", "rnn"):
+        a, b = models.CASES[name].build(), models.CASES[name].build()
+        for wa, wb in zip(a.get_weights(), b.get_weights()):
+            np.testing.assert_array_equal(wa, wb, err_msg=name)
+
+
+@pytest.mark.tf
+def test_the_lists_agree():
+    pytest.importorskip("keras")
+    import arch
+
+    assert set(models.ARCHITECTURES) == set(arch.ARCHITECTURES)
+    for case in models.CASES.values():
+        assert case.batches and case.input(case.batches[0]).shape[0] == case.batches[0]
+        np.testing.assert_array_equal(case.input(1), case.input(1))
+
+
+# ---------------------------------------------------------------------------------- reporting
+def _records():
+    base = {"case": "llama", "batch": 2, "mode": "one"}
+    return [{**base, "runtime": "tfdeploy", "status": "ok", "median_s": 2e-3, "p90_s": 3e-3},
+            {**base, "runtime": "TF", "status": "ok", "median_s": 1e-3, "p90_s": 1e-3},
+            {**base, "runtime": "onnxruntime", "status": "fails",
+             "error": "conversion: KeyError: 'x'"},
+            {**base, "runtime": "LiteRT", "status": "wrong", "error": "max |LiteRT - TF| = 1"}]
+
+
+def test_table_shows_times_ratios_and_reasons():
+    text = report.time_table(_records(), {"llama": "Llama-style"})
+    row = next(line for line in text.splitlines() if line.startswith("| Llama"))
+    assert "| 2 (3) | 1 (1) | fails [1] | wrong [2] | 2.00 | - | - |" in row
+    assert "[1] conversion: KeyError: 'x'" in text and "[2] max |LiteRT - TF| = 1" in text
+
+
+def test_readme_needs_its_markers(tmp_path):
+    result = {"machine": {}, "config": {"modes": ["one"]}, "records": _records()}
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\nno markers\n")
+    with pytest.raises(SystemExit, match="bench:start"):
+        report.rewrite_readme(str(readme), result)
+    readme.write_text(f"a\n{report.README_START}\nold\n{report.README_END}\nb\n")
+    report.rewrite_readme(str(readme), json.loads(json.dumps(result)))
+    text = readme.read_text()
+    assert "old" not in text and "Llama" not in text and "| llama | 2 |" in text
+    assert text.startswith("a\n") and text.endswith(f"{report.README_END}\nb\n")
+
+
+def test_race_interleaves_and_counts():
+    calls = []
+    out = race({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 0.01,
+               slice_time=0.001, warmup=0.0)
+    assert set(out) == {"a", "b"} and all(len(v) >= 5 for v in out.values())
+    assert stats(out["a"])["calls"] == len(out["a"])
+    assert "ab" in "".join(calls) and "ba" in "".join(calls)
+
+
+def test_short_error_keeps_the_line_that_says_why():
+    e = RuntimeError('<unknown>:0: error: loc(callsite(fused["X:", "f"] at fused["Y"])): '
+                     "'tf.TensorListReserve' op requires element_shape to be static\n"
+                     "<unknown>:0: note: loc(fused): called from\n"
+                     "<unknown>:0: error: failed to legalize operation")
+    assert short_error(e) == ("RuntimeError: 'tf.TensorListReserve' op requires element_shape "
+                              "to be static")
+    assert short_error(KeyError("keras_tensor_1")) == "KeyError: 'keras_tensor_1'"
+    assert short_error(ValueError("ConverterError: x")) == "ValueError: ConverterError: x"
