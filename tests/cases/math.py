@@ -349,6 +349,13 @@ add("Pow_complex_int_exponent", ["Pow"], _raw("Pow"),
     gen(((5,), "complex128", -2, 2), ((5,), "complex128", 0, 3)), rtol=1e-12, atol=1e-12)
 add("Pow_negative_base", ["Pow"], _raw("Pow"),
     [np.array([-2.0, -2.0, -0.0, 0.0, -8.0]), np.array([3.0, 0.5, -1.0, -1.0, 1 / 3])])
+# a constant exponent (x**2, x**3 in GELU's tanh form, 1/x...): computed by multiplies
+for _e in (1.0, 2.0, 3.0, -1.0, 2.5):
+    for _dt in ("float32", "float64"):
+        add(f"Pow_constant_{_e}_{_dt}", ["Pow"],
+            lambda x, _e=_e: tf.pow(x, tf.constant(_e, x.dtype)),
+            [fixed([-3.5, -1.0, -0.0, 0.0, 1e-3, 0.5, 2.0, 7.25, 1e20, -1e20, np.inf, -np.inf,
+                    np.nan], _dt)], **tol(_dt, 2))
 add("FloorMod_signs", ["FloorMod"], _raw("FloorMod"),
     [np.array([-7.0, 7, -7, 7, 5, -0.0, 1e-20, -1e-20]),
      np.array([2.0, -2, -2, 2, np.inf, 3, 1, 1])])
