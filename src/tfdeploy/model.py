@@ -12,11 +12,13 @@ import numpy as np
 from tfdeploy import fileformat
 from tfdeploy.compiler.passes.select import check_registered
 from tfdeploy.compiler.pipeline import compile_plan
-from tfdeploy.errors import FeedError, TFDeployError
+from tfdeploy.errors import FeedError, FileFormatError, GraphError, TFDeployError
 from tfdeploy.ir.graph import Graph, TensorSpec, canonical_ref, node_dtype, node_shape, parse_ref
+from tfdeploy.ir.verify import check_calls
 from tfdeploy.runtime import threads
 from tfdeploy.runtime.dispatch import ShapeDispatch
 from tfdeploy.runtime.feeds import FeedCheck
+from tfdeploy.runtime.limits import LIMITS
 
 DEFAULT_KEY = "default"
 
@@ -63,10 +65,12 @@ class Tensor:
 class Model:
     """A set of graphs loaded from a tfdeploy file or converted from TensorFlow.
 
-    ``Model(path)`` loads a file; ``Model()`` starts empty for :meth:`add`.
+    ``Model(path)`` loads a file; ``Model()`` starts empty for :meth:`add`. ``mmap``: see
+    :func:`load`.
     """
 
-    def __init__(self, path: str | os.PathLike | bytes | None = None):
+    def __init__(self, path: str | os.PathLike | bytes | None = None, *,
+                 mmap: bool | None = None):
         self.graphs: dict[str, Graph] = {}
         self.metadata: dict[str, Any] = {}
         self._plans: dict = {}
@@ -76,7 +80,7 @@ class Model:
         self._tensors: dict[tuple[str, str], Tensor] = {}
         self._lock = threading.Lock()
         if path is not None:
-            graphs, self.metadata = fileformat.load(path)
+            graphs, self.metadata = fileformat.load(path, mmap=mmap)
             for k, g in graphs.items():
                 self._add_graph(g, k)
 
@@ -105,6 +109,7 @@ class Model:
         if key in self.graphs:
             raise TFDeployError(f"the model already has a graph with key {key!r}")
         check_registered([n for g in [graph, *graph.functions.values()] for n in g.nodes])
+        check_calls(graph, LIMITS.max_function_depth)
         self.graphs[key] = graph
         with self._lock:
             self._plans.clear()
@@ -253,6 +258,15 @@ class Model:
         return ShapeDispatch(generic, tracer, specialize)
 
     def _compile_plan(self, key, fetches, feeds, **options):
+        try:
+            return self._compile_checked(key, fetches, feeds, **options)
+        except TFDeployError:
+            raise
+        except Exception as e:  # noqa: BLE001  (RecursionError, MemoryError...: a bad graph)
+            raise GraphError(f"cannot compile graph {key!r} for {list(fetches)}: "
+                             f"{type(e).__name__}: {e}") from e
+
+    def _compile_checked(self, key, fetches, feeds, **options):
         g = self.graphs[key]
         if len(set(feeds)) != len(feeds):
             raise FeedError("the same tensor is fed twice")
@@ -349,13 +363,22 @@ class Model:
         return f"<tfdeploy.Model {{{', '.join(parts)}}}>"
 
 
-def load(path, verify: bool = False) -> Model:
-    """Load a model file written by :meth:`Model.save`.
+def load(path, verify: bool = False, *, mmap: bool | None = None) -> Model:
+    """Load a model file written by :meth:`Model.save`: a path, ``bytes`` (or any buffer,
+    copied) or a binary file object.
+
+    ``mmap``: memory-map the file instead of reading it into memory. The default maps files
+    of 64 MiB or more (``fileformat.MMAP_MIN_BYTES``): loading them costs no copy, but the file
+    must then not be changed in place while the model is in use (replace it with
+    ``os.replace`` or ``mv``; copying over it or truncating it changes the weights or kills
+    the process with SIGBUS). ``mmap=False`` reads any file into memory, immune to that.
 
     ``verify=True`` also runs every graph on the check input stored in the file and compares
     with TensorFlow's stored outputs; raises :class:`VerificationError` when an output differs
     beyond its tolerance or the file holds no check data."""
-    model = Model(path)
+    if path is None:
+        raise FileFormatError("td.load(None): pass a path, bytes or a binary file object")
+    model = Model(path, mmap=mmap)
     if verify:
         from . import checkdata
 

@@ -17,11 +17,18 @@ from tfdeploy import registry
 from tfdeploy.compiler import codegen
 from tfdeploy.compiler.passes import liveness
 from tfdeploy.compiler.plan import Plan, Step
+from tfdeploy.errors import GraphError, TFDeployError
 
 
 def run(plan: Plan, ctx, profile: bool = True) -> Plan:
     for st in plan.steps:
-        lower_step(plan, st, ctx)
+        try:
+            lower_step(plan, st, ctx)
+        except TFDeployError:
+            raise
+        except Exception as e:  # noqa: BLE001  (a bad attribute or constant: name the node)
+            raise GraphError(f"cannot compile node {st.name!r} ({st.label}): "
+                             f"{type(e).__name__}: {e}") from e
         if profile and ctx.profile is not None:
             # a control-flow step's time is its bodies', which are timed themselves
             control = registry.get_opdef(st.op).needs_context and not st.members
