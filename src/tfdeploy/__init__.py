@@ -38,7 +38,8 @@ __all__ = [
     "Model", "Tensor", "Operation", "Ensemble", "TensorEnsemble", "convert", "load", "setup",
     "get_op", "IMPL_NUMPY", "IMPL_SCIPY", "METHOD_MEAN", "METHOD_MAX", "METHOD_MIN",
     "METHOD_CUSTOM", "TFDeployError", "ConversionError", "ExecutionError", "FeedError",
-    "FileFormatError", "GraphError", "ResourceExhaustedError", "UnsupportedOpError", "VerificationError", "__version__",
+    "FileFormatError", "GraphError", "ResourceExhaustedError", "UnsupportedOpError",
+    "VerificationError", "__version__",
 ]
 
 

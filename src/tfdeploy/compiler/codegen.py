@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfdeploy.compiler.plan import Plan
-from tfdeploy.errors import ExecutionError, TFDeployError
+from tfdeploy.errors import ExecutionError, ResourceExhaustedError, TFDeployError
 
 
 def _failure(plan: Plan, k: int, e: BaseException) -> ExecutionError:
@@ -21,7 +21,9 @@ def _failure(plan: Plan, k: int, e: BaseException) -> ExecutionError:
         msg = f"while executing node {st.name!r} ({st.label}), {e}"
     else:
         msg = f"while executing node {st.name!r} ({st.label}): {type(e).__name__}: {e}"
-    return ExecutionError(msg)
+    # (out of memory, or over td.setup(max_tensor_bytes=...): TF's ResourceExhaustedError)
+    exhausted = isinstance(e, (MemoryError, ResourceExhaustedError))
+    return (ResourceExhaustedError if exhausted else ExecutionError)(msg)
 
 
 def _own(value, feeds):

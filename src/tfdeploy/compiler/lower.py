@@ -18,6 +18,7 @@ from tfdeploy.compiler import codegen
 from tfdeploy.compiler.passes import liveness
 from tfdeploy.compiler.plan import Plan, Step
 from tfdeploy.errors import GraphError, TFDeployError
+from tfdeploy.runtime import limits
 
 
 def run(plan: Plan, ctx, profile: bool = True) -> Plan:
@@ -29,6 +30,9 @@ def run(plan: Plan, ctx, profile: bool = True) -> Plan:
         except Exception as e:  # noqa: BLE001  (a bad attribute or constant: name the node)
             raise GraphError(f"cannot compile node {st.name!r} ({st.label}): "
                              f"{type(e).__name__}: {e}") from e
+        if st.op in BROADCASTING and not plan.nested and \
+                not all(v in plan.shapes for _, v in st.outs):
+            st.kernel = _size_guarded(st.kernel)
         if profile and ctx.profile is not None:
             # a control-flow step's time is its bodies', which are timed themselves
             control = registry.get_opdef(st.op).needs_context and not st.members
@@ -107,6 +111,29 @@ def fallback(plan: Plan, st: Step, ctx):
     run(sub, ctx, profile=False)
     run_fn = codegen.generate(sub)
     return lambda *ins: run_fn(ins)[0]
+
+
+#: ops whose output (a broadcast of their inputs) may be far larger than any input
+BROADCASTING = frozenset("""Add AddV2 Sub Mul RealDiv Div DivNoNan FloorDiv FloorMod TruncateDiv
+TruncateMod Mod Maximum Minimum Pow SquaredDifference Less LessEqual Greater GreaterEqual Equal
+NotEqual LogicalAnd LogicalOr Select SelectV2 Atan2 BitwiseAnd BitwiseOr BitwiseXor LeftShift
+RightShift MulNoNan Xdivy Xlogy Xlog1py ApproximateEqual Complex Igamma Igammac Zeta Polygamma
+Betainc ClipByValue BatchMatMulV2 BatchMatMulV3""".split())
+
+
+def _size_guarded(kernel):
+    """``kernel``, refusing (before computing) a broadcast over the tensor limit: a
+    [n, 1] + [1, n] of two small inputs may ask for more memory than the machine has. Only
+    steps whose output shape is not known from a trace pay it (``lower.run``)."""
+    def guarded(*args):
+        n = 1
+        for a in args:
+            n *= getattr(a, "size", 1) or 1
+        if n > 1 << 20:
+            limits.check_broadcast(*[a for a in args if hasattr(a, "shape")])
+        return kernel(*args)
+    guarded.__name__ = getattr(kernel, "__name__", "kernel")
+    return guarded
 
 
 def _recording(kernel, outs, record: dict):

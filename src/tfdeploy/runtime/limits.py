@@ -19,7 +19,9 @@ limit                       what it bounds                                      
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 
 import numpy as np
 
@@ -99,14 +101,35 @@ def current() -> dict:
     return {name: getattr(LIMITS, name) for name in _NAMES}
 
 
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def folding():
+    """Within it (constant folding at load, in this thread), the largest tensor an op may make
+    is ``fold_bytes``: a file's constants cannot make loading allocate more."""
+    old = getattr(_local, "limit", None)
+    _local.limit = min(LIMITS.fold_bytes, LIMITS.max_tensor_bytes)
+    try:
+        yield
+    finally:
+        _local.limit = old
+
+
+def tensor_limit() -> int:
+    """The largest tensor (bytes) an op may make now, in this thread."""
+    limit = getattr(_local, "limit", None)
+    return LIMITS.max_tensor_bytes if limit is None else limit
+
+
 def check_elements(shape, itemsize: int, what: str = "the output") -> None:
     """Raise ResourceExhaustedError if a tensor of ``shape`` (ints) with items of ``itemsize``
-    bytes would exceed ``max_tensor_bytes``; called *before* allocating it. Object (string)
-    items count as 8 bytes."""
+    bytes would exceed the tensor limit; called *before* allocating it. Object (string) items
+    count as 8 bytes."""
     n = 1
     for d in shape:
-        n *= int(d)
-    limit = LIMITS.max_tensor_bytes
+        n *= max(int(d), 0)
+    limit = tensor_limit()
     if n * max(itemsize, 1) > limit:
         raise ResourceExhaustedError(
             f"{what} would have shape {list(shape)} ({n} elements of {itemsize} bytes), over "
@@ -115,7 +138,8 @@ def check_elements(shape, itemsize: int, what: str = "the output") -> None:
 
 def check_array(shape, dtype, what: str = "the output") -> None:
     """:func:`check_elements` for a numpy dtype."""
-    check_elements(shape, np.dtype(dtype).itemsize, what)
+    check_elements(shape, max(np.dtype(dtype).itemsize, 8 if np.dtype(dtype) == object else 1),
+                   what)
 
 
 def check_broadcast(*arrays, what: str = "the broadcast result") -> None:
@@ -124,7 +148,7 @@ def check_broadcast(*arrays, what: str = "the broadcast result") -> None:
     n = 1
     for a in arrays:
         n *= max(a.size, 1)
-    if n * 8 <= LIMITS.max_tensor_bytes:
+    if n * 16 <= tensor_limit():
         return
     try:
         shape = np.broadcast_shapes(*(a.shape for a in arrays))

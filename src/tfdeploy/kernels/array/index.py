@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfdeploy.kernels.common import normalize_axis, np_dtype, op
+from tfdeploy.runtime.limits import check_array
 
 
 def _check_range(indices: np.ndarray, size: int, what: str) -> None:
@@ -128,7 +129,9 @@ def _scatter(out, indices, updates, mode, what, policy=""):
 @op("ScatterNd")
 def ScatterNd(indices, updates, shape, *, bad_indices_policy=""):
     """ScatterNd: zeros of ``shape`` with ``updates`` summed in at ``indices``."""
-    out = np.zeros([int(d) for d in np.asarray(shape).reshape(-1)], dtype=updates.dtype)
+    dims = [int(d) for d in np.asarray(shape).reshape(-1)]
+    check_array(dims, updates.dtype)
+    out = np.zeros(dims, dtype=updates.dtype)
     mode = "update" if updates.dtype == np.bool_ else "add"
     return _scatter(out, indices, updates, mode, "ScatterNd", bad_indices_policy)
 
@@ -195,6 +198,7 @@ def OneHot(indices, depth, on_value, off_value, *, axis=-1):
         raise ValueError(f"OneHot: depth must be non-negative, got {d}")
     if not -1 <= axis <= indices.ndim:
         raise ValueError(f"OneHot: axis {axis} must be in [-1, {indices.ndim}]")
+    check_array(indices.shape + (d,), np.float64, "the one-hot tensor")
     hot = indices[..., None] == np.arange(d)
     out = np.where(hot, on_value, off_value).astype(on_value.dtype, copy=False)
     if axis != -1 and axis != indices.ndim:
