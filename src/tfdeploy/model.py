@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from tfdeploy import fileformat
+from tfdeploy import dtypes, fileformat
 from tfdeploy.compiler.passes.select import check_registered
 from tfdeploy.compiler.pipeline import compile_plan
 from tfdeploy.errors import FeedError, FileFormatError, GraphError, TFDeployError
@@ -204,7 +204,10 @@ class Model:
                 pass
         # the plan's generated code validates and casts the feeds itself
         out = entry(tuple(feed_dict.values()) if feed_dict else ())
-        return out[0] if single else list(out)
+        if single:  # a 0-d result is a numpy scalar, as TF1's session.run gives it
+            r = out[0]
+            return r[()] if r.__class__ is np.ndarray and not r.ndim else r
+        return [r[()] if r.__class__ is np.ndarray and not r.ndim else r for r in out]
 
     def _prepare_eval(self, fetch_list: list, feed_keys: tuple):
         if not fetch_list:
@@ -270,15 +273,30 @@ class Model:
         g = self.graphs[key]
         if len(set(feeds)) != len(feeds):
             raise FeedError("the same tensor is fed twice")
-        checks = []
-        for r in feeds:
-            node = g.node(parse_ref(r)[0])
-            if node.op in ("Placeholder", "PlaceholderWithDefault"):
-                checks.append(FeedCheck(node.name, node.attrs.get("dtype"),
-                                        node.attrs.get("shape")))
-            else:
-                checks.append(None)
+        checks = [self._feed_check(key, g, r) for r in feeds]
         return compile_plan(g, list(fetches), list(feeds), feed_checks=checks, **options)
+
+    def _feed_check(self, key: str, g: Graph, ref: str) -> FeedCheck:
+        """The check of a value fed for ``ref``: a placeholder's dtype and shape; for any other
+        tensor (the classic API may feed one), its constant's or TF's recorded dtype and shape,
+        as TF1 checks and casts them."""
+        name, i = parse_ref(ref)
+        node = g.node(name)
+        if node.op in ("Placeholder", "PlaceholderWithDefault"):
+            return FeedCheck(node.name, node.attrs.get("dtype"), node.attrs.get("shape"))
+        dtype = shape = None
+        value = node.attrs.get("value")
+        if node.op == "Const" and isinstance(value, np.ndarray):
+            dtype, shape = dtypes.from_numpy(value.dtype), list(value.shape)
+        else:
+            rec = self.metadata.get("tensors", {})
+            rec = rec.get(key, {}) if isinstance(rec, dict) else {}
+            rec = rec.get("nodes", {}).get(name) if isinstance(rec, dict) else None
+            if isinstance(rec, list) and i < len(rec) and isinstance(rec[i], list) and \
+                    len(rec[i]) == 2:
+                dtype = rec[i][0] if isinstance(rec[i][0], str) else None
+                shape = rec[i][1] if isinstance(rec[i][1], list) else None
+        return FeedCheck(ref, dtype, shape)
 
     def plan(self, *inputs, after: str | None = None, optimize: bool = True, **options):
         """The compiled plan of the signature (``print(model.plan())`` shows it one step a
