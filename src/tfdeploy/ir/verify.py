@@ -112,6 +112,10 @@ def check_attrs(n) -> None:
                 d is None or (type(d) is int and -1 <= d < 1 << 62) for d in s)):
             raise GraphError(f"{_where(n)}: attribute 'shape' must be null or a list of at "
                              f"most {MAX_RANK} dimensions (int or null), got {s!r:.80}")
+    if n.op in ("ResizeBilinear", "ResizeNearestNeighbor", "ResizeBicubic") and \
+            n.attrs.get("align_corners") is True and n.attrs.get("half_pixel_centers") is True:
+        raise GraphError(f"{_where(n)}: if half_pixel_centers is True, align_corners must be "
+                         "False (TF refuses both)")
     names, is_list = FUNC_ATTRS.get(n.op, ((), False))
     for k in names:
         v = n.attrs.get(k)
