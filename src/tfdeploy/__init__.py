@@ -65,7 +65,9 @@ def setup(tf=None, impl: str | None = None, order=None, *,
     checked before allocating; a quarter of the available memory), ``fold_bytes`` (one value
     made by constant folding, 64 MiB), ``fold_seconds`` (constant folding of one compile,
     10 s), ``max_function_depth`` (nested function calls, 64), ``max_graph_nodes`` (nodes of
-    one graph read from a file, 10**7). ``tfdeploy.runtime.limits.current()`` shows them."""
+    one graph read from a file, 10**7), ``max_loop_iterations`` (iterations of one loop in
+    one evaluation; none by default, as TF). ``tfdeploy.runtime.limits.current()`` shows
+    them."""
     if limits:
         from tfdeploy.runtime import limits as _limits
 

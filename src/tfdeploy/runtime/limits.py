@@ -14,7 +14,12 @@ limit                       what it bounds                                      
 ``fold_seconds``            constant folding of one compile, in total                10 s
 ``max_function_depth``      nesting of function calls (If/While/Case/calls)          64
 ``max_graph_nodes``         nodes of one graph or function read from a file          10**7
+``max_loop_iterations``     iterations of one While or For loop in one evaluation    none
 ==========================  =======================================================  ========
+
+A loop is bounded only when asked (TF runs a loop for as long as its condition holds, and so
+does tfdeploy by default): a server evaluating models from strangers sets it, or a timeout of
+its own.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ class Limits:
     default, a quarter of the memory available when first needed."""
 
     __slots__ = ("max_header_bytes", "_max_tensor_bytes", "fold_bytes", "fold_seconds",
-                 "max_function_depth", "max_graph_nodes")
+                 "max_function_depth", "max_graph_nodes", "max_loop_iterations")
 
     def __init__(self):
         self.max_header_bytes = 256 * _MIB
@@ -59,6 +64,7 @@ class Limits:
         self.fold_seconds = 10.0
         self.max_function_depth = 64
         self.max_graph_nodes = 10_000_000
+        self.max_loop_iterations: int | None = None
 
     @property
     def max_tensor_bytes(self) -> int:
@@ -74,7 +80,9 @@ class Limits:
 LIMITS = Limits()
 
 _NAMES = ("max_header_bytes", "max_tensor_bytes", "fold_bytes", "fold_seconds",
-          "max_function_depth", "max_graph_nodes")
+          "max_function_depth", "max_graph_nodes", "max_loop_iterations")
+#: limits whose default is None (computed, or no limit)
+_NONE_DEFAULT = ("max_tensor_bytes", "max_loop_iterations")
 
 
 def configure(**limits) -> None:
@@ -85,7 +93,7 @@ def configure(**limits) -> None:
         if name not in _NAMES:
             raise TFDeployError(f"unknown limit {name!r}; the limits are {list(_NAMES)}")
         if value is None:
-            value = None if name == "max_tensor_bytes" else getattr(defaults, name)
+            value = None if name in _NONE_DEFAULT else getattr(defaults, name)
         elif isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or \
                 (name != "fold_seconds" and not float(value).is_integer()):
             raise TFDeployError(f"limit {name} must be a positive "
@@ -120,6 +128,18 @@ def tensor_limit() -> int:
     """The largest tensor (bytes) an op may make now, in this thread."""
     limit = getattr(_local, "limit", None)
     return LIMITS.max_tensor_bytes if limit is None else limit
+
+
+def loop_limit() -> int:
+    """The most iterations one loop may run now (``max_loop_iterations``, or no limit)."""
+    n = LIMITS.max_loop_iterations
+    return n if n is not None else 1 << 62
+
+
+def too_many_iterations(n: int) -> ResourceExhaustedError:
+    return ResourceExhaustedError(
+        f"the loop ran {n} iterations, the most one loop may run "
+        f"(td.setup(max_loop_iterations=...))")
 
 
 def check_elements(shape, itemsize: int, what: str = "the output") -> None:
