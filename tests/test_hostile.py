@@ -541,3 +541,32 @@ def test_mapped_file_replaced_atomically_is_safe(tmp_path):
     b.save(p)  # save writes a temporary file and os.replace()s it: the mapping keeps the old
     np.testing.assert_array_equal(loaded(x), want)
     assert not np.array_equal(td.load(p)(x), want)
+
+
+def test_resize_with_align_corners_and_half_pixel_centers_is_refused_at_load():
+    g = _graph([placeholder("x", "float32", [1, 2, 2, 1]), const("s", np.array([4, 4])),
+                Node("r", "ResizeBilinear", ["x", "s"], {"T": "float32", "align_corners": True,
+                                                        "half_pixel_centers": True})],
+               ["x"], ["r"])
+    b = io.BytesIO()
+    td.fileformat.save({"default": g}, b)
+    with pytest.raises(td.FileFormatError, match="half_pixel_centers is True, align_corners"):
+        td.load(b.getvalue())
+
+
+def test_loop_iterations_limit():
+    cond = _graph([placeholder("i", "int32"), const("t", True)], ["i"], ["t"])
+    body = _graph([placeholder("i", "int32"), const("one", np.int32(1)),
+                   Node("n", "AddV2", ["i", "one"], {"T": "int32"})], ["i"], ["n"])
+    g = _graph([placeholder("i0", "int32"),
+                Node("w", "While", ["i0"], {"cond": FuncAttr("c"), "body": FuncAttr("b")})],
+               ["i0"], ["w"], {"c": cond, "b": body}, out_dtype="int32")
+    m = _saved(g)
+    td.setup(max_loop_iterations=1000)
+    try:
+        t = time.perf_counter()
+        with pytest.raises(td.ResourceExhaustedError, match="'w' \\(While\\).*1000 iterations"):
+            m(np.int32(0))
+        assert time.perf_counter() - t < 2
+    finally:
+        td.setup(max_loop_iterations=None)

@@ -32,7 +32,7 @@ def run(plan: Plan, ctx, profile: bool = True) -> Plan:
                              f"{type(e).__name__}: {e}") from e
         if st.op in BROADCASTING and not plan.nested and \
                 not all(v in plan.shapes for _, v in st.outs):
-            st.kernel = _size_guarded(st.kernel)
+            st.kernel = _size_guarded(st.kernel, st.op)
         if profile and ctx.profile is not None:
             # a control-flow step's time is its bodies', which are timed themselves
             control = registry.get_opdef(st.op).needs_context and not st.members
@@ -121,14 +121,25 @@ RightShift MulNoNan Xdivy Xlogy Xlog1py ApproximateEqual Complex Igamma Igammac 
 Betainc ClipByValue BatchMatMulV2 BatchMatMulV3""".split())
 
 
-def _size_guarded(kernel):
+#: of those, the ones TF also runs on strings (the others' numpy kernels would apply Python's
+#: operators to bytes: ``b"a" * 10**9`` is a gigabyte)
+STRING_OK = frozenset({"Add", "Equal", "NotEqual", "Select", "SelectV2"})
+
+
+def _size_guarded(kernel, op: str):
     """``kernel``, refusing (before computing) a broadcast over the tensor limit: a
-    [n, 1] + [1, n] of two small inputs may ask for more memory than the machine has. Only
-    steps whose output shape is not known from a trace pay it (``lower.run``)."""
+    [n, 1] + [1, n] of two small inputs may ask for more memory than the machine has; and
+    string operands where TF has no string kernel. Only steps whose output shape is not known
+    from a trace pay it (``lower.run``): a specialized plan runs after a checked trace, on
+    feeds cast to the same dtypes."""
+    strings_ok = op in STRING_OK
+
     def guarded(*args):
         n = 1
         for a in args:
             n *= getattr(a, "size", 1) or 1
+            if not strings_ok and getattr(getattr(a, "dtype", None), "kind", "") == "O":
+                raise TypeError(f"{op} has no kernel for string tensors")
         if n > 1 << 20:
             limits.check_broadcast(*[a for a in args if hasattr(a, "shape")])
         return kernel(*args)

@@ -171,13 +171,13 @@ def _path_names(tf, structure) -> list[str]:
 
 def _keras_inputs(model):
     """The structure of a Keras model's inputs (a dict, list or single tensor), or None."""
-    for attr in ("_inputs_struct", "_nested_inputs", "input"):
+    for attr in ("_inputs_struct", "_nested_inputs", "input", "inputs"):
         try:
             s = getattr(model, attr, None)
         except (AttributeError, ValueError):
             s = None
         if s is not None:
-            return s
+            return list(s) if attr == "inputs" else s
     return None
 
 
