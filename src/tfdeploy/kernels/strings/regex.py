@@ -226,12 +226,22 @@ FALLBACK_MAX_TEXT = 4096
 FALLBACK_MAX_REPEATS = 2
 
 
+def _sre():
+    """Python's regex parser and its constants (moved in Python 3.11)."""
+    try:
+        from re import _constants, _parser
+    except ImportError:  # Python 3.10
+        import sre_constants as _constants
+        import sre_parse as _parser
+    return _constants, _parser
+
+
 def _repeats(tree, inside: bool, what: str, counts: list) -> None:
     """Count the unbounded repetitions of a parsed Python pattern; refuse nesting."""
-    from re import _constants as C  # noqa: N812
-
+    C = _sre()[0]  # noqa: N806
+    repeats = (C.MAX_REPEAT, C.MIN_REPEAT, getattr(C, "POSSESSIVE_REPEAT", C.MAX_REPEAT))
     for op_, av in tree:
-        if op_ in (C.MAX_REPEAT, C.MIN_REPEAT, C.POSSESSIVE_REPEAT):
+        if op_ in repeats:
             lo, hi, sub = av
             if hi == C.MAXREPEAT or hi > 1:
                 if inside:
@@ -253,10 +263,8 @@ def _repeats(tree, inside: bool, what: str, counts: list) -> None:
 
 def _guard(rx: re.Pattern, pattern: str) -> None:
     """The fallback's limit on patterns that backtrack badly (module docstring)."""
-    from re import _parser
-
     counts = [0]
-    _repeats(_parser.parse(rx.pattern, rx.flags), False, pattern, counts)
+    _repeats(_sre()[1].parse(rx.pattern, rx.flags), False, pattern, counts)
     if counts[0] > FALLBACK_MAX_REPEATS:
         raise ValueError(f"regular expression {pattern!r}: more than {FALLBACK_MAX_REPEATS} "
                          "unbounded repetitions can take polynomial time without RE2 (pip "
