@@ -564,3 +564,10 @@ def test_loop_iterations_limit():
         assert time.perf_counter() - t < 2
     finally:
         td.setup(max_loop_iterations=None)
+
+
+def test_reading_a_missing_output_of_a_one_output_op():
+    m = _saved(_graph([placeholder("x", "float32", [3, 2]),
+                       Node("n", "Neg", ["x"], {"T": "float32"})], ["x"], ["n:1"]))
+    with pytest.raises(td.ExecutionError, match="'n' \\(Neg\\).*one output"):
+        m(np.ones((3, 2), np.float32))

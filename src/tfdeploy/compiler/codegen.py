@@ -58,6 +58,10 @@ def _distinct(out: tuple) -> tuple:
     return tuple(res)
 
 
+def _one_output():
+    raise TypeError("the op has one output, but another of its outputs is read")
+
+
 def _nfeeds(n: int):
     raise TFDeployError(f"plan expects a different number of feeds (got {n})")
 
@@ -104,6 +108,9 @@ def _step_lines(plan: Plan, params: list, defaults: list) -> list[str]:
             body.append(f"        if s{s}.__class__ is tuple: s{s} = s{s}[0]")
         elif st.outs:
             body.append(f"        t = {call}")
+            # (a file may read output 5 of a one-output op: never index into its array)
+            body.append("        if t.__class__ is not tuple and t.__class__ is not list: "
+                        "_one_output()")
             for i, s in st.outs:
                 body.append(f"        s{s} = t[{i}]")
         else:
@@ -161,7 +168,7 @@ def generate(plan: Plan):
            + "\n".join("  " + ln for ln in lines) + "\n"
            "  return run\n")
     scope = {"_failure": _failure, "_plan": plan, "_nfeeds": _nfeeds, "_own": _own,
-             "_distinct": _distinct, "np": np}
+             "_distinct": _distinct, "_one_output": _one_output, "np": np}
     exec(compile(src, f"<tfdeploy plan of {len(plan.steps)} steps>", "exec"), scope)
     plan.source = src
     return scope["_make"](*defaults)
