@@ -408,10 +408,11 @@ def _alarm(signum, frame):
     raise Hang(f"the case ran over {TIME_LIMIT} s")
 
 
-def run_case(seed: int, seeds: list[bytes]) -> str:
-    """Run case ``seed``; returns what happened ("ok", "load error", "run error"), raises
-    Failure when a rule is broken."""
-    rng = random.Random(seed)
+def run_case(seed, seeds: list[bytes]) -> str:
+    """Run case ``seed`` (a number, or a ``random.Random``: hypothesis's, which it can shrink);
+    returns what happened ("ok", "load error", "run error"), raises Failure when a rule is
+    broken."""
+    rng = seed if isinstance(seed, random.Random) else random.Random(seed)
     if rng.random() < 0.7:
         data, feeds = mutate_file(rng, rng.choice(seeds)), None
     else:
