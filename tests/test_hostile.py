@@ -571,3 +571,10 @@ def test_reading_a_missing_output_of_a_one_output_op():
                        Node("n", "Neg", ["x"], {"T": "float32"})], ["x"], ["n:1"]))
     with pytest.raises(td.ExecutionError, match="'n' \\(Neg\\).*one output"):
         m(np.ones((3, 2), np.float32))
+
+
+def test_arithmetic_on_strings_is_refused_not_repeated():
+    m = _saved(_graph([placeholder("s", "string"), const("n", np.int64(10 ** 6)),
+                       Node("m", "Mul", ["s", "n"], {"T": "int64"})], ["s"], ["m"]))
+    with pytest.raises(td.ExecutionError, match="'m' \\(Mul\\).*no kernel for string"):
+        m(np.array([b"abc"], dtype=object))
