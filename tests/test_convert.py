@@ -151,6 +151,39 @@ def test_dict_outputs_are_named():
     compare(m.get("neg").eval({"x": x}), -x)
 
 
+def test_nested_inputs_and_outputs_of_a_tf_function():
+    spec = [{"a": tf.TensorSpec([None], tf.float32), "b": tf.TensorSpec([None], tf.float32)},
+            (tf.TensorSpec([], tf.float32), [tf.TensorSpec([2], tf.float32)])]
+
+    @tf.function(input_signature=spec)
+    def f(d, t):
+        return {"sum": d["a"] + d["b"] * t[0], "lst": [t[1][0] * 2.0, d["a"][:1]]}
+
+    m = td.convert(f)
+    assert [s.name for s in m.inputs] == ["d_a", "d_b", "t_0", "t_1_0"]
+    assert [s.name for s in m.outputs] == ["lst_0", "lst_1", "sum"]
+    a, b = np.array([1, 2], np.float32), np.array([3, 4], np.float32)
+    got = m(d_a=a, d_b=b, t_0=np.float32(2), t_1_0=np.array([5, 6], np.float32))
+    want = f({"a": a, "b": b}, (np.float32(2), [np.array([5, 6], np.float32)]))
+    for g, w in zip(got, [want["lst"][0], want["lst"][1], want["sum"]]):
+        compare(g, w.numpy())
+
+
+@pytest.mark.parametrize("flavour", ["keras", "tf_keras"])
+def test_keras_model_with_a_dict_of_inputs(flavour):
+    keras = pytest.importorskip(flavour)
+    ids = keras.Input((4,), dtype="int32", name="ids_layer")
+    mask = keras.Input((4,), dtype="float32", name="mask_layer")
+    emb = keras.layers.Embedding(10, 3)(ids)
+    out = keras.layers.Dense(2)(emb * keras.layers.Reshape((4, 1))(mask))
+    km = keras.Model({"token_ids": ids, "padding_mask": mask}, out)
+    m = td.convert(km)
+    assert sorted(s.name for s in m.inputs) == ["padding_mask", "token_ids"]
+    x = {"token_ids": np.array([[1, 2, 3, 4]], np.int32),
+         "padding_mask": np.array([[1, 1, 0, 1]], np.float32)}
+    compare(m(**x), np.asarray(km(x)), rtol=1e-5, atol=1e-5)
+
+
 # ---------------------------------------------------------------- SavedModel and frozen GraphDef
 class _Module(tf.Module):
     def __init__(self):

@@ -25,6 +25,7 @@ from .errors import (  # noqa: E402
     FeedError,
     FileFormatError,
     GraphError,
+    ResourceExhaustedError,
     TFDeployError,
     UnsupportedOpError,
     VerificationError,
@@ -37,13 +38,14 @@ __all__ = [
     "Model", "Tensor", "Operation", "Ensemble", "TensorEnsemble", "convert", "load", "setup",
     "get_op", "IMPL_NUMPY", "IMPL_SCIPY", "METHOD_MEAN", "METHOD_MAX", "METHOD_MIN",
     "METHOD_CUSTOM", "TFDeployError", "ConversionError", "ExecutionError", "FeedError",
-    "FileFormatError", "GraphError", "UnsupportedOpError", "VerificationError", "__version__",
+    "FileFormatError", "GraphError", "ResourceExhaustedError", "UnsupportedOpError",
+    "VerificationError", "__version__",
 ]
 
 
 def setup(tf=None, impl: str | None = None, order=None, *,
           tf_intra_op_threads: int | None = None, threads: int | None = None,
-          blas_threads: int | None = None) -> None:
+          blas_threads: int | None = None, **limits) -> None:
     """Classic set-up. ``tf`` is accepted for compatibility (conversion imports TensorFlow
     itself); ``impl`` (e.g. ``td.IMPL_SCIPY``) makes every op that has that implementation use
     it, the others stay numpy. Applies to plans compiled afterwards.
@@ -56,7 +58,20 @@ def setup(tf=None, impl: str | None = None, order=None, *,
 
     ``tf_intra_op_threads``: the intra-op thread count of the TensorFlow whose values to
     reproduce where they depend on it (the parameterized truncated normals beyond ~800
-    outputs); default: TF's own default on this machine. Takes effect immediately."""
+    outputs); default: TF's own default on this machine. Takes effect immediately.
+
+    Resource limits (docs/security.md; ``None`` restores the default): ``max_header_bytes``
+    (a model file's JSON header, 256 MiB), ``max_tensor_bytes`` (one tensor an op makes,
+    checked before allocating; a quarter of the available memory), ``fold_bytes`` (one value
+    made by constant folding, 64 MiB), ``fold_seconds`` (constant folding of one compile,
+    10 s), ``max_function_depth`` (nested function calls, 64), ``max_graph_nodes`` (nodes of
+    one graph read from a file, 10**7), ``max_loop_iterations`` (iterations of one loop in
+    one evaluation; none by default, as TF). ``tfdeploy.runtime.limits.current()`` shows
+    them."""
+    if limits:
+        from tfdeploy.runtime import limits as _limits
+
+        _limits.configure(**limits)
     if threads is not None or blas_threads is not None:
         from tfdeploy.runtime import threads as _threads
 
@@ -68,7 +83,7 @@ def setup(tf=None, impl: str | None = None, order=None, *,
         if n < 1:
             raise ValueError(f"tf_intra_op_threads must be at least 1, got {n}")
         random_binomial.INTRA_OP_THREADS = n
-    if impl is None and order is None and (tf_intra_op_threads is not None or
+    if impl is None and order is None and (tf_intra_op_threads is not None or limits or
                                            threads is not None or blas_threads is not None):
         return
     impl = impl if impl is not None else order

@@ -32,3 +32,8 @@ class ConversionError(TFDeployError):
 class VerificationError(TFDeployError):
     """A model's outputs on its stored check input differ from TensorFlow's beyond tolerance,
     or a model could not be verified (no check data)."""
+
+
+class ResourceExhaustedError(ExecutionError):
+    """An op would make a tensor larger than ``td.setup(max_tensor_bytes=...)`` allows, or ran
+    out of memory (TF's ResourceExhaustedError); the message names the node and op."""

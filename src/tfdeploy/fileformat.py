@@ -6,9 +6,14 @@ Layout (all integers little-endian)::
     header: UTF-8 JSON (graphs, signatures, array table)
     padding to 64 bytes, then the data section: raw array bytes, each aligned to 64
 
-Arrays are read with ``np.frombuffer`` over an ``mmap`` of the file, so loading costs no copy
-and no time proportional to the weights. Nothing in the file is ever executed or unpickled.
-String tensors (rare: lookup tables) are stored in the header as base64.
+Arrays are read with ``np.frombuffer`` over the file's bytes: for files of ``MMAP_MIN_BYTES``
+or more an ``mmap`` (loading costs no copy and no time proportional to the weights), for
+smaller ones a copy read into memory (immune to the file being overwritten or truncated
+later; ``load(..., mmap=True/False)`` chooses; see docs/security.md). Nothing in the file is
+ever executed or unpickled. String tensors (rare: lookup tables) are stored in the header as
+base64. Everything read is validated: integers, shapes (rank at most ``MAX_RANK``), dtypes,
+offsets, references (``node:i``, ASCII digits), the attribute types the compiler relies on,
+and the functions' call graph (no recursion, nesting bounded).
 
 The header's ``metadata`` (check data, recorded tensor shapes...) may hold arrays too: they are
 stored in the array table like weights and referenced as ``{"$array": i}``; the header key
@@ -29,15 +34,22 @@ import numpy as np
 
 from tfdeploy import dtypes
 from tfdeploy._version import __version__
-from tfdeploy.errors import FileFormatError
+from tfdeploy.errors import FileFormatError, GraphError
 from tfdeploy.ir.graph import FuncAttr, Graph, Node, TensorSpec, parse_ref
+from tfdeploy.ir.verify import check_attrs, check_calls
+from tfdeploy.runtime.limits import LIMITS
 
 MAGIC = b"TFDEPLOY"
 FORMAT_VERSION = 1
 _PREFIX = struct.Struct("<8sIIQ")
 ALIGN = 64
-MAX_HEADER_BYTES = 1 << 30
 MAX_NESTING = 64
+#: the largest rank of a shape (numpy's limit on every supported version)
+MAX_RANK = 32
+#: files this large or larger are memory-mapped by default, smaller ones read into memory
+MMAP_MIN_BYTES = 64 << 20
+#: the largest output index a reference may name
+MAX_OUTPUT_INDEX = 1 << 16
 
 
 # ---------------------------------------------------------------------------- writing
@@ -164,13 +176,42 @@ def _bad(msg: str) -> FileFormatError:
     return FileFormatError(msg)
 
 
-def _buffer_of(source) -> tuple[Any, str]:
-    """A read-only buffer over ``source`` (path, bytes-like or binary file) and a label."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return memoryview(source).cast("B"), "<bytes>"
+def _buffer_of(source, use_mmap: bool | None = None) -> tuple[Any, str]:
+    """A read-only buffer over ``source`` (path, bytes-like or binary file) and a label.
+
+    Only ``bytes`` is used in place: any other buffer (bytearray, memoryview, numpy array) is
+    copied, so the caller changing it later cannot change the model's weights. A path is
+    memory-mapped if ``use_mmap`` (default: files of ``MMAP_MIN_BYTES`` or more), else read."""
+    if source is None or isinstance(source, (bool, int, float, complex)):
+        raise _bad(f"cannot load a model from {type(source).__name__} {source!r}: pass a "
+                   "path, bytes or a binary file object")
+    if isinstance(source, bytes):
+        return memoryview(source), "<bytes>"
     if hasattr(source, "read"):
-        return memoryview(source.read()).cast("B"), getattr(source, "name", "<file>")
-    path = os.fspath(source)
+        label = str(getattr(source, "name", "<file>"))
+        try:
+            data = source.read()
+        except (OSError, ValueError, TypeError) as e:
+            raise _bad(f"cannot read the model from {label!r}: {e}") from None
+        if isinstance(data, str):
+            raise _bad(f"{label!r} is open in text mode; open model files in binary mode "
+                       "('rb')")
+        if isinstance(data, bytes):
+            return memoryview(data), label
+        source = data
+    if not isinstance(source, (str, os.PathLike)):
+        try:
+            view = memoryview(source)
+        except TypeError:
+            raise _bad(f"cannot load a model from a {type(source).__name__}: pass a path, "
+                       "bytes or a binary file object") from None
+        return memoryview(view.tobytes()), "<bytes>"
+    return _map_file(os.fspath(source), use_mmap)
+
+
+def _map_file(path: str, use_mmap: bool | None) -> tuple[Any, str]:
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
     if os.path.isdir(path):
         raise _bad(f"{path!r} is a directory, not a tfdeploy model file (to convert a "
                    "SavedModel directory use td.convert)")
@@ -179,10 +220,14 @@ def _buffer_of(source) -> tuple[Any, str]:
             size = os.fstat(f.fileno()).st_size
             if size == 0:
                 raise _bad(f"{path!r} is empty: not a tfdeploy model file")
-            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            if use_mmap or (use_mmap is None and size >= MMAP_MIN_BYTES):
+                return memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)), path
+            data = f.read()
     except FileNotFoundError:
         raise FileFormatError(f"no such model file: {path!r}") from None
-    return memoryview(buf), path
+    except (OSError, ValueError) as e:
+        raise FileFormatError(f"cannot read model file {path!r}: {e}") from None
+    return memoryview(data), path
 
 
 def _sniff_foreign(head: bytes, label: str) -> FileFormatError:
@@ -219,10 +264,12 @@ def _check_shape(v, what: str, allow_unknown: bool) -> list | None:
     if v is None and allow_unknown:
         return None
     _check_list(v, what)
+    if len(v) > MAX_RANK:
+        raise _bad(f"{what} has rank {len(v)}; tfdeploy supports ranks up to {MAX_RANK}")
     for d in v:
         if d is None and allow_unknown:
             continue
-        if type(d) is not int or d < 0:
+        if type(d) is not int or not 0 <= d < 1 << 62:
             raise _bad(f"{what} has an invalid dimension {d!r}")
     return v
 
@@ -347,31 +394,58 @@ def _decode_graph(d, arrays: list, what: str, depth: int = 0) -> Graph:
     return g
 
 
+def _check_ref(r: str, what: str, by: dict) -> None:
+    """``r`` is ``node`` or ``node:i`` (ASCII digits, i < MAX_OUTPUT_INDEX) naming a node of
+    ``by``; single-output nodes are read at output 0 only."""
+    name, sep, idx = r.rpartition(":")
+    if sep and idx.isdigit():
+        if not idx.isascii() or len(idx) > 6 or int(idx) >= MAX_OUTPUT_INDEX:
+            raise _bad(f"{what} reads {r!r}: invalid output index {idx!r}")
+        node, i = by.get(name), int(idx)
+    else:
+        node, i = by.get(r), 0
+    if node is None:
+        raise _bad(f"{what} reads {r!r}, which does not exist")
+    n_out = 1 if node.op in ("Const", "Placeholder", "PlaceholderWithDefault", "Identity",
+                             "StopGradient", "Snapshot", "PreventGradient") else None
+    if node.op == "IdentityN":
+        n_out = len(node.inputs)
+    if n_out is not None and i >= n_out:
+        raise _bad(f"{what} reads {r!r}, but node {node.name!r} ({node.op}) has {n_out} "
+                   "output(s)")
+
+
 def validate_graph(g: Graph, what: str, functions: dict[str, Graph]) -> None:
-    """Every reference in ``g`` resolves: inputs to nodes, signatures to tensors, funcs exist."""
+    """Every reference in ``g`` resolves: inputs to nodes, signatures to tensors, funcs exist;
+    the attributes the compiler relies on have their types."""
+    if len(g.nodes) > LIMITS.max_graph_nodes:
+        raise _bad(f"{what} has {len(g.nodes)} nodes, over the limit "
+                   f"({LIMITS.max_graph_nodes}; td.setup(max_graph_nodes=...))")
     try:
         by = g.by_name()
     except Exception as e:
         raise _bad(f"{what}: {e}") from None
     for n in g.nodes:
         for r in n.inputs:
-            if parse_ref(r)[0] not in by:
-                raise _bad(f"{what}: node {n.name!r} ({n.op}) reads {r!r}, which does not exist")
+            _check_ref(r, f"{what}: node {n.name!r} ({n.op})", by)
         for v in n.attrs.values():
             for f in (v if isinstance(v, list) else [v]):
                 if isinstance(f, FuncAttr) and f.name not in functions:
                     raise _bad(f"{what}: node {n.name!r} ({n.op}) calls missing function "
                                f"{f.name!r}")
-        if n.op == "Const" and not isinstance(n.attrs.get("value"), np.ndarray):
-            raise _bad(f"{what}: Const node {n.name!r} has no array value")
+        try:
+            check_attrs(n)
+        except GraphError as e:
+            raise _bad(f"{what}: {e}") from None
     for s in g.inputs + g.outputs:
         if parse_ref(s.ref)[0] not in by:
             raise _bad(f"{what}: signature entry {s.name!r} refers to missing tensor {s.ref!r}")
+        _check_ref(s.ref, f"{what}: signature entry {s.name!r}", by)
 
 
-def _read_header(source) -> tuple[dict, Any, str, int, int]:
+def _read_header(source, use_mmap: bool | None = None) -> tuple[dict, Any, str, int, int]:
     """(header, buffer, label, format version, header length) of a model file, validated."""
-    buf, label = _buffer_of(source)
+    buf, label = _buffer_of(source, use_mmap)
     if len(buf) < _PREFIX.size:
         raise _sniff_foreign(bytes(buf[:8]), label) if bytes(buf[:8]) != MAGIC[:len(buf[:8])] \
             else _bad(f"{label} is truncated ({len(buf)} bytes)")
@@ -381,13 +455,16 @@ def _read_header(source) -> tuple[dict, Any, str, int, int]:
     if version > FORMAT_VERSION or version < 1:
         raise _bad(f"{label} has format version {version}; this tfdeploy reads versions up to "
                    f"{FORMAT_VERSION} (upgrade tfdeploy to load it)")
-    if hlen > min(MAX_HEADER_BYTES, len(buf) - _PREFIX.size):
+    if hlen > len(buf) - _PREFIX.size:
         raise _bad(f"{label}: header length {hlen} exceeds the file size ({len(buf)} bytes): "
                    "the file is truncated or corrupted")
+    if hlen > LIMITS.max_header_bytes:
+        raise _bad(f"{label}: header of {hlen} bytes exceeds the largest header allowed "
+                   f"({LIMITS.max_header_bytes} bytes; td.setup(max_header_bytes=...))")
     try:
         header = json.loads(bytes(buf[_PREFIX.size:_PREFIX.size + hlen]).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise _bad(f"{label}: corrupted header ({type(e).__name__}: {e})") from None
+    except (ValueError, RecursionError) as e:  # (bad UTF-8 or JSON, a 5,000-digit integer)
+        raise _bad(f"{label}: corrupted header ({type(e).__name__}: {str(e)[:200]})") from None
     if not isinstance(header, dict) or header.get("format") != "tfdeploy":
         raise _bad(f"{label}: header is not a tfdeploy header")
     if header.get("format_version") != version:
@@ -407,9 +484,11 @@ def describe(source) -> dict:
                                if isinstance(e, dict) and type(e.get("nbytes")) is int)}
 
 
-def load(source) -> tuple[dict[str, Graph], dict]:
-    """Read a model file (path, bytes or binary file); returns (graphs by key, metadata)."""
-    header, buf, _label, _version, hlen = _read_header(source)
+def load(source, mmap: bool | None = None) -> tuple[dict[str, Graph], dict]:
+    """Read a model file (path, bytes or binary file); returns (graphs by key, metadata).
+    ``mmap``: map a path rather than read it (default: for files of ``MMAP_MIN_BYTES`` or
+    more)."""
+    header, buf, _label, _version, hlen = _read_header(source, mmap)
     arrays = _load_arrays(header.get("arrays", []), buf, _PREFIX.size + hlen)
     graphs: dict[str, Graph] = {}
     for j, e in enumerate(_check_list(header.get("graphs"), "graphs")):
@@ -422,6 +501,10 @@ def load(source) -> tuple[dict[str, Graph], dict]:
         validate_graph(g, f"graph {key!r}", g.functions)
         for fname, f in g.functions.items():
             validate_graph(f, f"function {fname!r}", g.functions)
+        try:
+            check_calls(g, LIMITS.max_function_depth)
+        except GraphError as ex:
+            raise _bad(f"graph {key!r}: {ex}") from None
         graphs[key] = g
     meta = header.get("metadata", {})
     if not isinstance(meta, dict):

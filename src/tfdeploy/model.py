@@ -9,14 +9,16 @@ from typing import Any
 
 import numpy as np
 
-from tfdeploy import fileformat
+from tfdeploy import dtypes, fileformat
 from tfdeploy.compiler.passes.select import check_registered
 from tfdeploy.compiler.pipeline import compile_plan
-from tfdeploy.errors import FeedError, TFDeployError
+from tfdeploy.errors import FeedError, FileFormatError, GraphError, TFDeployError
 from tfdeploy.ir.graph import Graph, TensorSpec, canonical_ref, node_dtype, node_shape, parse_ref
+from tfdeploy.ir.verify import check_calls
 from tfdeploy.runtime import threads
 from tfdeploy.runtime.dispatch import ShapeDispatch
 from tfdeploy.runtime.feeds import FeedCheck
+from tfdeploy.runtime.limits import LIMITS
 
 DEFAULT_KEY = "default"
 
@@ -63,10 +65,12 @@ class Tensor:
 class Model:
     """A set of graphs loaded from a tfdeploy file or converted from TensorFlow.
 
-    ``Model(path)`` loads a file; ``Model()`` starts empty for :meth:`add`.
+    ``Model(path)`` loads a file; ``Model()`` starts empty for :meth:`add`. ``mmap``: see
+    :func:`load`.
     """
 
-    def __init__(self, path: str | os.PathLike | bytes | None = None):
+    def __init__(self, path: str | os.PathLike | bytes | None = None, *,
+                 mmap: bool | None = None):
         self.graphs: dict[str, Graph] = {}
         self.metadata: dict[str, Any] = {}
         self._plans: dict = {}
@@ -76,7 +80,7 @@ class Model:
         self._tensors: dict[tuple[str, str], Tensor] = {}
         self._lock = threading.Lock()
         if path is not None:
-            graphs, self.metadata = fileformat.load(path)
+            graphs, self.metadata = fileformat.load(path, mmap=mmap)
             for k, g in graphs.items():
                 self._add_graph(g, k)
 
@@ -105,6 +109,7 @@ class Model:
         if key in self.graphs:
             raise TFDeployError(f"the model already has a graph with key {key!r}")
         check_registered([n for g in [graph, *graph.functions.values()] for n in g.nodes])
+        check_calls(graph, LIMITS.max_function_depth)
         self.graphs[key] = graph
         with self._lock:
             self._plans.clear()
@@ -199,7 +204,10 @@ class Model:
                 pass
         # the plan's generated code validates and casts the feeds itself
         out = entry.run(tuple(feed_dict.values()) if feed_dict else ())
-        return out[0] if single else list(out)
+        if single:  # a 0-d result is a numpy scalar, as TF1's session.run gives it
+            r = out[0]
+            return r[()] if r.__class__ is np.ndarray and not r.ndim else r
+        return [r[()] if r.__class__ is np.ndarray and not r.ndim else r for r in out]
 
     def _prepare_eval(self, fetch_list: list, feed_keys: tuple):
         if not fetch_list:
@@ -251,24 +259,44 @@ class Model:
         return ShapeDispatch(generic, tracer, specialize, self._feed_checks(key, feeds))
 
     def _feed_checks(self, key, feeds) -> list:
-        """Per fed tensor: the check casting and validating what is fed to it, or None."""
+        """Per fed tensor: the check casting and validating what is fed to it."""
         g = self.graphs[key]
         if len(set(feeds)) != len(feeds):
             raise FeedError("the same tensor is fed twice")
-        checks = []
-        for r in feeds:
-            node = g.node(parse_ref(r)[0])
-            if node.op in ("Placeholder", "PlaceholderWithDefault"):
-                checks.append(FeedCheck(node.name, node.attrs.get("dtype"),
-                                        node.attrs.get("shape")))
-            else:
-                checks.append(None)
-        return checks
+        return [self._feed_check(key, g, r) for r in feeds]
 
     def _compile_plan(self, key, fetches, feeds, **options):
         threads.ensure_blas()  # (cheap after the first time)
-        return compile_plan(self.graphs[key], list(fetches), list(feeds),
-                            feed_checks=self._feed_checks(key, feeds), **options)
+        try:
+            return compile_plan(self.graphs[key], list(fetches), list(feeds),
+                                feed_checks=self._feed_checks(key, feeds), **options)
+        except TFDeployError:
+            raise
+        except Exception as e:  # noqa: BLE001  (RecursionError, MemoryError...: a bad graph)
+            raise GraphError(f"cannot compile graph {key!r} for {list(fetches)}: "
+                             f"{type(e).__name__}: {e}") from e
+
+    def _feed_check(self, key: str, g: Graph, ref: str) -> FeedCheck:
+        """The check of a value fed for ``ref``: a placeholder's dtype and shape; for any other
+        tensor (the classic API may feed one), its constant's or TF's recorded dtype and shape,
+        as TF1 checks and casts them."""
+        name, i = parse_ref(ref)
+        node = g.node(name)
+        if node.op in ("Placeholder", "PlaceholderWithDefault"):
+            return FeedCheck(node.name, node.attrs.get("dtype"), node.attrs.get("shape"))
+        dtype = shape = None
+        value = node.attrs.get("value")
+        if node.op == "Const" and isinstance(value, np.ndarray):
+            dtype, shape = dtypes.from_numpy(value.dtype), list(value.shape)
+        else:
+            rec = self.metadata.get("tensors", {})
+            rec = rec.get(key, {}) if isinstance(rec, dict) else {}
+            rec = rec.get("nodes", {}).get(name) if isinstance(rec, dict) else None
+            if isinstance(rec, list) and i < len(rec) and isinstance(rec[i], list) and \
+                    len(rec[i]) == 2:
+                dtype = rec[i][0] if isinstance(rec[i][0], str) else None
+                shape = rec[i][1] if isinstance(rec[i][1], list) else None
+        return FeedCheck(ref, dtype, shape)
 
     def plan(self, *inputs, after: str | None = None, optimize: bool = True, **options):
         """The compiled plan of the signature (``print(model.plan())`` shows it one step a
@@ -353,13 +381,22 @@ class Model:
         return f"<tfdeploy.Model {{{', '.join(parts)}}}>"
 
 
-def load(path, verify: bool = False) -> Model:
-    """Load a model file written by :meth:`Model.save`.
+def load(path, verify: bool = False, *, mmap: bool | None = None) -> Model:
+    """Load a model file written by :meth:`Model.save`: a path, ``bytes`` (or any buffer,
+    copied) or a binary file object.
+
+    ``mmap``: memory-map the file instead of reading it into memory. The default maps files
+    of 64 MiB or more (``fileformat.MMAP_MIN_BYTES``): loading them costs no copy, but the file
+    must then not be changed in place while the model is in use (replace it with
+    ``os.replace`` or ``mv``; copying over it or truncating it changes the weights or kills
+    the process with SIGBUS). ``mmap=False`` reads any file into memory, immune to that.
 
     ``verify=True`` also runs every graph on the check input stored in the file and compares
     with TensorFlow's stored outputs; raises :class:`VerificationError` when an output differs
     beyond its tolerance or the file holds no check data."""
-    model = Model(path)
+    if path is None:
+        raise FileFormatError("td.load(None): pass a path, bytes or a binary file object")
+    model = Model(path, mmap=mmap)
     if verify:
         from . import checkdata
 

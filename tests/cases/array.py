@@ -507,3 +507,16 @@ for b in (2, 3):
     add(f"space_to_depth_{b}", ["SpaceToDepth"],
         lambda x, b=b: _raw().SpaceToDepth(input=x, block_size=b),
         lambda r, b=b: [rand(r, (2, 2 * b, 3 * b, 2), "int32")], dynamic=True)
+
+# -- InplaceUpdate / InplaceAdd / InplaceSub (TF writes into x; tfdeploy returns a copy) --------
+for _name in ("Update", "Add", "Sub"):
+    for _dt in ("float32", "int32", "float64"):
+        add(f"inplace_{_name.lower()}_{_dt}", [f"Inplace{_name}"],
+            lambda x, i, v, _name=_name: getattr(_raw(), f"Inplace{_name}")(x=x, i=i, v=v),
+            lambda r, _dt=_dt: [rand(r, (5, 3), _dt), i32(4, 0, 2), rand(r, (3, 3), _dt)])
+add("inplace_add_repeated_rows", ["InplaceAdd"],
+    lambda x, i, v: _raw().InplaceAdd(x=x, i=i, v=v),
+    lambda r: [rand(r, (4, 2)), i32(1, 1, 3), rand(r, (3, 2))])
+add("inplace_update_3d", ["InplaceUpdate"],
+    lambda x, i, v: _raw().InplaceUpdate(x=x, i=i, v=v),
+    lambda r: [rand(r, (3, 2, 2)), i32(2), rand(r, (1, 2, 2))])

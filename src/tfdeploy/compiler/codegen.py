@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfdeploy.compiler.plan import Plan
-from tfdeploy.errors import ExecutionError, TFDeployError
+from tfdeploy.errors import ExecutionError, ResourceExhaustedError, TFDeployError
 
 
 def _failure(plan: Plan, k: int, e: BaseException) -> ExecutionError:
@@ -21,15 +21,45 @@ def _failure(plan: Plan, k: int, e: BaseException) -> ExecutionError:
         msg = f"while executing node {st.name!r} ({st.label}), {e}"
     else:
         msg = f"while executing node {st.name!r} ({st.label}): {type(e).__name__}: {e}"
-    return ExecutionError(msg)
+    # (out of memory, or over td.setup(max_tensor_bytes=...): TF's ResourceExhaustedError)
+    exhausted = isinstance(e, (MemoryError, ResourceExhaustedError))
+    return (ResourceExhaustedError if exhausted else ExecutionError)(msg)
 
 
-def _own(value: np.ndarray, feeds) -> np.ndarray:
-    """``value``, copied if it shares memory with a feed."""
+def _own(value, feeds):
+    """``value``, copied if it is model memory (read-only: a constant, a view of one, a
+    broadcast) or shares memory with a feed."""
+    if value.__class__ is not np.ndarray:
+        return value
+    if not value.flags.writeable:
+        return value.copy()
     for f in feeds:
         if isinstance(f, np.ndarray) and np.may_share_memory(value, f):
             return value.copy()
     return value
+
+
+def _distinct(out: tuple) -> tuple:
+    """``out`` with no array sharing memory with an earlier one (two fetches of one value, or
+    one a view of the other): the caller may write into each without changing another."""
+    seen: set = set()
+    views: list = []
+    res = list(out)
+    for j, v in enumerate(out):
+        if v.__class__ is not np.ndarray:
+            continue
+        if id(v) in seen or any(np.may_share_memory(v, w) for w in views) or (
+                v.base is not None and any(np.may_share_memory(v, w) for w in res[:j]
+                                           if w.__class__ is np.ndarray)):
+            v = res[j] = v.copy()
+        seen.add(id(v))
+        if v.base is not None:
+            views.append(v)
+    return tuple(res)
+
+
+def _one_output():
+    raise TypeError("the op has one output, but another of its outputs is read")
 
 
 def _nfeeds(n: int):
@@ -91,6 +121,9 @@ def _step_lines(plan: Plan, params: list, defaults: list) -> list[str]:
             body.append(f"        if s{s}.__class__ is tuple: s{s} = s{s}[0]")
         elif st.outs:
             body.append(f"        t = {call}")
+            # (a file may read output 5 of a one-output op: never index into its array)
+            body.append("        if t.__class__ is not tuple and t.__class__ is not list: "
+                        "_one_output()")
             for i, s in st.outs:
                 body.append(f"        s{s} = t[{i}]")
         else:
@@ -101,21 +134,25 @@ def _step_lines(plan: Plan, params: list, defaults: list) -> list[str]:
 
 
 def _fetch_expr(plan: Plan) -> str:
-    """The returned tuple. The caller of a top-level plan owns what it gets back: a fetched
-    constant or feed is copied, and so is a fetched view (reshape, transpose, slice...) of a
-    feed (TF never returns an input's memory)."""
+    """The returned tuple. The caller of a top-level plan owns what it gets back (TF never
+    returns its own memory): a fetched constant or feed is copied, and so is a fetched value
+    that is read-only (model memory: a view of a constant, a branch's constant, a broadcast)
+    or a view of a feed; the same value fetched twice is two arrays. The common case, a
+    fresh writeable array, costs two attribute reads."""
     fed = set(plan.feed_values)
+    seen: set = set()
 
     def fetched(s: int) -> str:
         if plan.nested:
             return f"s{s}"
-        if s in plan.constants or s in fed:
+        if s in plan.constants or s in fed or s in seen:
             return f"s{s}.copy()"
-        if fed:
-            return f"(_own(s{s}, feeds) if getattr(s{s}, 'base', None) is not None else s{s})"
-        return f"s{s}"
+        seen.add(s)
+        return (f"(s{s} if s{s}.__class__ is _nd and s{s}.base is None and "
+                f"s{s}.flags.writeable else _own(s{s}, feeds))")
 
-    return "(" + "".join(fetched(s) + ", " for s in plan.fetch_values) + ")"
+    expr = "(" + "".join(fetched(s) + ", " for s in plan.fetch_values) + ")"
+    return f"_distinct({expr})" if len(plan.fetch_values) > 1 and not plan.nested else expr
 
 
 def generate(plan: Plan):
@@ -143,7 +180,8 @@ def generate(plan: Plan):
            "  def run(" + ", ".join(params) + "):\n"
            + "\n".join("  " + ln for ln in lines) + "\n"
            "  return run\n")
-    scope = {"_failure": _failure, "_plan": plan, "_nfeeds": _nfeeds, "_own": _own, "np": np}
+    scope = {"_failure": _failure, "_plan": plan, "_nfeeds": _nfeeds, "_own": _own,
+             "_distinct": _distinct, "_one_output": _one_output, "np": np}
     exec(compile(src, f"<tfdeploy plan of {len(plan.steps)} steps>", "exec"), scope)
     plan.source = src
     return scope["_make"](*defaults)

@@ -17,11 +17,22 @@ from tfdeploy import registry
 from tfdeploy.compiler import codegen
 from tfdeploy.compiler.passes import liveness
 from tfdeploy.compiler.plan import Plan, Step
+from tfdeploy.errors import GraphError, TFDeployError
+from tfdeploy.runtime import limits
 
 
 def run(plan: Plan, ctx, profile: bool = True) -> Plan:
     for st in plan.steps:
-        lower_step(plan, st, ctx)
+        try:
+            lower_step(plan, st, ctx)
+        except TFDeployError:
+            raise
+        except Exception as e:  # noqa: BLE001  (a bad attribute or constant: name the node)
+            raise GraphError(f"cannot compile node {st.name!r} ({st.label}): "
+                             f"{type(e).__name__}: {e}") from e
+        if st.op in BROADCASTING and not plan.nested and \
+                not all(v in plan.shapes for _, v in st.outs):
+            st.kernel = _size_guarded(st.kernel, st.op)
         if profile and ctx.profile is not None:
             # a control-flow step's time is its bodies', which are timed themselves
             control = registry.get_opdef(st.op).needs_context and not st.members
@@ -100,6 +111,40 @@ def fallback(plan: Plan, st: Step, ctx):
     run(sub, ctx, profile=False)
     run_fn = codegen.generate(sub)
     return lambda *ins: run_fn(ins)[0]
+
+
+#: ops whose output (a broadcast of their inputs) may be far larger than any input
+BROADCASTING = frozenset("""Add AddV2 Sub Mul RealDiv Div DivNoNan FloorDiv FloorMod TruncateDiv
+TruncateMod Mod Maximum Minimum Pow SquaredDifference Less LessEqual Greater GreaterEqual Equal
+NotEqual LogicalAnd LogicalOr Select SelectV2 Atan2 BitwiseAnd BitwiseOr BitwiseXor LeftShift
+RightShift MulNoNan Xdivy Xlogy Xlog1py ApproximateEqual Complex Igamma Igammac Zeta Polygamma
+Betainc ClipByValue BatchMatMulV2 BatchMatMulV3""".split())
+
+
+#: of those, the ones TF also runs on strings (the others' numpy kernels would apply Python's
+#: operators to bytes: ``b"a" * 10**9`` is a gigabyte)
+STRING_OK = frozenset({"Add", "Equal", "NotEqual", "Select", "SelectV2"})
+
+
+def _size_guarded(kernel, op: str):
+    """``kernel``, refusing (before computing) a broadcast over the tensor limit: a
+    [n, 1] + [1, n] of two small inputs may ask for more memory than the machine has; and
+    string operands where TF has no string kernel. Only steps whose output shape is not known
+    from a trace pay it (``lower.run``): a specialized plan runs after a checked trace, on
+    feeds cast to the same dtypes."""
+    strings_ok = op in STRING_OK
+
+    def guarded(*args):
+        n = 1
+        for a in args:
+            n *= getattr(a, "size", 1) or 1
+            if not strings_ok and getattr(getattr(a, "dtype", None), "kind", "") == "O":
+                raise TypeError(f"{op} has no kernel for string tensors")
+        if n > 1 << 20:
+            limits.check_broadcast(*[a for a in args if hasattr(a, "shape")])
+        return kernel(*args)
+    guarded.__name__ = getattr(kernel, "__name__", "kernel")
+    return guarded
 
 
 def _recording(kernel, outs, record: dict):

@@ -12,6 +12,7 @@ it; ``verify=True`` checks the plan after every pass (``ir/verify.py``), as the 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from tfdeploy.compiler import codegen, loops, lower
@@ -32,6 +33,7 @@ from tfdeploy.errors import GraphError, TFDeployError
 from tfdeploy.ir.graph import FuncAttr, Graph
 from tfdeploy.ir.verify import verify_plan
 from tfdeploy.runtime import control
+from tfdeploy.runtime.limits import LIMITS
 
 #: the passes after ``select``, in order: (name, run, runs only when optimizing)
 PASSES: list[tuple[str, Callable, bool]] = [
@@ -71,6 +73,8 @@ class Context:
         self.passes = None if passes is None else frozenset(passes)
         self.profile = profile
         self._functions: dict[str, Plan] = {}
+        #: when constant folding stops, for this compile and the bodies it compiles
+        self.fold_deadline = time.monotonic() + LIMITS.fold_seconds
 
     # -- functions ------------------------------------------------------------------------
     def function(self, f: FuncAttr | str) -> Graph:
@@ -88,6 +92,7 @@ class Context:
         nested = Context(self.root, fold=self.fold, optimize=self.optimize, verify=self.verify,
                          passes=self.passes, profile=self.profile)
         nested._functions = self._functions
+        nested.fold_deadline = self.fold_deadline
         return compile_plan(g, fetches, feeds, root=self.root, nested=True, ctx=nested)
 
     def compile_function(self, f: FuncAttr | str) -> Plan:

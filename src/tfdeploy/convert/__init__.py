@@ -150,23 +150,63 @@ def _clean(name: str) -> str:
     return name.split(":")[0]
 
 
+def _path_names(tf, structure) -> list[str]:
+    """The name of each leaf of a nested structure, in tf.nest's order (a dict's sorted
+    keys, then sequences in order): its path, keys and indices joined by ``_``."""
+    out: list[str] = []
+    stack = [((), structure)]
+    while stack:
+        path, s = stack.pop()
+        if isinstance(s, dict):
+            items = [(path + (str(k),), s[k]) for k in sorted(s)]
+        elif isinstance(s, (list, tuple)):
+            items = [(path + (str(i),), v) for i, v in enumerate(s)]
+        else:
+            out.append("_".join(path) or "output")
+            continue
+        stack.extend(reversed(items))
+    assert len(out) == len(tf.nest.flatten(structure))
+    return out
+
+
+def _keras_inputs(model):
+    """The structure of a Keras model's inputs (a dict, list or single tensor), or None."""
+    for attr in ("_inputs_struct", "_nested_inputs", "input", "inputs"):
+        try:
+            s = getattr(model, attr, None)
+        except (AttributeError, ValueError):
+            s = None
+        if s is not None:
+            return list(s) if attr == "inputs" else s
+    return None
+
+
+def _is_nested(structure) -> bool:
+    """A dict, or a list or tuple holding one."""
+    return isinstance(structure, dict) or isinstance(structure, (list, tuple)) and any(
+        isinstance(s, (dict, list, tuple)) for s in structure)
+
+
 def _from_keras(model, input_signature):
     tf = _tf()
+    structure = None
     if input_signature is None:
-        try:
-            kin = list(model.inputs)
-        except (AttributeError, ValueError):
-            kin = None
+        structure = _keras_inputs(model)
+        kin = tf.nest.flatten(structure) if structure is not None else None
         if not kin:
             raise ConversionError("this Keras model has no defined inputs (a subclassed or "
                                   "unbuilt model?): pass input_signature=[tf.TensorSpec(...)]")
-        specs = [tf.TensorSpec(tuple(t.shape), tf.as_dtype(t.dtype), name=_clean(t.name))
-                 for t in kin]
+        names = _path_names(tf, structure) if _is_nested(structure) else \
+            [_clean(t.name) for t in kin]
+        specs = [tf.TensorSpec(tuple(t.shape), tf.as_dtype(t.dtype), name=nm)
+                 for t, nm in zip(kin, names)]
     else:
         specs = [_spec_of(tf, x, i) for i, x in enumerate(input_signature)]
     n = len(specs)
 
     def call(*args):
+        if _is_nested(structure):  # a dict of inputs, or lists of them: passed as built
+            return model(tf.nest.pack_sequence_as(structure, list(args)), training=False)
         return model(list(args) if n > 1 else args[0], training=False)
 
     cf = tf.function(call, autograph=False).get_concrete_function(*specs)
@@ -212,8 +252,8 @@ def _from_concrete(cf, output_names=None, keep=None):
     input_refs = [t.name for t in ins]
     output_refs = [t.name for t in outs]
     structured = cf.structured_outputs
-    if isinstance(structured, dict):
-        names = sorted(structured)  # tf.nest flattens dicts in sorted key order
+    if _is_nested(structured) and len(tf.nest.flatten(structured)) == len(output_refs):
+        names = _path_names(tf, structured)  # (dict keys in tf.nest's sorted order)
     elif output_names and len(output_names) == len(output_refs) and \
             len(set(output_names)) == len(output_names):
         names = output_names
@@ -222,7 +262,7 @@ def _from_concrete(cf, output_names=None, keep=None):
     else:
         names = [f"output_{i}" for i in range(len(output_refs))]
     g = graph_from_def(gd, input_refs, output_refs,
-                       input_names=[t.op.name for t in ins], output_names=names)
+                       input_names=_input_names(tf, cf, ins), output_names=names)
     for s, t in zip(g.outputs, outs):
         s.dtype = t.dtype.name
         s.shape = None if t.shape.rank is None else list(t.shape.as_list())
@@ -230,6 +270,32 @@ def _from_concrete(cf, output_names=None, keep=None):
         s.dtype = t.dtype.name
         s.shape = None if t.shape.rank is None else list(t.shape.as_list())
     return g, reference.of_concrete(cf, keep)
+
+
+def _input_names(tf, cf, ins) -> list[str]:
+    """The signature's input names: the placeholders' names, or for nested inputs (a dict, a
+    tuple of lists...) each leaf's path (a single structured argument's own name left out)."""
+    plain = [t.op.name for t in ins]
+    try:
+        args, kwargs = cf.structured_input_signature
+    except (AttributeError, TypeError, ValueError):
+        return plain
+    if not any(isinstance(a, (dict, list, tuple)) for a in list(args) + list(kwargs.values())):
+        return plain
+    if len(args) == 1 and not kwargs:
+        names = _path_names(tf, args[0])
+    else:
+        try:
+            params = list(cf.function_type.parameters)
+        except AttributeError:
+            params = []
+        names = []
+        for base, a in [(params[j] if j < len(params) else str(j), a)
+                        for j, a in enumerate(args)] + [(k, kwargs[k]) for k in sorted(kwargs)]:
+            names += [base if n == "output" else f"{base}_{n}" for n in _path_names(tf, a)]
+    if len(names) != len(ins) or len(set(names)) != len(names):
+        return plain
+    return names
 
 
 def _from_saved_model(path: str, signature: str | None):

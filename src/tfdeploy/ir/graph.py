@@ -26,7 +26,7 @@ CALL_OPS = frozenset({"PartitionedCall", "StatefulPartitionedCall"})
 def parse_ref(ref: str) -> tuple[str, int]:
     """``"node:i"`` -> ``("node", i)``; ``"node"`` -> ``("node", 0)``."""
     name, sep, idx = ref.rpartition(":")
-    if sep and idx.isdigit():
+    if sep and idx.isdigit() and idx.isascii():  # ("W:²" is a name, as "²".isdigit())
         return name, int(idx)
     return ref, 0
 

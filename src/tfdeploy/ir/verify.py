@@ -72,3 +72,98 @@ def verify_plan(plan) -> None:
     for v in plan.fetch_values:
         if v not in defined:
             raise GraphError(f"{where}: fetched value %{v} is never defined")
+
+
+#: function attributes each control-flow op needs, and whether the attribute is a list
+FUNC_ATTRS = {
+    "While": (("cond", "body"), False), "StatelessWhile": (("cond", "body"), False),
+    "If": (("then_branch", "else_branch"), False),
+    "StatelessIf": (("then_branch", "else_branch"), False),
+    "Case": (("branches",), True), "StatelessCase": (("branches",), True),
+    "PartitionedCall": (("f",), False), "StatefulPartitionedCall": (("f",), False),
+    "For": (("body",), False),
+}
+#: attributes naming dtypes: a dtype name, or a list of them
+DTYPE_ATTRS = frozenset({"dtype", "T", "DstT", "SrcT", "out_type", "Tout", "Tin", "Tidx",
+                         "Tindices", "Tparams", "Tshape", "Tcond", "index_type",
+                         "output_type", "out_idx", "Taxis", "Tpaddings", "Tmultiples"})
+MAX_RANK = 32
+
+
+def _where(n) -> str:
+    return f"node {n.name!r} ({n.op})"
+
+
+def check_attrs(n) -> None:
+    """The attributes the compiler and executors rely on have the right types: dtype names,
+    a Placeholder's shape, control-flow ops' function attributes."""
+    for k in DTYPE_ATTRS.intersection(n.attrs):
+        v = n.attrs[k]
+        if not (isinstance(v, str) or (isinstance(v, list) and
+                                       all(isinstance(x, str) for x in v))):
+            raise GraphError(f"{_where(n)}: attribute {k!r} must be a dtype name or a list of "
+                             f"them, got {type(v).__name__}")
+    if n.op in ("Placeholder", "PlaceholderWithDefault") and \
+            not isinstance(n.attrs.get("dtype", ""), str):
+        raise GraphError(f"{_where(n)}: attribute 'dtype' must be a dtype name")
+    if "shape" in n.attrs and n.op in ("Placeholder", "PlaceholderWithDefault"):
+        s = n.attrs["shape"]
+        if s is not None and not (isinstance(s, list) and len(s) <= MAX_RANK and all(
+                d is None or (type(d) is int and -1 <= d < 1 << 62) for d in s)):
+            raise GraphError(f"{_where(n)}: attribute 'shape' must be null or a list of at "
+                             f"most {MAX_RANK} dimensions (int or null), got {s!r:.80}")
+    if n.op in ("ResizeBilinear", "ResizeNearestNeighbor", "ResizeBicubic") and \
+            n.attrs.get("align_corners") is True and n.attrs.get("half_pixel_centers") is True:
+        raise GraphError(f"{_where(n)}: if half_pixel_centers is True, align_corners must be "
+                         "False (TF refuses both)")
+    names, is_list = FUNC_ATTRS.get(n.op, ((), False))
+    for k in names:
+        v = n.attrs.get(k)
+        ok = (isinstance(v, list) and v and all(isinstance(f, FuncAttr) for f in v)) \
+            if is_list else isinstance(v, FuncAttr)
+        if not ok:
+            raise GraphError(f"{_where(n)} needs the function attribute {k!r}"
+                             + (" (a non-empty list of functions)" if is_list else ""))
+
+
+def _calls(g: Graph) -> list[str]:
+    out: list[str] = []
+    for n in g.nodes:
+        for v in n.attrs.values():
+            out.extend(_func_names(v))
+    return out
+
+
+def check_calls(g: Graph, max_depth: int) -> None:
+    """No function calls itself (directly or through others; TF refuses recursion too), and
+    calls nest at most ``max_depth`` deep. Iterative: a hostile file may nest deeply."""
+    funcs = g.functions
+    calls = {name: sorted(set(_calls(f))) for name, f in funcs.items()}
+    depth: dict[str, int] = {}  # calls nested below a function, once done
+    for start in funcs:
+        if start in depth:
+            continue
+        path, on_path = [start], {start}
+        stack = [iter(calls[start])]
+        while stack:
+            for callee in stack[-1]:
+                if callee not in funcs or callee in depth:
+                    continue
+                if callee in on_path:
+                    cycle = path[path.index(callee):] + [callee]
+                    raise GraphError("functions may not call themselves: "
+                                     + " -> ".join(repr(c) for c in cycle))
+                path.append(callee)
+                on_path.add(callee)
+                stack.append(iter(calls[callee]))
+                break
+            else:
+                stack.pop()
+                done = path.pop()
+                on_path.discard(done)
+                depth[done] = 1 + max((depth[c] for c in calls[done] if c in depth),
+                                      default=0)
+                if depth[done] > max_depth:
+                    raise GraphError(f"function {done!r} nests function calls {depth[done]} "
+                                     f"deep, over the limit ({max_depth}; "
+                                     "td.setup(max_function_depth=...))")

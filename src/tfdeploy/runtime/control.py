@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfdeploy.runtime.limits import loop_limit, too_many_iterations
 from tfdeploy.runtime.tensorlist import TensorList
 
 #: most iterations whose condition one evaluation decides (counted loops)
@@ -66,6 +67,7 @@ class Loop:
             vals = tuple(v.copy() if type(v) is TensorList else v for v in vals[:k]) + vals[k:]
         kq = k + self.nq
         extra = self.prologue(vals[kq:]) if self.prologue is not None else ()
+        limit, n = loop_limit(), 1
         if self.nq:
             # the state goes in a box the loop empties: a reference kept here to the first
             # version of a list would keep every element the loop overwrites alive
@@ -80,12 +82,18 @@ class Loop:
                 c = cond(vals)[0]
                 if not (c if c.ndim == 0 else c.size):
                     break
+                n += 1
+                if n > limit:
+                    raise too_many_iterations(limit)
         else:
             while True:
                 vals = body(vals + extra) + vals[k:]
                 c = cond(vals)[0]
                 if not (c if c.ndim == 0 else c.size):
                     break
+                n += 1
+                if n > limit:
+                    raise too_many_iterations(limit)
         if self.identity_perm:
             return vals
         vals += self.const_vals
@@ -96,6 +104,7 @@ class Loop:
         cond, body, k, kq = self.cond, self.body, self.k, self.k + self.nq
         vals = box.pop()
         steps = self.steps
+        limit, n = loop_limit(), 0
         while True:
             q = tuple(kernel(v, step) if first else kernel(step, v)
                       for v, (step, kernel, first, _) in zip(vals[k:kq], steps))
@@ -103,6 +112,9 @@ class Loop:
             c = cond(vals)[0]
             if not (c if c.ndim == 0 else c.size):
                 return vals
+            n += 1
+            if n >= limit:
+                raise too_many_iterations(limit)
 
     def _counted(self, box: list, extra: tuple) -> tuple | None:
         """The loop run with its condition decided a chunk of iterations at a time, or None
@@ -150,6 +162,8 @@ class Loop:
             if n < size:
                 return m + tuple(v[n, ...].copy() for v in vecs) + rest
             t += size
+            if t >= loop_limit():
+                raise too_many_iterations(loop_limit())
             size = min(2 * size, MAX_CHUNK)
 
 
@@ -199,6 +213,8 @@ def for_loop(fn):
         if d == 0 or (d > 0 and s > e) or (d < 0 and s < e):
             raise ValueError(f"For: invalid start/limit/delta: {s} {e} {d}")
         dt = start.dtype
+        if len(range(s, e, d)) > loop_limit():
+            raise too_many_iterations(loop_limit())
         for i in range(s, e, d):
             state = fn((np.asarray(i, dtype=dt),) + tuple(state))
         return tuple(state)

@@ -17,11 +17,21 @@ class FeedCheck:
 
     def __init__(self, name: str, dtype: str | None, shape):
         self.name = name
-        self.dtype = dtypes.to_numpy(dtype) if dtype and dtypes.is_known(dtype) else None
-        self.shape = tuple(shape) if isinstance(shape, list) else None
+        self.dtype = dtypes.to_numpy(dtype) if isinstance(dtype, str) and \
+            dtypes.is_known(dtype) else None
+        # (dims < 0 are unknown, as TF's -1)
+        self.shape = tuple(d if type(d) is int and d >= 0 else None for d in shape) \
+            if isinstance(shape, list) else None
 
     def __call__(self, value):
-        a = value if type(value) is np.ndarray else np.asarray(value)
+        if type(value) is np.ndarray:
+            a = value
+        else:
+            try:
+                a = np.asarray(value)
+            except (ValueError, TypeError) as e:  # a ragged nested list, say
+                raise FeedError(f"input {self.name!r}: the value fed is not an array "
+                                f"({type(value).__name__}: {e})") from None
         dt = self.dtype
         if dt is not None and (a.dtype != dt or dt.kind == "O"):
             if dt.kind == "O":

@@ -72,7 +72,7 @@ def _add_node(plan: Plan, node, outs_used: list[int], value_of: dict) -> None:
         if not isinstance(value, np.ndarray):
             raise GraphError(f"Const node {name!r} has no array value")
         value_of[(name, 0)] = v = plan.new_value()
-        plan.constants[v] = value
+        plan.constants[v] = read_only(value)
         plan.refs[v] = f"{name}:0"
         return
     if op == "Placeholder":
@@ -91,6 +91,17 @@ def _add_node(plan: Plan, node, outs_used: list[int], value_of: dict) -> None:
         plan.refs[v] = f"{name}:{i}"
         outs.append((i, v))
     plan.steps.append(Step(op, name, tuple(ins), tuple(outs), dict(node.attrs)))
+
+
+def read_only(value: np.ndarray) -> np.ndarray:
+    """``value``, or a read-only view of it: the plan's constants (and every view a kernel
+    makes of them) are never writeable, so the fetch can tell model memory from fresh
+    results (``codegen._fetch_expr``) and a kernel writing into one fails loudly."""
+    if not value.flags.writeable:
+        return value
+    view = value.view()
+    view.flags.writeable = False
+    return view
 
 
 def check_registered(nodes) -> None:

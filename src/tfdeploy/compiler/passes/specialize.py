@@ -104,6 +104,7 @@ def run(plan: Plan, ctx) -> Plan:
             outs = _shape_step(st, [shapes[v] for v in st.ins])
             if outs is not None:
                 for i, v in st.outs:
+                    outs[i].setflags(write=False)  # (a constant: see select.read_only)
                     plan.constants[v] = outs[i]
                     shapes[v] = outs[i].shape
                     static.add(v)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfdeploy.kernels.common import normalize_axis, np_dtype, op, specializer
+from tfdeploy.runtime.limits import check_array
 
 # --- identities ---------------------------------------------------------------------------------
 
@@ -291,6 +292,7 @@ def _pad_constant(x, paddings, value):
     if not any(v for row in p for v in row):
         return x
     shape = [d + lo + hi for d, (lo, hi) in zip(x.shape, p)]
+    check_array(shape, x.dtype, "the padded tensor")
     out = np.empty(shape, dtype=x.dtype)
     inner = tuple(slice(lo, lo + d) for d, (lo, _) in zip(x.shape, p))
     out[inner] = x
@@ -330,6 +332,8 @@ def MirrorPad(input, paddings, *, mode="REFLECT"):
             raise ValueError(f"MirrorPad: paddings {p} must be no greater than the dim size "
                              f"{'minus 1 ' if off else ''}for mode {mode} (shape "
                              f"{list(input.shape)})")
+    check_array([d + lo + hi for d, (lo, hi) in zip(input.shape, p)], input.dtype,
+                "the padded tensor")
     return np.pad(input, p, mode="reflect" if off else "symmetric")
 
 
@@ -406,7 +410,9 @@ def Fill(dims, value):
     """Fill: a tensor of shape ``dims`` filled with the scalar ``value``."""
     if np.ndim(value) != 0:
         raise ValueError(f"Fill: value must be a scalar, got shape {list(np.shape(value))}")
-    return np.full(_shape_arg(dims, "dims"), value, dtype=value.dtype)
+    shape = _shape_arg(dims, "dims")
+    check_array(shape, value.dtype)
+    return np.full(shape, value, dtype=value.dtype)
 
 
 @op("Empty")
@@ -414,6 +420,7 @@ def Empty(shape, *, dtype, init=False):
     """Empty: a tensor of ``shape`` (always zero-initialised here)."""
     dt = np_dtype(dtype)
     s = _shape_arg(shape)
+    check_array(s, dt)
     return np.full(s, b"", dtype=dt) if dt.kind == "O" else np.zeros(s, dtype=dt)
 
 
@@ -441,9 +448,14 @@ def Range(start, limit, delta):
                          f"{'>' if d > 0 else '<'} 0, got start {s}, limit {lim}")
     if dt.kind in "iu":
         n = (abs(int(lim) - int(s)) + abs(int(d)) - 1) // abs(int(d))
+        check_array((n,), np.int64, "the range")
         return np.asarray(int(s) + np.arange(n, dtype=np.int64) * int(d)).astype(dt)
     with np.errstate(all="ignore"):
-        n = int(np.ceil(np.abs((lim - s) / d)))
+        n = np.ceil(np.abs((lim - s) / d))
+    if not np.isfinite(n):
+        raise ValueError(f"Range: the number of values from {s} to {lim} by {d} is not finite")
+    n = int(n)
+    check_array((n,), np.float64, "the range")
     # TF computes each value in the dtype itself, rounding at each step: start + T(i) * delta
     return np.asarray(s + np.arange(n).astype(dt) * d, dtype=dt)
 
@@ -454,6 +466,7 @@ def LinSpace(start, stop, num):
     n = int(num)
     if n <= 0:
         raise ValueError(f"LinSpace: requires num > 0, got {n}")
+    check_array((n,), np.float64, "the values")
     dt = start.dtype
     a, b = start.reshape(()), stop.reshape(())
     if n == 1:
@@ -510,6 +523,7 @@ def Tile(input, multiples):
     m = _shape_arg(multiples, "multiples")
     if len(m) != input.ndim or any(v < 0 for v in m):
         raise ValueError(f"Tile: expected {input.ndim} non-negative multiples, got {list(m)}")
+    check_array([d * k for d, k in zip(input.shape, m)], input.dtype, "the tiled tensor")
     return np.tile(input, m) if input.ndim else input.copy()
 
 
@@ -571,8 +585,10 @@ def ReverseSequence(input, seq_lengths, *, seq_dim, batch_dim=0):
 
 @op("BroadcastTo")
 def BroadcastTo(input, shape):
-    """BroadcastTo: ``input`` broadcast to ``shape`` (a read-only view)."""
+    """BroadcastTo: ``input`` broadcast to ``shape`` (a read-only view; TF makes the tensor,
+    so its size is checked as if it were made)."""
     s = _shape_arg(shape)
+    check_array(s, input.dtype, "the broadcast tensor")
     try:
         return np.broadcast_to(input, s)
     except ValueError:

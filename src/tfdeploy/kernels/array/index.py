@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfdeploy.kernels.common import normalize_axis, np_dtype, op
+from tfdeploy.runtime.limits import check_array
 
 
 def _check_range(indices: np.ndarray, size: int, what: str) -> None:
@@ -128,9 +129,52 @@ def _scatter(out, indices, updates, mode, what, policy=""):
 @op("ScatterNd")
 def ScatterNd(indices, updates, shape, *, bad_indices_policy=""):
     """ScatterNd: zeros of ``shape`` with ``updates`` summed in at ``indices``."""
-    out = np.zeros([int(d) for d in np.asarray(shape).reshape(-1)], dtype=updates.dtype)
+    dims = [int(d) for d in np.asarray(shape).reshape(-1)]
+    check_array(dims, updates.dtype)
+    out = np.zeros(dims, dtype=updates.dtype)
     mode = "update" if updates.dtype == np.bool_ else "add"
     return _scatter(out, indices, updates, mode, "ScatterNd", bad_indices_policy)
+
+
+def _inplace(x, i, v, what: str, mode: str) -> np.ndarray:
+    """A copy of ``x`` with rows ``i`` set to / added / subtracted ``v`` (TF's Inplace* ops
+    write into x; these never modify an input)."""
+    idx = np.asarray(i).reshape(-1).astype(np.int64)
+    if x.ndim == 0:
+        raise ValueError(f"{what}: x must be at least 1-D, got a scalar")
+    if v.shape != (idx.size,) + x.shape[1:] and not (np.ndim(i) == 0 and
+                                                      v.shape == x.shape[1:]):
+        raise ValueError(f"{what}: v must be of shape {[idx.size, *x.shape[1:]]} (i has "
+                         f"{idx.size} rows, x shape {list(x.shape)}), got {list(v.shape)}")
+    bad = (idx < 0) | (idx >= x.shape[0])
+    if bad.any():
+        raise ValueError(f"{what}: i[{int(np.argmax(bad))}] = {int(idx[bad][0])} is not in "
+                         f"[0, {x.shape[0]})")
+    out = x.copy()
+    v = v.reshape((idx.size,) + x.shape[1:]).astype(x.dtype, copy=False)
+    if mode == "update":
+        out[idx] = v
+    else:  # (repeated rows accumulate, as TF's row-by-row loop does)
+        (np.add if mode == "add" else np.subtract).at(out, idx, v)
+    return out
+
+
+@op("InplaceUpdate")
+def InplaceUpdate(x, i, v):
+    """InplaceUpdate: x with rows i replaced by v (a copy: x is not changed)."""
+    return _inplace(x, i, v, "InplaceUpdate", "update")
+
+
+@op("InplaceAdd")
+def InplaceAdd(x, i, v):
+    """InplaceAdd: x with v added to rows i (a copy: x is not changed)."""
+    return _inplace(x, i, v, "InplaceAdd", "add")
+
+
+@op("InplaceSub")
+def InplaceSub(x, i, v):
+    """InplaceSub: x with v subtracted from rows i (a copy: x is not changed)."""
+    return _inplace(x, i, v, "InplaceSub", "sub")
 
 
 def _tensor_scatter(mode, what):
@@ -195,6 +239,7 @@ def OneHot(indices, depth, on_value, off_value, *, axis=-1):
         raise ValueError(f"OneHot: depth must be non-negative, got {d}")
     if not -1 <= axis <= indices.ndim:
         raise ValueError(f"OneHot: axis {axis} must be in [-1, {indices.ndim}]")
+    check_array(indices.shape + (d,), np.float64, "the one-hot tensor")
     hot = indices[..., None] == np.arange(d)
     out = np.where(hot, on_value, off_value).astype(on_value.dtype, copy=False)
     if axis != -1 and axis != indices.ndim:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfdeploy.kernels.common import low_precision, op
+from tfdeploy.runtime.limits import check_array
 
 # -- segment reductions ---------------------------------------------------------------------
 
@@ -131,6 +132,7 @@ def _unsorted(data, segment_ids, num_segments, kind):
     num = int(np.asarray(num_segments))
     if num < 0:
         raise ValueError(f"num_segments must be non-negative, got {num}")
+    check_array((num,) + data.shape[segment_ids.ndim:], np.float64, "the segments")
     if data.shape[:segment_ids.ndim] != segment_ids.shape:
         raise ValueError(f"data.shape {data.shape} must start with segment_ids.shape "
                          f"{segment_ids.shape}")
@@ -231,6 +233,7 @@ def _bincount(values: np.ndarray, size, weights: np.ndarray, binary: bool, dtype
     if weights.size and weights.shape != values.shape:
         raise ValueError(f"weights shape {weights.shape} must equal the input shape "
                          f"{values.shape} (or be empty)")
+    check_array(((values.shape[0] if batched else 1), size), dtype, "the counts")
     v = values.reshape(values.shape[0] if batched else 1, -1).astype(np.int64)
     rows = np.broadcast_to(np.arange(v.shape[0])[:, None], v.shape)
     keep = v < size
@@ -356,6 +359,7 @@ def SparseToDense(sparse_indices, output_shape, sparse_values, default_value, *,
                   validate_indices=True):
     """SparseToDense: a dense tensor of default_value with sparse_values at sparse_indices."""
     shape = tuple(int(d) for d in np.asarray(output_shape).reshape(-1))
+    check_array(shape, np.asarray(sparse_values).dtype)
     idx = np.asarray(sparse_indices).astype(np.int64)
     if idx.ndim > 2:
         raise ValueError(f"sparse_indices must be at most 2-D, got shape {idx.shape}")

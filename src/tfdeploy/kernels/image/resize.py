@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfdeploy.kernels.common import op, round_half_away
+from tfdeploy.runtime.limits import check_array
 
 _F32 = np.float32
 
@@ -29,6 +30,7 @@ def _check_resize(images: np.ndarray, size: np.ndarray, align_corners: bool = Fa
         raise ValueError(f"output dimensions must be positive, got {oh}x{ow}")
     if images.shape[1] <= 0 or images.shape[2] <= 0:
         raise ValueError(f"input image must be of non-zero size, got shape {images.shape}")
+    check_array((images.shape[0], oh, ow, images.shape[3]), np.float32, "the resized images")
     return oh, ow
 
 

@@ -207,6 +207,12 @@ def MatrixSolveLs(matrix, rhs, l2_regularizer, *, fast=True):
     out_shape = a.shape[:-2] + (n, b.shape[-1])
     if a.size == 0 or b.size == 0:
         return np.zeros(out_shape, dt)
+    (a, b), bad = _finite(a, b)  # (LAPACK may never return on inf; TF gives NaNs)
+    return _nan_where(bad, _solve_ls(a, b, lam, fast, m, n, out_shape).astype(dt,
+                                                                              copy=False))[0]
+
+
+def _solve_ls(a, b, lam: float, fast: bool, m: int, n: int, out_shape) -> np.ndarray:
     if fast:
         ah = _adj(a)
         if m >= n:
@@ -215,12 +221,12 @@ def MatrixSolveLs(matrix, rhs, l2_regularizer, *, fast=True):
         else:
             gram = a @ ah + lam * np.eye(m, dtype=a.dtype)
             x = ah @ _cholesky_solve(gram, b)
-        return x.astype(dt, copy=False)
+        return x
     if lam != 0:
         raise ValueError("MatrixSolveLs: fast=False supports only l2_regularizer=0")
     fa, fb = a.reshape((-1, m, n)), b.reshape((-1, m, b.shape[-1]))
     x = np.stack([np.linalg.lstsq(fa[i], fb[i], rcond=None)[0] for i in range(fa.shape[0])])
-    return x.reshape(out_shape).astype(dt, copy=False)
+    return x.reshape(out_shape)
 
 
 def _cholesky_solve(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
@@ -233,6 +239,33 @@ def _cholesky_solve(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     return _triangular_solve(_adj(low), y, lower=False)
 
 
+def _finite(*xs) -> tuple:
+    """(the matrices ``xs``, each non-finite one replaced by the identity; mask of those, or
+    None): iterative LAPACK routines (SVD, eigen, least squares) may spin or fail on inf/NaN,
+    where TF returns NaNs; callers set those matrices' outputs to NaN (:func:`_nan_where`)."""
+    bad = None
+    for x in xs:
+        b = ~np.isfinite(x).all(axis=(-2, -1))
+        bad = b if bad is None else bad | b
+    if bad is None or not bad.any():
+        return xs, None
+    return tuple(np.where(bad[..., None, None], np.eye(*x.shape[-2:], dtype=x.dtype), x)
+                 for x in xs), bad
+
+
+def _nan_where(bad, *outs) -> tuple:
+    """``outs`` with the entries of the matrices flagged in ``bad`` set to NaN."""
+    if bad is None:
+        return outs
+    res = []
+    for o in outs:
+        if o.ndim >= bad.ndim and o.shape[:bad.ndim] == bad.shape and o.dtype.kind in "fc":
+            o = o.copy()
+            o[bad] = np.nan
+        res.append(o)
+    return tuple(res)
+
+
 # -- eigen, SVD, QR, LU --------------------------------------------------------------------------
 
 @op("SelfAdjointEigV2")
@@ -242,10 +275,11 @@ def SelfAdjointEigV2(input, *, compute_v=True):
     Only the lower triangle is read. Eigenvectors are unique only up to sign (phase).
     """
     x, dt = _low(_square(input))
+    (x,), bad = _finite(x)
     if not compute_v:
-        return np.linalg.eigvalsh(x).astype(dt), np.zeros(0, dt)
+        return _nan_where(bad, np.linalg.eigvalsh(x).astype(dt), np.zeros(0, dt))
     e, v = np.linalg.eigh(x)
-    return e.astype(dt), v.astype(dt)
+    return _nan_where(bad, e.astype(dt), v.astype(dt))
 
 
 @op("Eig")
@@ -260,10 +294,11 @@ def Eig(input, *, compute_v=True, Tout="complex64"):
     if x.size == 0:
         e = np.zeros(x.shape[:-1], out)
         return e, (np.zeros(x.shape, out) if compute_v else np.zeros(0, out))
+    (x,), bad = _finite(x)
     if not compute_v:
-        return np.linalg.eigvals(x).astype(out), np.zeros(0, out)
+        return _nan_where(bad, np.linalg.eigvals(x).astype(out), np.zeros(0, out))
     e, v = np.linalg.eig(x)
-    return e.astype(out), v.astype(out)
+    return _nan_where(bad, e.astype(out), v.astype(out))
 
 
 @op("Svd")
@@ -284,10 +319,12 @@ def Svd(input, *, compute_uv=True, full_matrices=False):
         u = np.broadcast_to(np.eye(m, um, dtype=dt), x.shape[:-2] + (m, um)).copy()
         v = np.broadcast_to(np.eye(n, vn, dtype=dt), x.shape[:-2] + (n, vn)).copy()
         return s, u, v
+    (x,), bad = _finite(x)  # (LAPACK may never return on inf; TF gives NaNs)
     if not compute_uv:
-        return np.linalg.svd(x, compute_uv=False).astype(sdt), np.zeros(0, dt), np.zeros(0, dt)
+        s = np.linalg.svd(x, compute_uv=False).astype(sdt)
+        return _nan_where(bad, s)[0], np.zeros(0, dt), np.zeros(0, dt)
     u, s, vh = np.linalg.svd(x, full_matrices=full_matrices)
-    return s.astype(sdt), u.astype(dt), _adj(vh).astype(dt)
+    return _nan_where(bad, s.astype(sdt), u.astype(dt), _adj(vh).astype(dt))
 
 
 @op("Qr")

@@ -143,4 +143,4 @@ def LookupTableSizeV2(table_handle):
 def LookupTableExportV2(table_handle, *, Tkeys=None, Tvalues=None):
     """LookupTableExportV2: all keys and values, in the order TF exported them at conversion."""
     t = _table(table_handle)
-    return t.keys, t.values
+    return t.keys.copy(), t.values.copy()  # (the caller's: never the table's own memory)

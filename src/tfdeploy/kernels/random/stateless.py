@@ -13,6 +13,7 @@ import numpy as np
 
 from tfdeploy.kernels.common import np_dtype, op
 from tfdeploy.numerics import philox as px
+from tfdeploy.runtime.limits import check_array
 
 RNG_ALG_PHILOX = 1
 RNG_ALG_THREEFRY = 2
@@ -65,6 +66,7 @@ def _float_dtype(dtype: str) -> np.dtype:
 
 def _fill(dist, dims, gen, *args) -> np.ndarray:
     key, counter = gen
+    check_array(dims, np.float64, "the random tensor")
     n = int(np.prod(dims, dtype=np.int64))
     return dist(key, counter, n, *args).reshape(dims)
 
@@ -80,6 +82,7 @@ def _int_bounds(minval, maxval, dtype: np.dtype) -> tuple[int, int]:
 def _uniform_int(dims, gen, minval, maxval) -> np.ndarray:
     dt = np.asarray(minval).dtype
     lo, hi = _int_bounds(minval, maxval, dt)
+    check_array(dims, np.int64, "the random tensor")
     n = int(np.prod(dims, dtype=np.int64))
     if n == 0:
         return np.zeros(dims, dt)

@@ -15,6 +15,7 @@ import re
 import numpy as np
 
 from tfdeploy.kernels.common import normalize_axis, np_dtype, op
+from tfdeploy.runtime.limits import check_elements
 
 _WS = b" \t\n\v\f\r"  # absl::ascii_isspace, as TF's str_util uses
 
@@ -312,6 +313,8 @@ def StringNGrams(data, data_splits, *, separator, ngram_widths, left_pad, right_
             if short.size and pad_width < 0:
                 raise ValueError("Pad width should be >= 0 when preserve_short_sequences is "
                                  "True and ngram_widths are not provided")
+            if short.size:
+                check_elements((short.size, 2 * pad_width + int(lens.max())), 8, "the n-grams")
             for r in short.tolist():
                 row = [lpad] * pad_width + pool[splits[r]:splits[r + 1]].tolist() + \
                     [rpad] * pad_width
@@ -320,6 +323,9 @@ def StringNGrams(data, data_splits, *, separator, ngram_widths, left_pad, right_
         p = _pad(pad_width, w)
         counts = np.maximum(0, lens + 2 * p - w + 1)
         total = int(counts.sum())
+        if total == 0:  # (a huge width makes no n-gram: never loop over its positions)
+            continue
+        check_elements((total, w), 8, "the n-grams")
         rows = np.repeat(np.arange(nrows), counts)
         i = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
         acc = None
@@ -349,9 +355,10 @@ def _pad(pad_width: int, w: int) -> int:
 # -- numbers <-> strings -------------------------------------------------------------------------
 
 _INT_RE = re.compile(rb"[ \t\n\v\f\r]*[+-]?[0-9]+[ \t\n\v\f\r]*\Z")
-_FLOAT_RE = re.compile(rb"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|"
-                       rb"nan)\Z", re.IGNORECASE)
-_HEX_RE = re.compile(rb"[+-]?0x(?:[0-9a-f]+\.?[0-9a-f]*|\.[0-9a-f]+)(?:p[+-]?[0-9]+)?\Z",
+# (unambiguous, so a long non-number fails in linear time: "[0-9]+\.?[0-9]*" was quadratic)
+_FLOAT_RE = re.compile(rb"[+-]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|"
+                       rb"infinity|nan)\Z", re.IGNORECASE)
+_HEX_RE = re.compile(rb"[+-]?0x(?:[0-9a-f]+(?:\.[0-9a-f]*)?|\.[0-9a-f]+)(?:p[+-]?[0-9]+)?\Z",
                      re.IGNORECASE)
 
 

@@ -1,8 +1,14 @@
 """Regular expressions: StaticRegexReplace, RegexReplace, StaticRegexFullMatch, RegexFullMatch.
 
-TF uses RE2; these kernels translate an RE2 pattern to Python's ``re`` (once per pattern,
-cached) and match on the UTF-8 decoded text, as RE2 does in its default UTF-8 mode. The
-translation keeps RE2's meaning where the two differ:
+TF uses RE2, whose matching time is linear in the input. With the ``google-re2`` package
+installed (``pip install 'tfdeploy[re2]'``, in the ``test`` extra too) these kernels use RE2
+itself, on the UTF-8 bytes, exactly as TF does. Without it they fall back on Python's ``re``,
+which backtracks: a hostile pattern such as ``(a+)+$`` would take exponential time, so the
+fallback refuses (a clear error) patterns with a repetition nested in a repetition, or more
+than ``FALLBACK_MAX_REPEATS`` unbounded repetitions, and strings longer than
+``FALLBACK_MAX_TEXT`` bytes (docs/security.md). The fallback translates the RE2 pattern to
+Python's ``re`` (once per pattern, cached) and matches on the UTF-8 decoded text, keeping RE2's
+meaning where the two differ:
 
 - ``\\d \\w \\s \\b`` are ASCII-only in RE2 (``\\s`` is ``[\\t\\n\\f\\r ]``, without ``\\v``);
 - ``$`` without the ``m`` flag matches only at the very end (``\\Z``), never before a final
@@ -12,11 +18,12 @@ translation keeps RE2's meaning where the two differ:
 - a global replace never replaces an empty match right after the previous match (RE2's rule;
   Python's ``re.sub`` does), and rewrites use RE2's syntax (``\\0``-``\\9``, ``\\\\``).
 
-Not supported (a clear error): ``\\C``, ``(?U)``, negated POSIX classes, and Unicode classes
-other than ``\\pL``/``\\p{L}`` and ``\\p{Nd}`` (and their ``\\P`` negations) outside brackets.
-Known deviations: ``\\D \\W \\S`` *inside* brackets use Python's Unicode meaning;
-case-insensitive matching uses Python's case folding; bytes that are not valid UTF-8 count as one
-character each (``.`` and negated classes match them, where RE2 never matches them).
+Not supported by the fallback (a clear error): ``\\C``, ``(?U)``, negated POSIX classes,
+and Unicode classes other than ``\\pL``/``\\p{L}`` and ``\\p{Nd}`` (and their ``\\P``
+negations) outside brackets. Its known deviations: ``\\D \\W \\S`` *inside* brackets use
+Python's Unicode meaning; case-insensitive matching uses Python's case folding; bytes that are
+not valid UTF-8 count as one character each (``.`` and negated classes match them, where RE2
+never matches them).
 """
 
 from __future__ import annotations
@@ -25,6 +32,11 @@ import functools
 import re
 
 import numpy as np
+
+try:  # RE2 itself when installed (linear time); else the guarded fallback on Python's re
+    import re2 as _re2
+except ImportError:  # pragma: no cover - depends on the environment
+    _re2 = None
 
 from tfdeploy.kernels.common import op
 from tfdeploy.kernels.strings.core import as_bytes_list, strings_array
@@ -208,15 +220,113 @@ def _translate_class(pattern: str, i: int, out: list[str]) -> int:
     raise ValueError(f"regular expression {pattern!r}: missing ']'")
 
 
-@functools.lru_cache(maxsize=256)
-def compile_re2(pattern: bytes | str) -> re.Pattern:
-    """The compiled Python equivalent of an RE2 pattern (bytes are UTF-8)."""
-    if isinstance(pattern, bytes):
-        pattern = pattern.decode("utf-8", "surrogateescape")
+#: the fallback (no google-re2) refuses strings longer than this many bytes...
+FALLBACK_MAX_TEXT = 4096
+#: ... and patterns with more unbounded repetitions than this (or one nested in another)
+FALLBACK_MAX_REPEATS = 2
+
+
+def _sre():
+    """Python's regex parser and its constants (moved in Python 3.11)."""
     try:
-        return re.compile(translate(pattern))
-    except re.error as e:
-        raise ValueError(f"invalid regular expression {pattern!r}: {e}") from None
+        from re import _constants, _parser
+    except ImportError:  # Python 3.10
+        import sre_constants as _constants
+        import sre_parse as _parser
+    return _constants, _parser
+
+
+def _repeats(tree, inside: bool, what: str, counts: list) -> None:
+    """Count the unbounded repetitions of a parsed Python pattern; refuse nesting."""
+    C = _sre()[0]  # noqa: N806
+    repeats = (C.MAX_REPEAT, C.MIN_REPEAT, getattr(C, "POSSESSIVE_REPEAT", C.MAX_REPEAT))
+    for op_, av in tree:
+        if op_ in repeats:
+            lo, hi, sub = av
+            if hi == C.MAXREPEAT or hi > 1:
+                if inside:
+                    raise ValueError(f"regular expression {what!r}: a repetition inside a "
+                                     "repetition can take exponential time without RE2 "
+                                     "(pip install google-re2)")
+                counts[0] += hi == C.MAXREPEAT or hi > 16
+                _repeats(sub, True, what, counts)
+                continue
+            _repeats(sub, inside, what, counts)
+        elif op_ == C.SUBPATTERN:
+            _repeats(av[-1], inside, what, counts)
+        elif op_ == C.BRANCH:
+            for b in av[1]:
+                _repeats(b, inside, what, counts)
+        elif op_ in (C.ASSERT, C.ASSERT_NOT):
+            _repeats(av[1], inside, what, counts)
+
+
+def _guard(rx: re.Pattern, pattern: str) -> None:
+    """The fallback's limit on patterns that backtrack badly (module docstring)."""
+    counts = [0]
+    _repeats(_sre()[1].parse(rx.pattern, rx.flags), False, pattern, counts)
+    if counts[0] > FALLBACK_MAX_REPEATS:
+        raise ValueError(f"regular expression {pattern!r}: more than {FALLBACK_MAX_REPEATS} "
+                         "unbounded repetitions can take polynomial time without RE2 (pip "
+                         "install google-re2)")
+
+
+class _Fallback:
+    """Python's ``re`` with RE2's meaning, on bytes (decoded with surrogateescape)."""
+
+    def __init__(self, rx: re.Pattern):
+        self.rx = rx
+        self.groups = rx.groups
+
+    def fullmatch(self, b: bytes) -> bool:
+        return self.rx.fullmatch(_text(b)) is not None
+
+    def replace(self, parts, b: bytes, replace_global: bool) -> bytes:
+        s = _text(b)
+        return _replace(self.rx.search, parts, s, replace_global, _step_str).encode(
+            "utf-8", "surrogateescape")
+
+
+def _text(b: bytes) -> str:
+    if len(b) > FALLBACK_MAX_TEXT:
+        raise ValueError(f"a string of {len(b)} bytes is longer than regular expressions may "
+                         f"match without RE2 ({FALLBACK_MAX_TEXT}; pip install google-re2)")
+    return b.decode("utf-8", "surrogateescape")
+
+
+class _RE2:
+    """RE2 itself, on the UTF-8 bytes as TF runs it."""
+
+    def __init__(self, rx):
+        self.rx = rx
+        self.groups = rx.groups
+
+    def fullmatch(self, b: bytes) -> bool:
+        return self.rx.fullmatch(b) is not None
+
+    def replace(self, parts, b: bytes, replace_global: bool) -> bytes:
+        return _replace(self.rx.search, parts, b, replace_global, _step_utf8)
+
+
+@functools.lru_cache(maxsize=256)
+def compile_re2(pattern: bytes | str):
+    """The compiled RE2 pattern (bytes are UTF-8): RE2 itself, or the guarded fallback."""
+    if isinstance(pattern, str):
+        pattern = pattern.encode("utf-8", "surrogateescape")
+    if _re2 is not None:
+        options = _re2.Options()
+        options.log_errors = False
+        try:
+            return _RE2(_re2.compile(pattern, options))
+        except _re2.error as e:
+            raise ValueError(f"invalid regular expression {pattern!r}: {e}") from None
+    text = pattern.decode("utf-8", "surrogateescape")
+    try:
+        rx = re.compile(translate(text))
+    except (re.error, OverflowError, RecursionError) as e:
+        raise ValueError(f"invalid regular expression {text!r}: {e}") from None
+    _guard(rx, text)
+    return _Fallback(rx)
 
 
 @functools.lru_cache(maxsize=256)
@@ -251,27 +361,44 @@ def _parse_rewrite(rewrite: str):
     return tuple(parts), top, valid
 
 
-def _expand(parts, m: re.Match) -> str:
-    return "".join(p if isinstance(p, str) else (m.group(p) or "") for p in parts)
+def _expand(parts, m) -> str | bytes:
+    empty = m.string[:0]
+    return empty.join(p if not isinstance(p, int) else (m.group(p) or empty) for p in parts)
 
 
-def _replace(rx: re.Pattern, parts, s: str, replace_global: bool) -> str:
-    """RE2's GlobalReplace / Replace on one string."""
-    out: list[str] = []
+def _step_str(s: str, p: int) -> int:
+    return 1
+
+
+def _step_utf8(s: bytes, p: int) -> int:
+    """The length of the UTF-8 character at ``s[p]`` (1 for an invalid byte), as RE2 skips."""
+    c = s[p]
+    n = 1 if c < 0xC0 else 2 if c < 0xE0 else 3 if c < 0xF0 else 4 if c < 0xF8 else 1
+    if n > 1:
+        try:
+            s[p:p + n].decode("utf-8")
+        except UnicodeDecodeError:
+            return 1
+    return n
+
+
+def _replace(search, parts, s, replace_global: bool, step):
+    """RE2's GlobalReplace / Replace on one string (str or bytes), with ``search(s, pos)``."""
+    out: list = []
     p, n = 0, len(s)
     lastend = -1
     count = 0
     while p <= n:
-        m = rx.search(s, p)
+        m = search(s, p)
         if m is None:
             break
         st, en = m.span()
         if p < st:
             out.append(s[p:st])
         if st == en and st == lastend:  # no empty match right after the previous one
-            if p < n:
-                out.append(s[p])
-            p += 1
+            k = step(s, p) if p < n else 1
+            out.append(s[p:p + k])
+            p += k
             continue
         out.append(_expand(parts, m))
         p = lastend = en
@@ -282,7 +409,7 @@ def _replace(rx: re.Pattern, parts, s: str, replace_global: bool) -> str:
         return s
     if p < n:
         out.append(s[p:])
-    return "".join(out)
+    return s[:0].join(out)
 
 
 def _scalar_text(x, what: str) -> bytes:
@@ -303,11 +430,10 @@ def _regex_replace(input, pattern, rewrite, replace_global: bool) -> np.ndarray:
     # bad escape: the strings stay as they are
     if top > rx.groups or not (valid or replace_global):
         return strings_array(items, x.shape)
-    out = []
-    for b in items:
-        s = b.decode("utf-8", "surrogateescape")
-        out.append(_replace(rx, parts, s, replace_global).encode("utf-8", "surrogateescape"))
-    return strings_array(out, x.shape)
+    if isinstance(rx, _RE2):
+        parts = tuple(p.encode("utf-8", "surrogateescape") if isinstance(p, str) else p
+                      for p in parts)
+    return strings_array([rx.replace(parts, b, replace_global) for b in items], x.shape)
 
 
 @op("StaticRegexReplace")
@@ -326,8 +452,7 @@ def RegexReplace(input, pattern, rewrite, *, replace_global=True):
 def _full_match(input, pattern) -> np.ndarray:
     x = np.asarray(input, dtype=object)
     rx = compile_re2(pattern)
-    items = as_bytes_list(x)
-    got = [rx.fullmatch(b.decode("utf-8", "surrogateescape")) is not None for b in items]
+    got = [rx.fullmatch(b) for b in as_bytes_list(x)]
     return np.array(got, dtype=bool).reshape(x.shape)
 
 

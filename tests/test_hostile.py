@@ -1,0 +1,580 @@
+"""Hardening: outputs never alias the model, hostile files and inputs fail cleanly and fast,
+careless callers get clear errors (docs/security.md)."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import time
+
+import numpy as np
+import pytest
+
+import tfdeploy as td
+from graphs import const, dense_softmax, model_of, placeholder
+from tfdeploy.ir.graph import FuncAttr, Graph, Node, TensorSpec
+
+
+def _graph(nodes, inputs, outputs, functions=None, out_dtype="float32") -> Graph:
+    by = {n.name: n for n in nodes}
+    g = Graph(list(nodes),
+              [TensorSpec(i, f"{i}:0", by[i].attrs.get("dtype", "float32"),
+                          by[i].attrs.get("shape")) for i in inputs],
+              [TensorSpec(o.split(":")[0], o if ":" in o else f"{o}:0", out_dtype, None)
+               for o in outputs])
+    g.functions = functions or {}
+    return g
+
+
+def _saved(g: Graph) -> td.Model:
+    m = td.Model()
+    m._add_graph(g, None)
+    b = io.BytesIO()
+    m.save(b)
+    return td.load(b.getvalue())
+
+
+# ------------------------------------------------------------------ outputs never alias the model
+
+def _writes_do_not_stick(model, *args):
+    first = model(*args)
+    outs = first if isinstance(first, tuple) else (first,)
+    before = [o.copy() for o in outs]
+    for o in outs:
+        assert o.flags.writeable
+        o[...] = o.flat[0] if o.dtype == object else 7
+    again = model(*args)
+    again = again if isinstance(again, tuple) else (again,)
+    for b, a in zip(before, again):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("saved", [False, True])
+def test_views_of_weights_are_copied(saved):
+    W = np.arange(12, dtype=np.float32).reshape(3, 4)
+    nodes = [placeholder("x", "float32", [None]), const("W", W), const("shape", [4, 3]),
+             Node("r", "Reshape", ["W", "shape"], {"T": "float32"}),
+             const("b", [0]), const("e", [2]), const("s1", [1]),
+             Node("sl", "StridedSlice", ["W", "b", "e", "s1"], {"T": "float32"}),
+             Node("t", "Transpose", ["W", "perm"], {"T": "float32"}), const("perm", [1, 0]),
+             Node("y", "AddV2", ["x", "x"], {"T": "float32"})]
+    m = model_of(nodes, ["x"], ["r", "sl", "t", "y", "r"])
+    if saved:
+        b = io.BytesIO()
+        m.save(b)
+        m = td.load(b.getvalue())
+    _writes_do_not_stick(m, np.ones(2, np.float32))
+    r1, _, _, _, r2 = m(np.ones(2, np.float32))
+    assert not np.may_share_memory(r1, r2)  # the same tensor fetched twice: two arrays
+    np.testing.assert_array_equal(W, np.arange(12).reshape(3, 4))
+
+
+def test_reshape_of_weight_by_a_fed_shape_is_copied():
+    W = np.arange(6, dtype=np.float32)
+    m = model_of([placeholder("s", "int32", [None]), const("W", W),
+                  Node("r", "Reshape", ["W", "s"], {"T": "float32"})], ["s"], ["r"])
+    _writes_do_not_stick(m, np.array([2, 3], np.int32))
+    np.testing.assert_array_equal(W, np.arange(6))
+
+
+@pytest.mark.parametrize("value", [np.array([1.5, 2.5], np.float32),
+                                   np.array([b"a", b"b"], dtype=object)])
+def test_if_branch_returning_its_constant(value):
+    then = _graph([placeholder("a", "float32"), const("c", value)], ["a"], ["c"])
+    other = _graph([placeholder("a", "float32"), const("d", value)], ["a"], ["d"])
+    g = _graph([placeholder("p", "bool"), placeholder("x"),
+                Node("if", "If", ["p", "x"], {"then_branch": FuncAttr("t"),
+                                              "else_branch": FuncAttr("e")})],
+               ["p", "x"], ["if"], {"t": then, "e": other})
+    m = _saved(g)
+    _writes_do_not_stick(m, np.bool_(True), np.float32(1))
+    _writes_do_not_stick(m, np.bool_(False), np.float32(1))
+
+
+def test_lookup_table_export_is_a_copy():
+    keys = np.array([b"a", b"b"], dtype=object)
+    g = _graph([placeholder("x", "string"),
+                Node("t", "TFDHashTable", [], {"keys": keys, "values": np.array([1, 2]),
+                                               "key_dtype": "string", "value_dtype": "int64"}),
+                Node("ex", "LookupTableExportV2", ["t"], {"Tkeys": "string",
+                                                          "Tvalues": "int64"})],
+               ["x"], ["ex:0", "ex:1"])
+    _writes_do_not_stick(_saved(g), np.array([b"a"], dtype=object))
+
+
+def test_load_copies_a_writable_buffer():
+    m, _ = dense_softmax()
+    b = io.BytesIO()
+    m.save(b)
+    buf = bytearray(b.getvalue())
+    loaded = td.load(buf)
+    x = np.ones((1, 784), np.float32)
+    y = loaded(x)
+    buf[-4000:] = b"\x7f" * 4000
+    np.testing.assert_array_equal(loaded(x), y)
+
+
+# ------------------------------------------------------------------ hostile files: clean errors
+
+def _model_bytes() -> bytes:
+    m, _ = dense_softmax(8, 3)
+    b = io.BytesIO()
+    m.save(b)
+    return b.getvalue()
+
+
+def _header_of(data: bytes):
+    (hlen,) = struct.unpack_from("<Q", data, 16)
+    return json.loads(data[24:24 + hlen]), hlen
+
+
+def _with_header(data: bytes, header_text: str) -> bytes:
+    """``data`` with another header; arrays are addressed from the end of the header."""
+    _, hlen = _header_of(data)
+    h = header_text.encode()
+    h += b" " * (-(24 + len(h)) % 64)
+    return data[:16] + struct.pack("<Q", len(h)) + h + data[24 + hlen:]
+
+
+def _mutated(mutate) -> bytes:
+    data = _model_bytes()
+    header, _ = _header_of(data)
+    mutate(header)
+    return _with_header(data, json.dumps(header))
+
+
+def _nodes(h):
+    return h["graphs"][0]["graph"]["nodes"]
+
+
+def _set_output_ref(ref):
+    def f(h):
+        h["graphs"][0]["graph"]["outputs"][0]["ref"] = ref
+    return f
+
+
+def _placeholder_attr(key, value):
+    def f(h):
+        _nodes(h)[0]["attrs"][key] = value
+    return f
+
+
+def _array_shape(shape):
+    def f(h):
+        h["arrays"][0]["shape"] = shape
+    return f
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (_set_output_ref("W:1000000000"), "invalid output index"),
+    (_set_output_ref("W:1"), "has 1 output"),
+    (_set_output_ref("W:\u00b2"), "missing tensor 'W:\u00b2'"),
+    (_placeholder_attr("dtype", ["float32"]), "'dtype' must be a dtype name"),
+    (_placeholder_attr("dtype", {"$bytes": ""}), "'dtype' must be a dtype name"),
+    (_placeholder_attr("shape", [[1]]), "'shape' must be null or a list"),
+    (_placeholder_attr("shape", [1] * 100), "'shape' must be null or a list"),
+    (_array_shape([1] * 100), "rank 100"),
+    (_array_shape([2 ** 70]), "invalid dimension"),
+])
+def test_hostile_headers_raise_file_format_errors(mutate, match):
+    with pytest.raises(td.FileFormatError, match=match):
+        td.load(_mutated(mutate))
+
+
+def test_huge_integer_in_header():
+    data = _model_bytes()
+    header, _ = _header_of(data)
+    text = json.dumps(header).replace('"format_version": 1', '"format_version": 1' + "0" * 5000)
+    with pytest.raises(td.FileFormatError, match="corrupted header"):
+        td.load(_with_header(data, text))
+
+
+def test_header_limit_is_adjustable():
+    data = _model_bytes()
+    td.setup(max_header_bytes=64)
+    try:
+        with pytest.raises(td.FileFormatError, match="max_header_bytes"):
+            td.load(data)
+    finally:
+        td.setup(max_header_bytes=None)
+    td.load(data)
+
+
+def _call_graph(functions, top_op="PartitionedCall", attrs=None) -> Graph:
+    return _graph([placeholder("x"), Node("call", top_op, ["x"],
+                                          attrs if attrs is not None else {"f": FuncAttr("f")})],
+                  ["x"], ["call"], functions)
+
+
+def _caller(name: str, callee: str) -> Graph:
+    return _graph([placeholder("a"), Node(name, "PartitionedCall", ["a"],
+                                          {"f": FuncAttr(callee)})], ["a"], [name])
+
+
+@pytest.mark.parametrize("op, attrs, match", [
+    ("PartitionedCall", {}, "needs the function attribute 'f'"),
+    ("While", {"cond": FuncAttr("f")}, "needs the function attribute 'body'"),
+    ("Case", {"branches": []}, "needs the function attribute 'branches'"),
+    ("StatelessIf", {"then_branch": FuncAttr("f"), "else_branch": "f"},
+     "needs the function attribute 'else_branch'"),
+])
+def test_control_flow_without_its_functions(op, attrs, match):
+    f = _graph([placeholder("a"), Node("n", "Neg", ["a"], {"T": "float32"})], ["a"], ["n"])
+    g = _call_graph({"f": f}, op, attrs)
+    m = td.Model()
+    m.graphs["default"] = g  # (as a file would hold it: Model._add_graph checks calls only)
+    b = io.BytesIO()
+    td.fileformat.save(m.graphs, b)
+    with pytest.raises(td.FileFormatError, match=match):
+        td.load(b.getvalue())
+
+
+def test_recursive_functions_are_refused_at_load_with_the_cycle():
+    g = _call_graph({"f": _caller("c", "g"), "g": _caller("d", "f")})
+    b = io.BytesIO()
+    td.fileformat.save({"default": g}, b)
+    with pytest.raises(td.FileFormatError, match="call themselves: 'f' -> 'g' -> 'f'"):
+        td.load(b.getvalue())
+    with pytest.raises(td.GraphError, match="call themselves"):
+        td.Model()._add_graph(g, None)
+
+
+def test_function_nesting_limit():
+    funcs = {f"f{k}": _caller(f"c{k}", f"f{k + 1}") for k in range(10)}
+    funcs["f10"] = _graph([placeholder("a"), Node("n", "Neg", ["a"], {"T": "float32"})],
+                          ["a"], ["n"])
+    g = _call_graph(funcs, attrs={"f": FuncAttr("f0")})
+    b = io.BytesIO()
+    td.fileformat.save({"default": g}, b)
+    td.setup(max_function_depth=5)
+    try:
+        with pytest.raises(td.FileFormatError, match="nests function calls"):
+            td.load(b.getvalue())
+    finally:
+        td.setup(max_function_depth=None)
+    assert td.load(b.getvalue())(np.float32(2)) == -2
+
+
+def test_nested_calls_compile_in_linear_time():
+    """Each function calls the next twice: 2**depth calls, but each body compiles once."""
+    depth = 16
+    funcs = {}
+    for k in range(depth):
+        funcs[f"f{k}"] = _graph(
+            [placeholder("a"), Node("c1", "PartitionedCall", ["a"], {"f": FuncAttr(f"f{k + 1}")}),
+             Node("c2", "StatefulPartitionedCall", ["a"], {"f": FuncAttr(f"f{k + 1}")}),
+             Node("s", "AddV2", ["c1", "c2"], {"T": "float32"})], ["a"], ["s"])
+    funcs[f"f{depth}"] = _graph([placeholder("a"), Node("n", "Neg", ["a"], {"T": "float32"})],
+                                ["a"], ["n"])
+    g = _call_graph(funcs, attrs={"f": FuncAttr("f0")})
+    m = _saved(g)
+    t = time.perf_counter()
+    np.testing.assert_allclose(m(np.float32(1)), -(2.0 ** depth))
+    assert time.perf_counter() - t < 5  # (0.1 s here; exponential would be hours)
+
+
+def test_wrong_shaped_constant_where_a_scalar_is_expected():
+    m = _saved(_graph([placeholder("x"), const("dims", [2, 2]), const("v", [[1.0, 2.0]]),
+                       Node("f", "Fill", ["dims", "v"], {"T": "float32"}),
+                       Node("y", "AddV2", ["x", "f"], {"T": "float32"})], ["x"], ["y"]))
+    with pytest.raises(td.TFDeployError, match="'f' \\(Fill\\).*scalar"):
+        m(np.float32(1))
+
+
+# ------------------------------------------------------------------ denial of service: bounded
+
+def _string_model(op, attrs, n_inputs=1, out_dtype="string") -> td.Model:
+    ins = [placeholder(f"s{i}", "string") for i in range(n_inputs)]
+    g = _graph(ins + [Node("op", op, [n.name for n in ins], attrs)],
+               [n.name for n in ins], ["op"], out_dtype=out_dtype)
+    return _saved(g)
+
+
+@pytest.mark.parametrize("pattern, text", [(b"(a+)+$", b"a" * 26 + b"!"),
+                                           (b"\\s+$", b" " * 40000 + b"x"),
+                                           (b"(x+x+)+y", b"x" * 5000)])
+def test_regexes_run_in_linear_time(pattern, text):
+    full = _string_model("StaticRegexFullMatch", {"pattern": pattern}, out_dtype="bool")
+    repl = _string_model("StaticRegexReplace", {"pattern": pattern, "rewrite": b"-"})
+    x = np.array([text], dtype=object)
+    t = time.perf_counter()
+    try:
+        assert not full(x)[0]
+        assert repl(x)[0] == text
+    except td.ExecutionError as e:  # (the fallback without google-re2 refuses them)
+        assert "without RE2" in str(e)
+    assert time.perf_counter() - t < 1
+
+
+def test_regex_fallback_refuses_what_can_backtrack(monkeypatch):
+    from tfdeploy.kernels.strings import regex
+
+    monkeypatch.setattr(regex, "_re2", None)
+    regex.compile_re2.cache_clear()
+    try:
+        full = _string_model("StaticRegexFullMatch", {"pattern": b"(a+)+$"}, out_dtype="bool")
+        with pytest.raises(td.ExecutionError, match="repetition inside a repetition"):
+            full(np.array([b"aaa"], dtype=object))
+        ok = _string_model("StaticRegexFullMatch", {"pattern": b"[a-z]+\\d"}, out_dtype="bool")
+        assert ok(np.array([b"abc1"], dtype=object))[0]
+        with pytest.raises(td.ExecutionError, match="longer than regular expressions"):
+            ok(np.array([b"a" * 5000], dtype=object))
+    finally:
+        regex.compile_re2.cache_clear()
+
+
+def test_string_to_number_is_linear():
+    m = _string_model("StringToNumber", {"out_type": "float32"}, out_dtype="float32")
+    t = time.perf_counter()
+    with pytest.raises(td.ExecutionError, match="could not correctly convert"):
+        m(np.array([b"1" * 20000 + b"x"], dtype=object))
+    assert time.perf_counter() - t < 1
+    assert m(np.array([b" 1.5e3 ", b"0x1p4"], dtype=object)).tolist() == [1500.0, 16.0]
+
+
+def test_string_ngrams_with_a_huge_width_makes_nothing_fast():
+    ins = [placeholder("s", "string"), placeholder("sp", "int64")]
+    g = _graph(ins + [Node("ng", "StringNGrams", ["s", "sp"], {
+        "separator": b" ", "ngram_widths": [10 ** 9], "left_pad": b"", "right_pad": b"",
+        "pad_width": 0, "preserve_short_sequences": False, "Tsplits": "int64"})],
+        ["s", "sp"], ["ng:0", "ng:1"], out_dtype="string")
+    t = time.perf_counter()
+    vals, splits = _saved(g)(np.array([b"a", b"b"], dtype=object), np.array([0, 2]))
+    assert time.perf_counter() - t < 1 and vals.size == 0 and splits.tolist() == [0, 0]
+
+
+def test_huge_broadcast_fails_fast_naming_the_node():
+    m = _saved(_graph([placeholder("x"), const("shape", np.array([10 ** 6, 10 ** 6])),
+                       Node("b", "BroadcastTo", ["x", "shape"], {"T": "float32"}),
+                       const("axes", np.array([0, 1])),
+                       Node("s", "Sum", ["b", "axes"], {"T": "float32"})], ["x"], ["s"]))
+    t = time.perf_counter()
+    with pytest.raises(td.ResourceExhaustedError, match="'b' \\(BroadcastTo\\).*max_tensor"):
+        m(np.float32(1))
+    assert time.perf_counter() - t < 1
+
+
+def test_broadcasting_binary_op_over_the_limit():
+    m = _saved(_graph([placeholder("x", "float32", [None, 1]), placeholder("y", "float32",
+                                                                        [1, None]),
+                       Node("s", "AddV2", ["x", "y"], {"T": "float32"})], ["x", "y"], ["s"]))
+    td.setup(max_tensor_bytes=1 << 20)
+    try:
+        with pytest.raises(td.ResourceExhaustedError, match="'s' \\(AddV2\\)"):
+            m(np.ones((2000, 1), np.float32), np.ones((1, 2000), np.float32))
+    finally:
+        td.setup(max_tensor_bytes=None)
+    assert m(np.ones((2000, 1), np.float32), np.ones((1, 2000), np.float32)).shape == (2000,
+                                                                                       2000)
+
+
+def test_memory_error_is_resource_exhausted():
+    from tfdeploy.compiler import codegen
+
+    m = model_of([placeholder("x"), Node("y", "Neg", ["x"], {"T": "float32"})], ["x"], ["y"])
+    err = codegen._failure(m.plan(), 0, MemoryError("Unable to allocate 7.28 TiB"))
+    assert isinstance(err, td.ResourceExhaustedError) and "'y' (Neg)" in str(err)
+
+
+@pytest.mark.parametrize("op", ["Svd", "MatrixSolveLs", "SelfAdjointEigV2"])
+def test_linalg_on_inf_gives_nans(op):
+    a = np.eye(3, dtype=np.float32)
+    a[0, 1] = np.inf
+    from tfdeploy.kernels.linalg import core
+
+    t = time.perf_counter()
+    if op == "MatrixSolveLs":
+        out = core.MatrixSolveLs(a, np.ones((3, 1), np.float32), np.float64(0))
+    else:
+        out = getattr(core, op)(a)[0]
+    assert time.perf_counter() - t < 1 and np.isnan(out).all()
+
+
+def test_folding_never_runs_a_loop_in_a_branch_not_taken():
+    """A branch holds an If with constant inputs whose branch loops for ever: compiling the
+    outer branches (both are compiled) must not fold it."""
+    forever_cond = _graph([placeholder("i"), const("t", True)], ["i"], ["t"])
+    forever_body = _graph([placeholder("i"), const("one", np.float32(1)),
+                           Node("n", "AddV2", ["i", "one"], {"T": "float32"})], ["i"], ["n"])
+    loops = _graph([placeholder("a"), Node("w", "While", ["a"], {
+        "cond": FuncAttr("fc"), "body": FuncAttr("fb")})], ["a"], ["w"])
+    inner = _graph([placeholder("a"), const("yes", True), const("z", np.float32(0)),
+                    Node("i", "StatelessIf", ["yes", "z"], {"then_branch": FuncAttr("loops"),
+                                                            "else_branch": FuncAttr("loops")}),
+                    Node("r", "AddV2", ["a", "i"], {"T": "float32"})], ["a"], ["r"])
+    plain = _graph([placeholder("a"), Node("n", "Neg", ["a"], {"T": "float32"})], ["a"], ["n"])
+    g = _graph([placeholder("p", "bool"), placeholder("x"),
+                Node("if", "If", ["p", "x"], {"then_branch": FuncAttr("inner"),
+                                              "else_branch": FuncAttr("plain")})],
+               ["p", "x"], ["if"], {"fc": forever_cond, "fb": forever_body, "loops": loops,
+                                    "inner": inner, "plain": plain})
+    m = _saved(g)
+    t = time.perf_counter()
+    assert m(np.bool_(False), np.float32(3)) == -3
+    assert time.perf_counter() - t < 5
+
+
+def test_folding_is_bounded_in_bytes_and_time():
+    nodes = [placeholder("x"), const("dims", np.array([1000, 1000])), const("v", np.float32(1)),
+             Node("f", "Fill", ["dims", "v"], {"T": "float32"}),
+             Node("y", "AddV2", ["x", "f"], {"T": "float32"})]
+    m = model_of(nodes, ["x"], ["y"])
+    assert "Fill" not in str(m.plan(after="fold"))
+    td.setup(fold_bytes=1 << 20)
+    try:
+        assert "Fill" in str(m.plan(after="fold"))  # 4 MB: made at run time instead
+    finally:
+        td.setup(fold_bytes=None)
+    td.setup(fold_seconds=1e-9)
+    try:
+        assert "Fill" in str(m.plan(after="fold"))  # no time left to fold anything
+    finally:
+        td.setup(fold_seconds=None)
+    assert m(np.float32(1)).shape == (1000, 1000)
+
+
+def test_limits_are_validated():
+    from tfdeploy.runtime import limits
+
+    with pytest.raises(td.TFDeployError, match="unknown limit"):
+        td.setup(max_tensor=5)
+    with pytest.raises(td.TFDeployError, match="positive integer"):
+        td.setup(max_tensor_bytes=-1)
+    td.setup(max_tensor_bytes=12345)
+    assert limits.current()["max_tensor_bytes"] == 12345
+    td.setup(max_tensor_bytes=None)
+    assert limits.current()["max_tensor_bytes"] >= 64 << 20
+
+
+# ------------------------------------------------------------------ careless callers
+
+def test_ragged_feed_is_a_feed_error_naming_the_input():
+    m, _ = dense_softmax(3, 2)
+    with pytest.raises(td.FeedError, match="input 'input'.*not an array"):
+        m([[1.0, 2.0, 3.0], [1.0]])
+
+
+def test_feeding_an_intermediate_tensor_is_checked_and_cast():
+    m, _ = dense_softmax(3, 2)
+    h, y = m.get("add", "output")
+    logits = np.zeros((1, 2), np.float64)
+    m.metadata["tensors"] = {"default": {"nodes": {"add": [["float32", [None, 2]]]}}}
+    m._plans.clear()
+    m._evals.clear()
+    out = y.eval({h: logits})
+    assert out.dtype == np.float32  # float64 cast to float32, as TF1 does
+    with pytest.raises(td.FeedError, match="'add:0' expects shape"):
+        y.eval({h: np.zeros((1, 5), np.float32)})
+    W = m.get("W")
+    with pytest.raises(td.FeedError, match="'W:0' expects"):
+        y.eval({W: np.zeros((2, 2), np.float32), "input": np.zeros((1, 3), np.float32)})
+
+
+def test_classic_eval_returns_numpy_scalars():
+    m = model_of([placeholder("x", "float32", [None]), const("ax", np.array(0)),
+                  Node("s", "Sum", ["x", "ax"], {"T": "float32"})], ["x"], ["s"])
+    s = m.get("s")
+    got = s.eval({"x": np.ones(3, np.float32)})
+    assert type(got) is np.float32 and got == 3
+    (both,) = m.eval([s], {"x": np.ones(2, np.float32)})
+    assert type(both) is np.float32
+    assert isinstance(m(np.ones(2, np.float32)), np.ndarray)  # the new API keeps 0-d arrays
+
+
+@pytest.mark.parametrize("source, match", [
+    (None, "td.load\\(None\\)"), (3, "from int"), (3.5, "from float"),
+    (io.StringIO("TFDEPLOY"), "text mode"), (object(), "from a object"),
+])
+def test_load_of_wrong_sources(source, match):
+    with pytest.raises(td.FileFormatError, match=match):
+        td.load(source)
+
+
+def test_load_of_buffers():
+    data = _model_bytes()
+    x = np.ones((1, 8), np.float32)
+    want = td.load(data)(x)
+    for source in (bytearray(data), memoryview(data), np.frombuffer(data, np.uint8),
+                   memoryview(bytes(np.repeat(np.frombuffer(data, np.uint8), 2)))[::2],
+                   io.BytesIO(data)):
+        np.testing.assert_array_equal(td.load(source)(x), want)
+
+
+@pytest.mark.parametrize("mmap", [None, False])
+def test_file_overwritten_in_place_does_not_change_a_loaded_model(tmp_path, mmap):
+    """Small files are read (never mapped) by default: copying another model over the file or
+    truncating it changes nothing for a model already loaded."""
+    p = tmp_path / "m.tfd"
+    a, _ = dense_softmax(8, 3, seed=0)
+    b, _ = dense_softmax(8, 3, seed=1)
+    a.save(p)
+    x = np.ones((1, 8), np.float32)
+    loaded = td.load(p, mmap=mmap)
+    want = loaded(x)
+    other = tmp_path / "other.tfd"
+    b.save(other)
+    with open(p, "r+b") as f:  # what `cp other.tfd m.tfd` does: the same inode, rewritten
+        f.write(other.read_bytes())
+    np.testing.assert_array_equal(loaded(x), want)
+    with open(p, "r+b") as f:
+        f.truncate(10)
+    np.testing.assert_array_equal(loaded(x), want)
+
+
+def test_mapped_file_replaced_atomically_is_safe(tmp_path):
+    p = tmp_path / "m.tfd"
+    a, _ = dense_softmax(8, 3, seed=0)
+    b, _ = dense_softmax(8, 3, seed=1)
+    a.save(p)
+    x = np.ones((1, 8), np.float32)
+    loaded = td.load(p, mmap=True)
+    W = loaded.default_graph.node("W").attrs["value"]
+    assert not W.flags.owndata and not W.flags.writeable
+    want = loaded(x)
+    b.save(p)  # save writes a temporary file and os.replace()s it: the mapping keeps the old
+    np.testing.assert_array_equal(loaded(x), want)
+    assert not np.array_equal(td.load(p)(x), want)
+
+
+def test_resize_with_align_corners_and_half_pixel_centers_is_refused_at_load():
+    g = _graph([placeholder("x", "float32", [1, 2, 2, 1]), const("s", np.array([4, 4])),
+                Node("r", "ResizeBilinear", ["x", "s"], {"T": "float32", "align_corners": True,
+                                                        "half_pixel_centers": True})],
+               ["x"], ["r"])
+    b = io.BytesIO()
+    td.fileformat.save({"default": g}, b)
+    with pytest.raises(td.FileFormatError, match="half_pixel_centers is True, align_corners"):
+        td.load(b.getvalue())
+
+
+def test_loop_iterations_limit():
+    cond = _graph([placeholder("i", "int32"), const("t", True)], ["i"], ["t"])
+    body = _graph([placeholder("i", "int32"), const("one", np.int32(1)),
+                   Node("n", "AddV2", ["i", "one"], {"T": "int32"})], ["i"], ["n"])
+    g = _graph([placeholder("i0", "int32"),
+                Node("w", "While", ["i0"], {"cond": FuncAttr("c"), "body": FuncAttr("b")})],
+               ["i0"], ["w"], {"c": cond, "b": body}, out_dtype="int32")
+    m = _saved(g)
+    td.setup(max_loop_iterations=1000)
+    try:
+        t = time.perf_counter()
+        with pytest.raises(td.ResourceExhaustedError, match="'w' \\(While\\).*1000 iterations"):
+            m(np.int32(0))
+        assert time.perf_counter() - t < 2
+    finally:
+        td.setup(max_loop_iterations=None)
+
+
+def test_reading_a_missing_output_of_a_one_output_op():
+    m = _saved(_graph([placeholder("x", "float32", [3, 2]),
+                       Node("n", "Neg", ["x"], {"T": "float32"})], ["x"], ["n:1"]))
+    with pytest.raises(td.ExecutionError, match="'n' \\(Neg\\).*one output"):
+        m(np.ones((3, 2), np.float32))
+
+
+def test_arithmetic_on_strings_is_refused_not_repeated():
+    m = _saved(_graph([placeholder("s", "string"), const("n", np.int64(10 ** 6)),
+                       Node("m", "Mul", ["s", "n"], {"T": "int64"})], ["s"], ["m"]))
+    with pytest.raises(td.ExecutionError, match="'m' \\(Mul\\).*no kernel for string"):
+        m(np.array([b"abc"], dtype=object))
