@@ -1,7 +1,7 @@
 """The compiler: a graph, fetches and feeds in; a plan whose ``run`` is generated code out.
 
-    select -> specialize -> fold -> simplify -> fuse_norm -> fuse_gelu -> fuse_attention
-           -> fuse_conv -> liveness -> lower -> codegen
+    select -> specialize -> fold -> simplify -> fuse_projections -> fuse_norm -> fuse_gelu
+           -> fuse_attention -> fuse_conv -> liveness -> lower -> codegen
 
 Each pass is one module of ``compiler/passes`` with one job, ``run(plan, ctx) -> plan``;
 ``PASSES`` lists them in order. ``lower`` (``compiler/lower.py``) is the only place kernels are
@@ -22,6 +22,7 @@ from tfdeploy.compiler.passes import (
     fuse_conv,
     fuse_gelu,
     fuse_norm,
+    fuse_projections,
     liveness,
     select,
     simplify,
@@ -40,6 +41,7 @@ PASSES: list[tuple[str, Callable, bool]] = [
     ("specialize", specialize.run, False),
     ("fold", fold.run, False),
     ("simplify", simplify.run, True),
+    ("fuse_projections", fuse_projections.run, True),
     ("fuse_norm", fuse_norm.run, True),
     ("fuse_gelu", fuse_gelu.run, True),
     ("fuse_attention", fuse_attention.run, True),

@@ -507,6 +507,9 @@ def SplitV(value, size_splits, axis, *, num_split):
     return tuple(np.split(value, np.cumsum(sizes)[:-1], axis=a))
 
 
+split_v = SplitV  # (for its specializer, which defines a SplitV of its own)
+
+
 @op("Unpack")
 def Unpack(value, *, num=None, axis=0):
     """Unpack: the slices of ``value`` along ``axis``."""
@@ -686,3 +689,27 @@ def _split(consts, *, num_split):
         return tuple([value[i] for i in idx])
 
     return Split
+
+
+@specializer("SplitV")
+def _split_v(consts, *, num_split):
+    value, size_splits, axis = consts
+    if size_splits is None or axis is None or value is not None:
+        return None
+    cache: dict[tuple, tuple] = {}
+
+    def SplitV(value):
+        idx = cache.get(value.shape)
+        if idx is None:
+            # (the generic kernel checks the sizes; its pieces give the bounds)
+            parts = split_v(value, size_splits, axis, num_split=num_split)
+            (a,) = normalize_axis(axis, value.ndim)
+            bounds = np.cumsum([0] + [p.shape[a] for p in parts])
+            pre = (slice(None),) * a
+            idx = tuple(pre + (slice(int(b), int(e)),) for b, e in zip(bounds, bounds[1:]))
+            if len(cache) < _MAX_SHAPES:
+                cache[value.shape] = idx
+            return parts
+        return tuple([value[i] for i in idx])
+
+    return SplitV
