@@ -22,6 +22,7 @@ import numpy as np
 
 from tfdeploy.kernels.common import op
 from tfdeploy.kernels.math.elementwise import sigmoid_
+from tfdeploy.kernels.nn.conv import conv_runner
 from tfdeploy.kernels.nn.core import elu_, leaky_relu_
 
 _BINARY = {"mul": np.multiply, "add": np.add, "sub": np.subtract, "div": np.divide}
@@ -98,6 +99,10 @@ def epilogue_op(kind: str, dtype: np.dtype, arg=None) -> Callable:
 _BLOCK = 1 << 16
 
 
+class _Unfit(Exception):
+    """A residual operand the epilogue by blocks cannot take (another shape): run it after."""
+
+
 class FusedChain:
     """``core(x)`` (the core op with the folded weight bound) then each epilogue op in place;
     ``fallback`` (the chain's own steps, compiled) when an input is not what the fast path
@@ -105,27 +110,36 @@ class FusedChain:
     result).
 
     ``channels``: the output's channel count when its channels are last (0 otherwise): the
-    epilogue may then run block by block over whole rows of channels."""
+    epilogue may then run block by block over whole rows of channels. ``blocked``: the core
+    takes the epilogue and calls it on each block it finishes (``conv.conv_runner``), so each
+    block goes through the whole chain while it is in cache."""
 
-    __slots__ = ("core", "dtype", "epilogue", "fallback", "name", "channels", "rows")
+    __slots__ = ("core", "dtype", "epilogue", "fallback", "name", "channels", "rows", "blocked")
 
     def __init__(self, core: Callable, dtype: np.dtype, epilogue: Sequence[Callable],
-                 fallback: Callable, name: str, channels: int = 0):
+                 fallback: Callable, name: str, channels: int = 0, blocked: bool = False):
         self.core = core
         self.dtype = dtype
         self.epilogue = tuple(epilogue)
         self.fallback = fallback
         self.name = name
         self.channels = channels
-        self.rows = max(1, _BLOCK // channels) if channels and len(self.epilogue) > 1 else 0
+        self.rows = max(1, _BLOCK // channels) if channels else 0
+        self.blocked = blocked and channels > 0 and bool(self.epilogue)
 
     def __call__(self, x, *ext):
         dt = x.dtype
         if dt is not self.dtype and dt != self.dtype:
             return self.fallback(x, *ext)
+        if self.blocked and all(r.dtype == dt and r.flags.c_contiguous for r in ext):
+            try:
+                return self.core(x, self._by_blocks(ext))
+            except _Unfit:
+                pass
         y = self.core(x)
         rows = self.rows
-        if rows and y.size > 2 * _BLOCK and y.flags.c_contiguous and \
+        if rows and len(self.epilogue) > 1 and y.size > 2 * _BLOCK and \
+                y.flags.c_contiguous and \
                 all(r.shape == y.shape and r.flags.c_contiguous for r in ext):
             c = self.channels
             y2 = y.reshape(-1, c)
@@ -142,6 +156,28 @@ class FusedChain:
                 return self.fallback(x, *ext)
         return y
 
+    def _by_blocks(self, ext) -> Callable:
+        """The epilogue as the core calls it: ``f(y, start, stop)`` on rows ``start:stop`` of
+        ``y.reshape(-1, C)``, in pieces of ``rows`` rows; raises ``_Unfit`` on the first
+        block when a residual operand is not of ``y``'s shape (nothing is written then)."""
+        epilogue, c, step = self.epilogue, self.channels, self.rows
+        flat: list = []
+
+        def run(y, start, stop):
+            if not flat:
+                if y.shape[-1] != c or any(r.shape != y.shape for r in ext):
+                    raise _Unfit
+                flat.append(y.reshape(-1, c))
+                flat.extend(r.reshape(-1, c) for r in ext)
+            y2 = flat[0]
+            for i in range(start, stop, step):
+                j = min(stop, i + step)
+                yb = y2[i:j]
+                eb = [r[i:j] for r in flat[1:]]
+                for f in epilogue:
+                    f(yb, eb)
+        return run
+
     def __repr__(self) -> str:
         return f"<fused kernel {self.name}>"
 
@@ -153,6 +189,9 @@ def _FusedChain(*, _ctx, core: str, core_attrs: dict, weight: np.ndarray, epilog
     (see the module docstring). ``epilogue``: (kind, argument) pairs, see :func:`epilogue_op`;
     ``_fallback``: the unfused steps, compiled (set by the compiler's lowering)."""
     dt = weight.dtype
+    ops = [epilogue_op(k, dt, a) for k, a in epilogue]
+    kernel = conv_runner(core, core_attrs, weight)
+    if kernel is not None:
+        return FusedChain(kernel, dt, ops, _fallback, _label, channels, blocked=True)
     kernel = _ctx.kernel(core, core_attrs, [None, weight])
-    return FusedChain(kernel, dt, [epilogue_op(k, dt, a) for k, a in epilogue], _fallback,
-                      _label, channels)
+    return FusedChain(kernel, dt, ops, _fallback, _label, channels)
