@@ -5,9 +5,10 @@ before it where the model has one), BatchNormalization as a ``Mul`` and an ``Add
 constants, the activation (Relu, Relu6 or swish) and, in residual blocks, the addition of the
 block's input. Columns: ``unfused`` runs every node with its own kernel (the plan without the
 optimizing passes, ``optimize=False``); ``fused`` is the optimized plan as models get it. Times
-are CPU time of this thread (robust to a busy machine), the best of ``--repeat`` calls, taken
-interleaved: every layer and column runs once per round, so each call finds the caches as a
-model's layer does (its input recently written, the rest evicted by the other layers).
+are CPU time of this thread (robust to a busy machine), the best of ``--repeat`` rounds; a
+round runs every layer of one column, then of the other, so each call finds the caches as a
+model's layer does (its weights and input evicted by the other layers), never warmed by the
+same layer just before.
 
     python benchmarks/bench_conv.py [--models mobilenetv2,resnet50,efficientnetb0]
         [--batch 1] [--repeat 30] [--dtype float32] [--layers SUBSTRING]
@@ -150,10 +151,10 @@ def main(argv=None) -> int:
     best: dict = {}
     clock = time.thread_time
     for _ in range(args.repeat):
-        for model, name, plans, vals in cases:
-            for col, plan in plans.items():
+        for col in ("unfused", "fused"):  # (a column's calls in turn: none warms another's)
+            for model, name, plans, vals in cases:
                 t0 = clock()
-                plan(*vals)
+                plans[col](*vals)
                 dt = clock() - t0
                 key = (model, name, col)
                 best[key] = min(best.get(key, dt), dt)

@@ -57,16 +57,21 @@ DW_CASES = [
     ((3, 12, 9, 4), (5, 5, 4, 1), (2, 1), (1, 1), ((1, 2), (2, 2))),
     ((1, 15, 14, 3), (3, 3, 3, 2), (1, 2), (2, 1), ((2, 2), (0, 0))),
     ((2, 10, 10, 6), (3, 2, 6, 1), (1, 1), (1, 1), ((0, 0), (0, 0))),  # no padding: direct
-    ((1, 9, 8, 300), (3, 3, 300, 1), (1, 1), (1, 1), ((3, 0), (0, 4))),  # all rows padded
+    ((1, 9, 8, 300), (3, 3, 300, 1), (1, 1), (1, 1), ((3, 0), (0, 4))),
+    ((2, 4, 6, 5), (3, 3, 5, 1), (1, 2), (1, 1), ((1, 1), (1, 1))),  # a 2x1 interior
+    ((1, 3, 6, 4), (3, 3, 4, 1), (1, 2), (1, 1), ((2, 2), (2, 2))),  # no interior at all
     ((0, 9, 8, 4), (3, 3, 4, 1), (1, 1), (1, 1), ((1, 1), (1, 1))),
 ]
 
 
-@pytest.mark.parametrize("block", [1 << 9, 1 << 12, 1 << 30], ids=["rows", "images", "whole"])
+@pytest.mark.parametrize("block, small", [(1 << 9, 0), (1 << 12, 0), (1 << 30, 1 << 30)],
+                         ids=["image_regions", "images_regions", "whole"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", DW_CASES, ids=[str(i) for i in range(len(DW_CASES))])
-def test_depthwise_blocks(case, dtype, block, monkeypatch):
+def test_depthwise_blocks(case, dtype, block, small, monkeypatch):
+    """Groups of one or more images, each by interior and borders or in one piece."""
     monkeypatch.setattr(depthwise, "_BLOCK_BYTES", block)
+    monkeypatch.setattr(depthwise, "_SMALL_BYTES", small)
     xs, ws, st, dl, pads = case
     x, w = _r(*xs, dtype=dtype), _r(*ws, dtype=dtype)
     oh = (xs[1] + sum(pads[0]) - (ws[0] - 1) * dl[0] - 1) // st[0] + 1
@@ -154,3 +159,13 @@ def test_scratch_is_per_thread_and_reused():
     big = scratch.KEEP_BYTES // 4 + 1
     assert not np.shares_memory(scratch.scratch("test", big, np.float32),
                                 scratch.scratch("test", big, np.float32))
+
+
+def test_depthwise_regions():
+    geom = ((2, 2), (1, 1), ((0, 1), (0, 1)), (3, 3))
+    # a strided conv: the interior read in place, the bottom row and right column padded
+    assert depthwise._regions(112, 112, 56, 56, geom, 1 << 22) == [
+        (0, 55, 0, 55), (0, 55, 55, 56), (55, 56, 0, 56)]
+    assert depthwise._regions(112, 112, 56, 56, geom, 1 << 10) == [(0, 56, 0, 56)]  # small
+    unit = ((1, 1), (1, 1), ((1, 1), (1, 1)), (3, 3))
+    assert depthwise._regions(56, 56, 56, 56, unit, 1 << 22) == [(0, 56, 0, 56)]

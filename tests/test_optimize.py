@@ -415,3 +415,132 @@ def test_keras_pinned_intermediate():
     plan = compile_plan(g, [f"{mid}:0", m.outputs[0].ref], [m.inputs[0].ref])
     first = next(st for st in plan.steps if st.label.startswith("Conv2D"))
     assert first.label == "Conv2D+Mul+AddV2"  # the chain stops at the fetched tensor
+
+
+# --- pad_into_conv -------------------------------------------------------------------------
+
+def _pad(name, x, pairs, op="Pad", value=None):
+    nodes = [const(f"{name}_p", np.array(pairs, np.int32))]
+    ins = [x, f"{name}_p"]
+    if op == "PadV2":
+        nodes.append(const(f"{name}_v", np.float32(value)))
+        ins.append(f"{name}_v")
+    return nodes + [Node(name, op, ins, {"T": "float32", "Tpaddings": "int32"})]
+
+
+PAD_FOLDS = [
+    # (id, input, filter, op, strides, padding, explicit, pad pairs, data_format)
+    ("dw_s2", (2, 9, 8, 4), (3, 3, 4, 1), "DepthwiseConv2dNative", (1, 2, 2, 1), "VALID", None,
+     [[0, 0], [0, 1], [0, 1], [0, 0]], "NHWC"),
+    ("conv_7x7_s2", (1, 16, 15, 3), (7, 7, 3, 5), "Conv2D", (1, 2, 2, 1), "VALID", None,
+     [[0, 0], [3, 3], [3, 3], [0, 0]], "NHWC"),
+    ("explicit_plus", (1, 7, 9, 3), (3, 3, 3, 2), "Conv2D", (1, 1, 2, 1), "EXPLICIT",
+     [0, 0, 1, 0, 2, 1, 0, 0], [[0, 0], [1, 2], [0, 3], [0, 0]], "NHWC"),
+    ("dw_m2_odd", (1, 7, 6, 3), (5, 5, 3, 2), "DepthwiseConv2dNative", (1, 2, 1, 1), "VALID",
+     None, [[0, 0], [1, 2], [2, 1], [0, 0]], "NHWC"),
+    ("nchw", (2, 3, 8, 7), (3, 3, 3, 4), "Conv2D", (1, 1, 2, 2), "VALID", None,
+     [[0, 0], [0, 0], [1, 1], [0, 2]], "NCHW"),
+    ("empty_batch", (0, 9, 8, 4), (3, 3, 4, 1), "DepthwiseConv2dNative", (1, 2, 2, 1), "VALID",
+     None, [[0, 0], [0, 1], [0, 1], [0, 0]], "NHWC"),
+]
+
+
+@pytest.mark.parametrize("case", PAD_FOLDS, ids=[c[0] for c in PAD_FOLDS])
+@pytest.mark.parametrize("op", ["Pad", "PadV2"])
+def test_pad_folds_into_the_conv(case, op):
+    _, xs, ws, conv_op, strides, padding, explicit, pairs, fmt = case
+    extra = {"explicit_paddings": explicit} if explicit else {}
+    nodes = [placeholder("x"), const("w", _r(*ws))] + _pad("pad", "x", pairs, op, 0.0) + [
+        _conv("conv", "pad", "w", strides=strides, padding=padding, data_format=fmt,
+              op=conv_op, **extra)]
+    g = Graph(nodes, [TensorSpec("x", "x:0", "float32")], [TensorSpec("conv", "conv:0",
+                                                                       "float32")])
+    plain = compile_plan(g, ["conv:0"], ["x:0"], optimize=False)
+    opt = compile_plan(g, ["conv:0"], ["x:0"], passes=["pad_into_conv"], verify=True)
+    assert [st.op for st in plain.steps] == [op, conv_op]
+    assert [st.op for st in opt.steps] == [conv_op]
+    assert opt.steps[0].attrs["padding"] == "EXPLICIT"
+    for dt in (np.float32, np.float64):
+        x = _r(*xs, dtype=dt)
+        want, got = plain(x)[0], opt(x)[0]
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_pad_folds_then_fuses_in_a_keras_like_block():
+    nodes = [placeholder("x"), const("w", _r(3, 3, 6, 1)), const("s", _r(6)), const("t", _r(6))]
+    nodes += _pad("pad", "x", [[0, 0], [0, 1], [0, 1], [0, 0]])
+    nodes += [_conv("dw", "pad", "w", strides=(1, 2, 2, 1), padding="VALID",
+                    op="DepthwiseConv2dNative"),
+              _bin("mul", "Mul", "dw", "s"), _bin("add", "AddV2", "mul", "t"),
+              _un("act", "Relu6", "add")]
+    plain, opt = _plans(nodes, ["act"], ["x"])
+    assert [st.label for st in opt.steps] == ["DepthwiseConv2dNative+Mul+AddV2+Relu6"]
+    assert opt.steps[0].members[0].attrs["padding"] == "EXPLICIT"  # its fallback: no Pad
+    for x in (_r(2, 11, 10, 6, lo=-3, hi=3), _r(1, 11, 10, 6, dtype=np.float64)):
+        np.testing.assert_allclose(opt(x)[0], plain(x)[0], rtol=1e-5, atol=1e-5)
+
+
+def _pad_not_folded(nodes, fetches, feeds, values):
+    g = Graph(list(nodes), [TensorSpec(f, f"{f}:0", "float32") for f in feeds],
+              [TensorSpec(f, f"{f}:0", "float32") for f in fetches])
+    refs, feed_refs = [f"{f}:0" for f in fetches], [f"{f}:0" for f in feeds]
+    plain = compile_plan(g, refs, feed_refs, optimize=False)
+    opt = compile_plan(g, refs, feed_refs, passes=["pad_into_conv"], verify=True)
+    assert [st.op for st in opt.steps] == [st.op for st in plain.steps]
+    for w, o in zip(plain(*values), opt(*values)):
+        np.testing.assert_array_equal(o, w)
+
+
+def test_pad_not_folded():
+    x = _r(1, 6, 6, 2)
+    w = const("w", _r(3, 3, 2, 2))
+    spatial = [[0, 0], [1, 1], [1, 1], [0, 0]]
+
+    def conv(padding="VALID", src="pad", **kw):
+        return _conv("conv", src, "w", padding=padding, **kw)
+    # two readers of the padded tensor
+    _pad_not_folded([placeholder("x"), w, *_pad("pad", "x", spatial), conv(),
+                     _un("other", "Relu", "pad")], ["conv", "other"], ["x"], [x])
+    # the padded tensor fetched
+    _pad_not_folded([placeholder("x"), w, *_pad("pad", "x", spatial), conv()],
+                    ["conv", "pad"], ["x"], [x])
+    # a SAME convolution; padding of the channels or the batch; a non-zero PadV2
+    _pad_not_folded([placeholder("x"), w, *_pad("pad", "x", spatial), conv("SAME")],
+                    ["conv"], ["x"], [x])
+    _pad_not_folded([placeholder("x"), const("w", _r(3, 3, 3, 2)),
+                     *_pad("pad", "x", [[0, 0], [1, 1], [1, 1], [0, 1]]), conv()],
+                    ["conv"], ["x"], [x])
+    _pad_not_folded([placeholder("x"), w, *_pad("pad", "x", [[1, 0], [1, 1], [1, 1], [0, 0]]),
+                     conv()], ["conv"], ["x"], [x])
+    _pad_not_folded([placeholder("x"), w, *_pad("pad", "x", spatial, "PadV2", 1.5), conv()],
+                    ["conv"], ["x"], [x])
+    # paddings computed at run time; a Conv3D (no EXPLICIT padding)
+    _pad_not_folded([placeholder("x"), w, placeholder("p"),
+                     Node("pad", "Pad", ["x", "p"], {"T": "float32", "Tpaddings": "int32"}),
+                     conv()], ["conv"], ["x", "p"], [x, np.array(spatial, np.int32)])
+    v = _r(1, 4, 5, 5, 2)
+    _pad_not_folded([placeholder("x"), const("w3", _r(2, 2, 2, 2, 3)),
+                     *_pad("pad", "x", [[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]),
+                     _conv("conv", "pad", "w3", strides=(1,) * 5, padding="VALID", op="Conv3D",
+                           data_format="NDHWC")], ["conv"], ["x"], [v])
+
+
+def test_pad_never_folded_past_a_users_kernel():
+    d = registry.get_opdef("Pad")
+    saved = (dict(d.impls), set(d.builtin), dict(d.specializers), d.preferred)
+    try:
+        class Pad(td.Operation):  # a user's Pad: pads with ones
+            def func(input, paddings):
+                return np.pad(input, paddings, constant_values=1),
+
+        assert not registry.runs_builtin("Pad")
+        x = _r(1, 6, 6, 2)
+        nodes = [placeholder("x"), const("w", _r(3, 3, 2, 2)),
+                 *_pad("pad", "x", [[0, 0], [1, 1], [1, 1], [0, 0]]),
+                 _conv("conv", "pad", "w", padding="VALID")]
+        _pad_not_folded(nodes, ["conv"], ["x"], [x])
+    finally:
+        d = registry.get_opdef("Pad")  # (the user's class may have made a new one)
+        d.impls, d.builtin, d.specializers, d.preferred = saved
+    assert registry.runs_builtin("Pad")
