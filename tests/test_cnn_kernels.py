@@ -169,3 +169,35 @@ def test_depthwise_regions():
     assert depthwise._regions(112, 112, 56, 56, geom, 1 << 10) == [(0, 56, 0, 56)]  # small
     unit = ((1, 1), (1, 1), ((1, 1), (1, 1)), (3, 3))
     assert depthwise._regions(56, 56, 56, 56, unit, 1 << 22) == [(0, 56, 0, 56)]
+
+
+@pytest.mark.parametrize("op, ws, attrs", [
+    ("Conv2D", (1, 1, 4, 6), {}),  # the unit-stride 1x1 path
+    ("Conv2D", (1, 1, 4, 6), {"strides": [1, 2, 2, 1]}),
+    ("Conv2D", (3, 3, 4, 6), {"padding": "VALID"}),
+    ("Conv2D", (3, 3, 2, 6), {}),  # grouped
+    ("DepthwiseConv2dNative", (3, 3, 4, 2), {"strides": [1, 2, 1, 1]}),
+    ("Conv2D", (3, 3, 4, 6), {"data_format": "NCHW"}),
+])
+def test_conv_runner_per_shape(op, ws, attrs):
+    """The runner's memo of one call per input shape and dtype gives the op's results for
+    every shape and dtype, and its errors every time."""
+    kernel = conv.Conv2D if op == "Conv2D" else conv.DepthwiseConv2dNative
+    attrs = {"strides": [1, 1, 1, 1], "padding": "SAME", **attrs}
+    if attrs.get("data_format") == "NCHW":
+        attrs["strides"] = [attrs["strides"][i] for i in (0, 3, 1, 2)]
+    w = _r(*ws)
+    run = conv.conv_runner(op, attrs, w)
+    first = attrs.get("data_format") == "NCHW"
+    for n, h, dt in [(2, 9, np.float32), (1, 9, np.float32), (2, 7, np.float32),
+                     (2, 9, np.float64), (0, 9, np.float32)] + [(1, s, np.float32)
+                                                                for s in range(3, 22)]:
+        x = _r(n, 4, h, h - 1, dtype=dt) if first else _r(n, h, h - 1, 4, dtype=dt)
+        want = kernel(x, w, **attrs)
+        got = run(x)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    bad = _r(1, 5, 5, 3) if not first else _r(1, 3, 5, 5)
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            run(bad)

@@ -11,12 +11,13 @@ bias, activation and residual to each output block right after it is computed, w
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from tfdeploy.kernels.common import low_precision, op
 from tfdeploy.kernels.nn.depthwise import Epilogue, depthwise_2d
-from tfdeploy.kernels.nn.scratch import scratch
+from tfdeploy.kernels.nn.scratch import scratch, strided
 
 #: im2col patches are copied in blocks of about this many bytes (cache-sized, and reused:
 #: a fresh large buffer per block costs page faults), but never fewer than _MIN_ROWS rows
@@ -93,7 +94,7 @@ def pad_spatial(x: np.ndarray, pads, value=0, key: str | None = None) -> np.ndar
     if key is None:
         out = np.empty(shape, dtype=x.dtype)
     else:
-        out = scratch(key, int(np.prod(shape, dtype=np.int64)), x.dtype).reshape(shape)
+        out = scratch(key, math.prod(shape), x.dtype).reshape(shape)
     inner = tuple(slice(lo, lo + d) for d, (lo, _) in zip(x.shape[1:-1], pads))
     out[(slice(None),) + inner] = x
     # write each cell once: the borders only, not a full fill then the interior again
@@ -150,7 +151,7 @@ def conv_nd(x: np.ndarray, w: np.ndarray, strides, dilations, pads, outs,
                          f"the output channels {co} a multiple of the number of groups")
     g = c // cg
     n = x.shape[0]
-    kk = int(np.prod(ks, dtype=np.int64))
+    kk = math.prod(ks)
     out = np.empty((n, *outs, co), dtype=np.result_type(x.dtype, w.dtype))
     if out.size == 0:
         return out
@@ -163,7 +164,7 @@ def conv_nd(x: np.ndarray, w: np.ndarray, strides, dilations, pads, outs,
         _pointwise(x, w.reshape(c, co), strides, pads, outs, out, epilogue)
         return out
     xp = pad_spatial(x, pads, key="conv_pad")
-    row = int(np.prod(outs[1:], dtype=np.int64))  # output pixels per outer output row
+    row = math.prod(outs[1:])  # output pixels per outer output row
     if g > 1:
         _grouped(xp, w, strides, dilations, outs, out, epilogue)
         return out
@@ -199,10 +200,8 @@ def _patches(xp, ks, strides, dilations, outs, channel_major: bool) -> np.ndarra
     sp_tap = tuple(st[1 + i] * dilations[i] for i in range(nsp))
     n, c = xp.shape[0], xp.shape[-1]
     if channel_major:
-        return as_strided(xp, (*ks, c, n, *outs), (*sp_tap, st[-1], st[0], *sp_out),
-                          writeable=False)
-    return as_strided(xp, (n, *outs, *ks, c), (st[0], *sp_out, *sp_tap, st[-1]),
-                      writeable=False)
+        return strided(xp, (*ks, c, n, *outs), (*sp_tap, st[-1], st[0], *sp_out))
+    return strided(xp, (n, *outs, *ks, c), (st[0], *sp_out, *sp_tap, st[-1]))
 
 
 def _pointwise(x, wm, strides, pads, outs, out, epilogue) -> None:
@@ -238,8 +237,8 @@ def _grouped(xp, w, strides, dilations, outs, out, epilogue) -> None:
     nsp = xp.ndim - 2
     ks, cg, co = w.shape[:nsp], w.shape[-2], w.shape[-1]
     c, n = xp.shape[-1], xp.shape[0]
-    g, kk = c // cg, int(np.prod(ks, dtype=np.int64))
-    row = int(np.prod(outs[1:], dtype=np.int64))
+    g, kk = c // cg, math.prod(ks)
+    row = math.prod(outs[1:])
     wm = w.reshape(kk, cg, g, co // g).transpose(2, 0, 1, 3).reshape(g, kk * cg, co // g)
     view = _patches(xp, ks, strides, dilations, outs, False)
     for bs, rs in _blocks(n, outs[0], row, row * kk * c * xp.itemsize):
@@ -327,17 +326,87 @@ def conv_runner(op_type: str, attrs: dict, filter: np.ndarray):
     as soon as each block is computed. None for another op."""
     if op_type not in ("Conv2D", "Conv3D", "DepthwiseConv2dNative"):
         return None
-    a = dict(attrs)
-    args = (a["strides"], a["padding"], a.get("explicit_paddings", ()))
-    if op_type == "Conv2D":
-        rest = (a.get("data_format", "NHWC"), a.get("dilations", (1, 1, 1, 1)))
-        return lambda x, epilogue=None: _conv(x, filter, *args, *rest, epilogue)
-    if op_type == "Conv3D":
-        rest = (a.get("data_format", "NDHWC"), a.get("dilations", (1,) * 5))
-        return lambda x, epilogue=None: _conv(x, filter, *args[:2], (), *rest, epilogue)
-    rest = (a.get("data_format", "NHWC"), a.get("dilations", (1, 1, 1, 1)))
-    tiles: dict = {}  # the filter tiled per output width: a memo of a pure function
-    return lambda x, epilogue=None: _depthwise(x, filter, *args, *rest, epilogue, tiles)
+    return _Runner(op_type, attrs, filter)
+
+
+class _Runner:
+    """:func:`conv_runner`'s kernel. Per input shape and dtype it works out the geometry once
+    (a memo of a pure function of the shape, so threads may share it): the attribute parsing
+    and checks cost ~20 us a call, as much as a small layer's arithmetic."""
+
+    __slots__ = ("op", "filter", "args", "memo", "tiles")
+
+    def __init__(self, op_type: str, attrs: dict, filter: np.ndarray):
+        a = dict(attrs)
+        default = "NDHWC" if op_type == "Conv3D" else "NHWC"
+        self.op, self.filter = op_type, filter
+        self.args = (a["strides"], a["padding"], a.get("explicit_paddings", ()),
+                     a.get("data_format", default),
+                     a.get("dilations", (1,) * (5 if op_type == "Conv3D" else 4)))
+        self.memo: dict = {}
+        self.tiles: dict = {}  # the depthwise filter tiled per output width (a memo too)
+
+    def __call__(self, x, epilogue: Epilogue | None = None):
+        run = self.memo.get((x.shape, x.dtype))
+        if run is None:
+            run = self._prepare(x)
+            if len(self.memo) > 16:
+                self.memo.clear()
+            self.memo[(x.shape, x.dtype)] = run
+        return run(x, epilogue)
+
+    def _generic(self, x, epilogue):
+        if self.op == "DepthwiseConv2dNative":
+            return _depthwise(x, self.filter, *self.args, epilogue, self.tiles)
+        strides, padding, explicit, fmt, dilations = self.args
+        if self.op == "Conv3D":
+            explicit = ()
+        return _conv(x, self.filter, strides, padding, explicit, fmt, dilations, epilogue)
+
+    def _prepare(self, x):
+        """The call for inputs like ``x``: the generic kernel, or with the geometry bound."""
+        strides, padding, explicit, fmt, dilations = self.args
+        w = self.filter
+        if self.op == "Conv3D" or fmt != "NHWC" or x.ndim != 4 or w.ndim != 4 or \
+                x.dtype != w.dtype or low_precision(x.dtype):
+            return self._generic
+        st = _spatial_attr(strides, fmt, "strides")
+        dl = _spatial_attr(dilations, fmt, "dilations")
+        pairs = explicit_pairs(explicit, fmt) if padding == "EXPLICIT" else None
+        outs, pads = _geometry(x.shape[1:3], w.shape[:2], st, dl, padding, pairs)
+        if self.op == "DepthwiseConv2dNative":
+            if x.shape[-1] != w.shape[2]:
+                return self._generic  # (its error)
+            tiles = self.tiles
+            return lambda x, ep: depthwise_2d(x, w, st, dl, pads, *outs, ep, tiles)
+        if w.shape[:2] == (1, 1) and x.shape[-1] == w.shape[2] and st == [1, 1] and \
+                not any(lo or hi for lo, hi in pads) and x.flags.c_contiguous:
+            return _pointwise_run(x.shape, w, outs)
+        return lambda x, ep: conv_nd(x, w, st, dl, pads, outs, ep)
+
+
+def _pointwise_run(shape, w, outs):
+    """A unit-stride 1x1 convolution of inputs of ``shape``: matmuls on the input itself."""
+    n, c, co = shape[0], shape[-1], w.shape[-1]
+    wm, oshape = w.reshape(c, co), (n, *outs, co)
+    m = n * outs[0] * outs[1]
+    step = max(1, _gemm_rows(m, c, co, w.itemsize))
+
+    def run(x, epilogue):
+        out = np.empty(oshape, wm.dtype)
+        if not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x)
+        xm, ym = x.reshape(m, c), out.reshape(m, co)
+        if epilogue is None or step >= m:
+            np.matmul(xm, wm, out=ym)
+            if epilogue is not None:
+                epilogue(out, 0, m)
+            return out
+        for r in range(0, m, step):
+            np.matmul(xm[r:r + step], wm, out=ym[r:r + step])
+            epilogue(out, r, min(m, r + step))
+        return out
+    return run
 
 
 # --- input gradients (transposed convolutions) --------------------------------------------------
@@ -362,7 +431,7 @@ def conv_transpose_nd(shape, w, dy, strides, dilations, pads) -> np.ndarray:
         raise ValueError(f"input depth {shape[-1]} != filter depth {c} (grouped transposed "
                          "convolutions are not supported)")
     n, outs = dy.shape[0], dy.shape[1:-1]
-    kk = int(np.prod(ks, dtype=np.int64))
+    kk = math.prod(ks)
     size = [max(d + lo + hi, (o - 1) * s + (k - 1) * dl + 1) if o else d + lo + hi
             for d, (lo, hi), o, s, k, dl in zip(shape[1:-1], pads, outs, strides, ks, dilations)]
     dxp = np.zeros((n, *size, c), dtype=np.result_type(dy.dtype, w.dtype))

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from tfdeploy.kernels.nn.scratch import scratch
+from tfdeploy.kernels.nn.scratch import scratch, strided
 
 #: images are taken together up to this many input bytes. Row blocks of L2 size were slower
 #: (an einsum call costs ~8 us to set up, and the numpy epilogue is not memory-bound enough to
@@ -135,11 +135,14 @@ def _region(x, wf, wt, out, region, geom) -> None:
     s = src.strides
     if wt is not None:
         # columns and channels as one axis (a pixel's channels follow the previous pixel's)
-        v = as_strided(src, (nb, rows, kh, kw, cols * c), (s[0], s[1] * sh, s[1] * dh,
-                                                           s[2] * dw, s[3]), writeable=False)
-        o2 = as_strided(o, (nb, rows, cols * c), o.strides[:2] + (o.strides[3],))
+        v = strided(src, (nb, rows, kh, kw, cols * c), (s[0], s[1] * sh, s[1] * dh,
+                                                        s[2] * dw, s[3]))
+        if cols == out.shape[2]:
+            o2 = o.reshape(nb, rows, cols * c)  # (whole rows: contiguous)
+        else:
+            o2 = as_strided(o, (nb, rows, cols * c), o.strides[:2] + (o.strides[3],))
         np.einsum("nrijq,ijq->nrq", v, wt[:, :, :cols * c], out=o2)
         return
-    v = as_strided(src, (nb, rows, cols, kh, kw, c), (s[0], s[1] * sh, s[2] * sw, s[1] * dh,
-                                                      s[2] * dw, s[3]), writeable=False)
+    v = strided(src, (nb, rows, cols, kh, kw, c), (s[0], s[1] * sh, s[2] * sw, s[1] * dh,
+                                                   s[2] * dw, s[3]))
     np.einsum("nrwijc,ijc->nrwc", v, wf, out=o)

@@ -1,4 +1,5 @@
-"""Per-thread scratch buffers for kernels' temporaries (padded blocks, im2col patches).
+"""Per-thread scratch buffers for kernels' temporaries (padded blocks, im2col patches), and
+cheap strided views.
 
 A fresh multi-megabyte ``np.empty`` per call costs page faults (the allocator returns large
 blocks to the system and maps them again): on MobileNetV2 a fifth of the run was the kernel
@@ -12,6 +13,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 #: buffers above this size are not kept (one huge input should not pin its memory forever)
 KEEP_BYTES = 32 << 20
@@ -33,3 +35,14 @@ def scratch(key: str, n: int, dtype) -> np.ndarray:
     if buf is None or buf.size < n:
         buf = bufs[(key, dtype)] = np.empty(n, dtype)
     return buf[:n]
+
+
+def strided(x: np.ndarray, shape, strides) -> np.ndarray:
+    """A read-only view of ``x``'s memory with ``shape`` and ``strides`` (bytes), from its
+    first element: ``as_strided`` in ~1 us instead of ~10 (it goes through
+    ``__array_interface__``), which matters for layers of a few microseconds."""
+    if x.flags.c_contiguous:
+        v = np.ndarray(shape, x.dtype, x, 0, strides)
+        v.flags.writeable = False
+        return v
+    return as_strided(x, shape, strides, writeable=False)
