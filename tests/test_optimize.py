@@ -544,3 +544,65 @@ def test_pad_never_folded_past_a_users_kernel():
         d = registry.get_opdef("Pad")  # (the user's class may have made a new one)
         d.impls, d.builtin, d.specializers, d.preferred = saved
     assert registry.runs_builtin("Pad")
+
+
+# --- scale_into_conv -----------------------------------------------------------------------
+
+def _se_nodes(c=6, co=5, residual=False):
+    """A squeeze-excite block's end: x * s (s a run-time [N, 1, 1, C] scale), then a 1x1
+    projection conv with BatchNorm (and the block's residual)."""
+    nodes = [placeholder("x"), placeholder("s"), const("w", _r(1, 1, c, co)),
+             const("m", _r(co, lo=0.5, hi=2)), const("b", _r(co)),
+             _bin("scaled", "Mul", "x", "s"), _conv("proj", "scaled", "w"),
+             _bin("bn_mul", "Mul", "proj", "m"), _bin("bn_add", "AddV2", "bn_mul", "b")]
+    if residual:
+        nodes += [placeholder("r"), _bin("res", "AddV2", "bn_add", "r")]
+    return nodes
+
+
+@pytest.mark.parametrize("n, h, w, c, co", [(1, 9, 8, 6, 5), (3, 7, 7, 6, 5), (2, 2, 2, 6, 40),
+                                            (1, 1, 1, 6, 5), (0, 4, 4, 6, 5)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scale_folds_into_the_pointwise_conv(n, h, w, c, co, dtype):
+    """Both ways (the scale in the weights when the conv has fewer outputs than the map has
+    pixels, else the product in scratch), either operand order."""
+    nodes = _se_nodes(c, co)
+    plain, opt = _plans(nodes, ["bn_add"], ["x", "s"])
+    assert [st.label for st in opt.steps] == ["Mul+Conv2D+Mul+AddV2"]
+    assert opt.steps[0].attrs["scaled"]
+    x, s = _r(n, h, w, c, dtype=dtype), _r(n, 1, 1, c, dtype=dtype)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for args in ((x, s), (s, x)) if h * w > 1 else ((x, s),):
+        want, got = plain(*args)[0], opt(*args)[0]
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+def test_scale_folds_with_a_residual_and_falls_back_on_other_shapes():
+    nodes = _se_nodes(residual=True)
+    plain, opt = _plans(nodes, ["res"], ["x", "s", "r"])
+    assert [st.label for st in opt.steps] == ["Mul+Conv2D+Mul+AddV2+AddV2"]
+    x, r = _r(2, 5, 4, 6), _r(2, 5, 4, 5)
+    for s in (_r(2, 1, 1, 6), _r(1, 1, 1, 6), _r(6), _r(2, 5, 4, 6), _r(1, 5, 1, 1)):
+        for args in ((x, s, r), (x, s, r[:1])):  # (a residual that broadcasts)
+            np.testing.assert_allclose(opt(*args)[0], plain(*args)[0], rtol=1e-5, atol=1e-5)
+    got = opt(x, _r(2, 1, 1, 6, dtype=np.float64), r)[0]  # another dtype: the fallback
+    assert got.dtype == np.float64
+
+
+def test_scale_not_folded():
+    def labels(nodes, fetches, feeds):
+        return [st.label for st in _plans(nodes, fetches, feeds)[1].steps]
+    base = _se_nodes()
+    # the product read twice, or fetched
+    assert labels(base + [_un("other", "Relu", "scaled")], ["bn_add", "other"], ["x", "s"]) == \
+        ["Mul", "Conv2D+Mul+AddV2", "Relu"]
+    assert labels(base, ["bn_add", "scaled"], ["x", "s"]) == ["Mul", "Conv2D+Mul+AddV2"]
+    # a 3x3 or strided conv; a constant scale
+    for w, strides in ((_r(3, 3, 6, 5), (1, 1, 1, 1)), (_r(1, 1, 6, 5), (1, 2, 2, 1))):
+        nodes = [placeholder("x"), placeholder("s"), const("w", w), const("b", _r(5)),
+                 _bin("scaled", "Mul", "x", "s"), _conv("proj", "scaled", "w", strides=strides),
+                 _bin("bias", "BiasAdd", "proj", "b")]
+        assert labels(nodes, ["bias"], ["x", "s"]) == ["Mul", "Conv2D+BiasAdd"]
+    nodes = [placeholder("x"), const("s", _r(1, 1, 1, 6))] + _se_nodes()[2:]
+    assert labels(nodes, ["bn_add"], ["x"]) == ["Mul", "Conv2D+Mul+AddV2"]

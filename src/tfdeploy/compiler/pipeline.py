@@ -1,6 +1,7 @@
 """The compiler: a graph, fetches and feeds in; a plan whose ``run`` is generated code out.
 
-    select -> fold -> pad_into_conv -> fuse_conv -> liveness -> lower -> codegen
+    select -> fold -> pad_into_conv -> fuse_conv -> scale_into_conv -> liveness -> lower
+    -> codegen
 
 Each pass is one module of ``compiler/passes`` with one job, ``run(plan, ctx) -> plan``;
 ``PASSES`` lists them in order. ``lower`` (``compiler/lower.py``) is the only place kernels are
@@ -14,7 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tfdeploy.compiler import codegen, loops, lower
-from tfdeploy.compiler.passes import fold, fuse_conv, liveness, pad_into_conv, select
+from tfdeploy.compiler.passes import (
+    fold,
+    fuse_conv,
+    liveness,
+    pad_into_conv,
+    scale_into_conv,
+    select,
+)
 from tfdeploy.compiler.plan import Plan
 from tfdeploy.compiler.profile import Profile
 from tfdeploy.errors import GraphError, TFDeployError
@@ -27,6 +35,7 @@ PASSES: list[tuple[str, Callable, bool]] = [
     ("fold", fold.run, False),
     ("pad_into_conv", pad_into_conv.run, True),
     ("fuse_conv", fuse_conv.run, True),
+    ("scale_into_conv", scale_into_conv.run, True),
     ("liveness", liveness.run, False),
 ]
 #: every stage name ``after=`` accepts

@@ -355,6 +355,44 @@ class _Runner:
             self.memo[(x.shape, x.dtype)] = run
         return run(x, epilogue)
 
+    def scaled(self, a, b, epilogue: Epilogue | None = None):
+        """The convolution of ``a * b`` where one operand is a feature map [N, H, W, C] and the
+        other a per-image channel scale [N, 1, 1, C] (squeeze-excite), for a unit-stride 1x1
+        NHWC conv; None when the operands are not so (the caller then runs the product).
+
+        The scale goes into the weights (C x O values per image) when that is less work than
+        scaling the map (H x W x C), else the product goes to a scratch buffer: either way no
+        full-size temporary array."""
+        w = self.filter
+        strides, padding, explicit, fmt, dilations = self.args
+        if self.op != "Conv2D" or fmt != "NHWC" or w.shape[:2] != (1, 1) or a.ndim != 4 or \
+                b.ndim != 4 or a.dtype != w.dtype or b.dtype != w.dtype or \
+                list(strides) != [1, 1, 1, 1] or list(dilations) != [1, 1, 1, 1] or \
+                padding not in ("SAME", "VALID") or low_precision(w.dtype):
+            return None
+        f, s = a, b
+        if s.shape != (f.shape[0], 1, 1, f.shape[3]):
+            f, s = b, a
+            if s.shape != (f.shape[0], 1, 1, f.shape[3]):
+                return None
+        n, h, wd, c = f.shape
+        if c != w.shape[2]:
+            return None
+        co = w.shape[3]
+        if co >= h * wd or n == 0:
+            fs = scratch("conv_scaled", f.size, f.dtype).reshape(f.shape)
+            np.multiply(f, s, out=fs)
+            return self(fs, epilogue)
+        out = np.empty((n, h, wd, co), w.dtype)
+        wm = w.reshape(1, c, co)
+        ws = np.multiply(wm, s.reshape(n, c, 1))  # [N, C, O]: each image's own weights
+        fm = f.reshape(n, h * wd, c) if f.flags.c_contiguous else \
+            np.ascontiguousarray(f).reshape(n, h * wd, c)
+        np.matmul(fm, ws, out=out.reshape(n, h * wd, co))
+        if epilogue is not None:
+            epilogue(out, 0, n * h * wd)
+        return out
+
     def _generic(self, x, epilogue):
         if self.op == "DepthwiseConv2dNative":
             return _depthwise(x, self.filter, *self.args, epilogue, self.tiles)

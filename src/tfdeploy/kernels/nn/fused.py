@@ -122,10 +122,11 @@ class FusedChain:
     block goes through the whole chain while it is in cache."""
 
     __slots__ = ("core", "dtype", "epilogue", "fallback", "name", "channels", "rows", "blocked",
-                 "_plain")
+                 "scaled", "_plain")
 
     def __init__(self, core: Callable, dtype: np.dtype, epilogue: Sequence[Callable],
-                 fallback: Callable, name: str, channels: int = 0, blocked: bool = False):
+                 fallback: Callable, name: str, channels: int = 0, blocked: bool = False,
+                 scaled: bool = False):
         self.core = core
         self.dtype = dtype
         self.epilogue = tuple(epilogue)
@@ -135,9 +136,14 @@ class FusedChain:
         self.rows = max(1, _BLOCK // channels) if channels else 0
         self.blocked = blocked and channels > 0 and bool(self.epilogue)
         self._plain = self._by_blocks(())  # the blocked epilogue of a chain without residuals
+        #: the chain's input is the product of its first two inputs (``conv.conv_runner``'s
+        #: ``scaled``: a squeeze-excite scale folded into a 1x1 conv)
+        self.scaled = scaled
 
     def __call__(self, x, *ext):
         dt = x.dtype
+        if self.scaled:
+            return self._scaled(x, *ext)
         if dt is not self.dtype and dt != self.dtype:
             return self.fallback(x, *ext)
         if self.blocked and not ext:
@@ -166,6 +172,19 @@ class FusedChain:
             if f(y, ext) is None:
                 return self.fallback(x, *ext)
         return y
+
+    def _scaled(self, a, b, *ext):
+        """The chain on ``a * b`` (see ``scaled``), or its fallback (which runs the Mul)."""
+        dt = self.dtype
+        if a.dtype == dt and b.dtype == dt and \
+                all(r.dtype == dt and r.flags.c_contiguous for r in ext):
+            try:
+                y = self.core.scaled(a, b, self._by_blocks(ext) if ext else self._plain)
+            except _Unfit:
+                y = None
+            if y is not None:
+                return y
+        return self.fallback(a, b, *ext)
 
     def _by_blocks(self, ext) -> Callable:
         """The epilogue as the core calls it: ``f(y, start, stop)`` on rows ``start:stop`` of
@@ -203,14 +222,17 @@ class FusedChain:
 
 @op("_FusedChain", internal=True, needs_context=True)
 def _FusedChain(*, _ctx, core: str, core_attrs: dict, weight: np.ndarray, epilogue: list,
-                channels: int = 0, _fallback=None, _label: str = "_FusedChain"):
+                channels: int = 0, scaled: bool = False, _fallback=None,
+                _label: str = "_FusedChain"):
     """A convolution or matrix product with its constant weight, then its epilogue in place
     (see the module docstring). ``epilogue``: (kind, argument) pairs, see :func:`epilogue_op`;
-    ``_fallback``: the unfused steps, compiled (set by the compiler's lowering)."""
+    ``scaled``: the conv's input is the product of the step's first two inputs (a 1x1 conv
+    only); ``_fallback``: the unfused steps, compiled (set by the compiler's lowering)."""
     dt = weight.dtype
     ops = [epilogue_op(k, dt, a) for k, a in epilogue]
     kernel = conv_runner(core, core_attrs, weight)
     if kernel is not None:
-        return FusedChain(kernel, dt, ops, _fallback, _label, channels, blocked=True)
+        return FusedChain(kernel, dt, ops, _fallback, _label, channels, blocked=True,
+                          scaled=scaled)
     kernel = _ctx.kernel(core, core_attrs, [None, weight])
     return FusedChain(kernel, dt, ops, _fallback, _label, channels)
