@@ -24,6 +24,7 @@ from tfdeploy.kernels.common import op
 from tfdeploy.kernels.math.elementwise import sigmoid_
 from tfdeploy.kernels.nn.conv import conv_runner
 from tfdeploy.kernels.nn.core import elu_, leaky_relu_
+from tfdeploy.kernels.nn.scratch import scratch
 
 _BINARY = {"mul": np.multiply, "add": np.add, "sub": np.subtract, "div": np.divide}
 #: np.clip's ufunc, without np.clip's Python wrapper (~4 us a call, ~60 calls a CNN); the
@@ -50,16 +51,21 @@ def _residual(kind: str, index: int) -> Callable:
 
 
 def _swish(dtype: np.dtype, beta) -> Callable:
-    # y * sigmoid(beta y) = y / (1 + exp(-beta y)): four passes and one buffer, a third faster
-    # than the unfused formula. exp overflows to inf where -beta y > ~88 (float32), and y / inf
-    # is -0 where the exact value is below ~1e-36 in magnitude
-    nbeta = None if beta is None or np.all(beta == 1) else np.negative(beta)
+    # y * sigmoid(beta y) = y / (1 + 2 ** (-beta log2(e) y)): four passes over a scratch buffer.
+    # exp2 costs half of exp here (0.22 against 0.48 ns a float32 value: the swish of EfficientNet
+    # is a sixth of its time); rounding the scaled argument moves 2 ** t by < |t| * 6e-8
+    # relative, which matters only where sigmoid is already below e ** -|beta y| (absolute
+    # error < 1e-6 of the value y). 2 ** t overflows to inf where t > 128, and y / inf is -0
+    # where the exact value is below ~1e-36 in magnitude
+    k = np.asarray(-np.log2(np.e) * (1.0 if beta is None else np.asarray(beta, np.float64)),
+                   dtype)
     one = np.ones((), dtype)
 
     def swish(y, ext):
-        t = np.negative(y) if nbeta is None else np.multiply(y, nbeta)
+        t = scratch("swish", y.size, dtype).reshape(y.shape)
+        np.multiply(y, k, out=t)
         with np.errstate(over="ignore"):
-            np.exp(t, out=t)
+            np.exp2(t, out=t)
         np.add(t, one, out=t)
         return np.divide(y, t, out=y)
     return swish
