@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 
-from tfdeploy.kernels.nn import conv, depthwise, fused, scratch
+from tfdeploy.kernels.nn import conv, depthwise, fused, runner, scratch
 
 RNG = np.random.default_rng(0)
 
@@ -122,20 +122,20 @@ def test_conv_epilogue_blocks(case, monkeypatch):
 
 
 def test_conv_runner_refuses_an_epilogue_it_cannot_run_by_rows():
-    run = conv.conv_runner("Conv2D", {"strides": [1, 1, 1, 1], "padding": "SAME",
+    run = runner.conv_runner("Conv2D", {"strides": [1, 1, 1, 1], "padding": "SAME",
                                       "data_format": "NCHW"}, _r(3, 3, 2, 4))
     x = _r(1, 2, 5, 5)
     assert run(x).shape == (1, 4, 5, 5)
     with pytest.raises(ValueError, match="channels-last"):
         run(x, _Recorder())
-    assert conv.conv_runner("MatMul", {}, _r(2, 2)) is None
+    assert runner.conv_runner("MatMul", {}, _r(2, 2)) is None
 
 
 def test_fused_chain_blocked_with_a_broadcast_residual():
     """A residual that broadcasts cannot be taken by rows: the epilogue then runs after the
     core, on the whole output (and nothing was applied twice)."""
     w = _r(3, 3, 4, 6)
-    core = conv.conv_runner("Conv2D", {"strides": [1, 1, 1, 1], "padding": "SAME"}, w)
+    core = runner.conv_runner("Conv2D", {"strides": [1, 1, 1, 1], "padding": "SAME"}, w)
     ops = [fused.epilogue_op("add_input", np.dtype(np.float32), 0),
            fused.epilogue_op("relu", np.dtype(np.float32))]
     chain = fused.FusedChain(core, np.dtype(np.float32), ops, None, "test", 6, blocked=True)
@@ -187,7 +187,7 @@ def test_conv_runner_per_shape(op, ws, attrs):
     if attrs.get("data_format") == "NCHW":
         attrs["strides"] = [attrs["strides"][i] for i in (0, 3, 1, 2)]
     w = _r(*ws)
-    run = conv.conv_runner(op, attrs, w)
+    run = runner.conv_runner(op, attrs, w)
     first = attrs.get("data_format") == "NCHW"
     for n, h, dt in [(2, 9, np.float32), (1, 9, np.float32), (2, 7, np.float32),
                      (2, 9, np.float64), (0, 9, np.float32)] + [(1, s, np.float32)
@@ -201,3 +201,35 @@ def test_conv_runner_per_shape(op, ws, attrs):
     for _ in range(2):
         with pytest.raises(ValueError):
             run(bad)
+
+
+@pytest.mark.parametrize("op, ws, strides", [
+    ("Conv2D", (1, 1, 4, 9), 1),  # an expansion: the bias in the matmul (a ones column)
+    ("Conv2D", (1, 1, 9, 4), 1),  # a projection: the bias added to each block
+    ("Conv2D", (1, 1, 4, 9), 2),
+    ("Conv2D", (3, 3, 4, 9), 1),
+    ("DepthwiseConv2dNative", (3, 3, 4, 1), 2),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_runner_bias(op, ws, strides, dtype):
+    kernel = conv.Conv2D if op == "Conv2D" else conv.DepthwiseConv2dNative
+    attrs = {"strides": [1, strides, strides, 1], "padding": "SAME"}
+    w = _r(*ws, dtype=dtype)
+    b = _r(ws[3] if op == "Conv2D" else ws[2] * ws[3], dtype=dtype)
+    run = runner.conv_runner(op, attrs, w, b)
+    assert (run.augmented is not None) == (op == "Conv2D" and ws[:3] == (1, 1, 4))
+    x = _r(2, 7, 6, w.shape[2], dtype=dtype)
+    want = kernel(x, w, **attrs) + b
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(run(x), want, rtol=tol, atol=tol)
+    rec = _Recorder()
+    got = run(x, rec)
+    rec.check(got)
+    np.testing.assert_allclose(got, want + 1, rtol=tol, atol=tol)
+    if op == "Conv2D" and ws[:2] == (1, 1) and strides == 1:
+        for n, h in ((1, 3), (2, 3), (2, 9)):  # the scale in the weights, or in scratch
+            f, s = _r(n, h, h, w.shape[2], dtype=dtype), _r(n, 1, 1, w.shape[2], dtype=dtype)
+            want = kernel(f * s, w, **attrs) + b
+            np.testing.assert_allclose(run.scaled(f, s), want, rtol=tol, atol=tol)
+    with pytest.raises(ValueError, match="channels-last"):
+        runner.conv_runner(op, {**attrs, "data_format": "NCHW"}, w, b)

@@ -22,8 +22,8 @@ import numpy as np
 
 from tfdeploy.kernels.common import op
 from tfdeploy.kernels.math.elementwise import sigmoid_
-from tfdeploy.kernels.nn.conv import conv_runner
 from tfdeploy.kernels.nn.core import elu_, leaky_relu_
+from tfdeploy.kernels.nn.runner import conv_runner
 from tfdeploy.kernels.nn.scratch import scratch
 
 _BINARY = {"mul": np.multiply, "add": np.add, "sub": np.subtract, "div": np.divide}
@@ -106,6 +106,8 @@ def epilogue_op(kind: str, dtype: np.dtype, arg=None) -> Callable:
         return _swish(dtype, arg)
     raise ValueError(f"unknown epilogue op {kind!r}")
 
+
+_CONVS = ("Conv2D", "Conv3D", "DepthwiseConv2dNative")
 
 #: a channels-last epilogue of several ops runs over blocks of about this many values, which
 #: stay in cache from one op to the next (40% faster than whole-array passes on large maps)
@@ -235,8 +237,12 @@ def _FusedChain(*, _ctx, core: str, core_attrs: dict, weight: np.ndarray, epilog
     ``scaled``: the conv's input is the product of the step's first two inputs (a 1x1 conv
     only); ``_fallback``: the unfused steps, compiled (set by the compiler's lowering)."""
     dt = weight.dtype
+    bias = None
+    if core in _CONVS and channels and epilogue and epilogue[0][0] == "add" and \
+            getattr(epilogue[0][1], "shape", None) == (channels,):
+        bias, epilogue = epilogue[0][1], epilogue[1:]  # (the conv kernel adds it)
     ops = [epilogue_op(k, dt, a) for k, a in epilogue]
-    kernel = conv_runner(core, core_attrs, weight)
+    kernel = conv_runner(core, core_attrs, weight, bias)
     if kernel is not None:
         return FusedChain(kernel, dt, ops, _fallback, _label, channels, blocked=True,
                           scaled=scaled)
