@@ -233,3 +233,16 @@ def test_conv_runner_bias(op, ws, strides, dtype):
             np.testing.assert_allclose(run.scaled(f, s), want, rtol=tol, atol=tol)
     with pytest.raises(ValueError, match="channels-last"):
         runner.conv_runner(op, {**attrs, "data_format": "NCHW"}, w, b)
+
+
+def test_biased_epilogue_rows():
+    """The bias added to any range of rows: whole output rows through the tiled bias, others
+    channel-wise, then the epilogue on the same rows."""
+    b = _r(3)
+    rec = _Recorder()
+    ep = runner._biased(rec, b, np.tile(b, 4))
+    y = np.zeros((2, 5, 4, 3), np.float32)
+    for start, stop in ((0, 8), (8, 11), (11, 40)):
+        ep(y, start, stop)
+    rec.check(y)
+    np.testing.assert_allclose(y, np.broadcast_to(b + 1, y.shape), rtol=1e-6)

