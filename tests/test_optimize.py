@@ -606,3 +606,25 @@ def test_scale_not_folded():
         assert labels(nodes, ["bias"], ["x", "s"]) == ["Mul", "Conv2D+BiasAdd"]
     nodes = [placeholder("x"), const("s", _r(1, 1, 1, 6))] + _se_nodes()[2:]
     assert labels(nodes, ["bn_add"], ["x"]) == ["Mul", "Conv2D+Mul+AddV2"]
+
+
+def test_scale_never_folded_past_a_users_mul():
+    d = registry.get_opdef("Mul")
+    saved = (dict(d.impls), set(d.builtin), dict(d.specializers), d.preferred)
+    try:
+        class Mul(td.Operation):  # a user's Mul: x * y + 1
+            def func(x, y):
+                return x * y + 1,
+
+        assert not registry.runs_builtin("Mul")
+        nodes = [placeholder("x"), placeholder("s"), const("w", _r(1, 1, 6, 5)),
+                 const("b", _r(5)), _bin("scaled", "Mul", "x", "s"),
+                 _conv("proj", "scaled", "w"), _bin("bn_add", "BiasAdd", "proj", "b")]
+        plain, opt = _plans(nodes, ["bn_add"], ["x", "s"])
+        assert [st.label for st in opt.steps] == ["Mul", "Conv2D+BiasAdd"]
+        x, s = _r(2, 5, 4, 6), _r(2, 1, 1, 6)
+        np.testing.assert_allclose(opt(x, s)[0], plain(x, s)[0], rtol=1e-5, atol=1e-5)
+    finally:
+        d = registry.get_opdef("Mul")
+        d.impls, d.builtin, d.specializers, d.preferred = saved
+    assert registry.runs_builtin("Mul")
