@@ -3,8 +3,11 @@
 ``_FusedChain`` runs a convolution or matrix product with a load-time weight, whose per-channel
 scale (BatchNorm) the pass has already folded in, then applies its epilogue in place on the
 fresh result: bias, residual addition, activation. Compared with one kernel per node this saves
-a full-size allocation and a pass over memory per node of the chain; on large channels-last
-outputs the epilogue runs block by block, so each block stays in cache through all its ops.
+a full-size allocation and a pass over memory per node of the chain. On channels-last outputs
+the conv kernels (``runner.conv_runner``) add the bias themselves (inside the matmul where that
+is cheaper) and call the rest of the epilogue on each block they finish, in pieces of
+``_BLOCK`` values that stay in cache from one op to the next; a ``scaled`` chain also takes a
+squeeze-excite product (``compiler/passes/scale_into_conv.py``).
 
 The epilogue writes into the core kernel's result, so that result must be a buffer nobody else
 holds: the built-in Conv2D, Conv3D, DepthwiseConv2dNative, MatMul and BatchMatMulV2 kernels
@@ -126,7 +129,7 @@ class FusedChain:
 
     ``channels``: the output's channel count when its channels are last (0 otherwise): the
     epilogue may then run block by block over whole rows of channels. ``blocked``: the core
-    takes the epilogue and calls it on each block it finishes (``conv.conv_runner``), so each
+    takes the epilogue and calls it on each block it finishes (``runner.conv_runner``), so each
     block goes through the whole chain while it is in cache."""
 
     __slots__ = ("core", "dtype", "epilogue", "fallback", "name", "channels", "rows", "blocked",
@@ -144,7 +147,7 @@ class FusedChain:
         self.rows = max(1, _BLOCK // channels) if channels else 0
         self.blocked = blocked and channels > 0 and bool(self.epilogue)
         self._plain = self._by_blocks(())  # the blocked epilogue of a chain without residuals
-        #: the chain's input is the product of its first two inputs (``conv.conv_runner``'s
+        #: the chain's input is the product of its first two inputs (``runner.conv_runner``'s
         #: ``scaled``: a squeeze-excite scale folded into a 1x1 conv)
         self.scaled = scaled
 
