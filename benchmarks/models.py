@@ -48,11 +48,23 @@ def _seed():
     return keras
 
 
+def _randomize_batch_norms(model) -> None:
+    """Random BatchNormalization parameters and statistics (deterministic), as a trained model
+    has: Keras' initial ones fold into a zero bias, which the fused kernels would skip."""
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if "BatchNormalization" in type(layer).__name__:
+            layer.set_weights([w + rng.uniform(0.1, 0.5, np.shape(w)).astype(np.float32)
+                               for w in layer.get_weights()])
+
+
 def _app(ctor: str):
     def build():
         keras = _seed()
-        return getattr(keras.applications, ctor)(weights=None, input_shape=(224, 224, 3),
-                                                  classifier_activation=None)
+        model = getattr(keras.applications, ctor)(weights=None, input_shape=(224, 224, 3),
+                                                   classifier_activation=None)
+        _randomize_batch_norms(model)
+        return model
     build.__name__ = ctor
     return build
 

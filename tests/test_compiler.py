@@ -42,6 +42,42 @@ def _conv_model(act="Relu"):
     return model_of(nodes, ["x"], ["act"])
 
 
+def _pad_conv_model():
+    """x -> Pad -> strided VALID depthwise conv -> BiasAdd -> Relu6 (Keras' ZeroPadding2D)."""
+    rng = np.random.default_rng(2)
+    nodes = [placeholder("x", "float32", [None, 9, 8, 4]),
+             const("p", np.array([[0, 0], [0, 1], [1, 1], [0, 0]], np.int32)),
+             const("w", rng.uniform(-1, 1, (3, 3, 4, 1)).astype(np.float32)),
+             const("b", rng.uniform(-1, 1, 4).astype(np.float32)),
+             Node("pad", "Pad", ["x", "p"], {"T": "float32", "Tpaddings": "int32"}),
+             Node("dw", "DepthwiseConv2dNative", ["pad", "w"],
+                  {"T": "float32", "strides": [1, 2, 2, 1], "padding": "VALID",
+                   "data_format": "NHWC", "dilations": [1, 1, 1, 1]}),
+             Node("bias", "BiasAdd", ["dw", "b"], {"T": "float32"}),
+             Node("act", "Relu6", ["bias"], {"T": "float32"})]
+    return model_of(nodes, ["x"], ["act"])
+
+
+def _se_model():
+    """A squeeze-excite block: x * sigmoid(conv(mean(x))), then a 1x1 conv with a bias."""
+    rng = np.random.default_rng(3)
+    conv = {"T": "float32", "strides": [1, 1, 1, 1], "padding": "SAME", "data_format": "NHWC",
+            "dilations": [1, 1, 1, 1]}
+    nodes = [placeholder("x", "float32", [None, 5, 4, 6]), const("axes", np.array([1, 2])),
+             const("w1", rng.uniform(-1, 1, (1, 1, 6, 6)).astype(np.float32)),
+             const("b1", rng.uniform(-1, 1, 6).astype(np.float32)),
+             const("w2", rng.uniform(-1, 1, (1, 1, 6, 3)).astype(np.float32)),
+             const("b2", rng.uniform(-1, 1, 3).astype(np.float32)),
+             Node("mean", "Mean", ["x", "axes"], {"T": "float32", "keep_dims": True}),
+             Node("se", "Conv2D", ["mean", "w1"], conv),
+             Node("se_b", "BiasAdd", ["se", "b1"], {"T": "float32"}),
+             Node("gate", "Sigmoid", ["se_b"], {"T": "float32"}),
+             Node("scaled", "Mul", ["x", "gate"], {"T": "float32"}),
+             Node("proj", "Conv2D", ["scaled", "w2"], conv),
+             Node("out", "BiasAdd", ["proj", "b2"], {"T": "float32"})]
+    return model_of(nodes, ["x"], ["out"])
+
+
 def _loop_model():
     """A While summing x into an accumulator n times, as the converter writes one."""
     cond = Graph([placeholder("i", "int32"), placeholder("n", "int32"),
@@ -67,9 +103,11 @@ def _loop_model():
     return m
 
 
-MODELS = {"dense": lambda: dense_softmax()[0], "conv": _conv_model, "loop": _loop_model}
+MODELS = {"dense": lambda: dense_softmax()[0], "conv": _conv_model, "loop": _loop_model,
+          "pad_conv": _pad_conv_model, "se": _se_model}
 INPUTS = {"dense": lambda: [_r(3, 784)], "conv": lambda: [_r(2, 6, 6, 3)],
-          "loop": lambda: [_r(2, 3)]}
+          "loop": lambda: [_r(2, 3)], "pad_conv": lambda: [_r(2, 9, 8, 4, lo=-5, hi=5)],
+          "se": lambda: [_r(2, 5, 4, 6)]}
 
 
 @pytest.mark.parametrize("name", MODELS)

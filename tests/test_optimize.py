@@ -451,3 +451,216 @@ def test_mixed_float16_chains_compute_in_float32():
     np.testing.assert_allclose(got, want, rtol=1e-2, atol=1e-2 * scale)
     np.testing.assert_allclose(got, m.plan(x, optimize=False).run((x,))[0], rtol=1e-2,
                                atol=1e-2 * scale)
+
+
+# --- pad_into_conv -------------------------------------------------------------------------
+
+def _pad(name, x, pairs, op="Pad", value=None):
+    nodes = [const(f"{name}_p", np.array(pairs, np.int32))]
+    ins = [x, f"{name}_p"]
+    if op == "PadV2":
+        nodes.append(const(f"{name}_v", np.float32(value)))
+        ins.append(f"{name}_v")
+    return nodes + [Node(name, op, ins, {"T": "float32", "Tpaddings": "int32"})]
+
+
+PAD_FOLDS = [
+    # (id, input, filter, op, strides, padding, explicit, pad pairs, data_format)
+    ("dw_s2", (2, 9, 8, 4), (3, 3, 4, 1), "DepthwiseConv2dNative", (1, 2, 2, 1), "VALID", None,
+     [[0, 0], [0, 1], [0, 1], [0, 0]], "NHWC"),
+    ("conv_7x7_s2", (1, 16, 15, 3), (7, 7, 3, 5), "Conv2D", (1, 2, 2, 1), "VALID", None,
+     [[0, 0], [3, 3], [3, 3], [0, 0]], "NHWC"),
+    ("explicit_plus", (1, 7, 9, 3), (3, 3, 3, 2), "Conv2D", (1, 1, 2, 1), "EXPLICIT",
+     [0, 0, 1, 0, 2, 1, 0, 0], [[0, 0], [1, 2], [0, 3], [0, 0]], "NHWC"),
+    ("dw_m2_odd", (1, 7, 6, 3), (5, 5, 3, 2), "DepthwiseConv2dNative", (1, 2, 1, 1), "VALID",
+     None, [[0, 0], [1, 2], [2, 1], [0, 0]], "NHWC"),
+    ("nchw", (2, 3, 8, 7), (3, 3, 3, 4), "Conv2D", (1, 1, 2, 2), "VALID", None,
+     [[0, 0], [0, 0], [1, 1], [0, 2]], "NCHW"),
+    ("empty_batch", (0, 9, 8, 4), (3, 3, 4, 1), "DepthwiseConv2dNative", (1, 2, 2, 1), "VALID",
+     None, [[0, 0], [0, 1], [0, 1], [0, 0]], "NHWC"),
+]
+
+
+@pytest.mark.parametrize("case", PAD_FOLDS, ids=[c[0] for c in PAD_FOLDS])
+@pytest.mark.parametrize("op", ["Pad", "PadV2"])
+def test_pad_folds_into_the_conv(case, op):
+    _, xs, ws, conv_op, strides, padding, explicit, pairs, fmt = case
+    extra = {"explicit_paddings": explicit} if explicit else {}
+    nodes = [placeholder("x"), const("w", _r(*ws))] + _pad("pad", "x", pairs, op, 0.0) + [
+        _conv("conv", "pad", "w", strides=strides, padding=padding, data_format=fmt,
+              op=conv_op, **extra)]
+    g = Graph(nodes, [TensorSpec("x", "x:0", "float32")], [TensorSpec("conv", "conv:0",
+                                                                       "float32")])
+    plain = compile_plan(g, ["conv:0"], ["x:0"], optimize=False)
+    opt = compile_plan(g, ["conv:0"], ["x:0"], passes=["pad_into_conv"], verify=True)
+    assert [st.op for st in plain.steps] == [op, conv_op]
+    assert [st.op for st in opt.steps] == [conv_op]
+    assert opt.steps[0].attrs["padding"] == "EXPLICIT"
+    for dt in (np.float32, np.float64):
+        x = _r(*xs, dtype=dt)
+        want, got = plain(x)[0], opt(x)[0]
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_pad_folds_then_fuses_in_a_keras_like_block():
+    nodes = [placeholder("x"), const("w", _r(3, 3, 6, 1)), const("s", _r(6)), const("t", _r(6))]
+    nodes += _pad("pad", "x", [[0, 0], [0, 1], [0, 1], [0, 0]])
+    nodes += [_conv("dw", "pad", "w", strides=(1, 2, 2, 1), padding="VALID",
+                    op="DepthwiseConv2dNative"),
+              _bin("mul", "Mul", "dw", "s"), _bin("add", "AddV2", "mul", "t"),
+              _un("act", "Relu6", "add")]
+    plain, opt = _plans(nodes, ["act"], ["x"])
+    assert [st.label for st in opt.steps] == ["DepthwiseConv2dNative+Mul+AddV2+Relu6"]
+    assert opt.steps[0].members[0].attrs["padding"] == "EXPLICIT"  # its fallback: no Pad
+    for x in (_r(2, 11, 10, 6, lo=-3, hi=3), _r(1, 11, 10, 6, dtype=np.float64)):
+        np.testing.assert_allclose(opt(x)[0], plain(x)[0], rtol=1e-5, atol=1e-5)
+
+
+def _pad_not_folded(nodes, fetches, feeds, values):
+    g = Graph(list(nodes), [TensorSpec(f, f"{f}:0", "float32") for f in feeds],
+              [TensorSpec(f, f"{f}:0", "float32") for f in fetches])
+    refs, feed_refs = [f"{f}:0" for f in fetches], [f"{f}:0" for f in feeds]
+    plain = compile_plan(g, refs, feed_refs, optimize=False)
+    opt = compile_plan(g, refs, feed_refs, passes=["pad_into_conv"], verify=True)
+    assert [st.op for st in opt.steps] == [st.op for st in plain.steps]
+    for w, o in zip(plain(*values), opt(*values)):
+        np.testing.assert_array_equal(o, w)
+
+
+def test_pad_not_folded():
+    x = _r(1, 6, 6, 2)
+    w = const("w", _r(3, 3, 2, 2))
+    spatial = [[0, 0], [1, 1], [1, 1], [0, 0]]
+
+    def conv(padding="VALID", src="pad", **kw):
+        return _conv("conv", src, "w", padding=padding, **kw)
+    # two readers of the padded tensor
+    _pad_not_folded([placeholder("x"), w, *_pad("pad", "x", spatial), conv(),
+                     _un("other", "Relu", "pad")], ["conv", "other"], ["x"], [x])
+    # the padded tensor fetched
+    _pad_not_folded([placeholder("x"), w, *_pad("pad", "x", spatial), conv()],
+                    ["conv", "pad"], ["x"], [x])
+    # a SAME convolution; padding of the channels or the batch; a non-zero PadV2
+    _pad_not_folded([placeholder("x"), w, *_pad("pad", "x", spatial), conv("SAME")],
+                    ["conv"], ["x"], [x])
+    _pad_not_folded([placeholder("x"), const("w", _r(3, 3, 3, 2)),
+                     *_pad("pad", "x", [[0, 0], [1, 1], [1, 1], [0, 1]]), conv()],
+                    ["conv"], ["x"], [x])
+    _pad_not_folded([placeholder("x"), w, *_pad("pad", "x", [[1, 0], [1, 1], [1, 1], [0, 0]]),
+                     conv()], ["conv"], ["x"], [x])
+    _pad_not_folded([placeholder("x"), w, *_pad("pad", "x", spatial, "PadV2", 1.5), conv()],
+                    ["conv"], ["x"], [x])
+    # paddings computed at run time; a Conv3D (no EXPLICIT padding)
+    _pad_not_folded([placeholder("x"), w, placeholder("p"),
+                     Node("pad", "Pad", ["x", "p"], {"T": "float32", "Tpaddings": "int32"}),
+                     conv()], ["conv"], ["x", "p"], [x, np.array(spatial, np.int32)])
+    v = _r(1, 4, 5, 5, 2)
+    _pad_not_folded([placeholder("x"), const("w3", _r(2, 2, 2, 2, 3)),
+                     *_pad("pad", "x", [[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]),
+                     _conv("conv", "pad", "w3", strides=(1,) * 5, padding="VALID", op="Conv3D",
+                           data_format="NDHWC")], ["conv"], ["x"], [v])
+
+
+def test_pad_never_folded_past_a_users_kernel():
+    d = registry.get_opdef("Pad")
+    saved = (dict(d.impls), set(d.builtin), dict(d.specializers), d.preferred)
+    try:
+        class Pad(td.Operation):  # a user's Pad: pads with ones
+            def func(input, paddings):
+                return np.pad(input, paddings, constant_values=1),
+
+        assert not registry.runs_builtin("Pad")
+        x = _r(1, 6, 6, 2)
+        nodes = [placeholder("x"), const("w", _r(3, 3, 2, 2)),
+                 *_pad("pad", "x", [[0, 0], [1, 1], [1, 1], [0, 0]]),
+                 _conv("conv", "pad", "w", padding="VALID")]
+        _pad_not_folded(nodes, ["conv"], ["x"], [x])
+    finally:
+        d = registry.get_opdef("Pad")  # (the user's class may have made a new one)
+        d.impls, d.builtin, d.specializers, d.preferred = saved
+    assert registry.runs_builtin("Pad")
+
+
+# --- scale_into_conv -----------------------------------------------------------------------
+
+def _se_nodes(c=6, co=5, residual=False):
+    """A squeeze-excite block's end: x * s (s a run-time [N, 1, 1, C] scale), then a 1x1
+    projection conv with BatchNorm (and the block's residual)."""
+    nodes = [placeholder("x"), placeholder("s"), const("w", _r(1, 1, c, co)),
+             const("m", _r(co, lo=0.5, hi=2)), const("b", _r(co)),
+             _bin("scaled", "Mul", "x", "s"), _conv("proj", "scaled", "w"),
+             _bin("bn_mul", "Mul", "proj", "m"), _bin("bn_add", "AddV2", "bn_mul", "b")]
+    if residual:
+        nodes += [placeholder("r"), _bin("res", "AddV2", "bn_add", "r")]
+    return nodes
+
+
+@pytest.mark.parametrize("n, h, w, c, co", [(1, 9, 8, 6, 5), (3, 7, 7, 6, 5), (2, 2, 2, 6, 40),
+                                            (1, 1, 1, 6, 5), (0, 4, 4, 6, 5)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scale_folds_into_the_pointwise_conv(n, h, w, c, co, dtype):
+    """Both ways (the scale in the weights when the conv has fewer outputs than the map has
+    pixels, else the product in scratch), either operand order."""
+    nodes = _se_nodes(c, co)
+    plain, opt = _plans(nodes, ["bn_add"], ["x", "s"])
+    assert [st.label for st in opt.steps] == ["Mul+Conv2D+Mul+AddV2"]
+    assert opt.steps[0].attrs["scaled"]
+    x, s = _r(n, h, w, c, dtype=dtype), _r(n, 1, 1, c, dtype=dtype)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for args in ((x, s), (s, x)) if h * w > 1 else ((x, s),):
+        want, got = plain(*args)[0], opt(*args)[0]
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+def test_scale_folds_with_a_residual_and_falls_back_on_other_shapes():
+    nodes = _se_nodes(residual=True)
+    plain, opt = _plans(nodes, ["res"], ["x", "s", "r"])
+    assert [st.label for st in opt.steps] == ["Mul+Conv2D+Mul+AddV2+AddV2"]
+    x, r = _r(2, 5, 4, 6), _r(2, 5, 4, 5)
+    for s in (_r(2, 1, 1, 6), _r(1, 1, 1, 6), _r(6), _r(2, 5, 4, 6), _r(1, 5, 1, 1)):
+        for args in ((x, s, r), (x, s, r[:1])):  # (a residual that broadcasts)
+            np.testing.assert_allclose(opt(*args)[0], plain(*args)[0], rtol=1e-5, atol=1e-5)
+    got = opt(x, _r(2, 1, 1, 6, dtype=np.float64), r)[0]  # another dtype: the fallback
+    assert got.dtype == np.float64
+
+
+def test_scale_not_folded():
+    def labels(nodes, fetches, feeds):
+        return [st.label for st in _plans(nodes, fetches, feeds)[1].steps]
+    base = _se_nodes()
+    # the product read twice, or fetched
+    assert labels(base + [_un("other", "Relu", "scaled")], ["bn_add", "other"], ["x", "s"]) == \
+        ["Mul", "Conv2D+Mul+AddV2", "Relu"]
+    assert labels(base, ["bn_add", "scaled"], ["x", "s"]) == ["Mul", "Conv2D+Mul+AddV2"]
+    # a 3x3 or strided conv; a constant scale
+    for w, strides in ((_r(3, 3, 6, 5), (1, 1, 1, 1)), (_r(1, 1, 6, 5), (1, 2, 2, 1))):
+        nodes = [placeholder("x"), placeholder("s"), const("w", w), const("b", _r(5)),
+                 _bin("scaled", "Mul", "x", "s"), _conv("proj", "scaled", "w", strides=strides),
+                 _bin("bias", "BiasAdd", "proj", "b")]
+        assert labels(nodes, ["bias"], ["x", "s"]) == ["Mul", "Conv2D+BiasAdd"]
+    nodes = [placeholder("x"), const("s", _r(1, 1, 1, 6))] + _se_nodes()[2:]
+    assert labels(nodes, ["bn_add"], ["x"]) == ["Mul", "Conv2D+Mul+AddV2"]
+
+
+def test_scale_never_folded_past_a_users_mul():
+    d = registry.get_opdef("Mul")
+    saved = (dict(d.impls), set(d.builtin), dict(d.specializers), d.preferred)
+    try:
+        class Mul(td.Operation):  # a user's Mul: x * y + 1
+            def func(x, y):
+                return x * y + 1,
+
+        assert not registry.runs_builtin("Mul")
+        nodes = [placeholder("x"), placeholder("s"), const("w", _r(1, 1, 6, 5)),
+                 const("b", _r(5)), _bin("scaled", "Mul", "x", "s"),
+                 _conv("proj", "scaled", "w"), _bin("bn_add", "BiasAdd", "proj", "b")]
+        plain, opt = _plans(nodes, ["bn_add"], ["x", "s"])
+        assert [st.label for st in opt.steps] == ["Mul", "Conv2D+BiasAdd"]
+        x, s = _r(2, 5, 4, 6), _r(2, 1, 1, 6)
+        np.testing.assert_allclose(opt(x, s)[0], plain(x, s)[0], rtol=1e-5, atol=1e-5)
+    finally:
+        d = registry.get_opdef("Mul")
+        d.impls, d.builtin, d.specializers, d.preferred = saved
+    assert registry.runs_builtin("Mul")

@@ -65,3 +65,40 @@ def test_threads_share_a_while_loop():
     inputs = [rng.uniform(-3, 3, size=2 + i).astype(np.float32) for i in range(8)]
     wants = [f(x).numpy() for x in inputs]
     _hammer(model, inputs, wants)
+
+
+def test_threads_share_a_cnn():
+    """The fused conv kernels keep per-shape memos and per-thread scratch buffers: threads
+    with different batch sizes in flight at once still get their own results."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    inp = keras.Input((33, 30, 3))
+    x = L.ZeroPadding2D(((0, 1), (0, 1)))(inp)
+    x = L.Conv2D(8, 3, strides=2, padding="valid")(x)
+    x = L.BatchNormalization()(x)
+    x = L.Activation("swish")(x)
+    x = L.Conv2D(24, 1)(x)  # an expansion: its bias in the matmul
+    x = L.ZeroPadding2D(((0, 1), (0, 1)))(x)
+    x = L.DepthwiseConv2D(3, strides=2)(x)
+    x = L.BatchNormalization()(x)
+    x = L.ReLU(6.0)(x)
+    se = L.GlobalAveragePooling2D(keepdims=True)(x)
+    se = L.Conv2D(24, 1, activation="sigmoid")(se)
+    x = L.Multiply()([x, se])  # squeeze-excite: into the next conv
+    x = L.Conv2D(16, 1)(x)
+    x = L.BatchNormalization()(x)
+    x = L.GlobalAveragePooling2D()(x)
+    m = keras.Model(inp, L.Dense(4)(x))
+    for layer in m.layers:
+        if isinstance(layer, L.BatchNormalization):
+            layer.set_weights([w + 0.3 for w in layer.get_weights()])
+    model = td.convert(m)
+    labels = [st.label for st in model.plan().steps]
+    assert any(lb.startswith("Mul+Conv2D") for lb in labels), labels
+    assert "Pad" not in labels, labels
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal((1 + i % 4, 33, 30, 3)).astype(np.float32) for i in range(8)]
+    wants = [np.asarray(m(x, training=False)) for x in inputs]
+    _hammer(model, inputs, wants)

@@ -181,6 +181,9 @@ DEPTHWISE = [
     ("5x5_s2", (1, 10, 9, 4), (5, 5, 4, 1), (2, 2), (1, 1), "VALID", None),
     ("m2_s2", (1, 9, 9, 3), (3, 3, 3, 2), (2, 2), (1, 1), "SAME", None),
     ("wide", (1, 6, 7, 260), (3, 3, 260, 1), (1, 1), (1, 1), "SAME", None),
+    # large enough for several blocks: of rows (padded at the seams), of single images
+    ("blocks_rows", (1, 260, 270, 16), (3, 3, 16, 1), (1, 1), (1, 1), "SAME", None),
+    ("blocks_images_s2", (3, 130, 140, 32), (5, 5, 32, 1), (2, 2), (1, 1), "VALID", None),
 ]
 
 

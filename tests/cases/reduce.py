@@ -77,6 +77,14 @@ add("Sum_float16_many", ["Sum"], _reduce("Sum", 0), gen(((2000,), "float16", 0, 
     rtol=2e-3, atol=1e-2)
 add("Mean_bfloat16_many", ["Mean"], _reduce("Mean", 1), gen(((2, 1000), "bfloat16", 0, 1)),
     rtol=1e-2, atol=1e-2)
+# a global average pool (H, W of NHWC: summed as a matmul by ones), with an inf and a NaN
+_pool = gen(((2, 30, 20, 8), "float32", -1, 1))
+add("Mean_global_pool", ["Mean"], _reduce("Mean", [1, 2], True), _pool, rtol=1e-5, atol=1e-6)
+add("Mean_global_pool_float64", ["Mean"], _reduce("Mean", [2, 1]),
+    gen(((3, 9, 7, 5), "float64", -1, 1)), rtol=1e-12, atol=1e-12)
+add("Mean_global_pool_nonfinite", ["Mean"], _reduce("Mean", [1, 2]),
+    [np.where(np.arange(2 * 4 * 4 * 3).reshape(2, 4, 4, 3) % 17 == 5, np.inf,
+              np.where(np.arange(96).reshape(2, 4, 4, 3) == 40, np.nan, 1.5)).astype(np.float32)])
 add("Max_keras_rnn_prologue", ["Max"], lambda x: tf.reduce_max(x), gen(((5,), "int32", 0, 9)))
 add("Prod_int_wraps", ["Prod"], _reduce("Prod", 0), [np.array([100, 100, 100], np.int32)])
 add("EuclideanNorm_int_truncates", ["EuclideanNorm"], _reduce("EuclideanNorm", 0),

@@ -1,7 +1,8 @@
 """The compiler: a graph, fetches and feeds in; a plan whose ``run`` is generated code out.
 
-    select -> specialize -> fold -> simplify -> fuse_projections -> fuse_norm -> fuse_gelu
-           -> fuse_attention -> fuse_conv -> liveness -> lower -> codegen
+    select -> specialize -> fold -> pad_into_conv -> simplify -> fuse_projections
+           -> fuse_norm -> fuse_gelu -> fuse_attention -> fuse_conv -> scale_into_conv
+           -> liveness -> lower -> codegen
 
 Each pass is one module of ``compiler/passes`` with one job, ``run(plan, ctx) -> plan``;
 ``PASSES`` lists them in order. ``lower`` (``compiler/lower.py``) is the only place kernels are
@@ -24,6 +25,8 @@ from tfdeploy.compiler.passes import (
     fuse_norm,
     fuse_projections,
     liveness,
+    pad_into_conv,
+    scale_into_conv,
     select,
     simplify,
     specialize,
@@ -40,12 +43,14 @@ from tfdeploy.runtime.limits import LIMITS
 PASSES: list[tuple[str, Callable, bool]] = [
     ("specialize", specialize.run, False),
     ("fold", fold.run, False),
+    ("pad_into_conv", pad_into_conv.run, True),
     ("simplify", simplify.run, True),
     ("fuse_projections", fuse_projections.run, True),
     ("fuse_norm", fuse_norm.run, True),
     ("fuse_gelu", fuse_gelu.run, True),
     ("fuse_attention", fuse_attention.run, True),
     ("fuse_conv", fuse_conv.run, True),
+    ("scale_into_conv", scale_into_conv.run, True),
     ("liveness", liveness.run, False),
 ]
 #: every stage name ``after=`` accepts

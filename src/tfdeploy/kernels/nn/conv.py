@@ -2,28 +2,32 @@
 
 Convolutions run channels-last; channels-first inputs are transposed in and out. A conv is a
 matmul over im2col patches: a 1x1 conv multiplies the input itself; larger kernels copy an
-``as_strided`` view of the patches into one reused, cache-sized buffer block by block and
-multiply each block straight into the output (BLAS sgemm/dgemm). A depthwise conv is one
-``einsum`` over the strided view, which reads each tap in place and writes each output once.
-These beat loops over kernel taps (which pass over the output twice per tap) by 2-5x.
+``as_strided`` view of the patches into a cache-sized per-thread buffer block by block and
+multiply each block straight into the output (BLAS sgemm/dgemm). Depthwise convolutions are in
+``depthwise.py``. Each core takes an optional epilogue, called on each output block right
+after it is computed: the fused kernels (``runner.py``) apply bias, activation and residual
+through it.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from tfdeploy.kernels.common import low_precision, op
+from tfdeploy.kernels.nn.depthwise import Epilogue, depthwise_2d
+from tfdeploy.kernels.nn.scratch import scratch, strided
 
 #: im2col patches are copied in blocks of about this many bytes (cache-sized, and reused:
 #: a fresh large buffer per block costs page faults), but never fewer than _MIN_ROWS rows
 _BLOCK_BYTES = 1 << 20
 _MIN_ROWS = 512
+#: a 1x1 convolution with an epilogue multiplies blocks of about this many output bytes
+_GEMM_BLOCK_BYTES = 1 << 22
 #: below this many values per patch row (kernel width x channels), patches are copied
 #: channel-major: a row-major copy would move runs too short to be fast
 _NARROW = 32
-#: depthwise convolutions up to this many channels flatten (columns, channels) into one axis
-_FLAT_CHANNELS = 256
 
 
 def _spatial(data_format: str) -> tuple[bool, int]:
@@ -80,13 +84,17 @@ def explicit_pairs(explicit_paddings, data_format: str) -> list[tuple[int, int]]
     return pairs[2:] if first else pairs[1:-1]
 
 
-def pad_spatial(x: np.ndarray, pads, value=0) -> np.ndarray:
-    """``x`` (channels-last) with its spatial dims padded by ``pads`` [(lo, hi), ...]."""
+def pad_spatial(x: np.ndarray, pads, value=0, key: str | None = None) -> np.ndarray:
+    """``x`` (channels-last) with its spatial dims padded by ``pads`` [(lo, hi), ...]; in this
+    thread's scratch buffer ``key`` (see ``scratch``) when given: a temporary only."""
     if not any(lo or hi for lo, hi in pads):
         return x
     shape = (x.shape[0],) + tuple(d + lo + hi for d, (lo, hi) in
                                   zip(x.shape[1:-1], pads)) + (x.shape[-1],)
-    out = np.empty(shape, dtype=x.dtype)
+    if key is None:
+        out = np.empty(shape, dtype=x.dtype)
+    else:
+        out = scratch(key, math.prod(shape), x.dtype).reshape(shape)
     inner = tuple(slice(lo, lo + d) for d, (lo, _) in zip(x.shape[1:-1], pads))
     out[(slice(None),) + inner] = x
     # write each cell once: the borders only, not a full fill then the interior again
@@ -128,8 +136,13 @@ def _blocks(n: int, rows: int, pixels_per_row: int, row_bytes: int):
     return [(slice(b, min(n, b + imgs)), slice(None)) for b in range(0, n, imgs)]
 
 
-def conv_nd(x: np.ndarray, w: np.ndarray, strides, dilations, pads, outs) -> np.ndarray:
-    """Channels-last N-d convolution of ``x`` [N, *S, C] with ``w`` [*K, C/G, O] (G groups)."""
+def conv_nd(x: np.ndarray, w: np.ndarray, strides, dilations, pads, outs,
+            epilogue: Epilogue | None = None) -> np.ndarray:
+    """Channels-last N-d convolution of ``x`` [N, *S, C] with ``w`` [*K, C/G, O] (G groups).
+
+    ``epilogue(y, start, stop)``, if given, is called on each finished block of the output:
+    rows ``start:stop`` of ``y.reshape(-1, O)``, while they are still in cache.
+    """
     nsp = x.ndim - 2
     ks, cg, co = w.shape[:nsp], w.shape[-2], w.shape[-1]
     c = x.shape[-1]
@@ -138,97 +151,108 @@ def conv_nd(x: np.ndarray, w: np.ndarray, strides, dilations, pads, outs) -> np.
                          f"the output channels {co} a multiple of the number of groups")
     g = c // cg
     n = x.shape[0]
-    kk = int(np.prod(ks, dtype=np.int64))
+    kk = math.prod(ks)
     out = np.empty((n, *outs, co), dtype=np.result_type(x.dtype, w.dtype))
     if out.size == 0:
         return out
     if kk * cg == 0:
         out[...] = 0
+        if epilogue is not None:
+            epilogue(out, 0, out.size // co)
         return out
     if all(k == 1 for k in ks) and g == 1:
-        # 1x1 convolution: one matmul, on the input itself when it is not strided
-        v = pad_spatial(x, pads)[(slice(None),) + tuple(slice(0, (o - 1) * s + 1, s)
-                                                        for o, s in zip(outs, strides))]
-        np.matmul(v.reshape(-1, c), w.reshape(c, co), out=out.reshape(-1, co))
+        _pointwise(x, w.reshape(c, co), strides, pads, outs, out, epilogue)
         return out
-    xp = pad_spatial(x, pads)
-    st = xp.strides
-    sp_out = tuple(st[1 + i] * strides[i] for i in range(nsp))
-    sp_tap = tuple(st[1 + i] * dilations[i] for i in range(nsp))
-    row = int(np.prod(outs[1:], dtype=np.int64))  # output pixels per outer output row
+    xp = pad_spatial(x, pads, key="conv_pad")
+    row = math.prod(outs[1:])  # output pixels per outer output row
     if g > 1:
-        # [*K, Cg, G, Og] -> [G, K*Cg, Og]; one batched matmul per block
-        wm = w.reshape(kk, cg, g, co // g).transpose(2, 0, 1, 3).reshape(g, kk * cg, co // g)
-        view = as_strided(xp, (n, *outs, *ks, c),
-                          (st[0], *sp_out, *sp_tap, st[-1]), writeable=False)
-        for bs, rs in _blocks(n, outs[0], row, row * kk * c * xp.itemsize):
-            p = view[bs, rs]
-            m = p.shape[0] * p.shape[1] * row
-            pm = p.reshape(m, kk, g, cg).transpose(2, 0, 1, 3).reshape(g, m, kk * cg)
-            out[bs, rs] = np.matmul(pm, wm).transpose(1, 0, 2).reshape(out[bs, rs].shape)
+        _grouped(xp, w, strides, dilations, outs, out, epilogue)
         return out
     k = kk * c
-    wm = w.reshape(k, co)
     blocks = _blocks(n, outs[0], row, row * k * xp.itemsize)
     bs, rs = blocks[0]
-    buf = np.empty(len(range(n)[bs]) * len(range(outs[0])[rs]) * row * k, dtype=xp.dtype)
-    if c * ks[-1] < _NARROW:
-        # few channels (an RGB stem): copy patches channel-major so each copy moves long rows,
-        # and let BLAS read the [K, M] buffer transposed
-        view = as_strided(xp, (*ks, c, n, *outs), (*sp_tap, st[-1], st[0], *sp_out),
-                          writeable=False)
-        lead = (slice(None),) * (nsp + 1)
-        for bs, rs in blocks:
-            p = view[lead + (bs, rs)]
-            m = p.size // k
-            pt = buf[:p.size].reshape(p.shape)
-            np.copyto(pt, p)
-            np.matmul(pt.reshape(k, m).T, wm, out=out[bs, rs].reshape(m, co))
-        return out
-    view = as_strided(xp, (n, *outs, *ks, c), (st[0], *sp_out, *sp_tap, st[-1]),
-                      writeable=False)
+    buf = scratch("conv_patches",
+                  len(range(n)[bs]) * len(range(outs[0])[rs]) * row * k, xp.dtype)
+    narrow = c * ks[-1] < _NARROW
+    view = _patches(xp, ks, strides, dilations, outs, narrow)
+    wm = w.reshape(k, co)
+    lead = (slice(None),) * (nsp + 1)
     for bs, rs in blocks:
-        p = view[bs, rs]
+        # few channels (an RGB stem): patches copied channel-major, so each copy moves long
+        # rows, and BLAS reads the [K, M] buffer transposed
+        p = view[lead + (bs, rs)] if narrow else view[bs, rs]
         m = p.size // k
         pb = buf[:p.size].reshape(p.shape)
         np.copyto(pb, p)
-        np.matmul(pb.reshape(m, k), wm, out=out[bs, rs].reshape(m, co))
+        np.matmul(pb.reshape(k, m).T if narrow else pb.reshape(m, k), wm,
+                  out=out[bs, rs].reshape(m, co))
+        if epilogue is not None:
+            start = (bs.start * outs[0] + (rs.start or 0)) * row
+            epilogue(out, start, start + m)
     return out
 
 
-def depthwise_2d(x: np.ndarray, w: np.ndarray, strides, dilations, pads, oh: int,
-                 ow: int) -> np.ndarray:
-    """Depthwise convolution of ``x`` [N, H, W, C] by ``w`` [KH, KW, C, M]: [N, OH, OW, C*M].
-
-    One einsum over a strided view of the padded input (no patch copy), each output written
-    once. With unit column stride and few channels, a pixel's columns and channels are one
-    contiguous run, so the view is flattened to make numpy's inner loop long.
-    """
-    kh, kw, c, m = w.shape
-    if m != 1:  # channel multiplier: repeat each input channel m times, then one filter each
-        x = np.repeat(x, m, axis=-1)
-        c *= m
-    n = x.shape[0]
-    dt = np.result_type(x.dtype, w.dtype)
-    if n * oh * ow * c == 0:
-        return np.zeros((n, oh, ow, c), dt)
-    wf = w.reshape(kh, kw, c)
-    xp = pad_spatial(x, pads)
-    s = xp.strides
-    (sh, sw), (dh, dw) = strides, dilations
-    if sw == 1 and c <= _FLAT_CHANNELS and s[2] == c * s[3]:
-        wt = np.empty((kh, kw, ow, c), dt)
-        wt[...] = wf[:, :, None, :]
-        v = as_strided(xp, (n, oh, kh, kw, ow * c), (s[0], s[1] * sh, s[1] * dh, s[2] * dw,
-                                                     s[3]), writeable=False)
-        return np.einsum("nhijq,ijq->nhq", v, wt.reshape(kh, kw, ow * c)).reshape(
-            n, oh, ow, c)
-    v = as_strided(xp, (n, oh, ow, kh, kw, c), (s[0], s[1] * sh, s[2] * sw, s[1] * dh,
-                                                s[2] * dw, s[3]), writeable=False)
-    return np.einsum("nhwijc,ijc->nhwc", v, wf)
+def _patches(xp, ks, strides, dilations, outs, channel_major: bool) -> np.ndarray:
+    """The im2col view of padded ``xp``: [N, *O, *K, C], or [*K, C, N, *O] channel-major."""
+    nsp = len(ks)
+    st = xp.strides
+    sp_out = tuple(st[1 + i] * strides[i] for i in range(nsp))
+    sp_tap = tuple(st[1 + i] * dilations[i] for i in range(nsp))
+    n, c = xp.shape[0], xp.shape[-1]
+    if channel_major:
+        return strided(xp, (*ks, c, n, *outs), (*sp_tap, st[-1], st[0], *sp_out))
+    return strided(xp, (n, *outs, *ks, c), (st[0], *sp_out, *sp_tap, st[-1]))
 
 
-def _conv(input, filter, strides, padding, explicit_paddings, data_format, dilations):
+def _pointwise(x, wm, strides, pads, outs, out, epilogue) -> None:
+    """A 1x1 convolution: one matmul on the input itself when it is not strided; with an
+    epilogue, matmuls over blocks of rows, each finished while in cache."""
+    c, co = wm.shape
+    v = pad_spatial(x, pads, key="conv_pad")[(slice(None),) + tuple(
+        slice(0, (o - 1) * s + 1, s) for o, s in zip(outs, strides))]
+    if not v.flags.c_contiguous:  # strided: gathered into scratch, not a fresh copy
+        buf = scratch("conv_gather", v.size, v.dtype).reshape(v.shape)
+        np.copyto(buf, v)
+        v = buf
+    xm, ym = v.reshape(-1, c), out.reshape(-1, co)
+    m = ym.shape[0]
+    step = m if epilogue is None else _gemm_rows(m, c, co, x.itemsize)
+    for r in range(0, m, step):
+        np.matmul(xm[r:r + step], wm, out=ym[r:r + step])
+        if epilogue is not None:
+            epilogue(out, r, min(m, r + step))
+
+
+def _gemm_rows(m: int, k: int, co: int, itemsize: int) -> int:
+    """Rows per matmul of a blocked 1x1 convolution: an output block of about
+    ``_GEMM_BLOCK_BYTES``, but no fewer than ``_MIN_ROWS`` rows (BLAS packs the weight per
+    call: short calls waste it)."""
+    rows = max(_MIN_ROWS, _GEMM_BLOCK_BYTES // max(co * itemsize, 1))
+    return m if rows * 2 > m else rows
+
+
+def _grouped(xp, w, strides, dilations, outs, out, epilogue) -> None:
+    """A grouped convolution: [*K, Cg, G, Og] -> [G, K*Cg, Og], one batched matmul per
+    block."""
+    nsp = xp.ndim - 2
+    ks, cg, co = w.shape[:nsp], w.shape[-2], w.shape[-1]
+    c, n = xp.shape[-1], xp.shape[0]
+    g, kk = c // cg, math.prod(ks)
+    row = math.prod(outs[1:])
+    wm = w.reshape(kk, cg, g, co // g).transpose(2, 0, 1, 3).reshape(g, kk * cg, co // g)
+    view = _patches(xp, ks, strides, dilations, outs, False)
+    for bs, rs in _blocks(n, outs[0], row, row * kk * c * xp.itemsize):
+        p = view[bs, rs]
+        m = p.shape[0] * p.shape[1] * row
+        pm = p.reshape(m, kk, g, cg).transpose(2, 0, 1, 3).reshape(g, m, kk * cg)
+        out[bs, rs] = np.matmul(pm, wm).transpose(1, 0, 2).reshape(out[bs, rs].shape)
+        if epilogue is not None:
+            start = (bs.start * outs[0] + (rs.start or 0)) * row
+            epilogue(out, start, start + m)
+
+
+def _conv(input, filter, strides, padding, explicit_paddings, data_format, dilations,
+          epilogue: Epilogue | None = None):
     first, nsp = _spatial(data_format)
     if input.ndim != nsp + 2 or filter.ndim != nsp + 2:
         raise ValueError(f"expected a rank-{nsp + 2} input and filter for {data_format}, got "
@@ -241,8 +265,14 @@ def _conv(input, filter, strides, padding, explicit_paddings, data_format, dilat
     dt = input.dtype
     if low_precision(dt):
         x, filter = x.astype(np.float32), filter.astype(np.float32)
-    y = conv_nd(x, filter, st, dl, pads, outs)
+    y = conv_nd(x, filter, st, dl, pads, outs, _check_epilogue(epilogue, first, dt))
     return _from_last(y.astype(dt, copy=False), first)
+
+
+def _check_epilogue(epilogue, first: bool, dt: np.dtype):
+    if epilogue is not None and (first or low_precision(dt)):
+        raise ValueError("an epilogue by blocks needs a channels-last float32/float64 conv")
+    return epilogue
 
 
 @op("Conv2D")
@@ -258,10 +288,8 @@ def Conv3D(input, filter, *, strides, padding, data_format="NDHWC", dilations=(1
     return _conv(input, filter, strides, padding, (), data_format, dilations)
 
 
-@op("DepthwiseConv2dNative")
-def DepthwiseConv2dNative(input, filter, *, strides, padding, explicit_paddings=(),
-                          data_format="NHWC", dilations=(1, 1, 1, 1)):
-    """DepthwiseConv2dNative: each input channel convolved with its own ``M`` filters."""
+def _depthwise(input, filter, strides, padding, explicit_paddings, data_format, dilations,
+               epilogue: Epilogue | None = None, tiles: dict | None = None):
     first, _ = _spatial(data_format)
     if input.ndim != 4 or filter.ndim != 4:
         raise ValueError(f"expected a rank-4 input and filter, got shapes {list(input.shape)} "
@@ -278,8 +306,16 @@ def DepthwiseConv2dNative(input, filter, *, strides, padding, explicit_paddings=
     w = filter
     if low_precision(dt):
         x, w = x.astype(np.float32), w.astype(np.float32)
-    out = depthwise_2d(x, w, st, dl, pads, oh, ow)
+    out = depthwise_2d(x, w, st, dl, pads, oh, ow, _check_epilogue(epilogue, first, dt), tiles)
     return _from_last(out.astype(dt, copy=False), first)
+
+
+@op("DepthwiseConv2dNative")
+def DepthwiseConv2dNative(input, filter, *, strides, padding, explicit_paddings=(),
+                          data_format="NHWC", dilations=(1, 1, 1, 1)):
+    """DepthwiseConv2dNative: each input channel convolved with its own ``M`` filters."""
+    return _depthwise(input, filter, strides, padding, explicit_paddings, data_format,
+                      dilations)
 
 
 # --- input gradients (transposed convolutions) --------------------------------------------------
@@ -304,7 +340,7 @@ def conv_transpose_nd(shape, w, dy, strides, dilations, pads) -> np.ndarray:
         raise ValueError(f"input depth {shape[-1]} != filter depth {c} (grouped transposed "
                          "convolutions are not supported)")
     n, outs = dy.shape[0], dy.shape[1:-1]
-    kk = int(np.prod(ks, dtype=np.int64))
+    kk = math.prod(ks)
     size = [max(d + lo + hi, (o - 1) * s + (k - 1) * dl + 1) if o else d + lo + hi
             for d, (lo, hi), o, s, k, dl in zip(shape[1:-1], pads, outs, strides, ks, dilations)]
     dxp = np.zeros((n, *size, c), dtype=np.result_type(dy.dtype, w.dtype))

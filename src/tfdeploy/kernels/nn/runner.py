@@ -1,0 +1,217 @@
+"""The conv kernels the fused chains drive (``conv_runner``): the built-in Conv2D, Conv3D and
+DepthwiseConv2dNative kernels with their filter (and a bias) bound, the geometry worked out
+once per input shape, and two extras the fusion passes use: a per-channel bias added inside the
+matmul where that is cheaper, and a squeeze-excite scale folded into a 1x1 conv (``scaled``).
+One implementation: the work is done by ``conv.py`` and ``depthwise.py``'s functions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfdeploy.kernels.common import low_precision
+from tfdeploy.kernels.nn.conv import (
+    _conv,
+    _depthwise,
+    _gemm_rows,
+    _geometry,
+    _spatial,
+    _spatial_attr,
+    conv_nd,
+    explicit_pairs,
+)
+from tfdeploy.kernels.nn.depthwise import Epilogue, depthwise_2d
+from tfdeploy.kernels.nn.scratch import scratch
+
+#: the largest weight (with its bias row) a 1x1 conv keeps a second copy of, to add its bias
+#: in the matmul: an expansion conv's bias pass costs more than copying its narrower input
+_AUGMENT_BYTES = 1 << 20
+
+
+def conv_runner(op_type: str, attrs: dict, filter: np.ndarray, bias: np.ndarray | None = None):
+    """The built-in kernel of ``op_type`` (Conv2D, Conv3D, DepthwiseConv2dNative) with its
+    attributes and constant ``filter`` bound, as ``run(input, epilogue=None)``: the kernel
+    the fused chains drive (one implementation, two entry points). ``epilogue(y, start,
+    stop)`` (channels-last only) runs on rows ``start:stop`` of the output ``y.reshape(-1, C)``
+    as soon as each block is computed. ``bias`` (channels-last only): a per-channel vector
+    added to the convolution, in the matmul itself where that is cheaper. None for another
+    op."""
+    if op_type not in ("Conv2D", "Conv3D", "DepthwiseConv2dNative"):
+        return None
+    return _Runner(op_type, attrs, filter, bias)
+
+
+def _biased(epilogue: Epilogue | None, bias: np.ndarray, tiled=None) -> Epilogue:
+    """``epilogue`` preceded by adding ``bias`` to the same rows. ``tiled``: the bias repeated
+    over a whole output row of pixels, added to blocks of whole rows as one contiguous run per
+    row (0.08-0.17 against 0.15-0.25 ns a value for the channel-wise broadcast)."""
+    def run(y, start, stop):
+        c = y.shape[-1]
+        flat = y.reshape(-1)[start * c:stop * c]
+        if tiled is not None and flat.size % tiled.size == 0:
+            rows = flat.reshape(-1, tiled.size)
+            np.add(rows, tiled, out=rows)
+        else:
+            rows = flat.reshape(-1, c)
+            np.add(rows, bias, out=rows)
+        if epilogue is not None:
+            epilogue(y, start, stop)
+    return run
+
+
+def _augmented(filter: np.ndarray, bias) -> np.ndarray | None:
+    """[[W], [bias]] for a 1x1 conv whose bias is cheaper inside the matmul (a ones column
+    appended to the input) than as a pass over the output: fewer input than output channels
+    (expansions), and a weight small enough to keep twice. None otherwise."""
+    if bias is None or filter.shape[:2] != (1, 1) or filter.ndim != 4:
+        return None
+    c, co = filter.shape[2:]
+    if c + 1 >= co or (c + 1) * co * filter.itemsize > _AUGMENT_BYTES:
+        return None
+    w = np.concatenate([filter.reshape(c, co), bias.reshape(1, co).astype(filter.dtype)])
+    w.setflags(write=False)
+    return w
+
+
+class _Runner:
+    """:func:`conv_runner`'s kernel. Per input shape and dtype it works out the geometry once
+    (a memo of a pure function of the shape, so threads may share it): the attribute parsing
+    and checks cost ~20 us a call, as much as a small layer's arithmetic."""
+
+    __slots__ = ("op", "filter", "bias", "augmented", "args", "memo", "tiles")
+
+    def __init__(self, op_type: str, attrs: dict, filter: np.ndarray, bias=None):
+        a = dict(attrs)
+        default = "NDHWC" if op_type == "Conv3D" else "NHWC"
+        self.op, self.filter, self.bias = op_type, filter, bias
+        self.args = (a["strides"], a["padding"], a.get("explicit_paddings", ()),
+                     a.get("data_format", default),
+                     a.get("dilations", (1,) * (5 if op_type == "Conv3D" else 4)))
+        if bias is not None and _spatial(self.args[3])[0]:
+            raise ValueError("a conv runner's bias needs a channels-last format")
+        self.augmented = _augmented(filter, bias) if op_type == "Conv2D" else None
+        self.memo: dict = {}
+        self.tiles: dict = {}  # the depthwise filter tiled per output width (a memo too)
+
+    def __call__(self, x, epilogue: Epilogue | None = None):
+        run = self.memo.get((x.shape, x.dtype))
+        if run is None:
+            run = self._prepare(x)
+            if len(self.memo) > 16:
+                self.memo.clear()
+            self.memo[(x.shape, x.dtype)] = run
+        return run(x, epilogue)
+
+    def scaled(self, a, b, epilogue: Epilogue | None = None):
+        """The convolution of ``a * b`` where one operand is a feature map [N, H, W, C] and the
+        other a per-image channel scale [N, 1, 1, C] (squeeze-excite), for a unit-stride 1x1
+        NHWC conv; None when the operands are not so (the caller then runs the product).
+
+        The scale goes into the weights (C x O values per image) when that is less work than
+        scaling the map (H x W x C), else the product goes to a scratch buffer: either way no
+        full-size temporary array."""
+        w = self.filter
+        strides, padding, explicit, fmt, dilations = self.args
+        if self.op != "Conv2D" or fmt != "NHWC" or w.shape[:2] != (1, 1) or a.ndim != 4 or \
+                b.ndim != 4 or a.dtype != w.dtype or b.dtype != w.dtype or \
+                list(strides) != [1, 1, 1, 1] or list(dilations) != [1, 1, 1, 1] or \
+                padding not in ("SAME", "VALID") or low_precision(w.dtype):
+            return None
+        f, s = a, b
+        if s.shape != (f.shape[0], 1, 1, f.shape[3]):
+            f, s = b, a
+            if s.shape != (f.shape[0], 1, 1, f.shape[3]):
+                return None
+        n, h, wd, c = f.shape
+        if c != w.shape[2]:
+            return None
+        co = w.shape[3]
+        if co >= h * wd or n == 0:
+            fs = scratch("conv_scaled", f.size, f.dtype).reshape(f.shape)
+            np.multiply(f, s, out=fs)
+            return self(fs, epilogue)
+        if self.bias is not None:
+            epilogue = _biased(epilogue, self.bias)
+        out = np.empty((n, h, wd, co), w.dtype)
+        wm = w.reshape(1, c, co)
+        ws = np.multiply(wm, s.reshape(n, c, 1))  # [N, C, O]: each image's own weights
+        fm = f.reshape(n, h * wd, c) if f.flags.c_contiguous else \
+            np.ascontiguousarray(f).reshape(n, h * wd, c)
+        np.matmul(fm, ws, out=out.reshape(n, h * wd, co))
+        if epilogue is not None:
+            epilogue(out, 0, n * h * wd)
+        return out
+
+    def _generic(self, x, epilogue):
+        if self.bias is not None:
+            epilogue = _biased(epilogue, self.bias)
+        if self.op == "DepthwiseConv2dNative":
+            return _depthwise(x, self.filter, *self.args, epilogue, self.tiles)
+        strides, padding, explicit, fmt, dilations = self.args
+        if self.op == "Conv3D":
+            explicit = ()
+        return _conv(x, self.filter, strides, padding, explicit, fmt, dilations, epilogue)
+
+    def _prepare(self, x):
+        """The call for inputs like ``x``: the generic kernel, or with the geometry bound."""
+        strides, padding, explicit, fmt, dilations = self.args
+        w = self.filter
+        if self.op == "Conv3D" or fmt != "NHWC" or x.ndim != 4 or w.ndim != 4 or \
+                x.dtype != w.dtype or low_precision(x.dtype):
+            return self._generic
+        st = _spatial_attr(strides, fmt, "strides")
+        dl = _spatial_attr(dilations, fmt, "dilations")
+        pairs = explicit_pairs(explicit, fmt) if padding == "EXPLICIT" else None
+        outs, pads = _geometry(x.shape[1:3], w.shape[:2], st, dl, padding, pairs)
+        if self.op == "DepthwiseConv2dNative":
+            if x.shape[-1] != w.shape[2]:
+                return self._generic  # (its error)
+            tiles, bias = self.tiles, self.bias
+            if bias is not None:
+                tb = np.tile(bias, outs[1])
+                return lambda x, ep: depthwise_2d(x, w, st, dl, pads, *outs,
+                                                  _biased(ep, bias, tb), tiles)
+            return lambda x, ep: depthwise_2d(x, w, st, dl, pads, *outs, ep, tiles)
+        if w.shape[:2] == (1, 1) and x.shape[-1] == w.shape[2] and st == [1, 1] and \
+                not any(lo or hi for lo, hi in pads) and x.flags.c_contiguous:
+            return _pointwise_run(x.shape, w, outs, self.bias, self.augmented,
+                                  None if self.bias is None else np.tile(self.bias, outs[1]))
+        if self.bias is not None:
+            bias, tb = self.bias, np.tile(self.bias, outs[1])
+            return lambda x, ep: conv_nd(x, w, st, dl, pads, outs, _biased(ep, bias, tb))
+        return lambda x, ep: conv_nd(x, w, st, dl, pads, outs, ep)
+
+
+def _pointwise_run(shape, w, outs, bias, augmented, tiled):
+    """A unit-stride 1x1 convolution of inputs of ``shape``: matmuls on the input itself, or
+    with the bias in the matmul (``augmented``: the input copied with a ones column)."""
+    n, c, co = shape[0], shape[-1], w.shape[-1]
+    wm, oshape = w.reshape(c, co), (n, *outs, co)
+    m = n * outs[0] * outs[1]
+    step = max(1, _gemm_rows(m, c, co, w.itemsize))
+
+    def run(x, epilogue):
+        out = np.empty(oshape, wm.dtype)
+        if not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x)
+        xm, ym = x.reshape(m, c), out.reshape(m, co)
+        if augmented is not None:
+            xa = scratch("conv_ones", m * (c + 1), wm.dtype).reshape(m, c + 1)
+            xa[:, :c] = xm
+            xa[:, c] = 1
+            np.matmul(xa, augmented, out=ym)
+            if epilogue is not None:
+                epilogue(out, 0, m)
+            return out
+        if bias is not None:
+            epilogue = _biased(epilogue, bias, tiled)
+        if epilogue is None or step >= m:
+            np.matmul(xm, wm, out=ym)
+            if epilogue is not None:
+                epilogue(out, 0, m)
+            return out
+        for r in range(0, m, step):
+            np.matmul(xm[r:r + step], wm, out=ym[r:r + step])
+            epilogue(out, r, min(m, r + step))
+        return out
+    return run

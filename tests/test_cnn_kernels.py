@@ -1,0 +1,248 @@
+"""The convolution kernels' block structure: depthwise blocks (rows, images, padded seams),
+the epilogue hook of every conv path (each output row finished exactly once, in order), the
+fused kernels that drive it, and the per-thread scratch buffers."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from tfdeploy.kernels.nn import conv, depthwise, fused, runner, scratch
+
+RNG = np.random.default_rng(0)
+
+
+def _r(*shape, dtype=np.float32):
+    return RNG.uniform(-1, 1, shape).astype(dtype)
+
+
+def _reference_depthwise(x, w, strides, dilations, pads, oh, ow):
+    """Depthwise convolution by one loop over taps, in float64, from a padded copy."""
+    kh, kw, c, m = w.shape
+    (sh, sw), (dh, dw) = strides, dilations
+    xp = np.pad(x.astype(np.float64), ((0, 0), pads[0], pads[1], (0, 0)))
+    xp = np.repeat(xp, m, axis=-1)
+    out = np.zeros((x.shape[0], oh, ow, c * m))
+    for i in range(kh):
+        for j in range(kw):
+            rows = slice(i * dh, i * dh + (oh - 1) * sh + 1, sh)
+            cols = slice(j * dw, j * dw + (ow - 1) * sw + 1, sw)
+            out += xp[:, rows, cols] * w[i, j].reshape(-1).astype(np.float64)
+    return out
+
+
+class _Recorder:
+    """An epilogue recording the row ranges it is given (and adding 1 to them)."""
+
+    def __init__(self):
+        self.ranges = []
+
+    def __call__(self, y, start, stop):
+        self.ranges.append((start, stop))
+        y.reshape(-1, y.shape[-1])[start:stop] += 1
+
+    def check(self, y):
+        rows = y.size // y.shape[-1]
+        assert self.ranges and self.ranges[0][0] == 0 and self.ranges[-1][1] == rows
+        for (_, a), (b, _) in zip(self.ranges, self.ranges[1:]):
+            assert a == b  # contiguous, in order, no row twice
+
+
+DW_CASES = [
+    # (input, filter, strides, dilations, pads)
+    ((2, 13, 11, 5), (3, 3, 5, 1), (1, 1), (1, 1), ((1, 1), (1, 1))),
+    ((1, 17, 16, 8), (3, 3, 8, 1), (2, 2), (1, 1), ((0, 1), (0, 1))),
+    ((3, 12, 9, 4), (5, 5, 4, 1), (2, 1), (1, 1), ((1, 2), (2, 2))),
+    ((1, 15, 14, 3), (3, 3, 3, 2), (1, 2), (2, 1), ((2, 2), (0, 0))),
+    ((2, 10, 10, 6), (3, 2, 6, 1), (1, 1), (1, 1), ((0, 0), (0, 0))),  # no padding: direct
+    ((1, 9, 8, 300), (3, 3, 300, 1), (1, 1), (1, 1), ((3, 0), (0, 4))),
+    ((2, 4, 6, 5), (3, 3, 5, 1), (1, 2), (1, 1), ((1, 1), (1, 1))),  # a 2x1 interior
+    ((1, 3, 6, 4), (3, 3, 4, 1), (1, 2), (1, 1), ((2, 2), (2, 2))),  # no interior at all
+    ((0, 9, 8, 4), (3, 3, 4, 1), (1, 1), (1, 1), ((1, 1), (1, 1))),
+]
+
+
+@pytest.mark.parametrize("block, small", [(1 << 9, 0), (1 << 12, 0), (1 << 30, 1 << 30)],
+                         ids=["image_regions", "images_regions", "whole"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", DW_CASES, ids=[str(i) for i in range(len(DW_CASES))])
+def test_depthwise_blocks(case, dtype, block, small, monkeypatch):
+    """Groups of one or more images, each by interior and borders or in one piece."""
+    monkeypatch.setattr(depthwise, "_BLOCK_BYTES", block)
+    monkeypatch.setattr(depthwise, "_SMALL_BYTES", small)
+    xs, ws, st, dl, pads = case
+    x, w = _r(*xs, dtype=dtype), _r(*ws, dtype=dtype)
+    oh = (xs[1] + sum(pads[0]) - (ws[0] - 1) * dl[0] - 1) // st[0] + 1
+    ow = (xs[2] + sum(pads[1]) - (ws[1] - 1) * dl[1] - 1) // st[1] + 1
+    want = _reference_depthwise(x, w, st, dl, pads, oh, ow)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    tiles: dict = {}
+    for _ in range(2):  # the second time with the tiled weight cached
+        got = depthwise.depthwise_2d(x, w, st, dl, pads, oh, ow, tiles=tiles)
+        assert got.dtype == dtype and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    if x.shape[0]:
+        rec = _Recorder()
+        got = depthwise.depthwise_2d(x, w, st, dl, pads, oh, ow, epilogue=rec)
+        rec.check(got)
+        np.testing.assert_allclose(got, want + 1, rtol=tol, atol=tol)
+    # a non-contiguous input (a channels-first tensor moved to channels-last)
+    xt = np.ascontiguousarray(np.moveaxis(x, -1, 1)).transpose(0, 2, 3, 1)
+    got = depthwise.depthwise_2d(xt, w, st, dl, pads, oh, ow)
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+CONV_CASES = [
+    # (input, filter, strides, pads): im2col by rows, by images, channel-major, grouped, 1x1
+    ((2, 40, 30, 16), (3, 3, 16, 8), (1, 1), ((1, 1), (1, 1))),
+    ((5, 9, 9, 8), (3, 3, 8, 4), (1, 1), ((0, 0), (0, 0))),
+    ((1, 60, 50, 3), (7, 7, 3, 4), (2, 2), ((3, 3), (3, 3))),
+    ((2, 20, 20, 8), (3, 3, 4, 6), (1, 1), ((1, 1), (1, 1))),
+    ((3, 30, 40, 12), (1, 1, 12, 20), (1, 1), ((0, 0), (0, 0))),
+    ((2, 31, 30, 12), (1, 1, 12, 20), (2, 2), ((0, 0), (0, 0))),
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=[str(i) for i in range(len(CONV_CASES))])
+def test_conv_epilogue_blocks(case, monkeypatch):
+    monkeypatch.setattr(conv, "_BLOCK_BYTES", 1 << 14)
+    monkeypatch.setattr(conv, "_MIN_ROWS", 64)
+    monkeypatch.setattr(conv, "_GEMM_BLOCK_BYTES", 1 << 12)
+    xs, ws, st, pads = case
+    x, w = _r(*xs), _r(*ws)
+    outs = [(xs[1 + i] + sum(pads[i]) - ws[i]) // st[i] + 1 for i in range(2)]
+    want = conv.conv_nd(x, w, st, (1, 1), pads, outs)
+    rec = _Recorder()
+    got = conv.conv_nd(x, w, st, (1, 1), pads, outs, epilogue=rec)
+    rec.check(got)
+    assert len(rec.ranges) > 1
+    np.testing.assert_allclose(got, want + 1, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_runner_refuses_an_epilogue_it_cannot_run_by_rows():
+    run = runner.conv_runner("Conv2D", {"strides": [1, 1, 1, 1], "padding": "SAME",
+                                      "data_format": "NCHW"}, _r(3, 3, 2, 4))
+    x = _r(1, 2, 5, 5)
+    assert run(x).shape == (1, 4, 5, 5)
+    with pytest.raises(ValueError, match="channels-last"):
+        run(x, _Recorder())
+    assert runner.conv_runner("MatMul", {}, _r(2, 2)) is None
+
+
+def test_fused_chain_blocked_with_a_broadcast_residual():
+    """A residual that broadcasts cannot be taken by rows: the epilogue then runs after the
+    core, on the whole output (and nothing was applied twice)."""
+    w = _r(3, 3, 4, 6)
+    core = runner.conv_runner("Conv2D", {"strides": [1, 1, 1, 1], "padding": "SAME"}, w)
+    ops = [fused.epilogue_op("add_input", np.dtype(np.float32), 0),
+           fused.epilogue_op("relu", np.dtype(np.float32))]
+    chain = fused.FusedChain(core, np.dtype(np.float32), ops, None, "test", 6, blocked=True)
+    x = _r(2, 9, 7, 4)
+    y = conv.Conv2D(x, w, strides=[1, 1, 1, 1], padding="SAME")
+    for r in (_r(2, 9, 7, 6), _r(1, 1, 7, 6), _r(6)):
+        np.testing.assert_allclose(chain(x, r), np.maximum(y + r, 0), rtol=1e-6, atol=1e-6)
+
+
+def test_scratch_is_per_thread_and_reused():
+    a = scratch.scratch("test", 100, np.float32)
+    b = scratch.scratch("test", 50, np.float32)
+    assert np.shares_memory(a, b)  # reused by the next call in this thread
+    assert not np.shares_memory(a, scratch.scratch("other", 100, np.float32))
+    assert not np.shares_memory(a, scratch.scratch("test", 100, np.float64))
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(scratch.scratch("test", 100, np.float32)))
+    t.start()
+    t.join()
+    assert not np.shares_memory(a, seen[0])
+    big = scratch.KEEP_BYTES // 4 + 1
+    assert not np.shares_memory(scratch.scratch("test", big, np.float32),
+                                scratch.scratch("test", big, np.float32))
+
+
+def test_depthwise_regions():
+    geom = ((2, 2), (1, 1), ((0, 1), (0, 1)), (3, 3))
+    # a strided conv: the interior read in place, the bottom row and right column padded
+    assert depthwise._regions(112, 112, 56, 56, geom, 1 << 22) == [
+        (0, 55, 0, 55), (0, 55, 55, 56), (55, 56, 0, 56)]
+    assert depthwise._regions(112, 112, 56, 56, geom, 1 << 10) == [(0, 56, 0, 56)]  # small
+    unit = ((1, 1), (1, 1), ((1, 1), (1, 1)), (3, 3))
+    assert depthwise._regions(56, 56, 56, 56, unit, 1 << 22) == [(0, 56, 0, 56)]
+
+
+@pytest.mark.parametrize("op, ws, attrs", [
+    ("Conv2D", (1, 1, 4, 6), {}),  # the unit-stride 1x1 path
+    ("Conv2D", (1, 1, 4, 6), {"strides": [1, 2, 2, 1]}),
+    ("Conv2D", (3, 3, 4, 6), {"padding": "VALID"}),
+    ("Conv2D", (3, 3, 2, 6), {}),  # grouped
+    ("DepthwiseConv2dNative", (3, 3, 4, 2), {"strides": [1, 2, 1, 1]}),
+    ("Conv2D", (3, 3, 4, 6), {"data_format": "NCHW"}),
+])
+def test_conv_runner_per_shape(op, ws, attrs):
+    """The runner's memo of one call per input shape and dtype gives the op's results for
+    every shape and dtype, and its errors every time."""
+    kernel = conv.Conv2D if op == "Conv2D" else conv.DepthwiseConv2dNative
+    attrs = {"strides": [1, 1, 1, 1], "padding": "SAME", **attrs}
+    if attrs.get("data_format") == "NCHW":
+        attrs["strides"] = [attrs["strides"][i] for i in (0, 3, 1, 2)]
+    w = _r(*ws)
+    run = runner.conv_runner(op, attrs, w)
+    first = attrs.get("data_format") == "NCHW"
+    for n, h, dt in [(2, 9, np.float32), (1, 9, np.float32), (2, 7, np.float32),
+                     (2, 9, np.float64), (0, 9, np.float32)] + [(1, s, np.float32)
+                                                                for s in range(3, 22)]:
+        x = _r(n, 4, h, h - 1, dtype=dt) if first else _r(n, h, h - 1, 4, dtype=dt)
+        want = kernel(x, w, **attrs)
+        got = run(x)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    bad = _r(1, 5, 5, 3) if not first else _r(1, 3, 5, 5)
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            run(bad)
+
+
+@pytest.mark.parametrize("op, ws, strides", [
+    ("Conv2D", (1, 1, 4, 9), 1),  # an expansion: the bias in the matmul (a ones column)
+    ("Conv2D", (1, 1, 9, 4), 1),  # a projection: the bias added to each block
+    ("Conv2D", (1, 1, 4, 9), 2),
+    ("Conv2D", (3, 3, 4, 9), 1),
+    ("DepthwiseConv2dNative", (3, 3, 4, 1), 2),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_runner_bias(op, ws, strides, dtype):
+    kernel = conv.Conv2D if op == "Conv2D" else conv.DepthwiseConv2dNative
+    attrs = {"strides": [1, strides, strides, 1], "padding": "SAME"}
+    w = _r(*ws, dtype=dtype)
+    b = _r(ws[3] if op == "Conv2D" else ws[2] * ws[3], dtype=dtype)
+    run = runner.conv_runner(op, attrs, w, b)
+    assert (run.augmented is not None) == (op == "Conv2D" and ws[:3] == (1, 1, 4))
+    x = _r(2, 7, 6, w.shape[2], dtype=dtype)
+    want = kernel(x, w, **attrs) + b
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(run(x), want, rtol=tol, atol=tol)
+    rec = _Recorder()
+    got = run(x, rec)
+    rec.check(got)
+    np.testing.assert_allclose(got, want + 1, rtol=tol, atol=tol)
+    if op == "Conv2D" and ws[:2] == (1, 1) and strides == 1:
+        for n, h in ((1, 3), (2, 3), (2, 9)):  # the scale in the weights, or in scratch
+            f, s = _r(n, h, h, w.shape[2], dtype=dtype), _r(n, 1, 1, w.shape[2], dtype=dtype)
+            want = kernel(f * s, w, **attrs) + b
+            np.testing.assert_allclose(run.scaled(f, s), want, rtol=tol, atol=tol)
+    with pytest.raises(ValueError, match="channels-last"):
+        runner.conv_runner(op, {**attrs, "data_format": "NCHW"}, w, b)
+
+
+def test_biased_epilogue_rows():
+    """The bias added to any range of rows: whole output rows through the tiled bias, others
+    channel-wise, then the epilogue on the same rows."""
+    b = _r(3)
+    rec = _Recorder()
+    ep = runner._biased(rec, b, np.tile(b, 4))
+    y = np.zeros((2, 5, 4, 3), np.float32)
+    for start, stop in ((0, 8), (8, 11), (11, 40)):
+        ep(y, start, stop)
+    rec.check(y)
+    np.testing.assert_allclose(y, np.broadcast_to(b + 1, y.shape), rtol=1e-6)
