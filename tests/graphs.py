@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import subprocess
+import sys
+
 import numpy as np
 
 import tfdeploy as td
@@ -42,3 +46,14 @@ def dense_softmax(n_in=784, n_out=100, seed=0) -> tuple[td.Model, dict]:
              Node("add", "AddV2", ["MatMul", "b"], {"T": "float32"}),
              Node("output", "Softmax", ["add"], {"T": "float32"})]
     return model_of(nodes, ["input"], ["output"]), {"W": W, "b": b}
+
+
+
+@functools.cache
+def builtin_op_types() -> tuple[str, ...]:
+    """tfdeploy's own registered op types, as a fresh process sees them: tests register op
+    types of their own (``tests/dask_ops.py``), which must not count."""
+    code = "import tfdeploy.registry as r; print(' '.join(r.registered_ops()))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    return tuple(out.stdout.split())
