@@ -1,14 +1,16 @@
 """Recurrent networks: tfdeploy ``model(x)`` against TensorFlow (and onnxruntime), in one run.
 
-Keras models with random weights: an LSTM(64) over 50 steps of 16 features, and a GRU text
-classifier (Embedding(20000, 64) -> GRU(64) -> Dense(2) logits over 100 tokens), each at batch
-1 and 64, built with Keras 3 and with tf_keras (``--flavours``). TensorFlow runs a
-``tf.function`` of the model with ``training=False``, called on numpy with the result
-``.numpy()``'d; onnxruntime (through tf2onnx) is a column only when both are importable. Outputs
-are checked to agree before anything is timed. Ratios > 1 in the ``/tfdeploy`` columns mean
-tfdeploy is faster than that column.
+Keras models with random weights: an LSTM(64) over 50 steps of 16 features, a GRU text
+classifier (Embedding(20000, 64) -> GRU(64) -> Dense(2) logits over 100 tokens), and a stacked
+one (Embedding(1000, 32) -> LSTM(64, return_sequences) -> GRU(32) -> Dense(10) over 20
+tokens), each at batch 1, 8 and 64, built with Keras 3 and with tf_keras (``--flavours``).
+TensorFlow runs a ``tf.function`` of the model with ``training=False``, called on numpy with
+the result ``.numpy()``'d; onnxruntime (through tf2onnx; it cannot convert Keras 3 RNNs) is a
+column only when both are importable. Outputs are checked to agree before anything is timed.
+Each contender is timed ``--repeat`` times, interleaved; the tables show the best and the
+median sample. Ratios > 1 in the ``/tfdeploy`` columns mean tfdeploy is faster.
 
-    python benchmarks/bench_rnn.py [--models lstm,gru] [--batches 1,64]
+    python benchmarks/bench_rnn.py [--models lstm,gru,stacked] [--batches 1,8,64]
     python benchmarks/bench_rnn.py --profile lstm --batches 64   # time per op, loop bodies too
 
 Both sides get the same number of threads (``--threads``, default 1; see bench_models.py).
@@ -24,10 +26,10 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(__file__))
 
-from common import fmt, measure, report  # noqa: E402
+from common import fmt, table, timeit  # noqa: E402
 
-MODELS = ("lstm", "gru")
-STEPS = {"lstm": 50, "gru": 100}
+MODELS = ("lstm", "gru", "stacked")
+STEPS = {"lstm": 50, "gru": 100, "stacked": 20}
 VOCAB = 20000
 
 
@@ -40,12 +42,17 @@ def build(k, name: str):
     if name == "gru":
         return k.Sequential([k.Input((STEPS[name],), dtype="int32"), L.Embedding(VOCAB, 64),
                              L.GRU(64), L.Dense(2)])
+    if name == "stacked":
+        return k.Sequential([k.Input((STEPS[name],), dtype="int32"), L.Embedding(1000, 32),
+                             L.LSTM(64, return_sequences=True), L.GRU(32), L.Dense(10)])
     raise SystemExit(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
 
 
 def make_input(name: str, batch: int, rng):
     import numpy as np
 
+    if name == "stacked":
+        return rng.integers(1, 1000, size=(batch, STEPS[name])).astype(np.int32)
     if name == "gru":
         return rng.integers(1, VOCAB, size=(batch, STEPS[name])).astype(np.int32)
     return rng.standard_normal((batch, STEPS[name], 16), dtype=np.float32)
@@ -76,6 +83,48 @@ def onnx_runner(model, x, threads: int):
     return lambda v: sess.run(None, {name: v})[0]
 
 
+def race(contenders: dict, repeat: int, min_time: float) -> dict[str, list[float]]:
+    """Seconds per call of each contender (None = skipped), ``repeat`` samples each, timed
+    interleaved: on a shared, noisy machine a slow spell then hits them all alike."""
+    times: dict[str, list[float]] = {}
+    for _ in range(repeat):
+        for col, fn in contenders.items():
+            if fn is not None:
+                times.setdefault(col, []).append(timeit(fn, min_time / repeat, repeat=1))
+    return times
+
+
+def measure(label, b, x, want, scale, tdm, infer, onnx, repeat, min_time):
+    """Check onnxruntime's output too, then race the contenders and print the row: the
+    samples of each."""
+    import numpy as np
+
+    if onnx is not None:
+        err_o = float(np.max(np.abs(onnx(x) - want)))
+        if not err_o <= 1e-4 * scale:
+            raise SystemExit(f"{label}: onnxruntime differs by {err_o:.3g}")
+    times = race({"tfdeploy": lambda: tdm(x), "TF": lambda: infer(x).numpy(),
+                  "onnxrt": (lambda: onnx(x)) if onnx is not None else None}, repeat, min_time)
+    print(f"  {label}: " + ", ".join(f"{c} {fmt(min(t)).strip()} (median "
+                                     f"{fmt(sorted(t)[len(t) // 2]).strip()})"
+                                     for c, t in times.items()), flush=True)
+    return times
+
+
+def report(rows: list) -> None:
+    """The tables of best and median times, and the ratios to tfdeploy's."""
+    if not rows:
+        return
+    cols = [c for c in ("tfdeploy", "TF", "onnxrt") if any(c in t for _, t in rows)]
+    print(__doc__.strip().splitlines()[0])
+    for name, stat in (("best", min), ("median", lambda t: sorted(t)[len(t) // 2])):
+        print(f"\n{name} of each contender's samples:")
+        print(table([(label, {c: stat(t) for c, t in times.items()}) for label, times in rows],
+                     cols, "tfdeploy"))
+    print("\n(column/tfdeploy: > 1 means tfdeploy is faster; no onnxrt figure where tf2onnx "
+          "could not convert the model)")
+
+
 def profiled(tdm, x, n: int = 5, clock=time.perf_counter) -> list[tuple[str, float, float]]:
     """(op, seconds per run, calls per run) over every plan of ``tdm`` (loop bodies and
     conditions included), slowest first (``Model.profile``)."""
@@ -86,10 +135,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--batches", default="1,64")
+    ap.add_argument("--batches", default="1,8,64")
     ap.add_argument("--flavours", default="keras3,tf_keras", help="keras3 and/or tf_keras")
-    ap.add_argument("--min-time", type=float, default=1.0)
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--min-time", type=float, default=2.0)
+    ap.add_argument("--repeat", type=int, default=21)
     ap.add_argument("--profile", metavar="MODEL", help="print tfdeploy's time per op instead")
     ap.add_argument("--threads", type=int, default=1,
                     help="threads for numpy's BLAS and for TF (0: each library's default)")
@@ -111,7 +160,6 @@ def main(argv=None) -> int:
     batches = [int(b) for b in args.batches.split(",")]
     rng = np.random.default_rng(0)
     rows = []
-    has_onnx = False
     for flavour in args.flavours.split(","):
         if flavour == "keras3":
             import keras as k
@@ -148,11 +196,10 @@ def main(argv=None) -> int:
                               f"{fmt(t / c)}/call")
                     continue
                 onnx = onnx_runner(model, x, args.threads)
-                times, used = measure(label, name, b, x, want, err, scale, tdm, infer, onnx,
-                                      args.repeat, args.min_time)
-                has_onnx = has_onnx or used
-                rows.append((label, times))
-    report(__doc__, rows, has_onnx)
+                print(f"  {label}: max |tfdeploy - TF| / max |TF| = {err / scale:.2g}")
+                rows.append((label, measure(label, b, x, want, scale, tdm, infer, onnx,
+                                            args.repeat, args.min_time)))
+    report(rows)
     return 0
 
 
