@@ -1,6 +1,6 @@
 """The compiler: a graph, fetches and feeds in; a plan whose ``run`` is generated code out.
 
-    select -> fold -> fuse_conv -> liveness -> lower -> codegen
+    select -> fold -> fuse_rnn -> fuse_conv -> liveness -> lower -> codegen
 
 Each pass is one module of ``compiler/passes`` with one job, ``run(plan, ctx) -> plan``;
 ``PASSES`` lists them in order. ``lower`` (``compiler/lower.py``) is the only place kernels are
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tfdeploy.compiler import codegen, loops, lower
-from tfdeploy.compiler.passes import fold, fuse_conv, liveness, select
+from tfdeploy.compiler.passes import fold, fuse_conv, fuse_rnn, liveness, select
 from tfdeploy.compiler.plan import Plan
 from tfdeploy.compiler.profile import Profile
 from tfdeploy.errors import GraphError, TFDeployError
@@ -25,6 +25,7 @@ from tfdeploy.runtime import control
 #: the passes after ``select``, in order: (name, run, runs only when optimizing)
 PASSES: list[tuple[str, Callable, bool]] = [
     ("fold", fold.run, False),
+    ("fuse_rnn", fuse_rnn.run, True),
     ("fuse_conv", fuse_conv.run, True),
     ("liveness", liveness.run, False),
 ]

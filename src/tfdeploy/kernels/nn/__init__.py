@@ -7,4 +7,5 @@ from tfdeploy.kernels.nn import (  # noqa: F401
     fused,
     pool,
     quant,
+    rnn,
 )

@@ -1,0 +1,290 @@
+"""Recurrent layers made fast: fused LSTM and GRU cells (``fuse_rnn``), each rewritten plan
+checked against the plan without the rewrite and against TensorFlow, on hand-built cells
+(every slicing and bias form the pass accepts) and on Keras 3 and tf_keras layers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tfdeploy as td
+from graphs import Node, const, model_of, placeholder
+from tfdeploy import registry
+from tfdeploy.compiler import pipeline
+from tfdeploy.compiler.pipeline import compile_plan
+
+RNG = np.random.default_rng(0)
+F32 = {"T": "float32"}
+MATMUL = {"T": "float32", "transpose_a": False, "transpose_b": False}
+
+
+def _w(*shape, scale=0.5):
+    return (RNG.standard_normal(shape) * scale).astype(np.float32)
+
+
+def _blocks(name: str, src: str, width: int, n: int, style: str) -> tuple[list, list[str]]:
+    """Nodes taking ``n`` column blocks of ``src`` (width columns) and the blocks' refs."""
+    w = width // n
+    if style == "split":
+        return ([const(f"{name}_dim", np.int32(-1)),
+                 Node(name, "Split", [f"{name}_dim", src], {"num_split": n, **F32})],
+                [f"{name}:{k}" for k in range(n)])
+    if style == "splitv":
+        sizes = np.array([w] * (n - 1) + [-1], np.int32)
+        return ([const(f"{name}_sizes", sizes), const(f"{name}_dim", np.int32(1)),
+                 Node(name, "SplitV", [src, f"{name}_sizes", f"{name}_dim"],
+                      {"num_split": n, **F32})], [f"{name}:{k}" for k in range(n)])
+    nodes, refs = [], []
+    for k in range(n):  # strided slices, the last one open-ended as Keras 3 writes them
+        s = f"{name}_{k}"
+        end_mask = 3 if k == n - 1 else 1
+        nodes += [const(f"{s}_b", np.array([0, k * w], np.int32)),
+                  const(f"{s}_e", np.array([0, (k + 1) * w], np.int32)),
+                  const(f"{s}_s", np.array([1, 1], np.int32)),
+                  Node(s, "StridedSlice", [src, f"{s}_b", f"{s}_e", f"{s}_s"],
+                       {"begin_mask": 1, "end_mask": end_mask, "ellipsis_mask": 0,
+                        "new_axis_mask": 0, "shrink_axis_mask": 0, **F32})]
+        refs.append(s)
+    return nodes, refs
+
+
+def _lstm_cell(style="split", d=3, n=4, bias_last=True, swap=False):
+    """x, h, c -> h', c' as Keras writes an LSTM cell (bias added last, or to x W first)."""
+    nodes = [placeholder("x", "float32", [None, d]), placeholder("h", "float32", [None, n]),
+             placeholder("c", "float32", [None, n]), const("W", _w(d, 4 * n)),
+             const("R", _w(n, 4 * n)), const("b", _w(4 * n)),
+             Node("xw", "MatMul", ["x", "W"], MATMUL), Node("hr", "MatMul", ["h", "R"], MATMUL)]
+    if bias_last:
+        nodes += [Node("sum", "AddV2", ["hr", "xw"] if swap else ["xw", "hr"], F32),
+                  Node("z", "BiasAdd", ["sum", "b"], F32)]
+    else:
+        nodes += [Node("xwb", "AddV2", ["xw", "b"], F32), Node("z", "AddV2", ["xwb", "hr"], F32)]
+    more, (i, f, g, o) = _blocks("gates", "z", 4 * n, 4, style)
+    nodes += more + [
+        Node("si", "Sigmoid", [i], F32), Node("sf", "Sigmoid", [f], F32),
+        Node("tg", "Tanh", [g], F32), Node("so", "Sigmoid", [o], F32),
+        Node("fc", "Mul", ["c", "sf"] if swap else ["sf", "c"], F32),
+        Node("ig", "Mul", ["tg", "si"] if swap else ["si", "tg"], F32),
+        Node("c_new", "AddV2", ["ig", "fc"] if swap else ["fc", "ig"], F32),
+        Node("tc", "Tanh", ["c_new"], F32), Node("h_new", "Mul", ["so", "tc"], F32)]
+    return model_of(nodes, ["x", "h", "c"], ["h_new", "c_new"])
+
+
+def _gru_cell(style="split", reset_after=True, d=3, n=4, rec_bias=True):
+    """x, h -> h' as Keras writes a GRU cell (reset_after or reset before)."""
+    nodes = [placeholder("x", "float32", [None, d]), placeholder("h", "float32", [None, n]),
+             const("W", _w(d, 3 * n)), const("b", _w(3 * n)),
+             Node("xw", "MatMul", ["x", "W"], MATMUL), Node("xp", "BiasAdd", ["xw", "b"], F32)]
+    xs, (xz, xr, xn) = _blocks("xg", "xp", 3 * n, 3, style)
+    nodes += xs
+    if reset_after:
+        nodes += [const("R", _w(n, 3 * n)), Node("hr", "MatMul", ["h", "R"], MATMUL)]
+        if rec_bias:
+            nodes += [const("rb", _w(3 * n)), Node("hp", "AddV2", ["hr", "rb"], F32)]
+        hs, (hz, hr, hn) = _blocks("hg", "hp" if rec_bias else "hr", 3 * n, 3, style)
+    else:
+        nodes += [const("R", _w(n, 2 * n)), const("Rn", _w(n, n)),
+                  Node("hp", "MatMul", ["h", "R"], MATMUL)]
+        hs, (hz, hr) = _blocks("hg", "hp", 2 * n, 2, style)
+    nodes += hs + [Node("az", "AddV2", [xz, hz], F32), Node("ar", "AddV2", [hr, xr], F32),
+                   Node("z", "Sigmoid", ["az"], F32), Node("r", "Sigmoid", ["ar"], F32)]
+    if reset_after:
+        nodes += [Node("rn", "Mul", ["r", hn], F32)]
+    else:
+        nodes += [Node("rh", "Mul", ["r", "h"], F32),
+                  Node("rn", "MatMul", ["rh", "Rn"], MATMUL)]
+    nodes += [Node("an", "AddV2", [xn, "rn"], F32), Node("nn", "Tanh", ["an"], F32),
+              const("one", np.float32(1)), Node("omz", "Sub", ["one", "z"], F32),
+              Node("zh", "Mul", ["z", "h"], F32), Node("zn", "Mul", ["omz", "nn"], F32),
+              Node("h_new", "AddV2", ["zh", "zn"], F32)]
+    return model_of(nodes, ["x", "h"], ["h_new"])
+
+
+def _ops(plan) -> list[str]:
+    return [st.op for st in plan.steps]
+
+
+def _inputs(m, batch, fortran=False):
+    out = []
+    for s in m.inputs:
+        a = RNG.standard_normal((batch, s.shape[1])).astype(np.float32)
+        out.append(np.asfortranarray(a) if fortran else a)
+    return out
+
+
+def _same(m, xs, rtol=1e-5, atol=1e-6):
+    """The fused plan's results equal the unfused plan's."""
+    fused, plain = m.plan(), m.plan(optimize=False)
+    for a, b in zip(fused.run(xs), plain.run(xs)):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("style", ["split", "splitv", "strided"])
+@pytest.mark.parametrize("variant", ["bias_last", "bias_first", "swapped"])
+def test_lstm_cell_fused(style, variant):
+    m = _lstm_cell(style, bias_last=variant != "bias_first", swap=variant == "swapped")
+    assert _ops(m.plan()) == ["_LSTMCell"], str(m.plan())
+    for batch in (0, 1, 8):
+        for fortran in (False, True):
+            _same(m, _inputs(m, batch, fortran))
+
+
+@pytest.mark.parametrize("style", ["split", "splitv", "strided"])
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_gru_cell_fused(style, reset_after):
+    m = _gru_cell(style, reset_after)
+    assert _ops(m.plan()) == ["_GRUCell"], str(m.plan())
+    for batch in (0, 1, 8):
+        _same(m, _inputs(m, batch))
+    m = _gru_cell(style, reset_after, rec_bias=False)
+    assert _ops(m.plan()) == ["_GRUCell"]
+    _same(m, _inputs(m, 3))
+
+
+def test_cell_with_an_inner_value_read_elsewhere_is_not_fused():
+    m = _lstm_cell()
+    g = m.default_graph
+    g.outputs.append(type(g.outputs[0])("so", "so:0", "float32", None))  # a gate, fetched
+    assert "_LSTMCell" not in _ops(m.plan())
+    _same(m, _inputs(m, 2))
+
+
+def test_cell_fallback_raises_the_unfused_error():
+    """Inputs the fast path does not take run the fused steps' own kernels (no feed checks
+    here: plans as a loop body gets them)."""
+    m = _lstm_cell()
+    g = m.default_graph
+    refs = [[s.ref for s in g.outputs], [s.ref for s in g.inputs]]
+    fused, plain = compile_plan(g, *refs), compile_plan(g, *refs, optimize=False)
+    assert _ops(fused) == ["_LSTMCell"]
+    x, h, c = _inputs(m, 2)
+    with pytest.raises(td.ExecutionError, match=r"'hr' \(MatMul\)"):
+        fused.run((x, h[:, :3], c))
+    x64 = x.astype(np.float64)  # (the unfused kernels promote; so does the fallback)
+    for a, b in zip(fused.run((x64, h, c)), plain.run((x64, h, c))):
+        assert a.dtype == b.dtype == np.float64
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.fixture
+def restore_op():
+    """Put back the built-in kernels of the ops a test replaces."""
+    saved = {}
+
+    def save(op):
+        d = registry.get_opdef(op)
+        saved[op] = (dict(d.impls), set(d.builtin), dict(d.specializers), d.preferred)
+
+    yield save
+    for op, (impls, builtin, specs, preferred) in saved.items():
+        d = registry._REGISTRY.get(op) or registry.register(op, impls["numpy"], builtin=True)
+        d.impls, d.builtin, d.specializers, d.preferred = impls, builtin, specs, preferred
+
+
+def test_fusion_never_bypasses_a_users_sigmoid(restore_op):
+    restore_op("Sigmoid")
+
+    class Sigmoid(td.Operation):  # a user's Sigmoid: a hard one
+        def func(x):
+            return np.clip(x * 0.25 + 0.5, 0, 1).astype(x.dtype),
+
+    for m in (_lstm_cell(), _gru_cell()):
+        assert "Sigmoid" in _ops(m.plan())
+        assert not {"_LSTMCell", "_GRUCell"} & set(_ops(m.plan()))
+        _same(m, _inputs(m, 2))
+
+
+def test_fusion_never_bypasses_scipys_sigmoid():
+    pytest.importorskip("scipy")
+    td.setup(None, td.IMPL_SCIPY)
+    try:
+        for m in (_lstm_cell(), _gru_cell()):
+            plan = m.plan()
+            assert "Sigmoid" in _ops(plan) and not {"_LSTMCell", "_GRUCell"} & set(_ops(plan))
+    finally:
+        td.setup(None, td.IMPL_NUMPY)
+
+
+# ---------------------------------------------------------------------------- Keras layers
+
+@pytest.fixture
+def nested_plans(monkeypatch):
+    """The plans of the function bodies compiled (loop bodies), as they are compiled."""
+    plans = []
+    orig = pipeline.Context.compile_graph
+
+    def compile_graph(self, *args, **kwargs):
+        plans.append(orig(self, *args, **kwargs))
+        return plans[-1]
+
+    monkeypatch.setattr(pipeline.Context, "compile_graph", compile_graph)
+    return plans
+
+
+def _keras_layers(k):
+    L = k.layers
+
+    def seq(*layers, shape=(None, 3), dtype="float32"):
+        return k.Sequential([k.Input(shape, dtype=dtype), *layers])
+
+    def states():
+        inp = k.Input((None, 3))
+        o, h, c = L.LSTM(4, return_sequences=True, return_state=True, go_backwards=True)(inp)
+        o2, h2 = L.GRU(5, return_state=True, reset_after=False)(o)
+        return k.Model(inp, [o2, h, c, h2])
+
+    return {
+        "lstm": (lambda: seq(L.LSTM(6)), ["_LSTMCell"]),
+        "gru": (lambda: seq(L.GRU(6, return_sequences=True)), ["_GRUCell"]),
+        "gru_reset_before": (lambda: seq(L.GRU(5, reset_after=False)), ["_GRUCell"]),
+        "states": (states, ["_GRUCell", "_LSTMCell"]),
+        "bidirectional": (lambda: seq(L.Bidirectional(L.GRU(3, return_sequences=True)),
+                                      L.LSTM(4)), ["_GRUCell", "_GRUCell", "_LSTMCell"]),
+        "masked": (lambda: seq(L.Embedding(10, 3, mask_zero=True),
+                               L.LSTM(4, return_sequences=True), L.GRU(3), shape=(None,),
+                               dtype="int32"), ["_GRUCell", "_LSTMCell"]),
+        "masking": (lambda: seq(L.Masking(), L.GRU(4, return_sequences=True)), ["_GRUCell"]),
+    }
+
+
+def _keras_input(name, batch, steps):
+    if name == "masked":
+        ids = RNG.integers(1, 10, size=(batch, steps)).astype(np.int32)
+        for b in range(batch):
+            ids[b, max(1, steps - b):] = 0
+        return ids
+    x = RNG.standard_normal((batch, steps, 3)).astype(np.float32)
+    if name == "masking":
+        for b in range(batch):
+            x[b, max(1, steps - 2 * b):] = 0.0
+    return x
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("flavour", ["keras3", "tf_keras"])
+@pytest.mark.parametrize("name", ["lstm", "gru", "gru_reset_before", "states", "bidirectional",
+                                  "masked", "masking"])
+def test_keras_cells_fused(flavour, name, nested_plans):
+    """Every Keras LSTM and GRU flavour is fused, and gives the unfused plan's results and
+    TF's, at batch 0, 1 and 8 and several lengths."""
+    k = pytest.importorskip("keras" if flavour == "keras3" else "tf_keras")
+    k.utils.set_random_seed(0)
+    build, cells = _keras_layers(k)[name]
+    model = build()
+    m = td.convert(model)
+    key, fetches, feeds = m._signature_refs(1, ())
+    fused = m._compile(key, fetches, feeds, verify=True)
+    assert sorted(st.op for p in nested_plans for st in p.steps if st.op in
+                  ("_LSTMCell", "_GRUCell")) == cells
+    plain = m._compile(key, fetches, feeds, optimize=False)
+    for batch, steps in ((1, 5), (8, 3), (0, 4), (2, 1)):
+        x = _keras_input(name, batch, steps)
+        got = fused.run((x,))
+        for a, b in zip(got, plain.run((x,))):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        if batch:
+            want = model(x, training=False)
+            want = want if isinstance(want, (list, tuple)) else [want]
+            for a, b in zip(got, want):
+                np.testing.assert_allclose(a, np.asarray(b), rtol=1e-4, atol=1e-5)
