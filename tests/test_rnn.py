@@ -288,3 +288,50 @@ def test_keras_cells_fused(flavour, name, nested_plans):
             want = want if isinstance(want, (list, tuple)) else [want]
             for a, b in zip(got, want):
                 np.testing.assert_allclose(a, np.asarray(b), rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- inlined loops
+
+def _counted_loop(n: int):
+    """i = 0; while i < n: a, b, i = b + x, a * 2 - i, i + 1 (a and b swap places)."""
+    from tfdeploy.ir.graph import FuncAttr, Graph, TensorSpec
+
+    names = ("i", "a", "b", "x")
+    specs = [TensorSpec(v, f"{v}:0", "int32" if v == "i" else "float32") for v in names]
+    ph = [placeholder("i", "int32"), placeholder("a"), placeholder("b"), placeholder("x")]
+    cond = Graph(ph + [const("n", np.int32(n)), Node("less", "Less", ["i", "n"], {"T": "int32"})],
+                 specs, [TensorSpec("less", "less:0", "bool")])
+    body = Graph(ph + [const("one", np.int32(1)), const("two", np.float32(2)),
+                       Node("next", "AddV2", ["i", "one"], {"T": "int32"}),
+                       Node("bx", "AddV2", ["b", "x"], F32), Node("a2", "Mul", ["a", "two"], F32),
+                       Node("fi", "Cast", ["i"], {"SrcT": "int32", "DstT": "float32"}),
+                       Node("a2i", "Sub", ["a2", "fi"], F32)],
+                 specs, [TensorSpec(v, f"{v}:0", "float32") for v in ("next", "bx", "a2i", "x")])
+    nodes = [placeholder("x", "float32", [None]), const("zero", np.int32(0)),
+             Node("a0", "ZerosLike", ["x"], F32), Node("b0", "OnesLike", ["x"], F32),
+             Node("loop", "While", ["zero", "a0", "b0", "x"],
+                  {"cond": FuncAttr("cond"), "body": FuncAttr("body")}),
+             Node("out_a", "Identity", ["loop:1"], F32), Node("out_i", "Identity", ["loop:0"])]
+    m = model_of(nodes, ["x"], ["out_a", "out_i"])
+    m.default_graph.functions.update(cond=cond, body=body)
+    return m
+
+
+@pytest.mark.parametrize("n", [0, 1, 16, 17, 100])
+def test_counted_loop_runs_inlined(n):
+    """A counted loop's body runs inlined over chunks of iterations (16, 32, 64...), the
+    state swapping places, and gives the executor's results."""
+    m = _counted_loop(n)
+    plan = m.plan()
+    loop = next(st.kernel for st in plan.steps if st.op == "While")
+    assert loop.chunk is not None and "for j in range(n)" in loop.chunk.source
+    plain = m.plan(optimize=False)
+    assert next(st.kernel for st in plain.steps if st.op == "While").chunk is None
+    x = np.array([0.5, -1.0], np.float32)
+    a, b, i = np.zeros(2, np.float32), np.ones(2, np.float32), 0
+    for i in range(n):
+        a, b = b + x, a * 2 - np.float32(i)
+    got, want = plan.run((x,)), plain.run((x,))
+    np.testing.assert_array_equal(got[0], a)
+    np.testing.assert_array_equal(got[0], want[0])
+    assert int(got[1]) == int(want[1]) == n

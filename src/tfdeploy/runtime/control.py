@@ -40,7 +40,7 @@ class Loop:
     """
 
     def __init__(self, *, perm, inverse, k, counters, cond, body, prologue,
-                 cond_invariants, const_vals):
+                 cond_invariants, const_vals, chunk=None):
         self.perm = perm
         self.identity_perm = perm == list(range(len(perm))) and not const_vals
         self.inverse = inverse
@@ -52,6 +52,9 @@ class Loop:
         self.prologue = prologue
         self.cond_invariants = cond_invariants
         self.const_vals = const_vals
+        #: the body inlined in a loop over a chunk of iterations (``compiler/loopgen.py``):
+        #: ``chunk(box, counter vectors, n, invariants) -> moving values``, or None
+        self.chunk = chunk
 
     def __call__(self, *args):
         perm = self.perm
@@ -141,12 +144,17 @@ class Loop:
                 del vals, box[0]  # from here on the loop owns the state (see __call__)
             stop = np.flatnonzero(~c)
             n = int(stop[0]) if stop.size else size
-            if self.nq == 1:
+            if self.chunk is not None:
+                box = [m]
+                del m
+                m = self.chunk(box, vecs, n, tail)
+            elif self.nq == 1:
                 qs = [(vecs[0][j, ...],) for j in range(n)]
             else:
                 qs = list(zip(*[[v[j, ...] for j in range(n)] for v in vecs]))
-            for q in qs:
-                m = body(m + q + tail)
+            if self.chunk is None:
+                for q in qs:
+                    m = body(m + q + tail)
             if n < size:
                 return m + tuple(v[n, ...].copy() for v in vecs) + rest
             t += size
