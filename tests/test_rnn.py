@@ -275,19 +275,66 @@ def test_keras_cells_fused(flavour, name, nested_plans):
     m = td.convert(model)
     key, fetches, feeds = m._signature_refs(1, ())
     fused = m._compile(key, fetches, feeds, verify=True)
-    assert sorted(st.op for p in nested_plans for st in p.steps if st.op in
-                  ("_LSTMCell", "_GRUCell")) == cells
+    found = [st for p in nested_plans for st in p.steps if st.op in ("_LSTMCell", "_GRUCell")]
+    assert sorted(st.op for st in found) == cells
+    # each reads its input's projection, made once per loop
+    assert all(st.attrs.get("projected") for st in found)
+    assert sorted(st.attrs["cell"] for p in nested_plans if p.prologue is not None
+                  for st in p.prologue.steps if st.op == "_CellInputs") == cells
     plain = m._compile(key, fetches, feeds, optimize=False)
+    unprojected = m._compile(key, fetches, feeds, passes=[
+        p for p, _, _ in pipeline.PASSES if p not in ("project_inputs", "licm")])
     for batch, steps in ((1, 5), (8, 3), (0, 4), (2, 1)):
         x = _keras_input(name, batch, steps)
         got = fused.run((x,))
-        for a, b in zip(got, plain.run((x,))):
+        for a, b, c in zip(got, plain.run((x,)), unprojected.run((x,))):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-6)
         if batch:
             want = model(x, training=False)
             want = want if isinstance(want, (list, tuple)) else [want]
             for a, b in zip(got, want):
                 np.testing.assert_allclose(a, np.asarray(b), rtol=1e-4, atol=1e-5)
+
+
+def test_projection_of_lists_it_does_not_take():
+    """The projection (``_CellInputs``) declines lists it cannot stack (unset elements,
+    other shapes or dtypes); the projected cell then runs its fallback."""
+    from tfdeploy.kernels.nn.rnn import LSTMCell
+    from tfdeploy.runtime.tensorlist import TensorList
+
+    calls = []
+    cell = LSTMCell(_w(3, 8), _w(2, 8), _w(8), lambda *ins: calls.append(ins) or "fallback")
+    x = _w(4, 3)
+    assert cell.project(TensorList.of([x, x], np.float32)).shape == (2, 8, 4)
+    for items in ([x, None], [x, x[:2]], [x, x.astype(np.float64)], [x[:, :2]] * 2, []):
+        assert cell.project(TensorList.of(items, np.float32)) is None
+    h = np.zeros((4, 2), np.float32)
+    assert cell.projected(None, "list", np.int32(0), h, h) == "fallback"
+    p = cell.project(TensorList.of([x], np.float32))
+    assert cell.projected(p, "list", np.int32(1), h, h) == "fallback"  # (out of range)
+    assert cell.projected(p, "list", np.int32(0), h[:3], h[:3]) == "fallback"
+    assert len(calls) == 3
+    want = cell(x, h, h)
+    for a, b in zip(cell.projected(p, "list", np.int32(0), h, h), want):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_licm_moves_invariant_steps_to_the_prologue():
+    """A loop body's steps computed from invariant feeds alone run once per loop."""
+    nodes = [placeholder("a"), placeholder("b"), Node("tb", "Tanh", ["b"], F32),
+             Node("sq", "Square", ["tb"], F32), Node("sum", "AddV2", ["a", "sq"], F32),
+             Node("out", "Mul", ["sum", "tb"], F32)]
+    g = model_of(nodes, ["a", "b"], ["out"]).default_graph
+    plan = compile_plan(g, ["out:0"], ["a:0", "b:0"], nested=True, invariants=[1], verify=True)
+    assert [st.op for st in plan.prologue.steps] == ["Tanh", "Square"]
+    assert [st.op for st in plan.steps] == ["AddV2", "Mul"] and "once per loop" in str(plan)
+    a, b = _w(3), _w(3)
+    hoisted = plan.prologue.run((b,))
+    assert len(hoisted) == 2 and len(plan.feed_values) == 4
+    want = (a + np.tanh(b) ** 2) * np.tanh(b)
+    np.testing.assert_allclose(plan.run((a, b) + hoisted)[0], want, rtol=1e-6)
+    assert compile_plan(g, ["out:0"], ["a:0", "b:0"], nested=True).prologue is None
 
 
 # ---------------------------------------------------------------------------- inlined loops

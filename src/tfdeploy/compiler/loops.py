@@ -134,7 +134,9 @@ def build(ctx, cond: FuncAttr, body: FuncAttr, consts: list | None = None):
     if used is not None and not any(i in moving for i in used) and \
             any(i in counters for i in used):
         cond_invariants = [perm.index(i) for i in used if i in fixed]
-    body_plan = ctx.compile_graph(bg, fetches, [b_in[i] for i in perm] + hoisted)
+    kq = len(moving) + len(counters)
+    body_plan = ctx.compile_graph(bg, fetches, [b_in[i] for i in perm] + hoisted,
+                                  invariants=range(kq, n - len(const_fixed) + len(hoisted)))
     chunk = None
     if cond_invariants is not None and ctx.optimize:
         chunk = loopgen.generate(body_plan, len(moving), len(counters))
@@ -147,5 +149,15 @@ def build(ctx, cond: FuncAttr, body: FuncAttr, consts: list | None = None):
         prologue=(ctx.compile_graph(bg, hoisted, [b_in[i] for i in fixed]).run
                   if hoisted else None),
         cond_invariants=cond_invariants, const_vals=tuple(consts[i] for i in const_fixed),
-        chunk=chunk)
+        chunk=chunk, body_prologue=_body_prologue(body_plan, kq))
     return PartialLoop(loop, consts) if consts is not None else loop
+
+
+def _body_prologue(plan, kq: int):
+    """(run, positions): the body plan's own prologue (``passes/licm.py``) and the positions
+    of its feeds among the body's invariant feeds (those after the ``kq`` moving values and
+    counters), or None."""
+    if plan.prologue is None:
+        return None
+    feeds = list(plan.feed_values)
+    return plan.prologue.run, tuple(feeds.index(v) - kq for v in plan.prologue.feed_values)

@@ -1,6 +1,7 @@
 """The compiler: a graph, fetches and feeds in; a plan whose ``run`` is generated code out.
 
-    select -> fold -> fuse_rnn -> fuse_conv -> liveness -> lower -> codegen
+    select -> fold -> fuse_rnn -> project_inputs -> fuse_conv -> licm -> liveness
+           -> lower -> codegen
 
 Each pass is one module of ``compiler/passes`` with one job, ``run(plan, ctx) -> plan``;
 ``PASSES`` lists them in order. ``lower`` (``compiler/lower.py``) is the only place kernels are
@@ -14,7 +15,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tfdeploy.compiler import codegen, loops, lower
-from tfdeploy.compiler.passes import fold, fuse_conv, fuse_rnn, liveness, select
+from tfdeploy.compiler.passes import (
+    fold,
+    fuse_conv,
+    fuse_rnn,
+    licm,
+    liveness,
+    project_inputs,
+    select,
+)
 from tfdeploy.compiler.plan import Plan
 from tfdeploy.compiler.profile import Profile
 from tfdeploy.errors import GraphError, TFDeployError
@@ -26,7 +35,9 @@ from tfdeploy.runtime import control
 PASSES: list[tuple[str, Callable, bool]] = [
     ("fold", fold.run, False),
     ("fuse_rnn", fuse_rnn.run, True),
+    ("project_inputs", project_inputs.run, True),
     ("fuse_conv", fuse_conv.run, True),
+    ("licm", licm.run, True),
     ("liveness", liveness.run, False),
 ]
 #: every stage name ``after=`` accepts
@@ -58,9 +69,12 @@ class Context:
         except KeyError:
             raise GraphError(f"graph has no function named {name!r}") from None
 
-    def compile_graph(self, g: Graph, fetches: list[str], feeds: list[str]) -> Plan:
-        """A nested plan of ``g`` (a function body, possibly rewritten)."""
-        return compile_plan(g, fetches, feeds, root=self.root, nested=True, ctx=self)
+    def compile_graph(self, g: Graph, fetches: list[str], feeds: list[str],
+                      invariants=()) -> Plan:
+        """A nested plan of ``g`` (a function body, possibly rewritten); ``invariants``: the
+        positions of the feeds a loop body gets unchanged every iteration."""
+        return compile_plan(g, fetches, feeds, root=self.root, nested=True, ctx=self,
+                            invariants=invariants)
 
     def compile_function(self, f: FuncAttr | str) -> Plan:
         """A plan taking the function's inputs in order and returning its outputs."""
@@ -106,12 +120,14 @@ def compile_plan(graph: Graph, fetches: list[str], feeds: list[str] = (), *,
                  root: Graph | None = None, fold: bool = True, optimize: bool = True,
                  feed_checks: list | None = None, nested: bool = False,
                  after: str | None = None, verify: bool = False, passes=None,
-                 profile: Profile | None = None, ctx: Context | None = None) -> Plan:
+                 profile: Profile | None = None, ctx: Context | None = None,
+                 invariants=()) -> Plan:
     """Compile ``graph`` to compute ``fetches`` from ``feeds`` (tensor refs). A ``nested`` plan
     (a function body run by a control-flow kernel) returns its values as they are; a top-level
     one never returns memory of its feeds or constants. ``after``: stop after that stage;
     ``passes``: the names of the passes of ``PASSES`` to run (default all); ``profile``: time
-    every kernel into it."""
+    every kernel into it; ``invariants``: a loop body's feeds (positions) that keep their
+    value from one iteration to the next."""
     if after is not None and after not in STAGES:
         raise TFDeployError(f"unknown compiler pass {after!r}; the passes are {list(STAGES)}")
     root = root if root is not None else graph
@@ -121,6 +137,7 @@ def compile_plan(graph: Graph, fetches: list[str], feeds: list[str] = (), *,
     plan = select.run(graph, list(fetches), list(feeds), root=root, feed_checks=feed_checks,
                       nested=nested)
     plan.passes.append("select")
+    plan.invariant_feeds = frozenset(plan.feed_values[i] for i in invariants)
     if ctx.verify:
         verify_plan(plan)
     for name, run, optimizing in PASSES:
@@ -136,6 +153,8 @@ def compile_plan(graph: Graph, fetches: list[str], feeds: list[str] = (), *,
     if after == plan.passes[-1]:
         return plan
     plan = lower.run(plan, ctx)
+    if plan.prologue is not None:  # (a loop body's steps run once per loop: passes/licm.py)
+        plan.prologue = codegen.run(lower.run(plan.prologue, ctx), ctx)
     plan.passes.append("lower")
     if ctx.verify:
         verify_plan(plan)

@@ -40,7 +40,7 @@ class Loop:
     """
 
     def __init__(self, *, perm, inverse, k, counters, cond, body, prologue,
-                 cond_invariants, const_vals, chunk=None):
+                 cond_invariants, const_vals, chunk=None, body_prologue=None):
         self.perm = perm
         self.identity_perm = perm == list(range(len(perm))) and not const_vals
         self.inverse = inverse
@@ -55,6 +55,9 @@ class Loop:
         #: the body inlined in a loop over a chunk of iterations (``compiler/loopgen.py``):
         #: ``chunk(box, counter vectors, n, invariants) -> moving values``, or None
         self.chunk = chunk
+        #: the body plan's steps run once per loop: (run, positions of its feeds among the
+        #: body's invariants), its results fed to the body after them; or None
+        self.body_prologue = body_prologue
 
     def __call__(self, *args):
         perm = self.perm
@@ -69,6 +72,10 @@ class Loop:
             vals = tuple(v.copy() if type(v) is TensorList else v for v in vals[:k]) + vals[k:]
         kq = k + self.nq
         extra = self.prologue(vals[kq:]) if self.prologue is not None else ()
+        if self.body_prologue is not None:
+            run, positions = self.body_prologue
+            invariants = vals[kq:] + extra
+            extra += run(tuple(invariants[i] for i in positions))
         if self.nq:
             # the state goes in a box the loop empties: a reference kept here to the first
             # version of a list would keep every element the loop overwrites alive

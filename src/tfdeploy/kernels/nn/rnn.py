@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfdeploy.kernels.common import op
+from tfdeploy.runtime.tensorlist import TensorList
 
 #: LSTM: Keras' gate order i, f, g, o, reordered i, f, o, g so the sigmoid gates are contiguous
 _LSTM_ORDER = (0, 1, 3, 2)
@@ -45,7 +46,8 @@ def _prepared(w: np.ndarray, order, n_sigmoid: int, units: int) -> np.ndarray:
 class _Cell:
     """What both cells share: prepared weights, the fast path's checks, the fallback."""
 
-    __slots__ = ("dtype", "units", "depth", "wt", "rt", "bias", "half", "fallback", "name")
+    __slots__ = ("dtype", "units", "depth", "wt", "rt", "bias", "wt_bias", "half", "fallback",
+                 "name")
 
     def __init__(self, kernel, units: int, fallback, name: str):
         self.dtype = kernel.dtype
@@ -54,6 +56,14 @@ class _Cell:
         self.half = np.full((), 0.5, kernel.dtype)
         self.fallback = fallback
         self.name = name
+
+    def _set_input(self, wt: np.ndarray, bias: np.ndarray | None) -> None:
+        """The prepared input kernel (gates * units, depth) and bias (gates * units, 1);
+        ``wt_bias`` holds both, the bias a last column to multiply a row of ones
+        (``project``), and ``wt`` is a view of it."""
+        self.bias = bias
+        self.wt_bias = None if bias is None else np.concatenate([wt, bias], axis=1)
+        self.wt = wt if bias is None else self.wt_bias[:, :-1]
 
     def _takes(self, x, *states) -> bool:
         """Whether the fast path takes these inputs: 2-D arrays of the weights' dtype, ``x``
@@ -68,6 +78,42 @@ class _Cell:
         except (AttributeError, IndexError):
             return False
 
+    def _states(self, batch: int, *states) -> bool:
+        dt, shape = self.dtype, (batch, self.units)
+        try:
+            return all(s.dtype == dt and s.shape == shape for s in states)
+        except AttributeError:
+            return False
+
+    def project(self, lst):
+        """The prepared input parts of every element of the list ``lst``, (length, gates *
+        units, batch): x W + b for each; None if the list is empty or its elements are not
+        all set, (batch, depth) and of the weights' dtype.
+
+        At batch 1 that is one matrix product. Above, a product per element into the
+        transposed layout (numpy loops over them in C), the bias a row of the weight against a
+        row of ones: one product of the whole sequence would need a transposing copy of its
+        result, which costs more than it saves."""
+        items = lst.items() if lst.__class__ is TensorList else None
+        if not items or any(a is None or a.__class__ is not np.ndarray or a.ndim != 2 or
+                            a.dtype != self.dtype for a in items):
+            return None
+        if any(a.shape != items[0].shape for a in items) or items[0].shape[1] != self.depth:
+            return None
+        x = np.stack(items)
+        n, b, d = x.shape
+        if b == 1:
+            y = np.matmul(x.reshape(n, d), self.wt.T)
+            if self.bias is not None:
+                np.add(y, self.bias.T, out=y)
+            return y.reshape(n, y.shape[1], 1)
+        if self.bias is None:
+            return np.matmul(self.wt, x.transpose(0, 2, 1))
+        xt = np.empty((n, d + 1, b), self.dtype)
+        xt[:, :d, :] = x.transpose(0, 2, 1)
+        xt[:, d, :] = 1
+        return np.matmul(self.wt_bias, xt)
+
     def __repr__(self) -> str:
         return f"<fused kernel {self.name}>"
 
@@ -81,10 +127,10 @@ class LSTMCell(_Cell):
     def __init__(self, kernel, recurrent_kernel, bias, fallback, name="_LSTMCell"):
         units = recurrent_kernel.shape[0]
         super().__init__(kernel, units, fallback, name)
-        self.wt = _prepared(kernel, _LSTM_ORDER, 3, units)
         self.rt = _prepared(recurrent_kernel, _LSTM_ORDER, 3, units)
-        self.bias = None if bias is None or not np.any(bias) else \
-            _prepared(bias.reshape(1, -1), _LSTM_ORDER, 3, units)
+        self._set_input(_prepared(kernel, _LSTM_ORDER, 3, units),
+                        None if bias is None or not np.any(bias) else
+                        _prepared(bias.reshape(1, -1), _LSTM_ORDER, 3, units))
 
     def __call__(self, x, h, c):
         if not self._takes(x, h, c):
@@ -93,6 +139,15 @@ class LSTMCell(_Cell):
         np.add(z, np.matmul(self.rt, h.T), out=z)
         if self.bias is not None:
             np.add(z, self.bias, out=z)
+        return self.gates(z, c)
+
+    def projected(self, p, lst, t, h, c):
+        """The step reading its input part, row ``t`` of ``p = project(lst)``."""
+        i = int(t)
+        if p is None or not 0 <= i < p.shape[0] or not self._states(p.shape[2], h, c):
+            return self.fallback(p, lst, t, h, c)
+        z = np.matmul(self.rt, h.T)
+        np.add(z, p[i], out=z)
         return self.gates(z, c)
 
     def gates(self, z, c):
@@ -123,7 +178,6 @@ class GRUCell(_Cell):
         super().__init__(kernel, units, fallback, name)
         order = (0, 1, 2)
         self.reset_after = reset_after
-        self.wt = _prepared(kernel, order, 2, units)
         rt = _prepared(recurrent_kernel, order, 2, units)
         self.rt = rt if reset_after else rt[:2 * units]
         self.rt_h = None if reset_after else rt[2 * units:]
@@ -135,8 +189,9 @@ class GRUCell(_Cell):
         if recurrent_bias is not None:
             b[:2 * units] += recurrent_bias.reshape(-1)[:2 * units]
             bh = recurrent_bias.reshape(-1)[2 * units:]
-        self.bias = _prepared(b.astype(kernel.dtype).reshape(1, -1), order, 2, units) \
-            if np.any(b) else None
+        self._set_input(_prepared(kernel, order, 2, units),
+                        _prepared(b.astype(kernel.dtype).reshape(1, -1), order, 2, units)
+                        if np.any(b) else None)
         self.bias_h = None if bh is None or not np.any(bh) else \
             np.ascontiguousarray(bh.reshape(-1, 1))
 
@@ -147,6 +202,13 @@ class GRUCell(_Cell):
         if self.bias is not None:
             np.add(xp, self.bias, out=xp)
         return self.step(xp, h)
+
+    def projected(self, p, lst, t, h):
+        """The step reading its input part, row ``t`` of ``p = project(lst)``."""
+        i = int(t)
+        if p is None or not 0 <= i < p.shape[0] or not self._states(p.shape[2], h):
+            return self.fallback(p, lst, t, h)
+        return self.step(p[i], h)
 
     def step(self, xp, h):
         """The step from the transposed, prepared input part ``xp`` (3 units, batch)."""
@@ -178,16 +240,31 @@ class GRUCell(_Cell):
 
 @op("_LSTMCell", internal=True, needs_context=True)
 def _LSTMCell(*, _ctx=None, kernel: np.ndarray, recurrent_kernel: np.ndarray, bias=None,
-              _fallback=None, _label: str = "_LSTMCell"):
-    """One Keras LSTM cell step ``h', c' = cell(x, h, c)`` (see the module docstring);
-    ``_fallback``: the fused steps, compiled (set by the compiler's lowering)."""
-    return LSTMCell(kernel, recurrent_kernel, bias, _fallback, _label)
+              projected: bool = False, _fallback=None, _label: str = "_LSTMCell"):
+    """One Keras LSTM cell step ``h', c' = cell(x, h, c)`` (see the module docstring), or
+    (``projected``) ``cell(p, list, t, h, c)`` with ``p`` the list's projection
+    (``_CellInputs``); ``_fallback``: the fused steps, compiled (set by the compiler's
+    lowering)."""
+    cell = LSTMCell(kernel, recurrent_kernel, bias, _fallback, _label)
+    return cell.projected if projected else cell
 
 
 @op("_GRUCell", internal=True, needs_context=True)
 def _GRUCell(*, _ctx=None, kernel: np.ndarray, recurrent_kernel: np.ndarray, bias=None,
-             recurrent_bias=None, reset_after: bool = True, _fallback=None,
-             _label: str = "_GRUCell"):
-    """One Keras GRU cell step ``h' = cell(x, h)`` (see the module docstring)."""
-    return GRUCell(kernel, recurrent_kernel, bias, recurrent_bias, reset_after, _fallback,
+             recurrent_bias=None, reset_after: bool = True, projected: bool = False,
+             _fallback=None, _label: str = "_GRUCell"):
+    """One Keras GRU cell step ``h' = cell(x, h)`` (see the module docstring), or
+    (``projected``) ``cell(p, list, t, h)``."""
+    cell = GRUCell(kernel, recurrent_kernel, bias, recurrent_bias, reset_after, _fallback,
                    _label)
+    return cell.projected if projected else cell
+
+
+@op("_CellInputs", internal=True, needs_context=True)
+def _CellInputs(*, _ctx=None, cell: str, kernel: np.ndarray, recurrent_kernel: np.ndarray,
+                bias=None, recurrent_bias=None, reset_after: bool = True):
+    """The input parts of a fused ``cell`` (``_LSTMCell``, ``_GRUCell``, with its weights) for
+    every element of a list at once, laid out as the cell reads them (``Cell.project``)."""
+    if cell == "_LSTMCell":
+        return LSTMCell(kernel, recurrent_kernel, bias, None).project
+    return GRUCell(kernel, recurrent_kernel, bias, recurrent_bias, reset_after, None).project
