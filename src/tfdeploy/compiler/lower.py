@@ -22,7 +22,8 @@ def run(plan: Plan, ctx, profile: bool = True) -> Plan:
         lower_step(plan, st, ctx)
         if profile and ctx.profile is not None:
             # a control-flow step's time is its bodies', which are timed themselves
-            control = registry.get_opdef(st.op).needs_context and not st.members
+            d = registry.get_opdef(st.op)
+            control = d.needs_context and not st.members and not d.internal
             st.kernel = ctx.profile.wrap(st.name, st.label, st.kernel, control)
     # constants no step reads any more (folded intermediates, weights a fusion or a specializer
     # took in) are dropped: the plan holds only what it runs

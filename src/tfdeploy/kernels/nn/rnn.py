@@ -46,8 +46,8 @@ def _prepared(w: np.ndarray, order, n_sigmoid: int, units: int) -> np.ndarray:
 class _Cell:
     """What both cells share: prepared weights, the fast path's checks, the fallback."""
 
-    __slots__ = ("dtype", "units", "depth", "wt", "rt", "bias", "wt_bias", "half", "fallback",
-                 "name")
+    __slots__ = ("dtype", "units", "depth", "w", "wt", "rt", "bias", "wt_bias", "half",
+                 "fallback", "name")
 
     def __init__(self, kernel, units: int, fallback, name: str):
         self.dtype = kernel.dtype
@@ -60,8 +60,10 @@ class _Cell:
     def _set_input(self, wt: np.ndarray, bias: np.ndarray | None) -> None:
         """The prepared input kernel (gates * units, depth) and bias (gates * units, 1);
         ``wt_bias`` holds both, the bias a last column to multiply a row of ones
-        (``project``), and ``wt`` is a view of it."""
+        (``project``), and ``wt`` is a view of it; ``w``: the kernel untransposed (a matrix
+        product of contiguous operands is faster: ``project`` at batch 1)."""
         self.bias = bias
+        self.w = np.ascontiguousarray(wt.T)
         self.wt_bias = None if bias is None else np.concatenate([wt, bias], axis=1)
         self.wt = wt if bias is None else self.wt_bias[:, :-1]
 
@@ -78,39 +80,39 @@ class _Cell:
         except (AttributeError, IndexError):
             return False
 
-    def _states(self, batch: int, *states) -> bool:
-        dt, shape = self.dtype, (batch, self.units)
-        try:
-            return all(s.dtype == dt and s.shape == shape for s in states)
-        except AttributeError:
-            return False
-
     def project(self, lst):
         """The prepared input parts of every element of the list ``lst``, (length, gates *
         units, batch): x W + b for each; None if the list is empty or its elements are not
-        all set, (batch, depth) and of the weights' dtype.
+        all set, of one (batch, depth) shape and the weights' dtype.
 
         At batch 1 that is one matrix product. Above, a product per element into the
-        transposed layout (numpy loops over them in C), the bias a row of the weight against a
-        row of ones: one product of the whole sequence would need a transposing copy of its
-        result, which costs more than it saves."""
-        items = lst.items() if lst.__class__ is TensorList else None
-        if not items or any(a is None or a.__class__ is not np.ndarray or a.ndim != 2 or
-                            a.dtype != self.dtype for a in items):
+        transposed layout (numpy loops over them in C), the bias a column of the weight
+        against a row of ones: one product of the whole sequence would need a transposing
+        copy of its result, which costs more than it saves."""
+        if lst.__class__ is not TensorList or lst.dtype != self.dtype:
             return None
-        if any(a.shape != items[0].shape for a in items) or items[0].shape[1] != self.depth:
+        items = lst.items()
+        try:
+            shape = items[0].shape
+            if len(shape) != 2 or shape[1] != self.depth or \
+                    any(a.shape != shape for a in items):
+                return None
+        except (AttributeError, IndexError):  # (no element, or one unset: None)
             return None
-        x = np.stack(items)
-        n, b, d = x.shape
+        n, (b, d) = len(items), shape
+        x = np.concatenate(items)  # (much faster than np.stack)
+        if x.dtype != self.dtype:  # (the list's own dtype: a list never holds others)
+            return None
         if b == 1:
-            y = np.matmul(x.reshape(n, d), self.wt.T)
+            y = np.dot(x, self.w)
             if self.bias is not None:
                 np.add(y, self.bias.T, out=y)
             return y.reshape(n, y.shape[1], 1)
+        x = x.reshape(n, b, d).transpose(0, 2, 1)
         if self.bias is None:
-            return np.matmul(self.wt, x.transpose(0, 2, 1))
+            return np.matmul(self.wt, x)
         xt = np.empty((n, d + 1, b), self.dtype)
-        xt[:, :d, :] = x.transpose(0, 2, 1)
+        xt[:, :d, :] = x
         xt[:, d, :] = 1
         return np.matmul(self.wt_bias, xt)
 
@@ -135,19 +137,25 @@ class LSTMCell(_Cell):
     def __call__(self, x, h, c):
         if not self._takes(x, h, c):
             return self.fallback(x, h, c)
-        z = np.matmul(self.wt, x.T)
-        np.add(z, np.matmul(self.rt, h.T), out=z)
+        z = np.dot(self.wt, x.T)  # (np.dot: a little faster than np.matmul on small matrices)
+        np.add(z, np.dot(self.rt, h.T), out=z)
         if self.bias is not None:
             np.add(z, self.bias, out=z)
         return self.gates(z, c)
 
     def projected(self, p, lst, t, h, c):
         """The step reading its input part, row ``t`` of ``p = project(lst)``."""
-        i = int(t)
-        if p is None or not 0 <= i < p.shape[0] or not self._states(p.shape[2], h, c):
+        try:
+            i = int(t)
+            x = p[i]
+            shape = (x.shape[1], self.units)
+            ok = i >= 0 and h.shape == shape == c.shape and h.dtype == self.dtype == c.dtype
+        except (TypeError, IndexError, AttributeError):
+            ok = False
+        if not ok:
             return self.fallback(p, lst, t, h, c)
-        z = np.matmul(self.rt, h.T)
-        np.add(z, p[i], out=z)
+        z = np.dot(self.rt, h.T)
+        np.add(z, x, out=z)
         return self.gates(z, c)
 
     def gates(self, z, c):
@@ -198,28 +206,33 @@ class GRUCell(_Cell):
     def __call__(self, x, h):
         if not self._takes(x, h):
             return self.fallback(x, h)
-        xp = np.matmul(self.wt, x.T)
+        xp = np.dot(self.wt, x.T)
         if self.bias is not None:
             np.add(xp, self.bias, out=xp)
         return self.step(xp, h)
 
     def projected(self, p, lst, t, h):
         """The step reading its input part, row ``t`` of ``p = project(lst)``."""
-        i = int(t)
-        if p is None or not 0 <= i < p.shape[0] or not self._states(p.shape[2], h):
+        try:
+            i = int(t)
+            x = p[i]
+            ok = i >= 0 and h.shape == (x.shape[1], self.units) and h.dtype == self.dtype
+        except (TypeError, IndexError, AttributeError):
+            ok = False
+        if not ok:
             return self.fallback(p, lst, t, h)
-        return self.step(p[i], h)
+        return self.step(x, h)
 
     def step(self, xp, h):
         """The step from the transposed, prepared input part ``xp`` (3 units, batch)."""
         n, half = self.units, self.half
         ht = h.T
         if self.reset_after:
-            y = np.matmul(self.rt, ht)
+            y = np.dot(self.rt, ht)
             zr = y[:2 * n]
             hh = y[2 * n:]
         else:
-            zr = np.matmul(self.rt, ht)
+            zr = np.dot(self.rt, ht)
         np.add(zr, xp[:2 * n], out=zr)
         np.tanh(zr, out=zr)
         np.multiply(zr, half, out=zr)
@@ -229,7 +242,7 @@ class GRUCell(_Cell):
                 np.add(hh, self.bias_h, out=hh)
             np.multiply(hh, zr[n:], out=hh)
         else:
-            hh = np.matmul(self.rt_h, np.multiply(zr[n:], ht))
+            hh = np.dot(self.rt_h, np.multiply(zr[n:], ht))
         np.add(hh, xp[2 * n:], out=hh)
         np.tanh(hh, out=hh)
         out = np.subtract(ht, hh)
