@@ -253,7 +253,12 @@ def Pack(*values, axis=0):
     """Pack: the values stacked along a new dim ``axis``."""
     if not values:
         raise ValueError("Pack: expected at least one input")
-    (a,) = normalize_axis(axis, values[0].ndim + 1)
+    v0 = values[0]
+    if v0.ndim == 0 and axis in (0, -1) and v0.dtype.kind in "biuf" and \
+            all(v.__class__ is np.ndarray and v.ndim == 0 and v.dtype == v0.dtype
+                for v in values):
+        return np.array(values)  # scalars (shapes, in RNNs): 10x faster than np.stack
+    (a,) = normalize_axis(axis, v0.ndim + 1)
     return np.stack(values, axis=a)
 
 
@@ -406,7 +411,9 @@ def Fill(dims, value):
     """Fill: a tensor of shape ``dims`` filled with the scalar ``value``."""
     if np.ndim(value) != 0:
         raise ValueError(f"Fill: value must be a scalar, got shape {list(np.shape(value))}")
-    return np.full(_shape_arg(dims, "dims"), value, dtype=value.dtype)
+    out = np.empty(_shape_arg(dims, "dims"), dtype=value.dtype)
+    out.fill(value[()])  # (np.full is 4x slower on small arrays)
+    return out
 
 
 @op("Empty")
