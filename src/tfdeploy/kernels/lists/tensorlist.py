@@ -318,9 +318,12 @@ def TensorListConcat(input_handle, *, element_dtype, element_shape=None):
 # ---------------------------------------------------------------------------- updating
 
 @op("TensorListSetItem")
-def TensorListSetItem(input_handle, index, item, *, element_dtype=None,
-                      resize_if_index_out_of_bounds=False):
-    """TensorListSetItem: the list with element ``index`` replaced by ``item``."""
+def TensorListSetItem(input_handle, index, item, *, resize_if_index_out_of_bounds=False):
+    """TensorListSetItem: the list with element ``index`` replaced by ``item``.
+
+    The element_dtype attribute is the list's own, which the item is checked against; not
+    taking it keeps the bound kernel a plain function (no partial: this op runs every step
+    of every Keras RNN)."""
     lst = input_handle if input_handle.__class__ is TensorList else \
         _list(input_handle, "TensorListSetItem")
     i = int(index)
