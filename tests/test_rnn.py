@@ -48,18 +48,39 @@ def _blocks(name: str, src: str, width: int, n: int, style: str) -> tuple[list, 
     return nodes, refs
 
 
+def _per_gate(nodes: list, n_in: int, n: int, gates: str) -> list[str]:
+    """Keras' form with dropout: a sum per gate, x and h multiplied by their (inference)
+    masks, ones_like."""
+    nodes += [Node("ox", "OnesLike", ["x"], F32), Node("oh", "OnesLike", ["h"], F32)]
+    refs = []
+    for g in gates:
+        nodes += [Node(f"x{g}", "Mul", ["x", "ox"], F32), Node(f"h{g}", "Mul", ["oh", "h"], F32),
+                  const(f"W{g}", _w(n_in, n)), const(f"R{g}", _w(n, n)), const(f"b{g}", _w(n)),
+                  Node(f"xw{g}", "MatMul", [f"x{g}", f"W{g}"], MATMUL),
+                  Node(f"xb{g}", "BiasAdd", [f"xw{g}", f"b{g}"], F32),
+                  Node(f"hr{g}", "MatMul", [f"h{g}", f"R{g}"], MATMUL),
+                  Node(f"pre{g}", "AddV2", [f"xb{g}", f"hr{g}"], F32)]
+        refs.append(f"pre{g}")
+    return refs
+
+
 def _lstm_cell(style="split", d=3, n=4, bias_last=True, swap=False):
-    """x, h, c -> h', c' as Keras writes an LSTM cell (bias added last, or to x W first)."""
+    """x, h, c -> h', c' as Keras writes an LSTM cell (bias added last, or to x W first; or
+    a sum per gate)."""
     nodes = [placeholder("x", "float32", [None, d]), placeholder("h", "float32", [None, n]),
              placeholder("c", "float32", [None, n]), const("W", _w(d, 4 * n)),
              const("R", _w(n, 4 * n)), const("b", _w(4 * n)),
              Node("xw", "MatMul", ["x", "W"], MATMUL), Node("hr", "MatMul", ["h", "R"], MATMUL)]
-    if bias_last:
+    if style == "per_gate":
+        i, f, g, o = _per_gate(nodes, d, n, "ifgo")
+        more = []
+    elif bias_last:
         nodes += [Node("sum", "AddV2", ["hr", "xw"] if swap else ["xw", "hr"], F32),
                   Node("z", "BiasAdd", ["sum", "b"], F32)]
     else:
         nodes += [Node("xwb", "AddV2", ["xw", "b"], F32), Node("z", "AddV2", ["xwb", "hr"], F32)]
-    more, (i, f, g, o) = _blocks("gates", "z", 4 * n, 4, style)
+    if style != "per_gate":
+        more, (i, f, g, o) = _blocks("gates", "z", 4 * n, 4, style)
     nodes += more + [
         Node("si", "Sigmoid", [i], F32), Node("sf", "Sigmoid", [f], F32),
         Node("tg", "Tanh", [g], F32), Node("so", "Sigmoid", [o], F32),
@@ -120,7 +141,7 @@ def _same(m, xs, rtol=1e-5, atol=1e-6):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
 
 
-@pytest.mark.parametrize("style", ["split", "splitv", "strided"])
+@pytest.mark.parametrize("style", ["split", "splitv", "strided", "per_gate"])
 @pytest.mark.parametrize("variant", ["bias_last", "bias_first", "swapped"])
 def test_lstm_cell_fused(style, variant):
     m = _lstm_cell(style, bias_last=variant != "bias_first", swap=variant == "swapped")
@@ -245,6 +266,13 @@ def _keras_layers(k):
                                L.LSTM(4, return_sequences=True), L.GRU(3), shape=(None,),
                                dtype="int32"), ["_GRUCell", "_LSTMCell"]),
         "masking": (lambda: seq(L.Masking(), L.GRU(4, return_sequences=True)), ["_GRUCell"]),
+        # with dropout, Keras computes a sum per gate (and tf_keras multiplies by ones)
+        "dropout": (lambda: seq(L.LSTM(4, dropout=0.2, recurrent_dropout=0.2,
+                                       return_sequences=True),
+                                L.GRU(3, dropout=0.2, recurrent_dropout=0.2,
+                                      return_sequences=True),
+                                L.GRU(3, recurrent_dropout=0.2, reset_after=False)),
+                    ["_GRUCell", "_GRUCell", "_LSTMCell"]),
     }
 
 
@@ -264,7 +292,7 @@ def _keras_input(name, batch, steps):
 @pytest.mark.tf
 @pytest.mark.parametrize("flavour", ["keras3", "tf_keras"])
 @pytest.mark.parametrize("name", ["lstm", "gru", "gru_reset_before", "states", "bidirectional",
-                                  "masked", "masking"])
+                                  "masked", "masking", "dropout"])
 def test_keras_cells_fused(flavour, name, nested_plans):
     """Every Keras LSTM and GRU flavour is fused, and gives the unfused plan's results and
     TF's, at batch 0, 1 and 8 and several lengths."""
@@ -295,6 +323,22 @@ def test_keras_cells_fused(flavour, name, nested_plans):
             want = want if isinstance(want, (list, tuple)) else [want]
             for a, b in zip(got, want):
                 np.testing.assert_allclose(a, np.asarray(b), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("flavour", ["keras3", "tf_keras"])
+def test_keras_unrolled_cells_fused(flavour):
+    """unroll=True: the cells are in the top-level plan, each fused (no loop to hoist from)."""
+    k = pytest.importorskip("keras" if flavour == "keras3" else "tf_keras")
+    k.utils.set_random_seed(0)
+    model = k.Sequential([k.Input((4, 3)), k.layers.LSTM(5, unroll=True, return_sequences=True),
+                          k.layers.GRU(3, unroll=True)])
+    m = td.convert(model)
+    assert sorted(_ops(m.plan())).count("_LSTMCell") == 4 and _ops(m.plan()).count("_GRUCell") == 4
+    for batch in (1, 8):
+        x = RNG.standard_normal((batch, 4, 3)).astype(np.float32)
+        _same(m, [x])
+        np.testing.assert_allclose(m(x), model(x, training=False), rtol=1e-4, atol=1e-5)
 
 
 def test_projection_of_lists_it_does_not_take():

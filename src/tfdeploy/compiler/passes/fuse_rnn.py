@@ -44,6 +44,7 @@ class _Match:
             for v in st.ins:
                 self.readers.setdefault(v, []).append(k)
         self.claimed: set[int] = set()
+        self._affine: dict[int, dict | None] = {}
 
     def step(self, v: int, *ops: str, n_in: int | None = None) -> Step | None:
         """The step producing ``v`` if its op is one of ``ops``, it runs tfdeploy's own kernel,
@@ -94,47 +95,63 @@ class _Match:
         st = self.step(v, *ops, n_in=2)
         return st.ins if st is not None else None
 
+    def source(self, v: int) -> int:
+        """``v`` with multiplications by its own ones_like looked through (tf_keras' inference
+        dropout masks: x * ones_like(x) is x, exactly)."""
+        while True:
+            ops = self.operands(v, "Mul")
+            if ops is None:
+                return v
+            a, b = ops
+            if self.unary(b, "OnesLike") == a:
+                v = a
+            elif self.unary(a, "OnesLike") == b:
+                v = b
+            else:
+                return v
+
     # -- sums of matrix products and biases ---------------------------------------------
-    def terms(self, v: int, out: dict) -> bool:
-        """Collect the sum producing ``v`` into ``out``: "matmul" [(input, weight)], "bias"
-        [vector]; False if a term is anything else."""
+    def affine(self, v: int) -> dict | None:
+        """``v`` as a sum of products of inputs by constant matrices plus a constant bias:
+        {"terms": {input: weight (rows, width)}, "bias": vector or None, "width": columns};
+        the sum's terms may be column blocks of other such sums. None if it is not."""
+        if v not in self._affine:
+            acc: dict = {"terms": {}, "bias": []}
+            ok = self._collect(v, acc) and acc["terms"]
+            self._affine[v] = _finish(acc) if ok else None
+        return self._affine[v]
+
+    def _collect(self, v: int, acc: dict) -> bool:
         st = self.step(v, *_ADDS, n_in=2)
         if st is not None:
             if st.op == "BiasAdd" and self.const(st.ins[1]) is None:
                 return False
-            return self.terms(st.ins[0], out) and self.terms(st.ins[1], out)
+            return self._collect(st.ins[0], acc) and self._collect(st.ins[1], acc)
         c = self.const(v)
         if c is not None:
             if c.ndim > 2 or (c.ndim == 2 and c.shape[0] != 1):
                 return False
-            out.setdefault("bias", []).append(c.reshape(-1))
+            acc["bias"].append(c.reshape(-1))
             return True
         st = self.step(v, "MatMul", n_in=2)
-        if st is None or st.attrs.get("transpose_a", False):
+        if st is not None:
+            w = self.const(st.ins[1])
+            x = self.source(st.ins[0])
+            if w is None or w.ndim != 2 or w.dtype not in _FLOATS or x in self.constants or \
+                    st.attrs.get("transpose_a", False) or x in acc["terms"]:
+                return False
+            acc["terms"][x] = w.T if st.attrs.get("transpose_b", False) else w
+            return True
+        b = self.block(v)
+        inner = self.affine(b[0]) if b is not None else None
+        se = b[1](inner["width"]) if inner is not None else None
+        if se is None or any(x in acc["terms"] for x in inner["terms"]):
             return False
-        w = self.const(st.ins[1])
-        if w is None or w.ndim != 2 or w.dtype not in _FLOATS or st.ins[0] in self.constants:
-            return False
-        out.setdefault("matmul", []).append(
-            (st.ins[0], w.T if st.attrs.get("transpose_b", False) else w))
+        s, e = se
+        acc["terms"].update((x, w[:, s:e]) for x, w in inner["terms"].items())
+        if inner["bias"] is not None:
+            acc["bias"].append(inner["bias"][s:e])
         return True
-
-    def affine(self, v: int) -> dict | None:
-        """``v`` as a sum of matrix products by constants and constant biases: {"matmul":
-        [(input, weight)], "bias": vector or None, "width": columns}, or None."""
-        out: dict = {}
-        if not self.terms(v, out) or not out.get("matmul"):
-            return None
-        width = out["matmul"][0][1].shape[1]
-        dt = out["matmul"][0][1].dtype
-        if any(w.shape[1] != width or w.dtype != dt for _, w in out["matmul"]):
-            return None
-        bias = None
-        for b in out.get("bias", ()):
-            if b.dtype != dt or b.size not in (1, width):
-                return None
-            bias = np.broadcast_to(b, (width,)) if bias is None else bias + b
-        return {"matmul": out["matmul"], "bias": bias, "width": width}
 
     # -- column blocks ---------------------------------------------------------------------
     def block(self, v: int) -> tuple[int, object] | None:
@@ -189,91 +206,26 @@ def _splitv_bounds(sizes: list, k: int, width: int):
     return (start, start + sizes[k]) if sizes[k] else None
 
 
+def _finish(acc: dict) -> dict | None:
+    """The collected sum as {"terms", "bias", "width"} if its parts agree in width and
+    dtype."""
+    ws = list(acc["terms"].values())
+    width, dt = ws[0].shape[1], ws[0].dtype
+    if any(w.shape[1] != width or w.dtype != dt for w in ws):
+        return None
+    bias = None
+    for b in acc["bias"]:
+        if b.dtype != dt or b.size not in (1, width):
+            return None
+        b = np.broadcast_to(b, (width,)).astype(np.float64)
+        bias = b if bias is None else bias + b
+    return {"terms": acc["terms"], "width": width,
+            "bias": None if bias is None else bias.astype(dt)}
+
+
 def _pairs(pair):
     a, b = pair
     return ((a, b), (b, a))
-
-
-def _gates(m: _Match, pre: dict[str, int], units_of_width) -> tuple | None:
-    """(source, affine, {gate: start column}) when every pre-activation of ``pre`` is a
-    column block, of one width, of the same source; ``units_of_width(width)`` -> units."""
-    src, bounds = None, {}
-    for g, v in pre.items():
-        b = m.block(v)
-        if b is None or (src is not None and b[0] != src):
-            return None
-        src, bounds[g] = b
-    aff = m.affine(src)
-    if aff is None:
-        return None
-    units = units_of_width(aff["width"])
-    if units is None:
-        return None
-    starts = {}
-    for g, f in bounds.items():
-        se = f(aff["width"])
-        if se is None or se[1] - se[0] != units:
-            return None
-        starts[g] = se[0]
-    return src, aff, starts
-
-
-def _columns(w: np.ndarray, starts: list[int], units: int) -> np.ndarray:
-    return np.concatenate([w[..., s:s + units] for s in starts], axis=-1)
-
-
-def _split_inputs(m: _Match, products: list, units: int):
-    """(x, kernel, h, recurrent_kernel) from the two matrix products of an LSTM sum: the
-    recurrent one's weight has ``units`` rows, and its input is a loop value (a feed) when the
-    other's comes from a step (TensorListGetItem)."""
-    if len(products) != 2:
-        return None
-    fed = set(m.plan.feed_values)
-    (a0, w0), (a1, w1) = products
-    options = [(a0, w0, a1, w1), (a1, w1, a0, w0)]
-    options = [o for o in options if o[3].shape[0] == units and o[2] != o[0]]
-    if len(options) == 2:
-        options.sort(key=lambda o: (o[2] not in fed, o[0] in fed))
-    return options[0] if options else None
-
-
-def lstm(m: _Match, k: int) -> dict | None:
-    """The LSTM cell whose h' step ``k`` computes: sigmoid(o) * tanh(c'), or None."""
-    st = m.plan.steps[k]
-    if st.op != "Mul" or len(st.ins) != 2 or not registry.runs_builtin("Mul"):
-        return None
-    for so, tc in _pairs(st.ins):
-        for found in _lstm_state(m, so, tc):
-            return found
-    return None
-
-
-def _lstm_state(m: _Match, so: int, tc: int):
-    o, c_new = m.unary(so, "Sigmoid"), m.unary(tc, "Tanh")
-    ops = m.operands(c_new, "AddV2", "Add") if o is not None and c_new is not None else None
-    if ops is None:
-        return
-    for fc, ig in _pairs(ops):
-        for f, c in _sigmoid_times(m, fc):
-            for i, tg in _sigmoid_times(m, ig):
-                g = m.unary(tg, "Tanh")
-                if g is None:
-                    continue
-                found = _gates(m, {"i": i, "f": f, "g": g, "o": o},
-                               lambda w: w // 4 if w % 4 == 0 else None)
-                if found is None:
-                    continue
-                _, aff, starts = found
-                units = aff["width"] // 4
-                split = _split_inputs(m, aff["matmul"], units)
-                if split is None:
-                    continue
-                x, w, h, r = split
-                order = [starts[g] for g in "ifgo"]
-                bias = None if aff["bias"] is None else _columns(aff["bias"], order, units)
-                yield {"op": "_LSTMCell", "ins": (x, h, c), "outs": (c_new,),
-                       "attrs": {"kernel": _columns(w, order, units),
-                                 "recurrent_kernel": _columns(r, order, units), "bias": bias}}
 
 
 def _sigmoid_times(m: _Match, v: int):
@@ -287,6 +239,70 @@ def _sigmoid_times(m: _Match, v: int):
             yield pre, b
 
 
+def _gate_sums(m: _Match, pre: list[int], inputs: int) -> tuple[list, int] | None:
+    """The affine sums of the pre-activations ``pre``, of one width (the units) and over the
+    same ``inputs`` inputs each, and the units."""
+    sums = [m.affine(v) for v in pre]
+    if any(a is None for a in sums):
+        return None
+    units, keys = sums[0]["width"], set(sums[0]["terms"])
+    if len(keys) != inputs or any(a["width"] != units or set(a["terms"]) != keys
+                                  for a in sums):
+        return None
+    return sums, units
+
+
+def _stack(sums: list[dict], x: int) -> np.ndarray:
+    """The weights of input ``x`` of each sum, side by side (the gates' columns)."""
+    return np.concatenate([a["terms"][x] for a in sums], axis=1)
+
+
+def _stack_bias(sums: list[dict]) -> np.ndarray | None:
+    if all(a["bias"] is None for a in sums):
+        return None
+    dt = next(iter(sums[0]["terms"].values())).dtype
+    return np.concatenate([np.zeros(a["width"], dt) if a["bias"] is None else a["bias"]
+                           for a in sums])
+
+
+def lstm(m: _Match, k: int) -> dict | None:
+    """The LSTM cell whose h' step ``k`` computes: sigmoid(o) * tanh(c'), or None."""
+    st = m.plan.steps[k]
+    if st.op != "Mul" or len(st.ins) != 2 or not registry.runs_builtin("Mul"):
+        return None
+    for so, tc in _pairs(st.ins):
+        o, c_new = m.unary(so, "Sigmoid"), m.unary(tc, "Tanh")
+        ops = m.operands(c_new, "AddV2", "Add") if o is not None and c_new is not None else None
+        for fc, ig in _pairs(ops) if ops is not None else ():
+            for f, c in _sigmoid_times(m, fc):
+                for i, tg in _sigmoid_times(m, ig):
+                    g = m.unary(tg, "Tanh")
+                    found = _lstm_sums(m, [i, f, g, o]) if g is not None else None
+                    if found is not None:
+                        x, h, attrs = found
+                        return {"op": "_LSTMCell", "ins": (x, h, c), "outs": (c_new,),
+                                "attrs": attrs}
+    return None
+
+
+def _lstm_sums(m: _Match, pre: list[int]):
+    """(x, h, attrs) from the gates' pre-activations i, f, g, o: sums over x and h."""
+    found = _gate_sums(m, pre, 2)
+    if found is None:
+        return None
+    sums, units = found
+    keys = list(sums[0]["terms"])
+    rows = {x: sums[0]["terms"][x].shape[0] for x in keys}
+    fed = set(m.plan.feed_values)
+    options = [(x, h) for x, h in (keys, keys[::-1]) if rows[h] == units]
+    options.sort(key=lambda o: (o[1] not in fed, o[0] in fed))
+    if not options:
+        return None
+    x, h = options[0]
+    return x, h, {"kernel": _stack(sums, x), "recurrent_kernel": _stack(sums, h),
+                  "bias": _stack_bias(sums)}
+
+
 def gru(m: _Match, k: int) -> dict | None:
     """The GRU cell whose h' step ``k`` computes: z * h + (1 - z) * n, or None."""
     st = m.plan.steps[k]
@@ -294,7 +310,7 @@ def gru(m: _Match, k: int) -> dict | None:
         return None
     for zh, zn in _pairs(st.ins):
         for z, h in _sigmoid_times(m, zh):
-            found = _gru_update(m, z, h, zn)
+            found = _gru_update(m, z, m.source(h), zn)
             if found is not None:
                 return found
     return None
@@ -303,9 +319,7 @@ def gru(m: _Match, k: int) -> dict | None:
 def _gru_update(m: _Match, z: int, h: int, zn: int) -> dict | None:
     """The rest of a GRU given z (sigmoid's input) and h from z * h, and (1 - z) * n."""
     ops = m.operands(zn, "Mul")
-    if ops is None:
-        return None
-    for one_minus, tn in _pairs(ops):
+    for one_minus, tn in _pairs(ops) if ops is not None else ():
         sub = m.step(one_minus, "Sub", n_in=2)
         one = m.const(sub.ins[0]) if sub is not None else None
         if one is None or one.size != 1 or float(one.reshape(())) != 1.0 or \
@@ -313,81 +327,58 @@ def _gru_update(m: _Match, z: int, h: int, zn: int) -> dict | None:
             continue
         n_pre = m.unary(tn, "Tanh")
         ops_n = m.operands(n_pre, "AddV2", "Add") if n_pre is not None else None
-        if ops_n is None:
-            continue
-        for xn, rn in _pairs(ops_n):
-            found = _gru_gates(m, z, h, xn, rn)
+        for xn, rn in _pairs(ops_n) if ops_n is not None else ():
+            found = _gru_sums(m, z, h, xn, rn)
             if found is not None:
                 return found
     return None
 
 
-def _gru_gates(m: _Match, z: int, h: int, xn: int, rn: int) -> dict | None:
-    """The GRU's gates given n = tanh(xn + rn): rn is r * hn (reset_after) or (r h) Rn."""
-    xb = m.block(xn)
-    if xb is None:
-        return None
+def _gru_sums(m: _Match, z: int, h: int, xn: int, rn: int) -> dict | None:
+    """The GRU given n = tanh(xn + rn): z, r sums over x and h, xn over x, and rn = r * hn
+    with hn a sum over h (reset_after), or (r * h) Rn (reset before)."""
     mm = m.step(rn, "MatMul", n_in=2)
-    if mm is not None:  # reset before: rn = (r * h) Rn
+    if mm is None:  # reset_after
+        options = [(r, m.affine(hn), None) for r, hn in _sigmoid_times(m, rn)]
+    else:
         r_n = m.const(mm.ins[1])
-        if r_n is None or mm.attrs.get("transpose_a", False) or r_n.ndim != 2:
+        if r_n is None or r_n.ndim != 2 or mm.attrs.get("transpose_a", False):
             return None
         r_n = r_n.T if mm.attrs.get("transpose_b", False) else r_n
-        for r, hh in _sigmoid_times(m, mm.ins[0]):
-            if hh == h:
-                return _gru_sums(m, z, r, xn, None, h, r_n)
+        options = [(r, None, r_n) for r, hh in _sigmoid_times(m, mm.ins[0])
+                   if m.source(hh) == h]
+    ax = m.affine(xn)
+    if ax is None or len(ax["terms"]) != 1 or h in ax["terms"]:
         return None
-    for r, hn in _sigmoid_times(m, rn):
-        found = _gru_sums(m, z, r, xn, hn, h, None)
-        if found is not None:
-            return found
+    (x,) = ax["terms"]
+    for r, ah, r_n in options:
+        found = _gate_sums(m, [z, r], 2)
+        if found is None or (ah is None and r_n is None):
+            continue
+        (az, ar), units = found
+        if set(az["terms"]) != {x, h} or ax["width"] != units:
+            continue
+        if ah is not None and (set(ah["terms"]) != {h} or ah["width"] != units):
+            continue
+        if r_n is not None and (r_n.shape != (units, units) or r_n.dtype != az["terms"][h].dtype):
+            continue
+        return _gru_attrs(x, h, az, ar, ax, ah, r_n, units)
     return None
 
 
-def _gru_sums(m: _Match, z: int, r: int, xn: int, hn: int | None, h: int, r_n) -> dict | None:
-    """Both sums of a GRU: z and r are sigmoid(x part + h part), blocks of the input's sum
-    (that of xn) and of the state's (that of hn, or any block for reset before)."""
-    xsrc = m.block(xn)[0]
-    zr = {}
-    for g, v in (("z", z), ("r", r)):
-        ops = m.operands(v, "AddV2", "Add")
-        if ops is None:
-            return None
-        for a, b in _pairs(ops):
-            ba, bb = m.block(a), m.block(b)
-            if ba is not None and bb is not None and ba[0] == xsrc and bb[0] != xsrc:
-                zr[g] = (a, b)
-                break
-        else:
-            return None
-    xg = _gates(m, {"z": zr["z"][0], "r": zr["r"][0], "n": xn},
-                lambda w: w // 3 if w % 3 == 0 else None)
-    hpre = {"z": zr["z"][1], "r": zr["r"][1]}
-    if hn is not None:
-        hpre["n"] = hn
-    hg = _gates(m, hpre, lambda w: w // len(hpre) if w % len(hpre) == 0 else None)
-    if xg is None or hg is None:
-        return None
-    (_, xa, xs), (_, ha, hs) = xg, hg
-    units = xa["width"] // 3
-    if len(xa["matmul"]) != 1 or len(ha["matmul"]) != 1 or ha["matmul"][0][0] != h or \
-            ha["matmul"][0][1].shape != (units, len(hpre) * units):
-        return None
-    if r_n is not None and (r_n.shape != (units, units) or r_n.dtype != xa["matmul"][0][1].dtype):
-        return None
-    x, w = xa["matmul"][0]
-    rk = _columns(ha["matmul"][0][1], [hs[g] for g in hpre], units)
-    if r_n is not None:
-        rk = np.concatenate([rk, r_n], axis=1)
-    bias = None if xa["bias"] is None else _columns(xa["bias"], [xs[g] for g in "zrn"], units)
-    rbias = None if ha["bias"] is None or hn is None else \
-        _columns(ha["bias"], [hs[g] for g in "zrn"], units)
-    if r_n is not None and ha["bias"] is not None:
-        return None  # (a bias of the state's z, r part without one of n: not Keras' GRU)
+def _gru_attrs(x, h, az, ar, ax, ah, r_n, units) -> dict:
+    """The fused step of a matched GRU, its weights in Keras' layout (gates z, r, n)."""
+    if ah is not None:
+        rk = _stack([az, ar, ah], h)
+    else:
+        rk = np.concatenate([_stack([az, ar], h), r_n], axis=1)
+    rbias = None
+    if ah is not None and ah["bias"] is not None:
+        rbias = np.concatenate([np.zeros(2 * units, ah["bias"].dtype), ah["bias"]])
     return {"op": "_GRUCell", "ins": (x, h), "outs": (),
-            "attrs": {"kernel": _columns(w, [xs[g] for g in "zrn"], units),
-                      "recurrent_kernel": rk, "bias": bias, "recurrent_bias": rbias,
-                      "reset_after": hn is not None}}
+            "attrs": {"kernel": _stack([az, ar, ax], x), "recurrent_kernel": rk,
+                      "bias": _stack_bias([az, ar, ax]), "recurrent_bias": rbias,
+                      "reset_after": ah is not None}}
 
 
 def _closed(m: _Match, members: set[int], outs: list[int]) -> bool:
