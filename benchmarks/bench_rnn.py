@@ -12,6 +12,7 @@ median sample. Ratios > 1 in the ``/tfdeploy`` columns mean tfdeploy is faster.
 
     python benchmarks/bench_rnn.py [--models lstm,gru,stacked] [--batches 1,8,64]
     python benchmarks/bench_rnn.py --profile lstm --batches 64   # time per op, loop bodies too
+    python benchmarks/bench_rnn.py --clock cpu    # CPU time: steadier on a shared machine
 
 Both sides get the same number of threads (``--threads``, default 1; see bench_models.py).
 """
@@ -26,7 +27,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(__file__))
 
-from common import fmt, table, timeit  # noqa: E402
+from common import fmt, table  # noqa: E402
 
 MODELS = ("lstm", "gru", "stacked")
 STEPS = {"lstm": 50, "gru": 100, "stacked": 20}
@@ -83,18 +84,32 @@ def onnx_runner(model, x, threads: int):
     return lambda v: sess.run(None, {name: v})[0]
 
 
-def race(contenders: dict, repeat: int, min_time: float) -> dict[str, list[float]]:
+def sample(fn, seconds: float, clock) -> float:
+    """Seconds per call of ``fn`` on ``clock``, over a loop of about ``seconds``."""
+    fn()
+    n = 1
+    while True:
+        t0 = clock()
+        for _ in range(n):
+            fn()
+        dt = clock() - t0
+        if dt >= seconds or n >= 1 << 20:
+            return dt / n
+        n *= 2
+
+
+def race(contenders: dict, repeat: int, min_time: float, clock) -> dict[str, list[float]]:
     """Seconds per call of each contender (None = skipped), ``repeat`` samples each, timed
     interleaved: on a shared, noisy machine a slow spell then hits them all alike."""
     times: dict[str, list[float]] = {}
     for _ in range(repeat):
         for col, fn in contenders.items():
             if fn is not None:
-                times.setdefault(col, []).append(timeit(fn, min_time / repeat, repeat=1))
+                times.setdefault(col, []).append(sample(fn, min_time / repeat, clock))
     return times
 
 
-def measure(label, b, x, want, scale, tdm, infer, onnx, repeat, min_time):
+def measure(label, b, x, want, scale, tdm, infer, onnx, repeat, min_time, clock):
     """Check onnxruntime's output too, then race the contenders and print the row: the
     samples of each."""
     import numpy as np
@@ -104,7 +119,8 @@ def measure(label, b, x, want, scale, tdm, infer, onnx, repeat, min_time):
         if not err_o <= 1e-4 * scale:
             raise SystemExit(f"{label}: onnxruntime differs by {err_o:.3g}")
     times = race({"tfdeploy": lambda: tdm(x), "TF": lambda: infer(x).numpy(),
-                  "onnxrt": (lambda: onnx(x)) if onnx is not None else None}, repeat, min_time)
+                  "onnxrt": (lambda: onnx(x)) if onnx is not None else None}, repeat, min_time,
+                 clock)
     print(f"  {label}: " + ", ".join(f"{c} {fmt(min(t)).strip()} (median "
                                      f"{fmt(sorted(t)[len(t) // 2]).strip()})"
                                      for c, t in times.items()), flush=True)
@@ -140,6 +156,10 @@ def main(argv=None) -> int:
     ap.add_argument("--min-time", type=float, default=2.0)
     ap.add_argument("--repeat", type=int, default=21)
     ap.add_argument("--profile", metavar="MODEL", help="print tfdeploy's time per op instead")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall time, or the process's CPU time (all its threads, TF's pools "
+                         "included): steadier on a shared machine, where waiting for a core "
+                         "is not the contender's time")
     ap.add_argument("--threads", type=int, default=1,
                     help="threads for numpy's BLAS and for TF (0: each library's default)")
     args = ap.parse_args(argv)
@@ -157,6 +177,7 @@ def main(argv=None) -> int:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     names = [args.profile] if args.profile else args.models.split(",")
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     batches = [int(b) for b in args.batches.split(",")]
     rng = np.random.default_rng(0)
     rows = []
@@ -186,8 +207,8 @@ def main(argv=None) -> int:
                                      f"(scale {scale:.3g})")
                 label = f"{name}{'' if flavour == 'keras3' else '/tfk'} b{b}"
                 if args.profile:
-                    clock = time.thread_time if args.threads == 1 else time.perf_counter
-                    prof = profiled(tdm, x, clock=clock)
+                    prof = profiled(tdm, x, clock=time.thread_time if args.threads == 1
+                                    else time.perf_counter)
                     total = sum(t for _, t, _ in prof)
                     print(f"\n{label}: {fmt(total)} in kernels per run (best of 5 per op, "
                           f"{'CPU' if args.threads == 1 else 'wall'} time)")
@@ -198,7 +219,7 @@ def main(argv=None) -> int:
                 onnx = onnx_runner(model, x, args.threads)
                 print(f"  {label}: max |tfdeploy - TF| / max |TF| = {err / scale:.2g}")
                 rows.append((label, measure(label, b, x, want, scale, tdm, infer, onnx,
-                                            args.repeat, args.min_time)))
+                                            args.repeat, args.min_time, clock)))
     report(rows)
     return 0
 
