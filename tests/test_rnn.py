@@ -255,10 +255,11 @@ def _keras_layers(k):
         o2, h2 = L.GRU(5, return_state=True, reset_after=False)(o)
         return k.Model(inp, [o2, h, c, h2])
 
+    rnd = {"bias_initializer": "random_normal"}  # (Keras initializes biases to zeros)
     return {
-        "lstm": (lambda: seq(L.LSTM(6)), ["_LSTMCell"]),
-        "gru": (lambda: seq(L.GRU(6, return_sequences=True)), ["_GRUCell"]),
-        "gru_reset_before": (lambda: seq(L.GRU(5, reset_after=False)), ["_GRUCell"]),
+        "lstm": (lambda: seq(L.LSTM(6, **rnd)), ["_LSTMCell"]),
+        "gru": (lambda: seq(L.GRU(6, return_sequences=True, **rnd)), ["_GRUCell"]),
+        "gru_reset_before": (lambda: seq(L.GRU(5, reset_after=False, **rnd)), ["_GRUCell"]),
         "states": (states, ["_GRUCell", "_LSTMCell"]),
         "bidirectional": (lambda: seq(L.Bidirectional(L.GRU(3, return_sequences=True)),
                                       L.LSTM(4)), ["_GRUCell", "_GRUCell", "_LSTMCell"]),
@@ -268,10 +269,10 @@ def _keras_layers(k):
         "masking": (lambda: seq(L.Masking(), L.GRU(4, return_sequences=True)), ["_GRUCell"]),
         # with dropout, Keras computes a sum per gate (and tf_keras multiplies by ones)
         "dropout": (lambda: seq(L.LSTM(4, dropout=0.2, recurrent_dropout=0.2,
-                                       return_sequences=True),
+                                       return_sequences=True, **rnd),
                                 L.GRU(3, dropout=0.2, recurrent_dropout=0.2,
-                                      return_sequences=True),
-                                L.GRU(3, recurrent_dropout=0.2, reset_after=False)),
+                                      return_sequences=True, **rnd),
+                                L.GRU(3, recurrent_dropout=0.2, reset_after=False, **rnd)),
                     ["_GRUCell", "_GRUCell", "_LSTMCell"]),
     }
 
