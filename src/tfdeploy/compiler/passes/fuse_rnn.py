@@ -5,18 +5,23 @@ products, bias additions, a split into gates, sigmoids, tanh, the state update);
 batches their per-call cost, not their arithmetic, is the time. This pass finds the cell's
 pattern by op type and replaces it by one fused step (``kernels/nn/rnn.py``):
 
-- LSTM: ``z = x W + h R + b`` (AddV2/Add/BiasAdd in any association), four column blocks of
-  ``z`` (Split, SplitV or StridedSlice with constant bounds) ``i, f, g, o`` in any order, and
+- LSTM: gates ``i, f, g, o`` whose pre-activations are sums over x and h,
   ``c' = sigmoid(f) c + sigmoid(i) tanh(g)``, ``h' = sigmoid(o) tanh(c')``;
-- GRU: ``xp = x W (+ b)`` and ``hp = h R (+ b')``, three column blocks of each ``z, r, n``,
-  ``z = sigmoid(xz + hz)``, ``r = sigmoid(xr + hr)``, ``n = tanh(xn + r hn)`` (reset_after) or
-  ``tanh(xn + (r h) Rn)`` (reset before), ``h' = z h + (1 - z) n``.
+- GRU: gates ``z, r`` (sums over x and h) and ``n = tanh(xn + r hn)`` (reset_after: hn a sum
+  over h) or ``tanh(xn + (r h) Rn)`` (reset before), ``h' = z h + (1 - z) n``.
 
-Products and sums commute in the match, so Keras 3's and tf_keras' graphs (split versus
-strided slices, biases split or not) are one pattern each. Every step replaced must run
-tfdeploy's own numpy kernel (``registry.runs_builtin``): a user's Sigmoid or scipy's is never
-bypassed, the cell simply stays unfused. Values inside the cell must be read only inside it;
-the fused step keeps the steps it replaces (``Step.members``), compiled as its fallback.
+A gate's pre-activation is read as an affine sum (``_Match.affine``): products of inputs by
+constant matrices, constant biases (AddV2/Add/BiasAdd in any association), or column blocks
+(Split, SplitV, StridedSlice with constant bounds) of another such sum: so one pattern covers
+Keras' one product for all gates split into blocks, and its one sum per gate (implementation
+1, whenever dropout is set, where tf_keras also multiplies x and h by ``ones_like``, read as
+x and h). The fused step takes the weights in Keras' own layout, gates in Keras' order.
+
+Products and sums commute in the match, so Keras 3's and tf_keras' graphs are one pattern
+each. Every step replaced must run tfdeploy's own numpy kernel (``registry.runs_builtin``): a
+user's Sigmoid or scipy's is never bypassed, the cell simply stays unfused. Values inside the
+cell must be read only inside it; the fused step keeps the steps it replaces
+(``Step.members``), compiled as its fallback.
 """
 
 from __future__ import annotations
