@@ -677,3 +677,25 @@ def _split(consts, *, num_split):
         return tuple([value[i] for i in idx])
 
     return Split
+
+
+@specializer("Tile")
+def _tile(consts):
+    """Tile by constant multiples, checked once; all ones (the masks of Keras RNNs, tiled
+    every step) is a view of the input, no copy."""
+    x, multiples = consts
+    if multiples is None or x is not None:
+        return None
+    m = _shape_arg(multiples, "multiples")
+    if any(v < 0 for v in m):
+        return None  # (the generic kernel raises)
+    n, ones = len(m), all(v == 1 for v in m)
+
+    def Tile(input):
+        if input.ndim != n:
+            raise ValueError(f"Tile: expected {input.ndim} non-negative multiples, got {list(m)}")
+        if ones:
+            return input.view() if input.__class__ is np.ndarray else np.asarray(input)
+        return np.tile(input, m) if n else input.copy()
+
+    return Tile
