@@ -121,6 +121,16 @@ def _gru_cell(style="split", reset_after=True, d=3, n=4, rec_bias=True):
     return model_of(nodes, ["x", "h"], ["h_new"])
 
 
+def _simple_cell(d=3, n=4):
+    """x, h -> tanh(x W + b + h R), as Keras writes a simple RNN cell."""
+    nodes = [placeholder("x", "float32", [None, d]), placeholder("h", "float32", [None, n]),
+             const("W", _w(d, n)), const("R", _w(n, n)), const("b", _w(n)),
+             Node("xw", "MatMul", ["x", "W"], MATMUL), Node("xb", "BiasAdd", ["xw", "b"], F32),
+             Node("hr", "MatMul", ["h", "R"], MATMUL), Node("s", "AddV2", ["xb", "hr"], F32),
+             Node("h_new", "Tanh", ["s"], F32)]
+    return model_of(nodes, ["x", "h"], ["h_new"])
+
+
 def _ops(plan) -> list[str]:
     return [st.op for st in plan.steps]
 
@@ -161,6 +171,18 @@ def test_gru_cell_fused(style, reset_after):
     m = _gru_cell(style, reset_after, rec_bias=False)
     assert _ops(m.plan()) == ["_GRUCell"]
     _same(m, _inputs(m, 3))
+
+
+def test_simple_rnn_cell_fused():
+    m = _simple_cell()
+    assert _ops(m.plan()) == ["_SimpleRNNCell"]
+    for batch in (0, 1, 8):
+        _same(m, _inputs(m, batch))
+    # a dense layer's tanh (one input) is not a cell: fuse_conv's chain takes it
+    nodes = [placeholder("x", "float32", [None, 3]), const("W", _w(3, 4)), const("b", _w(4)),
+             Node("xw", "MatMul", ["x", "W"], MATMUL), Node("xb", "BiasAdd", ["xw", "b"], F32),
+             Node("y", "Tanh", ["xb"], F32)]
+    assert _ops(model_of(nodes, ["x"], ["y"]).plan()) == ["_FusedChain"]
 
 
 def test_cell_with_an_inner_value_read_elsewhere_is_not_fused():
@@ -267,6 +289,9 @@ def _keras_layers(k):
                                L.LSTM(4, return_sequences=True), L.GRU(3), shape=(None,),
                                dtype="int32"), ["_GRUCell", "_LSTMCell"]),
         "masking": (lambda: seq(L.Masking(), L.GRU(4, return_sequences=True)), ["_GRUCell"]),
+        "simple": (lambda: seq(L.SimpleRNN(4, return_sequences=True, **rnd),
+                               L.SimpleRNN(3, go_backwards=True, **rnd)),
+                   ["_SimpleRNNCell", "_SimpleRNNCell"]),
         # with dropout, Keras computes a sum per gate (and tf_keras multiplies by ones)
         "dropout": (lambda: seq(L.LSTM(4, dropout=0.2, recurrent_dropout=0.2,
                                        return_sequences=True, **rnd),
@@ -293,7 +318,7 @@ def _keras_input(name, batch, steps):
 @pytest.mark.tf
 @pytest.mark.parametrize("flavour", ["keras3", "tf_keras"])
 @pytest.mark.parametrize("name", ["lstm", "gru", "gru_reset_before", "states", "bidirectional",
-                                  "masked", "masking", "dropout"])
+                                  "masked", "masking", "dropout", "simple"])
 def test_keras_cells_fused(flavour, name, nested_plans):
     """Every Keras LSTM and GRU flavour is fused, and gives the unfused plan's results and
     TF's, at batch 0, 1 and 8 and several lengths."""
@@ -304,7 +329,8 @@ def test_keras_cells_fused(flavour, name, nested_plans):
     m = td.convert(model)
     key, fetches, feeds = m._signature_refs(1, ())
     fused = m._compile(key, fetches, feeds, verify=True)
-    found = [st for p in nested_plans for st in p.steps if st.op in ("_LSTMCell", "_GRUCell")]
+    found = [st for p in nested_plans for st in p.steps
+             if st.op in ("_LSTMCell", "_GRUCell", "_SimpleRNNCell")]
     assert sorted(st.op for st in found) == cells
     # each reads its input's projection, made once per loop
     assert all(st.attrs.get("projected") for st in found)

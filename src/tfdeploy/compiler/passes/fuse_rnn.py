@@ -1,4 +1,5 @@
-"""fuse_rnn: Keras LSTM and GRU cells fused into one step each (``_LSTMCell``, ``_GRUCell``).
+"""fuse_rnn: Keras LSTM, GRU and simple RNN cells fused into one step each (``_LSTMCell``,
+``_GRUCell``, ``_SimpleRNNCell``).
 
 The body of a Keras RNN loop computes one cell step in some twenty small kernels (matrix
 products, bias additions, a split into gates, sigmoids, tanh, the state update); at small
@@ -8,7 +9,8 @@ pattern by op type and replaces it by one fused step (``kernels/nn/rnn.py``):
 - LSTM: gates ``i, f, g, o`` whose pre-activations are sums over x and h,
   ``c' = sigmoid(f) c + sigmoid(i) tanh(g)``, ``h' = sigmoid(o) tanh(c')``;
 - GRU: gates ``z, r`` (sums over x and h) and ``n = tanh(xn + r hn)`` (reset_after: hn a sum
-  over h) or ``tanh(xn + (r h) Rn)`` (reset before), ``h' = z h + (1 - z) n``.
+  over h) or ``tanh(xn + (r h) Rn)`` (reset before), ``h' = z h + (1 - z) n``;
+- simple RNN: ``h' = tanh(s)``, s a sum over x and h.
 
 A gate's pre-activation is read as an affine sum (``_Match.affine``): products of inputs by
 constant matrices, constant biases (AddV2/Add/BiasAdd in any association), or column blocks
@@ -291,7 +293,8 @@ def lstm(m: _Match, k: int) -> dict | None:
 
 
 def _lstm_sums(m: _Match, pre: list[int]):
-    """(x, h, attrs) from the gates' pre-activations i, f, g, o: sums over x and h."""
+    """(x, h, attrs) from the gates' pre-activations (LSTM: i, f, g, o): sums over x and h,
+    h the input whose weights are square."""
     found = _gate_sums(m, pre, 2)
     if found is None:
         return None
@@ -409,14 +412,27 @@ def _place(m: _Match, members: set[int], ins, outs) -> int | None:
     return pos if pos <= before else None
 
 
+def simple_rnn(m: _Match, k: int) -> dict | None:
+    """The simple RNN cell whose h' step ``k`` computes: tanh of a sum over x and h (matched
+    after the LSTMs and GRUs, whose tanh(g) is such a sum)."""
+    st = m.plan.steps[k]
+    if st.op != "Tanh" or len(st.ins) != 1 or not registry.runs_builtin("Tanh"):
+        return None
+    found = _lstm_sums(m, [st.ins[0]])
+    if found is None:
+        return None
+    x, h, attrs = found
+    return {"op": "_SimpleRNNCell", "ins": (x, h), "outs": (), "attrs": attrs}
+
+
 def run(plan: Plan, ctx=None) -> Plan:
-    """The plan with every Keras LSTM and GRU cell fused."""
+    """The plan with every Keras LSTM, GRU and simple RNN cell fused."""
     m = _Match(plan)
     inserts: dict[int, list[Step]] = {}
-    for k in range(len(plan.steps)):
-        if k in m.claimed or not plan.steps[k].outs:
-            continue
-        for matcher in (lstm, gru):
+    for matcher in (lstm, gru, simple_rnn):
+        for k in range(len(plan.steps)):
+            if k in m.claimed or not plan.steps[k].outs:
+                continue
             found = matcher(m, k)
             if found is None:
                 continue
@@ -429,7 +445,6 @@ def run(plan: Plan, ctx=None) -> Plan:
                 continue
             m.claimed |= members
             inserts.setdefault(pos, []).append(_fused(plan, found, members, outs))
-            break
     if inserts:
         steps = []
         for k, st in enumerate(plan.steps):

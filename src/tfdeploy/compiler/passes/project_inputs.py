@@ -1,12 +1,13 @@
 """project_inputs: a fused RNN cell's input projection computed for every time step at once.
 
-In a loop body, a fused cell (``_LSTMCell``, ``_GRUCell``, from ``fuse_rnn``) whose input is
-element t of a list the loop never changes (``TensorListGetItem(L, t)`` of an invariant feed,
-as in every Keras RNN: L is the input sequence) multiplies that element by its input kernel
-at every step, one small matrix product each. This pass gives the cell a ``_CellInputs(L)``
-step instead: every element times the kernel, plus the bias, as one matrix product, laid out
-as the cell computes (``kernels/nn/rnn.py``); the cell reads row t of it. That step reads
-invariants only, so ``licm`` moves it out of the loop: it runs once per loop.
+In a loop body, a fused cell (``_LSTMCell``, ``_GRUCell``, ``_SimpleRNNCell``, from
+``fuse_rnn``) whose input is element t of a list the loop never changes
+(``TensorListGetItem(L, t)`` of an invariant feed, as in every Keras RNN: L is the input
+sequence) multiplies that element by its input kernel at every step, one small matrix product
+each. This pass gives the cell a ``_CellInputs(L)`` step instead: every element times the
+kernel, plus the bias, as one matrix product, laid out as the cell computes
+(``kernels/nn/rnn.py``); the cell reads row t of it. That step reads invariants only, so
+``licm`` moves it out of the loop: it runs once per loop.
 
 The cell keeps the TensorListGetItem as the first of its members: its fallback (another dtype,
 a list the projection does not take) reads element t as before.
@@ -17,7 +18,7 @@ from __future__ import annotations
 from tfdeploy import registry
 from tfdeploy.compiler.plan import Plan, Step
 
-CELLS = ("_LSTMCell", "_GRUCell")
+CELLS = ("_LSTMCell", "_GRUCell", "_SimpleRNNCell")
 
 
 def run(plan: Plan, ctx=None) -> Plan:

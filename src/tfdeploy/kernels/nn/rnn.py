@@ -1,8 +1,9 @@
 """Fused recurrent cells: the ops the compiler's ``fuse_rnn`` pass makes, never found in a graph.
 
 ``_LSTMCell`` and ``_GRUCell`` compute one step of a Keras LSTM or GRU cell (sigmoid gates,
-tanh activation) in about a dozen in-place numpy calls instead of some twenty kernels, each
-with its own allocation and Python call. Two layout choices make those calls cheap:
+tanh activation; ``_SimpleRNNCell`` that of a simple RNN) in about a dozen in-place numpy
+calls instead of some twenty kernels, each with its own allocation and Python call. Two
+layout choices make those calls cheap:
 
 - Gates are computed *transposed*, as a (gates * units, batch) array, so that each gate is a
   contiguous block of rows: at batch 8 a numpy call on a strided (batch, units) column block
@@ -251,6 +252,43 @@ class GRUCell(_Cell):
         return out.T
 
 
+class SimpleRNNCell(_Cell):
+    """``h' = cell(x, h)``: h' = tanh(x W + h R + b)."""
+
+    __slots__ = ()
+
+    def __init__(self, kernel, recurrent_kernel, bias, fallback, name="_SimpleRNNCell"):
+        units = recurrent_kernel.shape[0]
+        super().__init__(kernel, units, fallback, name)
+        self.rt = _prepared(recurrent_kernel, (0,), 0, units)
+        self._set_input(_prepared(kernel, (0,), 0, units),
+                        None if bias is None or not np.any(bias) else
+                        _prepared(bias.reshape(1, -1), (0,), 0, units))
+
+    def __call__(self, x, h):
+        if not self._takes(x, h):
+            return self.fallback(x, h)
+        z = np.dot(self.wt, x.T)
+        np.add(z, np.dot(self.rt, h.T), out=z)
+        if self.bias is not None:
+            np.add(z, self.bias, out=z)
+        return np.tanh(z, out=z).T
+
+    def projected(self, p, lst, t, h):
+        """The step reading its input part, row ``t`` of ``p = project(lst)``."""
+        try:
+            i = int(t)
+            x = p[i]
+            ok = i >= 0 and h.shape == (x.shape[1], self.units) and h.dtype == self.dtype
+        except (TypeError, IndexError, AttributeError):
+            ok = False
+        if not ok:
+            return self.fallback(p, lst, t, h)
+        z = np.dot(self.rt, h.T)
+        np.add(z, x, out=z)
+        return np.tanh(z, out=z).T
+
+
 @op("_LSTMCell", internal=True, needs_context=True)
 def _LSTMCell(*, _ctx=None, kernel: np.ndarray, recurrent_kernel: np.ndarray, bias=None,
               projected: bool = False, _fallback=None, _label: str = "_LSTMCell"):
@@ -273,11 +311,23 @@ def _GRUCell(*, _ctx=None, kernel: np.ndarray, recurrent_kernel: np.ndarray, bia
     return cell.projected if projected else cell
 
 
+@op("_SimpleRNNCell", internal=True, needs_context=True)
+def _SimpleRNNCell(*, _ctx=None, kernel: np.ndarray, recurrent_kernel: np.ndarray, bias=None,
+                   projected: bool = False, _fallback=None, _label: str = "_SimpleRNNCell"):
+    """One Keras simple RNN cell step ``h' = cell(x, h)``, or (``projected``)
+    ``cell(p, list, t, h)``."""
+    cell = SimpleRNNCell(kernel, recurrent_kernel, bias, _fallback, _label)
+    return cell.projected if projected else cell
+
+
 @op("_CellInputs", internal=True, needs_context=True)
 def _CellInputs(*, _ctx=None, cell: str, kernel: np.ndarray, recurrent_kernel: np.ndarray,
                 bias=None, recurrent_bias=None, reset_after: bool = True):
-    """The input parts of a fused ``cell`` (``_LSTMCell``, ``_GRUCell``, with its weights) for
-    every element of a list at once, laid out as the cell reads them (``Cell.project``)."""
+    """The input parts of a fused ``cell`` (``_LSTMCell``, ``_GRUCell``, ``_SimpleRNNCell``,
+    with its weights) for every element of a list at once, laid out as the cell reads them
+    (``Cell.project``)."""
     if cell == "_LSTMCell":
         return LSTMCell(kernel, recurrent_kernel, bias, None).project
+    if cell == "_SimpleRNNCell":
+        return SimpleRNNCell(kernel, recurrent_kernel, bias, None).project
     return GRUCell(kernel, recurrent_kernel, bias, recurrent_bias, reset_after, None).project
