@@ -381,14 +381,41 @@ def test_projection_of_lists_it_does_not_take():
     for items in ([x, None], [x, x[:2]], [x, x.astype(np.float64)], [x[:, :2]] * 2, []):
         assert cell.project(TensorList.of(items, np.float32)) is None
     h = np.zeros((4, 2), np.float32)
-    assert cell.projected(None, "list", np.int32(0), h, h) == "fallback"
-    p = cell.project(TensorList.of([x], np.float32))
-    assert cell.projected(p, "list", np.int32(1), h, h) == "fallback"  # (out of range)
-    assert cell.projected(p, "list", np.int32(0), h[:3], h[:3]) == "fallback"
-    assert len(calls) == 3
+    lst = TensorList.of([x], np.float32)
+    p = cell.project(lst)
+    assert cell.projected(p, lst, np.int32(1), h, h) == "fallback"  # (out of range)
+    assert cell.projected(p, lst, np.int32(-1), h, h) == "fallback"
+    assert cell.projected(p, lst, np.int32(0), h[:3], h[:3]) == "fallback"
+    # not projected (a list it declined): the step projects its own element, or falls back
+    assert cell.projected(None, TensorList.of([None], np.float32), np.int32(0), h, h) == \
+        "fallback"
+    assert cell.projected(None, lst, np.int32(0), h.astype(np.float64), h) == "fallback"
+    assert len(calls) == 5
     want = cell(x, h, h)
-    for a, b in zip(cell.projected(p, "list", np.int32(0), h, h), want):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    for got in (cell.projected(p, lst, np.int32(0), h, h),
+                cell.projected(None, lst, np.int32(0), h, h)):
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.tf
+def test_sequences_too_large_to_project_whole(monkeypatch):
+    """Above PROJECTION_LIMIT_BYTES, each step projects its own element: same results."""
+    from tfdeploy.kernels.nn import rnn
+
+    k = pytest.importorskip("keras")
+    k.utils.set_random_seed(0)
+    rnd = {"bias_initializer": "random_normal"}
+    model = k.Sequential([k.Input((None, 3)), k.layers.LSTM(4, return_sequences=True, **rnd),
+                          k.layers.GRU(3, return_sequences=True, **rnd),
+                          k.layers.SimpleRNN(2, **rnd)])
+    m = td.convert(model)
+    x = RNG.standard_normal((8, 6, 3)).astype(np.float32)
+    whole = m(x)
+    monkeypatch.setattr(rnn, "PROJECTION_LIMIT_BYTES", 0)
+    m = td.convert(model)
+    np.testing.assert_allclose(m(x), whole, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(m(x), model(x, training=False), rtol=1e-4, atol=1e-5)
 
 
 def test_licm_moves_invariant_steps_to_the_prologue():

@@ -31,6 +31,9 @@ from tfdeploy.runtime.tensorlist import TensorList
 
 #: LSTM: Keras' gate order i, f, g, o, reordered i, f, o, g so the sigmoid gates are contiguous
 _LSTM_ORDER = (0, 1, 3, 2)
+#: the largest projection of a whole sequence (``project``): above, each step projects its own
+#: element (a long sequence at a large batch would otherwise hold one more copy of it all)
+PROJECTION_LIMIT_BYTES = 64 << 20
 
 
 def _prepared(w: np.ndarray, order, n_sigmoid: int, units: int) -> np.ndarray:
@@ -81,10 +84,22 @@ class _Cell:
         except (AttributeError, IndexError):
             return False
 
+    def _part(self, lst, i: int, *states):
+        """The prepared input part of element ``i`` of ``lst`` alone (the projected step of a
+        list ``project`` declined); TypeError if the fast path does not take it."""
+        x = lst.get(i) if 0 <= i < len(lst) else None
+        if x is None or not self._takes(x, *states):
+            raise TypeError("not for the fast path")
+        xp = np.dot(self.wt, x.T)
+        if self.bias is not None:
+            np.add(xp, self.bias, out=xp)
+        return xp
+
     def project(self, lst):
         """The prepared input parts of every element of the list ``lst``, (length, gates *
         units, batch): x W + b for each; None if the list is empty or its elements are not
-        all set, of one (batch, depth) shape and the weights' dtype.
+        all set, of one (batch, depth) shape and the weights' dtype, or the result would be
+        larger than ``PROJECTION_LIMIT_BYTES`` (each step then projects its element).
 
         At batch 1 that is one matrix product. Above, a product per element into the
         transposed layout (numpy loops over them in C), the bias a column of the weight
@@ -101,6 +116,8 @@ class _Cell:
         except (AttributeError, IndexError):  # (no element, or one unset: None)
             return None
         n, (b, d) = len(items), shape
+        if n * b * self.wt.shape[0] * self.dtype.itemsize > PROJECTION_LIMIT_BYTES:
+            return None
         x = np.concatenate(items)  # (much faster than np.stack)
         if x.dtype != self.dtype:  # (the list's own dtype: a list never holds others)
             return None
@@ -145,10 +162,11 @@ class LSTMCell(_Cell):
         return self.gates(z, c)
 
     def projected(self, p, lst, t, h, c):
-        """The step reading its input part, row ``t`` of ``p = project(lst)``."""
+        """The step reading its input part, row ``t`` of ``p = project(lst)`` (or, ``p`` None,
+        computing it from element t)."""
         try:
             i = int(t)
-            x = p[i]
+            x = p[i] if p is not None else self._part(lst, i, h, c)
             shape = (x.shape[1], self.units)
             ok = i >= 0 and h.shape == shape == c.shape and h.dtype == self.dtype == c.dtype
         except (TypeError, IndexError, AttributeError):
@@ -213,10 +231,11 @@ class GRUCell(_Cell):
         return self.step(xp, h)
 
     def projected(self, p, lst, t, h):
-        """The step reading its input part, row ``t`` of ``p = project(lst)``."""
+        """The step reading its input part, row ``t`` of ``p = project(lst)`` (or, ``p`` None,
+        computing it from element t)."""
         try:
             i = int(t)
-            x = p[i]
+            x = p[i] if p is not None else self._part(lst, i, h)
             ok = i >= 0 and h.shape == (x.shape[1], self.units) and h.dtype == self.dtype
         except (TypeError, IndexError, AttributeError):
             ok = False
@@ -275,10 +294,11 @@ class SimpleRNNCell(_Cell):
         return np.tanh(z, out=z).T
 
     def projected(self, p, lst, t, h):
-        """The step reading its input part, row ``t`` of ``p = project(lst)``."""
+        """The step reading its input part, row ``t`` of ``p = project(lst)`` (or, ``p`` None,
+        computing it from element t)."""
         try:
             i = int(t)
-            x = p[i]
+            x = p[i] if p is not None else self._part(lst, i, h)
             ok = i >= 0 and h.shape == (x.shape[1], self.units) and h.dtype == self.dtype
         except (TypeError, IndexError, AttributeError):
             ok = False
