@@ -158,11 +158,11 @@ class Loop:
                 box = [m]
                 del m
                 m = self.chunk(box, vecs, n, tail)
-            elif self.nq == 1:
-                qs = [(vecs[0][j, ...],) for j in range(n)]
             else:
-                qs = list(zip(*[[v[j, ...] for j in range(n)] for v in vecs]))
-            if self.chunk is None:
+                if self.nq == 1:
+                    qs = [(vecs[0][j, ...],) for j in range(n)]
+                else:
+                    qs = list(zip(*[[v[j, ...] for j in range(n)] for v in vecs]))
                 for q in qs:
                     m = body(m + q + tail)
             if n < size:
