@@ -108,28 +108,33 @@ def _feed_lines(plan: Plan, params: list, defaults: list) -> list[str]:
     return lines
 
 
-def _step_lines(plan: Plan, params: list, defaults: list) -> list[str]:
+def _step_lines(plan: Plan, params: list, defaults: list, keep=frozenset(),
+                indent: int = 8) -> list[str]:
+    """One call a step, each value a local; values in ``keep`` are never freed (a loop body
+    inlined in a loop keeps its invariants for the next iteration)."""
     body: list[str] = []
+    pad = " " * indent
     for k, st in enumerate(plan.steps):
         params.append(f"f{k}=_f{k}")
         defaults.append(st.kernel)
         call = f"f{k}(" + ", ".join(f"s{i}" for i in st.ins) + ")"
-        body.append(f"        k = {k}")
+        body.append(f"{pad}k = {k}")
         if len(st.outs) == 1 and st.outs[0][0] == 0:
             s = st.outs[0][1]
-            body.append(f"        s{s} = {call}")
-            body.append(f"        if s{s}.__class__ is tuple: s{s} = s{s}[0]")
+            body.append(f"{pad}s{s} = {call}")
+            body.append(f"{pad}if s{s}.__class__ is tuple: s{s} = s{s}[0]")
         elif st.outs:
-            body.append(f"        t = {call}")
+            body.append(f"{pad}t = {call}")
             # (a file may read output 5 of a one-output op: never index into its array)
-            body.append("        if t.__class__ is not tuple and t.__class__ is not list: "
+            body.append(f"{pad}if t.__class__ is not tuple and t.__class__ is not list: "
                         "_one_output()")
             for i, s in st.outs:
-                body.append(f"        s{s} = t[{i}]")
+                body.append(f"{pad}s{s} = t[{i}]")
         else:
-            body.append(f"        {call}")
-        if st.free:
-            body.append("        " + " = ".join(f"s{s}" for s in st.free) + " = None")
+            body.append(f"{pad}{call}")
+        free = [s for s in st.free if s not in keep]
+        if free:
+            body.append(pad + " = ".join(f"s{s}" for s in free) + " = None")
     return body
 
 

@@ -10,13 +10,15 @@ A While node's cond and body are function graphs. Building its executor
 - scalar integer variables the body steps by a constant are *counters*; when the condition is
   an elementwise function of counters and scalar invariants (every Keras RNN, ``tf.range``
   loops, ``maximum_iterations``) the loop is *counted*: its condition is evaluated on vectors
-  of counter values, a chunk of iterations at a time.
+  of counter values, a chunk of iterations at a time, and its body runs inlined in a loop
+  over each chunk (``compiler/loopgen.py``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from tfdeploy.compiler import loopgen
 from tfdeploy.compiler.passes.licm import hoistable
 from tfdeploy.errors import GraphError
 from tfdeploy.ir.graph import ALIAS_OPS, FuncAttr, Graph, Node, canonical_ref, parse_ref
@@ -132,13 +134,30 @@ def build(ctx, cond: FuncAttr, body: FuncAttr, consts: list | None = None):
     if used is not None and not any(i in moving for i in used) and \
             any(i in counters for i in used):
         cond_invariants = [perm.index(i) for i in used if i in fixed]
+    kq = len(moving) + len(counters)
+    body_plan = ctx.compile_graph(bg, fetches, [b_in[i] for i in perm] + hoisted,
+                                  invariants=range(kq, n - len(const_fixed) + len(hoisted)))
+    chunk = None
+    if cond_invariants is not None and ctx.optimize:
+        chunk = loopgen.generate(body_plan, len(moving), len(counters))
     loop = Loop(
         perm=perm, inverse=[(perm + const_fixed).index(i) for i in range(n)], k=len(moving),
         counters=[(step, ctx.bind(node.op, node.attrs), first,
                    node.op == "Sub") for node, step, first in counters.values()],
         cond=ctx.compile_graph(cg, [cg.outputs[0].ref], [c_in[i] for i in perm]).run,
-        body=ctx.compile_graph(bg, fetches, [b_in[i] for i in perm] + hoisted).run,
+        body=body_plan.run,
         prologue=(ctx.compile_graph(bg, hoisted, [b_in[i] for i in fixed]).run
                   if hoisted else None),
-        cond_invariants=cond_invariants, const_vals=tuple(consts[i] for i in const_fixed))
+        cond_invariants=cond_invariants, const_vals=tuple(consts[i] for i in const_fixed),
+        chunk=chunk, body_prologue=_body_prologue(body_plan, kq))
     return PartialLoop(loop, consts) if consts is not None else loop
+
+
+def _body_prologue(plan, kq: int):
+    """(run, positions): the body plan's own prologue (``passes/licm.py``) and the positions
+    of its feeds among the body's invariant feeds (those after the ``kq`` moving values and
+    counters), or None."""
+    if plan.prologue is None:
+        return None
+    feeds = list(plan.feed_values)
+    return plan.prologue.run, tuple(feeds.index(v) - kq for v in plan.prologue.feed_values)

@@ -35,7 +35,8 @@ def run(plan: Plan, ctx, profile: bool = True) -> Plan:
             st.kernel = _size_guarded(st.kernel, st.op)
         if profile and ctx.profile is not None:
             # a control-flow step's time is its bodies', which are timed themselves
-            control = registry.get_opdef(st.op).needs_context and not st.members
+            d = registry.get_opdef(st.op)
+            control = d.needs_context and not st.members and not d.internal
             st.kernel = ctx.profile.wrap(st.name, st.label, st.kernel, control)
         if profile and ctx.record is not None:
             st.kernel = _recording(st.kernel, st.outs, ctx.record)
@@ -110,6 +111,8 @@ def fallback(plan: Plan, st: Step, ctx):
     liveness.run(sub)
     run(sub, ctx, profile=False)
     run_fn = codegen.generate(sub)
+    if len(st.outs) > 1:  # (a fused step of several outputs returns them in order)
+        return lambda *ins: run_fn(ins)
     return lambda *ins: run_fn(ins)[0]
 
 

@@ -1,8 +1,8 @@
 """The compiler: a graph, fetches and feeds in; a plan whose ``run`` is generated code out.
 
-    select -> specialize -> fold -> pad_into_conv -> simplify -> fuse_projections
-           -> fuse_norm -> fuse_gelu -> fuse_attention -> fuse_conv -> scale_into_conv
-           -> liveness -> lower -> codegen
+    select -> specialize -> fold -> fuse_rnn -> project_inputs -> pad_into_conv -> simplify
+           -> fuse_projections -> fuse_norm -> fuse_gelu -> fuse_attention -> fuse_conv
+           -> scale_into_conv -> licm -> liveness -> lower -> codegen
 
 Each pass is one module of ``compiler/passes`` with one job, ``run(plan, ctx) -> plan``;
 ``PASSES`` lists them in order. ``lower`` (``compiler/lower.py``) is the only place kernels are
@@ -24,8 +24,11 @@ from tfdeploy.compiler.passes import (
     fuse_gelu,
     fuse_norm,
     fuse_projections,
+    fuse_rnn,
+    licm,
     liveness,
     pad_into_conv,
+    project_inputs,
     scale_into_conv,
     select,
     simplify,
@@ -43,6 +46,8 @@ from tfdeploy.runtime.limits import LIMITS
 PASSES: list[tuple[str, Callable, bool]] = [
     ("specialize", specialize.run, False),
     ("fold", fold.run, False),
+    ("fuse_rnn", fuse_rnn.run, True),
+    ("project_inputs", project_inputs.run, True),
     ("pad_into_conv", pad_into_conv.run, True),
     ("simplify", simplify.run, True),
     ("fuse_projections", fuse_projections.run, True),
@@ -51,6 +56,7 @@ PASSES: list[tuple[str, Callable, bool]] = [
     ("fuse_attention", fuse_attention.run, True),
     ("fuse_conv", fuse_conv.run, True),
     ("scale_into_conv", scale_into_conv.run, True),
+    ("licm", licm.run, True),
     ("liveness", liveness.run, False),
 ]
 #: every stage name ``after=`` accepts
@@ -93,14 +99,17 @@ class Context:
         except KeyError:
             raise GraphError(f"graph has no function named {name!r}") from None
 
-    def compile_graph(self, g: Graph, fetches: list[str], feeds: list[str]) -> Plan:
+    def compile_graph(self, g: Graph, fetches: list[str], feeds: list[str],
+                      invariants=()) -> Plan:
         """A nested plan of ``g`` (a function body, possibly rewritten): never specialized
-        or traced (its values take other shapes each iteration)."""
+        or traced (its values take other shapes each iteration); ``invariants``: the positions
+        of the feeds a loop body gets unchanged every iteration."""
         nested = Context(self.root, fold=self.fold, optimize=self.optimize, verify=self.verify,
                          passes=self.passes, profile=self.profile)
         nested._functions = self._functions
         nested.fold_deadline = self.fold_deadline
-        return compile_plan(g, fetches, feeds, root=self.root, nested=True, ctx=nested)
+        return compile_plan(g, fetches, feeds, root=self.root, nested=True, ctx=nested,
+                            invariants=invariants)
 
     def compile_function(self, f: FuncAttr | str) -> Plan:
         """A plan taking the function's inputs in order and returning its outputs."""
@@ -147,7 +156,8 @@ def compile_plan(graph: Graph, fetches: list[str], feeds: list[str] = (), *,
                  feed_checks: list | None = None, nested: bool = False,
                  after: str | None = None, verify: bool = False, passes=None,
                  profile: Profile | None = None, trace: dict | None = None, feed_shapes=None,
-                 record: dict | None = None, on_miss=None, ctx: Context | None = None) -> Plan:
+                 record: dict | None = None, on_miss=None, ctx: Context | None = None,
+                 invariants=()) -> Plan:
     """Compile ``graph`` to compute ``fetches`` from ``feeds`` (tensor refs). A ``nested`` plan
     (a function body run by a control-flow kernel) returns its values as they are; a top-level
     one never returns memory of its feeds or constants. ``after``: stop after that stage;
@@ -155,7 +165,9 @@ def compile_plan(graph: Graph, fetches: list[str], feeds: list[str] = (), *,
     every kernel into it; ``record``: a dict in which the plan's steps record the (shape, dtype)
     of each value they compute (a trace); ``trace`` and ``feed_shapes``: specialize the plan
     for feeds of these shapes, with a trace of a run on such feeds; ``on_miss``: what a
-    specialized plan calls with feeds that do not fit it exactly (else it casts them)."""
+    specialized plan calls with feeds that do not fit it exactly (else it casts them);
+    ``invariants``: a loop body's feeds (positions) that keep their value from one iteration
+    to the next."""
     if after is not None and after not in STAGES:
         raise TFDeployError(f"unknown compiler pass {after!r}; the passes are {list(STAGES)}")
     root = root if root is not None else graph
@@ -166,6 +178,7 @@ def compile_plan(graph: Graph, fetches: list[str], feeds: list[str] = (), *,
     plan = select.run(graph, list(fetches), list(feeds), root=root, feed_checks=feed_checks,
                       nested=nested)
     plan.passes.append("select")
+    plan.invariant_feeds = frozenset(plan.feed_values[i] for i in invariants)
     if ctx.verify:
         verify_plan(plan)
     for name, run, optimizing in PASSES:
@@ -181,6 +194,8 @@ def compile_plan(graph: Graph, fetches: list[str], feeds: list[str] = (), *,
     if after == plan.passes[-1]:
         return plan
     plan = lower.run(plan, ctx)
+    if plan.prologue is not None:  # (a loop body's steps run once per loop: passes/licm.py)
+        plan.prologue = codegen.run(lower.run(plan.prologue, ctx), ctx)
     plan.passes.append("lower")
     if ctx.verify:
         verify_plan(plan)

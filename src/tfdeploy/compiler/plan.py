@@ -78,6 +78,11 @@ class Plan:
     #: a specialized plan's handler of feeds that do not fit its feed shapes exactly (the
     #: shape dispatcher): the generated code calls it instead of casting
     on_miss: Any = field(default=None, repr=False)
+    #: a loop body: the feeds that keep their value from one iteration to the next
+    invariant_feeds: frozenset = frozenset()
+    #: a loop body: the steps that run once per loop, before the first iteration (a plan fed
+    #: some invariant feeds, whose fetches are the last feeds of this plan; ``passes/licm.py``)
+    prologue: Plan | None = None
     #: the generated Python source of ``run`` (set by codegen)
     source: str | None = field(default=None, repr=False)
     run: Any = field(default=None, repr=False)
@@ -136,6 +141,10 @@ def dump(plan: Plan) -> str:
         shown = format_value(c) if isinstance(c, np.ndarray) else type(c).__name__
         ref = plan.refs.get(v)
         lines.append(f"  %c{v} = const {shown}" + (f"  # {ref}" if ref else ""))
+    if plan.prologue is not None:
+        lines.append("  once per loop:")
+        lines += ["  " + _step_line(plan.prologue, st) for st in plan.prologue.steps]
+        lines.append("  every iteration:")
     lines += [_step_line(plan, st) for st in plan.steps]
     fetched = ", ".join(f"{_value(plan, v)} ({r[0]}:{r[1]})"
                         for r, v in zip(plan.fetches, plan.fetch_values))

@@ -14,6 +14,9 @@ from tfdeploy.runtime.tensorlist import TensorList
 
 #: most iterations whose condition one evaluation decides (counted loops)
 MAX_CHUNK = 1024
+#: the iterations the first evaluation decides: a vector of 64 costs no more than one of 16,
+#: and covers most RNNs' sequences in one evaluation (each costs a few microseconds)
+FIRST_CHUNK = 64
 
 
 def truth(c) -> bool:
@@ -41,7 +44,7 @@ class Loop:
     """
 
     def __init__(self, *, perm, inverse, k, counters, cond, body, prologue,
-                 cond_invariants, const_vals):
+                 cond_invariants, const_vals, chunk=None, body_prologue=None):
         self.perm = perm
         self.identity_perm = perm == list(range(len(perm))) and not const_vals
         self.inverse = inverse
@@ -53,6 +56,12 @@ class Loop:
         self.prologue = prologue
         self.cond_invariants = cond_invariants
         self.const_vals = const_vals
+        #: the body inlined in a loop over a chunk of iterations (``compiler/loopgen.py``):
+        #: ``chunk(box, counter vectors, n, invariants) -> moving values``, or None
+        self.chunk = chunk
+        #: the body plan's steps run once per loop: (run, positions of its feeds among the
+        #: body's invariants), its results fed to the body after them; or None
+        self.body_prologue = body_prologue
 
     def __call__(self, *args):
         perm = self.perm
@@ -67,6 +76,10 @@ class Loop:
             vals = tuple(v.copy() if type(v) is TensorList else v for v in vals[:k]) + vals[k:]
         kq = k + self.nq
         extra = self.prologue(vals[kq:]) if self.prologue is not None else ()
+        if self.body_prologue is not None:
+            run, positions = self.body_prologue
+            invariants = vals[kq:] + extra
+            extra += run(tuple(invariants[i] for i in positions))
         limit, n = loop_limit(), 1
         if self.nq:
             # the state goes in a box the loop empties: a reference kept here to the first
@@ -133,7 +146,7 @@ class Loop:
         cond, body = self.cond, self.body
         m, rest = vals[:k], vals[kq:]
         tail = rest + extra
-        t, size = 0, 16
+        t, size = 0, FIRST_CHUNK
         while True:
             # counters of iterations t .. t + size - 1, wrapping as repeated integer adds do
             idx = np.arange(t, t + size)
@@ -153,12 +166,17 @@ class Loop:
                 del vals, box[0]  # from here on the loop owns the state (see __call__)
             stop = np.flatnonzero(~c)
             n = int(stop[0]) if stop.size else size
-            if self.nq == 1:
-                qs = [(vecs[0][j, ...],) for j in range(n)]
+            if self.chunk is not None:
+                box = [m]
+                del m
+                m = self.chunk(box, vecs, n, tail)
             else:
-                qs = list(zip(*[[v[j, ...] for j in range(n)] for v in vecs]))
-            for q in qs:
-                m = body(m + q + tail)
+                if self.nq == 1:
+                    qs = [(vecs[0][j, ...],) for j in range(n)]
+                else:
+                    qs = list(zip(*[[v[j, ...] for j in range(n)] for v in vecs]))
+                for q in qs:
+                    m = body(m + q + tail)
             if n < size:
                 return m + tuple(v[n, ...].copy() for v in vecs) + rest
             t += size

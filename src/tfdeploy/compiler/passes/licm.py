@@ -3,14 +3,19 @@
 A loop variable the body returns unchanged is invariant, and so is every pure node computed only
 from invariants and constants. Those nodes run once per loop (a prologue plan, run before the
 first iteration), and the body plan is fed their results instead of recomputing them each
-iteration. ``hoistable`` finds them; ``compiler/loops.py`` builds the plans.
+iteration. ``hoistable`` finds them in the body's graph; ``compiler/loops.py`` builds the plans.
+``run``, a pass, does the same on the body's plan after the other passes, for the steps they
+made (the body's ``Plan.prologue``).
 """
 
 from __future__ import annotations
 
 from tfdeploy import registry
+from tfdeploy.compiler.passes import liveness
+from tfdeploy.compiler.plan import Plan
 from tfdeploy.ir.graph import ALIAS_OPS, Graph, canonical_ref, parse_ref
 from tfdeploy.ir.traverse import input_deps, topological
+from tfdeploy.ir.verify import verify_plan
 
 # status of a node: computed from constants only, from invariants (and constants), or variant
 _CONSTANT, _INVARIANT, _VARIANT = 0, 1, 2
@@ -75,3 +80,47 @@ def hoistable(g: Graph, fetches: list[str], invariant_inputs: set[str]) -> list[
     for r in fetches:
         consider(r)
     return hoisted
+
+
+# ---------------------------------------------------------------------------- plans
+
+def run(plan: Plan, ctx=None) -> Plan:
+    """The plan-level pass: a loop body's steps computed from its invariant feeds (and
+    constants) only, moved to its prologue (``Plan.prologue``, run once per loop); the values
+    the body still reads from them become its last feeds.
+
+    The graph-level hoisting above runs before the body is compiled; this catches what the
+    passes made since (the input projection of a fused RNN cell, ``passes/project_inputs.py``).
+    """
+    if not plan.invariant_feeds:
+        return plan
+    constants = plan.constants
+    invariant = set(plan.invariant_feeds)
+    moved, kept = [], []
+    for st in plan.steps:
+        d = registry.get_opdef(st.op)
+        if d is not None and not d.stateful and st.ins and \
+                all(v in invariant or v in constants for v in st.ins) and \
+                not all(v in constants for v in st.ins):
+            moved.append(st)
+            invariant.update(v for _, v in st.outs)
+        else:
+            kept.append(st)
+    if not moved:
+        return plan
+    read = {v for st in kept for v in st.ins} | set(plan.fetch_values)
+    outs = tuple(v for st in moved for _, v in st.outs if v in read)
+    used = {v for st in moved for v in st.ins}
+    feeds = tuple(dict.fromkeys(v for v in plan.feed_values if v in used))
+    prologue = Plan(plan.graph, plan.root, [], [], feeds, outs,
+                    {v: constants[v] for v in used if v in constants}, moved, plan.n_values,
+                    refs=plan.refs, feed_checks=[None] * len(feeds), nested=True)
+    liveness.run(prologue)
+    plan.steps = kept
+    plan.feed_values = tuple(plan.feed_values) + outs
+    plan.feed_checks = list(plan.feed_checks) + [None] * len(outs)
+    plan.invariant_feeds = plan.invariant_feeds | frozenset(outs)
+    plan.prologue = prologue
+    if ctx is not None and getattr(ctx, "verify", False):
+        verify_plan(prologue)
+    return plan

@@ -254,7 +254,12 @@ def Pack(*values, axis=0):
     """Pack: the values stacked along a new dim ``axis``."""
     if not values:
         raise ValueError("Pack: expected at least one input")
-    (a,) = normalize_axis(axis, values[0].ndim + 1)
+    v0 = values[0]
+    if v0.ndim == 0 and axis in (0, -1) and v0.dtype.kind in "biuf" and \
+            all(v.__class__ is np.ndarray and v.ndim == 0 and v.dtype == v0.dtype
+                for v in values):
+        return np.array(values)  # scalars (shapes, in RNNs): 10x faster than np.stack
+    (a,) = normalize_axis(axis, v0.ndim + 1)
     return np.stack(values, axis=a)
 
 
@@ -412,7 +417,9 @@ def Fill(dims, value):
         raise ValueError(f"Fill: value must be a scalar, got shape {list(np.shape(value))}")
     shape = _shape_arg(dims, "dims")
     check_array(shape, value.dtype)
-    return np.full(shape, value, dtype=value.dtype)
+    out = np.empty(shape, dtype=value.dtype)
+    out.fill(value[()])  # (np.full is 4x slower on small arrays)
+    return out
 
 
 @op("Empty")
@@ -529,6 +536,8 @@ def Tile(input, multiples):
     check_array([d * k for d, k in zip(input.shape, m)], input.dtype, "the tiled tensor")
     return np.tile(input, m) if input.ndim else input.copy()
 
+
+_tile_generic = Tile
 
 @op("ReverseV2")
 def ReverseV2(tensor, axis):
@@ -713,3 +722,25 @@ def _split_v(consts, *, num_split):
         return tuple([value[i] for i in idx])
 
     return SplitV
+
+
+@specializer("Tile")
+def _tile(consts):
+    """Tile by constant multiples, checked once; all ones (the masks of Keras RNNs, tiled
+    every step) is a view of the input, no copy."""
+    x, multiples = consts
+    if multiples is None or x is not None:
+        return None
+    m = _shape_arg(multiples, "multiples")
+    if any(v < 0 for v in m):
+        return None  # (the generic kernel raises)
+    n, ones = len(m), all(v == 1 for v in m)
+
+    def Tile(input):
+        if input.ndim != n:
+            raise ValueError(f"Tile: expected {input.ndim} non-negative multiples, got {list(m)}")
+        if ones:
+            return input.view() if input.__class__ is np.ndarray else np.asarray(input)
+        return _tile_generic(input, multiples)  # (its size check)
+
+    return Tile

@@ -7,5 +7,6 @@ from tfdeploy.kernels.nn import (  # noqa: F401
     fused,
     pool,
     quant,
+    rnn,
     transformer,
 )

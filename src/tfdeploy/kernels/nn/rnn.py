@@ -1,0 +1,353 @@
+"""Fused recurrent cells: the ops the compiler's ``fuse_rnn`` pass makes, never found in a graph.
+
+``_LSTMCell`` and ``_GRUCell`` compute one step of a Keras LSTM or GRU cell (sigmoid gates,
+tanh activation; ``_SimpleRNNCell`` that of a simple RNN) in about a dozen in-place numpy
+calls instead of some twenty kernels, each with its own allocation and Python call. Two
+layout choices make those calls cheap:
+
+- Gates are computed *transposed*, as a (gates * units, batch) array, so that each gate is a
+  contiguous block of rows: at batch 8 a numpy call on a strided (batch, units) column block
+  costs several times one on a contiguous block. The new states are returned as transposes of
+  such blocks (Fortran-ordered (batch, units) arrays), which the next step reads back as
+  contiguous blocks without a copy.
+- sigmoid(x) = (1 + tanh(x / 2)) / 2: the sigmoid gates' weight columns and biases are halved
+  once at load, so one tanh covers every gate, then two in-place ops finish the sigmoids. The
+  result differs from 1 / (1 + exp(-x)) by a few float32 ulps of 1 (absolute), well inside TF's
+  tolerance for these layers (its own CPU kernels use other approximations again).
+
+The weights arrive in Keras' own layout (``kernel`` (input, gates * units), ``recurrent_kernel``
+(units, gates * units), gates in Keras' order: LSTM i, f, g, o; GRU z, r, h); the pass has put
+them there. A cell is a pure function of its inputs: its outputs are fresh arrays, its inputs
+are never written. Inputs the fast path does not take (another dtype or shape) run the fused
+steps' own kernels (``fallback``), which also raise TF's errors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfdeploy.kernels.common import op
+from tfdeploy.runtime.tensorlist import TensorList
+
+#: LSTM: Keras' gate order i, f, g, o, reordered i, f, o, g so the sigmoid gates are contiguous
+_LSTM_ORDER = (0, 1, 3, 2)
+#: the largest projection of a whole sequence (``project``): above, each step projects its own
+#: element (a long sequence at a large batch would otherwise hold one more copy of it all)
+PROJECTION_LIMIT_BYTES = 64 << 20
+
+
+def _prepared(w: np.ndarray, order, n_sigmoid: int, units: int) -> np.ndarray:
+    """``w`` (..., gates * units) with its gate blocks in ``order``, the first ``n_sigmoid``
+    halved (sigmoid via tanh), transposed to (gates * units, ...), contiguous, read-only."""
+    blocks = [w[..., g * units:(g + 1) * units].astype(np.float64) for g in order]
+    for j in range(n_sigmoid):
+        blocks[j] = blocks[j] * 0.5
+    out = np.ascontiguousarray(np.concatenate(blocks, axis=-1).T.astype(w.dtype))
+    out.setflags(write=False)
+    return out
+
+
+class _Cell:
+    """What both cells share: prepared weights, the fast path's checks, the fallback."""
+
+    __slots__ = ("dtype", "units", "depth", "w", "wt", "rt", "bias", "wt_bias", "half",
+                 "fallback", "name")
+
+    def __init__(self, kernel, units: int, fallback, name: str):
+        self.dtype = kernel.dtype
+        self.units = units
+        self.depth = kernel.shape[0]
+        self.half = np.full((), 0.5, kernel.dtype)
+        self.fallback = fallback
+        self.name = name
+
+    def _set_input(self, wt: np.ndarray, bias: np.ndarray | None) -> None:
+        """The prepared input kernel (gates * units, depth) and bias (gates * units, 1);
+        ``wt_bias`` holds both, the bias a last column to multiply a row of ones
+        (``project``), and ``wt`` is a view of it; ``w``: the kernel untransposed (a matrix
+        product of contiguous operands is faster: ``project`` at batch 1)."""
+        self.bias = bias
+        self.w = np.ascontiguousarray(wt.T)
+        self.wt_bias = None if bias is None else np.concatenate([wt, bias], axis=1)
+        self.wt = wt if bias is None else self.wt_bias[:, :-1]
+
+    def _takes(self, x, *states) -> bool:
+        """Whether the fast path takes these inputs: 2-D arrays of the weights' dtype, ``x``
+        (batch, depth) and each state (batch, units)."""
+        dt = self.dtype
+        try:
+            b = x.shape[0]
+            if x.dtype != dt or x.shape != (b, self.depth):
+                return False
+            shape = (b, self.units)
+            return all(s.dtype == dt and s.shape == shape for s in states)
+        except (AttributeError, IndexError):
+            return False
+
+    def _part(self, lst, i: int, *states):
+        """The prepared input part of element ``i`` of ``lst`` alone (the projected step of a
+        list ``project`` declined); TypeError if the fast path does not take it."""
+        x = lst.get(i) if 0 <= i < len(lst) else None
+        if x is None or not self._takes(x, *states):
+            raise TypeError("not for the fast path")
+        xp = np.dot(self.wt, x.T)
+        if self.bias is not None:
+            np.add(xp, self.bias, out=xp)
+        return xp
+
+    def project(self, lst):
+        """The prepared input parts of every element of the list ``lst``, (length, gates *
+        units, batch): x W + b for each; None if the list is empty or its elements are not
+        all set, of one (batch, depth) shape and the weights' dtype, or the result would be
+        larger than ``PROJECTION_LIMIT_BYTES`` (each step then projects its element).
+
+        At batch 1 that is one matrix product. Above, a product per element into the
+        transposed layout (numpy loops over them in C), the bias a column of the weight
+        against a row of ones: one product of the whole sequence would need a transposing
+        copy of its result, which costs more than it saves."""
+        if lst.__class__ is not TensorList or lst.dtype != self.dtype:
+            return None
+        items = lst.items()
+        try:
+            shape = items[0].shape
+            if len(shape) != 2 or shape[1] != self.depth or \
+                    any(a.shape != shape for a in items):
+                return None
+        except (AttributeError, IndexError):  # (no element, or one unset: None)
+            return None
+        n, (b, d) = len(items), shape
+        if n * b * self.wt.shape[0] * self.dtype.itemsize > PROJECTION_LIMIT_BYTES:
+            return None
+        x = np.concatenate(items)  # (much faster than np.stack)
+        if x.dtype != self.dtype:  # (the list's own dtype: a list never holds others)
+            return None
+        if b == 1:
+            y = np.dot(x, self.w)
+            if self.bias is not None:
+                np.add(y, self.bias.T, out=y)
+            return y.reshape(n, y.shape[1], 1)
+        x = x.reshape(n, b, d).transpose(0, 2, 1)
+        if self.bias is None:
+            return np.matmul(self.wt, x)
+        xt = np.empty((n, d + 1, b), self.dtype)
+        xt[:, :d, :] = x
+        xt[:, d, :] = 1
+        return np.matmul(self.wt_bias, xt)
+
+    def __repr__(self) -> str:
+        return f"<fused kernel {self.name}>"
+
+
+class LSTMCell(_Cell):
+    """``h', c' = cell(x, h, c)``: c' = f c + i g, h' = o tanh(c'), with the gates i, f, o =
+    sigmoid and g = tanh of x W + h R + b."""
+
+    __slots__ = ()
+
+    def __init__(self, kernel, recurrent_kernel, bias, fallback, name="_LSTMCell"):
+        units = recurrent_kernel.shape[0]
+        super().__init__(kernel, units, fallback, name)
+        self.rt = _prepared(recurrent_kernel, _LSTM_ORDER, 3, units)
+        self._set_input(_prepared(kernel, _LSTM_ORDER, 3, units),
+                        None if bias is None or not np.any(bias) else
+                        _prepared(bias.reshape(1, -1), _LSTM_ORDER, 3, units))
+
+    def __call__(self, x, h, c):
+        if not self._takes(x, h, c):
+            return self.fallback(x, h, c)
+        z = np.dot(self.wt, x.T)  # (np.dot: a little faster than np.matmul on small matrices)
+        np.add(z, np.dot(self.rt, h.T), out=z)
+        if self.bias is not None:
+            np.add(z, self.bias, out=z)
+        return self.gates(z, c)
+
+    def projected(self, p, lst, t, h, c):
+        """The step reading its input part, row ``t`` of ``p = project(lst)`` (or, ``p`` None,
+        computing it from element t)."""
+        try:
+            i = int(t)
+            x = p[i] if p is not None else self._part(lst, i, h, c)
+            shape = (x.shape[1], self.units)
+            ok = i >= 0 and h.shape == shape == c.shape and h.dtype == self.dtype == c.dtype
+        except (TypeError, IndexError, AttributeError):
+            ok = False
+        if not ok:
+            return self.fallback(p, lst, t, h, c)
+        z = np.dot(self.rt, h.T)
+        np.add(z, x, out=z)
+        return self.gates(z, c)
+
+    def gates(self, z, c):
+        """The step from the transposed, prepared pre-activations ``z`` (4 units, batch)."""
+        n, half = self.units, self.half
+        np.tanh(z, out=z)
+        s = z[:3 * n]
+        np.multiply(s, half, out=s)
+        np.add(s, half, out=s)
+        c_new = np.multiply(z[n:2 * n], c.T)
+        t = np.multiply(z[:n], z[3 * n:])
+        np.add(c_new, t, out=c_new)
+        np.tanh(c_new, out=t)
+        np.multiply(t, z[2 * n:3 * n], out=t)
+        return t.T, c_new.T
+
+
+class GRUCell(_Cell):
+    """``h' = cell(x, h)``: h' = z h + (1 - z) n = n + z (h - n), with z, r = sigmoid and
+    n = tanh of the input and recurrent parts; reset_after: n = tanh(x Wh + bh + r (h Rh +
+    bh')), else n = tanh(x Wh + bh + (r h) Rh)."""
+
+    __slots__ = ("reset_after", "rt_h", "bias_h")
+
+    def __init__(self, kernel, recurrent_kernel, bias, recurrent_bias, reset_after: bool,
+                 fallback, name="_GRUCell"):
+        units = recurrent_kernel.shape[0]
+        super().__init__(kernel, units, fallback, name)
+        order = (0, 1, 2)
+        self.reset_after = reset_after
+        rt = _prepared(recurrent_kernel, order, 2, units)
+        self.rt = rt if reset_after else rt[:2 * units]
+        self.rt_h = None if reset_after else rt[2 * units:]
+        # the recurrent biases of z and r add to the input's; that of n is multiplied by r
+        b = np.zeros(3 * units, np.float64)
+        if bias is not None:
+            b += bias.reshape(-1)
+        bh = None
+        if recurrent_bias is not None:
+            b[:2 * units] += recurrent_bias.reshape(-1)[:2 * units]
+            bh = recurrent_bias.reshape(-1)[2 * units:]
+        self._set_input(_prepared(kernel, order, 2, units),
+                        _prepared(b.astype(kernel.dtype).reshape(1, -1), order, 2, units)
+                        if np.any(b) else None)
+        self.bias_h = None if bh is None or not np.any(bh) else \
+            np.ascontiguousarray(bh.reshape(-1, 1))
+
+    def __call__(self, x, h):
+        if not self._takes(x, h):
+            return self.fallback(x, h)
+        xp = np.dot(self.wt, x.T)
+        if self.bias is not None:
+            np.add(xp, self.bias, out=xp)
+        return self.step(xp, h)
+
+    def projected(self, p, lst, t, h):
+        """The step reading its input part, row ``t`` of ``p = project(lst)`` (or, ``p`` None,
+        computing it from element t)."""
+        try:
+            i = int(t)
+            x = p[i] if p is not None else self._part(lst, i, h)
+            ok = i >= 0 and h.shape == (x.shape[1], self.units) and h.dtype == self.dtype
+        except (TypeError, IndexError, AttributeError):
+            ok = False
+        if not ok:
+            return self.fallback(p, lst, t, h)
+        return self.step(x, h)
+
+    def step(self, xp, h):
+        """The step from the transposed, prepared input part ``xp`` (3 units, batch)."""
+        n, half = self.units, self.half
+        ht = h.T
+        if self.reset_after:
+            y = np.dot(self.rt, ht)
+            zr = y[:2 * n]
+            hh = y[2 * n:]
+        else:
+            zr = np.dot(self.rt, ht)
+        np.add(zr, xp[:2 * n], out=zr)
+        np.tanh(zr, out=zr)
+        np.multiply(zr, half, out=zr)
+        np.add(zr, half, out=zr)
+        if self.reset_after:
+            if self.bias_h is not None:
+                np.add(hh, self.bias_h, out=hh)
+            np.multiply(hh, zr[n:], out=hh)
+        else:
+            hh = np.dot(self.rt_h, np.multiply(zr[n:], ht))
+        np.add(hh, xp[2 * n:], out=hh)
+        np.tanh(hh, out=hh)
+        out = np.subtract(ht, hh)
+        np.multiply(out, zr[:n], out=out)
+        np.add(out, hh, out=out)
+        return out.T
+
+
+class SimpleRNNCell(_Cell):
+    """``h' = cell(x, h)``: h' = tanh(x W + h R + b)."""
+
+    __slots__ = ()
+
+    def __init__(self, kernel, recurrent_kernel, bias, fallback, name="_SimpleRNNCell"):
+        units = recurrent_kernel.shape[0]
+        super().__init__(kernel, units, fallback, name)
+        self.rt = _prepared(recurrent_kernel, (0,), 0, units)
+        self._set_input(_prepared(kernel, (0,), 0, units),
+                        None if bias is None or not np.any(bias) else
+                        _prepared(bias.reshape(1, -1), (0,), 0, units))
+
+    def __call__(self, x, h):
+        if not self._takes(x, h):
+            return self.fallback(x, h)
+        z = np.dot(self.wt, x.T)
+        np.add(z, np.dot(self.rt, h.T), out=z)
+        if self.bias is not None:
+            np.add(z, self.bias, out=z)
+        return np.tanh(z, out=z).T
+
+    def projected(self, p, lst, t, h):
+        """The step reading its input part, row ``t`` of ``p = project(lst)`` (or, ``p`` None,
+        computing it from element t)."""
+        try:
+            i = int(t)
+            x = p[i] if p is not None else self._part(lst, i, h)
+            ok = i >= 0 and h.shape == (x.shape[1], self.units) and h.dtype == self.dtype
+        except (TypeError, IndexError, AttributeError):
+            ok = False
+        if not ok:
+            return self.fallback(p, lst, t, h)
+        z = np.dot(self.rt, h.T)
+        np.add(z, x, out=z)
+        return np.tanh(z, out=z).T
+
+
+@op("_LSTMCell", internal=True, needs_context=True)
+def _LSTMCell(*, _ctx=None, kernel: np.ndarray, recurrent_kernel: np.ndarray, bias=None,
+              projected: bool = False, _fallback=None, _label: str = "_LSTMCell"):
+    """One Keras LSTM cell step ``h', c' = cell(x, h, c)`` (see the module docstring), or
+    (``projected``) ``cell(p, list, t, h, c)`` with ``p`` the list's projection
+    (``_CellInputs``); ``_fallback``: the fused steps, compiled (set by the compiler's
+    lowering)."""
+    cell = LSTMCell(kernel, recurrent_kernel, bias, _fallback, _label)
+    return cell.projected if projected else cell
+
+
+@op("_GRUCell", internal=True, needs_context=True)
+def _GRUCell(*, _ctx=None, kernel: np.ndarray, recurrent_kernel: np.ndarray, bias=None,
+             recurrent_bias=None, reset_after: bool = True, projected: bool = False,
+             _fallback=None, _label: str = "_GRUCell"):
+    """One Keras GRU cell step ``h' = cell(x, h)`` (see the module docstring), or
+    (``projected``) ``cell(p, list, t, h)``."""
+    cell = GRUCell(kernel, recurrent_kernel, bias, recurrent_bias, reset_after, _fallback,
+                   _label)
+    return cell.projected if projected else cell
+
+
+@op("_SimpleRNNCell", internal=True, needs_context=True)
+def _SimpleRNNCell(*, _ctx=None, kernel: np.ndarray, recurrent_kernel: np.ndarray, bias=None,
+                   projected: bool = False, _fallback=None, _label: str = "_SimpleRNNCell"):
+    """One Keras simple RNN cell step ``h' = cell(x, h)``, or (``projected``)
+    ``cell(p, list, t, h)``."""
+    cell = SimpleRNNCell(kernel, recurrent_kernel, bias, _fallback, _label)
+    return cell.projected if projected else cell
+
+
+@op("_CellInputs", internal=True, needs_context=True)
+def _CellInputs(*, _ctx=None, cell: str, kernel: np.ndarray, recurrent_kernel: np.ndarray,
+                bias=None, recurrent_bias=None, reset_after: bool = True):
+    """The input parts of a fused ``cell`` (``_LSTMCell``, ``_GRUCell``, ``_SimpleRNNCell``,
+    with its weights) for every element of a list at once, laid out as the cell reads them
+    (``Cell.project``)."""
+    if cell == "_LSTMCell":
+        return LSTMCell(kernel, recurrent_kernel, bias, None).project
+    if cell == "_SimpleRNNCell":
+        return SimpleRNNCell(kernel, recurrent_kernel, bias, None).project
+    return GRUCell(kernel, recurrent_kernel, bias, recurrent_bias, reset_after, None).project
