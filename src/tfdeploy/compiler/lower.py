@@ -9,6 +9,7 @@ a plan of their own, as its fallback.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -100,7 +101,8 @@ def bind_constants(op: str, attrs: dict, consts: list, ctx) -> Callable:
 
 def fallback(plan: Plan, st: Step, ctx):
     """A fused step's members as a callable of the fused step's inputs: their own kernels,
-    one after the other, through generated code like any plan's."""
+    one after the other, through generated code like any plan's. Compiled at its first call:
+    most fallbacks never run, and compiling each up front was a sixth of a CNN's first call."""
     made = {v for m in st.members for _, v in m.outs}
     needed = {v for m in st.members for v in m.ins}
     members = [Step(m.op, m.name, m.ins, m.outs, m.attrs) for m in st.members]
@@ -108,12 +110,20 @@ def fallback(plan: Plan, st: Step, ctx):
                {v: plan.constants[v] for v in needed - made if v in plan.constants},
                members, plan.n_values, nested=True)
     sub.feed_checks = [None] * len(st.ins)
-    liveness.run(sub)
-    run(sub, ctx, profile=False)
-    run_fn = codegen.generate(sub)
-    if len(st.outs) > 1:  # (a fused step of several outputs returns them in order)
-        return lambda *ins: run_fn(ins)
-    return lambda *ins: run_fn(ins)[0]
+    several = len(st.outs) > 1  # (a fused step of several outputs returns them in order)
+    compiled: list = []
+    lock = threading.Lock()
+
+    def Fallback(*ins):
+        if not compiled:
+            with lock:
+                if not compiled:
+                    liveness.run(sub)
+                    run(sub, ctx, profile=False)
+                    compiled.append(codegen.generate(sub))
+        out = compiled[0](ins)
+        return out if several else out[0]
+    return Fallback
 
 
 #: ops whose output (a broadcast of their inputs) may be far larger than any input
