@@ -246,3 +246,114 @@ def test_biased_epilogue_rows():
         ep(y, start, stop)
     rec.check(y)
     np.testing.assert_allclose(y, np.broadcast_to(b + 1, y.shape), rtol=1e-6)
+
+
+# --- the conv kernels over threads ---------------------------------------------------------
+
+class _SharedRecorder(_Recorder):
+    """A recorder several threads may call at once: each output row exactly once, any order."""
+
+    def __init__(self):
+        super().__init__()
+        self.lock = threading.Lock()
+        self.threads = set()
+
+    def __call__(self, y, start, stop):
+        with self.lock:
+            self.ranges.append((start, stop))
+            self.threads.add(threading.get_ident())
+        y.reshape(-1, y.shape[-1])[start:stop] += 1
+
+    def check(self, y):
+        self.ranges.sort()
+        super().check(y)
+
+
+@pytest.fixture
+def split_everything(monkeypatch):
+    """Four threads, and every step worth splitting."""
+    from tfdeploy.runtime import parallel, threads
+
+    monkeypatch.setattr(parallel, "MIN_WORK", 1)
+    monkeypatch.setitem(threads._state, "threads", 4)
+    calls = []
+    real = parallel.run_blocks
+
+    def counted(fn, rows, k):
+        calls.append((rows, k))
+        return real(fn, rows, k)
+
+    monkeypatch.setattr(parallel, "run_blocks", counted)
+    return calls
+
+
+@pytest.mark.parametrize("case", DW_CASES, ids=[str(i) for i in range(len(DW_CASES))])
+def test_depthwise_over_threads(case, split_everything, monkeypatch):
+    """Image groups, or row ranges of one image, over threads: the same values, each row
+    through the epilogue once."""
+    xs, ws, st, dl, pads = case
+    x, w = _r(*xs), _r(*ws)
+    oh = (xs[1] + sum(pads[0]) - (ws[0] - 1) * dl[0] - 1) // st[0] + 1
+    ow = (xs[2] + sum(pads[1]) - (ws[1] - 1) * dl[1] - 1) // st[1] + 1
+    want = _reference_depthwise(x, w, st, dl, pads, oh, ow)
+    for block in (1 << 30, 1 << 9):  # many images a group; one
+        monkeypatch.setattr(depthwise, "_BLOCK_BYTES", block)
+        np.testing.assert_allclose(depthwise.depthwise_2d(x, w, st, dl, pads, oh, ow), want,
+                                   rtol=1e-5, atol=1e-5)
+        if x.shape[0]:
+            rec = _SharedRecorder()
+            got = depthwise.depthwise_2d(x, w, st, dl, pads, oh, ow, epilogue=rec)
+            rec.check(got)
+            assert len(rec.threads) > 1
+            np.testing.assert_allclose(got, want + 1, rtol=1e-5, atol=1e-5)
+    assert split_everything or not x.shape[0]
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=[str(i) for i in range(len(CONV_CASES))])
+def test_conv_over_threads(case, split_everything):
+    xs, ws, st, pads = case
+    x, w = _r(*xs), _r(*ws)
+    outs = [(xs[1 + i] + sum(pads[i]) - ws[i]) // st[i] + 1 for i in range(2)]
+    want = _reference_conv(x, w, st, pads, outs)
+    np.testing.assert_allclose(conv.conv_nd(x, w, st, (1, 1), pads, outs), want,
+                               rtol=1e-5, atol=1e-5)
+    rec = _SharedRecorder()
+    got = conv.conv_nd(x, w, st, (1, 1), pads, outs, epilogue=rec)
+    rec.check(got)
+    np.testing.assert_allclose(got, want + 1, rtol=1e-5, atol=1e-5)
+    if ws[2] == xs[3]:  # (the grouped case runs its own batched matmul, unsplit)
+        assert split_everything and len(rec.threads) > 1
+
+
+def _reference_conv(x, w, strides, pads, outs):
+    """A convolution by one loop over taps, in float64."""
+    xp = np.pad(x.astype(np.float64), ((0, 0), pads[0], pads[1], (0, 0)))
+    kh, kw, cg, co = w.shape
+    g = x.shape[-1] // cg
+    out = np.zeros((x.shape[0], *outs, co))
+    for i in range(kh):
+        for j in range(kw):
+            v = xp[:, i:i + (outs[0] - 1) * strides[0] + 1:strides[0],
+                   j:j + (outs[1] - 1) * strides[1] + 1:strides[1]]
+            for k in range(g):
+                part = v[..., k * cg:(k + 1) * cg]
+                og = co // g
+                out[..., k * og:(k + 1) * og] += part @ w[i, j, :, k * og:(k + 1) * og]
+    return out
+
+
+@pytest.mark.parametrize("ws", [(1, 1, 4, 9), (1, 1, 9, 4), (3, 3, 4, 9)],
+                         ids=["expansion", "projection", "3x3"])
+def test_fused_conv_chain_over_threads(ws, split_everything):
+    """A fused conv chain (bias, residual, relu) split over threads gives the unsplit
+    result; a residual the blocks cannot take still falls back whole."""
+    w, b = _r(*ws), _r(ws[3])
+    core = runner.conv_runner("Conv2D", {"strides": [1, 1, 1, 1], "padding": "SAME"}, w, b)
+    dt = np.dtype(np.float32)
+    ops = [fused.epilogue_op("add_input", dt, 0), fused.epilogue_op("relu", dt)]
+    chain = fused.FusedChain(core, dt, ops, None, "test", ws[3], blocked=True)
+    x = _r(3, 11, 10, ws[2])
+    y = conv.Conv2D(x, w, strides=[1, 1, 1, 1], padding="SAME") + b
+    for r in (_r(3, 11, 10, ws[3]), _r(1, 1, 10, ws[3])):
+        np.testing.assert_allclose(chain(x, r), np.maximum(y + r, 0), rtol=1e-5, atol=1e-5)
+    assert split_everything

@@ -18,6 +18,7 @@ import numpy as np
 from tfdeploy.kernels.common import low_precision, op
 from tfdeploy.kernels.nn.depthwise import Epilogue, depthwise_2d
 from tfdeploy.kernels.nn.scratch import scratch, strided
+from tfdeploy.runtime import parallel
 
 #: im2col patches are copied in blocks of about this many bytes (cache-sized, and reused:
 #: a fresh large buffer per block costs page faults), but never fewer than _MIN_ROWS rows
@@ -124,11 +125,14 @@ def _geometry(x_shape, k_shape, strides, dilations, padding, pairs):
     return outs, pads
 
 
-def _blocks(n: int, rows: int, pixels_per_row: int, row_bytes: int):
+def _blocks(n: int, rows: int, pixels_per_row: int, row_bytes: int, parts: int = 1):
     """(image slice, row slice) blocks covering an [n, rows, ...] output, each about
-    ``_BLOCK_BYTES`` of patches and at least ``_MIN_ROWS`` matmul rows when possible."""
+    ``_BLOCK_BYTES`` of patches and at least ``_MIN_ROWS`` matmul rows when possible; at
+    least ``parts`` blocks where there are that many rows (one per thread)."""
     want = max(_MIN_ROWS * row_bytes // max(pixels_per_row, 1), _BLOCK_BYTES, 1)
     per = max(1, want // max(row_bytes, 1))
+    if parts > 1:
+        per = min(per, max(1, -(-n * rows // parts)))
     if per < rows:
         return [(slice(b, b + 1), slice(r, min(rows, r + per)))
                 for b in range(n) for r in range(0, rows, per)]
@@ -169,26 +173,35 @@ def conv_nd(x: np.ndarray, w: np.ndarray, strides, dilations, pads, outs,
         _grouped(xp, w, strides, dilations, outs, out, epilogue)
         return out
     k = kk * c
-    blocks = _blocks(n, outs[0], row, row * k * xp.itemsize)
+    parts = parallel.blocks(n * outs[0], row * k * co)
+    blocks = _blocks(n, outs[0], row, row * k * xp.itemsize, parts)
     bs, rs = blocks[0]
-    buf = scratch("conv_patches",
-                  len(range(n)[bs]) * len(range(outs[0])[rs]) * row * k, xp.dtype)
+    size = len(range(n)[bs]) * len(range(outs[0])[rs]) * row * k
     narrow = c * ks[-1] < _NARROW
     view = _patches(xp, ks, strides, dilations, outs, narrow)
     wm = w.reshape(k, co)
     lead = (slice(None),) * (nsp + 1)
-    for bs, rs in blocks:
-        # few channels (an RGB stem): patches copied channel-major, so each copy moves long
-        # rows, and BLAS reads the [K, M] buffer transposed
-        p = view[lead + (bs, rs)] if narrow else view[bs, rs]
-        m = p.size // k
-        pb = buf[:p.size].reshape(p.shape)
-        np.copyto(pb, p)
-        np.matmul(pb.reshape(k, m).T if narrow else pb.reshape(m, k), wm,
-                  out=out[bs, rs].reshape(m, co))
-        if epilogue is not None:
-            start = (bs.start * outs[0] + (rs.start or 0)) * row
-            epilogue(out, start, start + m)
+
+    def run(first: int, last: int) -> None:
+        buf = scratch("conv_patches", size, xp.dtype)  # (per thread)
+        for bs, rs in blocks[first:last]:
+            # few channels (an RGB stem): patches copied channel-major, so each copy moves
+            # long rows, and BLAS reads the [K, M] buffer transposed
+            p = view[lead + (bs, rs)] if narrow else view[bs, rs]
+            m = p.size // k
+            pb = buf[:p.size].reshape(p.shape)
+            np.copyto(pb, p)
+            np.matmul(pb.reshape(k, m).T if narrow else pb.reshape(m, k), wm,
+                      out=out[bs, rs].reshape(m, co))
+            if epilogue is not None:
+                start = (bs.start * outs[0] + (rs.start or 0)) * row
+                epilogue(out, start, start + m)
+
+    parts = min(parts, len(blocks))
+    if parts > 1:
+        parallel.run_blocks(run, len(blocks), parts)
+    else:
+        run(0, len(blocks))
     return out
 
 
@@ -217,10 +230,27 @@ def _pointwise(x, wm, strides, pads, outs, out, epilogue) -> None:
     xm, ym = v.reshape(-1, c), out.reshape(-1, co)
     m = ym.shape[0]
     step = m if epilogue is None else _gemm_rows(m, c, co, x.itemsize)
-    for r in range(0, m, step):
-        np.matmul(xm[r:r + step], wm, out=ym[r:r + step])
-        if epilogue is not None:
-            epilogue(out, r, min(m, r + step))
+    gemm_rows(xm, wm, ym, out, step, epilogue)
+
+
+def gemm_rows(xm, wm, ym, out, step: int, epilogue) -> None:
+    """``ym = xm @ wm`` in blocks of ``step`` rows, ``epilogue(out, start, stop)`` after
+    each; the rows split over threads when there is enough work (``runtime/parallel.py``)."""
+    m, (c, co) = ym.shape[0], wm.shape
+    step = max(1, step)
+
+    def run(first: int, last: int) -> None:
+        for r in range(first, last, step):
+            e = min(last, r + step)
+            np.matmul(xm[r:e], wm, out=ym[r:e])
+            if epilogue is not None:
+                epilogue(out, r, e)
+
+    parts = parallel.blocks(m, c * co)
+    if parts > 1:
+        parallel.run_blocks(run, m, parts)
+    else:
+        run(0, m)
 
 
 def _gemm_rows(m: int, k: int, co: int, itemsize: int) -> int:

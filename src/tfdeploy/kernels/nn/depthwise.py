@@ -11,7 +11,9 @@ Padding is a copy into a per-thread scratch buffer, never a fresh array (which m
 allocator map and zero fresh pages each call: page faults were ~15% of MobileNetV2's time at
 batch 8); strided convolutions (the ones Keras pads with ZeroPadding2D) read the interior of
 their input in place and copy only the thin borders, padded (15-20% faster on those layers).
-The caller's epilogue (bias, activation...) runs on each finished group of images.
+The caller's epilogue (bias, activation...) runs on each finished group of images. Image
+groups (or, for fewer images than threads, row ranges of one image) split over threads when
+there is enough work (``runtime/parallel.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from tfdeploy.kernels.nn.scratch import scratch, strided
+from tfdeploy.runtime import parallel
 
 #: images are taken together up to this many input bytes. Row blocks of L2 size were slower
 #: (an einsum call costs ~8 us to set up, and the numpy epilogue is not memory-bound enough to
@@ -85,13 +88,31 @@ def depthwise_2d(x: np.ndarray, w: np.ndarray, strides, dilations, pads, oh: int
     geom = (strides, dilations, pads, (kh, kw))
     image_bytes = x[0].nbytes
     imgs = max(1, min(n, _BLOCK_BYTES // max(image_bytes, 1)))
+    parts = parallel.blocks(n * oh, ow * c * kh * kw)
+    if parts > 1:
+        imgs = min(imgs, -(-n // parts))
     regions = _regions(h, wd, oh, ow, geom, imgs * image_bytes)
-    for b0 in range(0, n, imgs):
-        b1 = min(n, b0 + imgs)
-        for r0, r1, c0, c1 in regions:
-            _region(x[b0:b1], wf, wt, out[b0:b1], (r0, r1, c0, c1), geom)
-        if epilogue is not None:
-            epilogue(out, b0 * oh * ow, b1 * oh * ow)
+    # tasks: (first image, last image, first row, last row); one image's rows split when
+    # there are fewer image groups than threads
+    tasks = [(b0, min(n, b0 + imgs), 0, oh) for b0 in range(0, n, imgs)]
+    if len(tasks) < parts and imgs == 1:
+        per = -(-oh * n // parts)
+        tasks = [(b, b + 1, r, min(oh, r + per)) for b in range(n) for r in range(0, oh, per)]
+
+    def run(first: int, last: int) -> None:
+        for b0, b1, ra, rb in tasks[first:last]:
+            for r0, r1, c0, c1 in regions:
+                r0, r1 = max(r0, ra), min(r1, rb)
+                if r0 < r1:
+                    _region(x[b0:b1], wf, wt, out[b0:b1], (r0, r1, c0, c1), geom)
+            if epilogue is not None:
+                epilogue(out, (b0 * oh + ra) * ow, ((b1 - 1) * oh + rb) * ow)
+
+    parts = min(parts, len(tasks))
+    if parts > 1:
+        parallel.run_blocks(run, len(tasks), parts)
+    else:
+        run(0, len(tasks))
     return out
 
 

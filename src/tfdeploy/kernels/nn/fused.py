@@ -261,7 +261,10 @@ class FusedChain:
     def _by_blocks(self, ext) -> Callable:
         """The epilogue as the core calls it: ``f(y, start, stop)`` on rows ``start:stop`` of
         ``y.reshape(-1, C)``, in pieces of ``rows`` rows; raises ``_Unfit`` on the first
-        block when a residual operand is not of ``y``'s shape (nothing is written then)."""
+        block when a residual operand is not of ``y``'s shape (nothing is written then: the
+        core's other blocks, on other threads, may have run, but only into its own output,
+        which the fallback replaces). The core may call it from several threads at once, on
+        disjoint rows."""
         epilogue, c, step = self.epilogue, self.channels, max(self.rows, 1)
         if not ext:
             def plain(y, start, stop):
@@ -274,11 +277,10 @@ class FusedChain:
         flat: list = []
 
         def run(y, start, stop):
-            if not flat:
+            if not flat:  # (threads may call it at once: the list is filled in one step)
                 if y.shape[-1] != c or any(r.shape != y.shape for r in ext):
                     raise _Unfit
-                flat.append(y.reshape(-1, c))
-                flat.extend(r.reshape(-1, c) for r in ext)
+                flat[:] = [y.reshape(-1, c), *(r.reshape(-1, c) for r in ext)]
             y2 = flat[0]
             for i in range(start, stop, step):
                 j = min(stop, i + step)

@@ -19,9 +19,11 @@ from tfdeploy.kernels.nn.conv import (
     _spatial_attr,
     conv_nd,
     explicit_pairs,
+    gemm_rows,
 )
 from tfdeploy.kernels.nn.depthwise import Epilogue, depthwise_2d
 from tfdeploy.kernels.nn.scratch import scratch
+from tfdeploy.runtime import parallel
 
 #: the largest weight (with its bias row) a 1x1 conv keeps a second copy of, to add its bias
 #: in the matmul: an expansion conv's bias pass costs more than copying its narrower input
@@ -196,22 +198,22 @@ def _pointwise_run(shape, w, outs, bias, augmented, tiled):
             x = np.ascontiguousarray(x)
         xm, ym = x.reshape(m, c), out.reshape(m, co)
         if augmented is not None:
-            xa = scratch("conv_ones", m * (c + 1), wm.dtype).reshape(m, c + 1)
-            xa[:, :c] = xm
-            xa[:, c] = 1
-            np.matmul(xa, augmented, out=ym)
-            if epilogue is not None:
-                epilogue(out, 0, m)
+            def part(a: int, b: int) -> None:
+                xa = scratch("conv_ones", (b - a) * (c + 1), wm.dtype).reshape(b - a, c + 1)
+                xa[:, :c] = xm[a:b]
+                xa[:, c] = 1
+                np.matmul(xa, augmented, out=ym[a:b])
+                if epilogue is not None:
+                    epilogue(out, a, b)
+
+            parts = parallel.blocks(m, (c + 1) * co)
+            if parts > 1:
+                parallel.run_blocks(part, m, parts)
+            else:
+                part(0, m)
             return out
         if bias is not None:
             epilogue = _biased(epilogue, bias, tiled)
-        if epilogue is None or step >= m:
-            np.matmul(xm, wm, out=ym)
-            if epilogue is not None:
-                epilogue(out, 0, m)
-            return out
-        for r in range(0, m, step):
-            np.matmul(xm[r:r + step], wm, out=ym[r:r + step])
-            epilogue(out, r, min(m, r + step))
+        gemm_rows(xm, wm, ym, out, m if epilogue is None else step, epilogue)
         return out
     return run
