@@ -664,3 +664,31 @@ def test_scale_never_folded_past_a_users_mul():
         d = registry.get_opdef("Mul")
         d.impls, d.builtin, d.specializers, d.preferred = saved
     assert registry.runs_builtin("Mul")
+
+
+# --- a constant of a few channels ----------------------------------------------------------
+
+@pytest.mark.parametrize("op, ufunc", [("AddV2", np.add), ("Sub", np.subtract),
+                                       ("Mul", np.multiply), ("RealDiv", np.divide)])
+@pytest.mark.parametrize("first", [False, True])
+def test_channel_constant_tiled(op, ufunc, first):
+    """``x - mean`` with a [3] constant runs over rows of pixels against the constant tiled
+    (numpy's loop over 3 values was 7x slower): the same values bit for bit, for any shape;
+    another dtype or a small input takes the generic kernel."""
+    c = np.array([0.485, -0.456, 0.406], np.float32)
+    ins = ["c", "x"] if first else ["x", "c"]
+    g = Graph([placeholder("x", "float32", None), const("c", c),
+               Node("y", op, ins, {"T": "float32"})],
+              [TensorSpec("x", "x:0", "float32", None)], [TensorSpec("y", "y:0", "float32", None)])
+    plan = compile_plan(g, ["y:0"], ["x:0"])
+    assert plan.steps[0].kernel.__name__ == "NarrowConstant"
+    rng = np.random.default_rng(0)
+    for shape in [(2, 40, 30, 3), (4000, 3), (7, 3), (2, 40, 30, 3, 3)]:
+        x = rng.uniform(0.5, 2, shape).astype(np.float32)
+        want = ufunc(c, x) if first else ufunc(x, c)
+        got = plan.run((x,))[0]
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+    x = rng.uniform(0.5, 2, (2, 40, 30, 3))
+    np.testing.assert_array_equal(plan.run((x[..., ::-1],))[0],  # (not contiguous)
+                                  ufunc(c, x[..., ::-1]) if first else ufunc(x[..., ::-1], c))

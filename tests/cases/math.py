@@ -356,6 +356,22 @@ for _e in (1.0, 2.0, 3.0, -1.0, 2.5):
             lambda x, _e=_e: tf.pow(x, tf.constant(_e, x.dtype)),
             [fixed([-3.5, -1.0, -0.0, 0.0, 1e-3, 0.5, 2.0, 7.25, 1e20, -1e20, np.inf, -np.inf,
                     np.nan], _dt)], **tol(_dt, 2))
+# a constant of a few channels (an image's mean and scale), either side: the tiled fast path
+def _channel_constant(fn, c, first):
+    def f(x):
+        k = tf.constant(c.reshape(1, 1, 3) if first else c)
+        return fn(k, x) if first else fn(x, k)
+    return f
+
+
+for _name, _fn in (("AddV2", tf.math.add), ("Sub", tf.math.subtract),
+                   ("Mul", tf.math.multiply), ("RealDiv", tf.math.truediv)):
+    for _dt in ("float32", "float64"):
+        _c = np.array([0.485, -0.456, 0.406], _dt)
+        add(f"{_name}_channel_constant_{_dt}", [_name], _channel_constant(_fn, _c, False),
+            gen(((2, 30, 40, 3), _dt, -3, 3)), **tol(_dt, 1))
+        add(f"{_name}_channel_constant_first_{_dt}", [_name], _channel_constant(_fn, _c, True),
+            gen(((30, 50, 3), _dt, 0.5, 3)), **tol(_dt, 1))
 add("FloorMod_signs", ["FloorMod"], _raw("FloorMod"),
     [np.array([-7.0, 7, -7, 7, 5, -0.0, 1e-20, -1e-20]),
      np.array([2.0, -2, -2, 2, np.inf, 3, 1, 1])])

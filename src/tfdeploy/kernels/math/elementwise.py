@@ -6,6 +6,8 @@ Comparisons and logical ops live in ``math_compare``, special functions (Lgamma,
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from tfdeploy.kernels.common import as_array, low_precision, op, specializer
@@ -114,6 +116,56 @@ def RealDiv(x, y):
         return _trunc_div_int(x, y)
     with np.errstate(divide="ignore", invalid="ignore"):
         return as_array(np.divide(x, y))
+
+
+# A constant of a few values along the last axis (an image's channel mean and scale:
+# ``(x - mean) / std`` on RGB input) broadcasts slowly: numpy's inner loop then runs over 3
+# values. Against the constant repeated along a whole row of pixels it runs over hundreds
+# (7x faster on a 224x224x3 image). Same operations in the same order: the same results.
+_NARROW_CHANNELS = 32
+_NARROW_MIN_SIZE = 1 << 12
+
+
+def _narrow_constant(kernel: Callable, ufunc, errstate: dict) -> Callable:
+    def spec(consts, **attrs):
+        x, y = consts
+        if (x is None) == (y is None):
+            return None
+        c = y if x is None else x
+        if c.dtype.kind != "f" or low_precision(c.dtype) or c.ndim == 0 or \
+                not 2 <= c.shape[-1] <= _NARROW_CHANNELS or c.size != c.shape[-1]:
+            return None
+        first, n, dt, rank = x is not None, c.shape[-1], c.dtype, max(2, c.ndim)
+        flat, tiles = c.reshape(-1), {}
+
+        def NarrowConstant(a):
+            if a.__class__ is not np.ndarray or a.dtype != dt or a.ndim < rank or \
+                    a.shape[-1] != n or a.size < _NARROW_MIN_SIZE or \
+                    not a.flags.c_contiguous:
+                return kernel(c, a) if first else kernel(a, c)
+            width = a.shape[-2] * n
+            t = tiles.get(width)
+            if t is None:
+                t = np.tile(flat, a.shape[-2])
+                if len(tiles) < 8:
+                    tiles[width] = t
+            out = np.empty(a.shape, dt)
+            a2, o2 = a.reshape(-1, width), out.reshape(-1, width)
+            with np.errstate(**errstate):
+                if first:
+                    ufunc(t, a2, out=o2)
+                else:
+                    ufunc(a2, t, out=o2)
+            return out
+        return NarrowConstant
+    return spec
+
+
+for _name, _kernel, _ufunc, _err in (
+        ("AddV2", AddV2, np.add, {}), ("Sub", Sub, np.subtract, {}),
+        ("Mul", Mul, np.multiply, {}),
+        ("RealDiv", RealDiv, np.divide, {"divide": "ignore", "invalid": "ignore"})):
+    specializer(_name)(_narrow_constant(_kernel, _ufunc, _err))
 
 
 @op("Div")
