@@ -59,7 +59,11 @@ def test_stateful_moments(dtype, params):
     assert f.min() >= lo - slack and f.max() <= hi + slack
     m, v = truncnorm_moments(mean, sd, lo, hi)
     assert abs(f.mean() - m) < 5 * math.sqrt(v / N) + (slack if dtype == "float16" else 0)
-    assert abs(f.var() / v - 1) < 0.06 + (0.05 if dtype == "float16" else 0)
+    # the sample variance's own spread, from the sample's fourth central moment: in a one-sided
+    # tail the distribution is near-exponential (kurtosis ~9), so a fixed tolerance is flaky
+    m4 = ((f - f.mean()) ** 4).mean()
+    spread = 5 * math.sqrt(max(m4 - f.var() ** 2, 0.0) / N) / v
+    assert abs(f.var() / v - 1) < spread + 0.01 + (0.05 if dtype == "float16" else 0)
     y = kernel("ParameterizedTruncatedNormal", dtype=dtype)(np.array([N], np.int32), *args)
     assert not np.array_equal(x, y), "two unseeded calls gave the same values"
 
