@@ -30,6 +30,17 @@ def test_round_trip_is_exact_and_memory_mapped(saved):
     np.testing.assert_array_equal(loaded(x), m(x))
     W = loaded.default_graph.node("W").attrs["value"]
     assert not W.flags.owndata and not W.flags.writeable  # a view of the mapped file
+    # numpy's own dtype objects, not equal '<f4' ones: fast paths test `x.dtype is dt`
+    assert W.dtype is np.dtype(np.float32)
+    (step,) = loaded.plan(x).steps  # softmax(x @ W + b) as one closure, taking its fast path
+    assert step.kernel.__name__ == "DenseSoftmax"
+    f = step.kernel
+    cells = dict(zip(f.__code__.co_freevars, f.__closure__))
+
+    def slow(*args):
+        raise AssertionError("the slow path")
+    cells["chain"].cell_contents = slow
+    np.testing.assert_array_equal(f(x), m(x))
     assert td.load(p.read_bytes()).inputs[0].name == "input"
     assert td.load(io.BytesIO(p.read_bytes())).outputs[0].name == "output"
 

@@ -300,7 +300,8 @@ def _load_arrays(table, buf, data_start: int) -> list[np.ndarray]:
             continue
         if name not in dtypes.STORABLE:
             raise _bad(f"{what}: unsupported dtype {name!r}")
-        dt = dtypes.to_numpy(name).newbyteorder("<")
+        native = dtypes.to_numpy(name)
+        dt = native.newbyteorder("<")
         offset, nbytes = e.get("offset"), e.get("nbytes")
         if type(offset) is not int or type(nbytes) is not int or offset < 0 or nbytes < 0:
             raise _bad(f"{what}: invalid offset/nbytes {offset!r}/{nbytes!r}")
@@ -310,8 +311,12 @@ def _load_arrays(table, buf, data_start: int) -> list[np.ndarray]:
             raise _bad(f"{what} lies beyond the end of the file (offset {offset}, {nbytes} "
                        f"bytes, data section {data_len} bytes): the file is truncated")
         arr = np.frombuffer(buf, dtype=dt, count=count, offset=data_start + offset)
-        if dt.byteorder not in ("=", "|") and not dt.isnative:
-            arr = arr.astype(dt.newbyteorder("="))
+        if not dt.isnative:
+            arr = arr.astype(native)
+        elif arr.dtype is not native:
+            # numpy's own dtype object, not an equal '<f4': kernels test `x.dtype is dt` on
+            # their fast paths (a Dense layer read from a file took its slow path for this)
+            arr = arr.view(native)
         arrays.append(arr.reshape(shape))
     return arrays
 
