@@ -10,6 +10,7 @@ import pytest
 import tfdeploy as td
 from graphs import const, placeholder
 from tfdeploy import registry
+from tfdeploy.compiler import pipeline
 from tfdeploy.compiler.pipeline import compile_plan
 from tfdeploy.errors import ExecutionError
 from tfdeploy.ir.graph import Graph, Node, TensorSpec
@@ -444,8 +445,11 @@ def test_mixed_float16_chains_compute_in_float32():
     want = np.asarray(model(x, training=False))
     m = td.convert(model, check_data=False)
     plan = m.plan(x)
-    half = [st for st in plan.steps if st.attrs.get("dtype") == "float16"]
-    assert len(half) == 2 and all(st.attrs["weight"].dtype == np.float32 for st in half)
+    # the two float16 Dense layers (and the Cast from the input) are one float32 stack
+    stack = [st for st in plan.steps if st.op == "_HalfStack"]
+    assert len(stack) == 1 and stack[0].attrs["cast_in"] and not stack[0].attrs["cast_out"]
+    half = stack[0].attrs["chains"]
+    assert len(half) == 2 and all(c["weight"].dtype == np.float32 for c in half)
     got = m(x)
     scale = float(np.max(np.abs(want)))
     np.testing.assert_allclose(got, want, rtol=1e-2, atol=1e-2 * scale)
@@ -692,3 +696,127 @@ def test_channel_constant_tiled(op, ufunc, first):
     x = rng.uniform(0.5, 2, (2, 40, 30, 3))
     np.testing.assert_array_equal(plan.run((x[..., ::-1],))[0],  # (not contiguous)
                                   ufunc(c, x[..., ::-1]) if first else ufunc(x[..., ::-1], c))
+
+
+# --- softmax at the end of a chain ---------------------------------------------------------
+
+def test_softmax_ends_a_dense_chain():
+    """softmax(x @ w + b) is one step (the classic classifier head): the values of the unfused
+    plan bit for bit, on a small batch (one closure), on rows split over threads and with
+    infinite and NaN logits; another dtype takes the unfused steps."""
+    w, b = _r(20, 10), _r(10)
+    nodes = [placeholder("x"), const("w", w), const("b", b),
+             Node("mm", "MatMul", ["x", "w"], {"T": "float32"}),
+             _bin("bias", "BiasAdd", "mm", "b"), _un("sm", "Softmax", "bias")]
+    plain, opt = _check(nodes, ["sm"], ["x"], [_r(3, 20, lo=-9, hi=9)],
+                        ["MatMul+BiasAdd+Softmax"])
+    assert opt.steps[0].kernel.__name__ == "DenseSoftmax"
+    split = opt.steps[0].kernel.chain.split_rows
+    for x in [_r(1, 20, lo=-9, hi=9), _r(split + 5, 20, lo=-30, hi=30)]:
+        x[0, :2] = [np.inf, -np.inf]
+        x[-1, 3] = np.nan
+        want, got = plain(x)[0], opt(x)[0]
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, want)
+    x = _r(4, 20).astype(np.float64)
+    np.testing.assert_array_equal(opt(x)[0], plain(x)[0])
+
+
+def test_softmax_ends_a_conv_chain_over_channels_last_only():
+    """A 1x1 conv + bias + softmax over the channels runs its epilogue by blocks of whole
+    pixels; over NCHW's last axis (not the channels) or in float16 the Softmax stays a step."""
+    c = 12
+    nodes = [placeholder("x"), const("w", _r(1, 1, 8, c)), const("b", _r(c)),
+             _conv("conv", "x", "w"), _bin("bias", "BiasAdd", "conv", "b"),
+             _un("sm", "Softmax", "bias")]
+    x = _r(2, 80, 90, 8, lo=-3, hi=3)
+    assert x[..., 0].size * c > 2 * fused._BLOCK
+    _check(nodes, ["sm"], ["x"], [x], ["Conv2D+BiasAdd+Softmax"])
+    nchw = [placeholder("x"), const("w", _r(1, 1, 8, c)), const("b", _r(c)),
+            _conv("conv", "x", "w", data_format="NCHW"),
+            Node("bias", "BiasAdd", ["conv", "b"], {"T": "float32", "data_format": "NCHW"}),
+            _un("sm", "Softmax", "bias")]
+    _check(nchw, ["sm"], ["x"], [_r(2, 8, 5, 6)], ["Conv2D+BiasAdd"])
+    half = [placeholder("x", "float16"), const("w", _r(6, 4, dtype=np.float16)),
+            Node("mm", "MatMul", ["x", "w"], {"T": "float16"}),
+            Node("sm", "Softmax", ["mm"], {"T": "float16"}), _un("out", "Relu", "sm")]
+    _, opt = _plans(half, ["out"], ["x"])
+    assert [st.op for st in opt.steps][-2:] == ["Softmax", "Relu"]
+
+
+# --- float16 stacks ------------------------------------------------------------------------
+
+def _half_graph(layers=3, cast_in=True, cast_out=True, truncate=False, residual=False,
+                dtype="float16"):
+    """x (float32 if cast_in) -> [Cast] -> layers x (MatMul + bias + Relu) in ``dtype`` ->
+    [Cast to float32]; ``residual``: the last layer adds the first one's output."""
+    nodes = [placeholder("x", "float32" if cast_in else dtype)]
+    cur = "x"
+    if cast_in:
+        nodes.append(Node("in", "Cast", ["x"], {"SrcT": "float32", "DstT": dtype,
+                                                "Truncate": truncate}))
+        cur = "in"
+    np_dt = np.float16 if dtype == "float16" else td.dtypes.to_numpy(dtype)
+    first = None
+    for i in range(layers):
+        nodes += [const(f"w{i}", _r(8, 8, dtype=np.float32).astype(np_dt)),
+                  const(f"b{i}", _r(8, dtype=np.float32).astype(np_dt)),
+                  Node(f"mm{i}", "MatMul", [cur, f"w{i}"], {"T": dtype}),
+                  Node(f"bias{i}", "BiasAdd", [f"mm{i}", f"b{i}"], {"T": dtype})]
+        cur = f"bias{i}"
+        if residual and i == layers - 1:
+            nodes.append(Node("res", "AddV2", [cur, first], {"T": dtype}))
+            cur = "res"
+        nodes.append(Node(f"act{i}", "Relu", [cur], {"T": dtype}))
+        cur = f"act{i}"
+        first = first or cur
+    if cast_out:
+        nodes.append(Node("out", "Cast", [cur], {"SrcT": dtype, "DstT": "float32",
+                                                 "Truncate": False}))
+        cur = "out"
+    out_dt = "float32" if cast_out else dtype
+    g = Graph(nodes, [TensorSpec("x", "x:0", "float32" if cast_in else dtype)],
+              [TensorSpec(cur, f"{cur}:0", out_dt)])
+    return g, f"{cur}:0"
+
+
+@pytest.mark.parametrize("layers, cast_in, cast_out", [(3, True, True), (2, False, False),
+                                                       (1, True, False), (1, False, True)])
+def test_float16_chains_stack_in_float32(layers, cast_in, cast_out):
+    """A run of float16 chains (with the Casts around it) is one _HalfStack step giving the
+    unstacked plan's values bit for bit, including infinities, NaNs, signed zeros and values
+    beyond float16's range; an input of another dtype runs the steps unfused."""
+    g, out = _half_graph(layers, cast_in, cast_out)
+    stacked = compile_plan(g, [out], ["x:0"], verify=True)
+    passes = [name for name, _, _ in pipeline.PASSES if name != "fuse_half"]
+    plain = compile_plan(g, [out], ["x:0"], passes=passes)
+    assert [st.op for st in stacked.steps] == ["_HalfStack"]
+    st = stacked.steps[0]
+    assert len(st.attrs["chains"]) == layers and st.attrs["cast_in"] == cast_in
+    assert st.attrs["cast_out"] == cast_out
+    assert st.label.count("MatMul") == layers
+    x = _r(64, 8, lo=-200, hi=200)
+    x[0, :6] = [np.inf, -np.inf, np.nan, -0.0, 1e6, -7e4]
+    x[1, :3] = [3e-8, -3e-8, 6e-5]
+    x = x if cast_in else x.astype(np.float16)
+    want, got = plain.run((x,))[0], stacked.run((x,))[0]
+    assert got.dtype == want.dtype == (np.float32 if cast_out else np.float16)
+    np.testing.assert_array_equal(got, want)
+    assert np.array_equal(np.signbit(got), np.signbit(want))
+    if cast_in:  # float64 in: the steps unfused, each rounding to float16 as TF does
+        x64 = x.astype(np.float64)
+        unfused = compile_plan(g, [out], ["x:0"], optimize=False)
+        np.testing.assert_array_equal(stacked.run((x64,))[0], unfused.run((x64,))[0])
+
+
+def test_float16_stack_not_made():
+    """A lone chain, a truncating Cast, a residual operand and bfloat16 are left as they are."""
+    def ops(**kw):
+        g, out = _half_graph(**kw)
+        return [st.op for st in compile_plan(g, [out], ["x:0"], verify=True).steps]
+    assert ops(layers=1, cast_in=False, cast_out=False) == ["_FusedChain"]
+    assert ops(layers=2, truncate=True) == ["Cast", "_HalfStack"]
+    # (layer 0's output has two readers; layer 3 takes it as a residual: 1 and 2 stack)
+    assert ops(layers=4, residual=True, cast_in=False, cast_out=False) == \
+        ["_FusedChain", "_HalfStack", "_FusedChain"]
+    assert "_HalfStack" not in ops(layers=2, dtype="bfloat16")

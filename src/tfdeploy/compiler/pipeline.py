@@ -2,7 +2,7 @@
 
     select -> specialize -> fold -> fuse_rnn -> project_inputs -> pad_into_conv -> simplify
            -> fuse_projections -> fuse_norm -> fuse_gelu -> fuse_attention -> fuse_conv
-           -> scale_into_conv -> licm -> liveness -> lower -> codegen
+           -> scale_into_conv -> fuse_half -> licm -> liveness -> lower -> codegen
 
 Each pass is one module of ``compiler/passes`` with one job, ``run(plan, ctx) -> plan``;
 ``PASSES`` lists them in order. ``lower`` (``compiler/lower.py``) is the only place kernels are
@@ -22,6 +22,7 @@ from tfdeploy.compiler.passes import (
     fuse_attention,
     fuse_conv,
     fuse_gelu,
+    fuse_half,
     fuse_norm,
     fuse_projections,
     fuse_rnn,
@@ -56,6 +57,7 @@ PASSES: list[tuple[str, Callable, bool]] = [
     ("fuse_attention", fuse_attention.run, True),
     ("fuse_conv", fuse_conv.run, True),
     ("scale_into_conv", scale_into_conv.run, True),
+    ("fuse_half", fuse_half.run, True),
     ("licm", licm.run, True),
     ("liveness", liveness.run, False),
 ]

@@ -10,7 +10,9 @@ the value passed on has exactly one reader and is neither fetched nor fed:
 - a residual addition (AddV2/Add; Sub with the chain on the left) of another tensor;
 - activations: Relu, Relu6, LeakyRelu, Elu, Sigmoid, Tanh, GELU (``_Gelu``, from
   ``fuse_gelu``), and swish, x * sigmoid(beta * x) (a value with two readers: Sigmoid, or Mul
-  by a constant then Sigmoid, and the final Mul).
+  by a constant then Sigmoid, and the final Mul);
+- Softmax, over the channels when they are last (float32/float64 chains: a float16 chain,
+  rounded once at its end, would give softmax unrounded logits).
 
 The leading affine ops fold into the weight (W * scale per output channel, in float64, rounded
 once) and one bias; the rest run in place on the core's fresh output (``kernels/nn/fused.py``).
@@ -222,6 +224,10 @@ def _link(st: Step, cur: int, core: _Core, constants) -> tuple | None:
         arg = st.attrs.get("alpha", 0.2) if act == "leaky_relu" else \
             st.attrs.get("approximate", "erfc") if act == "gelu" else None
         return "act", act, arg
+    if st.op == "Softmax":  # over the last axis: the channels, when they are last
+        if st.ins != (cur,) or core.axis != -1 or core.dtype not in _FLOATS:
+            return None
+        return "act", "softmax", None
     if st.op in _BATCH_NORMS:
         return _batch_norm(st, cur, core, constants)
     if st.op in ("BiasAdd", "BiasAddV1"):

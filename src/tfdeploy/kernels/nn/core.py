@@ -117,6 +117,18 @@ def Softmax(logits):
     return e
 
 
+def softmax_(y, ext=()):
+    """Softmax of float32/float64 ``y`` over its last axis, in place (the epilogue of a fused
+    chain, ``kernels/nn/fused.py``): the same operations as :func:`Softmax`, so the same
+    values."""
+    if y.shape[-1] == 0:
+        return y
+    np.subtract(y, np.maximum.reduce(y, axis=-1, keepdims=True), out=y)
+    np.exp(y, out=y)
+    s = np.add.reduce(y, axis=-1, keepdims=True)
+    return np.multiply(y, np.reciprocal(s, out=s), out=y)
+
+
 # --- bias ----------------------------------------------------------------------------------
 
 def _bias_add(value, bias, channels_first):

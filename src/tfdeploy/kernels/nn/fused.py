@@ -25,10 +25,11 @@ import numpy as np
 
 from tfdeploy.kernels.common import op, to_numpy
 from tfdeploy.kernels.math.elementwise import sigmoid_
-from tfdeploy.kernels.nn.core import elu_, leaky_relu_
+from tfdeploy.kernels.nn.core import elu_, leaky_relu_, softmax_
 from tfdeploy.kernels.nn.runner import conv_runner
 from tfdeploy.kernels.nn.scratch import scratch
 from tfdeploy.kernels.nn.transformer import gelu_
+from tfdeploy.numerics.half import float16_to_float32, round_to_float16
 from tfdeploy.runtime import parallel
 
 _BINARY = {"mul": np.multiply, "add": np.add, "sub": np.subtract, "div": np.divide}
@@ -83,8 +84,9 @@ def epilogue_op(kind: str, dtype: np.dtype, arg=None) -> Callable:
     kinds: "mul"/"add"/"sub"/"div" (``arg``: a constant broadcasting into y without changing
     its shape, as the second operand), "add_input"/"sub_input" (``arg``: the index of an
     external input of the same shape), "relu", "relu6", "leaky_relu" (``arg``: alpha), "elu",
-    "sigmoid", "tanh", "swish" (``arg``: None or the constant beta of y * sigmoid(beta y)) and
-    "gelu" (``arg``: its form, see ``transformer.gelu_``).
+    "sigmoid", "tanh", "swish" (``arg``: None or the constant beta of y * sigmoid(beta y)),
+    "gelu" (``arg``: its form, see ``transformer.gelu_``) and "softmax" (over the last axis,
+    which must be the channels: every block the chain runs it on is made of whole rows).
     """
     zero = np.zeros((), dtype)
     if kind in _BINARY:
@@ -117,6 +119,8 @@ def epilogue_op(kind: str, dtype: np.dtype, arg=None) -> Callable:
         return _swish(dtype, arg)
     if kind == "gelu":
         return lambda y, ext: gelu_(y, arg)
+    if kind == "softmax":
+        return softmax_
     raise ValueError(f"unknown epilogue op {kind!r}")
 
 
@@ -329,16 +333,38 @@ def _FusedChain(*, _ctx, core: str, core_attrs: dict, weight: np.ndarray, epilog
     chain = FusedChain(kernel, dt, ops, _fallback, _label, channels, matrix=matrix)
     if matrix is not None and not chain.rest:
         return _dense(chain)
+    if matrix is not None and len(chain.rest) == 1 and epilogue[-1][0] == "softmax":
+        return _dense(chain, softmax=True)
     return chain
 
 
-def _dense(chain: FusedChain) -> Callable:
-    """A Dense layer (a 2-D product and at most a bias) as one closure over locals: on small
-    batches the cost of the layer is its Python calls, so the common case takes as few as it
-    can (two numpy calls); anything else goes through the chain."""
+def _dense(chain: FusedChain, softmax: bool = False) -> Callable:
+    """A Dense layer (a 2-D product and at most a bias, then a softmax if ``softmax``) as one
+    closure over locals: on small batches the cost of the layer is its Python calls, so the
+    common case takes as few as it can (two numpy calls, eight with the softmax, positional
+    arguments only); anything else goes through the chain."""
     w, b, dt, split = chain.matrix, chain.bias, chain.dtype, chain.split_rows
     k = w.shape[0]
     matmul, add, nd = np.matmul, np.add, np.ndarray
+
+    if softmax:  # softmax(x @ w + b), the classic classifier head, as softmax_ computes it
+        maximum, subtract, exp, multiply, reciprocal = \
+            np.maximum.reduce, np.subtract, np.exp, np.multiply, np.reciprocal
+
+        def DenseSoftmax(x, *ext):
+            if ext or x.__class__ is not nd or x.dtype is not dt or x.ndim != 2 or \
+                    x.shape[1] != k or x.shape[0] >= split or not w.shape[1]:
+                return chain(x, *ext)
+            y = matmul(x, w)
+            if b is not None:
+                add(y, b, y)
+            subtract(y, maximum(y, -1, None, None, True), y)
+            exp(y, y)
+            s = add.reduce(y, -1, None, None, True)
+            return multiply(y, reciprocal(s, s), y)
+
+        DenseSoftmax.chain = chain
+        return DenseSoftmax
 
     def Dense(x, *ext):
         if ext or x.__class__ is not nd or x.dtype is not dt or x.ndim != 2 or \
@@ -346,7 +372,7 @@ def _dense(chain: FusedChain) -> Callable:
             return chain(x, *ext)
         y = matmul(x, w)
         if b is not None:
-            add(y, b, out=y)
+            add(y, b, y)
         return y
 
     Dense.chain = chain
@@ -363,3 +389,40 @@ def _in_float32(chain: Callable, low: np.dtype, dt: np.dtype, fallback) -> Calla
 
     Half.chain = chain
     return Half
+
+
+def _never(*args):
+    raise AssertionError("a chain of a _HalfStack took its fallback")  # (float32 in, no ext)
+
+
+@op("_HalfStack", internal=True, needs_context=True)
+def _HalfStack(*, _ctx, chains: list, cast_in: bool = False, cast_out: bool = False,
+               _fallback=None, _label: str = "_HalfStack"):
+    """float16 chains one after the other (a mixed_float16 Dense or conv stack), computed in
+    float32 throughout: each chain's result is rounded to float16 values but stays float32
+    for the next (``numerics/half.py``), where each ``_FusedChain`` with ``dtype`` would
+    convert to float16 and back. The same values bit for bit as those chains.
+
+    ``chains``: the chains' attributes (float32 weights); ``cast_in``: the input is float32
+    (a Cast to float16 before the first chain); ``cast_out``: the result is float32 (a Cast
+    after the last). Another input dtype runs the steps unfused (``_fallback``)."""
+    kernels = [_FusedChain(_ctx=_ctx, core=c["core"], core_attrs=c["core_attrs"],
+                           weight=c["weight"], epilogue=c["epilogue"],
+                           channels=c.get("channels", 0), _fallback=_never,
+                           _label=c.get("_label", "_FusedChain")) for c in chains]
+    src = np.dtype(np.float32 if cast_in else np.float16)
+    half = np.dtype(np.float16)
+    last = len(kernels) - 1
+
+    def HalfStack(x):
+        if x.dtype != src:
+            return _fallback(x)
+        y = round_to_float16(x) if cast_in else float16_to_float32(x)
+        for i, kernel in enumerate(kernels):
+            y = kernel(y)
+            if i < last or cast_out:
+                y = round_to_float16(y)
+        return y if cast_out else y.astype(half)
+
+    HalfStack.kernels = kernels
+    return HalfStack

@@ -1,0 +1,52 @@
+"""numerics/half.py: float16 conversions equal numpy's astype bit for bit (the whole float32
+range was checked once offline; here every float16 boundary and tie, and a random sample)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfdeploy.numerics.half import float16_to_float32, round_to_float16
+
+
+def _want(y):
+    with np.errstate(over="ignore"):
+        return y.astype(np.float16).astype(np.float32)
+
+
+def _same(got, want):
+    assert got.dtype == np.float32 and got.shape == want.shape
+    nan = np.isnan(want)
+    assert np.array_equal(np.isnan(got), nan)
+    assert np.array_equal(got.view(np.uint32)[~nan], want.view(np.uint32)[~nan])
+
+
+def test_every_float16_and_its_neighbours():
+    h = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    f = h.astype(np.float32)
+    _same(float16_to_float32(h), f)
+    _same(float16_to_float32(h.reshape(256, 256)[:, ::3]), f.reshape(256, 256)[:, ::3])
+    u = f[np.isfinite(f) & (f != 0)].view(np.uint32).astype(np.int64)  # (0: -0 below)
+    # each float16 value, the float32 values next to it, and the ties halfway to the next one
+    near = np.concatenate([u + d for d in (-2, -1, 0, 1, 2)]).astype(np.uint32).view(np.float32)
+    ties = np.concatenate([u + (1 << 12) + d for d in (-1, 0, 1)] +
+                          [u + (1 << 13) + d for d in (-1, 0, 1)]).astype(np.uint32) \
+        .view(np.float32)
+    for y in (near, ties, -near):
+        _same(round_to_float16(y), _want(y))
+
+
+def test_special_values_and_a_sample():
+    y = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 65504, 65519.99, 65520, -65520, 1e38,
+                  -3.4e38, 2.0 ** -24, 2.0 ** -25, -(2.0 ** -25), 1.5 * 2.0 ** -25, 1e-40,
+                  -1e-45, 2.0 ** -14, 6.1e-5], np.float32)
+    got = round_to_float16(y)
+    _same(got, _want(y))
+    assert np.array_equal(np.signbit(got), np.signbit(y))
+    rng = np.random.default_rng(0)
+    bits = rng.integers(0, 1 << 32, 1 << 20, dtype=np.uint64).astype(np.uint32)
+    for y in (bits.view(np.float32), rng.standard_normal((64, 1000)).astype(np.float32),
+              (rng.standard_normal(4000) * 1e-5).astype(np.float32)):
+        _same(round_to_float16(y), _want(y))
+    _same(round_to_float16(y[::7]), _want(y[::7]))  # (not contiguous)
+    assert round_to_float16(np.zeros((0, 3), np.float32)).shape == (0, 3)
+    assert float16_to_float32(np.zeros((2, 0), np.float16)).shape == (2, 0)
