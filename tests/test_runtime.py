@@ -296,3 +296,35 @@ def test_softmax_rows_do_not_depend_on_the_batch():
     full = nn.Softmax(logits)
     for k in (1, 3, 40):
         np.testing.assert_array_equal(nn.Softmax(logits[:k]), full[:k])
+
+
+@pytest.mark.parametrize("dt", [np.int32, np.int64])
+def test_constant_table_gather_and_reshape(dt):
+    """GatherV2 from a constant table (an embedding) and Reshape to a constant shape run as
+    specialized kernels: the generic kernels' values, and their errors, naming the node: a
+    negative or too large index (np.take would wrap a negative one), a shape that does not
+    fit."""
+    table = np.arange(40, dtype=np.float32).reshape(10, 4)
+    m = model_of([placeholder("ids", np.dtype(dt).name, None), const("table", table),
+                  const("axis", np.int32(0)), const("shape", np.array([-1, 2], np.int32)),
+                  Node("emb", "GatherV2", ["table", "ids", "axis"],
+                       {"Tparams": "float32", "Tindices": np.dtype(dt).name,
+                        "Taxis": "int32", "batch_dims": 0}),
+                  Node("out", "Reshape", ["emb", "shape"], {"T": "float32", "Tshape": "int32"})],
+                 ["ids"], ["out"])
+    plan = m.plan(np.zeros((2, 3), dt))
+    assert [st.kernel.__name__ for st in plan.steps] == ["GatherV2_", "Reshape"]
+    for ids in [np.array([[9, 0, 3], [3, 3, 1]], dt), np.array(7, dt), np.zeros((0, 2), dt)]:
+        got = m(ids)
+        np.testing.assert_array_equal(got, table[ids].reshape(-1, 2))
+        assert got.flags.writeable and not np.shares_memory(got, table)
+    for bad in (-1, 10):
+        with pytest.raises(td.ExecutionError,
+                           match=rf"node 'emb' \(GatherV2\).*index {bad} is not in \[0, 10\)"):
+            m(np.array([[1, bad]], dt))
+    m2 = model_of([placeholder("x", "float32", None), const("shape", np.array([-1, 3], np.int32)),
+                   Node("out", "Reshape", ["x", "shape"], {"T": "float32", "Tshape": "int32"})],
+                  ["x"], ["out"])
+    with pytest.raises(td.ExecutionError, match=r"node 'out' \(Reshape\).*cannot reshape a "
+                       r"tensor of shape \[2, 2\] \(4 elements\) to \[-1, 3\]"):
+        m2(np.zeros((2, 2), np.float32))

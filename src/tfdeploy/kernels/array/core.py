@@ -674,6 +674,30 @@ def _strided_slice(consts, *, begin_mask=0, end_mask=0, ellipsis_mask=0, new_axi
     return StridedSlice
 
 
+@specializer("Reshape")
+def _reshape(consts):
+    """A constant shape: parsed and checked once (the generic kernel did it every call, ~3 us
+    of a small model's Reshape); numpy infers the -1 itself."""
+    tensor, shape = consts
+    if shape is None or tensor is not None:
+        return None
+    try:
+        s = _shape_arg(shape)
+    except (ValueError, TypeError):
+        return None  # (the generic kernel raises its error at run time)
+    if s.count(-1) > 1 or any(d < -1 for d in s):
+        return None
+
+    def Reshape(tensor):
+        try:
+            return tensor.reshape(s)
+        except ValueError:
+            raise ValueError(f"Reshape: cannot reshape a tensor of shape {list(tensor.shape)} "
+                             f"({tensor.size} elements) to {list(s)}") from None
+
+    return Reshape
+
+
 @specializer("Split")
 def _split(consts, *, num_split):
     axis, value = consts

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfdeploy.kernels.common import normalize_axis, np_dtype, op
+from tfdeploy.registry import specializer
 from tfdeploy.runtime.limits import check_array
 
 
@@ -50,6 +51,42 @@ def GatherV2(params, indices, axis, *, batch_dims=0):
         raise ValueError(f"GatherV2: batch_dims {batch_dims} must be in [0, min(axis {a}, rank "
                          f"of indices {indices.ndim})]")
     return _gather(params, indices, a, b)
+
+
+@specializer("GatherV2")
+def _gather_v2(consts, *, batch_dims=0):
+    """Constant params and axis (an embedding table): one ``take``, which raises on an index
+    too large; a negative one (np.take would wrap it) is out of bounds too as int32 indices
+    are viewed as uint32 (int64 ones are checked by one reduction). The generic kernel then
+    names the bad index. 5.2 -> 1.0 us for 16 tokens."""
+    params, indices, axis = consts
+    if params is None or axis is None or indices is not None or batch_dims != 0 or \
+            not isinstance(params, np.ndarray) or params.dtype.kind == "O":
+        return None
+    try:
+        (a,) = normalize_axis(axis, params.ndim)
+    except (ValueError, TypeError):
+        return None
+    i32, u32, i64 = np.dtype(np.int32), np.dtype(np.uint32), np.dtype(np.int64)
+    lowest = np.minimum.reduce
+
+    def GatherV2_(indices):
+        if indices.__class__ is np.ndarray:
+            dt = indices.dtype
+            try:
+                if dt == i32:
+                    r = params.take(indices.view(u32), a)
+                elif dt == i64 and (not indices.size or lowest(indices, None) >= 0):
+                    r = params.take(indices, a)
+                else:
+                    r = None
+                if r is not None:
+                    return r if r.__class__ is np.ndarray else np.asarray(r)
+            except IndexError:
+                pass
+        return GatherV2(params, indices, axis)
+
+    return GatherV2_
 
 
 @op("Gather")
