@@ -45,7 +45,7 @@ __all__ = [
 
 def setup(tf=None, impl: str | None = None, order=None, *,
           tf_intra_op_threads: int | None = None, threads: int | None = None,
-          blas_threads: int | None = None, **limits) -> None:
+          blas_threads: int | None = None, recycle_mb: int | None = None, **limits) -> None:
     """Classic set-up. ``tf`` is accepted for compatibility (conversion imports TensorFlow
     itself); ``impl`` (e.g. ``td.IMPL_SCIPY``) makes every op that has that implementation use
     it, the others stay numpy. Applies to plans compiled afterwards.
@@ -55,6 +55,10 @@ def setup(tf=None, impl: str | None = None, order=None, *,
     own thread count, which tfdeploy otherwise sets to 1 at its first evaluation (unless
     ``OPENBLAS_NUM_THREADS`` or the like is set): a multi-threaded BLAS is what makes more
     threads slower on a busy machine (see ``runtime/threads.py``). Both take effect at once.
+
+    ``recycle_mb``: how many MB of large convolution results each thread keeps to reuse once
+    nothing holds them (default 512): a repeated call with the same shapes then allocates
+    nothing large, at the cost of keeping that memory between calls; 0 turns it off.
 
     ``tf_intra_op_threads``: the intra-op thread count of the TensorFlow whose values to
     reproduce where they depend on it (the parameterized truncated normals beyond ~800
@@ -76,6 +80,10 @@ def setup(tf=None, impl: str | None = None, order=None, *,
         from tfdeploy.runtime import threads as _threads
 
         _threads.configure(threads, blas_threads)
+    if recycle_mb is not None:
+        from tfdeploy.kernels.nn import scratch
+
+        scratch.keep_outputs(recycle_mb)
     if tf_intra_op_threads is not None:
         from tfdeploy.kernels.random import binomial as random_binomial
 
@@ -84,7 +92,8 @@ def setup(tf=None, impl: str | None = None, order=None, *,
             raise ValueError(f"tf_intra_op_threads must be at least 1, got {n}")
         random_binomial.INTRA_OP_THREADS = n
     if impl is None and order is None and (tf_intra_op_threads is not None or limits or
-                                           threads is not None or blas_threads is not None):
+                                           threads is not None or blas_threads is not None or
+                                           recycle_mb is not None):
         return
     impl = impl if impl is not None else order
     if isinstance(impl, (list, tuple)):

@@ -17,7 +17,7 @@ import numpy as np
 
 from tfdeploy.kernels.common import low_precision, op
 from tfdeploy.kernels.nn.depthwise import Epilogue, depthwise_2d
-from tfdeploy.kernels.nn.scratch import scratch, strided
+from tfdeploy.kernels.nn.scratch import output, scratch, strided
 from tfdeploy.runtime import parallel
 
 #: im2col patches are copied in blocks of about this many bytes (cache-sized, and reused:
@@ -156,7 +156,7 @@ def conv_nd(x: np.ndarray, w: np.ndarray, strides, dilations, pads, outs,
     g = c // cg
     n = x.shape[0]
     kk = math.prod(ks)
-    out = np.empty((n, *outs, co), dtype=np.result_type(x.dtype, w.dtype))
+    out = output((n, *outs, co), np.result_type(x.dtype, w.dtype))
     if out.size == 0:
         return out
     if kk * cg == 0:

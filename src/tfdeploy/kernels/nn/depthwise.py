@@ -23,7 +23,7 @@ from collections.abc import Callable
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from tfdeploy.kernels.nn.scratch import scratch, strided
+from tfdeploy.kernels.nn.scratch import output, scratch, strided
 from tfdeploy.runtime import parallel
 
 #: images are taken together up to this many input bytes. Row blocks of L2 size were slower
@@ -67,7 +67,7 @@ def depthwise_2d(x: np.ndarray, w: np.ndarray, strides, dilations, pads, oh: int
         c *= m
     n, h, wd = x.shape[:3]
     dt = np.result_type(x.dtype, w.dtype)
-    out = np.empty((n, oh, ow, c), dt)
+    out = output((n, oh, ow, c), dt)
     if out.size == 0:
         return out
     if kh * kw == 0:

@@ -11,8 +11,9 @@ squeeze-excite product (``compiler/passes/scale_into_conv.py``).
 
 The epilogue writes into the core kernel's result, so that result must be a buffer nobody else
 holds: the built-in Conv2D, Conv3D, DepthwiseConv2dNative, MatMul and BatchMatMulV2 kernels
-return a newly allocated array for float32/float64 inputs (``np.empty`` + BLAS/einsum output,
-or a contiguous copy of it), never an input, a constant or a view of either;
+return an array nobody else holds for float32/float64 inputs (``np.empty`` or a recycled
+result, ``scratch.output``, + BLAS/einsum output, or a contiguous copy of it), never an input,
+a constant or a view of either;
 ``tests/test_optimize.py`` checks this on each code path. The fusion pass builds chains only on
 ops that run these built-in kernels (``registry.runs_builtin``).
 """
@@ -27,7 +28,7 @@ from tfdeploy.kernels.common import op, to_numpy
 from tfdeploy.kernels.math.elementwise import sigmoid_
 from tfdeploy.kernels.nn.core import elu_, leaky_relu_, softmax_
 from tfdeploy.kernels.nn.runner import conv_runner
-from tfdeploy.kernels.nn.scratch import scratch
+from tfdeploy.kernels.nn.scratch import output, scratch
 from tfdeploy.kernels.nn.transformer import gelu_
 from tfdeploy.numerics.half import float16_to_float32, round_to_float16
 from tfdeploy.runtime import parallel
@@ -234,7 +235,7 @@ class FusedChain:
         if any(r.dtype != self.dtype or r.shape != shape for r in ext):
             return None
         x2 = np.ascontiguousarray(x).reshape(-1, w.shape[0])
-        y = np.empty(shape, self.dtype)
+        y = output(shape, self.dtype)
         y2 = y.reshape(-1, w.shape[1])
         e2 = [np.ascontiguousarray(r).reshape(y2.shape) for r in ext]
         epilogue = self.epilogue

@@ -22,7 +22,7 @@ from tfdeploy.kernels.nn.conv import (
     gemm_rows,
 )
 from tfdeploy.kernels.nn.depthwise import Epilogue, depthwise_2d
-from tfdeploy.kernels.nn.scratch import scratch
+from tfdeploy.kernels.nn.scratch import output, scratch
 from tfdeploy.runtime import parallel
 
 #: the largest weight (with its bias row) a 1x1 conv keeps a second copy of, to add its bias
@@ -134,7 +134,7 @@ class _Runner:
             return self(fs, epilogue)
         if self.bias is not None:
             epilogue = _biased(epilogue, self.bias)
-        out = np.empty((n, h, wd, co), w.dtype)
+        out = output((n, h, wd, co), w.dtype)
         wm = w.reshape(1, c, co)
         ws = np.multiply(wm, s.reshape(n, c, 1))  # [N, C, O]: each image's own weights
         fm = f.reshape(n, h * wd, c) if f.flags.c_contiguous else \
@@ -193,7 +193,7 @@ def _pointwise_run(shape, w, outs, bias, augmented, tiled):
     step = max(1, _gemm_rows(m, c, co, w.itemsize))
 
     def run(x, epilogue):
-        out = np.empty(oshape, wm.dtype)
+        out = output(oshape, wm.dtype)
         if not x.flags.c_contiguous:
             x = np.ascontiguousarray(x)
         xm, ym = x.reshape(m, c), out.reshape(m, co)
