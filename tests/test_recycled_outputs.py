@@ -145,3 +145,10 @@ def test_setup_sets_the_limit():
             td.setup(recycle_mb=-1)
     finally:
         scratch.keep_outputs(saved >> 20)
+
+
+def test_huge_results_are_not_kept(monkeypatch):
+    monkeypatch.setattr(scratch, "OUTPUT_MAX_BYTES", 1 << 19)
+    a = scratch.output((8, 64, 64, 8), np.float32)  # 1 MB
+    assert a.nbytes == 1 << 20 and not scratch._local.outputs
+    assert scratch.output(SHAPE, np.float32).nbytes == 1 << 19 and scratch._local.outputs

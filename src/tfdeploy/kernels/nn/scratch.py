@@ -35,6 +35,8 @@ OUTPUT_MIN_BYTES = 1 << 18
 #: of results in all
 OUTPUT_KEEP = 8
 OUTPUT_KEEP_BYTES = 512 << 20
+#: a single result above this size is never kept (MobileNetV2's largest at batch 8: 38 MB)
+OUTPUT_MAX_BYTES = 128 << 20
 
 
 def _free_count() -> int:
@@ -86,7 +88,7 @@ def output(shape: tuple, dtype) -> np.ndarray:
     nbytes = dtype.itemsize
     for d in shape:
         nbytes *= d
-    if nbytes < OUTPUT_MIN_BYTES or nbytes > KEEP_BYTES or not OUTPUT_KEEP_BYTES:
+    if nbytes < OUTPUT_MIN_BYTES or nbytes > OUTPUT_MAX_BYTES or not OUTPUT_KEEP_BYTES:
         return np.empty(shape, dtype)
     pool = getattr(_local, "outputs", None)
     if pool is None:
