@@ -15,7 +15,7 @@ Cast saves nothing and is left alone.
 
 from __future__ import annotations
 
-from tfdeploy import registry
+from tfdeploy.compiler.patterns import Dataflow, builtin, fused_step, replace
 from tfdeploy.compiler.plan import Plan, Step
 
 
@@ -29,56 +29,47 @@ def _cast(st: Step, src: str, dst: str) -> bool:
     a = st.attrs
     return st.op == "Cast" and len(st.ins) == 1 and len(st.outs) == 1 and \
         st.outs[0][0] == 0 and a.get("SrcT") == src and a.get("DstT") == dst and \
-        not a.get("Truncate") and registry.runs_builtin("Cast")
+        not a.get("Truncate") and builtin(st)
+
+
+def _next(flow: Dataflow, st: Step) -> Step | None:
+    """The only reader of ``st``'s output, if it reads it as its only input."""
+    v = st.outs[0][1]
+    r = flow.only_reader(v)
+    return r if r is not None and r.ins == (v,) else None
 
 
 def run(plan: Plan, ctx=None) -> Plan:
     """The plan with each run of float16 chains made one step."""
-    steps = plan.steps
-    pinned = set(plan.fetch_values) | set(plan.feed_values)
-    readers: dict[int, list[int]] = {}
-    for k, st in enumerate(steps):
-        for v in set(st.ins):
-            readers.setdefault(v, []).append(k)
-
-    def next_of(k: int) -> int | None:
-        """The only reader of step ``k``'s output, if it reads it as its only input."""
-        v = steps[k].outs[0][1]
-        r = readers.get(v, ())
-        if v in pinned or len(r) != 1 or steps[r[0]].ins != (v,):
-            return None
-        return r[0]
-
+    flow = Dataflow(plan)
     taken: set[int] = set()
-    replace: dict[int, Step] = {}
-    for k, st in enumerate(steps):
-        if k in taken:
+    groups = []
+    for st in plan.steps:
+        if id(st) in taken:
             continue
         cast_in = _cast(st, "float32", "float16")
         if not cast_in and not _half_chain(st):
             continue
-        run_ = [k]
-        j = next_of(k)
-        while j is not None and _half_chain(steps[j]):
-            run_.append(j)
-            j = next_of(j)
-        cast_out = j is not None and _cast(steps[j], "float16", "float32")
+        group = [st]
+        nxt = _next(flow, st)
+        while nxt is not None and _half_chain(nxt):
+            group.append(nxt)
+            nxt = _next(flow, nxt)
+        cast_out = nxt is not None and _cast(nxt, "float16", "float32")
         if cast_out:
-            run_.append(j)
-        chains = [steps[i] for i in run_ if steps[i].op == "_FusedChain"]
+            group.append(nxt)
+        chains = [g for g in group if g.op == "_FusedChain"]
         if not chains or (len(chains) == 1 and not cast_in and not cast_out):
             continue
-        members = tuple(m for i in run_ for m in (steps[i].members or (steps[i],)))
-        first, last = steps[run_[0]], steps[run_[-1]]
+        taken.update(id(g) for g in group)
+        groups.append((group, chains, cast_in, cast_out))
+    for group, chains, cast_in, cast_out in groups:
+        members = [m for g in group for m in (g.members or (g,))]
         label = "+".join(m.op for m in members)
         attrs = {"chains": [{a: v for a, v in c.attrs.items() if a != "dtype"}
                             for c in chains],
                  "cast_in": cast_in, "cast_out": cast_out,
-                 "_label": f"{label} ({first.name} .. {last.name})"}
-        replace[k] = Step("_HalfStack", first.name, first.ins, last.outs, attrs,
-                          members=members)
-        taken.update(run_)
-    if replace:
-        plan.steps = [replace.get(k, st) for k, st in enumerate(steps)
-                      if k in replace or k not in taken]
+                 "_label": f"{label} ({group[0].name} .. {group[-1].name})"}
+        replace(plan, group, fused_step("_HalfStack", members, group[0].ins,
+                                        group[-1].outs[0][1], attrs))
     return plan

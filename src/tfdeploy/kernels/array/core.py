@@ -90,6 +90,10 @@ def Reshape(tensor, shape):
         raise ValueError(f"Reshape: only one dimension can be -1, got shape {list(s)}")
     if any(d < -1 for d in s):
         raise ValueError(f"Reshape: invalid shape {list(s)}")
+    return _reshape_to(tensor, s)
+
+
+def _reshape_to(tensor, s: tuple[int, ...]):
     try:
         return tensor.reshape(s)
     except ValueError:
@@ -689,11 +693,7 @@ def _reshape(consts):
         return None
 
     def Reshape(tensor):
-        try:
-            return tensor.reshape(s)
-        except ValueError:
-            raise ValueError(f"Reshape: cannot reshape a tensor of shape {list(tensor.shape)} "
-                             f"({tensor.size} elements) to {list(s)}") from None
+        return _reshape_to(tensor, s)
 
     return Reshape
 

@@ -73,17 +73,17 @@ def _gather_v2(consts, *, batch_dims=0):
     def GatherV2_(indices):
         if indices.__class__ is np.ndarray:
             dt = indices.dtype
+            if dt == i32:
+                ix = indices.view(u32)
+            elif dt == i64 and (not indices.size or lowest(indices, None) >= 0):
+                ix = indices
+            else:
+                return GatherV2(params, indices, axis)
             try:
-                if dt == i32:
-                    r = params.take(indices.view(u32), a)
-                elif dt == i64 and (not indices.size or lowest(indices, None) >= 0):
-                    r = params.take(indices, a)
-                else:
-                    r = None
-                if r is not None:
-                    return r if r.__class__ is np.ndarray else np.asarray(r)
+                r = params.take(ix, a)
+                return r if r.__class__ is np.ndarray else np.asarray(r)
             except IndexError:
-                pass
+                pass  # (the generic kernel names the bad index)
         return GatherV2(params, indices, axis)
 
     return GatherV2_

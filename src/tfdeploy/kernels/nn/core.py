@@ -107,26 +107,23 @@ def Softmax(logits):
     # warnings for inf/NaN logits (whose results are NaN, as TF's without oneDNN)
     if logits.shape[-1] == 0:
         return logits.copy()
-    # (the ufuncs' own reduce: ndarray.max/sum go through numpy's Python wrappers)
-    e = logits - np.maximum.reduce(logits, axis=-1, keepdims=True)
-    np.exp(e, out=e)
-    s = np.add.reduce(e, axis=-1, keepdims=True)
+    return softmax_into(logits, np.empty_like(logits))
+
+
+def softmax_into(x, out, _max=np.maximum.reduce, _sub=np.subtract, _exp=np.exp,
+                 _sum=np.add.reduce, _mul=np.multiply, _inv=np.reciprocal):
+    """Softmax of float32/float64 ``x`` over its last axis (not empty) into ``out``, which
+    may be ``x`` itself; returns ``out``. The one implementation: the Softmax kernel, the
+    epilogue of a fused chain and the Dense + softmax closure (``kernels/nn/fused.py``) give
+    the same values. It runs on every call of a classifier head, so the ufuncs are bound as
+    defaults (no global lookups), called positionally, and reduce with their own method
+    (ndarray.max/sum go through numpy's Python wrappers)."""
+    _sub(x, _max(x, -1, None, None, True), out)
+    _exp(out, out)
+    s = _sum(out, -1, None, None, True)
     # times 1/sum, as TF's kernel computes it (and whatever the batch size: a row's result
     # must not depend on the rows beside it)
-    e *= np.reciprocal(s, out=s)
-    return e
-
-
-def softmax_(y, ext=()):
-    """Softmax of float32/float64 ``y`` over its last axis, in place (the epilogue of a fused
-    chain, ``kernels/nn/fused.py``): the same operations as :func:`Softmax`, so the same
-    values."""
-    if y.shape[-1] == 0:
-        return y
-    np.subtract(y, np.maximum.reduce(y, axis=-1, keepdims=True), out=y)
-    np.exp(y, out=y)
-    s = np.add.reduce(y, axis=-1, keepdims=True)
-    return np.multiply(y, np.reciprocal(s, out=s), out=y)
+    return _mul(out, _inv(s, s), out)
 
 
 # --- bias ----------------------------------------------------------------------------------

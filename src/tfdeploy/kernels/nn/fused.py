@@ -26,7 +26,7 @@ import numpy as np
 
 from tfdeploy.kernels.common import op, to_numpy
 from tfdeploy.kernels.math.elementwise import sigmoid_
-from tfdeploy.kernels.nn.core import elu_, leaky_relu_, softmax_
+from tfdeploy.kernels.nn.core import elu_, leaky_relu_, softmax_into
 from tfdeploy.kernels.nn.runner import conv_runner
 from tfdeploy.kernels.nn.scratch import output, scratch
 from tfdeploy.kernels.nn.transformer import gelu_
@@ -121,7 +121,7 @@ def epilogue_op(kind: str, dtype: np.dtype, arg=None) -> Callable:
     if kind == "gelu":
         return lambda y, ext: gelu_(y, arg)
     if kind == "softmax":
-        return softmax_
+        return lambda y, ext: softmax_into(y, y) if y.shape[-1] else y
     raise ValueError(f"unknown epilogue op {kind!r}")
 
 
@@ -342,15 +342,13 @@ def _FusedChain(*, _ctx, core: str, core_attrs: dict, weight: np.ndarray, epilog
 def _dense(chain: FusedChain, softmax: bool = False) -> Callable:
     """A Dense layer (a 2-D product and at most a bias, then a softmax if ``softmax``) as one
     closure over locals: on small batches the cost of the layer is its Python calls, so the
-    common case takes as few as it can (two numpy calls, eight with the softmax, positional
-    arguments only); anything else goes through the chain."""
+    common case takes as few as it can (two numpy calls, eight with the softmax); anything else
+    goes through the chain."""
     w, b, dt, split = chain.matrix, chain.bias, chain.dtype, chain.split_rows
     k = w.shape[0]
     matmul, add, nd = np.matmul, np.add, np.ndarray
 
-    if softmax:  # softmax(x @ w + b), the classic classifier head, as softmax_ computes it
-        maximum, subtract, exp, multiply, reciprocal = \
-            np.maximum.reduce, np.subtract, np.exp, np.multiply, np.reciprocal
+    if softmax:  # softmax(x @ w + b), the classic classifier head
 
         def DenseSoftmax(x, *ext):
             if ext or x.__class__ is not nd or x.dtype is not dt or x.ndim != 2 or \
@@ -359,10 +357,7 @@ def _dense(chain: FusedChain, softmax: bool = False) -> Callable:
             y = matmul(x, w)
             if b is not None:
                 add(y, b, y)
-            subtract(y, maximum(y, -1, None, None, True), y)
-            exp(y, y)
-            s = add.reduce(y, -1, None, None, True)
-            return multiply(y, reciprocal(s, s), y)
+            return softmax_into(y, y)
 
         DenseSoftmax.chain = chain
         return DenseSoftmax
