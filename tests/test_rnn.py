@@ -480,3 +480,70 @@ def test_counted_loop_runs_inlined(n):
     np.testing.assert_array_equal(got[0], a)
     np.testing.assert_array_equal(got[0], want[0])
     assert int(got[1]) == int(want[1]) == n
+
+
+def _cells():
+    from tfdeploy.kernels.nn.rnn import GRUCell, LSTMCell, SimpleRNNCell
+
+    return {"lstm": LSTMCell(_w(3, 8), _w(2, 8), _w(8), None),
+            "gru": GRUCell(_w(3, 12), _w(4, 12), _w(12), _w(12), True, None),
+            "gru_reset_before": GRUCell(_w(3, 12), _w(4, 12), _w(12), None, False, None),
+            "simple": SimpleRNNCell(_w(3, 5), _w(5, 5), None, None)}
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "gru_reset_before", "simple"])
+def test_batch_one_row_layout(name):
+    """At batch 1 a cell computes in the row layout (its own products and scratch row): the
+    same results as the transposed layout of larger batches, called or projected, and
+    several steps in a row (each step's states fed to the next)."""
+    from tfdeploy.runtime.tensorlist import TensorList
+
+    cell = _cells()[name]
+    xs = [_w(2, 3) for _ in range(4)]
+    n_states = 2 if name == "lstm" else 1
+    one = [np.zeros((1, cell.units), np.float32)] * n_states
+    two = [np.zeros((2, cell.units), np.float32)] * n_states
+    lst1 = TensorList.of([x[:1] for x in xs], np.float32)
+    p1, p2 = cell.project(lst1), cell.project(TensorList.of(xs, np.float32))
+    g = cell.row[1]  # gates * units
+    assert p1.shape == (4, 1, g) and p2.shape == (4, g, 2)
+    called = list(one)
+    for t, x in enumerate(xs):
+        out = cell(x[:1], *called)
+        called = list(out) if isinstance(out, tuple) else [out]
+        for p, lst in ((p1, lst1), (None, lst1)):
+            got = cell.projected(p, lst, np.int32(t), *one)
+            got = list(got) if isinstance(got, tuple) else [got]
+            want = cell(x[:1], *one)
+            want = list(want) if isinstance(want, tuple) else [want]
+            for a, b in zip(got, want):
+                np.testing.assert_array_equal(a, b)
+        out = cell.projected(p2, None, np.int32(t), *two)
+        two = list(out) if isinstance(out, tuple) else [out]
+        one = [s[:1] for s in two]
+        for a, b in zip(called, one):
+            assert a.shape == b.shape == (1, cell.units) and a.dtype == np.float32
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_batch_one_scratch_is_per_thread():
+    """The scratch row of the batch-1 layout is per thread: one cell stepped by several
+    threads at once gives each its own results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cell = _cells()["lstm"]
+    xs = [_w(1, 3) for _ in range(8)]
+    zero = np.zeros((1, 2), np.float32)
+
+    def run(x):
+        h = c = zero
+        for _ in range(3000):
+            h, c = cell(x, h, c)
+        return h, c
+
+    want = [run(x) for x in xs]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(run, xs))
+    for (a, b), (c, d) in zip(got, want):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, d)

@@ -14,6 +14,11 @@ layout choices make those calls cheap:
   once at load, so one tanh covers every gate, then two in-place ops finish the sigmoids. The
   result differs from 1 / (1 + exp(-x)) by a few float32 ulps of 1 (absolute), well inside TF's
   tolerance for these layers (its own CPU kernels use other approximations again).
+- At batch 1 a step is some ten numpy calls on a few hundred values, each ~0.3 us of call
+  overhead: the layout is a row instead ((1, gates * units), the same memory), which takes
+  the cheaper vector-matrix product (h R: 1.2 us against 1.5 for R^T h^T). The
+  pre-activations go into a per-thread scratch row whose gate views are made once; multiplying
+  by a 0.5 row of the gates' size costs 0.28 us against 0.45 for a 0.5 scalar.
 
 The weights arrive in Keras' own layout (``kernel`` (input, gates * units), ``recurrent_kernel``
 (units, gates * units), gates in Keras' order: LSTM i, f, g, o; GRU z, r, h); the pass has put
@@ -23,6 +28,8 @@ steps' own kernels (``fallback``), which also raise TF's errors.
 """
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 
@@ -50,8 +57,8 @@ def _prepared(w: np.ndarray, order, n_sigmoid: int, units: int) -> np.ndarray:
 class _Cell:
     """What both cells share: prepared weights, the fast path's checks, the fallback."""
 
-    __slots__ = ("dtype", "units", "depth", "w", "wt", "rt", "bias", "wt_bias", "half",
-                 "fallback", "name")
+    __slots__ = ("dtype", "units", "depth", "w", "wt", "rt", "rr", "row", "bias", "bias_row",
+                 "wt_bias", "half", "halves", "fallback", "name", "_local")
 
     def __init__(self, kernel, units: int, fallback, name: str):
         self.dtype = kernel.dtype
@@ -60,6 +67,26 @@ class _Cell:
         self.half = np.full((), 0.5, kernel.dtype)
         self.fallback = fallback
         self.name = name
+        self._local = threading.local()
+
+    def _set_recurrent(self, rt: np.ndarray, n_sigmoid: int) -> None:
+        """The prepared recurrent kernel ``rt`` (gates * units, units), its row form ``rr``
+        (units, gates * units) and the 0.5 row of the sigmoid gates (batch 1)."""
+        self.rt = rt
+        self.rr = np.ascontiguousarray(rt.T)
+        self.halves = np.full((1, n_sigmoid * self.units), 0.5, self.dtype)
+
+    def _scratch(self):
+        """This thread's scratch row (1, gates * units) and its views (``_views``)."""
+        try:
+            return self._local.views
+        except AttributeError:
+            z = np.empty((1, self.rr.shape[1]), self.dtype)
+            views = self._local.views = (z, *self._views(z))
+            return views
+
+    def _views(self, z) -> tuple:
+        return ()
 
     def _set_input(self, wt: np.ndarray, bias: np.ndarray | None) -> None:
         """The prepared input kernel (gates * units, depth) and bias (gates * units, 1);
@@ -67,7 +94,9 @@ class _Cell:
         (``project``), and ``wt`` is a view of it; ``w``: the kernel untransposed (a matrix
         product of contiguous operands is faster: ``project`` at batch 1)."""
         self.bias = bias
+        self.bias_row = None if bias is None else np.ascontiguousarray(bias.T)
         self.w = np.ascontiguousarray(wt.T)
+        self.row = (1, wt.shape[0])  # (a batch-1 input part's shape)
         self.wt_bias = None if bias is None else np.concatenate([wt, bias], axis=1)
         self.wt = wt if bias is None else self.wt_bias[:, :-1]
 
@@ -90,16 +119,38 @@ class _Cell:
         x = lst.get(i) if 0 <= i < len(lst) else None
         if x is None or not self._takes(x, *states):
             raise TypeError("not for the fast path")
-        xp = np.dot(self.wt, x.T)
+        return self._input(x)
+
+    def _input(self, x):
+        """The prepared input part of ``x`` (batch, depth): (gates * units, batch), or at batch
+        1 the row (1, gates * units)."""
+        if x.shape[0] == 1:
+            xp = np.dot(x, self.w)
+            if self.bias is not None:
+                np.add(xp, self.bias_row, xp)
+            return xp
+        xp = np.dot(self.wt, x.T)  # (np.dot: a little faster than np.matmul on small matrices)
         if self.bias is not None:
-            np.add(xp, self.bias, out=xp)
+            np.add(xp, self.bias, xp)
         return xp
+
+    def _fits(self, x, h, c=None) -> bool:
+        """Whether the projected step takes ``x`` (``_input``'s layout), the state ``h`` and
+        (LSTM) ``c``: every step checks, so the common case (numpy's own dtype object)
+        is decided by identity first."""
+        shape, dt = h.shape, self.dtype
+        if len(shape) != 2 or shape[1] != self.units or h.dtype is not dt and h.dtype != dt:
+            return False
+        if c is not None and (c.shape != shape or c.dtype is not dt and c.dtype != dt):
+            return False
+        return x.shape == (self.row if shape[0] == 1 else (self.row[1], shape[0]))
 
     def project(self, lst):
         """The prepared input parts of every element of the list ``lst``, (length, gates *
-        units, batch): x W + b for each; None if the list is empty or its elements are not
-        all set, of one (batch, depth) shape and the weights' dtype, or the result would be
-        larger than ``PROJECTION_LIMIT_BYTES`` (each step then projects its element).
+        units, batch) (at batch 1 (length, 1, gates * units)): x W + b for each; None if the
+        list is empty or its elements are not all set, of one (batch, depth) shape and the
+        weights' dtype, or the result would be larger than ``PROJECTION_LIMIT_BYTES`` (each
+        step then projects its element).
 
         At batch 1 that is one matrix product. Above, a product per element into the
         transposed layout (numpy loops over them in C), the bias a column of the weight
@@ -124,8 +175,8 @@ class _Cell:
         if b == 1:
             y = np.dot(x, self.w)
             if self.bias is not None:
-                np.add(y, self.bias.T, out=y)
-            return y.reshape(n, y.shape[1], 1)
+                np.add(y, self.bias_row, out=y)
+            return y.reshape(n, 1, y.shape[1])
         x = x.reshape(n, b, d).transpose(0, 2, 1)
         if self.bias is None:
             return np.matmul(self.wt, x)
@@ -147,19 +198,19 @@ class LSTMCell(_Cell):
     def __init__(self, kernel, recurrent_kernel, bias, fallback, name="_LSTMCell"):
         units = recurrent_kernel.shape[0]
         super().__init__(kernel, units, fallback, name)
-        self.rt = _prepared(recurrent_kernel, _LSTM_ORDER, 3, units)
+        self._set_recurrent(_prepared(recurrent_kernel, _LSTM_ORDER, 3, units), 3)
         self._set_input(_prepared(kernel, _LSTM_ORDER, 3, units),
                         None if bias is None or not np.any(bias) else
                         _prepared(bias.reshape(1, -1), _LSTM_ORDER, 3, units))
 
+    def _views(self, z) -> tuple:
+        n = self.units  # the sigmoid gates, then i, f, o, g
+        return z[:, :3 * n], z[:, :n], z[:, n:2 * n], z[:, 2 * n:3 * n], z[:, 3 * n:]
+
     def __call__(self, x, h, c):
         if not self._takes(x, h, c):
             return self.fallback(x, h, c)
-        z = np.dot(self.wt, x.T)  # (np.dot: a little faster than np.matmul on small matrices)
-        np.add(z, np.dot(self.rt, h.T), out=z)
-        if self.bias is not None:
-            np.add(z, self.bias, out=z)
-        return self.gates(z, c)
+        return self._step(self._input(x), h, c)
 
     def projected(self, p, lst, t, h, c):
         """The step reading its input part, row ``t`` of ``p = project(lst)`` (or, ``p`` None,
@@ -167,28 +218,41 @@ class LSTMCell(_Cell):
         try:
             i = int(t)
             x = p[i] if p is not None else self._part(lst, i, h, c)
-            shape = (x.shape[1], self.units)
-            ok = i >= 0 and h.shape == shape == c.shape and h.dtype == self.dtype == c.dtype
+            ok = i >= 0 and self._fits(x, h, c)
         except (TypeError, IndexError, AttributeError):
             ok = False
         if not ok:
             return self.fallback(p, lst, t, h, c)
-        z = np.dot(self.rt, h.T)
-        np.add(z, x, out=z)
-        return self.gates(z, c)
+        return self._step(x, h, c)
 
-    def gates(self, z, c):
-        """The step from the transposed, prepared pre-activations ``z`` (4 units, batch)."""
-        n, half = self.units, self.half
-        np.tanh(z, out=z)
+    def _step(self, x, h, c):
+        """The step from the prepared input part ``x`` (``_input``'s layout)."""
+        if h.shape[0] == 1:  # the row layout, in this thread's scratch row
+            z, s, zi, zf, zo, zg = self._scratch()
+            halves = self.halves
+            np.dot(h, self.rr, z)
+            np.add(z, x, z)
+            np.tanh(z, z)
+            np.multiply(s, halves, s)
+            np.add(s, halves, s)
+            c_new = np.multiply(zf, c)
+            t = np.multiply(zi, zg)
+            np.add(c_new, t, c_new)
+            np.tanh(c_new, t)
+            np.multiply(t, zo, t)
+            return t, c_new
+        n, half = self.units, self.half  # the transposed layout (4 units, batch)
+        z = np.dot(self.rt, h.T)
+        np.add(z, x, z)
+        np.tanh(z, z)
         s = z[:3 * n]
-        np.multiply(s, half, out=s)
-        np.add(s, half, out=s)
+        np.multiply(s, half, s)
+        np.add(s, half, s)
         c_new = np.multiply(z[n:2 * n], c.T)
         t = np.multiply(z[:n], z[3 * n:])
-        np.add(c_new, t, out=c_new)
-        np.tanh(c_new, out=t)
-        np.multiply(t, z[2 * n:3 * n], out=t)
+        np.add(c_new, t, c_new)
+        np.tanh(c_new, t)
+        np.multiply(t, z[2 * n:3 * n], t)
         return t.T, c_new.T
 
 
@@ -197,7 +261,7 @@ class GRUCell(_Cell):
     n = tanh of the input and recurrent parts; reset_after: n = tanh(x Wh + bh + r (h Rh +
     bh')), else n = tanh(x Wh + bh + (r h) Rh)."""
 
-    __slots__ = ("reset_after", "rt_h", "bias_h")
+    __slots__ = ("reset_after", "rt_h", "rr_h", "bias_h", "bias_h_row")
 
     def __init__(self, kernel, recurrent_kernel, bias, recurrent_bias, reset_after: bool,
                  fallback, name="_GRUCell"):
@@ -206,8 +270,9 @@ class GRUCell(_Cell):
         order = (0, 1, 2)
         self.reset_after = reset_after
         rt = _prepared(recurrent_kernel, order, 2, units)
-        self.rt = rt if reset_after else rt[:2 * units]
+        self._set_recurrent(rt if reset_after else rt[:2 * units], 2)
         self.rt_h = None if reset_after else rt[2 * units:]
+        self.rr_h = None if reset_after else np.ascontiguousarray(self.rt_h.T)
         # the recurrent biases of z and r add to the input's; that of n is multiplied by r
         b = np.zeros(3 * units, np.float64)
         if bias is not None:
@@ -221,14 +286,17 @@ class GRUCell(_Cell):
                         if np.any(b) else None)
         self.bias_h = None if bh is None or not np.any(bh) else \
             np.ascontiguousarray(bh.reshape(-1, 1))
+        self.bias_h_row = None if self.bias_h is None else \
+            np.ascontiguousarray(self.bias_h.T)
+
+    def _views(self, z) -> tuple:
+        n = self.units  # z and r, z, r, and (reset_after) the recurrent part of n
+        return z[:, :2 * n], z[:, :n], z[:, n:2 * n], z[:, 2 * n:]
 
     def __call__(self, x, h):
         if not self._takes(x, h):
             return self.fallback(x, h)
-        xp = np.dot(self.wt, x.T)
-        if self.bias is not None:
-            np.add(xp, self.bias, out=xp)
-        return self.step(xp, h)
+        return self.step(self._input(x), h)
 
     def projected(self, p, lst, t, h):
         """The step reading its input part, row ``t`` of ``p = project(lst)`` (or, ``p`` None,
@@ -236,7 +304,7 @@ class GRUCell(_Cell):
         try:
             i = int(t)
             x = p[i] if p is not None else self._part(lst, i, h)
-            ok = i >= 0 and h.shape == (x.shape[1], self.units) and h.dtype == self.dtype
+            ok = i >= 0 and self._fits(x, h)
         except (TypeError, IndexError, AttributeError):
             ok = False
         if not ok:
@@ -244,7 +312,9 @@ class GRUCell(_Cell):
         return self.step(x, h)
 
     def step(self, xp, h):
-        """The step from the transposed, prepared input part ``xp`` (3 units, batch)."""
+        """The step from the prepared input part ``xp`` (``_input``'s layout)."""
+        if h.shape[0] == 1:
+            return self._row(xp, h)
         n, half = self.units, self.half
         ht = h.T
         if self.reset_after:
@@ -270,6 +340,28 @@ class GRUCell(_Cell):
         np.add(out, hh, out=out)
         return out.T
 
+    def _row(self, xp, h):
+        """The step at batch 1: ``xp`` the row (1, 3 units), in this thread's scratch row."""
+        y, zr, z, r, hh = self._scratch()
+        n2, halves = 2 * self.units, self.halves
+        np.dot(h, self.rr, y)
+        np.add(zr, xp[:, :n2], zr)
+        np.tanh(zr, zr)
+        np.multiply(zr, halves, zr)
+        np.add(zr, halves, zr)
+        if self.reset_after:
+            if self.bias_h_row is not None:
+                np.add(hh, self.bias_h_row, hh)
+            hn = np.multiply(hh, r)
+        else:
+            hn = np.dot(np.multiply(r, h), self.rr_h)
+        np.add(hn, xp[:, n2:], hn)
+        np.tanh(hn, hn)
+        out = np.subtract(h, hn)
+        np.multiply(out, z, out)
+        np.add(out, hn, out)
+        return out
+
 
 class SimpleRNNCell(_Cell):
     """``h' = cell(x, h)``: h' = tanh(x W + h R + b)."""
@@ -279,7 +371,7 @@ class SimpleRNNCell(_Cell):
     def __init__(self, kernel, recurrent_kernel, bias, fallback, name="_SimpleRNNCell"):
         units = recurrent_kernel.shape[0]
         super().__init__(kernel, units, fallback, name)
-        self.rt = _prepared(recurrent_kernel, (0,), 0, units)
+        self._set_recurrent(_prepared(recurrent_kernel, (0,), 0, units), 0)
         self._set_input(_prepared(kernel, (0,), 0, units),
                         None if bias is None or not np.any(bias) else
                         _prepared(bias.reshape(1, -1), (0,), 0, units))
@@ -287,11 +379,7 @@ class SimpleRNNCell(_Cell):
     def __call__(self, x, h):
         if not self._takes(x, h):
             return self.fallback(x, h)
-        z = np.dot(self.wt, x.T)
-        np.add(z, np.dot(self.rt, h.T), out=z)
-        if self.bias is not None:
-            np.add(z, self.bias, out=z)
-        return np.tanh(z, out=z).T
+        return self._step(self._input(x), h)
 
     def projected(self, p, lst, t, h):
         """The step reading its input part, row ``t`` of ``p = project(lst)`` (or, ``p`` None,
@@ -299,14 +387,18 @@ class SimpleRNNCell(_Cell):
         try:
             i = int(t)
             x = p[i] if p is not None else self._part(lst, i, h)
-            ok = i >= 0 and h.shape == (x.shape[1], self.units) and h.dtype == self.dtype
+            ok = i >= 0 and self._fits(x, h)
         except (TypeError, IndexError, AttributeError):
             ok = False
         if not ok:
             return self.fallback(p, lst, t, h)
-        z = np.dot(self.rt, h.T)
-        np.add(z, x, out=z)
-        return np.tanh(z, out=z).T
+        return self._step(x, h)
+
+    def _step(self, x, h):
+        z = np.dot(h, self.rr) if h.shape[0] == 1 else np.dot(self.rt, h.T)
+        np.add(z, x, z)
+        np.tanh(z, z)
+        return z if h.shape[0] == 1 else z.T
 
 
 @op("_LSTMCell", internal=True, needs_context=True)
