@@ -11,9 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from tfdeploy.kernels.common import op
-from tfdeploy.kernels.special.erf_gamma import Erf, Erfc
+from tfdeploy.kernels.special.erf_gamma import Erf, Erfc, gelu_erfc_
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_F32 = _FLOATS[0]
 
 
 def _reduce_mean(x: np.ndarray, axis: int) -> np.ndarray:
@@ -54,6 +55,8 @@ def gelu_(y: np.ndarray, approximate: str) -> np.ndarray:
     (``0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))``)."""
     t = y.dtype.type
     if approximate == "erfc":
+        if y.dtype is _F32 and y.flags.c_contiguous:  # (one rounding of the exact value)
+            return gelu_erfc_(y)
         e = Erfc(np.multiply(y, t(-0.7071067811865476)))
         np.multiply(y, t(0.5), out=y)
         return np.multiply(y, e, out=y)

@@ -289,6 +289,59 @@ def _erfc(x: np.ndarray, tier: _Tier) -> np.ndarray:
     return np.where(x < 0, 2 - out, out)  # (three calls: boolean indexing takes longer)
 
 
+# --- GELU (erfc form), float32 ---------------------------------------------------------------
+# 0.5 y erfc(-y / sqrt 2) = max(y, 0) - 0.5 |y| erfc(|y| / sqrt 2) (erfc(-a) = 2 - erfc(a)), with
+# erfc(a) = t exp(-a^2 + P(t)), t = 2 / (2 + a) as in ``_erfc_pos``: here t = 2 sqrt 2 / (2 sqrt 2
+# + |y|), and the 0.5 folds into P's constant term (- log 2). The coefficients are 0-d float64
+# arrays: numpy adds one to an array faster than a float64 scalar (0.55 against 0.75 us on 2048
+# values), and the Horner steps are most of the work.
+_SQRT8 = np.array(2 * math.sqrt(2))
+#: |y| above which 0.5 |y| erfc(|y| / sqrt 2) < 1e-48 (0 in float32): a = 10.5, as erfc_limit
+_GELU_CLAMP = np.array(10.5 * math.sqrt(2))
+_GELU_POLY = tuple(np.array(c - (math.log(2) if k == 0 else 0.0))
+                   for k, c in enumerate(_ERFC_FAST))
+_HALF = np.array(0.5)
+_ZERO = np.array(0.0)
+
+
+def gelu_erfc_(y: np.ndarray) -> np.ndarray:
+    """GELU's erfc form ``0.5 y erfc(-y / sqrt 2)`` of a C-contiguous float32 array, in place:
+    computed in float64 (relative error < 1e-8 before the one rounding to float32), in
+    blocks that stay in cache. +inf gives inf, -inf NaN (-inf * erfc(inf) = -inf * 0), as the
+    unfused ops do."""
+    flat = y.reshape(-1)
+    with np.errstate(all="ignore"):
+        for i in range(0, flat.size, _BLOCK):
+            _gelu_block(flat[i:i + _BLOCK])
+    return y
+
+
+def _gelu_block(y: np.ndarray) -> None:
+    x = y.astype(np.float64)
+    m = np.abs(x)
+    total = np.add.reduce(m)  # (inf or NaN: an infinity may be in there)
+    np.minimum(m, _GELU_CLAMP, out=m)
+    t = np.add(m, _SQRT8)
+    np.divide(_SQRT8, t, out=t)
+    c = _GELU_POLY
+    r = np.multiply(t, c[-1])
+    r += c[-2]
+    for k in range(len(c) - 3, -1, -1):
+        r *= t
+        r += c[k]
+    q = np.multiply(m, m)
+    q *= _HALF
+    r -= q
+    np.exp(r, out=r)
+    r *= t
+    r *= m
+    np.maximum(_ZERO, x, out=x)  # (0 first: -0.0 stays -0.0, as 0.5 * -0.0 * erfc(0))
+    x -= r
+    if not total < math.inf:
+        x[y == -np.inf] = np.nan
+    np.copyto(y, x, casting="same_kind")
+
+
 # --- kernels --------------------------------------------------------------------------------
 
 @op("Lgamma")
