@@ -253,3 +253,34 @@ def test_gelu_erfc_float32_within_one_ulp_of_exact():
     np.testing.assert_array_equal(out, want)
     real = ~np.isnan(want)  # (a NaN's sign bit is not part of the result)
     assert np.array_equal(np.signbit(out[real]), np.signbit(want[real]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rms", [False, True])
+def test_layer_norm_row_products_match_reductions(dtype, rms):
+    """``_LayerNorm`` over the last axis of a contiguous array takes its means as products
+    with a column of 1 / n; other layouts reduce. Both agree, with and without gamma/beta,
+    from a vector to batches of rows, and on offsets far larger than the spread."""
+    from tfdeploy.kernels.nn.transformer import _LayerNorm
+
+    for shape in ((7,), (3, 5), (2, 16, 64), (4, 1, 33)):
+        n = shape[-1]
+        x = (RNG.standard_normal(shape) * 3 + 100).astype(dtype)
+        gamma, beta = RNG.uniform(0.5, 2, n).astype(dtype), RNG.standard_normal(n).astype(dtype)
+        kw = {"epsilon": 1e-3, "gamma": gamma, "rms": rms}
+        if not rms:
+            kw["beta"] = beta
+        fast = _LayerNorm(x, **kw)
+        slow = _LayerNorm(np.asfortranarray(x), **kw)  # (not C-contiguous: the reductions)
+        assert fast.shape == slow.shape == shape and fast.dtype == slow.dtype == dtype
+        xd = x.astype(np.float64)
+        centred = xd if rms else xd - xd.mean(-1, keepdims=True)
+        want = centred / np.sqrt((centred ** 2).mean(-1, keepdims=True) + 1e-3) * gamma
+        if not rms:
+            want += beta
+        # (float32: the offset costs ~offset / spread * eps in the centred values, either way)
+        tol = 5e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(fast, want, rtol=tol, atol=tol)
+        np.testing.assert_allclose(slow, want, rtol=tol, atol=tol)
+    empty = np.zeros((0, 4), dtype)
+    assert _LayerNorm(empty, epsilon=1e-3).shape == (0, 4)

@@ -8,6 +8,8 @@ number of numpy calls, not the arithmetic.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from tfdeploy.kernels.common import op
@@ -22,25 +24,52 @@ def _reduce_mean(x: np.ndarray, axis: int) -> np.ndarray:
     return np.divide(r, r.dtype.type(x.shape[axis]), out=r)
 
 
+@functools.lru_cache(maxsize=64)
+def _mean_column(n: int, dtype: np.dtype) -> np.ndarray:
+    """The (n, 1) column of 1 / n: a row's mean as one matrix-vector product."""
+    v = np.full((n, 1), 1.0 / n, dtype)
+    v.setflags(write=False)
+    return v
+
+
 @op("_LayerNorm", internal=True)
 def _LayerNorm(x, *, axis: int = -1, epsilon: float, gamma=None, beta=None,
                rms: bool = False):
     """Layer normalization over ``axis``: ``(x - mean) * rsqrt(var + eps) * gamma + beta``,
     or with ``rms`` (RMSNorm) ``x * rsqrt(mean(x^2) + eps) * gamma``; ``gamma``/``beta``
     None when the layer has none. (Keras computes ``x * s + (beta - mean * s)``; this
-    differs from it by a rounding.)"""
+    differs from it by a rounding.)
+
+    Over the last axis of a contiguous array, the means are products with a column of 1 / n
+    (``np.dot`` on the rows: 0.6 us against 1.5 for a reduction and a division at 16 x 64)."""
     if x.dtype not in _FLOATS:
         raise TypeError(f"_LayerNorm: expected float32/float64, got {x.dtype}")
-    if rms:
+    n = x.shape[axis] if x.ndim else 0
+    if n and x.size and axis in (-1, x.ndim - 1) and x.flags.c_contiguous:
+        rows = x.reshape(-1, n)
+        v = _mean_column(n, x.dtype)
+        if rms:
+            var = np.dot(np.multiply(rows, rows), v)
+            d = None
+        else:
+            d = np.subtract(rows, np.dot(rows, v))
+            var = np.dot(np.multiply(d, d), v)
+        var += x.dtype.type(epsilon)
+        np.sqrt(var, out=var)
+        d = np.divide(rows, var) if d is None else np.divide(d, var, out=d)
+        d = d.reshape(x.shape)
+    elif rms:
         d = np.multiply(x, x)
         var = _reduce_mean(d, axis)
-        np.copyto(d, x)
+        var += x.dtype.type(epsilon)
+        np.sqrt(var, out=var)
+        d = np.divide(x, var, out=d)
     else:
         d = np.subtract(x, _reduce_mean(x, axis))
         var = _reduce_mean(np.multiply(d, d), axis)
-    var += x.dtype.type(epsilon)
-    np.sqrt(var, out=var)
-    np.divide(d, var, out=d)
+        var += x.dtype.type(epsilon)
+        np.sqrt(var, out=var)
+        np.divide(d, var, out=d)
     if gamma is not None:
         np.multiply(d, gamma, out=d)
     if beta is not None:
