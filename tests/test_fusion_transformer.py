@@ -284,3 +284,56 @@ def test_layer_norm_row_products_match_reductions(dtype, rms):
         np.testing.assert_allclose(slow, want, rtol=tol, atol=tol)
     empty = np.zeros((0, 4), dtype)
     assert _LayerNorm(empty, epsilon=1e-3).shape == (0, 4)
+
+
+@pytest.mark.parametrize("form", ["scale", "divisor", "both", "none", "additive_mask",
+                                  "bool_mask_keeps", "bool_mask_drops"])
+def test_attention_kernel_softmax_down_the_keys(form):
+    """``_Attention`` takes its softmax on the scores transposed (keys first): the same as
+    the plain computation for every scaling and mask form, a query's result the same
+    whatever the batch beside it, and empty scores handled as numpy does."""
+    from tfdeploy.kernels.nn.transformer import _Attention
+
+    def ref(q, k, v, scale=None, divisor=None, mask=None, fill=None, keeps=True):
+        s = np.einsum("bthd,bshd->bhts", q.astype(np.float64), k.astype(np.float64))
+        s = s * (scale if scale is not None else 1) / (divisor if divisor is not None else 1)
+        if fill is not None:
+            s = np.where(mask if keeps else ~mask, s, fill)
+        elif mask is not None:
+            s = s + mask
+        p = np.exp(s - s.max(-1, keepdims=True))
+        p /= p.sum(-1, keepdims=True)
+        return np.einsum("bhts,bshd->bthd", p, v.astype(np.float64))
+
+    perms = {"q_perm": (0, 2, 1, 3), "k_perm": (0, 2, 3, 1), "v_perm": (0, 2, 1, 3),
+             "out_perm": (0, 2, 1, 3)}
+    b, t, s_, h, d = 3, 5, 7, 2, 4
+    q, k, v = (RNG.standard_normal((b, n, h, d)).astype(np.float32) for n in (t, s_, s_))
+    causal = np.tril(np.ones((t, s_), bool), k=2)
+    kw, rk = {}, {}
+    if form in ("scale", "both"):
+        kw["scale"] = rk["scale"] = np.float32(0.5)
+    if form in ("divisor", "both"):
+        kw["divisor"] = rk["divisor"] = np.float32(2.0)
+    args = ()
+    if form == "additive_mask":
+        m = np.where(causal, 0, -1e9).astype(np.float32)
+        args, rk["mask"] = (m,), m
+    elif form.startswith("bool"):
+        keeps = form == "bool_mask_keeps"
+        m = causal if keeps else ~causal
+        args = (m,)
+        kw.update(masked_fill=-1e9, mask_keeps=keeps)
+        rk.update(mask=m, fill=-1e9, keeps=keeps)
+    got = _Attention(q, k, v, *args, **perms, **kw)
+    assert got.shape == (b, t, h, d) and got.dtype == np.float32 and got.flags.c_contiguous
+    np.testing.assert_allclose(got, ref(q, k, v, **rk), rtol=1e-5, atol=1e-6)
+    # one query's result does not depend on the batch beside it
+    one = _Attention(q[1:2], k[1:2], v[1:2], *args, **perms, **kw)
+    np.testing.assert_array_equal(one, got[1:2])
+    # no keys: numpy's error, as the plain computation; no queries: an empty result
+    empty = _Attention(q[:, :0], k, v, **perms, **kw)
+    assert empty.shape == (b, 0, h, d)
+    if form == "none":
+        with pytest.raises(ValueError):
+            _Attention(q, k[:, :0], v[:, :0], **perms)
