@@ -328,3 +328,39 @@ def test_constant_table_gather_and_reshape(dt):
     with pytest.raises(td.ExecutionError, match=r"node 'out' \(Reshape\).*cannot reshape a "
                        r"tensor of shape \[2, 2\] \(4 elements\) to \[-1, 3\]"):
         m2(np.zeros((2, 2), np.float32))
+
+
+@pytest.mark.parametrize("dt", [np.int32, np.int64])
+def test_keras_embedding_lookup_is_one_wrapped_take(dt):
+    """Keras 3 Embedding's ``GatherV2(table, where(i < 0, i + n, i))`` runs as one
+    ``_WrappedGather``: the unfused values for indices in [-n, n), and the unfused error,
+    naming the gather, outside; with another n than the table's it is left alone."""
+    table = np.arange(40, dtype=np.float32).reshape(10, 4)
+
+    def model(n):
+        t = {"T": np.dtype(dt).name}
+        return model_of([
+            placeholder("ids", np.dtype(dt).name, None), const("table", table),
+            const("axis", np.int32(0)), const("zero", np.array(0, dt)),
+            const("n", np.array(n, dt)),
+            Node("neg", "Less", ["ids", "zero"], t), Node("add", "AddV2", ["ids", "n"], t),
+            Node("sel", "SelectV2", ["neg", "add", "ids"], t),
+            Node("emb", "GatherV2", ["table", "sel", "axis"],
+                 {"Tparams": "float32", "Tindices": np.dtype(dt).name, "Taxis": "int32",
+                  "batch_dims": 0})], ["ids"], ["emb"])
+
+    m = model(10)
+    ops = [st.op for st in m.plan(np.zeros((2, 3), dt)).steps]
+    assert ops == ["_WrappedGather"], ops
+    plain = m.plan(np.zeros((2, 3), dt), optimize=False)
+    for ids in [np.array([[9, -1, 3], [-10, 3, 0]], dt), np.array(-7, dt),
+                np.zeros((0, 2), dt)]:
+        got = m(ids)
+        np.testing.assert_array_equal(got, plain.run((ids,))[0])
+        np.testing.assert_array_equal(got, table[ids])
+        assert got.flags.writeable and not np.shares_memory(got, table)
+    for bad, shown in ((-11, -1), (10, 10)):
+        with pytest.raises(td.ExecutionError,
+                           match=rf"node 'emb' \(GatherV2\).*index {shown} is not in \[0, 10\)"):
+            m(np.array([[1, bad]], dt))
+    assert "_WrappedGather" not in [st.op for st in model(9).plan(np.zeros(2, dt)).steps]

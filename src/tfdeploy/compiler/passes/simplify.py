@@ -6,16 +6,19 @@
 - the ``Tensordot`` of a Keras Dense layer on a 3-D or higher input, ``Reshape(x, [M, K])``,
   ``MatMul`` by a constant ``[K, N]`` weight, ``Reshape`` to ``x.shape[:-1] + [N]``: one
   ``BatchMatMulV2`` of ``x`` by the weight (numpy's matmul takes the leading dims as a batch),
-  which ``fuse_conv`` then fuses with its bias and activation.
+  which ``fuse_conv`` then fuses with its bias and activation;
+- Keras 3 Embedding's lookup, ``GatherV2(table, SelectV2(Less(i, 0), AddV2(i, n), i), 0)``
+  with n the table's length: one ``_WrappedGather(i)`` (``np.take`` wraps a negative index).
 
-It needs the shapes ``specialize`` records, so it rewrites specialized plans only.
+Except the last, these need the shapes ``specialize`` records, so they rewrite specialized
+plans only.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from tfdeploy.compiler.patterns import Dataflow, builtin, rename
+from tfdeploy.compiler.patterns import Dataflow, builtin, fused_step, rename, replace
 from tfdeploy.compiler.plan import Plan, Step
 
 _NOOP = ("Transpose", "Reshape", "ExpandDims", "Squeeze")
@@ -58,7 +61,39 @@ def _tensordot(st: Step, flow: Dataflow, plan: Plan):
     return x, w, (inner, mm, st)
 
 
+def _wrapped_gathers(plan: Plan) -> None:
+    """Keras 3 Embedding's negative-index fix-up and its gather as one ``_WrappedGather``."""
+    flow = Dataflow(plan)
+    for st in list(plan.steps):
+        if st.op != "GatherV2" or not builtin(st) or len(st.ins) != 3 or \
+                st.attrs.get("batch_dims", 0) != 0:
+            continue
+        table, axis = flow.const(st.ins[0]), flow.const(st.ins[2])
+        sel = flow.step(st.ins[1], "SelectV2")
+        if table is None or table.ndim < 1 or table.dtype.kind == "O" or axis is None or \
+                axis.ndim or int(axis) not in (0, -table.ndim) or sel is None or \
+                flow.only_reader(st.ins[1]) is not st:
+            continue
+        cond, shifted, i = sel.ins
+        less, add = flow.step(cond, "Less"), flow.step(shifted, "AddV2")
+        if less is None or add is None or less.ins[0] != i or \
+                flow.only_reader(cond) is not sel or flow.only_reader(shifted) is not sel:
+            continue
+        zero, n = flow.const(less.ins[1]), None
+        if add.ins[0] == i:
+            n = flow.const(add.ins[1])
+        elif add.ins[1] == i:
+            n = flow.const(add.ins[0])
+        if zero is None or n is None or zero.ndim or n.ndim or zero.dtype.kind != "i" or \
+                n.dtype.kind != "i" or int(zero) != 0 or int(n) != table.shape[0]:
+            continue
+        members = [less, add, sel, st]
+        replace(plan, members, fused_step("_WrappedGather", members, (i,), st.outs[0][1],
+                                          {"params": table}))
+
+
 def run(plan: Plan, ctx=None) -> Plan:
+    _wrapped_gathers(plan)
     if not plan.shapes:
         return plan
     flow = Dataflow(plan)

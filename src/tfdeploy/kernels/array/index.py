@@ -89,6 +89,27 @@ def _gather_v2(consts, *, batch_dims=0):
     return GatherV2_
 
 
+@op("_WrappedGather", internal=True, needs_context=True)
+def _WrappedGather(*, _ctx=None, params: np.ndarray, _fallback=None):
+    """``params[i]`` along axis 0 for indices in [-n, n), a negative one counting from the
+    end: Keras 3's Embedding, ``GatherV2(table, SelectV2(i < 0, i + n, i))`` (made by
+    ``simplify``), as one ``take`` (which wraps a negative index and raises outside that
+    range; the fused steps then raise TF's error, naming the index). 3 steps, ~3.5 us at 16
+    tokens, into one of ~1."""
+    take = params.take
+
+    def WrappedGather(indices):
+        if indices.__class__ is np.ndarray and indices.dtype.kind == "i":
+            try:
+                r = take(indices, 0)
+                return r if r.__class__ is np.ndarray else np.asarray(r)
+            except IndexError:
+                pass
+        return _fallback(indices)
+
+    return WrappedGather
+
+
 @op("Gather")
 def Gather(params, indices, *, validate_indices=True):
     """Gather: slices of ``params`` along its first dim at ``indices``."""
