@@ -357,3 +357,83 @@ def test_fused_conv_chain_over_threads(ws, split_everything):
     for r in (_r(3, 11, 10, ws[3]), _r(1, 1, 10, ws[3])):
         np.testing.assert_allclose(chain(x, r), np.maximum(y + r, 0), rtol=1e-5, atol=1e-5)
     assert split_everything
+
+
+WINO_CASES = [
+    # (input, output channels, pads)
+    ((1, 8, 8, 5), 7, ((1, 1), (1, 1))),  # SAME, even
+    ((2, 7, 9, 6), 4, ((1, 1), (1, 1))),  # odd rows and columns: partial tiles cropped
+    ((1, 9, 6, 3), 5, ((0, 0), (0, 0))),  # VALID
+    ((3, 6, 7, 4), 6, ((2, 1), (0, 2))),  # asymmetric
+    ((1, 3, 3, 2), 3, ((0, 0), (0, 0))),  # one output pixel
+    ((0, 6, 6, 4), 4, ((1, 1), (1, 1))),  # no images
+]
+
+
+@pytest.mark.parametrize("chunk", [1 << 30, 1], ids=["images", "tile_rows"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", WINO_CASES, ids=[str(i) for i in range(len(WINO_CASES))])
+def test_winograd_3x3(case, dtype, chunk, monkeypatch):
+    """F(2x2, 3x3) gives the convolution (against a float64 loop over taps, to the direct
+    method's accuracy) for every padding and size, in chunks of whole images or of single
+    tile rows, each output row through the epilogue once, in order."""
+    from tfdeploy.kernels.nn import winograd
+
+    monkeypatch.setattr(winograd, "_CHUNK_BYTES", chunk)
+    xs, k, pads = case
+    x, w = _r(*xs, dtype=dtype), _r(3, 3, xs[3], k, dtype=dtype)
+    outs = [xs[1 + i] + sum(pads[i]) - 2 for i in range(2)]
+    want = _reference_conv(x, w, (1, 1), pads, outs)
+    u = winograd.weights(w)
+    assert u.shape == (16, xs[3], k) and u.dtype == dtype and not u.flags.writeable
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    got = winograd.conv3x3(x, u, pads, outs)
+    assert got.shape == want.shape and got.dtype == dtype
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    if xs[0]:
+        rec = _Recorder()
+        got = winograd.conv3x3(x, u, pads, outs, rec)
+        rec.check(got)
+        np.testing.assert_allclose(got, want + 1, rtol=tol, atol=tol)
+
+
+def test_winograd_over_threads(split_everything, monkeypatch):
+    from tfdeploy.kernels.nn import winograd
+
+    monkeypatch.setattr(winograd, "_CHUNK_BYTES", 1)
+    x, w = _r(2, 9, 8, 4), _r(3, 3, 4, 5)
+    pads, outs = ((1, 1), (1, 1)), (9, 8)
+    want = _reference_conv(x, w, (1, 1), pads, outs)
+    rec = _SharedRecorder()
+    got = winograd.conv3x3(x, winograd.weights(w), pads, outs, rec)
+    rec.check(got)
+    assert len(rec.threads) > 1
+    np.testing.assert_allclose(got, want + 1, rtol=1e-5, atol=1e-5)
+
+
+def test_winograd_in_the_conv_runner():
+    """The conv runner takes F(2x2, 3x3) for the 3x3 unit-stride layers where it pays (enough
+    channels and pixels), with the bias and the epilogue, and im2col elsewhere."""
+    from tfdeploy.kernels.nn import winograd
+
+    same = {"strides": [1, 1, 1, 1], "padding": "SAME"}
+    assert winograd.applies((1, 24, 24, 64), (3, 3, 64, 64), np.float32, [1, 1], [1, 1],
+                            ((1, 1), (1, 1)))
+    for xs, ws, st, dt in [((1, 24, 24, 32), (3, 3, 32, 64), [1, 1], np.float32),  # few in
+                           ((1, 8, 8, 64), (3, 3, 64, 64), [1, 1], np.float32),  # few pixels
+                           ((1, 24, 24, 64), (3, 3, 64, 64), [2, 2], np.float32),
+                           ((1, 24, 24, 64), (3, 3, 64, 64), [1, 1], np.float16),
+                           ((1, 24, 24, 64), (5, 5, 64, 64), [1, 1], np.float32)]:
+        assert not winograd.applies(xs, ws, dt, st, [1, 1], ((1, 1), (1, 1)))
+    w, b = _r(3, 3, 64, 64) * np.float32(0.1), _r(64)
+    run = runner.conv_runner("Conv2D", same, w, b)
+    x = _r(2, 24, 23, 64)
+    want = conv.Conv2D(x, w, **same) + b
+    rec = _SharedRecorder()  # (the images may go to two threads)
+    got = run(x, rec)
+    assert run.wino is not None
+    rec.check(got)
+    np.testing.assert_allclose(got, want + 1, rtol=1e-5, atol=1e-5)
+    small = _r(1, 5, 5, 64)  # the same runner, another shape: im2col
+    np.testing.assert_allclose(run(small), conv.Conv2D(small, w, **same) + b, rtol=1e-5,
+                               atol=1e-5)

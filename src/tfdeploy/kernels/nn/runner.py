@@ -21,6 +21,7 @@ from tfdeploy.kernels.nn.conv import (
     explicit_pairs,
     gemm_rows,
 )
+from tfdeploy.kernels.nn import winograd
 from tfdeploy.kernels.nn.depthwise import Epilogue, depthwise_2d
 from tfdeploy.kernels.nn.scratch import output, scratch
 from tfdeploy.runtime import parallel
@@ -80,7 +81,7 @@ class _Runner:
     (a memo of a pure function of the shape, so threads may share it): the attribute parsing
     and checks cost ~20 us a call, as much as a small layer's arithmetic."""
 
-    __slots__ = ("op", "filter", "bias", "augmented", "args", "memo", "tiles")
+    __slots__ = ("op", "filter", "bias", "augmented", "args", "memo", "tiles", "wino")
 
     def __init__(self, op_type: str, attrs: dict, filter: np.ndarray, bias=None):
         a = dict(attrs)
@@ -94,6 +95,7 @@ class _Runner:
         self.augmented = _augmented(filter, bias) if op_type == "Conv2D" else None
         self.memo: dict = {}
         self.tiles: dict = {}  # the depthwise filter tiled per output width (a memo too)
+        self.wino = None  # the filter's Winograd transform, made when a shape first takes it
 
     def __call__(self, x, epilogue: Epilogue | None = None):
         run = self.memo.get((x.shape, x.dtype))
@@ -178,10 +180,23 @@ class _Runner:
                 not any(lo or hi for lo, hi in pads) and x.flags.c_contiguous:
             return _pointwise_run(x.shape, w, outs, self.bias, self.augmented,
                                   None if self.bias is None else np.tile(self.bias, outs[1]))
+        if winograd.applies(x.shape, w.shape, x.dtype, st, dl, pads):
+            if self.wino is None:  # (two threads may both make it: the same values)
+                self.wino = winograd.weights(w)
+            u = self.wino
+            if self.bias is not None:
+                bias, tb = self.bias, np.tile(self.bias, outs[1])
+                return lambda x, ep: winograd.conv3x3(_contiguous(x), u, pads, outs,
+                                                      _biased(ep, bias, tb))
+            return lambda x, ep: winograd.conv3x3(_contiguous(x), u, pads, outs, ep)
         if self.bias is not None:
             bias, tb = self.bias, np.tile(self.bias, outs[1])
             return lambda x, ep: conv_nd(x, w, st, dl, pads, outs, _biased(ep, bias, tb))
         return lambda x, ep: conv_nd(x, w, st, dl, pads, outs, ep)
+
+
+def _contiguous(x: np.ndarray) -> np.ndarray:
+    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
 
 
 def _pointwise_run(shape, w, outs, bias, augmented, tiled):
