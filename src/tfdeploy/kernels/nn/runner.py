@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfdeploy.kernels.common import low_precision
+from tfdeploy.kernels.nn import winograd
 from tfdeploy.kernels.nn.conv import (
     _conv,
     _depthwise,
@@ -21,7 +22,6 @@ from tfdeploy.kernels.nn.conv import (
     explicit_pairs,
     gemm_rows,
 )
-from tfdeploy.kernels.nn import winograd
 from tfdeploy.kernels.nn.depthwise import Epilogue, depthwise_2d
 from tfdeploy.kernels.nn.scratch import output, scratch
 from tfdeploy.runtime import parallel
