@@ -29,7 +29,7 @@ MODE_TEXT = {  # mode -> (title, what it sets)
             "`num_threads` all at 1"),
     "default": ("Default threads", "nothing set: each library's own default (OpenBLAS and "
                 "TensorFlow a thread per core, onnxruntime a thread per physical core, "
-                "LiteRT's Python interpreter 1)"),
+                "LiteRT's Python interpreter 1), each runtime timed in a process of its own"),
 }
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")

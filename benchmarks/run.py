@@ -8,12 +8,13 @@
 
 Each model is converted once for every peer (tfdeploy, onnxruntime via tf2onnx, LiteRT via the
 TFLite converter), then timed in a fresh process per thread mode: ``one`` (pinned to one core,
-every thread pool at 1) and ``default`` (each library's own choice). Inside a process every
-runtime's output is checked against TensorFlow's, then the runtimes that agree are timed
-interleaved. A peer that fails to convert, load, run or agree is shown as failing, with the
-reason. Then cold start, peak memory and tfdeploy's threads under load, each in fresh processes
-(``--extras``). Writes the JSON of every measurement (with the machine and library versions)
-and a PNG chart, and prints markdown tables. See docs/benchmarks.md.
+every thread pool at 1) and ``default`` (each library's own choice, each runtime in a process
+of its own). Inside a process every runtime's output is checked against TensorFlow's, then the
+runtimes that agree are timed interleaved. A peer that fails to convert, load, run or agree is
+shown as failing, with the reason. Then cold start, peak memory and tfdeploy's threads under
+load, each in fresh processes (``--extras``). Writes the JSON of every measurement (with the
+machine and library versions) and a PNG chart, and prints markdown tables. See
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -156,13 +157,30 @@ def convert(name: str, workdir: str, reuse: bool = False) -> dict:
 
 
 def time_case(name: str, mode: str, batches: list[int], workdir: str, args) -> list[dict]:
-    """Time ``name`` in a child process of thread ``mode``; its records (all failing if the
+    """Time ``name`` in thread ``mode``: with one thread, every runtime in one child process,
+    interleaved; with default threads, each runtime in a child process of its own (a peer's
+    pool threads spin on after its calls and would take the cores of the runtime timed next:
+    that measured tfdeploy 15% slower on MobileNetV2 than alone)."""
+    wanted = args.runtimes.split(",")
+    if mode != "default":
+        return _time_process(name, mode, batches, workdir, args, wanted, "")
+    peers = DENSE_PEERS if CASES[name].group == "dense" else KERAS_PEERS
+    records = []
+    for peer in (p for p in peers if p in wanted):
+        records += _time_process(name, mode, batches, workdir, args, [peer],
+                                 "-" + peer.replace(" ", "_"))
+    return records
+
+
+def _time_process(name: str, mode: str, batches: list[int], workdir: str, args, runtimes,
+                  tag: str) -> list[dict]:
+    """The records of ``runtimes`` on ``name``, timed in one child process (all failing if the
     child dies: a crash in one runtime takes the others of that process with it)."""
-    out = os.path.join(workdir, f"time-{name}-{mode}.json")
+    out = os.path.join(workdir, f"time-{name}-{mode}{tag}.json")
     argv = [sys.executable, os.path.join(HERE, "worker.py"), "time", "--case", name, "--dir",
             os.path.join(workdir, name), "--mode", mode, "--out", out, "--min-time",
             str(args.min_time), "--batches", ",".join(map(str, batches)), "--runtimes",
-            args.runtimes]
+            ",".join(runtimes)]
     if args.profile:
         argv.append("--profile")
     cmd, env = mode_command(mode, argv, args.pin_cpu)
@@ -176,12 +194,11 @@ def time_case(name: str, mode: str, batches: list[int], workdir: str, args) -> l
         if r.returncode == 0 and os.path.exists(out):
             with open(out) as f:
                 return json.load(f)
-        why = _crash(r, os.path.join(workdir, f"time-{name}-{mode}.log"))
+        why = _crash(r, os.path.join(workdir, f"time-{name}-{mode}{tag}.log"))
     log(f"  [{mode}] {name}: the timing process failed: {why}")
     peers = DENSE_PEERS if CASES[name].group == "dense" else KERAS_PEERS
     return [{"case": name, "batch": b, "mode": mode, "runtime": p, "status": "fails",
-             "error": f"timing {why}"} for b in batches for p in peers
-            if p in args.runtimes.split(",")]
+             "error": f"timing {why}"} for b in batches for p in peers if p in runtimes]
 
 
 def run_extras(args, workdir: str, status: dict) -> dict:

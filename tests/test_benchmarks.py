@@ -142,3 +142,32 @@ def test_short_error_keeps_the_line_that_says_why():
                               "to be static")
     assert short_error(KeyError("keras_tensor_1")) == "KeyError: 'keras_tensor_1'"
     assert short_error(ValueError("ConverterError: x")) == "ValueError: ConverterError: x"
+
+
+def test_default_threads_time_each_runtime_in_its_own_process(monkeypatch):
+    """With one thread the runtimes of a model share one timing process (interleaved); with
+    default threads each gets its own, so no peer's spinning pool threads take its cores."""
+    import run
+
+    calls = []
+
+    def fake(name, mode, batches, workdir, args, runtimes, tag):
+        calls.append((mode, tuple(runtimes), tag))
+        return [{"case": name, "runtime": p} for p in runtimes]
+
+    monkeypatch.setattr(run, "_time_process", fake)
+
+    class Args:
+        runtimes = "tfdeploy,TF,onnxruntime,LiteRT,numpy"
+
+    recs = run.time_case("mobilenetv2", "one", [1], "/nowhere", Args)
+    assert calls == [("one", ("tfdeploy", "TF", "onnxruntime", "LiteRT", "numpy"), "")]
+    assert len(recs) == 5
+    calls.clear()
+    recs = run.time_case("mobilenetv2", "default", [1], "/nowhere", Args)
+    assert calls == [("default", (p,), f"-{p}") for p in ("tfdeploy", "TF", "onnxruntime",
+                                                            "LiteRT")]
+    assert [r["runtime"] for r in recs] == ["tfdeploy", "TF", "onnxruntime", "LiteRT"]
+    calls.clear()
+    run.time_case("dense", "default", [1], "/nowhere", Args)
+    assert [c[1] for c in calls] == [("tfdeploy",), ("numpy",), ("TF",)]
