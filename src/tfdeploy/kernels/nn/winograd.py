@@ -140,9 +140,12 @@ def _chunk(x, u, pads, out, chunk, epilogue) -> None:
     sr[1] -= m[3]
     sr = sr.reshape(2, 4, nb, nty, tw, k)
     rows = min(oh, 2 * ty1) - 2 * ty0
-    direct = ow == 2 * tw and rows == 2 * nty
-    y = out[b0:b1, 2 * ty0:2 * ty0 + rows] if direct else \
-        scratch("wino_out", nb * 2 * nty * 2 * tw * k, dt).reshape(nb, 2 * nty, 2 * tw, k)
+    # written in place when the chunk's output is whole, contiguous rows (a chunk is whole
+    # images, or rows of one image), else into scratch and cropped
+    y = out[b0:b1, 2 * ty0:2 * ty0 + rows]
+    direct = ow == 2 * tw and rows == 2 * nty and y.flags.c_contiguous
+    if not direct:
+        y = scratch("wino_out", nb * 2 * nty * 2 * tw * k, dt).reshape(nb, 2 * nty, 2 * tw, k)
     y6 = y.reshape(nb, nty, 2, tw, 2, k)
     for o in range(2):
         np.add(sr[o, 0], sr[o, 1], out=y6[:, :, o, :, 0])
