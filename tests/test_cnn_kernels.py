@@ -397,18 +397,25 @@ def test_winograd_3x3(case, dtype, chunk, monkeypatch):
         np.testing.assert_allclose(got, want + 1, rtol=tol, atol=tol)
 
 
-def test_winograd_over_threads(split_everything, monkeypatch):
+@pytest.mark.parametrize("many_tiles", [True, False], ids=["tile_rows", "products"])
+def test_winograd_over_threads(many_tiles, split_everything, monkeypatch):
+    """Over threads: chunks of tile rows (each output row through the epilogue once, on
+    several threads), or, with too few tiles for that, one chunk whose 16 products split."""
     from tfdeploy.kernels.nn import winograd
 
     monkeypatch.setattr(winograd, "_CHUNK_BYTES", 1)
+    monkeypatch.setattr(winograd, "_MIN_TILES", 1 if many_tiles else 128)
     x, w = _r(2, 9, 8, 4), _r(3, 3, 4, 5)
     pads, outs = ((1, 1), (1, 1)), (9, 8)
     want = _reference_conv(x, w, (1, 1), pads, outs)
     rec = _SharedRecorder()
     got = winograd.conv3x3(x, winograd.weights(w), pads, outs, rec)
     rec.check(got)
-    assert len(rec.threads) > 1
     np.testing.assert_allclose(got, want + 1, rtol=1e-5, atol=1e-5)
+    if many_tiles:
+        assert len(rec.threads) > 1
+    else:
+        assert len(rec.ranges) == 1 and (16, 4) in split_everything
 
 
 def test_winograd_in_the_conv_runner():

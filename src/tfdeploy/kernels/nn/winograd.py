@@ -74,8 +74,13 @@ def conv3x3(x: np.ndarray, u: np.ndarray, pads, outs, epilogue=None) -> np.ndarr
     per_row = 16 * tw * max(c, k) * x.itemsize  # transformed bytes of one tile row
     rows = max(1, _CHUNK_BYTES // per_row, -(-_MIN_TILES // tw))
     parts = parallel.blocks(n * th, 2 * ow * 9 * c * k)
-    if parts > 1 and n < parts:  # fewer images than threads: their tile rows split
-        rows = min(rows, -(-th // -(-parts // n)))
+    if parts > 1 and n < parts:
+        if n * th * tw < parts * _MIN_TILES:
+            # too few tiles to split (the products would be short and every thread would
+            # read all of the filter): one chunk, its 16 products split over the threads
+            _chunk(x, u, pads, out, (0, n, 0, th), epilogue, parts)
+            return out
+        rows = min(rows, -(-th // -(-parts // n)))  # the images' tile rows split
     if rows >= th:  # whole images per chunk, as many chunks as threads at least
         imgs = max(1, rows // th)
         if parts > 1:
@@ -96,8 +101,9 @@ def conv3x3(x: np.ndarray, u: np.ndarray, pads, outs, epilogue=None) -> np.ndarr
     return out
 
 
-def _chunk(x, u, pads, out, chunk, epilogue) -> None:
-    """Output tile rows ``ty0:ty1`` of images ``b0:b1`` (see ``conv3x3``)."""
+def _chunk(x, u, pads, out, chunk, epilogue, parts: int = 1) -> None:
+    """Output tile rows ``ty0:ty1`` of images ``b0:b1`` (see ``conv3x3``); ``parts``: threads
+    to split the 16 products over."""
     b0, b1, ty0, ty1 = chunk
     n, h, wd, c = x.shape
     _, oh, ow, k = out.shape
@@ -131,7 +137,11 @@ def _chunk(x, u, pads, out, chunk, epilogue) -> None:
     np.subtract(r[..., 1, :], r[..., 3, :], out=v[:, 3])
     # the 16 products, then the output transform A^T M A: over rows (a), then columns (b)
     m = scratch("wino_m", 16 * t * k, dt).reshape(16, t, k)
-    np.matmul(v.reshape(16, t, c), u, out=m)
+    vm = v.reshape(16, t, c)
+    if parts > 1:
+        parallel.run_blocks(lambda a, b: np.matmul(vm[a:b], u[a:b], out=m[a:b]), 16, parts)
+    else:
+        np.matmul(vm, u, out=m)
     m = m.reshape(4, 4, t, k)
     sr = scratch("wino_s", 2 * 4 * t * k, dt).reshape(2, 4, t, k)
     np.add(m[0], m[1], out=sr[0])
