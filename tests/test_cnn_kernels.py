@@ -444,3 +444,19 @@ def test_winograd_in_the_conv_runner():
     small = _r(1, 5, 5, 64)  # the same runner, another shape: im2col
     np.testing.assert_allclose(run(small), conv.Conv2D(small, w, **same) + b, rtol=1e-5,
                                atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_scaled_pointwise_over_threads(n, split_everything):
+    """A squeeze-excite scale folded into a 1x1 conv's weights (one weight per image) runs
+    its rows over threads, blocks spanning images: the unsplit values, each row through the
+    epilogue once."""
+    w, b = _r(1, 1, 6, 4), _r(4)
+    run = runner.conv_runner("Conv2D", {"strides": [1, 1, 1, 1], "padding": "SAME"}, w, b)
+    f, s = _r(n, 5, 7, 6), _r(n, 1, 1, 6)
+    want = conv.Conv2D(f * s, w, strides=[1, 1, 1, 1], padding="SAME") + b
+    rec = _SharedRecorder()
+    got = run.scaled(f, s, rec)
+    rec.check(got)
+    assert len(rec.threads) > 1
+    np.testing.assert_allclose(got, want + 1, rtol=1e-5, atol=1e-5)

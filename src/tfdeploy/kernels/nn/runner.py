@@ -139,11 +139,23 @@ class _Runner:
         out = output((n, h, wd, co), w.dtype)
         wm = w.reshape(1, c, co)
         ws = np.multiply(wm, s.reshape(n, c, 1))  # [N, C, O]: each image's own weights
-        fm = f.reshape(n, h * wd, c) if f.flags.c_contiguous else \
-            np.ascontiguousarray(f).reshape(n, h * wd, c)
-        np.matmul(fm, ws, out=out.reshape(n, h * wd, co))
-        if epilogue is not None:
-            epilogue(out, 0, n * h * wd)
+        rows = h * wd
+        fm = f.reshape(n * rows, c) if f.flags.c_contiguous else \
+            np.ascontiguousarray(f).reshape(n * rows, c)
+        om = out.reshape(n * rows, co)
+
+        def part(a: int, b: int) -> None:  # rows a:b of all images' pixels
+            for i in range(a // rows, (b - 1) // rows + 1):
+                lo, hi = max(a, i * rows), min(b, (i + 1) * rows)
+                np.matmul(fm[lo:hi], ws[i], out=om[lo:hi])
+            if epilogue is not None:
+                epilogue(out, a, b)
+
+        parts = parallel.blocks(n * rows, c * co)
+        if parts > 1:
+            parallel.run_blocks(part, n * rows, parts)
+        else:
+            part(0, n * rows)
         return out
 
     def _generic(self, x, epilogue):
