@@ -91,8 +91,11 @@ def _feed_lines(plan: Plan, params: list, defaults: list) -> list[str]:
         params.append(f"_dt{j}=_dt{j}")
         defaults.append(check.dtype)
         shape = plan.shapes[s] if exact else check.shape
-        cond = f"s{s}.__class__ is not _nd or s{s}.dtype != _dt{j}"
-        if shape is not None:
+        # (numpy's own dtype objects first, by identity; a known shape as one tuple)
+        cond = f"s{s}.__class__ is not _nd or s{s}.dtype is not _dt{j} and s{s}.dtype != _dt{j}"
+        if shape is not None and all(d is not None for d in shape):
+            cond += f" or s{s}.shape != {tuple(int(d) for d in shape)!r}"
+        elif shape is not None:
             cond += f" or s{s}.ndim != {len(shape)}"
             cond += "".join(f" or s{s}.shape[{i}] != {int(d)}"
                             for i, d in enumerate(shape) if d is not None)
