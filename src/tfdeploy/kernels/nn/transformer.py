@@ -52,31 +52,20 @@ def _LayerNorm(x, *, axis: int = -1, epsilon: float, gamma=None, beta=None,
     if x.dtype not in _FLOATS:
         raise TypeError(f"_LayerNorm: expected float32/float64, got {x.dtype}")
     n = x.shape[axis] if x.ndim else 0
-    if n and x.size and axis in (-1, x.ndim - 1) and x.flags.c_contiguous:
-        rows = x.reshape(-1, n)
+    by_rows = bool(n and x.size and axis in (-1, x.ndim - 1) and x.flags.c_contiguous)
+    if by_rows:
+        x2 = x.reshape(-1, n)
         v = _mean_column(n, x.dtype)
-        if rms:
-            var = np.dot(np.multiply(rows, rows), v)
-            d = None
-        else:
-            d = np.subtract(rows, np.dot(rows, v))
-            var = np.dot(np.multiply(d, d), v)
-        np.add(var, _scalar(epsilon, x.dtype), var)
-        np.sqrt(var, out=var)
-        d = np.divide(rows, var) if d is None else np.divide(d, var, out=d)
-        d = d.reshape(x.shape)
-    elif rms:
-        d = np.multiply(x, x)
-        var = _reduce_mean(d, axis)
-        np.add(var, _scalar(epsilon, x.dtype), var)
-        np.sqrt(var, out=var)
-        d = np.divide(x, var, out=d)
+        src = x2 if rms else np.subtract(x2, np.dot(x2, v))  # (centred)
+        var = np.dot(np.multiply(src, src), v)
     else:
-        d = np.subtract(x, _reduce_mean(x, axis))
-        var = _reduce_mean(np.multiply(d, d), axis)
-        np.add(var, _scalar(epsilon, x.dtype), var)
-        np.sqrt(var, out=var)
-        np.divide(d, var, out=d)
+        src = x if rms else np.subtract(x, _reduce_mean(x, axis))
+        var = _reduce_mean(np.multiply(src, src), axis)
+    np.add(var, _scalar(epsilon, x.dtype), var)
+    np.sqrt(var, out=var)
+    d = np.divide(src, var, out=None if rms else src)  # (rms: x is the caller's)
+    if by_rows:
+        d = d.reshape(x.shape)
     if gamma is not None:
         np.multiply(d, gamma, out=d)
     if beta is not None:
