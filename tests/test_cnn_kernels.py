@@ -390,6 +390,8 @@ def test_winograd_3x3(case, dtype, chunk, monkeypatch):
     got = winograd.conv3x3(x, u, pads, outs)
     assert got.shape == want.shape and got.dtype == dtype
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    # any layout: each chunk copies what it reads
+    np.testing.assert_array_equal(winograd.conv3x3(np.asfortranarray(x), u, pads, outs), got)
     if xs[0]:
         rec = _Recorder()
         got = winograd.conv3x3(x, u, pads, outs, rec)

@@ -296,7 +296,7 @@ class GRUCell(_Cell):
     def __call__(self, x, h):
         if not self._takes(x, h):
             return self.fallback(x, h)
-        return self.step(self._input(x), h)
+        return self._step(self._input(x), h)
 
     def projected(self, p, lst, t, h):
         """The step reading its input part, row ``t`` of ``p = project(lst)`` (or, ``p`` None,
@@ -309,9 +309,9 @@ class GRUCell(_Cell):
             ok = False
         if not ok:
             return self.fallback(p, lst, t, h)
-        return self.step(x, h)
+        return self._step(x, h)
 
-    def step(self, xp, h):
+    def _step(self, xp, h):
         """The step from the prepared input part ``xp`` (``_input``'s layout)."""
         if h.shape[0] == 1:
             return self._row(xp, h)

@@ -196,19 +196,16 @@ class _Runner:
             if self.wino is None:  # (two threads may both make it: the same values)
                 self.wino = winograd.weights(w)
             u = self.wino
-            if self.bias is not None:
-                bias, tb = self.bias, np.tile(self.bias, outs[1])
-                return lambda x, ep: winograd.conv3x3(_contiguous(x), u, pads, outs,
-                                                      _biased(ep, bias, tb))
-            return lambda x, ep: winograd.conv3x3(_contiguous(x), u, pads, outs, ep)
-        if self.bias is not None:
-            bias, tb = self.bias, np.tile(self.bias, outs[1])
-            return lambda x, ep: conv_nd(x, w, st, dl, pads, outs, _biased(ep, bias, tb))
-        return lambda x, ep: conv_nd(x, w, st, dl, pads, outs, ep)
 
-
-def _contiguous(x: np.ndarray) -> np.ndarray:
-    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
+            def conv(x, ep):
+                return winograd.conv3x3(x, u, pads, outs, ep)
+        else:
+            def conv(x, ep):
+                return conv_nd(x, w, st, dl, pads, outs, ep)
+        if self.bias is None:
+            return conv
+        bias, tb = self.bias, np.tile(self.bias, outs[1])
+        return lambda x, ep: conv(x, _biased(ep, bias, tb))
 
 
 def _pointwise_run(shape, w, outs, bias, augmented, tiled):
