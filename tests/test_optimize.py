@@ -722,6 +722,46 @@ def test_softmax_ends_a_dense_chain():
     np.testing.assert_array_equal(opt(x)[0], plain(x)[0])
 
 
+def test_dense_closure_takes_sequences_with_their_epilogue():
+    """A BatchMatMulV2 with a constant matrix, its bias, a residual and an activation over a
+    [batch, tokens, features] input runs as the one Dense closure (rows multiplied as one
+    matrix, the bias added as a same-shape array): the unfused plan's values, for one shape
+    and the next, an empty batch, a non-contiguous input, a residual of another shape (the
+    chain) and float64 (the unfused steps). A MatMul (rank 2 only) fed a rank-3 array raises
+    as its kernel does, not computed as rows."""
+    w, b = _r(8, 6), _r(6)
+    nodes = [placeholder("x"), placeholder("r"), const("w", w), const("b", b),
+             Node("mm", "BatchMatMulV2", ["x", "w"], {"T": "float32", "adj_x": False,
+                                                      "adj_y": False}),
+             _bin("bias", "BiasAdd", "mm", "b"), _bin("res", "AddV2", "bias", "r"),
+             _un("act", "Relu", "res")]
+    plain, opt = _check(nodes, ["act"], ["x", "r"], [_r(2, 5, 8), _r(2, 5, 6)],
+                        ["BatchMatMulV2+BiasAdd+AddV2+Relu"])
+    kernel = opt.steps[0].kernel
+    assert kernel.__name__ == "Dense"
+    chain, calls = kernel.chain, []
+    core = chain.core  # (the chain's own way: its core kernel, then the epilogue)
+    chain.core = lambda *a: calls.append(a) or core(*a)
+    for x, r in [(_r(2, 5, 8), _r(2, 5, 6)), (_r(1, 16, 8), _r(1, 16, 6)),
+                 (_r(0, 3, 8), _r(0, 3, 6)), (_r(3, 8, 4).transpose(0, 2, 1), _r(3, 4, 6)),
+                 (_r(2, 5, 8), _r(5, 6))]:  # (last: a residual broadcasting into the result)
+        np.testing.assert_array_equal(opt(x, r)[0], plain(x, r)[0])
+    assert not calls  # (all of them in the closure)
+    x, r = _r(2, 5, 8), _r(1, 1, 1, 6)  # (it would widen the result: the chain's fallback)
+    np.testing.assert_array_equal(opt(x, r)[0], plain(x, r)[0])
+    assert len(calls) == 1
+    x, r = _r(2, 5, 8).astype(np.float64), _r(2, 5, 6).astype(np.float64)
+    np.testing.assert_array_equal(opt(x, r)[0], plain(x, r)[0])
+    matmul = [placeholder("x"), const("w", w), const("b", b),
+              Node("mm", "MatMul", ["x", "w"], {"T": "float32"}),
+              _bin("bias", "BiasAdd", "mm", "b")]
+    plain, opt = _check(matmul, ["bias"], ["x"], [_r(3, 8)], ["MatMul+BiasAdd"])
+    assert opt.steps[0].kernel.__name__ == "Dense"
+    for run in (plain, opt):
+        with pytest.raises(ExecutionError, match="MatMul"):
+            run(_r(2, 3, 8))
+
+
 def test_softmax_ends_a_conv_chain_over_channels_last_only():
     """A 1x1 conv + bias + softmax over the channels runs its epilogue by blocks of whole
     pixels; over NCHW's last axis (not the channels) or in float16 the Softmax stays a step."""

@@ -308,6 +308,32 @@ def test_softmax_rows_do_not_depend_on_the_batch():
         np.testing.assert_array_equal(col, nn.Softmax(np.ascontiguousarray(logits[:, :1].T)))
 
 
+def test_tiled_constant_operands():
+    """``Tiled.like(y)``: the constant repeated to y's shape (read-only, kept) when y is
+    small, else the constant itself: also when it does not broadcast to y (the op raises
+    numpy's error then) or is y's shape already. At most SHAPES shapes are kept."""
+    from tfdeploy.kernels.common import Tiled
+
+    b = np.arange(4, dtype=np.float32)
+    t = Tiled(b)
+    y = np.ones((3, 4), np.float32)
+    r = t.like(y)
+    assert r.shape == (3, 4) and r.flags.c_contiguous and not r.flags.writeable
+    np.testing.assert_array_equal(r, np.broadcast_to(b, (3, 4)))
+    assert t.like(np.zeros((3, 4), np.float32)) is r
+    np.testing.assert_array_equal(np.add(y, t.like(y), out=y), 1 + np.broadcast_to(b, (3, 4)))
+    assert t.like(np.zeros(4, np.float32)) is b
+    assert t.like(np.zeros((Tiled.LIMIT // 4 + 1, 4), np.float32)) is b
+    assert t.like(np.zeros((0, 4), np.float32)) is b
+    wrong = np.zeros((3, 5), np.float32)
+    assert t.like(wrong) is b
+    with pytest.raises(ValueError, match="broadcast"):
+        np.add(wrong, t.like(wrong), out=wrong)
+    for k in range(2 * Tiled.SHAPES):
+        assert t.like(np.zeros((k + 1, 2, 4))).shape == (k + 1, 2, 4)
+    assert len(t.shapes) == Tiled.SHAPES
+
+
 @pytest.mark.parametrize("dt", [np.int32, np.int64])
 def test_constant_table_gather_and_reshape(dt):
     """GatherV2 from a constant table (an embedding) and Reshape to a constant shape run as

@@ -15,7 +15,7 @@ op = functools.partial(registry.op, builtin=True)
 specializer = registry.specializer
 
 __all__ = ["op", "specializer", "np_dtype", "as_array", "low_precision", "normalize_axis",
-           "to_numpy", "flush_subnormals", "round_half_away"]
+           "to_numpy", "flush_subnormals", "round_half_away", "Tiled"]
 
 
 def np_dtype(name: str) -> np.dtype:
@@ -53,3 +53,40 @@ def round_half_away(x: np.ndarray) -> np.ndarray:
     a = np.abs(x)
     f = np.floor(a)
     return np.copysign(f + (a - f >= 0.5), x)
+
+
+class Tiled:
+    """A constant operand that kernels broadcast into their results (a bias, a LayerNorm's
+    gamma and beta), repeated to each small result shape it meets. numpy runs a binary op on
+    two arrays of one shape (or with a 0-d array) through its fast path; broadcasting costs
+    more per call than the arithmetic at these sizes: adding a row of 64 to 16 x 64 values
+    takes 1.1 us, to the same values repeated 0.4 us (16 x 192: 1.4 against 0.6; 128 x 64: 2.4
+    against 1.0).
+
+    ``like(y)``: the operand to use against ``y``: a read-only repeated copy when ``y`` has at
+    most ``LIMIT`` values, else (or when ``value`` does not broadcast to ``y``'s shape, whose
+    error the op then raises) ``value`` itself. At most ``SHAPES`` shapes are kept."""
+
+    __slots__ = ("value", "shapes")
+    LIMIT = 1 << 15
+    SHAPES = 8
+
+    def __init__(self, value: np.ndarray):
+        self.value = value
+        self.shapes: dict[tuple, np.ndarray] = {}
+
+    def like(self, y: np.ndarray) -> np.ndarray:
+        t = self.shapes.get(y.shape)
+        return self._repeat(y.shape) if t is None else t
+
+    def _repeat(self, shape: tuple) -> np.ndarray:
+        v = t = self.value
+        if 0 < v.ndim <= len(shape) and v.shape != shape and 0 < np.prod(shape) <= self.LIMIT:
+            try:
+                t = np.ascontiguousarray(np.broadcast_to(v, shape))
+                t.setflags(write=False)
+            except ValueError:
+                t = v
+        if len(self.shapes) < self.SHAPES:
+            self.shapes[shape] = t
+        return t

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from tfdeploy.kernels.common import op, to_numpy
+from tfdeploy.kernels.common import Tiled, op, to_numpy
 from tfdeploy.kernels.math.elementwise import sigmoid_
 from tfdeploy.kernels.nn.core import elu_, leaky_relu_, softmax_into
 from tfdeploy.kernels.nn.runner import conv_runner
@@ -92,11 +92,16 @@ def epilogue_op(kind: str, dtype: np.dtype, arg=None) -> Callable:
     zero = np.zeros((), dtype)
     if kind in _BINARY:
         ufunc = _BINARY[kind]
+        if getattr(arg, "ndim", 0):  # (repeated to small results: see Tiled)
+            tiled = Tiled(arg)
 
-        def binary(y, ext):
-            return ufunc(y, arg, out=y)
-        if kind == "add":
-            binary.bias = arg  # (FusedChain adds a leading bias without calling this)
+            def binary(y, ext):
+                return ufunc(y, tiled.like(y), out=y)
+            if kind == "add":
+                binary.bias = tiled  # (FusedChain adds a leading bias without calling this)
+        else:
+            def binary(y, ext):
+                return ufunc(y, arg, out=y)
         return binary
     if kind in ("add_input", "sub_input"):
         return _residual(kind, arg)
@@ -171,8 +176,8 @@ class FusedChain:
         self.matrix = matrix
         self.split_rows = 2 * parallel.MIN_WORK // max(matrix.size, 1) \
             if matrix is not None else 1 << 62
-        #: a chain of a 2-D product and at most a bias (a Dense layer) runs without a call
-        #: layer: np.matmul then np.add, in place
+        #: a chain of a product and a bias (a Dense layer) adds the bias without a call
+        #: layer: np.matmul then np.add, in place (a Tiled or None)
         self.bias = getattr(self.epilogue[0], "bias", None) if self.epilogue else None
         self.rest = self.epilogue[1:] if self.bias is not None else self.epilogue
 
@@ -202,7 +207,7 @@ class FusedChain:
             if x.ndim == 2 and x.shape[1] == w.shape[0]:
                 y = np.matmul(x, w)
                 if self.bias is not None:
-                    np.add(y, self.bias, out=y)
+                    np.add(y, self.bias.like(y), out=y)
                 for f in self.rest:
                     if f(y, ext) is None:
                         return self.fallback(x, *ext)
@@ -332,20 +337,27 @@ def _FusedChain(*, _ctx, core: str, core_attrs: dict, weight: np.ndarray, epilog
         matrix = weight.T if core_attrs.get("transpose_b") or core_attrs.get("adj_y") \
             else weight
     chain = FusedChain(kernel, dt, ops, _fallback, _label, channels, matrix=matrix)
-    if matrix is not None and not chain.rest:
-        return _dense(chain)
-    if matrix is not None and len(chain.rest) == 1 and epilogue[-1][0] == "softmax":
-        return _dense(chain, softmax=True)
+    if matrix is not None:
+        return _dense(chain, softmax=len(chain.rest) == 1 and epilogue[-1][0] == "softmax",
+                      batched=core == "BatchMatMulV2")
     return chain
 
 
-def _dense(chain: FusedChain, softmax: bool = False) -> Callable:
-    """A Dense layer (a 2-D product and at most a bias, then a softmax if ``softmax``) as one
-    closure over locals: on small batches the cost of the layer is its Python calls, so the
-    common case takes as few as it can (two numpy calls, eight with the softmax); anything else
-    goes through the chain."""
+def _dense(chain: FusedChain, softmax: bool = False, batched: bool = False) -> Callable:
+    """A Dense layer (a product over the last axis with a constant matrix, its bias, and the
+    rest of its epilogue; ``softmax``: that rest is one softmax) as one closure over locals:
+    on small batches the cost of the layer is its Python calls, so the common case takes as
+    few as it can (two numpy calls for x @ w + b, eight with the softmax). With ``batched``
+    (a BatchMatMulV2 core), an input of rank above 2 (a sequence: [batch, tokens, features])
+    is multiplied as its rows. The bias is added as a same-shape array (``Tiled``). Anything
+    else (another dtype, too many rows, which split over threads, a residual that does not
+    fit) goes through the chain."""
     w, b, dt, split = chain.matrix, chain.bias, chain.dtype, chain.split_rows
-    k = w.shape[0]
+    k, n = w.shape
+    rest = chain.rest
+    # rank > 2: rows of at most 2 * _BLOCK values (larger ones take the chain's blocked
+    # epilogue) and below the threads' split
+    most = min(split, max(1, 2 * _BLOCK // max(n, 1))) * k if batched else 0
     # np.dot: the product of two matrices, 0.3-0.4 us faster than np.matmul at 1-8 rows
     dot, add, nd = np.dot, np.add, np.ndarray
 
@@ -353,23 +365,33 @@ def _dense(chain: FusedChain, softmax: bool = False) -> Callable:
 
         def DenseSoftmax(x, *ext):
             if ext or x.__class__ is not nd or x.dtype is not dt or x.ndim != 2 or \
-                    x.shape[1] != k or x.shape[0] >= split or not w.shape[1]:
+                    x.shape[1] != k or x.shape[0] >= split or not n:
                 return chain(x, *ext)
             y = dot(x, w)
             if b is not None:
-                add(y, b, y)
+                add(y, b.like(y), y)
             return softmax_into(y, y)
 
         DenseSoftmax.chain = chain
         return DenseSoftmax
 
     def Dense(x, *ext):
-        if ext or x.__class__ is not nd or x.dtype is not dt or x.ndim != 2 or \
-                x.shape[1] != k or x.shape[0] >= split:
+        if x.__class__ is not nd or x.dtype is not dt:
             return chain(x, *ext)
-        y = dot(x, w)
+        s = x.shape
+        if len(s) == 2:
+            if s[1] != k or s[0] >= split:
+                return chain(x, *ext)
+            y = dot(x, w)
+        elif len(s) > 2 and s[-1] == k and x.size < most:
+            y = dot(x.reshape(-1, k), w).reshape(s[:-1] + (n,))
+        else:
+            return chain(x, *ext)
         if b is not None:
-            add(y, b, y)
+            add(y, b.like(y), y)
+        for f in rest:
+            if f(y, ext) is None:
+                return chain(x, *ext)
         return y
 
     Dense.chain = chain
