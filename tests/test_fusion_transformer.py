@@ -261,7 +261,7 @@ def test_layer_norm_row_products_match_reductions(dtype, rms):
     """``_LayerNorm`` over the last axis of a contiguous array takes its means as products
     with a column of 1 / n; other layouts reduce. Both agree, with and without gamma/beta,
     from a vector to batches of rows, and on offsets far larger than the spread."""
-    from tfdeploy.kernels.nn.transformer import _LayerNorm
+    from tfdeploy.kernels.nn.transformer import _layer_norm_kernel, _LayerNorm
 
     for shape in ((7,), (3, 5), (2, 16, 64), (4, 1, 33)):
         n = shape[-1]
@@ -282,8 +282,18 @@ def test_layer_norm_row_products_match_reductions(dtype, rms):
         tol = 5e-5 if dtype == np.float32 else 1e-12
         np.testing.assert_allclose(fast, want, rtol=tol, atol=tol)
         np.testing.assert_allclose(slow, want, rtol=tol, atol=tol)
+        # a node's kernel (gamma and beta repeated to the shape, the column kept per shape):
+        # the same values, twice, and the reductions' on another layout; x left as it was
+        node, x0 = _layer_norm_kernel(**kw), x.copy()
+        for _ in range(2):
+            np.testing.assert_array_equal(node(x), fast)
+        np.testing.assert_array_equal(node(np.asfortranarray(x)), slow)
+        np.testing.assert_array_equal(x, x0)
     empty = np.zeros((0, 4), dtype)
     assert _LayerNorm(empty, epsilon=1e-3).shape == (0, 4)
+    assert _layer_norm_kernel(epsilon=1e-3)(empty).shape == (0, 4)
+    with pytest.raises(TypeError, match="expected float32/float64, got float16"):
+        _layer_norm_kernel(epsilon=1e-3)(np.ones((2, 4), np.float16))
 
 
 @pytest.mark.parametrize("form", ["scale", "divisor", "both", "none", "additive_mask",

@@ -12,7 +12,7 @@ import functools
 
 import numpy as np
 
-from tfdeploy.kernels.common import op
+from tfdeploy.kernels.common import Tiled, op
 from tfdeploy.kernels.special.erf_gamma import Erf, Erfc, gelu_erfc_
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -39,38 +39,75 @@ def _mean_column(n: int, dtype: np.dtype) -> np.ndarray:
     return v
 
 
-@op("_LayerNorm", internal=True)
 def _LayerNorm(x, *, axis: int = -1, epsilon: float, gamma=None, beta=None,
                rms: bool = False):
     """Layer normalization over ``axis``: ``(x - mean) * rsqrt(var + eps) * gamma + beta``,
     or with ``rms`` (RMSNorm) ``x * rsqrt(mean(x^2) + eps) * gamma``; ``gamma``/``beta``
-    None when the layer has none. (Keras computes ``x * s + (beta - mean * s)``; this
-    differs from it by a rounding.)
+    (arrays or ``Tiled``) None when the layer has none. (Keras computes
+    ``x * s + (beta - mean * s)``; this differs from it by a rounding.)
 
     Over the last axis of a contiguous array, the means are products with a column of 1 / n
     (``np.dot`` on the rows: 0.6 us against 1.5 for a reduction and a division at 16 x 64)."""
     if x.dtype not in _FLOATS:
         raise TypeError(f"_LayerNorm: expected float32/float64, got {x.dtype}")
     n = x.shape[axis] if x.ndim else 0
-    by_rows = bool(n and x.size and axis in (-1, x.ndim - 1) and x.flags.c_contiguous)
-    if by_rows:
-        x2 = x.reshape(-1, n)
-        v = _mean_column(n, x.dtype)
-        src = x2 if rms else np.subtract(x2, np.dot(x2, v))  # (centred)
-        var = np.dot(np.multiply(src, src), v)
-    else:
-        src = x if rms else np.subtract(x, _reduce_mean(x, axis))
-        var = _reduce_mean(np.multiply(src, src), axis)
+    if n and x.size and axis in (-1, x.ndim - 1) and x.flags.c_contiguous:
+        return _norm_rows(x, _mean_column(n, x.dtype), _scalar(epsilon, x.dtype), gamma, beta,
+                          rms)
+    src = x if rms else np.subtract(x, _reduce_mean(x, axis))
+    var = _reduce_mean(np.multiply(src, src), axis)
     np.add(var, _scalar(epsilon, x.dtype), var)
     np.sqrt(var, out=var)
     d = np.divide(src, var, out=None if rms else src)  # (rms: x is the caller's)
-    if by_rows:
-        d = d.reshape(x.shape)
     if gamma is not None:
-        np.multiply(d, gamma, out=d)
+        np.multiply(d, gamma.like(d) if gamma.__class__ is Tiled else gamma, out=d)
     if beta is not None:
-        np.add(d, beta, out=d)
+        np.add(d, beta.like(d) if beta.__class__ is Tiled else beta, out=d)
     return d
+
+
+def _norm_rows(x, v, eps, gamma, beta, rms):
+    """_LayerNorm over the last axis of a contiguous ``x``: ``v`` its column of 1 / n, ``eps``
+    epsilon as a 0-d array of x's dtype."""
+    n = v.shape[0]
+    x2 = x.reshape(-1, n)
+    src = x2 if rms else np.subtract(x2, np.dot(x2, v))  # (centred)
+    var = np.dot(np.multiply(src, src), v)
+    np.add(var, eps, var)
+    np.sqrt(var, out=var)
+    d = np.divide(src, var, out=None if rms else src).reshape(x.shape)  # (rms: x is the caller's)
+    if gamma is not None:
+        np.multiply(d, gamma.like(d) if gamma.__class__ is Tiled else gamma, out=d)
+    if beta is not None:
+        np.add(d, beta.like(d) if beta.__class__ is Tiled else beta, out=d)
+    return d
+
+
+@op("_LayerNorm", internal=True, needs_context=True)
+def _layer_norm_kernel(*, _ctx=None, axis: int = -1, epsilon: float, gamma=None, beta=None,
+                       rms: bool = False):
+    """The ``_LayerNorm`` kernel of one node (see :func:`_LayerNorm`): its gamma and beta
+    repeated to the small shapes they meet (``Tiled``: 1.1 against 0.4 us a multiplication at
+    16 x 64), and over the last axis, per input shape seen, the column of 1 / n and epsilon
+    ready, without the keyword call."""
+    g = None if gamma is None else Tiled(np.asarray(gamma))
+    b = None if beta is None else Tiled(np.asarray(beta))
+    rows: dict = {}  # input shape -> (dtype, column of 1 / n, epsilon)
+    nd = np.ndarray
+
+    def LayerNorm(x):
+        e = rows.get(x.shape) if x.__class__ is nd else None
+        if e is None or e[0] is not x.dtype or not x.flags.c_contiguous:
+            dt, n = x.dtype, x.shape[-1] if x.ndim else 0
+            if dt not in _FLOATS or not (n and x.size and axis in (-1, x.ndim - 1) and
+                                         x.flags.c_contiguous):
+                return _LayerNorm(x, axis=axis, epsilon=epsilon, gamma=g, beta=b, rms=rms)
+            e = (dt, _mean_column(n, dt), _scalar(epsilon, dt))
+            if len(rows) < 16:
+                rows[x.shape] = e
+        return _norm_rows(x, e[1], e[2], g, b, rms)
+
+    return LayerNorm
 
 
 def gelu_(y: np.ndarray, approximate: str) -> np.ndarray:
