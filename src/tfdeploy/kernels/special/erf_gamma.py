@@ -300,13 +300,25 @@ _SQRT8 = np.array(2 * math.sqrt(2))
 _GELU_CLAMP = np.array(10.5 * math.sqrt(2))
 _GELU_POLY = tuple(np.array(c - (math.log(2) if k == 0 else 0.0))
                    for k, c in enumerate(_ERFC_FAST))
+#: values with |y| up to this take a shorter P (degree 8 for 10, no clamp): activations nearly
+#: all do; the few larger ones (and inf, NaN) are computed again over the full range, so that
+#: each value's result depends on it alone
+_GELU_SHORT_RANGE = 6.0
+# P(t) on t >= 2 sqrt 2 / (2 sqrt 2 + 6) (|y| <= 6): degree 8, fitted by Lawson's weighted
+# least squares toward minimax on Chebyshev nodes, against mpmath's erfc at 40 digits, with the
+# error weighted by 1 + 3 exp(-|y|) (most activations are near 0): 1.2e-8 at most, 3.1e-9 for
+# |y| < 0.1 (the full range's degree 10: 8.3e-9)
+_GELU_POLY_SHORT = tuple(np.array(c - (math.log(2) if k == 0 else 0.0)) for k, c in enumerate([
+    -1.2640733655306833, 0.975960739947893, 0.5491290991337788, -0.6294105914740579,
+    1.7065672109073862, -2.935749665517548, 2.4233802901155346, -0.9893991854742469,
+    0.16359546711497636]))
 _HALF = np.array(0.5)
 _ZERO = np.array(0.0)
 
 
 def gelu_erfc_(y: np.ndarray) -> np.ndarray:
     """GELU's erfc form ``0.5 y erfc(-y / sqrt 2)`` of a C-contiguous float32 array, in place:
-    computed in float64 (relative error < 1e-8 before the one rounding to float32), in
+    computed in float64 (relative error < 1.2e-8 before the one rounding to float32), in
     blocks that stay in cache. +inf gives inf, -inf NaN (-inf * erfc(inf) = -inf * 0), as the
     unfused ops do."""
     flat = y.reshape(-1)
@@ -319,11 +331,24 @@ def gelu_erfc_(y: np.ndarray) -> np.ndarray:
 def _gelu_block(y: np.ndarray) -> None:
     x = y.astype(np.float64)
     m = np.abs(x)
-    total = np.add.reduce(m)  # (inf or NaN: an infinity may be in there)
-    np.minimum(m, _GELU_CLAMP, out=m)
+    top = np.maximum.reduce(m)  # (NaN if there is one)
+    r = _gelu_term(m, _GELU_POLY_SHORT)
+    if not top <= _GELU_SHORT_RANGE:  # larger values (or inf, NaN): the full range for those
+        big = np.flatnonzero(m > _GELU_SHORT_RANGE)
+        if big.size:
+            r[big] = _gelu_term(np.minimum(m[big], _GELU_CLAMP), _GELU_POLY)
+    np.maximum(_ZERO, x, out=x)  # (0 first: -0.0 stays -0.0, as 0.5 * -0.0 * erfc(0))
+    x -= r
+    if not top < math.inf:  # (inf or NaN: an infinity may be in there)
+        x[y == -np.inf] = np.nan
+    np.copyto(y, x, casting="same_kind")
+
+
+def _gelu_term(m: np.ndarray, c: tuple) -> np.ndarray:
+    """0.5 m erfc(m / sqrt 2) for float64 ``m`` >= 0 within the range of P's coefficients
+    ``c``: t exp(P(t) - m^2 / 2) m."""
     t = np.add(m, _SQRT8)
     np.divide(_SQRT8, t, out=t)
-    c = _GELU_POLY
     r = np.multiply(t, c[-1])
     r += c[-2]
     for k in range(len(c) - 3, -1, -1):
@@ -335,11 +360,7 @@ def _gelu_block(y: np.ndarray) -> None:
     np.exp(r, out=r)
     r *= t
     r *= m
-    np.maximum(_ZERO, x, out=x)  # (0 first: -0.0 stays -0.0, as 0.5 * -0.0 * erfc(0))
-    x -= r
-    if not total < math.inf:
-        x[y == -np.inf] = np.nan
-    np.copyto(y, x, casting="same_kind")
+    return r
 
 
 # --- kernels --------------------------------------------------------------------------------
