@@ -698,6 +698,41 @@ def test_channel_constant_tiled(op, ufunc, first):
                                   ufunc(c, x[..., ::-1]) if first else ufunc(x[..., ::-1], c))
 
 
+@pytest.mark.parametrize("op, ufunc", [("AddV2", np.add), ("Sub", np.subtract),
+                                       ("Mul", np.multiply), ("RealDiv", np.divide)])
+@pytest.mark.parametrize("first", [False, True])
+def test_small_input_constant_repeated(op, ufunc, first):
+    """A constant broadcasting into a small input (a rotary table [1, 1, T, H] into [B, heads,
+    T, H]) is kept repeated to the input's shape: numpy's values bit for bit, for shapes it
+    repeats to, a broadcast that widens the input, a 0-d input, a large input; division by
+    zero warns nothing (as the kernel); another dtype takes the generic kernel."""
+    import warnings
+
+    c = np.random.default_rng(1).uniform(-2, 2, (1, 1, 6, 4)).astype(np.float32)
+    c[0, 0, 0, 0] = 0
+    ins = ["c", "x"] if first else ["x", "c"]
+    g = Graph([placeholder("x", "float32", None), const("c", c),
+               Node("y", op, ins, {"T": "float32"})],
+              [TensorSpec("x", "x:0", "float32", None)], [TensorSpec("y", "y:0", "float32", None)])
+    plan = compile_plan(g, ["y:0"], ["x:0"])
+    assert plan.steps[0].kernel.__name__ == "SmallConstant"
+    rng = np.random.default_rng(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for shape in [(2, 3, 6, 4), (2, 3, 6, 4), (5, 6, 4), (6, 1), (), (300, 20, 6, 4)]:
+            x = rng.uniform(-2, 2, shape).astype(np.float32)
+            if x.ndim:
+                x.reshape(-1)[0] = 0
+            with np.errstate(all="ignore"):
+                want = ufunc(c, x) if first else ufunc(x, c)
+            got = plan.run((x,))[0]
+            assert got.dtype == want.dtype and got.shape == want.shape
+            np.testing.assert_array_equal(got, want)
+    x = rng.uniform(-2, 2, (2, 3, 6, 4))
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(plan.run((x,))[0], ufunc(c, x) if first else ufunc(x, c))
+
+
 # --- softmax at the end of a chain ---------------------------------------------------------
 
 def test_softmax_ends_a_dense_chain():

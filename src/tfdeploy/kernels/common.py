@@ -65,7 +65,8 @@ class Tiled:
 
     ``like(y)``: the operand to use against ``y``: a read-only repeated copy when ``y`` has at
     most ``LIMIT`` values, else (or when ``value`` does not broadcast to ``y``'s shape, whose
-    error the op then raises) ``value`` itself. At most ``SHAPES`` shapes are kept."""
+    error the op then raises) ``value`` itself. At most ``SHAPES`` shapes are kept; beyond
+    them (a loop over ever new shapes) it is ``value`` too."""
 
     __slots__ = ("value", "shapes")
     LIMIT = 1 << 15
@@ -81,12 +82,13 @@ class Tiled:
 
     def _repeat(self, shape: tuple) -> np.ndarray:
         v = t = self.value
+        if len(self.shapes) >= self.SHAPES:  # (ever new shapes: broadcast, as numpy would)
+            return v
         if 0 < v.ndim <= len(shape) and v.shape != shape and 0 < np.prod(shape) <= self.LIMIT:
             try:
                 t = np.ascontiguousarray(np.broadcast_to(v, shape))
                 t.setflags(write=False)
             except ValueError:
                 t = v
-        if len(self.shapes) < self.SHAPES:
-            self.shapes[shape] = t
+        self.shapes[shape] = t
         return t

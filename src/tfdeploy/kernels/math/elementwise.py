@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tfdeploy.kernels.common import as_array, low_precision, op, specializer
+from tfdeploy.kernels.common import Tiled, as_array, low_precision, op, specializer
 from tfdeploy.registry import IMPL_SCIPY
 
 
@@ -121,7 +121,10 @@ def RealDiv(x, y):
 # A constant of a few values along the last axis (an image's channel mean and scale:
 # ``(x - mean) / std`` on RGB input) broadcasts slowly: numpy's inner loop then runs over 3
 # values. Against the constant repeated along a whole row of pixels it runs over hundreds
-# (7x faster on a 224x224x3 image). Same operations in the same order: the same results.
+# (7x faster on a 224x224x3 image). On small inputs (a transformer's rotary tables, a gate's
+# scale) any constant that broadcasts into the input is kept repeated to its shape (``Tiled``:
+# numpy's same-shape fast path, 0.4 against 1.1 us at 16 x 64). Same operations in the same
+# order: the same results.
 _NARROW_CHANNELS = 32
 _NARROW_MIN_SIZE = 1 << 12
 
@@ -132,15 +135,23 @@ def _narrow_constant(kernel: Callable, ufunc, errstate: dict) -> Callable:
         if (x is None) == (y is None):
             return None
         c = y if x is None else x
-        if c.dtype.kind != "f" or low_precision(c.dtype) or c.ndim == 0 or \
-                not 2 <= c.shape[-1] <= _NARROW_CHANNELS or c.size != c.shape[-1]:
+        if c.dtype.kind != "f" or low_precision(c.dtype) or c.ndim == 0:
             return None
         first, n, dt, rank = x is not None, c.shape[-1], c.dtype, max(2, c.ndim)
-        flat, tiles = c.reshape(-1), {}
+        narrow = 2 <= n <= _NARROW_CHANNELS and c.size == n
+        flat, tiles, small = c.reshape(-1), {}, Tiled(c)
+        limit = small.LIMIT
 
         def NarrowConstant(a):
-            if a.__class__ is not np.ndarray or a.dtype != dt or a.ndim < rank or \
-                    a.shape[-1] != n or a.size < _NARROW_MIN_SIZE or \
+            if a.__class__ is not np.ndarray or a.dtype is not dt and a.dtype != dt:
+                return kernel(c, a) if first else kernel(a, c)
+            if a.size <= limit:
+                t = small.like(a)
+                if errstate:
+                    with np.errstate(**errstate):
+                        return ufunc(t, a) if first else ufunc(a, t)
+                return ufunc(t, a) if first else ufunc(a, t)
+            if not narrow or a.ndim < rank or a.shape[-1] != n or a.size < _NARROW_MIN_SIZE or \
                     not a.flags.c_contiguous:
                 return kernel(c, a) if first else kernel(a, c)
             width = a.shape[-2] * n
@@ -157,6 +168,8 @@ def _narrow_constant(kernel: Callable, ufunc, errstate: dict) -> Callable:
                 else:
                     ufunc(a2, t, out=o2)
             return out
+        if not narrow:
+            NarrowConstant.__name__ = NarrowConstant.__qualname__ = "SmallConstant"
         return NarrowConstant
     return spec
 
