@@ -308,7 +308,7 @@ def test_softmax_rows_do_not_depend_on_the_batch():
         np.testing.assert_array_equal(col, nn.Softmax(np.ascontiguousarray(logits[:, :1].T)))
 
 
-def test_tiled_constant_operands():
+def test_tiled_constant_operands(monkeypatch):
     """``Tiled.like(y)``: the constant repeated to y's shape (read-only, kept) when y is
     small, else the constant itself: also when it does not broadcast to y (the op raises
     numpy's error then) or is y's shape already. At most SHAPES shapes are kept."""
@@ -334,6 +334,18 @@ def test_tiled_constant_operands():
         r = t.like(np.zeros((k + 1, 2, 4)))
         assert (r.shape == (k + 1, 2, 4)) if kept else (r is b)
     assert len(t.shapes) == Tiled.SHAPES
+    # all copies together stay within BUDGET bytes, and are given back with their constant
+    import gc
+
+    used = Tiled._used[0]
+    t2 = Tiled(b)
+    monkeypatch.setattr(Tiled, "BUDGET", used + 3 * 4 * 4)  # (room for one (3, 4) copy)
+    assert t2.like(np.zeros((3, 4), np.float32)).shape == (3, 4)
+    assert t2.like(np.zeros((5, 4), np.float32)) is b
+    assert Tiled._used[0] == used + 48
+    del t2
+    gc.collect()
+    assert Tiled._used[0] == used
 
 
 @pytest.mark.parametrize("dt", [np.int32, np.int64])

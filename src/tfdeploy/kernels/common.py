@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import threading
+import weakref
 
 import numpy as np
 
@@ -65,12 +67,16 @@ class Tiled:
 
     ``like(y)``: the operand to use against ``y``: a read-only repeated copy when ``y`` has at
     most ``LIMIT`` values, else (or when ``value`` does not broadcast to ``y``'s shape, whose
-    error the op then raises) ``value`` itself. At most ``SHAPES`` shapes are kept; beyond
-    them (a loop over ever new shapes) it is ``value`` too."""
+    error the op then raises) ``value`` itself. At most ``SHAPES`` shapes are kept, and all
+    copies together take at most ``BUDGET`` bytes (a server's plans for many shapes, each with
+    its layers' constants); beyond either, ``like`` gives ``value``, broadcast as before."""
 
-    __slots__ = ("value", "shapes")
+    __slots__ = ("value", "shapes", "__weakref__")
     LIMIT = 1 << 15
     SHAPES = 8
+    BUDGET = 64 << 20
+    _used = [0]  # bytes of all copies alive
+    _lock = threading.Lock()
 
     def __init__(self, value: np.ndarray):
         self.value = value
@@ -84,11 +90,27 @@ class Tiled:
         v = t = self.value
         if len(self.shapes) >= self.SHAPES:  # (ever new shapes: broadcast, as numpy would)
             return v
-        if 0 < v.ndim <= len(shape) and v.shape != shape and 0 < np.prod(shape) <= self.LIMIT:
+        size = int(np.prod(shape))
+        if 0 < v.ndim <= len(shape) and v.shape != shape and 0 < size <= self.LIMIT:
+            nbytes = size * v.itemsize
+            with Tiled._lock:
+                if Tiled._used[0] + nbytes > self.BUDGET:
+                    return v
+                Tiled._used[0] += nbytes
             try:
                 t = np.ascontiguousarray(np.broadcast_to(v, shape))
                 t.setflags(write=False)
             except ValueError:
                 t = v
+            if t is v:
+                with Tiled._lock:
+                    Tiled._used[0] -= nbytes
+            else:
+                weakref.finalize(self, Tiled._release, nbytes)
         self.shapes[shape] = t
         return t
+
+    @staticmethod
+    def _release(nbytes: int) -> None:
+        with Tiled._lock:
+            Tiled._used[0] -= nbytes
