@@ -672,19 +672,27 @@ def test_scale_never_folded_past_a_users_mul():
 
 # --- a constant of a few channels ----------------------------------------------------------
 
-@pytest.mark.parametrize("op, ufunc", [("AddV2", np.add), ("Sub", np.subtract),
-                                       ("Mul", np.multiply), ("RealDiv", np.divide)])
-@pytest.mark.parametrize("first", [False, True])
-def test_channel_constant_tiled(op, ufunc, first):
-    """``x - mean`` with a [3] constant runs over rows of pixels against the constant tiled
-    (numpy's loop over 3 values was 7x slower): the same values bit for bit, for any shape;
-    another dtype or a small input takes the generic kernel."""
-    c = np.array([0.485, -0.456, 0.406], np.float32)
+_CONSTANT_OPS = [("AddV2", np.add), ("Sub", np.subtract), ("Mul", np.multiply),
+                 ("RealDiv", np.divide)]
+
+
+def _constant_op_plan(op: str, c: np.ndarray, first: bool):
+    """The plan of ``op(c, x)`` (``first``) or ``op(x, c)``, x fed of any shape."""
     ins = ["c", "x"] if first else ["x", "c"]
     g = Graph([placeholder("x", "float32", None), const("c", c),
                Node("y", op, ins, {"T": "float32"})],
               [TensorSpec("x", "x:0", "float32", None)], [TensorSpec("y", "y:0", "float32", None)])
-    plan = compile_plan(g, ["y:0"], ["x:0"])
+    return compile_plan(g, ["y:0"], ["x:0"])
+
+
+@pytest.mark.parametrize("op, ufunc", _CONSTANT_OPS)
+@pytest.mark.parametrize("first", [False, True])
+def test_channel_constant_tiled(op, ufunc, first):
+    """``x - mean`` with a [3] constant runs over rows of pixels against the constant tiled
+    (numpy's loop over 3 values was 7x slower): the same values bit for bit, for any shape
+    (a small input: the constant repeated to its shape)."""
+    c = np.array([0.485, -0.456, 0.406], np.float32)
+    plan = _constant_op_plan(op, c, first)
     assert plan.steps[0].kernel.__name__ == "NarrowConstant"
     rng = np.random.default_rng(0)
     for shape in [(2, 40, 30, 3), (4000, 3), (7, 3), (2, 40, 30, 3, 3)]:
@@ -698,8 +706,7 @@ def test_channel_constant_tiled(op, ufunc, first):
                                   ufunc(c, x[..., ::-1]) if first else ufunc(x[..., ::-1], c))
 
 
-@pytest.mark.parametrize("op, ufunc", [("AddV2", np.add), ("Sub", np.subtract),
-                                       ("Mul", np.multiply), ("RealDiv", np.divide)])
+@pytest.mark.parametrize("op, ufunc", _CONSTANT_OPS)
 @pytest.mark.parametrize("first", [False, True])
 def test_small_input_constant_repeated(op, ufunc, first):
     """A constant broadcasting into a small input (a rotary table [1, 1, T, H] into [B, heads,
@@ -710,11 +717,7 @@ def test_small_input_constant_repeated(op, ufunc, first):
 
     c = np.random.default_rng(1).uniform(-2, 2, (1, 1, 6, 4)).astype(np.float32)
     c[0, 0, 0, 0] = 0
-    ins = ["c", "x"] if first else ["x", "c"]
-    g = Graph([placeholder("x", "float32", None), const("c", c),
-               Node("y", op, ins, {"T": "float32"})],
-              [TensorSpec("x", "x:0", "float32", None)], [TensorSpec("y", "y:0", "float32", None)])
-    plan = compile_plan(g, ["y:0"], ["x:0"])
+    plan = _constant_op_plan(op, c, first)
     assert plan.steps[0].kernel.__name__ == "SmallConstant"
     rng = np.random.default_rng(0)
     with warnings.catch_warnings():
