@@ -109,7 +109,7 @@ def test_dense_path_model(client, tmp_path):
     assert loads == {w: int(blocks[w] > 0) for w in blocks}  # each worker loads it once
     for w in after:
         if blocks[w]:
-            assert f"mmap:{path}" in after[w]["models"].values()
+            assert f"file:{path}" in after[w]["models"].values()  # (small: read, not mapped)
     # the workers never imported TensorFlow
     assert not any(client.run(lambda: "tensorflow" in sys.modules).values())
     # again: no worker loads it a second time
@@ -229,6 +229,24 @@ def test_worker_with_a_different_file_takes_the_bytes(tmp_path):
     tdd.clear_cache()
     with pytest.raises(td.TFDeployError, match="missing or different"):
         models.cached_model(ref, None)
+
+
+def test_cache_info_says_how_the_file_was_loaded(tmp_path, monkeypatch):
+    """``cache_info`` names a model loaded from the worker's file ``file:<path>`` when read,
+    ``mmap:<path>`` when memory-mapped (from ``MMAP_MIN_BYTES``, as td.load decides)."""
+    from tfdeploy import fileformat
+
+    path = saved(rowwise_model(), tmp_path)
+    ref, _, _ = models.ship_model(path, "path")
+    tdd.clear_cache()
+    models.cached_model(ref, None)
+    assert list(tdd.cache_info()["models"].values()) == [f"file:{path}"]
+    tdd.clear_cache()
+    monkeypatch.setattr(fileformat, "MMAP_MIN_BYTES", ref.size)
+    m = models.cached_model(ref, None)
+    assert list(tdd.cache_info()["models"].values()) == [f"mmap:{path}"]
+    np.testing.assert_array_equal(m(*rowwise_inputs(2))[0], rowwise_model()(*rowwise_inputs(2))[0])
+    tdd.clear_cache()
 
 
 def test_local_schedulers(tmp_path):

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import dask
 
 import tfdeploy as td
+from tfdeploy import fileformat
 
 try:  # optional: the local schedulers need no distributed
     from distributed import WorkerPlugin as _WorkerPlugin
@@ -156,8 +157,9 @@ def cached_model(ref: ModelRef, data: bytes | None) -> td.Model:
 
 
 def _load(ref: ModelRef, data: bytes | None) -> tuple[td.Model, str]:
-    if _file_matches(ref):
-        return td.load(ref.path), f"mmap:{ref.path}"
+    if _file_matches(ref):  # (memory-mapped when large, as td.load does; else read)
+        how = "mmap" if ref.size >= fileformat.MMAP_MIN_BYTES else "file"
+        return td.load(ref.path), f"{how}:{ref.path}"
     if data is not None:
         return td.load(data), "bytes"
     import socket
@@ -176,7 +178,9 @@ def count_block() -> None:
 
 def cache_info() -> dict[str, Any]:
     """This process's model cache: how many loads and blocks it served, and where each cached
-    model came from (``mmap:<path>`` or ``bytes``). Ask workers with
+    model came from: its file on this worker, memory-mapped (``mmap:<path>``, from
+    ``fileformat.MMAP_MIN_BYTES``) or read (``file:<path>``), or the shipped ``bytes``. Ask
+    workers with
     ``client.run(tfdeploy.dask.cache_info)``."""
     with _lock:
         return {"loads": _stats["loads"], "blocks": _stats["blocks"],
