@@ -195,6 +195,23 @@ def test_custom_ops_listed_and_loaded_with_plugin(files, capsys):
                     "cannot import plugin 'no_such_module_xyz'")
 
 
+def test_plan_shows_loop_bodies(files, capsys):
+    """``tfdeploy plan`` prints a While loop's condition and body plans indented under its
+    step, also in a profiled plan (whose kernels are wrapped)."""
+    out = _ok(cli(capsys, "plan", files / "loop.tfd"))
+    lines = out.splitlines()
+    at = next(i for i, ln in enumerate(lines) if "= While(" in ln)
+    nested = "\n".join(lines[at + 1:])
+    assert "condition: plan of" in nested and "body: plan of" in nested
+    assert "Less(" in nested and "Mul(" in nested and "# v2" in nested
+    assert all(ln.startswith("      ") for ln in lines[at + 1:at + 3])
+    m = td.load(files / "loop.tfd")
+    from tfdeploy.compiler.profile import Profile
+
+    profiled = str(m.plan(profile=Profile()))
+    assert "body: plan of" in profiled and "Mul(" in profiled
+
+
 def test_run_inputs_from_npy_npz_json(files, capsys):
     m, w = dense_softmax(n_in=20, n_out=7)
     x = np.ones((3, 20), np.float32)

@@ -140,16 +140,19 @@ def build(ctx, cond: FuncAttr, body: FuncAttr, consts: list | None = None):
     chunk = None
     if cond_invariants is not None and ctx.optimize:
         chunk = loopgen.generate(body_plan, len(moving), len(counters))
+    cond_plan = ctx.compile_graph(cg, [cg.outputs[0].ref], [c_in[i] for i in perm])
+    hoisted_plan = ctx.compile_graph(bg, hoisted, [b_in[i] for i in fixed]) if hoisted else None
     loop = Loop(
         perm=perm, inverse=[(perm + const_fixed).index(i) for i in range(n)], k=len(moving),
         counters=[(step, ctx.bind(node.op, node.attrs), first,
                    node.op == "Sub") for node, step, first in counters.values()],
-        cond=ctx.compile_graph(cg, [cg.outputs[0].ref], [c_in[i] for i in perm]).run,
-        body=body_plan.run,
-        prologue=(ctx.compile_graph(bg, hoisted, [b_in[i] for i in fixed]).run
-                  if hoisted else None),
+        cond=cond_plan.run, body=body_plan.run,
+        prologue=hoisted_plan.run if hoisted_plan is not None else None,
         cond_invariants=cond_invariants, const_vals=tuple(consts[i] for i in const_fixed),
-        chunk=chunk, body_prologue=_body_prologue(body_plan, kq))
+        chunk=chunk, body_prologue=_body_prologue(body_plan, kq),
+        plans=[("condition", cond_plan)] +
+              ([("once per loop, its invariant work", hoisted_plan)] if hoisted_plan else []) +
+              [("body", body_plan)])
     return PartialLoop(loop, consts) if consts is not None else loop
 
 

@@ -125,8 +125,23 @@ def _step_line(plan: Plan, st: Step) -> str:
     return f"{line:<72} # {note}"
 
 
+def _nested(kernel) -> tuple:
+    """(label, plan) of the plans a step's kernel runs inside it (a While loop's condition,
+    hoisted work and body), through the wrappers around it (a loop with constant variables,
+    profiling)."""
+    for _ in range(4):
+        plans = getattr(kernel, "plans", None)
+        if plans is not None:
+            return plans
+        kernel = getattr(kernel, "loop", None) or getattr(kernel, "__wrapped__", None)
+        if kernel is None:
+            break
+    return ()
+
+
 def dump(plan: Plan) -> str:
-    """The plan as text: feeds, constants, one step a line, fetches."""
+    """The plan as text: feeds, constants, one step a line (a loop's plans indented under
+    it), fetches."""
     head = f"plan of {len(plan.steps)} steps"
     if plan.passes:
         head += f" (after {plan.passes[-1]})"
@@ -145,7 +160,10 @@ def dump(plan: Plan) -> str:
         lines.append("  once per loop:")
         lines += ["  " + _step_line(plan.prologue, st) for st in plan.prologue.steps]
         lines.append("  every iteration:")
-    lines += [_step_line(plan, st) for st in plan.steps]
+    for st in plan.steps:
+        lines.append(_step_line(plan, st))
+        for label, sub in _nested(st.kernel):
+            lines.append(f"      {label}: " + dump(sub).replace("\n", "\n      "))
     fetched = ", ".join(f"{_value(plan, v)} ({r[0]}:{r[1]})"
                         for r, v in zip(plan.fetches, plan.fetch_values))
     lines.append(f"  return {fetched}")

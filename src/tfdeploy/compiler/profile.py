@@ -35,6 +35,7 @@ class Profile:
                 cur[0] += clock() - t0
                 cur[1] += 1
         timed.__name__ = getattr(kernel, "__name__", label)
+        timed.__wrapped__ = kernel  # (a dump finds a loop's plans through it)
         return timed
 
     def end_run(self) -> None:

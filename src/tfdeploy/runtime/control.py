@@ -44,7 +44,9 @@ class Loop:
     """
 
     def __init__(self, *, perm, inverse, k, counters, cond, body, prologue,
-                 cond_invariants, const_vals, chunk=None, body_prologue=None):
+                 cond_invariants, const_vals, chunk=None, body_prologue=None, plans=()):
+        #: (label, plan) of the plans it runs, for dumps (``compiler/plan.py``)
+        self.plans = tuple(plans)
         self.perm = perm
         self.identity_perm = perm == list(range(len(perm))) and not const_vals
         self.inverse = inverse
