@@ -118,6 +118,57 @@ def test_an_intermediate_that_is_fetched_is_not_swallowed():
 
 # --- Keras models against TensorFlow ---------------------------------------------------------
 
+def _rotary_model(sin_width=None, upper_first=True):
+    """q * cos + concat(-q[..., 8:], q[..., :8]) * sin over a [B, heads, T, 16] input, as
+    Keras writes rotate_half (``sin_width``: the sin table's last axis, 16 unless given)."""
+    cos = RNG.uniform(-1, 1, (6, 16)).astype(np.float32)
+    sin = RNG.uniform(-1, 1, (6, sin_width or 16)).astype(np.float32)
+    i32 = np.int32
+    up = [const("ub", np.array([0, 8], i32)), const("ue", np.array([0, 0], i32)),
+          const("us", np.array([1, 1], i32)),
+          Node("upper", "StridedSlice", ["x", "ub", "ue", "us"],
+               {"T": "float32", "Index": "int32", "begin_mask": 0, "end_mask": 2,
+                "ellipsis_mask": 1, "new_axis_mask": 0, "shrink_axis_mask": 0})]
+    lo = [const("lb", np.array([0, 0], i32)), const("le", np.array([0, 8], i32)),
+          const("ls", np.array([1, 1], i32)),
+          Node("lower", "StridedSlice", ["x", "lb", "le", "ls"],
+               {"T": "float32", "Index": "int32", "begin_mask": 2, "end_mask": 0,
+                "ellipsis_mask": 1, "new_axis_mask": 0, "shrink_axis_mask": 0})]
+    nodes = [placeholder("x", "float32", None), const("cos", cos), const("sin", sin),
+             const("axis", np.int32(-1)),
+             Node("mc", "Mul", ["x", "cos"], {"T": "float32"}), *up, *lo,
+             Node("neg", "Neg", ["upper"], {"T": "float32"}),
+             Node("cat", "ConcatV2", ["neg", "lower", "axis"] if upper_first else
+                  ["lower", "neg", "axis"], {"T": "float32", "N": 2, "Tidx": "int32"}),
+             Node("ms", "Mul", ["sin", "cat"], {"T": "float32"}),
+             Node("y", "AddV2", ["ms", "mc"], {"T": "float32"})]
+    return model_of(nodes, ["x"], ["y"])
+
+
+def test_rotary_embedding_is_one_step_and_exact():
+    """x * cos + rotate_half(x) * sin is one ``_Rotary`` step: the unfused plan's values bit
+    for bit (contiguous, a transposed view, inf and NaN, a sin table of width 1); an input the
+    tables do not fit runs the unfused steps, and their error; the other concatenation order
+    (not rotate_half) is not fused."""
+    m = _rotary_model()
+    x = RNG.standard_normal((2, 3, 6, 16)).astype(np.float32)
+    fused, plain = m.plan(x), m.plan(x, optimize=False)
+    assert _labels(fused) == ["_Rotary"]
+    odd = x.copy()
+    odd[0, 0, 0, [1, 9]] = [np.inf, np.nan]
+    view = RNG.standard_normal((2, 6, 3, 16)).astype(np.float32).transpose(0, 2, 1, 3)
+    for a in (x, odd, view, x[:1]):
+        with np.errstate(invalid="ignore"):
+            np.testing.assert_array_equal(fused.run((a,))[0], plain.run((a,))[0])
+    with pytest.raises(td.errors.ExecutionError):  # (the last axis is not 16)
+        fused.run((RNG.standard_normal((2, 3, 6, 18)).astype(np.float32),))
+    narrow = _rotary_model(sin_width=1)
+    f, p = narrow.plan(x), narrow.plan(x, optimize=False)
+    assert _labels(f) == ["_Rotary"]
+    np.testing.assert_array_equal(f.run((x,))[0], p.run((x,))[0])
+    assert "_Rotary" not in _labels(_rotary_model(upper_first=False).plan(x))
+
+
 def _keras():
     pytest.importorskip("tensorflow")
     import keras

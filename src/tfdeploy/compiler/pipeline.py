@@ -1,7 +1,8 @@
 """The compiler: a graph, fetches and feeds in; a plan whose ``run`` is generated code out.
 
     select -> specialize -> fold -> fuse_rnn -> project_inputs -> pad_into_conv -> simplify
-           -> fuse_projections -> fuse_norm -> fuse_gelu -> fuse_attention -> fuse_conv
+           -> fuse_projections -> fuse_norm -> fuse_gelu -> fuse_rotary -> fuse_attention
+           -> fuse_conv
            -> scale_into_conv -> fuse_half -> licm -> liveness -> lower -> codegen
 
 Each pass is one module of ``compiler/passes`` with one job, ``run(plan, ctx) -> plan``;
@@ -26,6 +27,7 @@ from tfdeploy.compiler.passes import (
     fuse_norm,
     fuse_projections,
     fuse_rnn,
+    fuse_rotary,
     licm,
     liveness,
     pad_into_conv,
@@ -54,6 +56,7 @@ PASSES: list[tuple[str, Callable, bool]] = [
     ("fuse_projections", fuse_projections.run, True),
     ("fuse_norm", fuse_norm.run, True),
     ("fuse_gelu", fuse_gelu.run, True),
+    ("fuse_rotary", fuse_rotary.run, True),
     ("fuse_attention", fuse_attention.run, True),
     ("fuse_conv", fuse_conv.run, True),
     ("scale_into_conv", scale_into_conv.run, True),

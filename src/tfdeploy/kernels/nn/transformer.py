@@ -110,6 +110,52 @@ def _layer_norm_kernel(*, _ctx=None, axis: int = -1, epsilon: float, gamma=None,
     return LayerNorm
 
 
+@op("_Rotary", internal=True, needs_context=True)
+def _rotary_kernel(*, _ctx=None, cos, sin, half: int, _fallback=None):
+    """Rotary position embedding ``x * cos + rotate_half(x) * sin`` over x's last axis of
+    ``2 half`` values, ``rotate_half(x) = concat(-x[..., half:], x[..., :half])``
+    (``compiler/passes/fuse_rotary.py``), as ``x * cos + swap(x) * s`` with ``swap`` the
+    halves exchanged (one ``np.take``) and ``s`` sin with its first half negated: four numpy
+    calls on whole rows (views of the halves, 8 values a row, cost more than the unfused steps), the
+    tables repeated to the input's shape (``Tiled``), the unfused steps' values bit for bit
+    (``a * -b`` is ``-(a * b)``). An input the tables do not broadcast into without widening
+    it (or of another dtype) runs the unfused steps (``_fallback``)."""
+    cos, sin = np.asarray(cos), np.asarray(sin)
+    dt, nd, width = cos.dtype, np.ndarray, 2 * half
+    swap = np.r_[half:width, 0:half].astype(np.intp)
+    usable = sin.shape[-1] in (1, width)
+    if usable:
+        signed = np.array(np.broadcast_to(sin, sin.shape[:-1] + (width,)))
+        np.negative(signed[..., :half], out=signed[..., :half])
+    else:  # (the unfused steps raise numpy's error)
+        signed = sin
+    cos_t, sin_t = Tiled(cos), Tiled(signed)
+    fits: dict = {}  # input shape -> whether the fast path takes it
+
+    def _fits(x) -> bool:
+        if not usable or x.ndim < 1 or x.shape[-1] != width:
+            return False
+        try:
+            return np.broadcast_shapes(x.shape, cos.shape, signed.shape) == x.shape
+        except ValueError:
+            return False
+
+    def Rotary(x):
+        ok = fits.get(x.shape) if x.__class__ is nd and x.dtype is dt else False
+        if ok is None:
+            ok = _fits(x)
+            if len(fits) < 16:
+                fits[x.shape] = ok
+        if not ok:
+            return _fallback(x)
+        y = np.multiply(x, cos_t.like(x))
+        r = np.take(x, swap, axis=-1)  # (C-contiguous: x[..., swap] is laid out transposed)
+        np.multiply(r, sin_t.like(r), out=r)
+        return np.add(y, r, out=y)
+
+    return Rotary
+
+
 def gelu_(y: np.ndarray, approximate: str) -> np.ndarray:
     """GELU of a float array, in place, in the form the graph computed it: ``"erfc"``
     (``0.5 x erfc(-x / sqrt 2)``, Keras 3 and ``tf.nn.gelu``), ``"erf"``
