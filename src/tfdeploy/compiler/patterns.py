@@ -70,6 +70,13 @@ class Dataflow:
         return tuple(c.shape) if c is not None else self.plan.shapes.get(v)
 
 
+def other_input(st: Step | None, v: int) -> int | None:
+    """The input of binary step ``st`` that is not ``v`` (which it reads once), or None."""
+    if st is None or len(st.ins) != 2 or st.ins.count(v) != 1:
+        return None
+    return st.ins[1] if st.ins[0] == v else st.ins[0]
+
+
 def rename(plan: Plan, mapping: dict[int, int]) -> None:
     """Every read of a value in ``mapping`` reads its replacement instead (chains followed)."""
     if not mapping:

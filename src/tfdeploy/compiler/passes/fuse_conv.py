@@ -31,6 +31,7 @@ import numpy as np
 
 from tfdeploy import registry
 from tfdeploy.compiler.passes.fold import FOLD_LIMIT_BYTES
+from tfdeploy.compiler.patterns import other_input
 from tfdeploy.compiler.plan import Plan, Step
 from tfdeploy.dtypes import low_precision
 
@@ -135,12 +136,6 @@ def _as_channels(v: np.ndarray, core: _Core) -> np.ndarray:
     return v.reshape(()) if v.size == 1 else v.reshape(core.bshape)
 
 
-def _other(st: Step, cur: int) -> int | None:
-    """The input of binary step ``st`` that is not ``cur`` (which it reads once), or None."""
-    if len(st.ins) != 2 or st.ins.count(cur) != 1:
-        return None
-    return st.ins[1] if st.ins[0] == cur else st.ins[0]
-
 
 def _batch_norm(st: Step, cur: int, core: _Core, constants) -> tuple | None:
     a = st.attrs
@@ -181,7 +176,7 @@ def _bias_add(st: Step, cur: int, core: _Core, constants) -> tuple | None:
 
 
 def _affine(st: Step, cur: int, core: _Core, constants) -> tuple | None:
-    other = _other(st, cur)
+    other = other_input(st, cur)
     if other is None:
         return None
     if st.op in ("Sub", "RealDiv") and st.ins[0] != cur:
@@ -278,7 +273,7 @@ class _Readers:
                 continue
             beta, members, sig, src = None, [a], a, value
             if self.is_op(a, "Mul"):
-                other = _other(self.steps[a], value)
+                other = other_input(self.steps[a], value)
                 v = self.constants.get(other) if other is not None else None
                 if v is None or _per_channel(v, core) is None:
                     continue

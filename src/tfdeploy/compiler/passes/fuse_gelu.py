@@ -12,14 +12,8 @@ from __future__ import annotations
 
 import math
 
-from tfdeploy.compiler.patterns import Dataflow, builtin, fused_step, replace
+from tfdeploy.compiler.patterns import Dataflow, builtin, fused_step, other_input, replace
 from tfdeploy.compiler.plan import Plan, Step
-
-
-def _other(st: Step, v: int) -> int | None:
-    if st is None or len(st.ins) != 2 or st.ins.count(v) != 1:
-        return None
-    return st.ins[1] if st.ins[0] == v else st.ins[0]
 
 
 def _near(a: float | None, b: float) -> bool:
@@ -27,7 +21,7 @@ def _near(a: float | None, b: float) -> bool:
 
 
 def _mul_by(flow: Dataflow, st: Step | None, v: int, c: float) -> bool:
-    return st is not None and st.op == "Mul" and _near(flow.scalar(_other(st, v) or -1), c)
+    return st is not None and st.op == "Mul" and _near(flow.scalar(other_input(st, v) or -1), c)
 
 
 def _erfc_form(flow: Dataflow, x: int, half: Step):
@@ -52,7 +46,7 @@ def _one_plus(flow: Dataflow, st: Step, half: Step):
     """The final Mul of ``0.5 x * (1 + st)``, or None."""
     add = flow.only_reader(st.outs[0][1])
     if add is None or add.op not in ("AddV2", "Add") or \
-            not _near(flow.scalar(_other(add, st.outs[0][1]) or -1), 1.0):
+            not _near(flow.scalar(other_input(add, st.outs[0][1]) or -1), 1.0):
         return None, None
     out = flow.only_reader(add.outs[0][1])
     if out is None or out.op != "Mul" or sorted(out.ins) != sorted(
@@ -80,7 +74,7 @@ def _tanh_form(flow: Dataflow, x: int, half: Step):
     if not _mul_by(flow, c, cube.outs[0][1], 0.044715):
         return None
     inner = flow.only_reader(c.outs[0][1])
-    if inner is None or inner.op not in ("AddV2", "Add") or _other(inner, c.outs[0][1]) != x:
+    if inner is None or inner.op not in ("AddV2", "Add") or other_input(inner, c.outs[0][1]) != x:
         return None
     k = flow.only_reader(inner.outs[0][1])
     if not _mul_by(flow, k, inner.outs[0][1], math.sqrt(2 / math.pi)):
@@ -100,7 +94,7 @@ def run(plan: Plan, ctx=None) -> Plan:
         if half.op != "Mul" or len(half.ins) != 2 or id(half) in taken:
             continue
         for x in set(half.ins):
-            if not _near(flow.scalar(_other(half, x) or -1), 0.5):
+            if not _near(flow.scalar(other_input(half, x) or -1), 0.5):
                 continue
             found = _erfc_form(flow, x, half) or _erf_form(flow, x, half) or \
                 _tanh_form(flow, x, half)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfdeploy.compiler.patterns import Dataflow, builtin, fused_step, replace
+from tfdeploy.compiler.patterns import Dataflow, builtin, fused_step, other_input, replace
 from tfdeploy.compiler.plan import Plan, Step
 from tfdeploy.errors import TFDeployError
 
@@ -43,11 +43,6 @@ def _last_axis_mean(st: Step | None, flow: Dataflow) -> int | None:
     return st.ins[0] if a in (-1, len(shape) - 1) else None
 
 
-def _other(st: Step, v: int) -> int | None:
-    if len(st.ins) != 2 or st.ins.count(v) != 1:
-        return None
-    return st.ins[1] if st.ins[0] == v else st.ins[0]
-
 
 def _vector(flow: Dataflow, v: int, x: int, dtype) -> np.ndarray | None:
     """Constant ``v`` as a vector along the last axis of ``x`` (a scalar broadcasts)."""
@@ -65,7 +60,7 @@ def _rsqrt(flow: Dataflow, var: int) -> tuple[Step, Step, float] | None:
     add = flow.only_reader(var)
     if add is None or add.op not in ("AddV2", "Add"):
         return None
-    eps = flow.scalar(_other(add, var) or -1)
+    eps = flow.scalar(other_input(add, var) or -1)
     r = flow.only_reader(add.outs[0][1])
     if eps is None or r is None or r.op != "Rsqrt":
         return None
@@ -77,7 +72,7 @@ def _scaled(flow: Dataflow, r: Step, x: int, dtype):
     rv = r.outs[0][1]
     mul = flow.only_reader(rv)
     if mul is not None and mul.op == "Mul":
-        g = _vector(flow, _other(mul, rv) or -1, x, dtype)
+        g = _vector(flow, other_input(mul, rv) or -1, x, dtype)
         if g is not None:
             return mul.outs[0][1], g, mul
     return rv, None, None
@@ -103,15 +98,15 @@ def _layer_norm(mean: Step, flow: Dataflow) -> tuple[list[Step], dict, int, int]
     add, r, eps = rs
     s, gamma, gmul = _scaled(flow, r, x, dtype)
     sr = flow.readers.get(s, [])
-    xs = next((st for st in sr if st.op == "Mul" and _other(st, s) == x), None)
-    ns = next((st for st in sr if st.op == "Mul" and _other(st, s) == neg.outs[0][1]), None)
+    xs = next((st for st in sr if st.op == "Mul" and other_input(st, s) == x), None)
+    ns = next((st for st in sr if st.op == "Mul" and other_input(st, s) == neg.outs[0][1]), None)
     if xs is None or ns is None or len(sr) != 2 or s in flow.pinned:
         return None
     tail = flow.only_reader(ns.outs[0][1])
     beta, badd = None, None
     if tail is not None and tail.op in ("AddV2", "Add") and \
-            _other(tail, ns.outs[0][1]) not in (None, xs.outs[0][1]):
-        beta = _vector(flow, _other(tail, ns.outs[0][1]), x, dtype)
+            other_input(tail, ns.outs[0][1]) not in (None, xs.outs[0][1]):
+        beta = _vector(flow, other_input(tail, ns.outs[0][1]), x, dtype)
         badd = tail if beta is not None else None
     shift = badd.outs[0][1] if badd is not None else ns.outs[0][1]
     final = flow.only_reader(xs.outs[0][1])
@@ -137,7 +132,7 @@ def _rms_norm(mean: Step, flow: Dataflow) -> tuple[list[Step], dict, int, int] |
         return None
     add, r, eps = rs
     xm = flow.only_reader(r.outs[0][1])
-    if xm is None or xm.op != "Mul" or _other(xm, r.outs[0][1]) != x:
+    if xm is None or xm.op != "Mul" or other_input(xm, r.outs[0][1]) != x:
         return None
     out, gamma, gmul = _scaled(flow, xm, x, dtype)
     members = [sq, mean, add, r, xm] + ([gmul] if gmul is not None else [])

@@ -4,22 +4,16 @@ Llama-, Gemma-, Mistral- and Qwen-style attention rotate queries and keys as
 ``x * cos + rotate_half(x) * sin``, ``rotate_half(x) = concat(-x[..., h:], x[..., :h])`` over
 the last axis (h: half of it), cos and sin constant tables. As graph ops: two StridedSlices, a
 Neg, a ConcatV2, two Muls and an AddV2 (seven steps, each a numpy call or more). The fused
-kernel (``kernels/nn/transformer.py``) computes the same values bit for bit in five numpy calls
-on views of the halves.
+kernel (``kernels/nn/transformer.py``) computes the same values bit for bit in four numpy calls
+on whole rows.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from tfdeploy.compiler.patterns import Dataflow, builtin, fused_step, replace
+from tfdeploy.compiler.patterns import Dataflow, builtin, fused_step, other_input, replace
 from tfdeploy.compiler.plan import Plan, Step
-
-
-def _other(st: Step, v: int) -> int | None:
-    if len(st.ins) != 2 or st.ins.count(v) != 1:
-        return None
-    return st.ins[1] if st.ins[0] == v else st.ins[0]
 
 
 def _half_slice(flow: Dataflow, st: Step, x: int) -> tuple[str, int] | None:
@@ -58,7 +52,7 @@ def _match(flow: Dataflow, add: Step):
     for m_cos, m_sin in (muls, muls[::-1]):
         for r in m_sin.ins:
             concat = flow.step(r, "ConcatV2")
-            sin = _float_const(flow, _other(m_sin, r))
+            sin = _float_const(flow, other_input(m_sin, r))
             if concat is None or sin is None or len(concat.ins) != 3:
                 continue
             axis = flow.scalar(concat.ins[2])
@@ -74,12 +68,12 @@ def _match(flow: Dataflow, add: Step):
             if hu is None or hl is None or hu[0] != "upper" or hl[0] != "lower" or \
                     hu[1] != hl[1]:
                 continue
-            cos = _float_const(flow, _other(m_cos, x))
+            cos = _float_const(flow, other_input(m_cos, x))
             if cos is None or cos.dtype != sin.dtype:
                 continue
             h = hu[1]
-            rank = flow.shape(x)
-            if int(axis) != -1 and (rank is None or int(axis) != len(rank) - 1):
+            shape = flow.shape(x)
+            if int(axis) != -1 and (shape is None or int(axis) != len(shape) - 1):
                 continue
             return [m_cos, upper, neg, lower, concat, m_sin, add], x, cos, sin, h
     return None

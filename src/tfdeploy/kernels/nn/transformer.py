@@ -59,11 +59,7 @@ def _LayerNorm(x, *, axis: int = -1, epsilon: float, gamma=None, beta=None,
     np.add(var, _scalar(epsilon, x.dtype), var)
     np.sqrt(var, out=var)
     d = np.divide(src, var, out=None if rms else src)  # (rms: x is the caller's)
-    if gamma is not None:
-        np.multiply(d, gamma.like(d) if gamma.__class__ is Tiled else gamma, out=d)
-    if beta is not None:
-        np.add(d, beta.like(d) if beta.__class__ is Tiled else beta, out=d)
-    return d
+    return _scale_shift(d, gamma, beta)
 
 
 def _norm_rows(x, v, eps, gamma, beta, rms):
@@ -76,6 +72,11 @@ def _norm_rows(x, v, eps, gamma, beta, rms):
     np.add(var, eps, var)
     np.sqrt(var, out=var)
     d = np.divide(src, var, out=None if rms else src).reshape(x.shape)  # (rms: x is the caller's)
+    return _scale_shift(d, gamma, beta)
+
+
+def _scale_shift(d, gamma, beta):
+    """``d * gamma + beta`` in place (either None: left out; a ``Tiled``: repeated to d)."""
     if gamma is not None:
         np.multiply(d, gamma.like(d) if gamma.__class__ is Tiled else gamma, out=d)
     if beta is not None:
