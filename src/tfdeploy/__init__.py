@@ -45,7 +45,8 @@ __all__ = [
 
 def setup(tf=None, impl: str | None = None, order=None, *,
           tf_intra_op_threads: int | None = None, threads: int | None = None,
-          blas_threads: int | None = None, recycle_mb: int | None = None, **limits) -> None:
+          blas_threads: int | None = None, recycle_mb: int | None = None,
+          heap_mb: int | None = None, **limits) -> None:
     """Classic set-up. ``tf`` is accepted for compatibility (conversion imports TensorFlow
     itself); ``impl`` (e.g. ``td.IMPL_SCIPY``) makes every op that has that implementation use
     it, the others stay numpy. Applies to plans compiled afterwards.
@@ -59,6 +60,10 @@ def setup(tf=None, impl: str | None = None, order=None, *,
     ``recycle_mb``: how many MB of large convolution results each thread keeps to reuse once
     nothing holds them (default 512): a repeated call with the same shapes then allocates
     nothing large, at the cost of keeping that memory between calls; 0 turns it off.
+    ``heap_mb``: how many MB of freed memory the process's C heap (glibc) keeps for the next
+    call's arrays instead of returning it to the system, which would fault fresh pages in
+    again (default 256; set at the first evaluation, with large blocks served from the heap
+    and threads sharing it, see ``runtime/heap.py``); 0 leaves glibc's allocator alone.
 
     ``tf_intra_op_threads``: the intra-op thread count of the TensorFlow whose values to
     reproduce where they depend on it (the parameterized truncated normals beyond ~800
@@ -84,6 +89,10 @@ def setup(tf=None, impl: str | None = None, order=None, *,
         from tfdeploy.kernels.nn import scratch
 
         scratch.keep_outputs(recycle_mb)
+    if heap_mb is not None:
+        from tfdeploy.runtime import heap
+
+        heap.configure(heap_mb)
     if tf_intra_op_threads is not None:
         from tfdeploy.kernels.random import binomial as random_binomial
 
@@ -93,7 +102,7 @@ def setup(tf=None, impl: str | None = None, order=None, *,
         random_binomial.INTRA_OP_THREADS = n
     if impl is None and order is None and (tf_intra_op_threads is not None or limits or
                                            threads is not None or blas_threads is not None or
-                                           recycle_mb is not None):
+                                           recycle_mb is not None or heap_mb is not None):
         return
     impl = impl if impl is not None else order
     if isinstance(impl, (list, tuple)):

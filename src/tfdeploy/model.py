@@ -15,7 +15,7 @@ from tfdeploy.compiler.pipeline import compile_plan
 from tfdeploy.errors import FeedError, FileFormatError, GraphError, TFDeployError
 from tfdeploy.ir.graph import Graph, TensorSpec, canonical_ref, node_dtype, node_shape, parse_ref
 from tfdeploy.ir.verify import check_calls
-from tfdeploy.runtime import threads
+from tfdeploy.runtime import heap, threads
 from tfdeploy.runtime.dispatch import ShapeDispatch
 from tfdeploy.runtime.feeds import FeedCheck
 from tfdeploy.runtime.limits import LIMITS
@@ -266,7 +266,8 @@ class Model:
         return [self._feed_check(key, g, r) for r in feeds]
 
     def _compile_plan(self, key, fetches, feeds, **options):
-        threads.ensure_blas()  # (cheap after the first time)
+        threads.ensure_blas()  # (both cheap after the first time)
+        heap.ensure()
         try:
             return compile_plan(self.graphs[key], list(fetches), list(feeds),
                                 feed_checks=self._feed_checks(key, feeds), **options)

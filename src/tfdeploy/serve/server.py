@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote
 
 import tfdeploy as td
+from tfdeploy.runtime import heap as _heap
 from tfdeploy.runtime import threads as _threads
 
 from . import codec, examples
@@ -54,6 +55,9 @@ class Server:
         self.options = options
         if options.blas_threads > 0:  # (TF Serving's intra-op parallelism: tfdeploy's own
             _threads.configure(threads=options.blas_threads)  # threads inside one evaluation)
+        # the heap tuned before any worker thread exists, so that they all share the main
+        # heap (runtime/heap.py: a thread's own arena maps large arrays afresh each call)
+        _heap.ensure()
         self.metrics = Metrics()
         self._own_snapshot_dir = options.snapshot_dir is None
         self.snapshot_dir = options.snapshot_dir or tempfile.mkdtemp(prefix="tfdeploy-serve-")
