@@ -1,7 +1,8 @@
 """Pooling kernels: MaxPool, AvgPool (2-D and 3-D), MaxPoolWithArgmax, LRN.
 
 Pooling works on the tensor as laid out (NHWC or NCHW alike): ``ksize`` and ``strides`` name
-every dim, so a window is a loop over kernel taps, each a strided view reduced into the output.
+every dim, so a window is reduced one dim at a time (``_separable``), each a loop over that
+dim's taps, strided views reduced into the result.
 """
 
 from __future__ import annotations
@@ -52,6 +53,26 @@ def _taps(xp, ksize, strides, outs):
                        for t, o, s in zip(tap, outs, strides))]
 
 
+def _separable(xp, ksize, strides, outs, ufunc):
+    """``ufunc`` (max or add) over every window of padded ``xp``, one dim at a time: a window
+    over several dims is a window over each in turn. The outer dims go first, on whole
+    contiguous rows, and shrink what the inner dims' strided taps then read: a 2 x 2 pool of
+    NHWC is one pass of whole rows and one of pixels on half the data, instead of three
+    passes of strided pixels (a 3 x 3 pool: four instead of eight). A fresh array."""
+    out = xp
+    for d, (k, s, o) in enumerate(zip(ksize, strides, outs)):
+        if k == 1 and (s == 1 or o <= 1) and out.shape[d] == o:
+            continue
+        lead = (slice(None),) * d
+        taps = [out[lead + (slice(t, t + (o - 1) * s + 1, s) if o else slice(0, 0),)]
+                for t in range(k)]
+        acc = taps[0].copy() if k == 1 else ufunc(taps[0], taps[1])
+        for v in taps[2:]:
+            ufunc(acc, v, out=acc)
+        out = acc
+    return out.copy() if out is xp else out
+
+
 def _check_format(data_format, ndim):
     if data_format not in _FORMATS or len(data_format) != ndim:
         raise ValueError(f"unsupported data_format {data_format!r} for a rank-{ndim} input")
@@ -68,15 +89,7 @@ def _lowest(dt: np.dtype):
 def _max_pool(x, ksize, strides, padding, explicit=None):
     geom = _geometry(x.shape, ksize, strides, padding, explicit)
     outs = [g[0] for g in geom]
-    xp = _padded(x, geom, _lowest(x.dtype))
-    taps = _taps(xp, ksize, strides, outs)
-    out = next(taps)
-    second = next(taps, None)
-    # the first two taps make the output buffer: no separate copy pass
-    out = out.copy() if second is None else np.maximum(out, second)
-    for v in taps:
-        np.maximum(out, v, out=out)
-    return out
+    return _separable(_padded(x, geom, _lowest(x.dtype)), ksize, strides, outs, np.maximum)
 
 
 @op("MaxPool")
@@ -105,13 +118,7 @@ def _avg_pool(x, ksize, strides, padding):
     outs = [g[0] for g in geom]
     dt = x.dtype
     acc = np.float32 if low_precision(dt) else dt
-    xp = _padded(x.astype(acc, copy=False), geom, 0)
-    taps = _taps(xp, ksize, strides, outs)
-    out = next(taps)
-    second = next(taps, None)
-    out = out.copy() if second is None else np.add(out, second)
-    for v in taps:
-        out += v
+    out = _separable(_padded(x.astype(acc, copy=False), geom, 0), ksize, strides, outs, np.add)
     if out.size == 0:
         return np.zeros(outs, dtype=dt)
     # the divisor counts the window cells inside the input, per dim, as TF does
