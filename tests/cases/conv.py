@@ -260,6 +260,10 @@ BACKPROP2D = [
     ("same_s1", (1, 5, 6, 2), (3, 2, 2, 3), (1, 1), (1, 1), "SAME", None),
     ("dil", (1, 9, 9, 2), (3, 3, 2, 2), (1, 1), (2, 2), "SAME", None),
     ("explicit", (1, 6, 7, 3), (3, 3, 3, 2), (2, 1), (1, 1), "EXPLICIT", (1, 2, 0, 1)),
+    # stride = kernel: the taps interleave in one copy (Conv2DTranspose's upsampling)
+    ("same_k2s2", (2, 8, 6, 3), (2, 2, 3, 4), (2, 2), (1, 1), "SAME", None),
+    ("valid_k3s3", (1, 9, 12, 2), (3, 3, 2, 3), (3, 3), (1, 1), "VALID", None),
+    ("valid_k3s3_leftover", (1, 10, 9, 2), (3, 3, 2, 3), (3, 3), (1, 1), "VALID", None),
     ("1x1", (2, 4, 4, 5), (1, 1, 5, 3), (1, 1), (1, 1), "VALID", None),
 ]
 
@@ -319,6 +323,7 @@ for c in BACKPROP2D:
     _backprop2d_case(*c, dynamic=c[0] in ("same_s2", "explicit"))
 for c in BACKPROP2D[:3]:
     _backprop2d_case(*c, fmt="NCHW")
+_backprop2d_case(*[c for c in BACKPROP2D if c[0] == "same_k2s2"][0], fmt="NCHW")
 _backprop2d_case(*BACKPROP2D[0], dtype="float64", rtol=1e-10, atol=1e-10)
 _backprop2d_case(*BACKPROP2D[0], dtype="float16", rtol=2e-2, atol=8e-2)
 _backprop2d_case(*BACKPROP2D[1], dtype="int32", rtol=0, atol=0)
@@ -338,6 +343,7 @@ add("conv2d_transpose_api", ["Conv2DBackpropInput"], _conv2d_transpose,
 BACKPROP3D = [
     ("same_s2", (1, 5, 6, 4, 2), (3, 3, 2, 2, 3), (2, 2, 1), "SAME"),
     ("valid", (2, 5, 4, 6, 2), (2, 2, 3, 2, 2), (1, 2, 2), "VALID"),
+    ("k2s2", (1, 4, 6, 4, 2), (2, 2, 2, 2, 3), (2, 2, 2), "SAME"),
 ]
 for id, xs, ws, st, pad in BACKPROP3D:
     outs = tuple(_out_size(n, k, s, 1, pad) for n, k, s in zip(xs[1:4], ws[:3], st))
