@@ -278,6 +278,68 @@ def test_fallback_for_other_dtypes_and_errors_name_the_conv():
         opt(_r(1, 5, 5, 3))
 
 
+def _convs_of(plan):
+    """The convolutions a plan runs: (label, output channels), fused chains by their core."""
+    found = []
+    for st in plan.steps:
+        if st.op == "_FusedChain" and st.attrs.get("core") == "Conv2D":
+            found.append((st.label, st.attrs["weight"].shape[-1]))
+        elif st.op == "Conv2D":
+            found.append(("Conv2D", plan.constants[st.ins[1]].shape[-1]))
+    return sorted(found)
+
+
+def _check_values(nodes, fetches, feeds, values):
+    plain, opt = _plans(nodes, fetches, feeds)
+    for w, g in zip(plain(*values), opt(*values)):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5 * float(np.max(np.abs(w))))
+    return opt
+
+
+def test_parallel_convs_of_one_input_become_one():
+    """Three 3x3 convolutions of one input, each with its bias, folded batch norm and ReLU:
+    one convolution of 5 + 3 + 6 channels with the concatenated epilogue, then a SplitV. A
+    strided one and a 1x1 one of the same input stay apart (other attributes, other size)."""
+    nodes = [placeholder("x")]
+    outs = []
+    for name, n in (("a", 5), ("b", 3), ("c", 6)):
+        nodes += [const(f"w{name}", _r(3, 3, 4, n)), const(f"b{name}", _r(n)),
+                  const(f"s{name}", _r(n, lo=0.5, hi=2)), const(f"t{name}", _r(1, 1, 1, n)),
+                  _conv(f"conv{name}", "x", f"w{name}"),
+                  _bin(f"bias{name}", "BiasAdd", f"conv{name}", f"b{name}"),
+                  _bin(f"mul{name}", "Mul", f"s{name}", f"bias{name}"),
+                  _bin(f"add{name}", "AddV2", f"mul{name}", f"t{name}"),
+                  _un(f"act{name}", "Relu", f"add{name}")]
+        outs.append(f"act{name}")
+    nodes += [const("wd", _r(3, 3, 4, 2)), _conv("strided", "x", "wd", strides=(1, 2, 2, 1)),
+              const("we", _r(1, 1, 4, 2)), _conv("pointwise", "x", "we")]
+    opt = _check_values(nodes, outs + ["strided", "pointwise"], ["x"], [_r(2, 9, 8, 4)])
+    assert _convs_of(opt) == [("Conv2D", 2), ("Conv2D", 2),
+                              ("Conv2D+BiasAdd+Mul+AddV2+Relu", 14)]
+    assert sum(st.op == "SplitV" for st in opt.steps) == 1
+
+
+def test_parallel_convs_share_only_what_their_branches_share():
+    """Branches that part at once (ReLU against sigmoid, a different Sub side, a bias then
+    different activations) are split right after what they share; a branch whose output is
+    fetched keeps its value."""
+    nodes = [placeholder("x"), const("w1", _r(1, 1, 3, 4)), const("w2", _r(1, 1, 3, 2)),
+             const("w3", _r(1, 1, 3, 3)), const("k1", _r(4)), const("k2", _r(2)),
+             const("k3", _r(3)),
+             _conv("c1", "x", "w1"), _conv("c2", "x", "w2"), _conv("c3", "x", "w3"),
+             _bin("s1", "Sub", "c1", "k1"), _bin("s2", "Sub", "k2", "c2"),
+             _bin("s3", "Sub", "c3", "k3"),
+             _un("r1", "Relu", "s1"), _un("r2", "Sigmoid", "s2"), _un("r3", "Tanh", "s3")]
+    x = _r(2, 5, 6, 3, lo=-3, hi=3)
+    opt = _check_values(nodes, ["r1", "r2", "r3", "c3"], ["x"], [x])
+    # c3 is fetched (and so pinned): nothing of its branch past the conv is shared
+    assert _convs_of(opt) == [("Conv2D", 9)]
+    nodes[-5] = _bin("s2", "Sub", "c2", "k2")
+    opt = _check_values(nodes, ["r1", "r2", "r3"], ["x"], [x])
+    assert _convs_of(opt) == [("Conv2D+Sub", 9)]
+
+
 def _specialized_matmul(x, w, **attrs):
     """MatMul as its specializer on a constant weight makes it (every Dense layer)."""
     return registry.specialize(registry.get_opdef("MatMul"), attrs, [None, w])(x)

@@ -10,6 +10,17 @@ copy). ``fuse_conv`` then fuses the product with its bias.
 A bias added after a reshape that only splits the last axis (Keras' ``EinsumDense`` of the
 attention projections: ``Reshape(x @ W, [..., heads, width]) + b[heads, width]``) is first
 moved before the reshape, where it is a plain per-column bias.
+
+Convolutions alike: several ``Conv2D`` (NHWC) of one input by constant filters of one size,
+with the same strides, padding and dilations (Keras 3's ConvLSTM2D convolves its input and
+its state once per gate; Inception's branches open with 1x1 convolutions of one input;
+detection heads) become one convolution by the filters concatenated along their output
+channels: the input's patches are copied once and the product is wider. The channel-wise
+steps every branch applies next, the same in each (a constant per-channel Mul, Add or Sub,
+BiasAdd, the same activation: a folded batch norm and its ReLU), are concatenated too, so
+that ``fuse_conv`` still makes them the convolution's epilogue; the ``SplitV`` comes where
+the branches part. A ConvLSTM2D step (4 + 4 convolutions of 32 x 32 maps) went from 0.98 to
+0.40 ms.
 """
 
 from __future__ import annotations
@@ -133,14 +144,122 @@ def _fuse(plan: Plan, flow: Dataflow, x: int, group) -> None:
     plan.steps = steps
 
 
+# -- convolutions ------------------------------------------------------------------------------
+
+#: channel-wise steps with a constant per-channel operand, and where the branch's value goes
+_CHANNEL_BINARY = {"Mul": (0, 1), "AddV2": (0, 1), "Add": (0, 1), "Sub": (0,),
+                   "BiasAdd": (0,)}
+_CHANNEL_UNARY = ("Relu", "Relu6", "Sigmoid", "Tanh", "Elu", "Selu", "Softplus", "LeakyRelu")
+
+
+def _conv_weight(st: Step, flow: Dataflow) -> np.ndarray | None:
+    """The constant [KH, KW, C, N] filter of a built-in NHWC ``Conv2D`` ``st``, or None."""
+    if st.op != "Conv2D" or len(st.ins) != 2 or len(st.outs) != 1 or not builtin(st) or \
+            st.attrs.get("data_format", "NHWC") != "NHWC":
+        return None
+    w = flow.const(st.ins[1])
+    if w is None or w.ndim != 4 or w.dtype.kind != "f" or not w.shape[3]:
+        return None
+    return w
+
+
+def _conv_key(st: Step, w: np.ndarray) -> tuple:
+    a = st.attrs
+    return (w.shape[:3], w.dtype, tuple(a.get("strides", ())), a.get("padding"),
+            tuple(a.get("explicit_paddings", ())), tuple(a.get("dilations", (1, 1, 1, 1))))
+
+
+def _channel_step(flow: Dataflow, y: int, n: int, dtype):
+    """The step channel-wise on ``y`` (its only reader) with its description: ("binary", op,
+    position of ``y``, the per-channel vector) or ("unary", op, attrs); else None."""
+    st = flow.only_reader(y)
+    if st is None or not builtin(st) or len(st.outs) != 1 or \
+            flow.shape(st.outs[0][1]) != flow.shape(y):
+        return None
+    if st.op in _CHANNEL_UNARY and st.ins == (y,):
+        return st, ("unary", st.op, tuple(sorted((k, repr(v)) for k, v in st.attrs.items())))
+    sides = _CHANNEL_BINARY.get(st.op)
+    if sides is None or len(st.ins) != 2 or st.ins.count(y) != 1 or \
+            st.ins.index(y) not in sides:
+        return None
+    if st.op == "BiasAdd" and st.attrs.get("data_format", "NHWC") != "NHWC":
+        return None
+    c = flow.const(st.ins[1 - st.ins.index(y)])
+    if c is None or c.dtype != dtype or c.size != n or c.shape[-1:] != (n,) or c.ndim > 4:
+        return None
+    return st, ("binary", st.op, st.ins.index(y), c.reshape(n))
+
+
+def _conv_groups(flow: Dataflow, x: int) -> list[list[tuple[Step, np.ndarray]]]:
+    """The convolutions of ``x`` by constant filters, grouped by filter size and attributes
+    (groups of two or more)."""
+    groups: dict[tuple, list] = {}
+    for st in flow.readers.get(x, ()):
+        if st.ins and st.ins[0] == x and (w := _conv_weight(st, flow)) is not None:
+            groups.setdefault(_conv_key(st, w), []).append((st, w))
+    return [g for g in groups.values() if len(g) >= 2]
+
+
+def _fuse_convs(plan: Plan, flow: Dataflow, x: int, group) -> None:
+    dt = group[0][1].dtype
+    sizes = [w.shape[3] for _, w in group]
+    # the channel-wise steps all branches share, in order, until they part
+    chains: list[list[tuple[Step, tuple]]] = [[] for _ in group]
+    ends = [st.outs[0][1] for st, _ in group]
+    while True:
+        nxt = [_channel_step(flow, y, n, dt) for y, n in zip(ends, sizes)]
+        if any(s is None for s in nxt) or \
+                len({d[:3] if d[0] == "binary" else d for _, d in nxt}) != 1:
+            break
+        for chain, s in zip(chains, nxt):
+            chain.append(s)
+        ends = [s.outs[0][1] for s, _ in nxt]
+    weight = np.concatenate([w for _, w in group], axis=3)
+    weight.setflags(write=False)
+    first = min(plan.steps.index(st) for st, _ in group)
+    name, t = group[0][0].name, from_numpy(dt)
+    shape = flow.shape(group[0][0].outs[0][1])
+    wide = None if shape is None else tuple(shape[:-1]) + (weight.shape[3],)
+
+    def value(c=None) -> int:
+        v = plan.new_value()
+        if c is not None:
+            plan.constants[v] = c
+        elif wide is not None:
+            plan.shapes[v] = wide
+        return v
+
+    y = value()
+    new = [Step("Conv2D", name, (x, value(weight)), ((0, y),), dict(group[0][0].attrs))]
+    for k, (st0, d) in enumerate(chains[0]):
+        z = value()
+        if d[0] == "unary":
+            new.append(Step(st0.op, st0.name, (y,), ((0, z),), dict(st0.attrs)))
+        else:
+            c = np.concatenate([chain[k][1][3] for chain in chains])
+            c.setflags(write=False)
+            ins = (y, value(c)) if d[2] == 0 else (value(c), y)
+            new.append(Step(st0.op, st0.name, ins, ((0, z),), dict(st0.attrs)))
+        y = z
+    sv, av = value(np.array(sizes, np.int32)), value(np.array(-1, np.int32))
+    new.append(Step("SplitV", name, (y, sv, av), tuple(enumerate(ends)),
+                    {"num_split": len(group), "T": t}))
+    drop = {id(st) for st, _ in group} | {id(s) for chain in chains for s, _ in chain}
+    plan.steps = [s for s in plan.steps[:first] if id(s) not in drop] + new + \
+        [s for s in plan.steps[first:] if id(s) not in drop]
+
+
 def run(plan: Plan, ctx=None) -> Plan:
-    if not plan.shapes:
-        return plan
-    _bias_before_reshape(plan)
+    shaped = bool(plan.shapes)  # (the products need shapes; the convolutions do not: a
+    if shaped:                  # loop body, compiled for any shape, has their gates)
+        _bias_before_reshape(plan)
     flow = Dataflow(plan)
     for x in list(flow.readers):
-        group = _group(plan, flow, x)
+        group = _group(plan, flow, x) if shaped else None
         if group is not None:
             _fuse(plan, flow, x, group)
+            flow = Dataflow(plan)
+        for group in _conv_groups(flow, x):
+            _fuse_convs(plan, flow, x, group)
             flow = Dataflow(plan)
     return plan
