@@ -340,6 +340,34 @@ def test_parallel_convs_share_only_what_their_branches_share():
     assert _convs_of(opt) == [("Conv2D+Sub", 9)]
 
 
+def test_convlstm_gates_add_their_input_and_state_parts_at_once():
+    """A ConvLSTM2D-style step: per gate, a conv of the input plus bias and a conv of the
+    state, added, then the gate's activation. The input's convs join, the state's convs join,
+    and the per-gate additions become one, in the input conv's epilogue, before the split.
+    Splits of other sizes are not merged."""
+    def graph(state_sizes):
+        nodes = [placeholder("x"), placeholder("h")]
+        outs = []
+        for g, (n, m, act) in enumerate(zip((4, 4, 4), state_sizes, ("Sigmoid", "Tanh",
+                                                                     "Sigmoid"))):
+            nodes += [const(f"wx{g}", _r(3, 3, 2, n)), const(f"b{g}", _r(1, 1, 1, n)),
+                      const(f"wh{g}", _r(3, 3, 3, m)),
+                      _conv(f"cx{g}", "x", f"wx{g}"), _bin(f"bx{g}", "AddV2", f"cx{g}", f"b{g}"),
+                      _conv(f"ch{g}", "h", f"wh{g}"),
+                      _bin(f"z{g}", "AddV2", f"bx{g}", f"ch{g}"), _un(f"a{g}", act, f"z{g}")]
+            outs.append(f"a{g}")
+        return nodes, outs
+
+    x, h = _r(2, 6, 5, 2), _r(2, 6, 5, 3)
+    nodes, outs = graph((4, 4, 4))
+    opt = _check_values(nodes, outs, ["x", "h"], [x, h])
+    assert _convs_of(opt) == [("Conv2D", 12), ("Conv2D+AddV2+AddV2", 12)]
+    assert [st.op for st in opt.steps].count("AddV2") == 0
+    nodes, outs = graph((4, 4, 1))  # (a state part that broadcasts: left alone)
+    opt = _check_values(nodes, outs, ["x", "h"], [x, h])
+    assert [st.op for st in opt.steps].count("AddV2") == 3
+
+
 def _specialized_matmul(x, w, **attrs):
     """MatMul as its specializer on a constant weight makes it (every Dense layer)."""
     return registry.specialize(registry.get_opdef("MatMul"), attrs, [None, w])(x)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfdeploy.compiler.patterns import Dataflow, builtin
+from tfdeploy.compiler.patterns import Dataflow, builtin, other_input
 from tfdeploy.compiler.plan import Plan, Step
 from tfdeploy.dtypes import from_numpy
 
@@ -249,6 +249,58 @@ def _fuse_convs(plan: Plan, flow: Dataflow, x: int, group) -> None:
         [s for s in plan.steps[first:] if id(s) not in drop]
 
 
+def _split_sizes(flow: Dataflow, st: Step) -> tuple | None:
+    """(sizes, axis) of a built-in SplitV along the last axis into known sizes, or None."""
+    if st.op != "SplitV" or len(st.ins) != 3 or not builtin(st):
+        return None
+    sizes, axis = flow.const(st.ins[1]), flow.const(st.ins[2])
+    if sizes is None or axis is None or axis.size != 1 or int(axis.reshape(-1)[0]) != -1 or \
+            sizes.ndim != 1 or np.any(sizes < 0) or len(st.outs) != sizes.size:
+        return None
+    return tuple(int(v) for v in sizes)
+
+
+def _merge_split_adds(plan: Plan) -> None:
+    """``AddV2(SplitV(a)[g], SplitV(b)[g])`` for every part g, the splits alike: as
+    ``SplitV(AddV2(a, b))``, one addition instead of one per part, on whole arrays instead of
+    strided views (a ConvLSTM2D gate's input and state convolutions: the addition then joins
+    the input convolution's epilogue)."""
+    flow = Dataflow(plan)
+    for s1 in list(plan.steps):
+        sizes = _split_sizes(flow, s1)
+        if sizes is None or any(i != g for g, (i, _) in enumerate(s1.outs)):
+            continue
+        adds, s2 = [], None
+        for g, (_, v) in enumerate(s1.outs):
+            add = flow.only_reader(v)
+            o = other_input(add, v)
+            if add is None or add.op not in ("AddV2", "Add") or not builtin(add) or o is None \
+                    or flow.only_reader(o) is not add or len(add.outs) != 1:
+                break
+            p = flow.producer.get(o)
+            if p is None or p[1] != g or (s2 is not None and p[0] is not s2):
+                break
+            s2 = p[0]
+            adds.append(add)
+        else:
+            if s2 is None or s2 is s1 or _split_sizes(flow, s2) != sizes or \
+                    s1.attrs.get("T") != s2.attrs.get("T"):
+                continue
+            z = plan.new_value()
+            if s1.ins[0] in plan.shapes:
+                plan.shapes[z] = plan.shapes[s1.ins[0]]
+            k = max(plan.steps.index(s1), plan.steps.index(s2))
+            merged = [Step(adds[0].op, adds[0].name, (s1.ins[0], s2.ins[0]), ((0, z),),
+                           dict(adds[0].attrs)),
+                      Step("SplitV", s1.name, (z,) + s1.ins[1:],
+                           tuple((g, a.outs[0][1]) for g, a in enumerate(adds)),
+                           dict(s1.attrs))]
+            drop = {id(s1), id(s2)} | {id(a) for a in adds}
+            plan.steps = [st for st in plan.steps[:k + 1] if id(st) not in drop] + merged + \
+                [st for st in plan.steps[k + 1:] if id(st) not in drop]
+            flow = Dataflow(plan)
+
+
 def run(plan: Plan, ctx=None) -> Plan:
     shaped = bool(plan.shapes)  # (the products need shapes; the convolutions do not: a
     if shaped:                  # loop body, compiled for any shape, has their gates)
@@ -262,4 +314,5 @@ def run(plan: Plan, ctx=None) -> Plan:
         for group in _conv_groups(flow, x):
             _fuse_convs(plan, flow, x, group)
             flow = Dataflow(plan)
+    _merge_split_adds(plan)
     return plan
