@@ -215,6 +215,33 @@ def test_batch_matmul_const_rhs_swish():
            ["BatchMatMulV2+Mul+Mul+Sigmoid+Mul"])
 
 
+@pytest.mark.parametrize("form", ["div", "mul", "not_hard_swish"])
+def test_conv_batchnorm_hard_swish(form):
+    """MobileNetV3's hard swish, x * (relu6(x + 3) / 6) or * (1/6), joins the conv's chain
+    with the unfused arithmetic in its order (the same values, bit for bit); relu6(..) - 6
+    is not it."""
+    c = 5
+    last = {"div": _bin("hs", "RealDiv", "r6", "six"), "mul": _bin("hs", "Mul", "sixth", "r6"),
+            "not_hard_swish": _bin("hs", "Sub", "r6", "six")}[form]
+    nodes = [placeholder("x"), const("w", _r(3, 3, 4, c)), const("three", np.float32(3)),
+             const("six", np.float32(6)), const("sixth", np.float32(1 / 6)),
+             _conv("conv", "x", "w"), _bin("p3", "AddV2", "conv", "three"),
+             _un("r6", "Relu6", "p3"), last, _bin("out", "Mul", "conv", "hs")]
+    x = _r(2, 7, 6, 4, lo=-4, hi=4)
+    if form == "not_hard_swish":
+        _check(nodes, ["out"], ["x"], [x], [])
+        return
+    label = "Conv2D+AddV2+Relu6+" + ("RealDiv" if form == "div" else "Mul") + "+Mul"
+    plain, opt = _check(nodes, ["out"], ["x"], [x], [label])
+    np.testing.assert_array_equal(opt(x)[0], plain(x)[0])
+    # after a folded batch norm too (its folding rounds the weights once: not bit for bit)
+    bn = [const("s", _r(c, lo=0.5, hi=2)), const("t", _r(c)),
+          _bin("bn_mul", "Mul", "conv", "s"), _bin("bn_add", "AddV2", "bn_mul", "t")]
+    nodes = [n for n in nodes if n.name not in ("p3", "out")] + bn + [
+        _bin("p3", "AddV2", "bn_add", "three"), _bin("out", "Mul", "bn_add", "hs")]
+    _check(nodes, ["out"], ["x"], [x], [label.replace("Conv2D", "Conv2D+Mul+AddV2")])
+
+
 def test_swish_without_beta_and_the_plain_matmul():
     nodes = [placeholder("x"), const("w", _r(4, 3)), const("b", _r(3)),
              Node("mm", "MatMul", ["x", "w"], {"T": "float32"}),

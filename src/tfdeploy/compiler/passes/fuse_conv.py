@@ -9,8 +9,9 @@ the value passed on has exactly one reader and is neither fetched nor fed:
   constant folding), FusedBatchNorm/V2/V3 in inference mode (tf_keras);
 - a residual addition (AddV2/Add; Sub with the chain on the left) of another tensor;
 - activations: Relu, Relu6, LeakyRelu, Elu, Sigmoid, Tanh, GELU (``_Gelu``, from
-  ``fuse_gelu``), and swish, x * sigmoid(beta * x) (a value with two readers: Sigmoid, or Mul
-  by a constant then Sigmoid, and the final Mul);
+  ``fuse_gelu``), swish, x * sigmoid(beta * x) (a value with two readers: Sigmoid, or Mul
+  by a constant then Sigmoid, and the final Mul), and hard swish, x * (relu6(x + a) / c) or
+  x * (relu6(x + a) * c) with scalar constants (MobileNetV3's);
 - Softmax, over the channels when they are last (float32/float64 chains: a float16 chain,
   rounded once at its end, would give softmax unrounded logits).
 
@@ -290,6 +291,41 @@ class _Readers:
         return None
 
 
+    def hard_swish(self, value: int, k: int) -> tuple[list[int], Any] | None:
+        """(steps, (a, "div" or "mul", c)) when output ``value`` of step ``k`` feeds only
+        x * (relu6(x + a) / c) or x * (relu6(x + a) * c), a and c scalar constants (Keras'
+        hard_swish: a = 3, c = 6 or 1/6)."""
+        r = self.readers.get(value, ())
+        if value in self.pinned or len(self.steps[k].outs) != 1 or len(r) != 2 or \
+                r[0] == r[1] or any(j in self.claimed for j in r):
+            return None
+        for a, b in ((r[0], r[1]), (r[1], r[0])):
+            if not self.is_op(b, "Mul") or not (self.is_op(a, "AddV2") or self.is_op(a, "Add")):
+                continue
+            shift = self._scalar(other_input(self.steps[a], value))
+            r6 = self.single(self.out(a), a)
+            if shift is None or r6 is None or not self.is_op(r6, "Relu6") or \
+                    self.steps[r6].ins != (self.out(a),):
+                continue
+            d = self.single(self.out(r6), r6)
+            if d is None or not (self.is_op(d, "RealDiv") or self.is_op(d, "Mul")) or \
+                    (self.steps[d].op == "RealDiv" and self.steps[d].ins[0] != self.out(r6)):
+                continue
+            scale = self._scalar(other_input(self.steps[d], self.out(r6)))
+            if scale is None or self.single(self.out(d), d) != b or \
+                    sorted(self.steps[b].ins) != sorted((value, self.out(d))):
+                continue
+            op = "div" if self.steps[d].op == "RealDiv" else "mul"
+            return [a, r6, d, b], (shift, op, scale)
+        return None
+
+    def _scalar(self, v: int | None) -> float | None:
+        c = self.constants.get(v) if v is not None else None
+        if not isinstance(c, np.ndarray) or c.size != 1 or c.dtype not in _FLOATS:
+            return None
+        return c.reshape(())
+
+
 def run(plan: Plan, ctx=None) -> Plan:
     """The plan with fusable chains rewritten."""
     steps, constants = plan.steps, plan.constants
@@ -328,10 +364,15 @@ def _follow(g: _Readers, k: int, core: _Core) -> tuple[list[int], list[tuple], i
             cur_k, cur = j, g.out(j)
             continue
         sw = g.swish(cur, cur_k, core) if j is None else None
-        if sw is None:
-            return members, ops, cur
-        ms, beta = sw
-        ops.append(("act", "swish", beta))
+        if sw is not None:
+            ms, beta = sw
+            ops.append(("act", "swish", beta))
+        else:
+            hs = g.hard_swish(cur, cur_k) if j is None else None
+            if hs is None:
+                return members, ops, cur
+            ms, arg = hs
+            ops.append(("act", "hard_swish", arg))
         members.extend(ms)
         cur_k, cur = ms[-1], g.out(ms[-1])
 

@@ -78,6 +78,22 @@ def _swish(dtype: np.dtype, beta) -> Callable:
     return swish
 
 
+def _hard_swish(dtype: np.dtype, arg) -> Callable:
+    """y * (relu6(y + a) / c) (or * c), the unfused ops' arithmetic in their order, in a
+    scratch buffer: four passes over the block while in cache."""
+    a, op, c = (np.asarray(arg[0], dtype), arg[1], np.asarray(arg[2], dtype))
+    ufunc = np.divide if op == "div" else np.multiply
+    zero, six = np.zeros((), dtype), np.full((), 6, dtype)
+
+    def hard_swish(y, ext):
+        t = scratch("hard_swish", y.size, dtype).reshape(y.shape)
+        np.add(y, a, out=t)
+        _clip(t, zero, six, out=t)
+        ufunc(t, c, out=t)
+        return np.multiply(y, t, out=y)
+    return hard_swish
+
+
 def epilogue_op(kind: str, dtype: np.dtype, arg=None) -> Callable:
     """``f(y, ext) -> y`` applying one elementwise op in place on ``y`` (dtype ``dtype``), or
     returning None when the fast path does not apply (the chain then runs unfused).
@@ -86,6 +102,7 @@ def epilogue_op(kind: str, dtype: np.dtype, arg=None) -> Callable:
     its shape, as the second operand), "add_input"/"sub_input" (``arg``: the index of an
     external input of the same shape), "relu", "relu6", "leaky_relu" (``arg``: alpha), "elu",
     "sigmoid", "tanh", "swish" (``arg``: None or the constant beta of y * sigmoid(beta y)),
+    "hard_swish" (``arg``: (a, "div" or "mul", c) of y * (relu6(y + a) / c) or * c),
     "gelu" (``arg``: its form, see ``transformer.gelu_``) and "softmax" (over the last axis,
     which must be the channels: every block the chain runs it on is made of whole rows).
     """
@@ -123,6 +140,8 @@ def epilogue_op(kind: str, dtype: np.dtype, arg=None) -> Callable:
         return lambda y, ext: np.tanh(y, out=y)
     if kind == "swish":
         return _swish(dtype, arg)
+    if kind == "hard_swish":
+        return _hard_swish(dtype, arg)
     if kind == "gelu":
         return lambda y, ext: gelu_(y, arg)
     if kind == "softmax":
