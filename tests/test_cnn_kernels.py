@@ -168,6 +168,19 @@ def test_scratch_is_per_thread_and_reused():
                                 scratch.scratch("test", big, np.float32))
 
 
+def test_depthwise_by_phases_keeps_non_finite_values_in_their_windows(monkeypatch):
+    """A 3x3/2 convolution by phases multiplies a column outside some windows by a zero
+    weight: with an inf or NaN in the input it runs per pixel, as TF computes it."""
+    x, w = _r(1, 9, 10, 4), _r(3, 3, 4, 1)
+    x[0, 4, 5, 1], x[0, 2, 8, 3] = np.inf, np.nan
+    pads = ((1, 1), (1, 1))
+    got = depthwise.depthwise_2d(x, w, (2, 2), (1, 1), pads, 5, 5)
+    monkeypatch.setattr(depthwise, "_PHASED_CHANNELS", 0)
+    want = depthwise.depthwise_2d(x, w, (2, 2), (1, 1), pads, 5, 5)
+    np.testing.assert_array_equal(got, want)
+    assert np.isfinite(want).sum() > want.size // 2
+
+
 def test_depthwise_regions():
     geom = ((2, 2), (1, 1), ((0, 1), (0, 1)), (3, 3))
     # a strided conv: the interior read in place, the bottom row and right column padded

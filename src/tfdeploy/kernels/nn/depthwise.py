@@ -107,7 +107,11 @@ def depthwise_2d(x: np.ndarray, w: np.ndarray, strides, dilations, pads, oh: int
     wf = w.reshape(kh, kw, c).astype(dt, copy=False)
     wt = None
     sw = strides[1]
-    if sw == 1 or _phased(sw, dilations[1], kw, c):
+    if sw == 1 or _phased(sw, dilations[1], kw, c) and (
+            kw % sw == 0 or np.isfinite(np.add.reduce(x.reshape(-1)))):
+        # (a phase's unused slots multiply a neighbouring column by zero: an inf or NaN there
+        # would reach outputs whose windows never read it, so those inputs go per pixel; the
+        # sum is NaN or inf if any value is, and a finite sum that overflows is only cautious)
         key = ow if sw == 1 else (sw, ow)
         wt = tiles.get(key) if tiles is not None else None
         if wt is None or wt.dtype != dt:
