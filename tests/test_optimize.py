@@ -393,6 +393,18 @@ def test_convlstm_gates_add_their_input_and_state_parts_at_once():
     nodes, outs = graph((4, 4, 1))  # (a state part that broadcasts: left alone)
     opt = _check_values(nodes, outs, ["x", "h"], [x, h])
     assert [st.op for st in opt.steps].count("AddV2") == 3
+    # a fed whole split alike but of one channel: its SplitV fails unmerged, and still does
+    nodes = [placeholder("x"), placeholder("s"), const("w", _r(1, 1, 2, 8)),
+             const("sizes", np.array([4, 4], np.int32)), const("axis", np.array(-1, np.int32)),
+             _conv("c", "x", "w"), const("w2", _r(1, 1, 2, 8)), _conv("c2", "x", "w2"),
+             Node("sp1", "SplitV", ["c", "sizes", "axis"], {"T": "float32", "num_split": 2}),
+             Node("sp2", "SplitV", ["s", "sizes", "axis"], {"T": "float32", "num_split": 2}),
+             _bin("z0", "AddV2", "sp1", "sp2"), _bin("z1", "AddV2", "sp1:1", "sp2:1"),
+             _bin("out", "Mul", "z0", "z1"), _bin("out2", "Mul", "c2", "c2")]
+    plain, opt = _plans(nodes, ["out", "out2"], ["x", "s"])
+    for plan in (plain, opt):
+        with pytest.raises(ExecutionError, match="sp2"):
+            plan(_r(1, 3, 3, 2), _r(1, 3, 3, 1))
 
 
 def _specialized_matmul(x, w, **attrs):

@@ -260,6 +260,29 @@ def _split_sizes(flow: Dataflow, st: Step) -> tuple | None:
     return tuple(int(v) for v in sizes)
 
 
+def _channels(flow: Dataflow, v: int) -> int | None:
+    """How many channels (last dim) ``v`` has, when its producers say so: a Conv2D by a
+    constant filter, through channel-wise steps by per-channel constants of as many; or its
+    known shape. None if unknown."""
+    shape = flow.shape(v)
+    if shape is not None:
+        return shape[-1] if len(shape) else None
+    st = flow.step(v)
+    if st is None or len(st.outs) != 1:
+        return None
+    if st.op == "Conv2D" and (w := _conv_weight(st, flow)) is not None:
+        return w.shape[3]
+    if st.op in _CHANNEL_UNARY and len(st.ins) == 1:
+        return _channels(flow, st.ins[0])
+    if st.op in _CHANNEL_BINARY and len(st.ins) == 2:
+        for i in (0, 1):
+            c = flow.const(st.ins[1 - i])
+            if c is not None and flow.const(st.ins[i]) is None:
+                n = _channels(flow, st.ins[i])
+                return n if c.ndim <= 4 and c.shape[-1:] == (n,) and c.size == n else None
+    return None
+
+
 def _merge_split_adds(plan: Plan) -> None:
     """``AddV2(SplitV(a)[g], SplitV(b)[g])`` for every part g, the splits alike: as
     ``SplitV(AddV2(a, b))``, one addition instead of one per part, on whole arrays instead of
@@ -283,8 +306,11 @@ def _merge_split_adds(plan: Plan) -> None:
             s2 = p[0]
             adds.append(add)
         else:
+            # (both wholes must have the parts' channels: a whole that would broadcast in
+            # the addition makes its own SplitV fail unmerged, and must still)
             if s2 is None or s2 is s1 or _split_sizes(flow, s2) != sizes or \
-                    s1.attrs.get("T") != s2.attrs.get("T"):
+                    s1.attrs.get("T") != s2.attrs.get("T") or \
+                    not _channels(flow, s1.ins[0]) == _channels(flow, s2.ins[0]) == sum(sizes):
                 continue
             z = plan.new_value()
             if s1.ins[0] in plan.shapes:
