@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 import threading
 
 #: blocks up to this size come from the heap (glibc refuses more than HEAP_MAX / 2 = 32 MB
@@ -57,12 +58,14 @@ def user_tuned() -> bool:
 
 def _mallopt():
     """glibc's ``mallopt``, or None when the C library is not glibc."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         libc = ctypes.CDLL(None)
         if not hasattr(libc, "gnu_get_libc_version"):
             return None
         fn = libc.mallopt
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):
         return None
     fn.argtypes = (ctypes.c_int, ctypes.c_int)
     fn.restype = ctypes.c_int
