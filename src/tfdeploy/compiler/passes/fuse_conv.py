@@ -319,7 +319,8 @@ class _Readers:
             return [a, r6, d, b], (shift, op, scale)
         return None
 
-    def _scalar(self, v: int | None) -> float | None:
+    def _scalar(self, v: int | None) -> np.ndarray | None:
+        """The 0-d value of a float constant of one element, or None."""
         c = self.constants.get(v) if v is not None else None
         if not isinstance(c, np.ndarray) or c.size != 1 or c.dtype not in _FLOATS:
             return None

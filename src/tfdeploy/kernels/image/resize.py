@@ -85,7 +85,7 @@ def ResizeBilinear(images, size, *, align_corners=False, half_pixel_centers=Fals
     columns once, however many output rows read it (an upsampling by 2 reads each twice, as
     top and as bottom), and the output rows are then whole-row gathers of those: the same
     values, bit for bit, in ~8 passes instead of ~12 full-size gathers and temporaries (a
-    64 x 64 x 32 map to 128 x 128: 8.5 -> ~1 ms)."""
+    64 x 64 x 32 map to 128 x 128: 1.81 -> 0.49 ms)."""
     oh, ow = _check_resize(images, size, align_corners, half_pixel_centers)
     _, h, w, _ = images.shape
     ylo, yhi, ylerp = _linear_axis(h, oh, align_corners, half_pixel_centers)
