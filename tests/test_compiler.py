@@ -214,6 +214,27 @@ def test_fused_ops_are_not_graph_ops():
         model_of([placeholder("x"), Node("y", "_FusedChain", ["x"], {})], ["x"], ["y"])
 
 
+def test_builtin_specializers_wait_for_their_kernel():
+    """A built-in specializer may come before its kernel (modules load in any order) and is
+    attached when the kernel registers; one whose kernel never comes (a misspelt type) is an
+    error at the end of loading. A user's specializer needs its kernel first."""
+    spec = lambda consts: None  # noqa: E731
+    registry.registered_ops()  # the built-ins loaded (their own check passed)
+    try:
+        registry.specializer("_WaitsForKernel", builtin=True)(spec)
+        with pytest.raises(td.TFDeployError, match="_WaitsForKernel"):
+            registry.check_waiting()
+        registry.op("_WaitsForKernel", builtin=True)(lambda x: x)
+        registry.check_waiting()
+        assert registry.get_opdef("_WaitsForKernel").specializers["numpy"] is spec
+    finally:
+        registry._waiting.pop(("_WaitsForKernel", "numpy"), None)
+        registry.unregister("_WaitsForKernel")
+    with pytest.raises(td.TFDeployError, match="register its numpy kernel first"):
+        registry.specializer("_NoSuchOp")(spec)
+    assert not registry._waiting
+
+
 def test_kernels_register_in_any_order():
     """Every kernel module re-run into an empty registry, in reverse order, gives the same
     registry: no module depends on another having registered first."""
@@ -230,6 +251,7 @@ mods = sorted(m.name for m in pkgutil.walk_packages(K.__path__, "tfdeploy.kernel
 registry._REGISTRY.clear()
 for name in reversed(mods):
     importlib.reload(importlib.import_module(name))
+registry.check_waiting()
 after = snapshot()
 assert after == before, sorted(set(before) ^ set(after)) or \
     [t for t in before if before[t] != after[t]][:5]

@@ -55,6 +55,8 @@ class OpDef:
 
 
 _REGISTRY: dict[str, OpDef] = {}
+#: built-in specializers registered before their kernel, by (type, impl) (see :func:`specializer`)
+_waiting: dict[tuple[str, str], Callable] = {}
 _state = {"impl": IMPL_NUMPY}
 
 
@@ -100,6 +102,8 @@ def register(type: str, fn: Callable, impl: str = IMPL_NUMPY, stateful: bool = F
     d.impls[impl] = fn
     if builtin:
         d.builtin.add(impl)
+        if (type, impl) in _waiting:
+            d.specializers[impl] = _waiting.pop((type, impl))
     else:
         d.builtin.discard(impl)
         d.specializers.pop(impl, None)  # a built-in's specializer does not fit a user's kernel
@@ -110,19 +114,28 @@ def register(type: str, fn: Callable, impl: str = IMPL_NUMPY, stateful: bool = F
     return d
 
 
-def specializer(*types: str, impl: str = IMPL_NUMPY) -> Callable[[Callable], Callable]:
+def specializer(*types: str, impl: str = IMPL_NUMPY,
+                builtin: bool = False) -> Callable[[Callable], Callable]:
     """Register a specializer for the ``impl`` kernel of ``types``: when some of a node's inputs
     are constants at load time (StridedSlice's begin/end/strides, a Reshape's shape...), the plan
     calls ``spec(consts, **attrs)`` once and, if it returns a callable, runs that on the
-    remaining inputs instead of the generic kernel."""
+    remaining inputs instead of the generic kernel.
+
+    A user's specializer needs its kernel registered first (a misspelt type fails here). A
+    built-in one (``builtin``: tfdeploy's kernel modules, which load in any order) whose kernel
+    is not registered yet waits for it; one still waiting when the built-in kernels have all
+    loaded is an error, so a misspelt type fails there."""
     _check_impl(impl)
 
     def decorate(fn: Callable) -> Callable:
         for t in types:
             d = _REGISTRY.get(t)
-            if d is None or impl not in d.impls:
+            if d is not None and impl in d.impls:
+                d.specializers[impl] = fn
+            elif builtin:
+                _waiting[(t, impl)] = fn
+            else:
                 raise TFDeployError(f"specializer for {t!r}: register its {impl} kernel first")
-            d.specializers[impl] = fn
         return fn
 
     return decorate
@@ -257,3 +270,11 @@ def _load_builtin_ops() -> None:
     if not _builtins_loaded[0] and _builtin_loader:
         _builtins_loaded[0] = True
         _builtin_loader[0]()
+        check_waiting()
+
+
+def check_waiting() -> None:
+    """Raise if a built-in specializer still waits for its kernel (a misspelt op type)."""
+    if _waiting:
+        raise TFDeployError("built-in specializers without a kernel: " + ", ".join(
+            f"{t!r} ({impl})" for t, impl in sorted(_waiting)))

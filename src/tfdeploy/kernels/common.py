@@ -14,7 +14,7 @@ from tfdeploy.dtypes import low_precision, to_numpy
 #: the decorators tfdeploy's own kernels register with (marked built-in: compiler passes may
 #: rewrite the ops running them; see ``registry.runs_builtin``)
 op = functools.partial(registry.op, builtin=True)
-specializer = registry.specializer
+specializer = functools.partial(registry.specializer, builtin=True)
 
 __all__ = ["op", "specializer", "np_dtype", "as_array", "low_precision", "normalize_axis",
            "to_numpy", "flush_subnormals", "round_half_away", "Tiled"]

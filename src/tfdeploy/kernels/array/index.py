@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfdeploy.kernels.common import normalize_axis, np_dtype, op
-from tfdeploy.registry import specializer
+from tfdeploy.kernels.common import normalize_axis, np_dtype, op, specializer
 from tfdeploy.runtime.limits import check_array
 
 
