@@ -317,11 +317,16 @@ def _convs_of(plan):
 
 
 def _check_values(nodes, fetches, feeds, values):
+    """The optimized plan computes what the unoptimized one does; returns the optimized plan
+    before ``lower`` (where a lone conv still reads its filter as an input)."""
     plain, opt = _plans(nodes, fetches, feeds)
     for w, g in zip(plain(*values), opt(*values)):
         assert g.shape == w.shape and g.dtype == w.dtype
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5 * float(np.max(np.abs(w))))
-    return opt
+    g = Graph(list(nodes), [TensorSpec(f, f"{f}:0", "float32") for f in feeds],
+              [TensorSpec(f, f"{f}:0", "float32") for f in fetches])
+    return compile_plan(g, [f"{f}:0" for f in fetches], [f"{f}:0" for f in feeds],
+                        after="liveness")
 
 
 def test_parallel_convs_of_one_input_become_one():
@@ -405,6 +410,29 @@ def test_convlstm_gates_add_their_input_and_state_parts_at_once():
     for plan in (plain, opt):
         with pytest.raises(ExecutionError, match="sp2"):
             plan(_r(1, 3, 3, 2), _r(1, 3, 3, 1))
+
+
+def test_lone_convs_by_constant_filters_run_the_chains_kernel():
+    """A conv no chain takes (its result read twice) still runs the conv runner: Winograd
+    for a 3x3 layer that pays, the depthwise filter's tiles kept; NCHW goes the op's own way;
+    a wrong input depth raises the op's error, naming the node."""
+    nodes = [placeholder("x"), const("w", _r(3, 3, 64, 64)), const("d", _r(3, 3, 64, 1)),
+             _conv("conv", "x", "w"), _bin("twice", "AddV2", "conv", "conv"),
+             _conv("dw", "x", "d", op="DepthwiseConv2dNative"),
+             _bin("dw2", "Mul", "dw", "dw")]
+    x = _r(1, 32, 32, 64)
+    plain, opt = _plans(nodes, ["twice", "dw2"], ["x"])
+    for w, g in zip(plain(x), opt(x)):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5 * float(np.max(np.abs(w))))
+    kinds = {st.name: st.kernel.__qualname__ for st in opt.steps}
+    assert "_constant_filter" in kinds["conv"] and "_constant_filter" in kinds["dw"]
+    with pytest.raises(ExecutionError, match="'conv'"):
+        opt(_r(1, 8, 8, 3))
+    nchw = [placeholder("x"), const("w", _r(3, 3, 4, 5)),
+            _conv("conv", "x", "w", data_format="NCHW"), _bin("twice", "AddV2", "conv", "conv")]
+    plain, opt = _plans(nchw, ["twice"], ["x"])
+    x = _r(2, 4, 7, 6)
+    np.testing.assert_allclose(opt(x)[0], plain(x)[0], rtol=1e-5, atol=1e-5)
 
 
 def _specialized_matmul(x, w, **attrs):
