@@ -308,6 +308,26 @@ def test_softmax_rows_do_not_depend_on_the_batch():
         np.testing.assert_array_equal(col, nn.Softmax(np.ascontiguousarray(logits[:, :1].T)))
 
 
+def test_softmax_of_few_classes_over_many_rows():
+    """Few classes over many rows go over the transposed rows: below 8 classes the row-wise
+    path's values bit for bit (numpy's own order), and any row's values whatever the rows
+    beside it (a block of a segmentation map, or the whole map)."""
+    import tfdeploy.kernels.nn.core as nn
+
+    rng = np.random.default_rng(5)
+    for c in (2, 3, 7, 12, 16):
+        logits = (rng.standard_normal((4096, c)) * 6).astype(np.float32)
+        full = nn.Softmax(logits)
+        rowwise = np.stack([nn.Softmax(r) for r in logits[:300]])
+        if c < 8:
+            np.testing.assert_array_equal(full[:300], rowwise)
+        else:
+            np.testing.assert_allclose(full[:300], rowwise, rtol=1e-6, atol=0)
+        for a, b in ((0, 48), (100, 1000), (4000, 4096)):
+            np.testing.assert_array_equal(nn.Softmax(logits[a:b]), full[a:b])
+        np.testing.assert_allclose(full.sum(-1), 1, rtol=1e-6)
+
+
 def test_tiled_constant_operands(monkeypatch):
     """``Tiled.like(y)``: the constant repeated to y's shape (read-only, kept) when y is
     small, else the constant itself: also when it does not broadcast to y (the op raises

@@ -46,6 +46,19 @@ add("Softmax_inf_and_finite", ["Softmax"], _raw("Softmax"),
     [np.array([[np.inf, 1.0], [np.nan, 1.0]], np.float32)],
     onednn="gives 0 for the finite logits of a row holding +inf or NaN, where TF's reference "
            "kernel (and tfdeploy) gives NaN for the whole row")
+# few classes over many rows (a segmentation head) go over the transposed rows
+for _shape, _dt in (((1, 16, 16, 2), "float32"), ((64, 5), "float64"), ((50, 16), "float32"),
+                    ((2, 8, 8, 7), "float32"), ((64, 17), "float32"), ((47, 3), "float32")):
+    add(f"Softmax_few_classes_{'x'.join(map(str, _shape))}_{_dt}", ["Softmax"],
+        _raw("Softmax"), gen((_shape, _dt, -8, 8)), **tol(_dt, 2))
+_rows = np.random.default_rng(3).uniform(-5, 5, (64, 3)).astype(np.float32)
+_rows[:4] = [[-np.inf, 1.0, 2.0], [0.0, -np.inf, -np.inf], [-np.inf, -np.inf, -np.inf],
+             [np.nan, np.nan, np.nan]]
+add("Softmax_few_classes_non_finite_rows", ["Softmax"], _raw("Softmax"), [_rows],
+    **tol("float32", 2))
+add("Softmax_few_classes_transposed", ["Softmax", "Transpose"],
+    lambda x: tf.nn.softmax(tf.transpose(x)), gen(((4, 96), "float32", -5, 5)),
+    **tol("float32", 2))
 add("Softmax_empty_batch", ["Softmax"], _raw("Softmax"), gen(((0, 5), "float32")))
 add("Softmax_logits_layer", ["Softmax"], lambda x, w, b: tf.nn.softmax(x @ w + b),
     gen(((16, 64), "float32"), ((64, 10), "float32", -0.5, 0.5), ((10,), "float32")),
