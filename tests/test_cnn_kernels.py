@@ -181,6 +181,31 @@ def test_depthwise_by_phases_keeps_non_finite_values_in_their_windows(monkeypatc
     assert np.isfinite(want).sum() > want.size // 2
 
 
+def test_winograd_leaves_non_finite_inputs_to_im2col():
+    """Winograd's sums of differences would turn an inf into NaN where the convolution is
+    +-inf: an input holding inf or NaN, or a filter holding one, goes by im2col, as TF."""
+    same = {"strides": [1, 1, 1, 1], "padding": "SAME"}
+    w, b = _r(3, 3, 64, 64), _r(64)
+    run = runner.conv_runner("Conv2D", same, w, b)
+    x = _r(1, 24, 24, 64)
+    run(x)
+    assert run.wino is not None  # (this layer takes Winograd)
+    x[0, 5, 5, 3], x[0, 12, 20, 7], x[0, 20, 2, 9] = np.inf, -np.inf, np.nan
+    want = conv.Conv2D(x, w, **same) + b
+    got = run(x)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isposinf(got), np.isposinf(want))
+    assert np.isinf(want).sum() > 100
+    ok = np.isfinite(want)
+    np.testing.assert_allclose(got[ok], want[ok], rtol=1e-5, atol=1e-4)
+    w[1, 1, 0, 0] = np.inf
+    run = runner.conv_runner("Conv2D", same, w)
+    x = _r(1, 24, 24, 64)
+    got = run(x)
+    assert run.wino is None
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(conv.Conv2D(x, w, **same)))
+
+
 def test_depthwise_regions():
     geom = ((2, 2), (1, 1), ((0, 1), (0, 1)), (3, 3))
     # a strided conv: the interior read in place, the bottom row and right column padded
