@@ -33,6 +33,10 @@ _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.
 _CHUNK_BYTES = 1 << 19
 #: ...but holds at least this many tiles: the 16 products' rows (fewer cost BLAS efficiency)
 _MIN_TILES = 128
+#: Winograd pays from C K / (C + K) >= _MIN_CK (48 channels in and out) and _MIN_MACS
+#: multiply-adds an image (see ``applies``)
+_MIN_CK = 24
+_MIN_MACS = 16 << 20
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -57,7 +61,8 @@ def applies(x_shape, w_shape, dtype, strides, dilations, pads) -> bool:
     c, k = w_shape[2], w_shape[3]
     oh = x_shape[1] + pads[0][0] + pads[0][1] - 2
     ow = x_shape[2] + pads[1][0] + pads[1][1] - 2
-    return oh >= 2 and ow >= 2 and c * k >= 24 * (c + k) and 9 * oh * ow * c * k >= 16 << 20
+    return oh >= 2 and ow >= 2 and c * k >= _MIN_CK * (c + k) and \
+        9 * oh * ow * c * k >= _MIN_MACS
 
 
 def conv3x3(x: np.ndarray, u: np.ndarray, pads, outs, epilogue=None) -> np.ndarray:

@@ -1,0 +1,335 @@
+"""Random Keras models against TF: the converter and every optimizing pass on mixes of layers
+no hand-written test has. The fusion passes match patterns (a conv and what follows it,
+parallel convolutions of one input, a squeeze-excite scale, padding before a convolution...);
+a pattern matched wrongly is a silently wrong answer, which this looks for.
+
+Each seed builds a small functional model from the layers people deploy (convolutions of every
+kind and geometry, batch norm with random statistics, activations, residual additions,
+concatenations, parallel branches, pooling, upsampling, padding, squeeze-excite, layer norm,
+Dense over channels), converts it, and checks:
+
+- the converted model's first call (the generic plan) and second (the plan specialized for the
+  input's shape) against TF, within 1e-4 of the output's scale;
+- the optimized plan against the unoptimized one on an input holding inf, -inf and NaN: the
+  same NaN and infinities in the same places (a fused path must not change where a value
+  stops being finite), the finite values close.
+
+Odd seeds run with every kernel's size threshold forced down (``_forced``): three threads
+splitting every step, Winograd for every 3x3 unit-stride layer, im2col, depthwise and
+epilogue blocks of a few rows. The models are small, so without that they would only take the
+paths for small inputs.
+
+``RANDOM_MODELS`` seeds (default 100) from ``RANDOM_MODELS_SEED`` (default 0); a longer run:
+``RANDOM_MODELS=1000 pytest tests/test_random_models.py``. A failing seed prints its model's
+summary; ``pytest tests/test_random_models.py -k 'seed_17'`` reruns it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import tfdeploy as td
+
+tf = pytest.importorskip("tensorflow")
+pytestmark = pytest.mark.tf
+
+N = int(os.environ.get("RANDOM_MODELS", "100"))
+SEED0 = int(os.environ.get("RANDOM_MODELS_SEED", "0"))
+
+ACTIVATIONS = ["relu", "relu6", "sigmoid", "tanh", "elu", "selu", "silu", "gelu",
+               "hard_sigmoid", "hard_silu", "softplus", "leaky_relu", "softmax", "linear"]
+
+
+class _Builder:
+    """One random model: layers drawn from ``rng``, each applied to the current tensor."""
+
+    def __init__(self, rng: np.random.Generator, keras):
+        self.rng, self.k, self.L = rng, keras, keras.layers
+        self.extra = []  # intermediate tensors also fetched (a fetched value is never fused)
+
+    def pick(self, seq):
+        return seq[int(self.rng.integers(len(seq)))]
+
+    def chance(self, p: float) -> bool:
+        return bool(self.rng.random() < p)
+
+    @staticmethod
+    def hw(x) -> tuple[int, int, int]:
+        return int(x.shape[1]), int(x.shape[2]), int(x.shape[3])
+
+    def act(self):
+        return self.pick(ACTIVATIONS) if self.chance(0.6) else None
+
+    def geometry(self, x, kinds=(1, 1, 3, 3, 3, 5, 2)):
+        """(kernel, strides, padding, dilation) that fit ``x``."""
+        h, w, _ = self.hw(x)
+        k = self.pick(kinds)
+        if self.chance(0.15):
+            k = (k, self.pick((1, 3)))
+        s = self.pick((1, 1, 1, 2)) if min(h, w) >= 4 else 1
+        if self.chance(0.1) and min(h, w) >= 4:
+            s = (1, 2)
+        d = 2 if s == 1 and self.chance(0.15) else 1
+        ks = k if isinstance(k, tuple) else (k, k)
+        span = [(kk - 1) * d + 1 for kk in ks]
+        pad = "same" if span[0] > h or span[1] > w or self.chance(0.6) else "valid"
+        return k, s, pad, d
+
+    # --- layers ------------------------------------------------------------------------
+
+    def conv(self, x, filters=None):
+        k, s, pad, d = self.geometry(x)
+        return self.L.Conv2D(filters or int(self.rng.integers(1, 25)), k, strides=s,
+                             padding=pad, dilation_rate=d, use_bias=self.chance(0.7),
+                             activation=self.act())(x)
+
+    def depthwise(self, x):
+        k, s, pad, d = self.geometry(x, (3, 3, 5, 7, 2))
+        return self.L.DepthwiseConv2D(k, strides=s, padding=pad, dilation_rate=d,
+                                      depth_multiplier=self.pick((1, 1, 2)),
+                                      use_bias=self.chance(0.5), activation=self.act())(x)
+
+    def separable(self, x):
+        k, s, pad, d = self.geometry(x, (3, 5))
+        return self.L.SeparableConv2D(int(self.rng.integers(1, 25)), k, strides=s, padding=pad,
+                                      dilation_rate=d, activation=self.act())(x)
+
+    def transpose(self, x):
+        h, w, _ = self.hw(x)
+        if h * w > 150:
+            return self.conv(x)
+        k = self.pick((2, 3, 4))
+        s = self.pick((1, 2, 2)) if k > 1 else 1
+        return self.L.Conv2DTranspose(int(self.rng.integers(1, 17)), k, strides=s,
+                                      padding=self.pick(("same", "valid")),
+                                      use_bias=self.chance(0.7))(x)
+
+    def batch_norm(self, x):
+        return self.L.BatchNormalization(epsilon=self.pick((1e-3, 1e-5)))(x)
+
+    def activation(self, x):
+        kind = self.pick(("act", "relu6", "leaky", "prelu", "elu"))
+        if kind == "relu6":
+            return self.L.ReLU(max_value=6.0)(x)
+        if kind == "leaky":
+            return self.L.LeakyReLU(negative_slope=self.pick((0.1, 0.3)))(x)
+        if kind == "prelu":
+            return self.L.PReLU(shared_axes=[1, 2])(x)
+        if kind == "elu":
+            return self.L.ELU()(x)
+        return self.L.Activation(self.pick(ACTIVATIONS))(x)
+
+    def residual(self, x):
+        c = self.hw(x)[2]
+        y = self.L.Conv2D(c, self.pick((1, 3)), padding="same", use_bias=self.chance(0.5))(x)
+        if self.chance(0.5):
+            y = self.batch_norm(y)
+        op = self.pick((self.L.Add, self.L.Add, self.L.Subtract, self.L.Multiply))
+        pair = [x, y] if self.chance(0.7) else [y, x]
+        return op()(pair)
+
+    def concat(self, x):
+        y = self.pick((self.conv_same, self.pool_same))(x)
+        return self.L.Concatenate()([x, y] if self.chance(0.5) else [y, x])
+
+    def conv_same(self, x):
+        return self.L.Conv2D(int(self.rng.integers(1, 17)), self.pick((1, 3)), padding="same",
+                             activation=self.act())(x)
+
+    def pool_same(self, x):
+        return self.L.MaxPooling2D(3, strides=1, padding="same")(x)
+
+    def parallel(self, x):
+        """Convolutions of one input with one geometry (fuse_projections joins them), each
+        with the same epilogue, then added or concatenated."""
+        k, s, pad, d = self.geometry(x, (1, 1, 3))
+        n = self.pick((2, 3))
+        same = self.chance(0.5)
+        f = int(self.rng.integers(1, 17))
+        bn, act = self.chance(0.5), self.act()
+        ys = []
+        for _ in range(n):
+            y = self.L.Conv2D(f if same else int(self.rng.integers(1, 17)), k, strides=s,
+                              padding=pad, dilation_rate=d, use_bias=not bn)(x)
+            if bn:
+                y = self.batch_norm(y)
+            if act:
+                y = self.L.Activation(act)(y)
+            ys.append(y)
+        if same and self.chance(0.6):
+            return self.L.Add()(ys)
+        return self.L.Concatenate()(ys)
+
+    def pool(self, x):
+        h, w, _ = self.hw(x)
+        p = self.pick((2, 3)) if min(h, w) >= 3 else 1
+        s = self.pick((None, 1, 2))
+        pad = self.pick(("same", "valid"))
+        layer = self.pick((self.L.MaxPooling2D, self.L.AveragePooling2D))
+        return layer(p, strides=s, padding=pad)(x)
+
+    def upsample(self, x):
+        h, w, _ = self.hw(x)
+        if h * w > 200:
+            return self.pool(x)
+        return self.L.UpSampling2D(self.pick((2, (2, 1))),
+                                   interpolation=self.pick(("nearest", "bilinear")))(x)
+
+    def pad(self, x):
+        p = self.pick((1, 2, ((1, 0), (0, 2))))
+        y = self.L.ZeroPadding2D(p)(x)
+        return self.conv(y) if self.chance(0.7) else self.depthwise(y)
+
+    def squeeze_excite(self, x):
+        c = self.hw(x)[2]
+        s = self.L.GlobalAveragePooling2D(keepdims=True)(x)
+        s = self.L.Conv2D(max(1, c // 4), 1, activation=self.pick(("relu", "silu")))(s)
+        s = self.L.Conv2D(c, 1, activation=self.pick(("sigmoid", "hard_sigmoid")))(s)
+        y = self.L.Multiply()([x, s] if self.chance(0.5) else [s, x])
+        return self.L.Conv2D(int(self.rng.integers(1, 25)), 1, use_bias=self.chance(0.5))(y)
+
+    def layer_norm(self, x):
+        if self.hw(x)[2] < 4:  # (over 1-3 values the variance can be all rounding error:
+            return self.batch_norm(x)  # TF's then differs from an exact one by its scale)
+        return self.L.LayerNormalization(epsilon=self.pick((1e-3, 1e-6)))(x)
+
+    def dense(self, x):
+        return self.L.Dense(int(self.rng.integers(1, 33)), activation=self.act())(x)
+
+    def crop(self, x):
+        h, w, _ = self.hw(x)
+        if min(h, w) < 5:
+            return self.conv(x)
+        return self.L.Cropping2D(((1, 0), (0, 1)))(x)
+
+    LAYERS = ("conv", "conv", "conv", "depthwise", "depthwise", "separable", "transpose",
+              "batch_norm", "batch_norm", "activation", "residual", "residual", "concat",
+              "parallel", "parallel", "pool", "upsample", "pad", "squeeze_excite",
+              "layer_norm", "dense", "crop")
+
+    def model(self):
+        k, rng = self.k, self.rng
+        h, w = int(rng.integers(5, 21)), int(rng.integers(5, 21))
+        inp = k.Input((h, w, int(rng.integers(1, 13))))
+        x = inp
+        if self.chance(0.2):
+            x = self.L.Rescaling(1 / 2.0, offset=-0.5)(x)
+        for _ in range(int(rng.integers(3, 9))):
+            x = getattr(self, self.pick(self.LAYERS))(x)
+            if self.hw(x)[0] * self.hw(x)[1] > 4096:  # (keep the model small)
+                x = self.L.MaxPooling2D(2)(x)
+            if self.chance(0.1):
+                self.extra.append(x)
+        end = self.pick(("map", "map", "gap", "flatten"))
+        if end == "gap":
+            x = self.L.GlobalAveragePooling2D()(x)
+            x = self.L.Dense(int(rng.integers(2, 11)),
+                             activation=self.pick((None, "softmax", "sigmoid")))(x)
+        elif end == "flatten":
+            x = self.L.Dense(int(rng.integers(2, 11)))(self.L.Flatten()(x))
+        return k.Model(inp, [x, *self.extra] if self.extra else x)
+
+
+def _randomize(model, rng: np.random.Generator) -> None:
+    """Random biases and batch-norm statistics (Keras starts them at 0 and 1, which would
+    leave the folding of a bias or a normalization untested)."""
+    for layer in model.layers:
+        ws = layer.get_weights()
+        if not ws:
+            continue
+        if "BatchNormalization" in type(layer).__name__:
+            g, b, m, v = ws
+            layer.set_weights([rng.uniform(0.5, 1.5, g.shape).astype(g.dtype),
+                               rng.normal(0, 0.5, b.shape).astype(b.dtype),
+                               rng.normal(0, 0.3, m.shape).astype(m.dtype),
+                               rng.uniform(0.5, 2.0, v.shape).astype(v.dtype)])
+            continue
+        new = []
+        for wt in ws:
+            if wt.ndim == 1:
+                wt = rng.normal(0, 0.5, wt.shape).astype(wt.dtype)
+            new.append(wt)
+        layer.set_weights(new)
+
+
+def _outputs(y) -> list[np.ndarray]:
+    return [np.asarray(v) for v in (y if isinstance(y, (list, tuple)) else [y])]
+
+
+def _poisoned(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``x`` with an inf, a -inf and a NaN at random places."""
+    bad = x.copy()
+    flat = bad.reshape(-1)
+    for v in (np.inf, -np.inf, np.nan):
+        flat[int(rng.integers(flat.size))] = v
+    return bad
+
+
+def _same_non_finite(got: np.ndarray, want: np.ndarray, what: str) -> None:
+    assert got.shape == want.shape and got.dtype == want.dtype, what
+    for kind in (np.isnan, np.isposinf, np.isneginf):
+        diff = np.flatnonzero(kind(got) != kind(want))
+        assert not diff.size, f"{what}: {kind.__name__} differs at flat indices {diff[:8]}"
+    ok = np.isfinite(want)
+    scale = float(np.max(np.abs(want[ok]))) if ok.any() else 1.0
+    np.testing.assert_allclose(got[ok], want[ok], rtol=1e-4, atol=1e-4 * max(scale, 1e-3),
+                               err_msg=what)
+
+
+def _forced(monkeypatch) -> None:
+    """Every size threshold down: the paths of large inputs, on small ones."""
+    from tfdeploy.kernels.nn import conv, depthwise, fused, winograd
+    from tfdeploy.runtime import parallel, threads
+
+    monkeypatch.setitem(threads._state, "threads", 3)
+    monkeypatch.setattr(parallel, "MIN_WORK", 1)
+    for mod, name, value in [(winograd, "_MIN_CK", 0), (winograd, "_MIN_MACS", 0),
+                             (winograd, "_MIN_TILES", 1), (winograd, "_CHUNK_BYTES", 1),
+                             (conv, "_BLOCK_BYTES", 1), (conv, "_MIN_ROWS", 1),
+                             (conv, "_GEMM_BLOCK_BYTES", 1), (depthwise, "_BLOCK_BYTES", 1),
+                             (depthwise, "_SMALL_BYTES", 1), (fused, "_BLOCK", 16)]:
+        assert hasattr(mod, name), (mod.__name__, name)
+        monkeypatch.setattr(mod, name, value)
+
+
+@pytest.mark.parametrize("seed", range(SEED0, SEED0 + N), ids=lambda s: f"seed_{s}")
+def test_random_model(seed, monkeypatch):
+    import keras
+
+    if seed % 2:
+        _forced(monkeypatch)
+
+    rng = np.random.default_rng(seed)
+    keras.utils.set_random_seed(seed)
+    model = _Builder(rng, keras).model()
+    _randomize(model, rng)
+    summary = []
+    model.summary(print_fn=lambda s, **kw: summary.append(s))
+    summary = "\n".join(summary)
+    x = rng.uniform(-2, 2, (int(rng.integers(1, 4)), *model.inputs[0].shape[1:])
+                    ).astype(np.float32)
+    want = _outputs(model(x, training=False))
+    nudged = _outputs(model(x * np.float32(1 + 1e-6), training=False))
+    if any(np.max(np.abs(n - w), initial=0) > 1e-5 * max(np.max(np.abs(w), initial=0), 1e-3)
+           for n, w in zip(nudged, want)):
+        pytest.skip("chaotic: its output moves by more than 1e-5 when the input moves by 1e-6")
+
+    m = td.convert(model)
+    for call in ("generic", "specialized"):
+        got = _outputs(m(x))
+        assert len(got) == len(want)
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert g.shape == w.shape and g.dtype == w.dtype, (call, i, summary)
+            scale = max(float(np.max(np.abs(w), initial=0)), 1e-3)
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * scale,
+                                       err_msg=f"{call} plan, output {i}\n{summary}")
+
+    bad = _poisoned(x, rng)
+    with np.errstate(all="ignore"):
+        plain = m.plan(optimize=False).run([bad])
+        opt = _outputs(m(bad))
+    for i, (g, w) in enumerate(zip(opt, plain)):
+        _same_non_finite(g, np.asarray(w), f"output {i} on inf/NaN input\n{summary}")
