@@ -94,6 +94,43 @@ add("max_v2_valid", ["MaxPoolV2"],
     lambda r: [rand(r, (1, 6, 6, 2), "float64"), np.array([1, 2, 3, 1], np.int32),
                np.array([1, 2, 1, 1], np.int32)])
 
+
+
+def _non_finite(r, dtype="float32", depth=0):
+    """A map [2, 6, 7, 3] (with ``depth``, [2, depth, 6, 7, 3] repeated along it) holding NaN,
+    inf and -inf: alone in windows, a window of NaN only, one of -inf only, one of both."""
+    x = rand(r, (2, 6, 7, 3), "float32")
+    x[0, 0, 0, 0], x[0, 3, 4, 1], x[1, 5, 6, 2] = np.nan, np.nan, np.nan
+    x[0, 2, 2, 2], x[1, 0, 3, 0] = np.inf, -np.inf
+    x[1, 2:4, 0:2, 1] = np.nan
+    x[0, 4:6, 0:3, 0] = -np.inf
+    x[1, 4:6, 3:5, 2] = [[np.nan, -np.inf], [-np.inf, np.nan]]
+    if depth:
+        x = np.repeat(x[:, None], depth, axis=1)
+    return x.astype(dtype) if dtype != "bfloat16" else _bf16(x)
+
+
+# TF's MaxPool skips NaN, and a window of only NaN and -inf gives the dtype's lowest finite value
+for _dt in ("float32", "float64", "float16", "bfloat16"):
+    for _k, _s, _pad in (((2, 2), (1, 1), "VALID"), ((3, 3), (2, 2), "SAME"), ((2, 3), (2, 1),
+                                                                               "SAME")):
+        add(f"max_non_finite_{_k[0]}x{_k[1]}_{_pad}_{_dt}", ["MaxPool"],
+            lambda x, k=_k, st=_s, pad=_pad: _raw().MaxPool(
+                input=x, ksize=[1, *k, 1], strides=[1, *st, 1], padding=pad),
+            lambda r, dt=_dt: [_non_finite(r, dt)],
+            onednn="gives -inf where its reference kernel gives bfloat16's lowest finite value "
+                   "(a window of only NaN and -inf)" if _dt == "bfloat16" else None)
+add("max_v2_non_finite", ["MaxPoolV2"],
+    lambda x, k, s: _raw().MaxPoolV2(input=x, ksize=k, strides=s, padding="SAME"),
+    lambda r: [_non_finite(r), np.array([1, 3, 3, 1], np.int32), np.array([1, 2, 2, 1], np.int32)])
+add("max3d_infinities", ["MaxPool3D"],
+    lambda x: _raw().MaxPool3D(input=x, ksize=[1, 2, 2, 2, 1], strides=[1, 1, 2, 2, 1],
+                               padding="SAME"),
+    lambda r: [np.nan_to_num(_non_finite(r, depth=2), nan=-np.inf, posinf=np.inf,
+                             neginf=-np.inf)],
+    onednn="gives float32's lowest finite value for a window of only -inf, where its reference "
+           "kernel gives -inf")
+
 # (id, input NDHWC, window, strides, padding)
 POOL3D = [
     ("2x2x2_valid", (2, 4, 6, 6, 2), (2, 2, 2), (2, 2, 2), "VALID"),

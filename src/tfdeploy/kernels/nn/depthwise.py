@@ -23,6 +23,7 @@ from collections.abc import Callable
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from tfdeploy.kernels.common import all_finite
 from tfdeploy.kernels.nn.scratch import output, scratch, strided
 from tfdeploy.runtime import parallel
 
@@ -108,10 +109,9 @@ def depthwise_2d(x: np.ndarray, w: np.ndarray, strides, dilations, pads, oh: int
     wt = None
     sw = strides[1]
     if sw == 1 or _phased(sw, dilations[1], kw, c) and (
-            kw % sw == 0 or np.isfinite(np.add.reduce(x.reshape(-1)))):
+            kw % sw == 0 or all_finite(x)):
         # (a phase's unused slots multiply a neighbouring column by zero: an inf or NaN there
-        # would reach outputs whose windows never read it, so those inputs go per pixel; the
-        # sum is NaN or inf if any value is, and a finite sum that overflows is only cautious)
+        # would reach outputs whose windows never read it, so those inputs go per pixel)
         key = ow if sw == 1 else (sw, ow)
         wt = tiles.get(key) if tiles is not None else None
         if wt is None or wt.dtype != dt:
