@@ -10,9 +10,11 @@ Dense over channels), converts it, and checks:
 
 - the converted model's first call (the generic plan) and second (the plan specialized for the
   input's shape) against TF, within 1e-4 of the output's scale;
-- the optimized plan against the unoptimized one on an input holding inf, -inf and NaN: the
-  same NaN and infinities in the same places (a fused path must not change where a value
-  stops being finite), the finite values close.
+- the optimized plan against the unoptimized one, and against TF, on an input holding inf,
+  -inf and NaN: the same NaN and infinities in the same places (a fused path must not change
+  where a value stops being finite), the finite values close. (Not for models with a softmax,
+  where TF's oneDNN kernel differs from its reference one, nor with max pooling, whose
+  float32-lowest results make overflow depend on the order of the arithmetic after it.)
 
 Odd seeds run with every kernel's size threshold forced down (``_forced``): three threads
 splitting every step, Winograd for every 3x3 unit-stride layer, im2col, depthwise and
@@ -259,21 +261,41 @@ def _outputs(y) -> list[np.ndarray]:
     return [np.asarray(v) for v in (y if isinstance(y, (list, tuple)) else [y])]
 
 
-def _poisoned(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``x`` with an inf, a -inf and a NaN at random places."""
+def _softmax(model) -> bool:
+    """Whether a layer of ``model`` computes a softmax: with oneDNN (TF's default on CPUs with
+    AVX-512) TF gives 0 for the finite logits of a row holding +inf, where its reference
+    kernel, and tfdeploy, give NaN (the Softmax cases in tests/cases/nn.py)."""
+    return any("softmax" in str(layer.get_config().get("activation", "")).lower() or
+               type(layer).__name__ == "Softmax" for layer in model.layers)
+
+
+def _max_pools(model) -> bool:
+    """Whether ``model`` max-pools: TF's MaxPool gives float32's lowest value for a window of
+    only NaN and -inf, and whether what follows overflows (a sum, a layer norm's mean) then
+    depends on the order of its arithmetic. Such models skip the non-finite checks."""
+    return any("MaxPool" in type(layer).__name__ for layer in model.layers)
+
+
+def _poisoned(x: np.ndarray, rng: np.random.Generator, values) -> np.ndarray:
+    """``x`` with ``values`` (inf, NaN) at random places."""
     bad = x.copy()
     flat = bad.reshape(-1)
-    for v in (np.inf, -np.inf, np.nan):
+    for v in values:
         flat[int(rng.integers(flat.size))] = v
     return bad
 
 
 def _same_non_finite(got: np.ndarray, want: np.ndarray, what: str) -> None:
+    """The same NaN and infinities in the same places, the finite values close. A value near
+    the float32 limit against an infinity of its sign counts as the same: a window of NaN
+    max-pools to float32's lowest value, and whether sums of those overflow depends on their
+    order."""
     assert got.shape == want.shape and got.dtype == want.dtype, what
+    edge = (np.abs(got) > 1e37) & (np.abs(want) > 1e37) & (np.sign(got) == np.sign(want))
     for kind in (np.isnan, np.isposinf, np.isneginf):
-        diff = np.flatnonzero(kind(got) != kind(want))
+        diff = np.flatnonzero((kind(got) != kind(want)) & ~edge)
         assert not diff.size, f"{what}: {kind.__name__} differs at flat indices {diff[:8]}"
-    ok = np.isfinite(want)
+    ok = np.isfinite(want) & np.isfinite(got)
     scale = float(np.max(np.abs(want[ok]))) if ok.any() else 1.0
     np.testing.assert_allclose(got[ok], want[ok], rtol=1e-4, atol=1e-4 * max(scale, 1e-3),
                                err_msg=what)
@@ -327,9 +349,17 @@ def test_random_model(seed, monkeypatch):
             np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * scale,
                                        err_msg=f"{call} plan, output {i}\n{summary}")
 
-    bad = _poisoned(x, rng)
-    with np.errstate(all="ignore"):
-        plain = m.plan(optimize=False).run([bad])
-        opt = _outputs(m(bad))
-    for i, (g, w) in enumerate(zip(opt, plain)):
-        _same_non_finite(g, np.asarray(w), f"output {i} on inf/NaN input\n{summary}")
+    if _max_pools(model):
+        return
+    # one inf alone (two of opposite signs soon meet and make NaN, which hides where a path
+    # made NaN of an inf), then inf, -inf and NaN together
+    plain = m.plan(optimize=False)
+    for values in ([np.inf], [np.inf, -np.inf, np.nan]):
+        bad = _poisoned(x, rng, values)
+        with np.errstate(all="ignore"):
+            want, got = plain.run([bad]), _outputs(m(bad))
+        for i, (g, w) in enumerate(zip(got, want)):
+            _same_non_finite(g, np.asarray(w), f"output {i} with {values}\n{summary}")
+        if not _softmax(model):  # (TF's oneDNN softmax differs from its own reference there)
+            for i, (g, t) in enumerate(zip(got, _outputs(model(bad, training=False)))):
+                _same_non_finite(g, t, f"output {i} with {values}, against TF\n{summary}")
