@@ -21,9 +21,17 @@ splitting every step, Winograd for every 3x3 unit-stride layer, im2col, depthwis
 epilogue blocks of a few rows. The models are small, so without that they would only take the
 paths for small inputs.
 
-``RANDOM_MODELS`` seeds (default 100) from ``RANDOM_MODELS_SEED`` (default 0); a longer run:
-``RANDOM_MODELS=1000 pytest tests/test_random_models.py``. A failing seed prints its model's
-summary; ``pytest tests/test_random_models.py -k 'seed_17'`` reruns it.
+Sequence models are drawn the same way (``test_random_sequence_model``): LSTM, GRU and
+SimpleRNN with their options, Bidirectional in every merge mode, Conv1D (causal, dilated,
+strided), 1-D pooling, self-attention (causal or not) with residual and layer norm, Dense
+feed-forward blocks, on float features or on tokens through an Embedding (masking padding or
+not).
+
+``RANDOM_MODELS`` image seeds (default 100) and ``RANDOM_SEQUENCE_MODELS`` sequence seeds
+(default 40) from ``RANDOM_MODELS_SEED`` (default 0); a longer run:
+``RANDOM_MODELS=1000 RANDOM_SEQUENCE_MODELS=1000 pytest tests/test_random_models.py``. A
+failing seed prints its model's summary; ``pytest tests/test_random_models.py -k
+'model[seed_17]'`` reruns it.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ tf = pytest.importorskip("tensorflow")
 pytestmark = pytest.mark.tf
 
 N = int(os.environ.get("RANDOM_MODELS", "100"))
+N_SEQ = int(os.environ.get("RANDOM_SEQUENCE_MODELS", "40"))
 SEED0 = int(os.environ.get("RANDOM_MODELS_SEED", "0"))
 
 ACTIVATIONS = ["relu", "relu6", "sigmoid", "tanh", "elu", "selu", "silu", "gelu",
@@ -235,6 +244,102 @@ class _Builder:
         return k.Model(inp, [x, *self.extra] if self.extra else x)
 
 
+class _SequenceBuilder(_Builder):
+    """A random sequence model: recurrent layers of every kind and option, 1-D convolutions,
+    self-attention, layer norm and Dense over [batch, time, features], on float features or
+    on tokens through an Embedding (masking padding or not)."""
+
+    def __init__(self, rng, keras):
+        super().__init__(rng, keras)
+        self.vocab = 0
+        self.masked = False
+
+    def steps(self, x) -> int:
+        return int(x.shape[1])
+
+    def rnn_layer(self, sequences: bool = True, backwards: bool = True):
+        kind = self.pick(("LSTM", "GRU", "SimpleRNN"))
+        kw = dict(units=int(self.rng.integers(1, 17)), return_sequences=sequences,
+                  go_backwards=backwards and self.chance(0.2), use_bias=self.chance(0.8))
+        if kind != "SimpleRNN":
+            kw["recurrent_activation"] = self.pick(("sigmoid", "sigmoid", "hard_sigmoid"))
+        if kind == "GRU":
+            kw["reset_after"] = self.chance(0.7)
+        kw["activation"] = self.pick(("tanh", "tanh", "relu"))
+        return getattr(self.L, kind)(**kw)
+
+    def rnn(self, x):
+        return self.rnn_layer()(x)
+
+    def bidirectional(self, x):
+        return self.L.Bidirectional(self.rnn_layer(backwards=False),
+                                    merge_mode=self.pick(("concat", "sum", "mul", "ave")))(x)
+
+    def conv1d(self, x):
+        if self.masked:
+            return self.rnn(x)
+        t = self.steps(x)
+        k = self.pick((1, 2, 3, 5))
+        pad = self.pick(("causal", "same", "valid")) if t >= k else "same"
+        s = self.pick((1, 1, 2)) if t >= 4 and pad != "causal" else 1
+        d = 2 if s == 1 and pad != "valid" and self.chance(0.3) else 1
+        return self.L.Conv1D(int(self.rng.integers(1, 17)), k, strides=s, padding=pad,
+                             dilation_rate=d, activation=self.act())(x)
+
+    def pool1d(self, x):
+        if self.masked or self.steps(x) < 2:
+            return self.dense(x)
+        layer = self.pick((self.L.MaxPooling1D, self.L.AveragePooling1D))
+        return layer(2, padding=self.pick(("same", "valid")))(x)
+
+    def attention(self, x):
+        f = int(x.shape[-1])
+        y = self.L.MultiHeadAttention(int(self.rng.integers(1, 5)), int(self.rng.integers(2, 9)),
+                                      use_bias=self.chance(0.8))(
+            x, x, use_causal_mask=self.chance(0.4))
+        y = self.L.Add()([x, y])
+        return self.L.LayerNormalization()(y) if f >= 4 else y
+
+    def feed_forward(self, x):
+        f = int(x.shape[-1])
+        y = self.L.Dense(int(self.rng.integers(4, 33)),
+                         activation=self.pick(("gelu", "relu", "silu", "tanh")))(x)
+        y = self.L.Dense(f)(y)
+        return self.L.Add()([x, y])
+
+    def norm(self, x):
+        return self.L.LayerNormalization()(x) if int(x.shape[-1]) >= 4 else self.dense(x)
+
+    LAYERS = ("rnn", "rnn", "bidirectional", "conv1d", "conv1d", "pool1d", "attention",
+              "feed_forward", "norm", "dense")
+
+    def model(self):
+        k, rng = self.k, self.rng
+        t = int(rng.integers(2, 13))
+        if self.chance(0.4):
+            self.vocab = int(rng.integers(5, 30))
+            inp = k.Input((t,), dtype="int32")
+            self.masked = self.chance(0.4)
+            x = self.L.Embedding(self.vocab, int(rng.integers(2, 17)),
+                                 mask_zero=self.masked)(inp)
+        else:
+            inp = k.Input((t, int(rng.integers(1, 11))))
+            x = inp
+        for _ in range(int(rng.integers(1, 5))):
+            x = getattr(self, self.pick(self.LAYERS))(x)
+            if self.chance(0.1) and not self.masked:
+                self.extra.append(x)
+        end = self.pick(("sequence", "last", "pool"))
+        if end == "last":
+            x = self.rnn_layer(sequences=False)(x)
+        elif end == "pool":
+            x = self.pick((self.L.GlobalAveragePooling1D,) if self.masked else
+                          (self.L.GlobalAveragePooling1D, self.L.GlobalMaxPooling1D))()(x)
+        x = self.L.Dense(int(rng.integers(1, 9)),
+                         activation=self.pick((None, "softmax", "sigmoid")))(x)
+        return k.Model(inp, [x, *self.extra] if self.extra else x)
+
+
 def _randomize(model, rng: np.random.Generator) -> None:
     """Random biases and batch-norm statistics (Keras starts them at 0 and 1, which would
     leave the folding of a bias or a normalization untested)."""
@@ -323,21 +428,47 @@ def test_random_model(seed, monkeypatch):
 
     if seed % 2:
         _forced(monkeypatch)
-
     rng = np.random.default_rng(seed)
     keras.utils.set_random_seed(seed)
     model = _Builder(rng, keras).model()
     _randomize(model, rng)
+    x = rng.uniform(-2, 2, (int(rng.integers(1, 4)), *model.inputs[0].shape[1:])
+                    ).astype(np.float32)
+    _check(model, x, rng)
+
+
+@pytest.mark.parametrize("seed", range(SEED0, SEED0 + N_SEQ), ids=lambda s: f"seed_{s}")
+def test_random_sequence_model(seed, monkeypatch):
+    import keras
+
+    if seed % 2:
+        _forced(monkeypatch)
+    rng = np.random.default_rng(seed)
+    keras.utils.set_random_seed(seed)
+    builder = _SequenceBuilder(rng, keras)
+    model = builder.model()
+    _randomize(model, rng)
+    shape = (int(rng.integers(1, 4)), *model.inputs[0].shape[1:])
+    if builder.vocab:
+        x = rng.integers(0, builder.vocab, shape).astype(np.int32)
+        x[:, 0] = rng.integers(1, builder.vocab, shape[0])  # (no sequence all padding)
+    else:
+        x = rng.uniform(-2, 2, shape).astype(np.float32)
+    _check(model, x, rng)
+
+
+def _check(model, x, rng) -> None:
     summary = []
     model.summary(print_fn=lambda s, **kw: summary.append(s))
     summary = "\n".join(summary)
-    x = rng.uniform(-2, 2, (int(rng.integers(1, 4)), *model.inputs[0].shape[1:])
-                    ).astype(np.float32)
     want = _outputs(model(x, training=False))
-    nudged = _outputs(model(x * np.float32(1 + 1e-6), training=False))
-    if any(np.max(np.abs(n - w), initial=0) > 1e-5 * max(np.max(np.abs(w), initial=0), 1e-3)
-           for n, w in zip(nudged, want)):
-        pytest.skip("chaotic: its output moves by more than 1e-5 when the input moves by 1e-6")
+    if x.dtype.kind == "f":
+        nudged = _outputs(model(x * np.float32(1 + 1e-6), training=False))
+        if any(np.max(np.abs(n - w), initial=0) > 1e-5 * max(np.max(np.abs(w), initial=0),
+                                                                1e-3)
+               for n, w in zip(nudged, want)):
+            pytest.skip("chaotic: its output moves by more than 1e-5 when the input moves by "
+                        "1e-6")
 
     m = td.convert(model)
     for call in ("generic", "specialized"):
@@ -349,7 +480,7 @@ def test_random_model(seed, monkeypatch):
             np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * scale,
                                        err_msg=f"{call} plan, output {i}\n{summary}")
 
-    if _max_pools(model):
+    if x.dtype.kind != "f" or _max_pools(model):
         return
     # one inf alone (two of opposite signs soon meet and make NaN, which hides where a path
     # made NaN of an inf), then inf, -inf and NaN together
