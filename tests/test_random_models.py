@@ -27,8 +27,12 @@ strided), 1-D pooling, self-attention (causal or not) with residual and layer no
 feed-forward blocks, on float features or on tokens through an Embedding (masking padding or
 not).
 
-``RANDOM_MODELS`` image seeds (default 100) and ``RANDOM_SEQUENCE_MODELS`` sequence seeds
-(default 40) from ``RANDOM_MODELS_SEED`` (default 0); a longer run:
+The image models are also built with tf_keras (``test_random_tf_keras_model``: Keras 2's
+graphs, FusedBatchNormV3 and its own layers).
+
+``RANDOM_MODELS`` image seeds (default 100), ``RANDOM_TF_KERAS_MODELS`` (default 30) and
+``RANDOM_SEQUENCE_MODELS`` sequence seeds (default 40) from ``RANDOM_MODELS_SEED`` (default
+0); a longer run:
 ``RANDOM_MODELS=1000 RANDOM_SEQUENCE_MODELS=1000 pytest tests/test_random_models.py``. A
 failing seed prints its model's summary; ``pytest tests/test_random_models.py -k
 'model[seed_17]'`` reruns it.
@@ -48,6 +52,7 @@ pytestmark = pytest.mark.tf
 
 N = int(os.environ.get("RANDOM_MODELS", "100"))
 N_SEQ = int(os.environ.get("RANDOM_SEQUENCE_MODELS", "40"))
+N_TF_KERAS = int(os.environ.get("RANDOM_TF_KERAS_MODELS", "30"))
 SEED0 = int(os.environ.get("RANDOM_MODELS_SEED", "0"))
 
 ACTIVATIONS = ["relu", "relu6", "sigmoid", "tanh", "elu", "selu", "silu", "gelu",
@@ -60,6 +65,9 @@ class _Builder:
     def __init__(self, rng: np.random.Generator, keras):
         self.rng, self.k, self.L = rng, keras, keras.layers
         self.extra = []  # intermediate tensors also fetched (a fetched value is never fused)
+        #: tf_keras (Keras 2) names a few things otherwise
+        self.legacy = keras.__name__ == "tf_keras"
+        self.activations = [a for a in ACTIVATIONS if not (self.legacy and a == "hard_silu")]
 
     def pick(self, seq):
         return seq[int(self.rng.integers(len(seq)))]
@@ -72,7 +80,7 @@ class _Builder:
         return int(x.shape[1]), int(x.shape[2]), int(x.shape[3])
 
     def act(self):
-        return self.pick(ACTIVATIONS) if self.chance(0.6) else None
+        return self.pick(self.activations) if self.chance(0.6) else None
 
     def geometry(self, x, kinds=(1, 1, 3, 3, 3, 5, 2)):
         """(kernel, strides, padding, dilation) that fit ``x``."""
@@ -126,12 +134,13 @@ class _Builder:
         if kind == "relu6":
             return self.L.ReLU(max_value=6.0)(x)
         if kind == "leaky":
-            return self.L.LeakyReLU(negative_slope=self.pick((0.1, 0.3)))(x)
+            slope = self.pick((0.1, 0.3))
+            return self.L.LeakyReLU(**{"alpha" if self.legacy else "negative_slope": slope})(x)
         if kind == "prelu":
             return self.L.PReLU(shared_axes=[1, 2])(x)
         if kind == "elu":
             return self.L.ELU()(x)
-        return self.L.Activation(self.pick(ACTIVATIONS))(x)
+        return self.L.Activation(self.pick(self.activations))(x)
 
     def residual(self, x):
         c = self.hw(x)[2]
@@ -431,6 +440,22 @@ def test_random_model(seed, monkeypatch):
     rng = np.random.default_rng(seed)
     keras.utils.set_random_seed(seed)
     model = _Builder(rng, keras).model()
+    _randomize(model, rng)
+    x = rng.uniform(-2, 2, (int(rng.integers(1, 4)), *model.inputs[0].shape[1:])
+                    ).astype(np.float32)
+    _check(model, x, rng)
+
+
+@pytest.mark.parametrize("seed", range(SEED0, SEED0 + N_TF_KERAS), ids=lambda s: f"seed_{s}")
+def test_random_tf_keras_model(seed, monkeypatch):
+    """The same random models built with tf_keras (Keras 2: FusedBatchNormV3, its own
+    activations and layer graphs)."""
+    tf_keras = pytest.importorskip("tf_keras")
+    if seed % 2:
+        _forced(monkeypatch)
+    rng = np.random.default_rng(seed)
+    tf_keras.utils.set_random_seed(seed)
+    model = _Builder(rng, tf_keras).model()
     _randomize(model, rng)
     x = rng.uniform(-2, 2, (int(rng.integers(1, 4)), *model.inputs[0].shape[1:])
                     ).astype(np.float32)
