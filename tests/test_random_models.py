@@ -106,6 +106,23 @@ class _Builder:
                              padding=pad, dilation_rate=d, use_bias=self.chance(0.7),
                              activation=self.act())(x)
 
+    def grouped(self, x):
+        """Conv2D with groups > 1 (ResNeXt, RegNet)."""
+        c = self.hw(x)[2]
+        g = self.pick([d for d in (2, 3, 4) if c % d == 0] or [1])
+        if g == 1:
+            return self.conv(x)
+        k, s, pad, d = self.geometry(x, (1, 3, 3))
+        return self.L.Conv2D(g * int(self.rng.integers(1, 6)), k, strides=s, padding=pad,
+                             dilation_rate=d, groups=g, use_bias=self.chance(0.7),
+                             activation=self.act())(x)
+
+    def group_norm(self, x):
+        c = self.hw(x)[2]
+        if self.legacy:
+            return self.batch_norm(x)
+        return self.L.GroupNormalization(self.pick([d for d in (1, 2, 4) if c % d == 0]))(x)
+
     def depthwise(self, x):
         k, s, pad, d = self.geometry(x, (3, 3, 5, 7, 2))
         return self.L.DepthwiseConv2D(k, strides=s, padding=pad, dilation_rate=d,
@@ -229,7 +246,7 @@ class _Builder:
     LAYERS = ("conv", "conv", "conv", "depthwise", "depthwise", "separable", "transpose",
               "batch_norm", "batch_norm", "activation", "residual", "residual", "concat",
               "parallel", "parallel", "pool", "upsample", "pad", "squeeze_excite",
-              "layer_norm", "dense", "crop")
+              "layer_norm", "dense", "crop", "grouped", "group_norm")
 
     def model(self):
         k, rng = self.k, self.rng
@@ -296,6 +313,31 @@ class _SequenceBuilder(_Builder):
         return self.L.Conv1D(int(self.rng.integers(1, 17)), k, strides=s, padding=pad,
                              dilation_rate=d, activation=self.act())(x)
 
+    def conv1d_kinds(self, x):
+        """Conv1DTranspose, SeparableConv1D, DepthwiseConv1D."""
+        if self.masked:
+            return self.rnn(x)
+        t = self.steps(x)
+        kind = self.pick(("transpose", "separable", "depthwise"))
+        k = self.pick((1, 2, 3))
+        if kind == "transpose":
+            return self.L.Conv1DTranspose(int(self.rng.integers(1, 13)), k,
+                                          strides=self.pick((1, 2)), padding="same")(x)
+        pad = self.pick(("same", "valid")) if t >= k else "same"
+        if kind == "separable":
+            return self.L.SeparableConv1D(int(self.rng.integers(1, 13)), k, padding=pad,
+                                          activation=self.act())(x)
+        return self.L.DepthwiseConv1D(k, padding=pad, depth_multiplier=self.pick((1, 2)))(x)
+
+    def cross_attention(self, x):
+        """Keras' dot-product Attention layer of the sequence with a Dense view of itself."""
+        v = self.L.Dense(int(x.shape[-1]))(x)
+        return self.L.Attention(use_scale=self.chance(0.5))([x, v])
+
+    def time_distributed(self, x):
+        return self.L.TimeDistributed(self.L.Dense(int(self.rng.integers(1, 17)),
+                                                   activation=self.act()))(x)
+
     def pool1d(self, x):
         if self.masked or self.steps(x) < 2:
             return self.dense(x)
@@ -321,7 +363,8 @@ class _SequenceBuilder(_Builder):
         return self.L.LayerNormalization()(x) if int(x.shape[-1]) >= 4 else self.dense(x)
 
     LAYERS = ("rnn", "rnn", "bidirectional", "conv1d", "conv1d", "pool1d", "attention",
-              "feed_forward", "norm", "dense")
+              "feed_forward", "norm", "dense", "conv1d_kinds", "cross_attention",
+              "time_distributed")
 
     def model(self):
         k, rng = self.k, self.rng
