@@ -301,3 +301,29 @@ def test_unfrozen_graph_def_with_a_checkpoint(tmp_path):
     compare(m2(*feed.values()), want, rtol=1e-5)
     with pytest.raises(td.ConversionError, match="checkpoint=... or variables="):
         td.convert(gd, inputs=["ids", "x"], outputs=["y"], variables={"w": sess.run(w)})
+
+
+def test_time_distributed_of_unknown_length_warns():
+    """Keras 3's TimeDistributed maps over range(batch) in a traced graph when the time length
+    is unknown (its eager call is right): the converted graph computes what TF's graph does,
+    and conversion says so. A fixed length converts without a warning and matches."""
+    import warnings
+
+    import keras
+
+    L = keras.layers
+    for steps in (None, 5):
+        i = keras.Input((steps, 4))
+        model = keras.Model(i, L.TimeDistributed(L.Dense(3))(i))
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            m = td.convert(model)
+        ours = [w for w in seen if "TimeDistributed" in str(w.message)]
+        x = np.random.default_rng(0).standard_normal((2, 5, 4)).astype(np.float32)
+        if steps is None:
+            assert len(ours) == 1 and "unknown time length" in str(ours[0].message)
+            graph = tf.function(model, input_signature=[tf.TensorSpec([None, None, 4])])
+            np.testing.assert_allclose(m(x), graph(x).numpy(), rtol=1e-6)  # (2, 2, 3)
+        else:
+            assert not ours
+            np.testing.assert_allclose(m(x), model(x), rtol=1e-5, atol=1e-6)

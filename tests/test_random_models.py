@@ -280,9 +280,11 @@ class _SequenceBuilder(_Builder):
         super().__init__(rng, keras)
         self.vocab = 0
         self.masked = False
+        self.t = 0  # the sequence length the model is first called with
+        self.dynamic = False  # the length is None in the model (each call its own)
 
     def steps(self, x) -> int:
-        return int(x.shape[1])
+        return int(x.shape[1]) if x.shape[1] is not None else self.t
 
     def rnn_layer(self, sequences: bool = True, backwards: bool = True):
         kind = self.pick(("LSTM", "GRU", "SimpleRNN"))
@@ -335,6 +337,8 @@ class _SequenceBuilder(_Builder):
         return self.L.Attention(use_scale=self.chance(0.5))([x, v])
 
     def time_distributed(self, x):
+        if self.dynamic:  # (Keras 3 maps it over the batch in a graph: see test_convert.py)
+            return self.dense(x)
         return self.L.TimeDistributed(self.L.Dense(int(self.rng.integers(1, 17)),
                                                    activation=self.act()))(x)
 
@@ -368,7 +372,9 @@ class _SequenceBuilder(_Builder):
 
     def model(self):
         k, rng = self.k, self.rng
-        t = int(rng.integers(2, 13))
+        self.t = int(rng.integers(2, 13))
+        self.dynamic = self.chance(0.3)
+        t = None if self.dynamic else self.t
         if self.chance(0.4):
             self.vocab = int(rng.integers(5, 30))
             inp = k.Input((t,), dtype="int32")
@@ -540,16 +546,26 @@ def test_random_sequence_model(seed, monkeypatch):
     builder = _SequenceBuilder(rng, keras)
     model = builder.model()
     _randomize(model, rng)
-    shape = (int(rng.integers(1, 4)), *model.inputs[0].shape[1:])
-    if builder.vocab:
-        x = rng.integers(0, builder.vocab, shape).astype(np.int32)
-        x[:, 0] = rng.integers(1, builder.vocab, shape[0])  # (no sequence all padding)
-    else:
-        x = rng.uniform(-2, 2, shape).astype(np.float32)
-    _check(model, x, rng)
+    def inputs(t):
+        shape = (int(rng.integers(1, 4)), t, *model.inputs[0].shape[2:])
+        if builder.vocab:
+            x = rng.integers(0, builder.vocab, shape).astype(np.int32)
+            x[:, 0] = rng.integers(1, builder.vocab, shape[0])  # (no sequence all padding)
+            return x
+        return rng.uniform(-2, 2, shape).astype(np.float32)
+
+    m = _check(model, inputs(builder.t), rng)
+    if builder.dynamic:  # another length: another specialized plan (loops of other trip counts)
+        x = inputs(builder.t + 3)
+        for i, (g, w) in enumerate(zip(_outputs(m(x)), _outputs(model(x, training=False)))):
+            scale = max(float(np.max(np.abs(w), initial=0)), 1e-3)
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * scale,
+                                       err_msg=f"length {x.shape[1]}, output {i}")
 
 
-def _check(model, x, rng, tol: float = 1e-4) -> None:
+def _check(model, x, rng, tol: float = 1e-4):
+    """The checks of the module docstring on ``model`` and its input ``x``; returns the
+    converted model."""
     summary = []
     model.summary(print_fn=lambda s, **kw: summary.append(s))
     summary = "\n".join(summary)
@@ -585,7 +601,7 @@ def _check(model, x, rng, tol: float = 1e-4) -> None:
                                    err_msg=f"batch {len(other)}, output {i}\n{summary}")
 
     if x.dtype.kind != "f" or _max_pools(model):
-        return
+        return m
     # one inf alone (two of opposite signs soon meet and make NaN, which hides where a path
     # made NaN of an inf), then inf, -inf and NaN together
     plain = m.plan(optimize=False)
@@ -599,3 +615,4 @@ def _check(model, x, rng, tol: float = 1e-4) -> None:
             for i, (g, t) in enumerate(zip(got, _outputs(model(bad, training=False)))):
                 _same_non_finite(g, t, f"output {i} with {values}, against TF\n{summary}",
                                  tol)
+    return m

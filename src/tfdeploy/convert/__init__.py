@@ -7,6 +7,7 @@ control flow, and the resulting GraphDef turned into the tfdeploy IR (see ``grap
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 
@@ -187,8 +188,34 @@ def _is_nested(structure) -> bool:
         isinstance(s, (dict, list, tuple)) for s in structure)
 
 
+def _keras_pitfalls(model) -> None:
+    """Warn about Keras layers whose traced graph computes otherwise than the model does
+    eagerly: what tfdeploy converts is the graph, as TF's SavedModel and tf.function run it."""
+    try:
+        layers = list(model._flatten_layers(include_self=False))
+    except (AttributeError, TypeError):
+        layers = list(getattr(model, "layers", ()))
+    for layer in layers:
+        if type(layer).__name__ != "TimeDistributed" or \
+                not type(layer).__module__.startswith("keras.src"):
+            continue
+        try:
+            steps = layer.input.shape[1]
+        except (AttributeError, ValueError, IndexError, TypeError):
+            continue
+        if steps is None:
+            warnings.warn(
+                f"tfdeploy: TimeDistributed layer {layer.name!r} has an unknown time length. In "
+                "a traced graph (tf.function, a SavedModel, and so this conversion) Keras 3 "
+                "maps it over range(batch size) instead of range(time steps), so the graph, "
+                "TF's and tfdeploy's, gives other results than calling the model eagerly (and "
+                "fails when the batch is larger than the length). Give the Input a fixed "
+                "length.", stacklevel=3)
+
+
 def _from_keras(model, input_signature):
     tf = _tf()
+    _keras_pitfalls(model)
     structure = None
     if input_signature is None:
         structure = _keras_inputs(model)
