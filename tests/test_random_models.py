@@ -482,35 +482,37 @@ def _forced(monkeypatch) -> None:
         monkeypatch.setattr(mod, name, value)
 
 
-@pytest.mark.parametrize("seed", range(SEED0, SEED0 + N), ids=lambda s: f"seed_{s}")
-def test_random_model(seed, monkeypatch):
-    import keras
-
+def _image_case(seed, monkeypatch, keras, policy: str | None = None, tol: float = 1e-4):
+    """A random image model built with ``keras`` (under a dtype ``policy``), checked."""
     if seed % 2:
         _forced(monkeypatch)
     rng = np.random.default_rng(seed)
     keras.utils.set_random_seed(seed)
-    model = _Builder(rng, keras).model()
+    if policy:
+        keras.mixed_precision.set_dtype_policy(policy)
+    try:
+        model = _Builder(rng, keras).model()
+    finally:
+        if policy:
+            keras.mixed_precision.set_dtype_policy("float32")
     _randomize(model, rng)
     x = rng.uniform(-2, 2, (int(rng.integers(1, 4)), *model.inputs[0].shape[1:])
                     ).astype(np.float32)
-    _check(model, x, rng)
+    _check(model, x, rng, tol)
+
+
+@pytest.mark.parametrize("seed", range(SEED0, SEED0 + N), ids=lambda s: f"seed_{s}")
+def test_random_model(seed, monkeypatch):
+    import keras
+
+    _image_case(seed, monkeypatch, keras)
 
 
 @pytest.mark.parametrize("seed", range(SEED0, SEED0 + N_TF_KERAS), ids=lambda s: f"seed_{s}")
 def test_random_tf_keras_model(seed, monkeypatch):
     """The same random models built with tf_keras (Keras 2: FusedBatchNormV3, its own
     activations and layer graphs)."""
-    tf_keras = pytest.importorskip("tf_keras")
-    if seed % 2:
-        _forced(monkeypatch)
-    rng = np.random.default_rng(seed)
-    tf_keras.utils.set_random_seed(seed)
-    model = _Builder(rng, tf_keras).model()
-    _randomize(model, rng)
-    x = rng.uniform(-2, 2, (int(rng.integers(1, 4)), *model.inputs[0].shape[1:])
-                    ).astype(np.float32)
-    _check(model, x, rng)
+    _image_case(seed, monkeypatch, pytest.importorskip("tf_keras"))
 
 
 @pytest.mark.parametrize("seed", range(SEED0, SEED0 + N_HALF), ids=lambda s: f"seed_{s}")
@@ -520,19 +522,7 @@ def test_random_mixed_float16_model(seed, monkeypatch):
     output's scale); a wrong pattern is off by its whole scale."""
     import keras
 
-    if seed % 2:
-        _forced(monkeypatch)
-    rng = np.random.default_rng(seed)
-    keras.utils.set_random_seed(seed)
-    keras.mixed_precision.set_dtype_policy("mixed_float16")
-    try:
-        model = _Builder(rng, keras).model()
-    finally:
-        keras.mixed_precision.set_dtype_policy("float32")
-    _randomize(model, rng)
-    x = rng.uniform(-2, 2, (int(rng.integers(1, 4)), *model.inputs[0].shape[1:])
-                    ).astype(np.float32)
-    _check(model, x, rng, tol=1e-2)
+    _image_case(seed, monkeypatch, keras, "mixed_float16", tol=1e-2)
 
 
 @pytest.mark.parametrize("seed", range(SEED0, SEED0 + N_SEQ), ids=lambda s: f"seed_{s}")

@@ -61,20 +61,18 @@ def _constant_filter(op_type: str, consts, attrs: dict):
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-@specializer("Conv2D")
-def _conv2d_const(consts, *, strides, padding, explicit_paddings=(), data_format="NHWC",
-                  dilations=(1, 1, 1, 1)):
-    return _constant_filter("Conv2D", consts, {
-        "strides": strides, "padding": padding, "explicit_paddings": explicit_paddings,
-        "data_format": data_format, "dilations": dilations})
+def _constant_specializer(op_type: str):
+    def spec(consts, *, strides, padding, explicit_paddings=(), data_format="NHWC",
+             dilations=(1, 1, 1, 1)):
+        return _constant_filter(op_type, consts, {
+            "strides": strides, "padding": padding, "explicit_paddings": explicit_paddings,
+            "data_format": data_format, "dilations": dilations})
+    spec.__name__ = spec.__qualname__ = f"_{op_type}_constant_filter"
+    return spec
 
 
-@specializer("DepthwiseConv2dNative")
-def _depthwise_const(consts, *, strides, padding, explicit_paddings=(), data_format="NHWC",
-                     dilations=(1, 1, 1, 1)):
-    return _constant_filter("DepthwiseConv2dNative", consts, {
-        "strides": strides, "padding": padding, "explicit_paddings": explicit_paddings,
-        "data_format": data_format, "dilations": dilations})
+for _op in ("Conv2D", "DepthwiseConv2dNative"):
+    specializer(_op)(_constant_specializer(_op))
 
 
 def _biased(epilogue: Epilogue | None, bias: np.ndarray, tiled=None) -> Epilogue:
