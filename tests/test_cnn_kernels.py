@@ -128,6 +128,35 @@ def test_conv_epilogue_blocks(case, monkeypatch):
     np.testing.assert_allclose(got, want + 1, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("xs, ws, st, dl, pads", [
+    ((2, 12, 11, 16), (3, 3, 16, 8), (1, 1), (1, 1), ((1, 1), (1, 1))),
+    ((3, 9, 14, 12), (5, 3, 12, 32), (1, 2), (1, 1), ((2, 0), (0, 1))),
+    ((1, 10, 13, 16), (2, 3, 16, 7), (1, 1), (1, 2), ((0, 1), (2, 2))),
+    ((2, 7, 7, 16), (4, 4, 16, 3), (1, 3), (1, 1), ((0, 0), (0, 0))),
+])
+@pytest.mark.parametrize("small_blocks", [False, True])
+def test_conv_by_kernel_rows(xs, ws, st, dl, pads, small_blocks, monkeypatch):
+    """Few output channels and unit row stride: the patches of one kernel row copied, KH
+    products summed; the values of im2col's single product, each output row through the
+    epilogue once, in blocks of a few rows or of whole images."""
+    if small_blocks:
+        monkeypatch.setattr(conv, "_BLOCK_BYTES", 1)
+        monkeypatch.setattr(conv, "_MIN_ROWS", 1)
+    x, w = _r(*xs), _r(*ws)
+    outs = [(xs[1 + i] + sum(pads[i]) - (ws[i] - 1) * dl[i] - 1) // st[i] + 1 for i in range(2)]
+    calls = []
+    real = conv._by_rows
+    monkeypatch.setattr(conv, "_by_rows", lambda *a: calls.append(1) or real(*a))
+    rec = _Recorder()
+    got = conv.conv_nd(x, w, st, dl, pads, outs, epilogue=rec)
+    assert calls
+    rec.check(got)
+    monkeypatch.setattr(conv, "_ROWS_CO", 0)
+    want = conv.conv_nd(x, w, st, dl, pads, outs)
+    assert len(calls) == 1
+    np.testing.assert_allclose(got, want + 1, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
 def test_conv_runner_refuses_an_epilogue_it_cannot_run_by_rows():
     run = runner.conv_runner("Conv2D", {"strides": [1, 1, 1, 1], "padding": "SAME",
                                       "data_format": "NCHW"}, _r(3, 3, 2, 4))
