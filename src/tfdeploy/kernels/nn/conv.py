@@ -204,12 +204,17 @@ def conv_nd(x: np.ndarray, w: np.ndarray, strides, dilations, pads, outs,
                 start = (bs.start * outs[0] + (rs.start or 0)) * row
                 epilogue(out, start, start + m)
 
-    parts = min(parts, len(blocks))
-    if parts > 1:
-        parallel.run_blocks(run, len(blocks), parts)
-    else:
-        run(0, len(blocks))
+    _over(run, len(blocks), parts)
     return out
+
+
+def _over(run, count: int, parts: int) -> None:
+    """``run(0, count)``, split over up to ``parts`` threads (``runtime/parallel.py``)."""
+    parts = min(parts, count)
+    if parts > 1:
+        parallel.run_blocks(run, count, parts)
+    else:
+        run(0, count)
 
 
 def _by_rows(xp, w, strides, dilations, outs, out, epilogue, parts: int) -> None:
@@ -249,11 +254,7 @@ def _by_rows(xp, w, strides, dilations, outs, out, epilogue, parts: int) -> None
                     start = (b * oh + r0) * ow
                     epilogue(out, start, start + m)
 
-    parts = min(parts, len(blocks))
-    if parts > 1:
-        parallel.run_blocks(run, len(blocks), parts)
-    else:
-        run(0, len(blocks))
+    _over(run, len(blocks), parts)
 
 
 def _patches(xp, ks, strides, dilations, outs, channel_major: bool) -> np.ndarray:
