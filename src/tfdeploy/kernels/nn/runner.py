@@ -224,7 +224,7 @@ class _Runner:
             return _pointwise_run(x.shape, w, outs, self.bias, self.augmented,
                                   None if self.bias is None else np.tile(self.bias, outs[1]))
         if winograd.applies(x.shape, w.shape, x.dtype, st, dl, pads) and \
-                np.isfinite(w).all():  # (an inf weight: its transform would make NaN too)
+                all_finite(w):  # (an inf weight: its transform would make NaN too)
             if self.wino is None:  # (two threads may both make it: the same values)
                 self.wino = winograd.weights(w)
             u = self.wino
