@@ -185,6 +185,17 @@ add("max_with_argmax_ties_int", ["MaxPoolWithArgmax"],
     lambda x: _raw().MaxPoolWithArgmax(input=x, ksize=[1, 2, 2, 1], strides=[1, 1, 1, 1],
                                        padding="SAME"),
     lambda r: [rand(r, (1, 4, 5, 2), "int32", 0, 2)])
+# padding is never read and the first value of a window starts its maximum: a NaN wins only
+# where it comes first, a window of -inf (or of int32's lowest) names its first value
+for _dt in ("float32", "float64", "float16", "bfloat16"):
+    add(f"max_with_argmax_non_finite_{_dt}", ["MaxPoolWithArgmax"],
+        lambda x: _raw().MaxPoolWithArgmax(input=x, ksize=[1, 3, 3, 1], strides=[1, 2, 2, 1],
+                                           padding="SAME", include_batch_in_index=True),
+        lambda r, dt=_dt: [_non_finite(r, dt)])
+add("max_with_argmax_all_lowest_int", ["MaxPoolWithArgmax"],
+    lambda x: _raw().MaxPoolWithArgmax(input=x, ksize=[1, 3, 2, 1], strides=[1, 1, 2, 1],
+                                       padding="SAME"),
+    lambda r: [np.full((1, 4, 5, 2), np.iinfo(np.int32).min, np.int32)])
 add("max_with_argmax_float64", ["MaxPoolWithArgmax"],
     lambda x: _raw().MaxPoolWithArgmax(input=x, ksize=[1, 3, 3, 1], strides=[1, 2, 2, 1],
                                        padding="VALID", include_batch_in_index=True),

@@ -192,7 +192,11 @@ def MaxPoolWithArgmax(input, *, ksize, strides, padding, Targmax="int64",
     """MaxPoolWithArgmax: MaxPool (NHWC) and the flat index of each maximum,
     ``((b * height + y) * width + x) * channels + c`` (b only with include_batch_in_index).
 
-    Ties go to the first maximum in window order, like TF.
+    As TF's kernel computes it: padding is never read (an index always names an input
+    value), the window's first value in row-major order starts the maximum, and a later value
+    replaces it only when strictly greater. So ties go to the first, a window of -inf gives
+    -inf and the first one's index, and a NaN wins only where it comes first (a NaN compares
+    false both ways).
     """
     if input.ndim != 4:
         raise ValueError(f"MaxPoolWithArgmax: expected a rank-4 NHWC input, got shape "
@@ -202,23 +206,22 @@ def MaxPoolWithArgmax(input, *, ksize, strides, padding, Targmax="int64",
     geom = _geometry(input.shape, ksize, strides, padding)
     n, h, w, c = input.shape
     (_, oh, ow, _), (top, left) = [g[0] for g in geom], (geom[1][1], geom[2][1])
-    xp = _padded(input, geom, _lowest(input.dtype))
-    out = arg = None
+    xp = _padded(input, geom, _lowest(input.dtype))  # (never read: see ``inside``)
     ys = np.arange(oh) * strides[1] - top
     xs = np.arange(ow) * strides[2] - left
     base = np.arange(n).reshape(n, 1, 1, 1) * (h * w * c) if include_batch_in_index else 0
     chan = np.arange(c).reshape(1, 1, 1, c)
+    out = np.zeros((n, oh, ow, c), input.dtype)
+    arg = np.zeros((n, oh, ow, c), np.int64)
+    started = np.zeros((1, oh, ow, 1), bool)  # the window has met a value of the input
     for tap, v in zip(np.ndindex(ksize[1], ksize[2]), _taps(xp, ksize, strides,
                                                               [n, oh, ow, c])):
-        idx = (((ys + tap[0]).reshape(1, oh, 1, 1) * w + (xs + tap[1]).reshape(1, 1, ow, 1))
-               * c + chan + base)
-        if out is None:
-            out = v.copy()
-            arg = np.broadcast_to(idx, out.shape).astype(np.int64)
-        else:
-            better = v > out
-            out = np.where(better, v, out)
-            arg = np.where(better, idx, arg)
+        y, x = (ys + tap[0]).reshape(1, oh, 1, 1), (xs + tap[1]).reshape(1, 1, ow, 1)
+        inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
+        take = inside & (~started | (v > out))
+        np.copyto(out, v, where=take)
+        np.copyto(arg, (y * w + x) * c + chan + base, where=take)
+        started |= inside
     return out, arg.astype(np_dtype(Targmax), copy=False)
 
 
