@@ -206,5 +206,20 @@ for i, (r_, b, a, be) in enumerate([(5, 1.0, 1.0, 0.5), (2, 2.0, 1e-4, 0.75), (0
         lambda x, r_=r_, b=b, a=a, be=be: _raw().LRN(input=x, depth_radius=r_, bias=b, alpha=a,
                                                      beta=be),
         lambda r: [rand(r, (2, 3, 4, 7))], dynamic=i == 0)
+
+def _lrn_non_finite(r, c):
+    """[2, 3, 4, c] with an inf, a NaN and a huge value (its square overflows) in windows."""
+    x = rand(r, (2, 3, 4, c))
+    x[0, 0, 0, 1], x[0, 1, 2, c // 2] = np.inf, np.nan
+    x[1, 2, 3, c - 1], x[1, 0, 1, 0] = 3e19, -np.inf
+    return [x]
+
+
+# a window sum is a product with a band matrix: an inf gives NaN outside its windows; over 384
+# channels with beta 0.5 or 1, a running sum: NaN after its windows, nothing before them
+for _c, _beta in ((7, 0.5), (7, 0.75), (400, 0.5), (400, 1.0), (400, 0.75)):
+    add(f"lrn_non_finite_{_c}_{_beta}", ["LRN"],
+        lambda x, b=_beta: _raw().LRN(input=x, depth_radius=3, bias=2.0, alpha=0.1, beta=b),
+        lambda r, c=_c: _lrn_non_finite(r, c), rtol=1e-5, atol=1e-6)
 add("lrn_float16", ["LRN"], lambda x: _raw().LRN(input=x, depth_radius=2),
     lambda r: [rand(r, (1, 2, 2, 6), "float16")], rtol=2e-3, atol=2e-3)

@@ -225,18 +225,40 @@ def MaxPoolWithArgmax(input, *, ksize, strides, padding, Targmax="int64",
     return out, arg.astype(np_dtype(Targmax), copy=False)
 
 
+#: TF's CPU LRN sums each window by a running sum over the channels beyond this depth (for beta
+#: 0.5 or 1), by a product with a band matrix below it
+_LRN_RUNNING_DEPTH = 384
+
+
 @op("LRN")
 def LRN(input, *, depth_radius=5, bias=1.0, alpha=1.0, beta=0.5):
     """LRN: local response normalisation over the last dim,
-    ``input / (bias + alpha * sum(input[..., d-r:d+r+1] ** 2)) ** beta``."""
+    ``input / (bias + alpha * sum(input[..., d-r:d+r+1] ** 2)) ** beta``.
+
+    The window sums are TF's: a product of the squares with a band matrix of ones, so an inf
+    square gives inf in its windows and NaN (inf * 0) in every other channel of its pixel; over
+    384 channels with beta 0.5 or 1, a running sum (here prefix sums), so an inf gives NaN in
+    the windows after it and leaves those before it alone.
+    """
     dt = input.dtype
     x = input.astype(np.float32) if low_precision(dt) else input
     c = x.shape[-1]
+    if x.size == 0:
+        return input.copy()
+    with np.errstate(all="ignore"):  # (inf and NaN go as TF's do)
+        return _lrn(x, c, depth_radius, bias, alpha, beta).astype(dt, copy=False)
+
+
+def _lrn(x, c, depth_radius, bias, alpha, beta):
     sq = np.square(x)
-    cs = np.zeros(x.shape[:-1] + (c + 1,), dtype=x.dtype)
-    np.cumsum(sq, axis=-1, out=cs[..., 1:])
-    hi = np.minimum(np.arange(c) + depth_radius + 1, c)
-    lo = np.maximum(np.arange(c) - depth_radius, 0)
-    s = cs[..., hi] - cs[..., lo]
-    out = x / (x.dtype.type(bias) + x.dtype.type(alpha) * s) ** x.dtype.type(beta)
-    return out.astype(dt, copy=False)
+    if c > _LRN_RUNNING_DEPTH and beta in (0.5, 1.0):
+        cs = np.zeros(x.shape[:-1] + (c + 1,), dtype=x.dtype)
+        np.cumsum(sq, axis=-1, out=cs[..., 1:])
+        hi = np.minimum(np.arange(c) + depth_radius + 1, c)
+        lo = np.maximum(np.arange(c) - depth_radius, 0)
+        s = cs[..., hi] - cs[..., lo]
+    else:
+        i = np.arange(c)
+        band = (np.abs(i[:, None] - i[None, :]) <= depth_radius).astype(x.dtype)
+        s = np.matmul(sq.reshape(-1, c), band).reshape(x.shape)
+    return x / (x.dtype.type(bias) + x.dtype.type(alpha) * s) ** x.dtype.type(beta)
