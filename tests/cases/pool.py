@@ -85,6 +85,11 @@ add("max_explicit", ["MaxPool"],
 add("max_depth", ["MaxPool"],
     lambda x: _raw().MaxPool(input=x, ksize=[1, 1, 1, 2], strides=[1, 1, 1, 2], padding="VALID"),
     lambda r: [rand(r, (2, 3, 4, 6))])
+for _dt in ("float32", "float64"):  # (depth pooling: a NaN wins where it comes first)
+    add(f"max_depth_non_finite_{_dt}", ["MaxPool"],
+        lambda x: _raw().MaxPool(input=x, ksize=[1, 1, 1, 3], strides=[1, 1, 1, 3],
+                                 padding="VALID"),
+        lambda r, dt=_dt: [_non_finite(r, dt)])
 add("max_v2", ["MaxPoolV2"],
     lambda x, k, s: _raw().MaxPoolV2(input=x, ksize=k, strides=s, padding="SAME"),
     lambda r: [rand(r, (2, 7, 8, 3)), np.array([1, 3, 3, 1], np.int32),

@@ -94,6 +94,10 @@ def _max_pool(x, ksize, strides, padding, explicit=None, as_tf_2d=False):
     geom = _geometry(x.shape, ksize, strides, padding, explicit)
     outs = [g[0] for g in geom]
     floats = x.dtype.kind == "f" or low_precision(x.dtype)
+    if as_tf_2d and floats and x.ndim == 4:
+        depth = _depth_window(x, ksize, strides, geom)
+        if depth is not None:
+            return _depth_max(x, depth, ksize[depth])
     # (TF pads with the lowest finite value: a window of -inf and padding gives that, in 3-D
     # too, where an inner window of -inf gives -inf)
     xp = _padded(x, geom, _finfo(x.dtype).min if floats else _lowest(x.dtype))
@@ -108,6 +112,32 @@ def _max_pool(x, ksize, strides, padding, explicit=None, as_tf_2d=False):
     return out
 
 
+def _depth_window(x, ksize, strides, geom) -> int | None:
+    """The channel axis of a pool over channels only (TF's depthwise max pool: a window that
+    tiles them exactly, none over height and width), else None."""
+    for axis in (3, 1):  # NHWC, NCHW
+        k = ksize[axis]
+        others = [i for i in range(1, 4) if i != axis]
+        if k > 1 and strides[axis] == k and x.shape[axis] % k == 0 and \
+                not any(lo or hi for _, lo, hi in geom) and \
+                all(ksize[i] == 1 and strides[i] == 1 for i in others) and ksize[0] == 1:
+            return axis
+    return None
+
+
+def _depth_max(x, axis: int, k: int) -> np.ndarray:
+    """TF's depthwise max pool: each window's values in order, a later one taken only when
+    greater (``std::max``), so a NaN wins where it comes first, and -inf stays -inf."""
+    shape = x.shape[:axis] + (x.shape[axis] // k, k) + x.shape[axis + 1:]
+    v = x.reshape(shape)
+    lead = (slice(None),) * (axis + 1)
+    out = v[lead + (0,)].copy()
+    for j in range(1, k):
+        vj = v[lead + (j,)]
+        np.copyto(out, vj, where=vj > out)
+    return out
+
+
 def _finfo(dt: np.dtype):
     if low_precision(dt):
         import ml_dtypes
@@ -119,7 +149,9 @@ def _finfo(dt: np.dtype):
 @op("MaxPool")
 def MaxPool(input, *, ksize, strides, padding, explicit_paddings=(), data_format="NHWC"):
     """MaxPool: the maximum over each window (padding never wins), as TF computes it: NaN is
-    skipped, and a window of only -inf and NaN gives the dtype's lowest finite value."""
+    skipped, and a window of only -inf and NaN gives the dtype's lowest finite value. Over
+    channels only (TF's depthwise max pool), the window's values go in order, a later one
+    taken only when greater: a NaN that comes first wins, and a window of -inf gives -inf."""
     _check_format(data_format, input.ndim)
     return _max_pool(input, ksize, strides, padding, explicit_paddings, as_tf_2d=True)
 
