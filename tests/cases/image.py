@@ -125,6 +125,32 @@ for _dt in INT_TYPES + ("float16", "bfloat16", "float64"):
                np.array([0.7, 1.3], np.float32), np.array([0.0, 0.5], np.float32)),
         rtol=1e-5, atol=1e-3)
 
+# an inf or NaN reaches only the outputs whose spans hold it, as in TF's tap-by-tap kernels: a
+# weight matrix would spread inf * 0 = NaN along its whole row and column
+
+
+def _poisoned(shape):
+    def gen(rng):
+        x = rand(rng, shape, "float32", 0, 255)
+        x[0, 1, 2, 0], x[0, shape[1] - 2, shape[2] // 2, 1] = np.inf, np.nan
+        x[-1, shape[1] // 2, shape[2] - 1, 0] = -np.inf
+        return x
+    return gen
+
+
+for _k, _aa, _out, _sc, _tr in (("lanczos3", True, (5, 4), (0.55, 0.45), (0.3, -0.2)),
+                                ("keyscubic", False, (14, 17), (1.6, 1.9), (0.0, 0.5)),
+                                ("box", True, (6, 6), (0.7, 0.6), (-1.5, 0.75))):
+    add(f"ScaleAndTranslate_non_finite_{_k}", ["ScaleAndTranslate"],
+        lambda x, s, sc, tr, _k=_k, _aa=_aa: raw.ScaleAndTranslate(
+            images=x, size=s, scale=sc, translation=tr, kernel_type=_k, antialias=_aa),
+        inputs(_poisoned((2, 9, 8, 2)), np.array(_out, np.int32), np.array(_sc, np.float32),
+               np.array(_tr, np.float32)), rtol=1e-5, atol=1e-3)
+for _sz, _out in (("down", (4, 3)), ("up", (13, 11))):
+    add(f"ResizeArea_non_finite_{_sz}", ["ResizeArea"],
+        lambda x, s: raw.ResizeArea(images=x, size=s),
+        inputs(_poisoned((2, 9, 8, 2)), np.array(_out, np.int32)), rtol=1e-5, atol=1e-3)
+
 # -- CropAndResize --------------------------------------------------------------------------
 
 _BOXES = np.array([[0.1, 0.2, 0.8, 0.9], [-0.2, -0.1, 0.5, 1.3], [0.9, 0.8, 0.2, 0.1],

@@ -2,14 +2,17 @@
 CropAndResize.
 
 Each resize is separable: the source coordinates and weights of one axis are computed once
-(as TF's kernels do, in float32), then applied with gathers or a small weight matrix.
+(as TF's kernels do, in float32), then applied with gathers or a small weight matrix. A
+weight matrix multiplies every input pixel, so an inf or NaN would reach outputs that never
+read it (inf * 0 = NaN): an input holding one goes tap by tap over each output's span, as
+TF's kernels do (``_Spans``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from tfdeploy.kernels.common import op, round_half_away
+from tfdeploy.kernels.common import all_finite, op, round_half_away
 from tfdeploy.runtime.limits import check_array
 
 _F32 = np.float32
@@ -52,8 +55,49 @@ def _as_float32(images: np.ndarray) -> np.ndarray:
     return images if images.dtype == _F32 else images.astype(_F32)
 
 
-def _separable(x: np.ndarray, my: np.ndarray, mx: np.ndarray, rows_first: bool) -> np.ndarray:
-    """Apply [out_h, h] and [out_w, w] weight matrices to NHWC ``x`` with two BLAS matmuls."""
+class _Spans:
+    """One axis of a resampling as TF's kernels run it: output ``o`` sums, in order, the
+    input pixels ``starts[o] + k`` weighted by ``weights[o, k]`` for ``k < counts[o]``."""
+
+    __slots__ = ("starts", "weights", "counts", "in_size")
+
+    def __init__(self, starts, weights, counts, in_size: int):
+        self.starts, self.weights, self.counts = starts, weights.astype(_F32), counts
+        self.in_size = in_size
+
+    def matrix(self) -> np.ndarray:
+        """The [out, in] weight matrix (for finite inputs: one BLAS product per axis)."""
+        out, span = self.weights.shape
+        m = np.zeros((out, self.in_size), _F32)
+        k = np.arange(span)[None, :]
+        used = k < self.counts[:, None]
+        rows = np.broadcast_to(np.arange(out)[:, None], used.shape)
+        cols = np.clip(self.starts[:, None] + k, 0, self.in_size - 1)
+        np.add.at(m, (rows[used], cols[used]), self.weights[used])
+        return m
+
+    def gather(self, x: np.ndarray, axis: int) -> np.ndarray:
+        """The resampling of ``x`` along ``axis``, tap by tap: a pixel reaches only the outputs
+        whose spans hold it."""
+        out = np.zeros(x.shape[:axis] + (self.starts.size,) + x.shape[axis + 1:], _F32)
+        shape = [1] * x.ndim
+        shape[axis] = -1
+        with np.errstate(invalid="ignore", over="ignore"):
+            for k in range(self.weights.shape[1]):
+                idx = np.clip(self.starts + k, 0, self.in_size - 1)
+                term = np.take(x, idx, axis=axis) * self.weights[:, k].reshape(shape)
+                np.add(out, term, out=out, where=(k < self.counts).reshape(shape))
+        return out
+
+
+def _separable(x: np.ndarray, sy: _Spans, sx: _Spans, rows_first: bool) -> np.ndarray:
+    """Resample NHWC ``x`` along its rows (``sy``) and columns (``sx``): two BLAS products
+    with the weight matrices, or for an input holding inf or NaN two passes tap by tap."""
+    if not all_finite(x):
+        if rows_first:
+            return sx.gather(sy.gather(x, 1), 2)
+        return sy.gather(sx.gather(x, 2), 1)
+    my, mx = sy.matrix(), sx.matrix()
     b, h, w, c = x.shape
     oh = my.shape[0]
 
@@ -185,8 +229,9 @@ def ResizeBicubic(images, size, *, align_corners=False, half_pixel_centers=False
 
 # -- area -----------------------------------------------------------------------------------
 
-def _area_matrix(in_size: int, out_size: int, scale: np.float32) -> np.ndarray:
-    """[out, in] weights: the overlap of each input cell with each output cell's footprint."""
+def _area_spans(in_size: int, out_size: int, scale: np.float32) -> _Spans:
+    """The overlap of each input cell with each output cell's footprint (cells past the
+    input's edge read its last pixel, as TF's kernel bounds them)."""
     o = np.arange(out_size)
     start = o.astype(_F32) * scale
     end = (o + 1).astype(_F32) * scale
@@ -198,11 +243,7 @@ def _area_matrix(in_size: int, out_size: int, scale: np.float32) -> np.ndarray:
     s, e = start[:, None], end[:, None]
     w = np.where(cf < s, np.where(cf + 1 > e, scale, cf + 1 - s),
                  np.where(cf + 1 > e, e - cf, _F32(1))).astype(_F32)
-    w = np.where(cells < last[:, None], w, _F32(0))
-    m = np.zeros((out_size, in_size), _F32)
-    rows = np.broadcast_to(o[:, None], cells.shape)
-    np.add.at(m, (rows, np.clip(cells, 0, in_size - 1)), w)
-    return m
+    return _Spans(first, w, last - first, in_size)
 
 
 @op("ResizeArea")
@@ -212,9 +253,9 @@ def ResizeArea(images, size, *, align_corners=False):
     _, h, w, _ = images.shape
     hs = _resize_scale(h, oh, align_corners)
     ws = _resize_scale(w, ow, align_corners)
-    my = _area_matrix(h, oh, hs)
-    mx = _area_matrix(w, ow, ws)
-    return _separable(_as_float32(images), my, mx, rows_first=False) * (_F32(1) / (hs * ws))
+    sy = _area_spans(h, oh, hs)
+    sx = _area_spans(w, ow, ws)
+    return _separable(_as_float32(images), sy, sx, rows_first=False) * (_F32(1) / (hs * ws))
 
 
 # -- ScaleAndTranslate ----------------------------------------------------------------------
@@ -271,9 +312,11 @@ _SAMPLING_KERNELS = {
 }
 
 
-def _span_matrix(kernel_type: str, out_size: int, in_size: int, scale, translate,
-                 antialias: bool) -> np.ndarray:
-    """[out, in] sampling weights of TF's ComputeSpans (kernel scaled when downsampling)."""
+def _sampling_spans(kernel_type: str, out_size: int, in_size: int, scale, translate,
+                    antialias: bool) -> _Spans:
+    """TF's ComputeSpans: each output's span of ``min(2 ceil(radius * kernel scale) + 1,
+    in_size)`` input pixels from its start (the kernel scaled when downsampling), weights
+    normalised to sum to 1; an output sampling outside the input gets zero weights from 0."""
     kernel, radius = _SAMPLING_KERNELS[kernel_type]
     inv_scale = _F32(1.0 / float(scale))
     inv_translate = -inv_scale * _F32(translate)
@@ -290,13 +333,11 @@ def _span_matrix(kernel_type: str, out_size: int, in_size: int, scale, translate
     total = np.zeros(out_size, _F32)
     for k in range(span):  # sequential float32 sum, as TF
         total = total + w[:, k]
-    ok = (np.abs(total) >= _F32(1000) * np.finfo(_F32).tiny) & (sample >= 0) & (
-        sample <= in_size)
+    outside = ~((sample >= 0) & (sample <= in_size))
+    ok = (np.abs(total) >= _F32(1000) * np.finfo(_F32).tiny) & ~outside
     w = np.where(ok[:, None], w * (_F32(1) / np.where(ok, total, _F32(1)))[:, None], _F32(0))
-    m = np.zeros((out_size, in_size), _F32)
-    rows = np.broadcast_to(np.arange(out_size)[:, None], src.shape)
-    np.add.at(m, (rows[inside], src[inside]), w[inside])
-    return m
+    start = np.where(outside, 0, start)
+    return _Spans(start, w, np.minimum(start + span, in_size) - start, in_size)
 
 
 @op("ScaleAndTranslate")
@@ -317,9 +358,9 @@ def ScaleAndTranslate(images, size, scale, translation, *, kernel_type="lanczos3
     if not (scale[0] > 0 and scale[1] > 0):
         raise ValueError(f"scale must be greater than zero, got {scale.tolist()}")
     _, h, w, _ = images.shape
-    my = _span_matrix(kernel_type, oh, h, scale[0], translation[0], antialias)
-    mx = _span_matrix(kernel_type, ow, w, scale[1], translation[1], antialias)
-    return _separable(_as_float32(images), my, mx, rows_first=True)
+    sy = _sampling_spans(kernel_type, oh, h, scale[0], translation[0], antialias)
+    sx = _sampling_spans(kernel_type, ow, w, scale[1], translation[1], antialias)
+    return _separable(_as_float32(images), sy, sx, rows_first=True)
 
 
 # -- CropAndResize --------------------------------------------------------------------------
