@@ -106,12 +106,16 @@ def _pairs(dtype, *parts):
 
 GAMMA_EDGES = ([0, -1, 1, 1, 2, 1, np.nan, 1, 3, 0.5], [1, 1, 0, -1, np.inf, np.nan, 1, 1e-30,
                                                        1e3, 1e-3])
+# TF's P(a, 0) is 0 for every a; an infinite shape gives P = 0, and Q = 1 below x = inf
+GAMMA_INF_EDGES = ([np.inf] * 6 + [0, -1, np.nan, -np.inf, np.inf],
+                   [0, 0.5, 1, 5, 1e30, np.inf, 0, 0, 0, 0, 0])
 for name in ("Igamma", "Igammac"):
     for dt in ("float32", "float64"):
         _case(f"{name.lower()}_{dt}", (name,),
               lambda a, x, n=name: getattr(_raw(), n)(a=a, x=x),
               _pairs(dt, (_logu(-3, 4), _logu(-4, 5)), (_uniform(0.5, 20), _uniform(0, 25)),
-                     GAMMA_EDGES), dt, 10 if dt == "float32" else 1, dynamic=dt == "float32")
+                     GAMMA_EDGES, GAMMA_INF_EDGES), dt, 10 if dt == "float32" else 1,
+              dynamic=dt == "float32")
 
 for dt in ("float32", "float64"):
     _case(f"zeta_{dt}", ("Zeta",), lambda x, q: _raw().Zeta(x=x, q=q),

@@ -196,7 +196,12 @@ def _igamma_np(a, x, upper: bool):
         q[fin] = _igammac_cf(a[fin], x[fin])
     out = np.where(ser, 1.0 - p if upper else p, out)
     out = np.where(cf, q if upper else 1.0 - q, out)
-    return out
+    # TF's (Eigen's) edges: P(a, 0) = 0 for every a, NaN and a <= 0 included; an infinite
+    # shape puts all the mass at infinity (P = 0, and Q = 1 below x = inf)
+    inf_a = (a == np.inf) & (x >= 0)
+    if upper:
+        return np.where(inf_a & (x < np.inf), 1.0, out)
+    return np.where((x == 0) | inf_a, 0.0, out)
 
 
 @op("Igamma")
