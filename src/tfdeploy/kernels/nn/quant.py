@@ -234,8 +234,10 @@ def _qdq(x, input_min, input_max, signed_input, num_bits, range_given, round_mod
         if np.any(lo > hi):
             raise ValueError("invalid range: input_min must be <= input_max")
     elif xs.size:
-        lo = xs.min(axis=(0, 2), keepdims=True)
-        hi = xs.max(axis=(0, 2), keepdims=True)
+        # (NaN skipped, as TF's vectorised min and max reductions skip it: one NaN leaves the
+        # other values quantized, itself NaN)
+        lo = np.fmin.reduce(xs, axis=(0, 2), keepdims=True)
+        hi = np.fmax.reduce(xs, axis=(0, 2), keepdims=True)
     else:
         return x.copy()
     if signed_input:
