@@ -383,6 +383,18 @@ for _dt in ("int8", "uint8", "int16", "uint16", "int32", "int64", "uint32", "uin
         lambda x: tf.image.extract_patches(x, [1, 2, 3, 1], [1, 2, 1, 1], [1, 1, 1, 1],
                                            "SAME"),
         inputs(image((1, 5, 4, 2), _dt, 0, 100)))
+# an empty batch: the depth of the result is spelled out, never inferred
+add("ExtractImagePatches_empty_batch", ["ExtractImagePatches"],
+    lambda x: tf.image.extract_patches(x, [1, 2, 3, 1], [1, 1, 2, 1], [1, 1, 1, 1], "SAME"),
+    [np.zeros((0, 5, 4, 3), np.float32)], dynamic=True)
+add("ExtractVolumePatches_empty_batch", ["ExtractVolumePatches"],
+    lambda x: tf.extract_volume_patches(x, [1, 2, 2, 2, 1], [1, 1, 1, 1, 1], "VALID"),
+    [np.zeros((0, 3, 4, 4, 2), np.float32)], dynamic=True)
+add("ResizeArea_empty_batch", ["ResizeArea"], lambda x: raw.ResizeArea(images=x, size=[3, 4]),
+    [np.zeros((0, 5, 6, 2), np.float32)], dynamic=True)
+add("ScaleAndTranslate_empty_batch", ["ScaleAndTranslate"],
+    lambda x: tf.image.resize(x, [3, 4], method="lanczos3", antialias=True),
+    [np.zeros((0, 5, 6, 2), np.float32)], dynamic=True)
 for _pad in ("VALID", "SAME"):
     add(f"ExtractVolumePatches_{_pad}", ["ExtractVolumePatches"],
         lambda x, _pad=_pad: tf.extract_volume_patches(x, [1, 2, 3, 2, 1], [1, 1, 2, 2, 1],

@@ -195,6 +195,10 @@ for _axis in (0, 1, -1):
             inputs(rows_with_repeats((5, 6, 4), _t, _axis), np.array([_axis], np.int32)))
 add("UniqueV2_no_axis", ["UniqueV2"], lambda x, a: tuple(raw.UniqueV2(x=x, axis=a)),
     inputs(data((9,), "int32"), np.zeros(0, np.int64)))
+for _axis in (0, 1):  # no rows: the row width is spelled out, never inferred
+    add(f"UniqueV2_no_rows_axis{_axis}", ["UniqueV2"],
+        lambda x, a: tuple(raw.UniqueV2(x=x, axis=a)),
+        inputs(np.zeros((0, 3), np.float32), np.array([_axis], np.int64)), dynamic=True)
 add("UniqueV2_zero_width_rows", ["UniqueV2"], lambda x, a: tuple(raw.UniqueV2(x=x, axis=a)),
     inputs(np.zeros((4, 0), np.float32), np.array([0], np.int64)))
 

@@ -310,7 +310,9 @@ def _unique(x: np.ndarray, axis, out_idx: str):
         first, idx, counts = _unique_rows(x.reshape(-1, 1))
         return x[first], idx.astype(it), counts.astype(it)
     moved = np.moveaxis(x, axis, 0)
-    first, idx, counts = _unique_rows(moved.reshape(moved.shape[0], -1))
+    # (the row width spelled out: -1 is ambiguous when there are no rows)
+    width = int(np.prod(moved.shape[1:], dtype=np.int64))
+    first, idx, counts = _unique_rows(moved.reshape(moved.shape[0], width))
     return np.take(x, first, axis=axis), idx.astype(it), counts.astype(it)
 
 

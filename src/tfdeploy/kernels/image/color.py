@@ -207,7 +207,8 @@ def _extract_patches(x: np.ndarray, ksizes, strides, rates, padding: str) -> np.
         sl.append(slice(None))
         taps.append(xp[tuple(sl)])
     out = np.stack(taps, axis=-2)  # [batch, *outs, taps, depth]
-    return out.reshape(x.shape[0], *outs, -1)
+    # (the depth spelled out: -1 is ambiguous for an empty batch)
+    return out.reshape(x.shape[0], *outs, len(taps) * x.shape[-1])
 
 
 @op("ExtractImagePatches")

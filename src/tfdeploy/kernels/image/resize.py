@@ -102,7 +102,7 @@ def _separable(x: np.ndarray, sy: _Spans, sx: _Spans, rows_first: bool) -> np.nd
     oh = my.shape[0]
 
     def rows(t):  # [b, h, W, c] -> [b, oh, W, c]
-        return np.matmul(my, t.reshape(b, h, -1)).reshape(b, oh, t.shape[2], c)
+        return np.matmul(my, t.reshape(b, h, t.shape[2] * c)).reshape(b, oh, t.shape[2], c)
 
     def cols(t):  # [b, H, w, c] -> [b, H, ow, c]
         return np.matmul(mx, t)
