@@ -201,6 +201,12 @@ for _axis, _shape in ((-1, (4, 6)), (0, (2, 3, 4))):
             input=x, input_min=lo, input_max=hi, range_given=False, axis=_a, num_bits=5),
         inputs(_leading_nan(_shape, "float32"), _lim.astype(np.float32),
                _lim.astype(np.float32)))
+# an observed range ignores input_min/input_max: TF checks their shape only when given
+add("QuantizeAndDequantizeV4_observed_ignores_limits", ["QuantizeAndDequantizeV4"],
+    lambda x, lo, hi: raw.QuantizeAndDequantizeV4(input=x, input_min=lo, input_max=hi,
+                                                  range_given=False, axis=0, num_bits=4),
+    inputs(values((6, 3, 4), -3, 3, "float32"), np.zeros(2, np.float32),
+           np.zeros(2, np.float32)))
 add("QuantizeAndDequantizeV2_public", ["QuantizeAndDequantizeV4"],
     lambda x: tf.quantization.quantize_and_dequantize_v2(x, -1.0, 1.0, range_given=True),
     inputs(values((8,), -2, 2)))

@@ -225,7 +225,8 @@ def _qdq(x, input_min, input_max, signed_input, num_bits, range_given, round_mod
             raise ValueError(f"axis {axis} is out of range for a tensor of rank {x.ndim}")
         axis %= x.ndim
         n = x.shape[axis]
-        if np.shape(input_min) != (n,) or np.shape(input_max) != (n,):
+        # (an observed range ignores them, and TF checks their shape only when given)
+        if range_given and (np.shape(input_min) != (n,) or np.shape(input_max) != (n,)):
             raise ValueError(f"input_min and input_max must have shape [{n}]")
         xs = x.reshape(int(np.prod(x.shape[:axis], dtype=np.int64)), n, -1)
     if range_given:
