@@ -38,6 +38,8 @@ def _logu(lo, hi, n=200, sign=1.0):
 
 # -- unary functions -----------------------------------------------------------------------------
 
+FRESNEL_FAR = [36975.0, -4e4, 1e10, 1e30, -1e30, 3e38]
+
 UNARY = {
     # op: (dtypes, value parts, tolerance scale)
     "Erfinv": (("float32", "float64"),
@@ -67,8 +69,11 @@ UNARY = {
     "Dawsn": (("float32", "float64"), [_uniform(-20, 20), _logu(-20, 10, 50)], 1),
     "Spence": (("float32", "float64"), [_uniform(0, 10), _logu(-20, 20, 50), [-1, 0.5, 1, 2]],
                1),
-    "FresnelSin": (("float32", "float64"), [_uniform(-8, 8), _logu(-20, 3, 50)], 1),
-    "FresnelCos": (("float32", "float64"), [_uniform(-8, 8), _logu(-20, 3, 50)], 1),
+    # (past 36974 TF gives the limit 0.5 exactly)
+    "FresnelSin": (("float32", "float64"), [_uniform(-8, 8), _logu(-20, 3, 50), FRESNEL_FAR],
+                   1),
+    "FresnelCos": (("float32", "float64"), [_uniform(-8, 8), _logu(-20, 3, 50), FRESNEL_FAR],
+                   1),
 }
 
 for name, (dtypes, parts, scale) in UNARY.items():
@@ -120,6 +125,9 @@ for name in ("Igamma", "Igammac"):
 for dt in ("float32", "float64"):
     _case(f"zeta_{dt}", ("Zeta",), lambda x, q: _raw().Zeta(x=x, q=q),
           _pairs(dt, (_uniform(1.05, 12), _uniform(0.1, 10)),
+                 # large x: the first term is the sum (0, 1 or inf for a huge x)
+                 (_logu(3, 45, 40), _uniform(0.2, 5, 40)),
+                 ([1e20, 1e20, 1e20, 60, 200, 45], [0.5, 1, 2, 0.3, 1.5, 3]),
                  ([2, 3, 4, 2, 1, 0.5, 2.5, 3, 2, np.inf], [-1.5, -2.5, -0.5, -3, 2, 2, -1.5, 0,
                                                            1e9, 2])),
           dt, 10 if dt == "float32" else 1, dynamic=dt == "float32")
