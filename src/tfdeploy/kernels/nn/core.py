@@ -199,7 +199,8 @@ def _fused_batch_norm(x, scale, offset, mean, variance, epsilon, exponential_avg
                          f"have shape ({C},) for an input of shape {x.shape} ({data_format})")
     bshape = (C,) + (1,) * (x.ndim - 2) if channels_first else (C,)
     u = np.result_type(scale.dtype, np.float32)
-    if x.size == 0:  # TF's early return: NaN batch statistics, zero saved ones, in both modes
+    if x.size == 0:  # TF's early return: NaN batch statistics in both modes (its reserve
+        # spaces are then uninitialised without oneDNN, zeros with it: zeros here)
         nan, zero = np.full(C, np.nan, u), np.zeros(C, u)
         outs = (x.copy(), nan, nan.copy(), zero, zero.copy())
         return outs + ((np.zeros((0,), u),) if n_outputs == 6 else ())
