@@ -3,7 +3,8 @@
 The models are built by hand (no TensorFlow): TF Serving's documented examples
 (``half_plus_two``, ``saved_model_half_plus_three`` with its ``tensorflow/serving/regress``
 signature, the tag/signal/sensor request of its REST API doc), a string model for b64, a
-dense softmax for batching, and a slow model for in-flight requests.
+dense softmax for batching, a slow model for in-flight requests, and one whose loop an
+input keeps going forever.
 """
 
 from __future__ import annotations
@@ -119,6 +120,29 @@ def slow() -> td.Model:
              Node("total", "Sum", ["mm", "axes"], {"T": "float32", "Tidx": "int32",
                                                     "keep_dims": False})]
     return _set_specs(model_of(nodes, ["n"], ["total"]), {"total": ("float32", [])})
+
+
+def endless() -> td.Model:
+    """y = x doubled for as long as the sum of x is below 1: zeros (or negatives) loop forever,
+    a data-dependent While an input keeps going."""
+    from tfdeploy.ir.graph import FuncAttr, Graph, TensorSpec
+
+    vec = [None]
+    cond = Graph([placeholder("x", "float32", vec), const("axes", np.array([0], np.int32)),
+                  const("one", np.float32(1)),
+                  Node("s", "Sum", ["x", "axes"], {"T": "float32", "Tidx": "int32",
+                                                   "keep_dims": False}),
+                  Node("c", "Less", ["s", "one"], {"T": "float32"})],
+                 [TensorSpec("x", "x:0", "float32", vec)], [TensorSpec("c", "c:0", "bool", [])])
+    body = Graph([placeholder("x", "float32", vec), const("two", np.float32(2)),
+                  Node("y", "Mul", ["x", "two"], {"T": "float32"})],
+                 [TensorSpec("x", "x:0", "float32", vec)],
+                 [TensorSpec("y", "y:0", "float32", vec)])
+    m = model_of([placeholder("x", "float32", vec),
+                  Node("y", "While", ["x"], {"T": ["float32"], "cond": FuncAttr("c"),
+                                             "body": FuncAttr("b")})], ["x"], ["y"])
+    m.graphs[next(iter(m.graphs))].functions = {"c": cond, "b": body}
+    return _set_specs(m, {"y": ("float32", vec)})
 
 
 def save_version(base: Path, version: int | str, model: td.Model, name: str = "model.tfd",

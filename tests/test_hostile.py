@@ -566,6 +566,53 @@ def test_loop_iterations_limit():
         td.setup(max_loop_iterations=None)
 
 
+def _endless_loops():
+    """Two While loops whose condition always holds: one counting (its condition decided a
+    chunk of iterations at a time) and one doubling a float vector (stepped)."""
+    cond = _graph([placeholder("i", "int32"), const("t", True)], ["i"], ["t"])
+    body = _graph([placeholder("i", "int32"), const("one", np.int32(1)),
+                   Node("n", "AddV2", ["i", "one"], {"T": "int32"})], ["i"], ["n"])
+    counting = _graph([placeholder("i0", "int32"),
+                       Node("w", "While", ["i0"], {"cond": FuncAttr("c"), "body": FuncAttr("b")})],
+                      ["i0"], ["w"], {"c": cond, "b": body}, out_dtype="int32")
+    fcond = _graph([placeholder("x", "float32", [None]), const("t", True)], ["x"], ["t"])
+    fbody = _graph([placeholder("x", "float32", [None]), const("two", np.float32(2)),
+                    Node("y", "Mul", ["x", "two"], {"T": "float32"})], ["x"], ["y"])
+    doubling = _graph([placeholder("x0", "float32", [None]),
+                       Node("w", "While", ["x0"], {"cond": FuncAttr("c"),
+                                                   "body": FuncAttr("b")})],
+                      ["x0"], ["w"], {"c": fcond, "b": fbody})
+    return (_saved(counting), np.int32(0)), (_saved(doubling), np.zeros(3, np.float32))
+
+
+def test_loop_seconds_limit():
+    td.setup(max_loop_seconds=0.2)
+    try:
+        for m, x in _endless_loops():
+            t = time.perf_counter()
+            with pytest.raises(td.ResourceExhaustedError,
+                               match="'w' \\(While\\).*0.2 s, the longest one loop"):
+                m(x)
+            assert 0.2 <= time.perf_counter() - t < 3
+    finally:
+        td.setup(max_loop_seconds=None)
+    for bad in (0, -1, float("nan"), "1", True):
+        with pytest.raises(td.TFDeployError, match="max_loop_seconds must be a positive number"):
+            td.setup(max_loop_seconds=bad)
+
+
+def test_deadline_stops_the_loops_run_within_it():
+    from tfdeploy.runtime import limits
+
+    (m, x), _ = _endless_loops()
+    with limits.deadline(0.2):
+        t = time.perf_counter()
+        with pytest.raises(td.ResourceExhaustedError, match="deadline passed"):
+            m(x)
+        assert time.perf_counter() - t < 3
+    assert limits.loop_deadline() is None  # (gone with the block)
+
+
 def test_reading_a_missing_output_of_a_one_output_op():
     m = _saved(_graph([placeholder("x", "float32", [3, 2]),
                        Node("n", "Neg", ["x"], {"T": "float32"})], ["x"], ["n:1"]))

@@ -601,6 +601,28 @@ def test_deadline_exceeded_is_a_504_and_the_server_keeps_serving():
             {"predictions": [2.0]}
 
 
+def test_a_loop_past_the_timeout_stops_and_frees_its_thread():
+    # one evaluating thread: had the endless loop kept it, the second request could not run
+    from starlette.testclient import TestClient
+
+    import tfdeploy.serve
+
+    m = su.endless()
+    assert m(np.array([0.25, 0.5], np.float32)).tolist() == [0.5, 1.0]
+    app = tfdeploy.serve.app(models={"endless": m, "hp": su.half_plus(2.0)},
+                             rest_api_timeout_in_ms=300, rest_api_num_threads=1)
+    with TestClient(app) as c:
+        t = time.perf_counter()
+        r = c.post("/v1/models/endless:predict", content=b'{"instances": [0, 0]}')
+        assert r.status_code == 504 and r.json() == {"error": "Deadline Exceeded"}
+        assert c.post("/v1/models/hp:predict", content=b'{"instances": [0]}').json() == \
+            {"predictions": [2.0]}
+        assert time.perf_counter() - t < 10
+    from tfdeploy.runtime import limits
+
+    assert limits.LIMITS.max_loop_seconds is None  # (the server set no global limit)
+
+
 def test_registry_versions_policies_labels_and_snapshots(tmp_path):
     from tfdeploy.serve.registry import Registry
 

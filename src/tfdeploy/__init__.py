@@ -75,7 +75,8 @@ def setup(tf=None, impl: str | None = None, order=None, *,
     made by constant folding, 64 MiB), ``fold_seconds`` (constant folding of one compile,
     10 s), ``max_function_depth`` (nested function calls, 64), ``max_graph_nodes`` (nodes of
     one graph read from a file, 10**7), ``max_loop_iterations`` (iterations of one loop in
-    one evaluation; none by default, as TF). ``tfdeploy.runtime.limits.current()`` shows
+    one evaluation; none by default, as TF), ``max_loop_seconds`` (the time one loop may run
+    in one evaluation; none by default). ``tfdeploy.runtime.limits.current()`` shows
     them."""
     if limits:
         from tfdeploy.runtime import limits as _limits

@@ -7,9 +7,11 @@ bodies as tuples, nothing else, and nothing is kept between calls: threads may s
 
 from __future__ import annotations
 
+from time import monotonic
+
 import numpy as np
 
-from tfdeploy.runtime.limits import loop_limit, too_many_iterations
+from tfdeploy.runtime.limits import loop_deadline, loop_limit, too_long, too_many_iterations
 from tfdeploy.runtime.tensorlist import TensorList
 
 #: most iterations whose condition one evaluation decides (counted loops)
@@ -82,15 +84,16 @@ class Loop:
             run, positions = self.body_prologue
             invariants = vals[kq:] + extra
             extra += run(tuple(invariants[i] for i in positions))
-        limit, n = loop_limit(), 1
+        limit, n, deadline = loop_limit(), 1, loop_deadline()
         if self.nq:
             # the state goes in a box the loop empties: a reference kept here to the first
             # version of a list would keep every element the loop overwrites alive
             box = [vals]
             del vals
-            vals = self._counted(box, extra) if self.cond_invariants is not None else None
+            vals = self._counted(box, extra, deadline) \
+                if self.cond_invariants is not None else None
             if vals is None:
-                vals = self._stepped(box, extra)
+                vals = self._stepped(box, extra, deadline)
         elif not extra and k == len(vals):
             while True:
                 vals = body(vals)
@@ -100,6 +103,8 @@ class Loop:
                 n += 1
                 if n > limit:
                     raise too_many_iterations(limit)
+                if deadline is not None and monotonic() > deadline:
+                    raise too_long()
         else:
             while True:
                 vals = body(vals + extra) + vals[k:]
@@ -109,12 +114,14 @@ class Loop:
                 n += 1
                 if n > limit:
                     raise too_many_iterations(limit)
+                if deadline is not None and monotonic() > deadline:
+                    raise too_long()
         if self.identity_perm:
             return vals
         vals += self.const_vals
         return tuple(vals[j] for j in self.inverse)
 
-    def _stepped(self, box: list, extra: tuple) -> tuple:
+    def _stepped(self, box: list, extra: tuple, deadline: float | None) -> tuple:
         """The loop run one iteration at a time, counters updated by their own kernels."""
         cond, body, k, kq = self.cond, self.body, self.k, self.k + self.nq
         vals = box.pop()
@@ -130,8 +137,10 @@ class Loop:
             n += 1
             if n >= limit:
                 raise too_many_iterations(limit)
+            if deadline is not None and monotonic() > deadline:
+                raise too_long()
 
-    def _counted(self, box: list, extra: tuple) -> tuple | None:
+    def _counted(self, box: list, extra: tuple, deadline: float | None) -> tuple | None:
         """The loop run with its condition decided a chunk of iterations at a time, or None
         (``box`` untouched) if the values do not allow it: counters that are not integer
         scalars of their step's dtype, invariants of the condition that are not scalars."""
@@ -184,6 +193,8 @@ class Loop:
             t += size
             if t >= loop_limit():
                 raise too_many_iterations(loop_limit())
+            if deadline is not None and monotonic() > deadline:
+                raise too_long()
             size = min(2 * size, MAX_CHUNK)
 
 
@@ -235,7 +246,10 @@ def for_loop(fn):
         dt = start.dtype
         if len(range(s, e, d)) > loop_limit():
             raise too_many_iterations(loop_limit())
+        deadline = loop_deadline()
         for i in range(s, e, d):
             state = fn((np.asarray(i, dtype=dt),) + tuple(state))
+            if deadline is not None and monotonic() > deadline:
+                raise too_long()
         return tuple(state)
     return run

@@ -15,11 +15,13 @@ limit                       what it bounds                                      
 ``max_function_depth``      nesting of function calls (If/While/Case/calls)          64
 ``max_graph_nodes``         nodes of one graph or function read from a file          10**7
 ``max_loop_iterations``     iterations of one While or For loop in one evaluation    none
+``max_loop_seconds``        seconds one While or For loop may run in one evaluation  none
 ==========================  =======================================================  ========
 
 A loop is bounded only when asked (TF runs a loop for as long as its condition holds, and so
-does tfdeploy by default): a server evaluating models from strangers sets it, or a timeout of
-its own.
+does tfdeploy by default): a server evaluating models from strangers sets one of the two, or
+evaluates under a :func:`deadline` of its own, as ``tfdeploy serve`` does with its request
+timeout, so that a loop an input keeps going frees its thread with a clean error.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 
 import numpy as np
 
@@ -55,7 +58,8 @@ class Limits:
     default, a quarter of the memory available when first needed."""
 
     __slots__ = ("max_header_bytes", "_max_tensor_bytes", "fold_bytes", "fold_seconds",
-                 "max_function_depth", "max_graph_nodes", "max_loop_iterations")
+                 "max_function_depth", "max_graph_nodes", "max_loop_iterations",
+                 "max_loop_seconds")
 
     def __init__(self):
         self.max_header_bytes = 256 * _MIB
@@ -65,6 +69,7 @@ class Limits:
         self.max_function_depth = 64
         self.max_graph_nodes = 10_000_000
         self.max_loop_iterations: int | None = None
+        self.max_loop_seconds: float | None = None
 
     @property
     def max_tensor_bytes(self) -> int:
@@ -80,9 +85,11 @@ class Limits:
 LIMITS = Limits()
 
 _NAMES = ("max_header_bytes", "max_tensor_bytes", "fold_bytes", "fold_seconds",
-          "max_function_depth", "max_graph_nodes", "max_loop_iterations")
+          "max_function_depth", "max_graph_nodes", "max_loop_iterations", "max_loop_seconds")
 #: limits whose default is None (computed, or no limit)
-_NONE_DEFAULT = ("max_tensor_bytes", "max_loop_iterations")
+_NONE_DEFAULT = ("max_tensor_bytes", "max_loop_iterations", "max_loop_seconds")
+#: limits in seconds (any positive number; the others are positive integers)
+_SECONDS = ("fold_seconds", "max_loop_seconds")
 
 
 def configure(**limits) -> None:
@@ -94,13 +101,15 @@ def configure(**limits) -> None:
             raise TFDeployError(f"unknown limit {name!r}; the limits are {list(_NAMES)}")
         if value is None:
             value = None if name in _NONE_DEFAULT else getattr(defaults, name)
-        elif isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or \
-                (name != "fold_seconds" and not float(value).is_integer()):
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not value > 0 or (name not in _SECONDS and not float(value).is_integer()):
             raise TFDeployError(f"limit {name} must be a positive "
-                                f"{'number' if name == 'fold_seconds' else 'integer'}, "
+                                f"{'number' if name in _SECONDS else 'integer'}, "
                                 f"got {value!r}")
-        elif name != "fold_seconds":
+        elif name not in _SECONDS:
             value = int(value)
+        else:
+            value = float(value)
         setattr(LIMITS, name, value)
 
 
@@ -140,6 +149,39 @@ def too_many_iterations(n: int) -> ResourceExhaustedError:
     return ResourceExhaustedError(
         f"the loop ran {n} iterations, the most one loop may run "
         f"(td.setup(max_loop_iterations=...))")
+
+
+@contextlib.contextmanager
+def deadline(seconds: float):
+    """Within it (in this thread), a While or For loop still running ``seconds`` from now stops
+    with ResourceExhaustedError: a server's request timeout (``serve/server.py``)."""
+    old = getattr(_local, "deadline", None)
+    end = time.monotonic() + seconds
+    _local.deadline = end if old is None else min(old, end)
+    try:
+        yield
+    finally:
+        _local.deadline = old
+
+
+def loop_deadline() -> float | None:
+    """The ``time.monotonic()`` past which a loop starting now must stop
+    (``max_loop_seconds``, or this thread's :func:`deadline`), or None: loops compare it after
+    each iteration."""
+    s = LIMITS.max_loop_seconds
+    end = None if s is None else time.monotonic() + s
+    d = getattr(_local, "deadline", None)
+    return d if d is not None and (end is None or d < end) else end
+
+
+def too_long() -> ResourceExhaustedError:
+    d = getattr(_local, "deadline", None)
+    if d is not None and time.monotonic() > d:
+        return ResourceExhaustedError("the loop was still running when the evaluation's "
+                                      "deadline passed (a server's request timeout)")
+    return ResourceExhaustedError(
+        f"the loop ran {LIMITS.max_loop_seconds:g} s, the longest one loop may run "
+        f"(td.setup(max_loop_seconds=...))")
 
 
 def check_elements(shape, itemsize: int, what: str = "the output") -> None:

@@ -76,7 +76,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     tf.add_argument("--rest_api_num_threads", type=int, default=0,
                     help="threads evaluating requests (default: 2 per CPU, at least 4)")
     tf.add_argument("--rest_api_timeout_in_ms", type=int, default=30000,
-                    help="answer 504 after this long (0: no timeout)")
+                    help="answer 504 after this long, and stop the request's loops soon "
+                    "after (0: no timeout)")
     tf.add_argument("--rest_api_enable_cors_support", type=_bool, nargs="?", const=True,
                     default=False, help="add CORS headers, answer preflight requests")
     tf.add_argument("--tensorflow_intra_op_parallelism", type=int, default=1,

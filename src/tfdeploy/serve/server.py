@@ -18,6 +18,7 @@ from urllib.parse import unquote
 
 import tfdeploy as td
 from tfdeploy.runtime import heap as _heap
+from tfdeploy.runtime import limits as _limits
 from tfdeploy.runtime import threads as _threads
 
 from . import codec, examples
@@ -213,7 +214,7 @@ class Server:
             if self.batching is None:  # one thread hop for the whole request
                 def whole():
                     servable, sig, fmt, feeds = prepare()
-                    return encode(fmt, sig.run(feeds))
+                    return encode(fmt, self._timed(sig.run)(feeds))
 
                 return await loop.run_in_executor(self.pool, whole)
             servable, sig, fmt, feeds = await loop.run_in_executor(self.pool, prepare)
@@ -221,10 +222,23 @@ class Server:
             servable, sig, fmt, feeds = prepare()
         batcher = self._batcher(servable, sig)
         outputs = await (batcher.submit(feeds) if batcher else
-                         loop.run_in_executor(self.pool, sig.run, feeds))
+                         loop.run_in_executor(self.pool, self._timed(sig.run), feeds))
         if sum(a.size for a in outputs.values()) * 12 > _INLINE_BYTES:
             return await loop.run_in_executor(self.pool, encode, fmt, outputs)
         return encode(fmt, outputs)
+
+    def _timed(self, run):
+        """``run`` under the request timeout: a loop still going a little after it has passed
+        (when the client has had its 504) stops with a clean error, so that the request frees
+        its thread (``runtime/limits.py``, ``deadline``)."""
+        seconds = self.options.rest_api_timeout_in_ms / 1000 * 1.1 + 0.05
+        if not self.options.rest_api_timeout_in_ms:
+            return run
+
+        def timed(feeds):
+            with _limits.deadline(seconds):
+                return run(feeds)
+        return timed
 
     def _batcher(self, servable, sig) -> Batcher | None:
         if not sig.batchable:
@@ -236,7 +250,8 @@ class Server:
             live = {id(s) for s in self.registry.servables()}
             for k in [k for k in self._batchers if k[0] not in live]:
                 del self._batchers[k]
-            entry = (servable, Batcher(sig.run, self.batching, self.batch_pool, self.metrics,
+            entry = (servable, Batcher(self._timed(sig.run), self.batching, self.batch_pool,
+                                       self.metrics,
                                        servable.name))
             self._batchers[key] = entry
         return entry[1]
