@@ -231,9 +231,9 @@ class Server:
         """``run`` under the request timeout: a loop still going a little after it has passed
         (when the client has had its 504) stops with a clean error, so that the request frees
         its thread (``runtime/limits.py``, ``deadline``)."""
-        seconds = self.options.rest_api_timeout_in_ms / 1000 * 1.1 + 0.05
         if not self.options.rest_api_timeout_in_ms:
             return run
+        seconds = self.options.rest_api_timeout_in_ms / 1000 * 1.1 + 0.05
 
         def timed(feeds):
             with _limits.deadline(seconds):
@@ -251,8 +251,7 @@ class Server:
             for k in [k for k in self._batchers if k[0] not in live]:
                 del self._batchers[k]
             entry = (servable, Batcher(self._timed(sig.run), self.batching, self.batch_pool,
-                                       self.metrics,
-                                       servable.name))
+                                       self.metrics, servable.name))
             self._batchers[key] = entry
         return entry[1]
 

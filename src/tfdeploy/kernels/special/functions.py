@@ -279,6 +279,12 @@ def Betainc(a, b, x):
 
 # -- zeta and polygamma --------------------------------------------------------------------------
 
+def _zeta_first_term(x, q):
+    """Where (q / (q + 1)) ** x < e ** -40 the first term q ** -x is the whole sum to double
+    precision (0, 1 or inf for a huge x, where the summation would meet 0 * inf)."""
+    return (q > 0) & (x * np.log1p(1 / np.where(q > 0, q, 1.0)) > 40)
+
+
 def _zeta_np(x, q):
     """Hurwitz zeta(x, q) by Euler-Maclaurin summation (TF's domain rules)."""
     x, q = x.reshape(-1), q.reshape(-1)
@@ -292,9 +298,7 @@ def _zeta_np(x, q):
                    out)
     big = ok & (q > 1e8)
     out = np.where(big, (1 / (x - 1) + 1 / (2 * q)) * q ** (1 - x), out)
-    # where (q / (q + 1)) ** x < e ** -40 the first term is the sum to double precision: q ** -x
-    # (0, 1 or inf for a huge x, where the summation would meet 0 * inf)
-    first = ok & ~big & (q > 0) & (x * np.log1p(1 / np.where(q > 0, q, 1.0)) > 40)
+    first = ok & ~big & _zeta_first_term(x, q)
     out = np.where(first, q ** -x, out)
     em = ok & ~big & ~first & ~np.isnan(q)
     if em.any():
@@ -534,6 +538,11 @@ def Spence(x):
 _GL_U, _GL_W = np.polynomial.legendre.leggauss(64)
 
 
+#: beyond this TF's (Cephes') Fresnel kernels give the limit 0.5 exactly (the asymptotic
+#: phase pi x^2 / 2 would overflow past ~1e154 and turn the terms into NaN)
+_FRESNEL_LIMIT = 36974.0
+
+
 def _fresnel_np(x, sine: bool):
     ax = np.abs(x)
     small = ax <= 1.6
@@ -576,9 +585,7 @@ def _fresnel_np(x, sine: bool):
         far = 0.5 - f * np.cos(ph) - g * np.sin(ph)
     else:
         far = 0.5 + f * np.sin(ph) - g * np.cos(ph)
-    # beyond 36974 TF's (Cephes') kernel gives the limit 0.5 exactly (the phase would overflow
-    # for |x| past ~1e154 and turn the terms into NaN)
-    far = np.where(xl > 36974.0, 0.5, far)
+    far = np.where(xl > _FRESNEL_LIMIT, 0.5, far)
     r = np.where(small, near, np.where(mid, middle, far))
     return np.where(x < 0, -r, r)
 
@@ -606,8 +613,7 @@ def _positive(x):
 _SCIPY_REGULAR = {
     "Igamma": lambda a, x: _positive(a) & _positive(x),
     "Igammac": lambda a, x: _positive(a) & _positive(x),
-    "Zeta": lambda x, q: np.isfinite(x) & (x > 1) & _positive(q) & ~(
-        x * np.log1p(1 / np.where(q > 0, q, 1.0)) > 40),  # (scipy: NaN for a huge x)
+    "Zeta": lambda x, q: np.isfinite(x) & (x > 1) & _positive(q) & ~_zeta_first_term(x, q),
     "Polygamma": lambda n, x: (n >= 0) & (n == np.floor(n)) & _positive(x),
     "Betainc": lambda a, b, x: _positive(a) & _positive(b) & (x > 0) & (x < 1),
     "BesselI0": lambda x: np.abs(x) < 88,
@@ -615,7 +621,8 @@ _SCIPY_REGULAR = {
     "BesselK0": _positive, "BesselK1": _positive, "BesselK0e": _positive,
     "BesselK1e": _positive, "BesselY0": _positive, "BesselY1": _positive,
     "BesselJ0": np.isfinite, "BesselJ1": np.isfinite, "Expint": _positive,
-    "FresnelSin": lambda x: np.abs(x) <= 36974, "FresnelCos": lambda x: np.abs(x) <= 36974,
+    "FresnelSin": lambda x: np.abs(x) <= _FRESNEL_LIMIT,
+    "FresnelCos": lambda x: np.abs(x) <= _FRESNEL_LIMIT,
 }
 
 
