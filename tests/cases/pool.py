@@ -175,6 +175,31 @@ for kind in ("max", "avg"):
     # TF's CPU kernels take float32 and bfloat16 only
     _pool3d_case(kind, *POOL3D[1], dtype="bfloat16", rtol=2e-2, atol=2e-2)
 
+# unit-stride average pools sum each tap as one run of the flattened padded input, running
+# over the padding's columns and into the next row or image (sums then dropped): batches,
+# windows near the edges, 3-D, and inf and NaN beside those columns
+for _id, _xs, _k, _pad in [("3x3_same_batch", (3, 9, 10, 5), (3, 3), "SAME"),
+                           ("4x2_valid_batch", (2, 7, 6, 3), (4, 2), "VALID"),
+                           ("1x4_same", (2, 5, 6, 3), (1, 4), "SAME")]:
+    add(f"avg_flat_{_id}", ["AvgPool"],
+        lambda x, k=_k, pad=_pad: _raw().AvgPool(value=x, ksize=[1, *k, 1], strides=[1, 1, 1, 1],
+                                                 padding=pad),
+        lambda r, xs=_xs: [rand(r, xs)], dynamic=_id == "3x3_same_batch")
+for _dt in ("float32", "float64"):
+    for _k, _pad in (((3, 3), "SAME"), ((2, 2), "VALID")):
+        add(f"avg_non_finite_{_k[0]}x{_k[1]}_{_pad}_{_dt}", ["AvgPool"],
+            lambda x, k=_k, pad=_pad: _raw().AvgPool(value=x, ksize=[1, *k, 1],
+                                                     strides=[1, 1, 1, 1], padding=pad),
+            lambda r, dt=_dt: [_non_finite(r, dt)])
+add("avg3d_flat_same", ["AvgPool3D"],
+    lambda x: _raw().AvgPool3D(input=x, ksize=[1, 3, 2, 3, 1], strides=[1, 1, 1, 1, 1],
+                               padding="SAME"),
+    lambda r: [rand(r, (2, 4, 5, 6, 2))], dynamic=True)
+add("avg3d_non_finite", ["AvgPool3D"],
+    lambda x: _raw().AvgPool3D(input=x, ksize=[1, 2, 2, 2, 1], strides=[1, 1, 1, 1, 1],
+                               padding="SAME"),
+    lambda r: [_non_finite(r, depth=3)])
+
 # --- max pool with argmax, LRN ------------------------------------------------------------------
 
 for i, (xs, k, s, pad, incl) in enumerate([((2, 6, 7, 3), (2, 2), (2, 2), "VALID", False),
