@@ -101,6 +101,21 @@ def check_tf(fn, inputs, rtol: float = 1e-6, atol: float = 1e-6, ops=(), dynamic
     return model
 
 
+def check_rejects(fn, inputs, match: str, dynamic: bool = False) -> None:
+    """TF refuses to run ``fn`` on ``inputs`` (an error when it runs, not when it traces),
+    and tfdeploy's model of ``fn`` refuses too: a ``TFDeployError`` matching ``match``."""
+    import pytest
+
+    from tfdeploy.errors import TFDeployError
+
+    f = tf_function(fn, inputs, dynamic=dynamic)
+    with pytest.raises(_tf().errors.OpError):
+        run_tf(f, inputs)
+    model = td.convert(f, check_data=False)
+    with pytest.raises(TFDeployError, match=match):
+        model(*inputs)
+
+
 def expected(case, inputs, dynamic: bool = False) -> list[tuple[str, list[np.ndarray]]]:
     """What TF computes for ``case`` on every machine, as (label, outputs) pairs.
 
@@ -127,5 +142,8 @@ def expected(case, inputs, dynamic: bool = False) -> list[tuple[str, list[np.nda
 
 def check_case(case, dynamic: bool = False) -> None:
     inputs = case.make_inputs()
+    if case.rejects is not None:
+        check_rejects(case.fn, inputs, case.rejects, dynamic=dynamic)
+        return
     check_tf(case.fn, inputs, rtol=case.rtol, atol=case.atol, ops=case.ops, dynamic=dynamic,
              out_dtypes=case.out_dtypes, wants=expected(case, inputs, dynamic))

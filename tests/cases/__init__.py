@@ -40,6 +40,9 @@ class Case:
     #: how TF with oneDNN (its default on CPUs with AVX-512) departs from its reference kernels,
     #: which tfdeploy follows; the case then compares with TF run without oneDNN (see harness)
     onednn: str | None = None
+    #: TF rejects these inputs when it runs them: tfdeploy must too, with a tfdeploy error
+    #: (``TFDeployError``) whose message matches this regular expression
+    rejects: str | None = None
 
     def make_inputs(self, seed: int = 0) -> list[np.ndarray]:
         if callable(self.inputs):

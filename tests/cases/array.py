@@ -355,6 +355,14 @@ add("broadcast_args_int64", ["BroadcastArgs"], lambda a, b: _raw().BroadcastArgs
 add("concat_offset", ["ConcatOffset"],
     lambda d, a, b, c: _raw().ConcatOffset(concat_dim=d, shape=[a, b, c]),
     lambda r: [np.int32(1), i32(2, 3, 5), i32(2, 7, 5), i32(2, 1, 5)])
+add("concat_offset_mismatch", ["ConcatOffset"],  # (the dims off the axis must match)
+    lambda d, a, b: _raw().ConcatOffset(concat_dim=d, shape=[a, b]),
+    lambda r: [np.int32(1), i32(2, 3, 5), i32(2, 7, 4)], dynamic=True,
+    rejects=r"all dimensions except 1 must match; input 1 has shape \[2, 7, 4\]")
+add("concat_offset_ranks", ["ConcatOffset"],
+    lambda d, a, b: _raw().ConcatOffset(concat_dim=d, shape=[a, b]),
+    lambda r: [np.int32(0), i32(2, 3, 5), i32(4, 3)],
+    rejects=r"input 1 must be a vector of 3 dims like input 0, got shape \[2\]")
 add("concat_offset_neg_int64", ["ConcatOffset"],
     lambda d, a, b: _raw().ConcatOffset(concat_dim=d, shape=[a, b]),
     lambda r: [np.int32(-1), i64(2, 3), i64(2, 4)])

@@ -626,8 +626,18 @@ def BroadcastArgs(s0, s1):
 @op("ConcatOffset")
 def ConcatOffset(concat_dim, *shape):
     """ConcatOffset: where each input starts in the concatenation of tensors of ``shape``."""
-    shapes = [np.asarray(s).reshape(-1) for s in shape]
+    shapes = [np.asarray(s) for s in shape]
+    for i, s in enumerate(shapes):
+        if s.ndim != 1 or s.size != shapes[0].size:
+            raise ValueError(f"ConcatOffset: input {i} must be a vector of "
+                             f"{shapes[0].size} dims like input 0, got shape {list(s.shape)}")
     (a,) = normalize_axis(concat_dim, len(shapes[0]))
+    first = shapes[0].tolist()
+    for i, s in enumerate(shapes[1:], 1):  # (as TF checks: every dim but the axis matches)
+        dims = s.tolist()
+        if any(d != f for j, (d, f) in enumerate(zip(dims, first)) if j != a):
+            raise ValueError(f"ConcatOffset: all dimensions except {a} must match; input {i} "
+                             f"has shape {dims} and input 0 {first}")
     out, off = [], 0
     for s in shapes:
         o = np.zeros_like(s)
