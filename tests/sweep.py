@@ -9,6 +9,10 @@ MODE chooses the perturbation of each case's inputs:
 - ``empty``: converted with unknown dims, run on an empty first input (batch 0)
 - ``batch``: converted with unknown dims, run at the case's batch, twice it, 1, and again
 - ``layout``: every input Fortran-ordered, then a negative-stride view (and never written)
+- ``extremes``: each integer or float input in turn holding its dtype's extremes (int: min,
+  max, -1, 0; float: max, -max, the smallest subnormal, -0.0). Here an input TF rejects
+  must be rejected too, with a tfdeploy error (``TFDeployError``): a case where TF raises and
+  tfdeploy returns, or raises another exception (a numpy traceback), is written down
 
 Each case is converted and run by tfdeploy and by TF; what differs (or raises in tfdeploy
 only) is written to ``DIR/MODE-<job>.txt``, one line per case and variant. A case TF itself
@@ -32,7 +36,7 @@ import warnings
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MODES = ("nonfinite", "huge", "empty", "batch", "layout")
+MODES = ("nonfinite", "huge", "empty", "batch", "layout", "extremes")
 _SCALE = {"float16": 1e3, "bfloat16": 1e20, "float32": 1e20, "float64": 1e160}
 
 
@@ -70,6 +74,30 @@ def _layout(x, variant):
     return r[(slice(None, None, -1),) * x.ndim]
 
 
+def _extremes(x):
+    """``x`` with its dtype's extremes at its first, middle, last and a third positions."""
+    x = np.array(x, copy=True)
+    dt = x.dtype
+    if dt.kind == "i":
+        values = [np.iinfo(dt).min, np.iinfo(dt).max, -1, 0]
+    elif dt.kind == "u":
+        values = [np.iinfo(dt).max, 0, np.iinfo(dt).max - 1, 1]
+    elif dt.name == "bfloat16":
+        values = [3.38e38, -3.38e38, 9.2e-41, -0.0]
+    else:
+        f = np.finfo(dt)
+        values = [f.max, -f.max, f.smallest_subnormal, -0.0]
+    flat = x.reshape(-1)
+    for pos, v in zip((0, flat.size // 2, flat.size - 1, flat.size // 3), values):
+        flat[pos] = v
+    return x
+
+
+def _extreme_input(x) -> bool:
+    x = np.asarray(x)
+    return x.size > 0 and (x.dtype.kind in "iu" or _float(x))
+
+
 def variants(mode: str, inputs: list) -> tuple[bool, list[tuple[str, list]]]:
     """(convert with unknown dims?, [(label, inputs)]) for one case; [] to skip it."""
     if not inputs:
@@ -80,6 +108,9 @@ def variants(mode: str, inputs: list) -> tuple[bool, list[tuple[str, list]]]:
             return False, []
         f = _nonfinite if mode == "nonfinite" else _huge
         return False, [(f"v{v}", [f(first, v)] + inputs[1:]) for v in (0, 1)]
+    if mode == "extremes":
+        return False, [(f"in{i}", inputs[:i] + [_extremes(x)] + inputs[i + 1:])
+                       for i, x in enumerate(inputs[:4]) if _extreme_input(x)]
     if mode == "layout":
         return False, [(how, [_layout(x, v) for x in inputs])
                        for v, how in enumerate(("fortran", "reversed"))]
@@ -112,12 +143,14 @@ def job(mode: str, index: int, jobs: int, out_dir: str, match: str) -> None:
     import tfdeploy as td
     from cases import collect
     from harness import compare, run_tf, tf_function
+    from tfdeploy.errors import TFDeployError
 
     tf.get_logger().setLevel("ERROR")
     progress = os.path.join(out_dir, f"{mode}-{index}.progress")
     started = set(open(progress).read().split()) if os.path.exists(progress) else set()
     cases = [c for i, c in enumerate(collect()) if i % jobs == index and c.xfail is None
-             and c.oracle is None and not c.onednn and match in c.id and c.id not in started]
+             and c.oracle is None and not c.onednn and c.rejects is None
+             and match in c.id and c.id not in started]
     log = open(os.path.join(out_dir, f"{mode}-{index}.txt"), "a")
     with open(progress, "a") as prog:
         for case in cases:
@@ -136,9 +169,14 @@ def job(mode: str, index: int, jobs: int, out_dir: str, match: str) -> None:
             for label, ins in runs:
                 try:
                     g = f if dynamic else tf_function(case.fn, ins)
-                    want = run_tf(g, ins)
                     m = model or td.convert(g, check_data=False)
                 except Exception:  # noqa: BLE001
+                    continue
+                try:
+                    want = run_tf(g, ins)
+                except Exception as e:  # noqa: BLE001 (TF rejects the input)
+                    if mode == "extremes" and not stateful:
+                        _rejects_too(m, ins, e, TFDeployError, log, case.id, label)
                     continue
                 try:
                     with np.errstate(all="ignore"):
@@ -157,6 +195,22 @@ def job(mode: str, index: int, jobs: int, out_dir: str, match: str) -> None:
                     log.write(f"{case.id}\t{label}\t{type(e).__name__}\t{msg}\n")
                     log.flush()
     log.write("DONE\n")
+
+
+def _rejects_too(m, ins, tf_error, clean, log, case_id: str, label: str) -> None:
+    """Write down where TF rejected ``ins`` and ``m`` did not, or not with a tfdeploy error."""
+    what = f"TF: {type(tf_error).__name__}: {str(tf_error).splitlines()[0][:200]}"
+    try:
+        with np.errstate(all="ignore"):
+            m(*ins)
+    except clean:
+        return
+    except Exception as e:  # noqa: BLE001
+        msg = " | ".join(str(e).split("\n"))[:300]
+        log.write(f"{case_id}\t{label}\tunclean {type(e).__name__}\t{msg} ({what})\n")
+    else:
+        log.write(f"{case_id}\t{label}\treturned\ttfdeploy returned where {what}\n")
+    log.flush()
 
 
 def main(argv=None) -> None:
