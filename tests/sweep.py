@@ -19,9 +19,10 @@ only) is written to ``DIR/MODE-<job>.txt``, one line per case and variant. A cas
 fails on is skipped. TF hangs or aborts on a few perturbed cases (RandomPoisson with an
 infinite rate, a data-dependent While on an empty batch, Conv2DBackpropInput on an empty
 batch): each job records the case it starts in ``DIR/MODE-<job>.progress`` and is restarted
-past it, so a sweep always finishes. Many differences are TF's own (its oneDNN convolution
-returns the input for an empty batch, its FFT reads uninitialised memory there, Eigen's
-vectorised reductions skip or keep a NaN by position): read each before fixing anything.
+past it when it crashes or makes no progress for ten minutes, so a sweep always finishes.
+Many differences are TF's own (its oneDNN convolution returns the input for an empty batch,
+its FFT reads uninitialised memory there, Eigen's vectorised reductions skip or keep a NaN by
+position, its kernels flush subnormal values to zero): read each before fixing anything.
 The sweeps of 2026-12-05 found the bugs fixed in eb284f1..83d0bcf.
 """
 
@@ -31,6 +32,7 @@ import argparse
 import os
 import subprocess
 import sys
+import time
 import warnings
 
 import numpy as np
@@ -213,6 +215,39 @@ def _rejects_too(m, ins, tf_error, clean, log, case_id: str, label: str) -> None
     log.flush()
 
 
+def _supervise(procs: dict, cmds: dict, out: str, mode: str, stall: float = 600.0) -> None:
+    """Wait for every job, each watched on its own: one that crashed (TF aborts on a few
+    cases) or made no progress for ``stall`` seconds (TF hangs on others) is started again,
+    past the case it was on."""
+    seen: dict[int, tuple[int, float]] = {}
+    restarts = dict.fromkeys(procs, 0)
+    while procs:
+        time.sleep(1.0)
+        now = time.monotonic()
+        for i in list(procs):
+            proc = procs[i]
+            done = os.path.join(out, f"{mode}-{i}.txt")
+            progress = os.path.join(out, f"{mode}-{i}.progress")
+            size = os.path.getsize(progress) if os.path.exists(progress) else 0
+            if seen.get(i, (None,))[0] != size:
+                seen[i] = (size, now)
+            if proc.poll() is not None and os.path.exists(done) and \
+                    open(done).read().endswith("DONE\n"):
+                del procs[i]
+                continue
+            if proc.poll() is None and now - seen[i][1] < stall:
+                continue
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            restarts[i] += 1
+            if restarts[i] > 200:
+                del procs[i]
+                continue
+            procs[i] = subprocess.Popen(cmds[i])
+            seen[i] = (size, now)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("mode", choices=MODES)
@@ -230,22 +265,10 @@ def main(argv=None) -> None:
             path = os.path.join(a.out, f"{a.mode}-{i}.{ext}")
             if os.path.exists(path):
                 os.remove(path)
-    procs = []
-    for i in range(a.jobs):
-        cmd = [sys.executable, __file__, a.mode, "--jobs", str(a.jobs), "--out", a.out,
-               "--match", a.match, "--job", str(i)]
-        procs.append((i, cmd, subprocess.Popen(cmd)))
-    for i, cmd, proc in procs:
-        done = os.path.join(a.out, f"{a.mode}-{i}.txt")
-        for _ in range(200):  # a crash or a hang of TF: start again past that case
-            try:
-                proc.wait(timeout=600)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            if os.path.exists(done) and open(done).read().endswith("DONE\n"):
-                break
-            proc = subprocess.Popen(cmd)
+    cmds = {i: [sys.executable, __file__, a.mode, "--jobs", str(a.jobs), "--out", a.out,
+                "--match", a.match, "--job", str(i)] for i in range(a.jobs)}
+    procs = {i: subprocess.Popen(cmd) for i, cmd in cmds.items()}
+    _supervise(procs, cmds, a.out, a.mode)
     for i in range(a.jobs):
         lines = [ln for ln in open(os.path.join(a.out, f"{a.mode}-{i}.txt"))
                  if ln != "DONE\n"]
