@@ -219,6 +219,17 @@ for dt in ALL:
             _case(f"lu_{dt}_{_sid(shape)}_{idx}", ("Lu",),
                   lambda x, t=idx: tuple(_raw().Lu(input=x, output_idx_type=t)),
                   lambda rng, s=shape, d=dt: [rand(rng, s, d, -1, 1)], dt)
+# a singular matrix (one of a batch), a NaN first pivot: TF refuses them ("not invertible");
+# a NaN later pivot it passes over
+_case("lu_singular_in_batch", ("Lu",), lambda x: tuple(_raw().Lu(input=x)),
+      [np.array([[[1, 0, 0], [0, 2, 0], [0, 0, 3]], [[1, 2, 3], [2, 4, 6], [1, 1, 1]]],
+                np.float32)], rejects="Input is not invertible", dynamic=True)
+_case("lu_zero_complex", ("Lu",), lambda x: tuple(_raw().Lu(input=x)),
+      [np.array([[0j]], np.complex128)], rejects="Input is not invertible")
+_case("lu_nan_first_pivot", ("Lu",), lambda x: tuple(_raw().Lu(input=x)),
+      [np.array([[np.nan, 1], [1, 1]], np.float64)], rejects="Input is not invertible")
+_case("lu_nan_later_pivot", ("Lu",), lambda x: tuple(_raw().Lu(input=x)),
+      [np.array([[2, 1], [1, np.nan]], np.float32)], dynamic=True)
 
 
 # -- matrix functions ----------------------------------------------------------------------------

@@ -6,6 +6,8 @@ where it is more accurate (triangular solves, LU, matrix functions).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from tfdeploy.kernels.common import np_dtype, op
@@ -341,10 +343,20 @@ def Qr(input, *, full_matrices=False):
     return q.astype(dt), r.astype(dt)
 
 
+def _check_pivots(lu: np.ndarray) -> None:
+    """TF's LU refuses a singular matrix: one whose pivots' smallest magnitude, taken in order
+    as ``std::min`` does, is not above 0 (a zero pivot; a NaN first pivot, which no later
+    one replaces; a NaN later is passed over)."""
+    d = np.abs(np.diagonal(lu, axis1=-2, axis2=-1))
+    if d.size and (np.isnan(d[..., 0]).any() or (d == 0).any()):
+        raise _Singular("Input is not invertible.")
+
+
 @op("Lu")
 def Lu(input, *, output_idx_type="int32"):
     """Lu: partial-pivoting LU; L (unit diagonal) and U packed in one matrix, and the row
-    permutation p with input[..., p, :] = L @ U."""
+    permutation p with input[..., p, :] = L @ U. A singular matrix (a zero pivot) is an error,
+    as in TF."""
     a, dt = _low(_square(input))
     n = a.shape[-1]
     if a.size == 0:
@@ -362,6 +374,7 @@ def Lu(input, *, output_idx_type="int32"):
             pivot = lu[:, k, k][:, None]
             lu[:, k + 1:, k] = np.where(pivot != 0, lu[:, k + 1:, k] / pivot, lu[:, k + 1:, k])
             lu[:, k + 1:, k + 1:] -= lu[:, k + 1:, k, None] * lu[:, k, None, k + 1:]
+    _check_pivots(lu)
     return (lu.reshape(a.shape).astype(dt, copy=False),
             perm.reshape(a.shape[:-1]).astype(np_dtype(output_idx_type)))
 
@@ -379,11 +392,14 @@ def Lu_scipy(input, *, output_idx_type="int32"):
     lu = np.empty_like(flat)
     perm = np.empty((flat.shape[0], n), np.int64)
     for i in range(flat.shape[0]):
-        lu[i], piv = lu_factor(flat[i], check_finite=False)
+        with warnings.catch_warnings():  # (a singular matrix: refused below, as in TF)
+            warnings.simplefilter("ignore")
+            lu[i], piv = lu_factor(flat[i], check_finite=False)
         p = np.arange(n)
         for k, j in enumerate(piv):  # LAPACK's swaps as a permutation
             p[k], p[j] = p[j], p[k]
         perm[i] = p
+    _check_pivots(lu)
     return (lu.reshape(a.shape).astype(dt, copy=False),
             perm.reshape(a.shape[:-1]).astype(np_dtype(output_idx_type)))
 
