@@ -426,6 +426,23 @@ add("scatter_nd_int64_dupes", ["ScatterNd"],
 add("scatter_nd_ignore", ["ScatterNd"],
     lambda x, u, s: _raw().ScatterNd(indices=x, updates=u, shape=s, bad_indices_policy="IGNORE"),
     lambda r: [i32(1, 7, -1, 0).reshape(4, 1), rand(r, (4,)), i32(3)])
+# indices into an empty output: TF refuses them, whatever the bad-indices policy
+add("scatter_nd_empty_output_ignore", ["ScatterNd"],
+    lambda x, u, s: _raw().ScatterNd(indices=x, updates=u, shape=s, bad_indices_policy="IGNORE"),
+    lambda r: [i32(1, 2, 0, 0).reshape(4, 1), rand(r, (4,)), i32(0)],
+    rejects=r"empty output of shape \[0\] \(indices shape \[4, 1\]\)")
+add("scatter_nd_empty_slices", ["ScatterNd"],
+    lambda x, u, s: _raw().ScatterNd(indices=x, updates=u, shape=s),
+    lambda r: [i32(1).reshape(1, 1), np.ones((1, 0), np.float32), i32(2, 0)], dynamic=True,
+    rejects=r"empty output of shape \[2, 0\]")
+add("scatter_nd_empty_indices_empty_output", ["ScatterNd"],
+    lambda x, u, s: _raw().ScatterNd(indices=x, updates=u, shape=s),
+    lambda r: [np.zeros((0, 1), np.int32), np.ones(0, np.float32), i32(0)])
+add("tensor_scatter_add_empty_tensor", ["TensorScatterAdd"],  # (a [2, 0] tensor of dims TF's
+    lambda d, x, u: _raw().TensorScatterAdd(  # shape inference cannot see: it refuses it)
+        tensor=_tf().zeros(d), indices=x, updates=u),
+    lambda r: [i32(2, 0), i32(1).reshape(1, 1), np.ones((1, 0), np.float32)],
+    dynamic=True, rejects=r"TensorScatterAdd: indices and updates specified for an empty")
 for name in ("Update", "Add", "Sub", "Max", "Min"):
     op_name = f"TensorScatter{name}"
     for i, (shape, k, n) in enumerate(SCATTERS[:4]):

@@ -160,6 +160,9 @@ _UFUNCS = {"add": np.add, "sub": np.subtract, "max": np.maximum, "min": np.minim
 
 def _scatter(out, indices, updates, mode, what, policy=""):
     """Scatter ``updates`` into ``out`` (modified in place: a fresh array) at ND ``indices``."""
+    if out.size == 0 and indices.size:  # (TF refuses this before any other check)
+        raise ValueError(f"{what}: indices and updates specified for an empty output of shape "
+                         f"{list(out.shape)} (indices shape {list(indices.shape)})")
     k = indices.shape[-1]
     flat, mask = _nd_index(indices, out.shape, what, policy)
     n = flat.shape[0]
