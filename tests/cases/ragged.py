@@ -150,6 +150,28 @@ add("RaggedRange_broadcast", ["RaggedRange"],
 add("RaggedRange_float_steps", ["RaggedRange"],
     lambda a, b, c: raw.RaggedRange(starts=a, limits=b, deltas=c),
     [np.array([0.5, 1.0], np.float32), np.float32(3.0), np.array([0.7, 0.1], np.float32)])
+
+
+def _multiples(rng):
+    """Float32 limits a whole number of deltas from their starts, as float32 rounds them: the
+    row lengths are then ceil((limit - start) / delta) computed in float32, as TF counts."""
+    s = rng.uniform(-2, 2, 12).astype(np.float32)
+    d = rng.choice([0.1, 0.3, 0.7, 0.2, -0.1, -0.3], 12).astype(np.float32)
+    return [s, (s + d * rng.integers(0, 12, 12)).astype(np.float32), d]
+
+
+add("RaggedRange_float32_multiples", ["RaggedRange"],
+    lambda a, b, c: raw.RaggedRange(starts=a, limits=b, deltas=c), _multiples, dynamic=True)
+for _id, _ins in [("inf_limit", [np.float32(0), np.array([3, np.inf], np.float32), np.float32(1)]),
+                  ("nan_start", [np.array([np.nan], np.float64), np.float64(1), np.float64(1)]),
+                  ("int64_overflow", [np.int64(5e18), np.int64(-5e18), np.int64(-1)])]:
+    add(f"RaggedRange_{_id}", ["RaggedRange"],
+        lambda a, b, c: raw.RaggedRange(starts=a, limits=b, deltas=c), _ins,
+        rejects=r"Requires \(\(limit - start\) / delta\) <= 9223372036854775807")
+add("RaggedRange_int32_splits_overflow", ["RaggedRange"],
+    lambda a, b, c: raw.RaggedRange(starts=a, limits=b, deltas=c, Tsplits="int32"),
+    [np.int64(0), np.array([2 ** 30, 2 ** 30], np.int64), np.int64(1)],
+    rejects="The total range size overflowed")
 add("ragged_range_public", ["RaggedRange", "RaggedTensorToTensor"],
     lambda n: tf.ragged.range(n).to_tensor(), [np.array([3, 0, 5], np.int32)], dynamic=True)
 

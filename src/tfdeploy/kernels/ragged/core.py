@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfdeploy.kernels.common import np_dtype, op
+from tfdeploy.runtime.limits import check_array
 
 
 def _check_splits(s: np.ndarray, n_children: int, what: str) -> None:
@@ -171,10 +172,39 @@ def RaggedBincount(splits, values, size, weights, *, binary_output=False):
     return out.reshape(nrows, size)
 
 
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def _range_sizes(s: np.ndarray, lim: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Each row's length as TF's RaggedRange computes it: 0 where the range runs the wrong
+    way, else ceil(|limit - start| / |delta|) for integers (exactly: no overflow), and
+    ceil(|(limit - start) / delta|) in the inputs' float type for floats (float32 rounding
+    decides the count where the limit is a multiple of delta away); a count past int64
+    (an inf, NaN or huge range) is an error, as in TF."""
+    empty = ((d > 0) & (lim < s)) | ((d < 0) & (lim > s))
+    if s.dtype.kind == "f" or s.dtype.kind == "V":
+        with np.errstate(all="ignore"):
+            q = np.ceil(np.abs((lim - s) / d)).astype(np.float64)
+        q[empty] = 0
+        if not (q < 2.0 ** 63).all():  # (NaN fails too)
+            raise ValueError(f"Requires ((limit - start) / delta) <= {_INT64_MAX}")
+        return q.astype(np.int64)
+    if max(np.abs(s.astype(np.float64)).max(), np.abs(lim.astype(np.float64)).max()) < 2 ** 62:
+        n = -(-np.abs(lim.astype(np.int64) - s.astype(np.int64)) // np.abs(d.astype(np.int64)))
+    else:  # (int64 extremes: |limit - start| may not fit in int64)
+        n = np.array([-(-abs(int(b) - int(a)) // abs(int(c))) for a, b, c in
+                      zip(s.tolist(), lim.tolist(), d.tolist())], dtype=object)
+        if (n > _INT64_MAX).any():
+            raise ValueError(f"Requires ((limit - start) / delta) <= {_INT64_MAX}")
+        n = n.astype(np.int64)
+    n[empty] = 0
+    return n
+
+
 @op("RaggedRange")
 def RaggedRange(starts, limits, deltas, *, Tsplits="int64"):
     """RaggedRange: one range(start, limit, delta) per row (scalars broadcast); returns
-    (row_splits, values)."""
+    (row_splits, values). Row lengths as TF counts them (``_range_sizes``)."""
     s, lim, d = np.broadcast_arrays(np.asarray(starts), np.asarray(limits), np.asarray(deltas))
     if s.ndim > 1:
         raise ValueError("starts, limits and deltas must be scalars or vectors")
@@ -182,17 +212,18 @@ def RaggedRange(starts, limits, deltas, *, Tsplits="int64"):
     if np.any(d == 0):
         raise ValueError("Requires delta != 0")
     dt = np.asarray(starts).dtype
-    if dt.kind == "f":
-        n = np.ceil((lim.astype(np.float64) - s) / d)
-    else:
-        diff = lim.astype(np.int64) - s.astype(np.int64)
-        dd = d.astype(np.int64)
-        n = -(-diff // dd)
-    n = np.maximum(n, 0).astype(np.int64)
-    splits = np.concatenate([[0], np.cumsum(n)]).astype(np_dtype(Tsplits))
+    n = _range_sizes(s, lim, d)
+    total = sum(n.tolist())  # (exact: int64 row lengths may sum past int64)
+    split_dt = np_dtype(Tsplits)
+    if total > np.iinfo(split_dt).max:
+        raise ValueError("The total range size overflowed. Consider using int64 instead of "
+                         "int32 for row_splits_dtype.")
+    check_array((total,), dt, "RaggedRange's values")
+    splits = np.concatenate([[0], np.cumsum(n)]).astype(split_dt)
     width = int(n.max()) if n.size else 0
     # TF adds delta repeatedly (which rounds differently from start + k * delta for floats):
     # accumulate along each padded row, sequentially in the dtype
+    check_array((n.size, width), dt, "RaggedRange's rows")
     steps = np.empty((n.size, width), dt)
     if width:
         steps[:, 0] = s
