@@ -201,6 +201,21 @@ add("RaggedGather_empty", ["RaggedGather"],
     lambda s, v, i: _flat(raw.RaggedGather(params_nested_splits=[s], params_dense_values=v,
                                      indices=i, OUTPUT_RAGGED_RANK=1)),
     [np.array(SPLITS, np.int64), _values("int32", 6), np.zeros(0, np.int32)])
+# splits TF refuses (even when no row is gathered); a first split past 0 it accepts
+for _id, _sp, _idx, _says in [
+        ("negative", [-1, 2, 2, 5, 6], [0], "must be non-negative"),
+        ("negative_none_gathered", [-5, 2, 2, 5, 6], [], "must be non-negative"),
+        ("past_values", [0, 2, 2, 5, 9], [1], "must not point past values"),
+        ("unsorted", [0, 3, 2, 5, 6], [3], "must be sorted")]:
+    add(f"RaggedGather_splits_{_id}", ["RaggedGather"],
+        lambda s, v, i: _flat(raw.RaggedGather(params_nested_splits=[s], params_dense_values=v,
+                                         indices=i, OUTPUT_RAGGED_RANK=1)),
+        [np.array(_sp, np.int64), _values("int32", 6), np.array(_idx, np.int32)],
+        rejects=f"Ragged splits {_says}")
+add("RaggedGather_splits_from_1", ["RaggedGather"],
+    lambda s, v, i: _flat(raw.RaggedGather(params_nested_splits=[s], params_dense_values=v,
+                                     indices=i, OUTPUT_RAGGED_RANK=1)),
+    [np.array([1, 2, 2, 5, 6], np.int64), _values("int32", 6), np.array([3, 0, 1], np.int32)])
 add("gather_public", ["RaggedGather", "RaggedTensorToTensor"],
     lambda v, s, i: tf.gather(tf.RaggedTensor.from_row_splits(v, s), i).to_tensor(),
     [_values("int32", 6), np.array(SPLITS, np.int64), np.array([2, 0], np.int32)], dynamic=True)

@@ -232,6 +232,26 @@ def RaggedRange(starts, limits, deltas, *, Tsplits="int64"):
     return splits, vals[np.arange(width) < n[:, None]]
 
 
+def _check_nested_splits(splits: list, n_values: int) -> None:
+    """TF's checks of a ragged tensor's nested splits (RaggedGather's ValidateSplits): each
+    level non-empty, starting at 0 or later, sorted, and its last split within the next
+    level's rows (the values, for the last level)."""
+    for level, sp in enumerate(splits):
+        bound = splits[level + 1].size - 1 if level + 1 < len(splits) else n_values
+        if sp.ndim != 1 or sp.size == 0:
+            raise ValueError(f"Ragged splits may not be empty (level {level}: shape "
+                             f"{list(sp.shape)})")
+        if sp[0] < 0:
+            raise ValueError(f"Ragged splits must be non-negative (level {level} starts at "
+                             f"{int(sp[0])})")
+        if sp[-1] > bound:
+            raise ValueError(f"Ragged splits must not point past values (level {level} ends "
+                             f"at {int(sp[-1])}, past {bound})")
+        if sp.size > 1 and (np.diff(sp) < 0).any():
+            raise ValueError(f"Ragged splits must be sorted (level {level}: "
+                             f"{sp.tolist()[:10]})")
+
+
 @op("RaggedGather")
 def RaggedGather(*inputs, PARAMS_RAGGED_RANK=1, OUTPUT_RAGGED_RANK=1):
     """RaggedGather: gather rows of a ragged tensor (nested splits + values) by ``indices``;
@@ -241,6 +261,7 @@ def RaggedGather(*inputs, PARAMS_RAGGED_RANK=1, OUTPUT_RAGGED_RANK=1):
     idx = np.asarray(indices)
     sdt = np.asarray(splits[0]).dtype
     splits = [np.asarray(sp).astype(np.int64) for sp in splits]
+    _check_nested_splits(splits, values.shape[0] if values.ndim else 0)
     nrows = splits[0].size - 1
     flat = idx.reshape(-1).astype(np.int64)
     if flat.size and (flat.min() < 0 or flat.max() >= nrows):
