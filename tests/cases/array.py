@@ -145,6 +145,19 @@ add("strided_slice_update", ["TensorStridedSliceUpdate"],
     lambda x, v, b: _raw().TensorStridedSliceUpdate(input=x, begin=b, end=i32(0, 5),
                                                     strides=i32(1, 2), value=v, end_mask=1),
     lambda r: [rand(r, (4, 6)), rand(r, (3, 2)), i32(1, 1)])
+add("strided_slice_update_empty_slice", ["TensorStridedSliceUpdate"],  # (any value: TF
+    lambda x, v, b: _raw().TensorStridedSliceUpdate(  # writes nothing, checks nothing)
+        input=x, begin=b, end=i32(0, 5), strides=i32(1, 2), value=v, end_mask=1),
+    lambda r: [rand(r, (4, 6)), rand(r, (3, 2)), i32(0, -1)], dynamic=True)
+add("strided_slice_update_broadcast", ["TensorStridedSliceUpdate"],
+    lambda x, v, b: _raw().TensorStridedSliceUpdate(
+        input=x, begin=b, end=i32(0, 5), strides=i32(1, 2), value=v, end_mask=1),
+    lambda r: [rand(r, (4, 6)), rand(r, (2,)), i32(1, 1)])
+add("strided_slice_update_mismatch", ["TensorStridedSliceUpdate"],
+    lambda x, v, b: _raw().TensorStridedSliceUpdate(
+        input=x, begin=b, end=i32(0, 5), strides=i32(1, 2), value=v, end_mask=1),
+    lambda r: [rand(r, (4, 6)), rand(r, (3, 3)), i32(1, 1)],
+    rejects=r"cannot broadcast the value's shape \[3, 3\] into the slice's shape \[3, 2\]")
 add("slice", ["Slice"], lambda x, b, s: _raw().Slice(input=x, begin=b, size=s),
     lambda r: [rand(r, (4, 5, 6)), i32(1, 0, 2), i32(2, -1, 3)], dynamic=True)
 add("slice_int64_empty", ["Slice"], lambda x, b, s: _raw().Slice(input=x, begin=b, size=s),

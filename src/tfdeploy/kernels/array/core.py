@@ -201,10 +201,23 @@ def StridedSlice(input, begin, end, strides, *, begin_mask=0, end_mask=0, ellips
 @op("TensorStridedSliceUpdate")
 def TensorStridedSliceUpdate(input, begin, end, strides, value, *, begin_mask=0, end_mask=0,
                              ellipsis_mask=0, new_axis_mask=0, shrink_axis_mask=0):
-    """TensorStridedSliceUpdate: a copy of the input with ``value`` written to the slice."""
+    """TensorStridedSliceUpdate: a copy of the input with ``value`` (broadcast to the slice's
+    shape) written to the slice; an empty slice leaves the input as it is, whatever the value,
+    as in TF."""
     out = input.copy()
     idx = strided_index(input.shape, begin, end, strides, begin_mask, end_mask, ellipsis_mask,
-                         new_axis_mask, shrink_axis_mask)
+                        new_axis_mask, shrink_axis_mask)
+    target = out[idx]
+    if np.size(target) == 0:
+        return out
+    value = np.asarray(value)
+    try:
+        fits = np.broadcast_shapes(value.shape, np.shape(target)) == np.shape(target)
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"TensorStridedSliceUpdate: cannot broadcast the value's shape "
+                         f"{list(value.shape)} into the slice's shape {list(np.shape(target))}")
     out[idx] = value
     return out
 
