@@ -197,6 +197,13 @@ for i, perm in enumerate([(1, 0), (2, 0, 1), (0, 3, 1, 2), ()]):
 add("transpose_int64_perm", ["Transpose"], lambda x, p: _raw().Transpose(x=x, perm=p),
     lambda r: [rand(r, (2, 3), "uint8"), i64(1, 0)], dynamic=True)
 add("transpose_string", ["Transpose"], lambda x: _tf().transpose(x), [STRINGS])
+add("transpose_negative_perm", ["Transpose"], lambda x, p: _raw().Transpose(x=x, perm=p),
+    lambda r: [rand(r, (2, 3, 4)), i32(-1, 0, -2)], dynamic=True)
+add("transpose_repeated_perm", ["Transpose"], lambda x, p: _raw().Transpose(x=x, perm=p),
+    lambda r: [rand(r, (2, 3)), i32(1, -1)], rejects=r"perm \[1, -1\] is not a permutation")
+add("conjugate_transpose_negative_perm", ["ConjugateTranspose"],
+    lambda x, p: _raw().ConjugateTranspose(x=x, perm=p),
+    lambda r: [rand(r, (2, 3), "complex128"), i32(-1, 0)])
 add("conjugate_transpose", ["ConjugateTranspose"],
     lambda x, p: _raw().ConjugateTranspose(x=x, perm=p),
     lambda r: [rand(r, (2, 3), "complex64"), i32(1, 0)], dynamic=True)

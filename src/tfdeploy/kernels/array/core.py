@@ -282,11 +282,14 @@ def Pack(*values, axis=0):
 
 @op("Transpose")
 def Transpose(x, perm):
-    """Transpose: the dims of ``x`` permuted by ``perm``."""
+    """Transpose: the dims of ``x`` permuted by ``perm`` (a negative entry counts from the
+    end, as TF takes it)."""
     p = _shape_arg(perm, "perm")
-    if sorted(p) != list(range(x.ndim)):
-        raise ValueError(f"Transpose: perm {list(p)} is not a permutation of the {x.ndim} dims")
-    return np.transpose(x, p)
+    n = x.ndim
+    q = [d + n if -n <= d < 0 else d for d in p]
+    if sorted(q) != list(range(n)):
+        raise ValueError(f"Transpose: perm {list(p)} is not a permutation of the {n} dims")
+    return np.transpose(x, q)
 
 
 @op("ConjugateTranspose")
