@@ -19,7 +19,7 @@ only) is written to ``DIR/MODE-<job>.txt``, one line per case and variant. A cas
 fails on is skipped. TF hangs or aborts on a few perturbed cases (RandomPoisson with an
 infinite rate, a data-dependent While on an empty batch, Conv2DBackpropInput on an empty
 batch): each job records the case it starts in ``DIR/MODE-<job>.progress`` and is restarted
-past it when it crashes or makes no progress for ten minutes, so a sweep always finishes.
+past it when it crashes or makes no progress for three minutes, so a sweep always finishes.
 Many differences are TF's own (its oneDNN convolution returns the input for an empty batch,
 its FFT reads uninitialised memory there, Eigen's vectorised reductions skip or keep a NaN by
 position, its kernels flush subnormal values to zero): read each before fixing anything.
@@ -215,10 +215,10 @@ def _rejects_too(m, ins, tf_error, clean, log, case_id: str, label: str) -> None
     log.flush()
 
 
-def _supervise(procs: dict, cmds: dict, out: str, mode: str, stall: float = 600.0) -> None:
+def _supervise(procs: dict, cmds: dict, out: str, mode: str, stall: float = 180.0) -> None:
     """Wait for every job, each watched on its own: one that crashed (TF aborts on a few
-    cases) or made no progress for ``stall`` seconds (TF hangs on others) is started again,
-    past the case it was on."""
+    cases) or made no progress for ``stall`` seconds (TF hangs on others; a case takes
+    seconds) is started again, past the case it was on."""
     seen: dict[int, tuple[int, float]] = {}
     restarts = dict.fromkeys(procs, 0)
     while procs:
