@@ -9,6 +9,9 @@ MODE chooses the perturbation of each case's inputs:
 - ``empty``: converted with unknown dims, run on an empty first input (batch 0)
 - ``batch``: converted with unknown dims, run at the case's batch, twice it, 1, and again
 - ``layout``: every input Fortran-ordered, then a negative-stride view (and never written)
+- ``dtypes``: the float inputs cast to each other float type (float16, bfloat16, float32,
+  float64), then the integer inputs to int64, int8 and uint8 where their values fit: where
+  TF runs the op on those types, tfdeploy must convert and run it alike
 - ``extremes``: each integer or float input in turn holding its dtype's extremes (int: min,
   max, -1, 0; float: max, -max, the smallest subnormal, -0.0). Here an input TF rejects
   must be rejected too, with a tfdeploy error (``TFDeployError``): a case where TF raises and
@@ -38,7 +41,7 @@ import warnings
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MODES = ("nonfinite", "huge", "empty", "batch", "layout", "extremes")
+MODES = ("nonfinite", "huge", "empty", "batch", "layout", "extremes", "dtypes")
 _SCALE = {"float16": 1e3, "bfloat16": 1e20, "float32": 1e20, "float64": 1e160}
 
 
@@ -100,6 +103,33 @@ def _extreme_input(x) -> bool:
     return x.size > 0 and (x.dtype.kind in "iu" or _float(x))
 
 
+_FLOATS = ("float16", "bfloat16", "float32", "float64")
+_INTS = ("int64", "int8", "uint8")
+
+
+def _dtype_variants(inputs: list) -> list[tuple[str, list]]:
+    """The inputs with every float input (of one type) cast to each other float type, then
+    every integer input (of one type) to each of ``_INTS`` that holds its values."""
+    import ml_dtypes
+
+    out = []
+    arrays = [np.asarray(x) for x in inputs]
+    for kinds, targets in (("f", _FLOATS), ("iu", _INTS)):
+        for src in sorted({a.dtype.name for a in arrays
+                           if (a.dtype.kind in kinds and a.dtype.name != "bool") or
+                           (kinds == "f" and a.dtype.name == "bfloat16")}):
+            for dst in targets:
+                if dst == src:
+                    continue
+                t = ml_dtypes.bfloat16 if dst == "bfloat16" else np.dtype(dst)
+                if kinds == "iu" and any(a.dtype.name == src and a.size and (
+                        a.min() < np.iinfo(t).min or a.max() > np.iinfo(t).max) for a in arrays):
+                    continue
+                out.append((f"{src}->{dst}", [a.astype(t) if a.dtype.name == src else x
+                                              for a, x in zip(arrays, inputs)]))
+    return out
+
+
 def variants(mode: str, inputs: list) -> tuple[bool, list[tuple[str, list]]]:
     """(convert with unknown dims?, [(label, inputs)]) for one case; [] to skip it."""
     if not inputs:
@@ -110,6 +140,8 @@ def variants(mode: str, inputs: list) -> tuple[bool, list[tuple[str, list]]]:
             return False, []
         f = _nonfinite if mode == "nonfinite" else _huge
         return False, [(f"v{v}", [f(first, v)] + inputs[1:]) for v in (0, 1)]
+    if mode == "dtypes":
+        return False, _dtype_variants(inputs)
     if mode == "extremes":
         return False, [(f"in{i}", inputs[:i] + [_extremes(x)] + inputs[i + 1:])
                        for i, x in enumerate(inputs[:4]) if _extreme_input(x)]
@@ -171,14 +203,25 @@ def job(mode: str, index: int, jobs: int, out_dir: str, match: str) -> None:
             for label, ins in runs:
                 try:
                     g = f if dynamic else tf_function(case.fn, ins)
-                    m = model or td.convert(g, check_data=False)
+                    g.get_concrete_function()  # (TF traces it: a failure is TF's refusal)
                 except Exception:  # noqa: BLE001
                     continue
                 try:
                     want = run_tf(g, ins)
                 except Exception as e:  # noqa: BLE001 (TF rejects the input)
                     if mode == "extremes" and not stateful:
+                        try:
+                            m = model or td.convert(g, check_data=False)
+                        except Exception:  # noqa: BLE001
+                            continue
                         _rejects_too(m, ins, e, TFDeployError, log, case.id, label)
+                    continue
+                try:
+                    m = model or td.convert(g, check_data=False)
+                except Exception as e:  # noqa: BLE001 (TF runs it: tfdeploy must convert it)
+                    msg = " | ".join(str(e).split("\n"))[:400]
+                    log.write(f"{case.id}\t{label}\tconvert {type(e).__name__}\t{msg}\n")
+                    log.flush()
                     continue
                 try:
                     with np.errstate(all="ignore"):
@@ -188,7 +231,9 @@ def job(mode: str, index: int, jobs: int, out_dir: str, match: str) -> None:
                         if stateful:
                             assert a.shape == w.shape and a.dtype == w.dtype, f"output {i}"
                         else:
-                            compare(a, w, rtol=max(case.rtol, 1e-5), atol=max(case.atol, 1e-5),
+                            tol = 3e-2 if mode == "dtypes" and ("float16" in label or
+                                                               "bfloat16" in label) else 1e-5
+                            compare(a, w, rtol=max(case.rtol, tol), atol=max(case.atol, tol),
                                     what=f"output {i}")
                     if mode == "layout":
                         assert all(_same(x, y) for x, y in zip(inputs, ins)), "input written"
