@@ -168,6 +168,13 @@ for _id, _ins in [("inf_limit", [np.float32(0), np.array([3, np.inf], np.float32
     add(f"RaggedRange_{_id}", ["RaggedRange"],
         lambda a, b, c: raw.RaggedRange(starts=a, limits=b, deltas=c), _ins,
         rejects=r"Requires \(\(limit - start\) / delta\) <= 9223372036854775807")
+add("RaggedRange_int32_splits_row", ["RaggedRange"],  # (one row past int32's splits)
+    lambda a, b, c: raw.RaggedRange(starts=a, limits=b, deltas=c, Tsplits="int32"),
+    [np.float32(0), np.float32(3e9), np.float32(1)],
+    rejects=r"Requires \(\(limit - start\) / delta\) <= 2147483647")
+add("RaggedRange_no_rows", ["RaggedRange"],
+    lambda a, b, c: raw.RaggedRange(starts=a, limits=b, deltas=c),
+    [np.zeros(0, np.int64), np.zeros(0, np.int64), np.int64(1)], dynamic=True)
 add("RaggedRange_int32_splits_overflow", ["RaggedRange"],
     lambda a, b, c: raw.RaggedRange(starts=a, limits=b, deltas=c, Tsplits="int32"),
     [np.int64(0), np.array([2 ** 30, 2 ** 30], np.int64), np.int64(1)],

@@ -172,32 +172,34 @@ def RaggedBincount(splits, values, size, weights, *, binary_output=False):
     return out.reshape(nrows, size)
 
 
-_INT64_MAX = np.iinfo(np.int64).max
-
-
-def _range_sizes(s: np.ndarray, lim: np.ndarray, d: np.ndarray) -> np.ndarray:
+def _range_sizes(s: np.ndarray, lim: np.ndarray, d: np.ndarray, most: int) -> np.ndarray:
     """Each row's length as TF's RaggedRange computes it: 0 where the range runs the wrong
     way, else ceil(|limit - start| / |delta|) for integers (exactly: no overflow), and
     ceil(|(limit - start) / delta|) in the inputs' float type for floats (float32 rounding
-    decides the count where the limit is a multiple of delta away); a count past int64
-    (an inf, NaN or huge range) is an error, as in TF."""
+    decides the count where the limit is a multiple of delta away); a count past ``most``
+    (the splits' largest value: an inf, NaN or huge range) is an error, as in TF."""
+    if not s.size:
+        return np.zeros(0, np.int64)
     empty = ((d > 0) & (lim < s)) | ((d < 0) & (lim > s))
     if s.dtype.kind == "f" or s.dtype.kind == "V":
         with np.errstate(all="ignore"):
             q = np.ceil(np.abs((lim - s) / d)).astype(np.float64)
         q[empty] = 0
-        if not (q < 2.0 ** 63).all():  # (NaN fails too)
-            raise ValueError(f"Requires ((limit - start) / delta) <= {_INT64_MAX}")
+        if not (q < float(most) + 1).all():  # (NaN fails too)
+            raise ValueError(f"Requires ((limit - start) / delta) <= {most}")
         return q.astype(np.int64)
     if max(np.abs(s.astype(np.float64)).max(), np.abs(lim.astype(np.float64)).max()) < 2 ** 62:
         n = -(-np.abs(lim.astype(np.int64) - s.astype(np.int64)) // np.abs(d.astype(np.int64)))
     else:  # (int64 extremes: |limit - start| may not fit in int64)
         n = np.array([-(-abs(int(b) - int(a)) // abs(int(c))) for a, b, c in
                       zip(s.tolist(), lim.tolist(), d.tolist())], dtype=object)
-        if (n > _INT64_MAX).any():
-            raise ValueError(f"Requires ((limit - start) / delta) <= {_INT64_MAX}")
-        n = n.astype(np.int64)
+        n[empty] = 0
+        if (n > most).any():
+            raise ValueError(f"Requires ((limit - start) / delta) <= {most}")
+        return n.astype(np.int64)
     n[empty] = 0
+    if (n > most).any():
+        raise ValueError(f"Requires ((limit - start) / delta) <= {most}")
     return n
 
 
@@ -212,9 +214,9 @@ def RaggedRange(starts, limits, deltas, *, Tsplits="int64"):
     if np.any(d == 0):
         raise ValueError("Requires delta != 0")
     dt = np.asarray(starts).dtype
-    n = _range_sizes(s, lim, d)
-    total = sum(n.tolist())  # (exact: int64 row lengths may sum past int64)
     split_dt = np_dtype(Tsplits)
+    n = _range_sizes(s, lim, d, int(np.iinfo(split_dt).max))
+    total = sum(n.tolist())  # (exact: int64 row lengths may sum past int64)
     if total > np.iinfo(split_dt).max:
         raise ValueError("The total range size overflowed. Consider using int64 instead of "
                          "int32 for row_splits_dtype.")
