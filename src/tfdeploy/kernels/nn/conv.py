@@ -258,12 +258,26 @@ def _by_rows(xp, w, strides, dilations, outs, out, epilogue, parts: int) -> None
 
 
 def _patches(xp, ks, strides, dilations, outs, channel_major: bool) -> np.ndarray:
-    """The im2col view of padded ``xp``: [N, *O, *K, C], or [*K, C, N, *O] channel-major."""
+    """The im2col view of padded ``xp``: [N, *O, *K, C], or [*K, C, N, *O] channel-major.
+
+    Channel-major with a unit stride along the last spatial dim reads a channels-first copy
+    of ``xp`` (a per-thread scratch buffer: the input of a narrow convolution is small), so
+    each patch row is a contiguous run of input columns instead of every C-th value (copying
+    the patches of a 3-channel 16x32x32 Conv3D: 0.48 -> 0.29 ms; 128x128 RGB, 3x3: 0.13 ->
+    0.075). With a column stride the copy gains nothing (ResNet's 7x7/2 stem: 0.63 -> 0.70)."""
     nsp = len(ks)
+    n, c = xp.shape[0], xp.shape[-1]
+    if channel_major and strides[-1] == 1 and dilations[-1] == 1:
+        xc = scratch("conv_channels_first", xp.size, xp.dtype).reshape(
+            (c,) + xp.shape[:-1])
+        np.copyto(xc, np.moveaxis(xp, -1, 0))
+        sc = xc.strides
+        return strided(xc, (*ks, c, n, *outs),
+                       (*(sc[2 + i] * dilations[i] for i in range(nsp)), sc[0], sc[1],
+                        *(sc[2 + i] * strides[i] for i in range(nsp))))
     st = xp.strides
     sp_out = tuple(st[1 + i] * strides[i] for i in range(nsp))
     sp_tap = tuple(st[1 + i] * dilations[i] for i in range(nsp))
-    n, c = xp.shape[0], xp.shape[-1]
     if channel_major:
         return strided(xp, (*ks, c, n, *outs), (*sp_tap, st[-1], st[0], *sp_out))
     return strided(xp, (n, *outs, *ks, c), (st[0], *sp_out, *sp_tap, st[-1]))
