@@ -227,6 +227,11 @@ for _name, _kw in _FMT[4:-1]:
     for _t in ("int32", "int64", "bool"):
         add(f"AsString_{_t}_{_name}", ["AsString"], lambda x, _kw=_kw: raw.AsString(input=x, **_kw),
             [_NUMS[_t]])
+for _name, _kw in [("", {}), ("_sci_prec", dict(scientific=True, precision=2)),
+                   ("_fill0", dict(width=12, fill="0")), ("_shortest", dict(shortest=True))]:
+    add(f"AsString_bfloat16{_name}", ["AsString"],
+        lambda x, _kw=_kw: raw.AsString(input=tf.cast(x, "bfloat16"), **_kw),
+        [np.array([1.5, -0.0078125, 3e38, 96.5], np.float32)])
 add("AsString_grid", ["AsString"], lambda x: tf.strings.as_string(x),
     [np.arange(6, dtype=np.int32).reshape(2, 3)])
 add("AsString_empty", ["AsString"], lambda x: tf.strings.as_string(x),

@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 
-from tfdeploy.kernels.common import normalize_axis, np_dtype, op
+from tfdeploy.kernels.common import low_precision, normalize_axis, np_dtype, op
 from tfdeploy.runtime.limits import check_elements
 
 _WS = b" \t\n\v\f\r"  # absl::ascii_isspace, as TF's str_util uses
@@ -416,7 +416,7 @@ def AsString(input, *, precision=-1, scientific=False, shortest=False, width=-1,
     x = np.asarray(input)
     if x.dtype == object:
         return x.copy()
-    kind = x.dtype.kind
+    kind = "f" if low_precision(x.dtype) else x.dtype.kind  # (bfloat16: its float value)
     fill = fill if isinstance(fill, str) else _to_bytes(fill).decode()
     if len(fill) > 1:
         raise ValueError("Fill string must be one or fewer characters")
