@@ -163,6 +163,18 @@ add("Unique_out_idx_int64", ["Unique"], lambda x: tuple(raw.Unique(x=x, out_idx=
     inputs(data((10,), "int32")))
 add("Unique_signed_zero", ["Unique"], lambda x: tuple(raw.Unique(x=x)),
     inputs(np.array([1.0, -0.0, 2.0, 0.0, 1.0], np.float32)))
+# float16 and bfloat16 keep 0 and -0 apart (TF hashes their bits), and each NaN; rows of
+# several values it compares by value
+for _dt in ("float16", "bfloat16"):
+    add(f"Unique_signed_zero_{_dt}", ["Unique"],
+        lambda x, _dt=_dt: tuple(raw.Unique(x=tf.cast(x, _dt))),
+        inputs(np.array([1.0, -0.0, 2.0, 0.0, np.nan, -0.0, np.nan, 1.0], np.float32)))
+add("UniqueWithCounts_signed_zero_float16", ["UniqueWithCounts"],
+    lambda x: tuple(raw.UniqueWithCounts(x=x)),
+    inputs(np.array([0.0, -0.0, 0.0, 3.0], np.float16)))
+add("UniqueV2_rows_signed_zero_float16", ["UniqueV2"],
+    lambda x: tuple(raw.UniqueV2(x=x, axis=np.array([0], np.int64))),
+    inputs(np.array([[0.0, 1.0], [-0.0, 1.0], [0.0, 1.0], [-0.0, 1.0]], np.float16)))
 add("Unique_empty", ["Unique"], lambda x: tuple(raw.Unique(x=x)),
     inputs(np.zeros(0, np.float32)))
 add("Unique_string", ["Unique"], lambda x: tuple(raw.Unique(x=x)),

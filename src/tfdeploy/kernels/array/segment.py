@@ -300,6 +300,16 @@ def _unique_rows(keys: np.ndarray):
     return first[order], idx, np.bincount(idx, minlength=order.size)
 
 
+def _keys(rows: np.ndarray) -> np.ndarray:
+    """What makes rows equal: their values, and for single float16 and bfloat16 values also
+    the sign of a zero (TF hashes those by their bits, so 0 and -0 are two values there, one
+    in float32 and float64, and one in rows of several values, which TF compares by value)."""
+    if rows.shape[1] == 1 and (rows.dtype == np.float16 or low_precision(rows.dtype)):
+        f = rows.astype(np.float32)
+        return np.concatenate([f, ((f == 0) & np.signbit(f)).astype(np.float32)], axis=1)
+    return rows
+
+
 def _unique(x: np.ndarray, axis, out_idx: str):
     from tfdeploy.kernels.common import np_dtype
 
@@ -307,12 +317,12 @@ def _unique(x: np.ndarray, axis, out_idx: str):
     if axis is None:
         if x.ndim != 1:
             raise ValueError(f"unique expects a 1-D vector, got shape {x.shape}")
-        first, idx, counts = _unique_rows(x.reshape(-1, 1))
+        first, idx, counts = _unique_rows(_keys(x.reshape(-1, 1)))
         return x[first], idx.astype(it), counts.astype(it)
     moved = np.moveaxis(x, axis, 0)
     # (the row width spelled out: -1 is ambiguous when there are no rows)
     width = int(np.prod(moved.shape[1:], dtype=np.int64))
-    first, idx, counts = _unique_rows(moved.reshape(moved.shape[0], width))
+    first, idx, counts = _unique_rows(_keys(moved.reshape(moved.shape[0], width)))
     return np.take(x, first, axis=axis), idx.astype(it), counts.astype(it)
 
 
