@@ -165,9 +165,9 @@ add("Unique_signed_zero", ["Unique"], lambda x: tuple(raw.Unique(x=x)),
     inputs(np.array([1.0, -0.0, 2.0, 0.0, 1.0], np.float32)))
 # float16 and bfloat16 keep 0 and -0 apart (TF hashes their bits), and each NaN; rows of
 # several values it compares by value
-for _dt in ("float16", "bfloat16"):
-    add(f"Unique_signed_zero_{_dt}", ["Unique"],
-        lambda x, _dt=_dt: tuple(raw.Unique(x=tf.cast(x, _dt))),
+for _half in ("float16", "bfloat16"):
+    add(f"Unique_signed_zero_{_half}", ["Unique"],
+        lambda x, _h=_half: tuple(raw.Unique(x=tf.cast(x, _h))),
         inputs(np.array([1.0, -0.0, 2.0, 0.0, np.nan, -0.0, np.nan, 1.0], np.float32)))
 add("UniqueWithCounts_signed_zero_float16", ["UniqueWithCounts"],
     lambda x: tuple(raw.UniqueWithCounts(x=x)),
