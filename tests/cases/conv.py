@@ -338,6 +338,12 @@ def _conv2d_transpose(x, w):
 
 add("conv2d_transpose_api", ["Conv2DBackpropInput"], _conv2d_transpose,
     lambda r: [rand(r, (2, 5, 4, 4)), rand(r, (3, 3, 3, 4))])
+add("backprop_input_batch_mismatch", ["Conv2DBackpropInput"],  # (TF with oneDNN aborts, its
+    lambda dy, w, n: _raw().Conv2DBackpropInput(  # reference kernel refuses: both an error)
+        input_sizes=n, filter=w, out_backprop=dy, strides=[1, 2, 2, 1], padding="SAME"),
+    lambda r: [rand(r, (1, 5, 4, 4)), rand(r, (3, 3, 3, 4)), np.array([2, 9, 8, 3], np.int32)],
+    rejects="input and out_backprop must have the same batch size: input_sizes says 2, "
+            "out_backprop has 1")
 
 # (id, input NDHWC, filter, strides, padding)
 BACKPROP3D = [

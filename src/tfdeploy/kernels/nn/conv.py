@@ -474,7 +474,10 @@ def _conv_backprop_input(sizes, filter, out_backprop, strides, padding, explicit
     pairs = explicit_pairs(explicit_paddings, data_format) if padding == "EXPLICIT" else None
     dy = _to_last(out_backprop, first)
     outs, pads = _geometry(shape[1:-1], filter.shape[:nsp], st, dl, padding, pairs)
-    if list(dy.shape[1:-1]) != outs or dy.shape[0] != shape[0]:
+    if dy.shape[0] != shape[0]:
+        raise ValueError(f"input and out_backprop must have the same batch size: input_sizes "
+                         f"says {shape[0]}, out_backprop has {dy.shape[0]}")
+    if list(dy.shape[1:-1]) != outs:
         raise ValueError(f"out_backprop spatial shape {list(dy.shape[1:-1])} does not match "
                          f"the convolution output {outs} of input shape {shape}")
     dt = out_backprop.dtype
