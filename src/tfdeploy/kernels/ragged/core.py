@@ -190,17 +190,13 @@ def _range_sizes(s: np.ndarray, lim: np.ndarray, d: np.ndarray, most: int) -> np
         return q.astype(np.int64)
     if max(np.abs(s.astype(np.float64)).max(), np.abs(lim.astype(np.float64)).max()) < 2 ** 62:
         n = -(-np.abs(lim.astype(np.int64) - s.astype(np.int64)) // np.abs(d.astype(np.int64)))
-    else:  # (int64 extremes: |limit - start| may not fit in int64)
+    else:  # (int64 extremes: |limit - start| may not fit in int64: Python's integers)
         n = np.array([-(-abs(int(b) - int(a)) // abs(int(c))) for a, b, c in
                       zip(s.tolist(), lim.tolist(), d.tolist())], dtype=object)
-        n[empty] = 0
-        if (n > most).any():
-            raise ValueError(f"Requires ((limit - start) / delta) <= {most}")
-        return n.astype(np.int64)
     n[empty] = 0
     if (n > most).any():
         raise ValueError(f"Requires ((limit - start) / delta) <= {most}")
-    return n
+    return n.astype(np.int64)
 
 
 @op("RaggedRange")
