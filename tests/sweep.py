@@ -207,21 +207,19 @@ def job(mode: str, index: int, jobs: int, out_dir: str, match: str) -> None:
                 except Exception:  # noqa: BLE001
                     continue
                 try:
-                    want = run_tf(g, ins)
+                    want, tf_error = run_tf(g, ins), None
                 except Exception as e:  # noqa: BLE001 (TF rejects the input)
-                    if mode == "extremes" and not stateful:
-                        try:
-                            m = model or td.convert(g, check_data=False)
-                        except Exception:  # noqa: BLE001
-                            continue
-                        _rejects_too(m, ins, e, TFDeployError, log, case.id, label)
-                    continue
+                    want, tf_error = None, e
+                    if mode != "extremes" or stateful:
+                        continue
                 try:
                     m = model or td.convert(g, check_data=False)
-                except Exception as e:  # noqa: BLE001 (TF runs it: tfdeploy must convert it)
-                    msg = " | ".join(str(e).split("\n"))[:400]
-                    log.write(f"{case.id}\t{label}\tconvert {type(e).__name__}\t{msg}\n")
-                    log.flush()
+                except Exception as e:  # noqa: BLE001 (where TF runs it, tfdeploy must convert it)
+                    if tf_error is None:
+                        _write(log, case.id, label, f"convert {type(e).__name__}", str(e))
+                    continue
+                if tf_error is not None:
+                    _rejects_too(m, ins, tf_error, TFDeployError, log, case.id, label)
                     continue
                 try:
                     with np.errstate(all="ignore"):
@@ -238,10 +236,14 @@ def job(mode: str, index: int, jobs: int, out_dir: str, match: str) -> None:
                     if mode == "layout":
                         assert all(_same(x, y) for x, y in zip(inputs, ins)), "input written"
                 except Exception as e:  # noqa: BLE001
-                    msg = " | ".join(str(e).split("\n"))[:600]
-                    log.write(f"{case.id}\t{label}\t{type(e).__name__}\t{msg}\n")
-                    log.flush()
+                    _write(log, case.id, label, type(e).__name__, str(e))
     log.write("DONE\n")
+
+
+def _write(log, case_id: str, label: str, kind: str, text: str) -> None:
+    """One line of the log: the case, the variant, what happened, and its text on one line."""
+    log.write(f"{case_id}\t{label}\t{kind}\t{' | '.join(text.split(chr(10)))[:600]}\n")
+    log.flush()
 
 
 def _rejects_too(m, ins, tf_error, clean, log, case_id: str, label: str) -> None:
@@ -253,11 +255,9 @@ def _rejects_too(m, ins, tf_error, clean, log, case_id: str, label: str) -> None
     except clean:
         return
     except Exception as e:  # noqa: BLE001
-        msg = " | ".join(str(e).split("\n"))[:300]
-        log.write(f"{case_id}\t{label}\tunclean {type(e).__name__}\t{msg} ({what})\n")
+        _write(log, case_id, label, f"unclean {type(e).__name__}", f"{str(e)[:300]} ({what})")
     else:
-        log.write(f"{case_id}\t{label}\treturned\ttfdeploy returned where {what}\n")
-    log.flush()
+        _write(log, case_id, label, "returned", f"tfdeploy returned where {what}")
 
 
 def _supervise(procs: dict, cmds: dict, out: str, mode: str, stall: float = 180.0) -> None:
