@@ -643,22 +643,21 @@ def BroadcastArgs(s0, s1):
 def ConcatOffset(concat_dim, *shape):
     """ConcatOffset: where each input starts in the concatenation of tensors of ``shape``."""
     shapes = [np.asarray(s) for s in shape]
-    for i, s in enumerate(shapes):
-        if s.ndim != 1 or s.size != shapes[0].size:
-            raise ValueError(f"ConcatOffset: input {i} must be a vector of "
-                             f"{shapes[0].size} dims like input 0, got shape {list(s.shape)}")
-    (a,) = normalize_axis(concat_dim, len(shapes[0]))
+    n = shapes[0].size
+    (a,) = normalize_axis(concat_dim, n)
     first = shapes[0].tolist()
-    for i, s in enumerate(shapes[1:], 1):  # (as TF checks: every dim but the axis matches)
-        dims = s.tolist()
+    out, off = [], 0
+    for i, s in enumerate(shapes):  # (as TF checks: vectors of one length, every dim but the
+        dims = s.tolist()           # axis the same)
+        if s.ndim != 1 or s.size != n:
+            raise ValueError(f"ConcatOffset: input {i} must be a vector of {n} dims like "
+                             f"input 0, got shape {list(s.shape)}")
         if any(d != f for j, (d, f) in enumerate(zip(dims, first)) if j != a):
             raise ValueError(f"ConcatOffset: all dimensions except {a} must match; input {i} "
                              f"has shape {dims} and input 0 {first}")
-    out, off = [], 0
-    for s in shapes:
         o = np.zeros_like(s)
         o[a] = off
-        off += int(s[a])
+        off += dims[a]
         out.append(o)
     return tuple(out)
 
