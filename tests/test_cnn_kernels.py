@@ -71,14 +71,19 @@ DW_CASES = [
 ]
 
 
+@pytest.mark.parametrize("chunk", [None, 64], ids=["chunks", "small_chunks"])
 @pytest.mark.parametrize("block, small", [(1 << 9, 0), (1 << 12, 0), (1 << 30, 1 << 30)],
                          ids=["image_regions", "images_regions", "whole"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", DW_CASES, ids=[str(i) for i in range(len(DW_CASES))])
-def test_depthwise_blocks(case, dtype, block, small, monkeypatch):
-    """Groups of one or more images, each by interior and borders or in one piece."""
+def test_depthwise_blocks(case, dtype, block, small, chunk, monkeypatch):
+    """Groups of one or more images, each by interior and borders or in one piece; the
+    unit-stride and phased einsums by chunks of columns: a row's worth, and 1-4 columns with
+    the remainder apart (``small_chunks``)."""
     monkeypatch.setattr(depthwise, "_BLOCK_BYTES", block)
     monkeypatch.setattr(depthwise, "_SMALL_BYTES", small)
+    if chunk is not None:
+        monkeypatch.setattr(depthwise, "_CHUNK_BYTES", chunk)
     xs, ws, st, dl, pads = case
     x, w = _r(*xs, dtype=dtype), _r(*ws, dtype=dtype)
     oh = (xs[1] + sum(pads[0]) - (ws[0] - 1) * dl[0] - 1) // st[0] + 1

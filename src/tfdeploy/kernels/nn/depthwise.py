@@ -5,7 +5,9 @@ loop reads every tap in place and accumulates into the output in one pass (an in
 then add per tap takes two passes: 1.5x slower here). With unit column stride a pixel's columns
 and channels are one contiguous run, so the view is flattened to (columns x channels) against a
 weight tiled along the columns: the inner loop then runs over thousands of values instead of one
-pixel's channels (0.14 against 0.2-0.3 ns per multiply-add on MobileNetV2's layers).
+pixel's channels (0.14 against 0.2-0.3 ns per multiply-add on MobileNetV2's layers). That run
+is taken in chunks of ~4 KB of whole columns (``_CHUNK_BYTES``), so that the output chunk and
+the taps' weight stay in L1 while every tap adds into them.
 
 Padding is a copy into a per-thread scratch buffer, never a fresh array (which made the
 allocator map and zero fresh pages each call: page faults were ~15% of MobileNetV2's time at
@@ -38,13 +40,26 @@ _SMALL_BYTES = 1 << 18
 _TILE_BYTES = 4 << 20
 #: column-strided convolutions of at most this many channels go by phases (``_phased``)
 _PHASED_CHANNELS = 64
+#: unit column strides: the flattened (columns x channels) run is cut into chunks of whole
+#: columns of about this many bytes, one einsum axis more: a chunk of the output and the
+#: taps' weight stay in L1 while the taps add into it. The whole row's run (32 KB on
+#: MobileNetV2's 56 x 56 x 144 layer) went through L2 for each tap: 10-25% slower on
+#: MobileNetV2's and EfficientNet's layers from 56 x 56 x 144 to 7 x 7 x 1152 (3x3 and 5x5),
+#: the same on 112 x 112 x 32; 2-8 KB chunks were all about as fast, 1 KB slower again.
+#: Column strides by phases keep whole rows (chunked, 2-20% slower: their copy is the cost)
+_CHUNK_BYTES = 1 << 12
 
 Epilogue = Callable[[np.ndarray, int, int], object]
 
 
+def chunk_columns(ow: int, c: int, dtype) -> int:
+    """The output columns of one chunk of a unit-stride layer's einsum (``_CHUNK_BYTES``)."""
+    return max(1, min(ow, round(_CHUNK_BYTES / (c * np.dtype(dtype).itemsize))))
+
+
 def tiled_weight(w: np.ndarray, ow: int, dtype) -> np.ndarray | None:
-    """``w`` [KH, KW, C] repeated along ``ow`` output columns: [KH, KW, OW * C], or None when
-    that would be too large."""
+    """``w`` [KH, KW, C] repeated along ``ow`` output columns (a chunk's): [KH, KW, OW * C],
+    or None when that would be too large."""
     kh, kw, c = w.shape
     if kh * kw * ow * c * np.dtype(dtype).itemsize > _TILE_BYTES:
         return None
@@ -112,10 +127,11 @@ def depthwise_2d(x: np.ndarray, w: np.ndarray, strides, dilations, pads, oh: int
             kw % sw == 0 or all_finite(x)):
         # (a phase's unused slots multiply a neighbouring column by zero: an inf or NaN there
         # would reach outputs whose windows never read it, so those inputs go per pixel)
-        key = ow if sw == 1 else (sw, ow)
+        k = chunk_columns(ow, c, dt) if sw == 1 else ow
+        key = k if sw == 1 else (sw, k)
         wt = tiles.get(key) if tiles is not None else None
         if wt is None or wt.dtype != dt:
-            wt = tiled_weight(wf, ow, dt) if sw == 1 else phased_weight(wf, ow, sw, dt)
+            wt = tiled_weight(wf, k, dt) if sw == 1 else phased_weight(wf, k, sw, dt)
             if tiles is not None and wt is not None:
                 tiles[key] = wt
     geom = (strides, dilations, pads, (kh, kw))
@@ -191,34 +207,49 @@ def _region(x, wf, wt, out, region, geom) -> None:
         for q in range(sw):
             _padded_copy(src[:, :, q], x, i0, j0 + q, sw)
         s = src.strides
-        v = strided(src, (nb, rows, kh, a, sw, cols * c),
-                    (s[0], s[1] * sh, s[1] * dh, s[3], s[2], s[4]))
-        o2 = as_strided(o, (nb, rows, cols * c), o.strides[:2] + (o.strides[3],))
-        np.einsum("nrijqx,ijqx->nrx", v, wt[..., :cols * c], out=o2)
+        _tap_sums(src, lambda j: src[:, :, :, j:], (nb, rows), (s[0], s[1] * sh),
+                  ((kh, s[1] * dh), (a, s[3]), (sw, s[2])), s[3], c, wt, o)
         return
     if i0 >= 0 and j0 >= 0 and i0 + rin <= h and j0 + win <= wd:
         src = x[:, i0:i0 + rin, j0:j0 + win]
-    else:
+    else:  # (only the padding is zeroed: the interior is copied over)
         src = scratch("depthwise", nb * rin * win * c, x.dtype).reshape(nb, rin, win, c)
-        src[...] = 0
-        lo, hi = max(i0, 0), min(i0 + rin, h)
-        left, right = max(j0, 0), min(j0 + win, wd)
-        if lo < hi and left < right:
-            src[:, lo - i0:hi - i0, left - j0:right - j0] = x[:, lo:hi, left:right]
+        _padded_copy(src, x, i0, j0, 1)
     s = src.strides
     if wt is not None:
-        # columns and channels as one axis (a pixel's channels follow the previous pixel's)
-        v = strided(src, (nb, rows, kh, kw, cols * c), (s[0], s[1] * sh, s[1] * dh,
-                                                        s[2] * dw, s[3]))
-        if cols == out.shape[2]:
-            o2 = o.reshape(nb, rows, cols * c)  # (whole rows: contiguous)
-        else:
-            o2 = as_strided(o, (nb, rows, cols * c), o.strides[:2] + (o.strides[3],))
-        np.einsum("nrijq,ijq->nrq", v, wt[:, :, :cols * c], out=o2)
+        _tap_sums(src, lambda j: src[:, :, j:], (nb, rows), (s[0], s[1] * sh),
+                  ((kh, s[1] * dh), (kw, s[2] * dw)), s[2], c, wt, o)
         return
     v = strided(src, (nb, rows, cols, kh, kw, c), (s[0], s[1] * sh, s[2] * sw, s[1] * dh,
                                                    s[2] * dw, s[3]))
     np.einsum("nrwijc,ijc->nrwc", v, wf, out=o)
+
+
+def _tap_sums(src, from_column, lead, lead_strides, taps, column: int, c: int, wt, o) -> None:
+    """``o`` [nb, rows, cols, C] = the sum over the taps of ``src``'s views times ``wt``.
+
+    A pixel's channels follow the previous pixel's in ``src`` (``column`` bytes apart, the
+    channels' own stride the itemsize), so (columns x channels) is one unit-stride run, taken
+    in chunks of ``k`` whole columns: ``wt`` [*taps, k * C] is the weight of each tap repeated
+    along a chunk. ``lead``, ``lead_strides``: the images' and output rows' axes in ``src``;
+    ``taps``: (size, stride) of each tap axis; ``from_column(j)``: ``src`` from the input
+    column of output column ``j`` on (the last ``cols % k`` columns are one einsum apart)."""
+    cols = o.shape[2]
+    k = wt.shape[-1] // c
+    nk, rem = divmod(cols, k)
+    t = "abc"[:len(taps)]
+    shape, strides = tuple(n for n, _ in taps), tuple(st for _, st in taps)
+    so = o.strides
+    if nk:
+        v = strided(src, (*lead, nk, *shape, k * c),
+                    (*lead_strides, column * k, *strides, src.itemsize))
+        o2 = as_strided(o, (*lead, nk, k * c), (so[0], so[1], so[2] * k, so[3]))
+        np.einsum(f"nrk{t}x,{t}x->nrkx", v, wt, out=o2)
+    if rem:
+        v = strided(from_column(nk * k), (*lead, *shape, rem * c),
+                    (*lead_strides, *strides, src.itemsize))
+        o2 = as_strided(o[:, :, nk * k:], (*lead, rem * c), (so[0], so[1], so[3]))
+        np.einsum(f"nr{t}x,{t}x->nrx", v, wt[..., :rem * c], out=o2)
 
 
 def _padded_copy(dst, x, i0: int, j0: int, step: int) -> None:
