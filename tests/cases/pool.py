@@ -124,7 +124,11 @@ for _dt in ("float32", "float64", "float16", "bfloat16"):
                 input=x, ksize=[1, *k, 1], strides=[1, *st, 1], padding=pad),
             lambda r, dt=_dt: [_non_finite(r, dt)],
             onednn="gives -inf where its reference kernel gives bfloat16's lowest finite value "
-                   "(a window of only NaN and -inf)" if _dt == "bfloat16" else None)
+                   "(a window of only NaN and -inf)" if _dt == "bfloat16" else
+                   "gives -inf where its reference kernel gives float16's lowest finite value "
+                   "(a window of only NaN and -inf), on CPUs with AVX512-FP16 (Sapphire Rapids "
+                   "and later: elsewhere oneDNN leaves float16 pooling to the reference kernel)"
+                   if _dt == "float16" else None)
 add("max_v2_non_finite", ["MaxPoolV2"],
     lambda x, k, s: _raw().MaxPoolV2(input=x, ksize=k, strides=s, padding="SAME"),
     lambda r: [_non_finite(r), np.array([1, 3, 3, 1], np.int32), np.array([1, 2, 2, 1], np.int32)])
