@@ -48,12 +48,22 @@ def test_large_products_split_over_threads(two_threads, monkeypatch):
     m, (w1, w2) = _mlp()
     g = m.default_graph
     b1 = g.node("b1").attrs["value"]
-    for rows in (1, 3, 2000):
+    # (80 rows: 10 M multiply-adds, which elementwise work would split and a product does not)
+    for rows in (1, 3, 80, 2000):
         x = np.random.default_rng(rows).standard_normal((rows, 256)).astype(np.float32)
         want = np.maximum(x @ w1 + b1, 0) @ w2
         for _ in range(2):  # (the first call with a shape traces it, unfused)
             np.testing.assert_allclose(m(x), want, rtol=1e-4, atol=1e-4)
     assert (2000, 2) in calls and not any(r < 100 for r, _ in calls)
+
+
+def test_products_split_from_more_work_than_other_steps(two_threads):
+    """A matrix product's multiply-adds are cheap (BLAS): it splits only from
+    ``MATMUL_FACTOR`` times the work of other steps' blocks."""
+    work = 3 * parallel.MIN_WORK  # enough for two blocks of depthwise or elementwise work
+    assert parallel.blocks(100, work / 100) == 2
+    assert parallel.blocks(100, work / 100, matmul=True) == 1
+    assert parallel.blocks(100, parallel.MATMUL_FACTOR * work / 100, matmul=True) == 2
 
 
 def test_one_thread_never_splits(monkeypatch):

@@ -35,12 +35,23 @@ def _executor(workers: int) -> ThreadPoolExecutor:
     return p["executor"]
 
 
-def blocks(rows: int, work_per_row: float) -> int:
-    """How many blocks to split ``rows`` rows of ``work_per_row`` each into (1: don't)."""
+#: a matrix product's multiply-add costs a tenth of a depthwise or elementwise one's (BLAS),
+#: so a product splits only from this many times ``MIN_WORK`` multiply-adds a block (8 M,
+#: ~0.13 ms). Measured on a 2-core VM whose thread handoff costs 10-150 us: with blocks from
+#: 2 M, MobileNetV2's 1x1 convolutions at 14 x 14 and 7 x 7 (2-8 M multiply-adds) ran
+#: 1.1-1.4x slower split, and the model at batch 1 on two threads took 1.16x its one-thread
+#: time (now 0.97-0.99x); EfficientNetB0 b1 1.06 -> 1.01-1.02x; batch 8 and ResNet50 unchanged
+MATMUL_FACTOR = 4
+
+
+def blocks(rows: int, work_per_row: float, matmul: bool = False) -> int:
+    """How many blocks to split ``rows`` rows of ``work_per_row`` each into (1: don't).
+    ``matmul``: the work is a matrix product's multiply-adds (``MATMUL_FACTOR``)."""
     n = _threads.threads()
     if n <= 1 or rows < 2:
         return 1
-    return max(1, min(n, rows, int(rows * work_per_row) // MIN_WORK))
+    least = MIN_WORK * MATMUL_FACTOR if matmul else MIN_WORK
+    return max(1, min(n, rows, int(rows * work_per_row) // least))
 
 
 def run_blocks(fn: Callable[[int, int], object], rows: int, k: int) -> None:

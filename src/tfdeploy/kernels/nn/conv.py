@@ -312,7 +312,7 @@ def gemm_rows(xm, wm, ym, out, step: int, epilogue) -> None:
             if epilogue is not None:
                 epilogue(out, r, e)
 
-    parts = parallel.blocks(m, c * co)
+    parts = parallel.blocks(m, c * co, matmul=True)
     if parts > 1:
         parallel.run_blocks(run, m, parts)
     else:

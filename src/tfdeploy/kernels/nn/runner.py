@@ -267,7 +267,7 @@ def _pointwise_run(shape, w, outs, bias, augmented, tiled):
                 if epilogue is not None:
                     epilogue(out, a, b)
 
-            parts = parallel.blocks(m, (c + 1) * co)
+            parts = parallel.blocks(m, (c + 1) * co, matmul=True)
             if parts > 1:
                 parallel.run_blocks(part, m, parts)
             else:
