@@ -527,6 +527,35 @@ def test_winograd_in_the_conv_runner():
                                atol=1e-5)
 
 
+def test_products_split_by_the_matmul_threshold(monkeypatch):
+    """The 1x1 convolutions (plain, bias in the product, squeeze-excite scaled) ask for the
+    matrix products' threshold (``parallel.MATMUL_FACTOR``); depthwise work does not."""
+    from tfdeploy.runtime import parallel
+
+    asked = []
+    real = parallel.blocks
+
+    def blocks(rows, work_per_row, matmul=False):
+        asked.append(matmul)
+        return real(rows, work_per_row, matmul)
+
+    monkeypatch.setattr(parallel, "blocks", blocks)
+    same = {"strides": [1, 1, 1, 1], "padding": "SAME"}
+    f, s = _r(2, 5, 7, 6), _r(2, 1, 1, 6)
+    runs = {"plain": lambda: runner.conv_runner("Conv2D", same, _r(1, 1, 6, 4), None)(f),
+            "bias in the product": lambda: runner.conv_runner(
+                "Conv2D", same, _r(1, 1, 6, 40), _r(40))(f),
+            "scaled": lambda: runner.conv_runner("Conv2D", same, _r(1, 1, 6, 4),
+                                                 _r(4)).scaled(f, s)}
+    for what, run in runs.items():
+        asked.clear()
+        run()
+        assert asked and all(asked), what
+    asked.clear()
+    runner.conv_runner("DepthwiseConv2dNative", same, _r(3, 3, 6, 1), None)(f)
+    assert asked and not any(asked)
+
+
 @pytest.mark.parametrize("n", [1, 3])
 def test_scaled_pointwise_over_threads(n, split_everything):
     """A squeeze-excite scale folded into a 1x1 conv's weights (one weight per image) runs

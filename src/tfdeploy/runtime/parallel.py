@@ -19,6 +19,15 @@ from tfdeploy.runtime import threads as _threads
 #: a step splits only into blocks of at least this much work (multiply-adds, or values for
 #: elementwise work): ~0.1-0.3 ms on one core, against tens of microseconds of handoff
 MIN_WORK = 1 << 21
+#: a matrix product's multiply-add costs a tenth of a depthwise or elementwise one's (BLAS),
+#: so a product splits only from this many times ``MIN_WORK`` multiply-adds a block (8 M,
+#: ~0.13 ms). Measured on a 2-core VM whose thread handoff costs 10-150 us: with blocks from
+#: 2 M, MobileNetV2's 1x1 convolutions at 14 x 14 and 7 x 7 (2-8 M multiply-adds) ran
+#: 1.1-1.4x slower split, and the model at batch 1 on two threads took 1.16x its one-thread
+#: time (now 0.97-0.99x); EfficientNetB0 b1 1.06 -> 0.98-0.99x (with its squeeze-excite scaled
+#: 1x1 convolutions); batch 8 and ResNet50 unchanged. im2col convolutions count their patch
+#: copies too and keep MIN_WORK (as products: no faster)
+MATMUL_FACTOR = 4
 
 _pool: dict = {"executor": None, "size": 0, "pid": 0}
 _lock = threading.Lock()
@@ -34,14 +43,6 @@ def _executor(workers: int) -> ThreadPoolExecutor:
                 p["size"], p["pid"] = workers, os.getpid()
     return p["executor"]
 
-
-#: a matrix product's multiply-add costs a tenth of a depthwise or elementwise one's (BLAS),
-#: so a product splits only from this many times ``MIN_WORK`` multiply-adds a block (8 M,
-#: ~0.13 ms). Measured on a 2-core VM whose thread handoff costs 10-150 us: with blocks from
-#: 2 M, MobileNetV2's 1x1 convolutions at 14 x 14 and 7 x 7 (2-8 M multiply-adds) ran
-#: 1.1-1.4x slower split, and the model at batch 1 on two threads took 1.16x its one-thread
-#: time (now 0.97-0.99x); EfficientNetB0 b1 1.06 -> 1.01-1.02x; batch 8 and ResNet50 unchanged
-MATMUL_FACTOR = 4
 
 
 def blocks(rows: int, work_per_row: float, matmul: bool = False) -> int:

@@ -182,7 +182,7 @@ class _Runner:
             if epilogue is not None:
                 epilogue(out, a, b)
 
-        parts = parallel.blocks(n * rows, c * co)
+        parts = parallel.blocks(n * rows, c * co, matmul=True)
         if parts > 1:
             parallel.run_blocks(part, n * rows, parts)
         else:
