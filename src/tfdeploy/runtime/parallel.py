@@ -44,6 +44,10 @@ def _executor(workers: int) -> ThreadPoolExecutor:
     return p["executor"]
 
 
+def min_work(matmul: bool = False) -> int:
+    """The least work a block gets: ``MIN_WORK``, times ``MATMUL_FACTOR`` for a product's."""
+    return MIN_WORK * MATMUL_FACTOR if matmul else MIN_WORK
+
 
 def blocks(rows: int, work_per_row: float, matmul: bool = False) -> int:
     """How many blocks to split ``rows`` rows of ``work_per_row`` each into (1: don't).
@@ -51,8 +55,7 @@ def blocks(rows: int, work_per_row: float, matmul: bool = False) -> int:
     n = _threads.threads()
     if n <= 1 or rows < 2:
         return 1
-    least = MIN_WORK * MATMUL_FACTOR if matmul else MIN_WORK
-    return max(1, min(n, rows, int(rows * work_per_row) // least))
+    return max(1, min(n, rows, int(rows * work_per_row) // min_work(matmul)))
 
 
 def run_blocks(fn: Callable[[int, int], object], rows: int, k: int) -> None:

@@ -193,7 +193,7 @@ class FusedChain:
         #: products then split into blocks of rows over threads (``runtime/parallel.py``);
         #: below ``split_rows`` rows they never do (checked without a call)
         self.matrix = matrix
-        self.split_rows = 2 * parallel.MIN_WORK * parallel.MATMUL_FACTOR // max(matrix.size, 1) \
+        self.split_rows = 2 * parallel.min_work(matmul=True) // max(matrix.size, 1) \
             if matrix is not None else 1 << 62
         #: a chain of a product and a bias (a Dense layer) adds the bias without a call
         #: layer: np.matmul then np.add, in place (a Tiled or None)
