@@ -570,3 +570,61 @@ def test_scaled_pointwise_over_threads(n, split_everything):
     rec.check(got)
     assert len(rec.threads) > 1
     np.testing.assert_allclose(got, want + 1, rtol=1e-5, atol=1e-5)
+
+
+def _reference_bilinear(x, oh, ow, align, half):
+    """TF's ResizeBilinear in float32 and in its order, over whole arrays."""
+    from tfdeploy.kernels.image import resize
+
+    ylo, yhi, yl = resize._linear_axis(x.shape[1], oh, align, half)
+    xlo, xhi, xl = resize._linear_axis(x.shape[2], ow, align, half)
+    t, b = x[:, ylo], x[:, yhi]
+    with np.errstate(invalid="ignore"):
+        top = t[:, :, xlo] + (t[:, :, xhi] - t[:, :, xlo]) * xl[:, None]
+        bottom = b[:, :, xlo] + (b[:, :, xhi] - b[:, :, xlo]) * xl[:, None]
+        return top + (bottom - top) * yl[:, None, None]
+
+
+BILINEAR_CASES = [
+    # (input, output size, align_corners, half_pixel_centers)
+    ((3, 16, 12, 5), (32, 24), False, True),  # up by 2: each chunk reads a run of rows
+    ((2, 23, 30, 3), (9, 11), True, False),  # down: rows apart, a gathered copy
+    ((1, 10, 40, 2), (25, 13), False, False),  # legacy, up in rows and down in columns
+    ((4, 1, 1, 3), (3, 2), False, True),
+]
+
+
+@pytest.mark.parametrize("chunk", [1, 200, 3000, 1 << 19],
+                         ids=["rows", "few_rows", "images", "default"])
+@pytest.mark.parametrize("case", BILINEAR_CASES, ids=[str(i) for i in range(len(BILINEAR_CASES))])
+def test_resize_bilinear_by_chunks(case, chunk, monkeypatch):
+    """By chunks of one output row, of a few, of several whole images and of the default size,
+    the same values as TF's arithmetic over whole arrays, bit for bit (NaN and inf where
+    they reach; a NaN's sign is not compared)."""
+    from tfdeploy.kernels.image import resize
+
+    monkeypatch.setattr(resize, "_CHUNK_BYTES", chunk)
+    xs, (oh, ow), align, half = case
+    x = _r(*xs)
+    x.flat[::17] = np.nan
+    x.flat[5::23] = np.inf
+    got = resize.ResizeBilinear(x, np.array([oh, ow], np.int32), align_corners=align,
+                                half_pixel_centers=half)
+    want = _reference_bilinear(x, oh, ow, align, half)
+    assert got.dtype == np.float32 and got.shape == want.shape
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    keep = ~np.isnan(want)
+    np.testing.assert_array_equal(got[keep].view(np.int32), want[keep].view(np.int32))
+
+
+@pytest.mark.parametrize("case", BILINEAR_CASES[:2], ids=["up", "down"])
+def test_resize_bilinear_over_threads(case, split_everything, monkeypatch):
+    from tfdeploy.kernels.image import resize
+
+    monkeypatch.setattr(resize, "_CHUNK_BYTES", 200)
+    xs, (oh, ow), align, half = case
+    x = _r(*xs)
+    got = resize.ResizeBilinear(x, np.array([oh, ow], np.int32), align_corners=align,
+                                half_pixel_centers=half)
+    assert split_everything and split_everything[0][1] > 1
+    np.testing.assert_array_equal(got, _reference_bilinear(x, oh, ow, align, half))
