@@ -628,3 +628,25 @@ def test_resize_bilinear_over_threads(case, split_everything, monkeypatch):
                                 half_pixel_centers=half)
     assert split_everything and split_everything[0][1] > 1
     np.testing.assert_array_equal(got, _reference_bilinear(x, oh, ow, align, half))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_augmented_pointwise_by_blocks(dtype, monkeypatch):
+    """An expansion (the bias in the product, against a ones column) runs in blocks of rows,
+    each copied, multiplied and finished by the epilogue in turn: blocks of at most the
+    step's rows, the last one shorter, the values those of the whole."""
+    monkeypatch.setattr(conv, "_MIN_ROWS", 8)
+    monkeypatch.setattr(conv, "_GEMM_BLOCK_BYTES", 40 * 9 * np.dtype(dtype).itemsize)
+    attrs = {"strides": [1, 1, 1, 1], "padding": "SAME"}
+    w, b = _r(1, 1, 4, 9, dtype=dtype), _r(9, dtype=dtype)
+    run = runner.conv_runner("Conv2D", attrs, w, b)
+    assert run.augmented is not None
+    x = _r(3, 7, 6, 4, dtype=dtype)  # 126 rows: blocks of 40, the last of 6
+    want = conv.Conv2D(x, w, **attrs) + b
+    rec = _Recorder()
+    got = run(x, rec)
+    rec.check(got)
+    assert [e - s for s, e in rec.ranges] == [40, 40, 40, 6]
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, want + 1, rtol=tol, atol=tol)
+    np.testing.assert_allclose(run(x), want, rtol=tol, atol=tol)
