@@ -653,3 +653,26 @@ def test_tensor_list_value_semantics_random():
             for lst, ref in versions:
                 assert lst.items() == ref
                 assert [lst.get(i) for i in range(len(ref))] == ref
+
+
+def test_tensor_list_stack_checks_every_element_shape():
+    """TensorListStack and TensorListGather stack elements of one shape, unknown dims of the
+    element shape taken from them; elements of several shapes (or one the element shape does
+    not allow) are an error naming them, wherever in the list they are."""
+    from tfdeploy.kernels.lists import tensorlist as tl
+    from tfdeploy.runtime.tensorlist import TensorList
+
+    es = np.array([-1, 4], np.int32)
+    row = np.ones((1, 4), np.float32)
+    lst = TensorList.of([row, None, row * 2], np.float32, (None, 4))
+    got = tl.TensorListStack(lst, es, element_dtype="float32")
+    np.testing.assert_array_equal(got, np.stack([row, 0 * row, 2 * row]))
+    for bad in ((2, 4), (1, 3)):
+        for at in (0, 1, 2):
+            items = [row, row, row]
+            items[at] = np.ones(bad, np.float32)
+            lst = TensorList.of(items, np.float32, None)
+            with pytest.raises(ValueError, match="shape"):
+                tl.TensorListStack(lst, es, element_dtype="float32")
+            with pytest.raises(ValueError, match="shape"):
+                tl.TensorListGather(lst, np.array([0, 1, 2]), es, element_dtype="float32")
