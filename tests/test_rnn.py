@@ -547,3 +547,46 @@ def test_batch_one_scratch_is_per_thread():
     for (a, b), (c, d) in zip(got, want):
         np.testing.assert_array_equal(a, c)
         np.testing.assert_array_equal(b, d)
+
+
+def test_counted_loop_keeps_first_chunks_per_starting_values():
+    """A counted loop keeps its first chunk's counter vectors and iteration count per
+    starting values of its counters and of its condition's invariants: each call, whatever
+    the limit (fed, and changing between calls, past the first chunk or not), gives the
+    executor's results, and a repeated call reuses what the first kept."""
+    from tfdeploy.ir.graph import FuncAttr, Graph, TensorSpec
+
+    names = ("i", "a", "x", "n")
+    dts = {"i": "int32", "n": "int32"}
+    specs = [TensorSpec(v, f"{v}:0", dts.get(v, "float32")) for v in names]
+    ph = [placeholder(v, dts.get(v, "float32")) for v in names]
+    cond = Graph(ph + [Node("less", "Less", ["i", "n"], {"T": "int32"})],
+                 specs, [TensorSpec("less", "less:0", "bool")])
+    body = Graph(ph + [const("one", np.int32(1)),
+                       Node("next", "AddV2", ["i", "one"], {"T": "int32"}),
+                       Node("fi", "Cast", ["i"], {"SrcT": "int32", "DstT": "float32"}),
+                       Node("ax", "AddV2", ["a", "x"], F32),
+                       Node("axi", "AddV2", ["ax", "fi"], F32)],
+                 specs, [TensorSpec(v, f"{v}:0", dts.get(v, "float32"))
+                         for v in ("next", "axi", "x", "n")])
+    nodes = [placeholder("x", "float32", [None]), placeholder("n", "int32", []),
+             placeholder("start", "int32", []), Node("a0", "ZerosLike", ["x"], F32),
+             Node("loop", "While", ["start", "a0", "x", "n"],
+                  {"cond": FuncAttr("cond"), "body": FuncAttr("body")}),
+             Node("out_a", "Identity", ["loop:1"], F32), Node("out_i", "Identity", ["loop:0"])]
+    m = model_of(nodes, ["x", "n", "start"], ["out_a", "out_i"])
+    m.default_graph.functions.update(cond=cond, body=body)
+    plan, plain = m.plan(), m.plan(optimize=False)
+    loop = next(st.kernel for st in plan.steps if st.op == "While")
+    x = np.array([0.5, -1.0], np.float32)
+    for n, start in ((5, 0), (3, 0), (100, 0), (5, 0), (5, 2), (0, 0), (3, 0), (200, 150)):
+        a = np.zeros(2, np.float32)
+        for i in range(start, n):
+            a = a + x + np.float32(i)
+        args = (x, np.int32(n), np.int32(start))
+        got, want = plan.run(args), plain.run(args)
+        np.testing.assert_array_equal(got[0], a)
+        np.testing.assert_array_equal(got[0], want[0])
+        assert int(got[1]) == int(want[1]) == max(n, start)
+    # (5, 0), (3, 0), (100, 0), (5, 2), (200, 150): a loop that does not start keeps nothing
+    assert len(loop._first) == 5

@@ -19,6 +19,8 @@ MAX_CHUNK = 1024
 #: the iterations the first evaluation decides: a vector of 64 costs no more than one of 16,
 #: and covers most RNNs' sequences in one evaluation (each costs a few microseconds)
 FIRST_CHUNK = 64
+#: first chunks a counted loop keeps (``Loop._counted``), for as many starting values
+_FIRST_KEPT = 16
 
 
 def truth(c) -> bool:
@@ -66,6 +68,9 @@ class Loop:
         #: the body plan's steps run once per loop: (run, positions of its feeds among the
         #: body's invariants), its results fed to the body after them; or None
         self.body_prologue = body_prologue
+        #: (counters' values, condition invariants' values) -> the first chunk's counter
+        #: vectors and iteration count (``_counted``)
+        self._first: dict = {}
 
     def __call__(self, *args):
         perm = self.perm
@@ -158,25 +163,40 @@ class Loop:
         m, rest = vals[:k], vals[kq:]
         tail = rest + extra
         t, size = 0, FIRST_CHUNK
+        # the first chunk's counter vectors and iteration count depend only on the counters'
+        # and the condition's invariants' values: kept per loop for the values seen (a Keras
+        # RNN's loop starts from the same ones every call; ~10 us a loop)
+        key = (tuple((v.dtype.char, v.item()) for v in q0),
+               tuple((vals[j].dtype.char, vals[j].item()) for j in self.cond_invariants))
+        first = self._first.get(key)
         while True:
-            # counters of iterations t .. t + size - 1, wrapping as repeated integer adds do
-            idx = np.arange(t, t + size)
-            vecs = []
-            for v, (step, _, _, sub) in zip(q0, self.steps):
-                d = np.multiply(idx.astype(v.dtype), step)
-                vecs.append(np.subtract(v, d) if sub else np.add(v, d))
-            if t:
-                c = cond(m + tuple(vecs) + rest)[0]
+            if first is not None:
+                vecs, n = first
+                first = None
+                del vals, box[0]
             else:
-                try:
+                # counters of iterations t .. t + size - 1, wrapping as repeated integer adds do
+                idx = np.arange(t, t + size)
+                vecs = []
+                for v, (step, _, _, sub) in zip(q0, self.steps):
+                    d = np.multiply(idx.astype(v.dtype), step)
+                    vecs.append(np.subtract(v, d) if sub else np.add(v, d))
+                if t:
                     c = cond(m + tuple(vecs) + rest)[0]
-                except Exception:  # noqa: BLE001  (not vectorisable after all: step instead)
-                    return None
-                if c.shape != (size,) or c.dtype != np.bool_:
-                    return None
-                del vals, box[0]  # from here on the loop owns the state (see __call__)
-            stop = np.flatnonzero(~c)
-            n = int(stop[0]) if stop.size else size
+                else:
+                    try:
+                        c = cond(m + tuple(vecs) + rest)[0]
+                    except Exception:  # noqa: BLE001  (not vectorisable after all: step instead)
+                        return None
+                    if c.shape != (size,) or c.dtype != np.bool_:
+                        return None
+                    del vals, box[0]  # from here on the loop owns the state (see __call__)
+                stop = np.flatnonzero(~c)
+                n = int(stop[0]) if stop.size else size
+                if not t and len(self._first) < _FIRST_KEPT:
+                    for v in vecs:  # (the body reads views of them: never written)
+                        v.setflags(write=False)
+                    self._first[key] = (vecs, n)
             if self.chunk is not None:
                 box = [m]
                 del m
