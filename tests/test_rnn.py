@@ -590,3 +590,29 @@ def test_counted_loop_keeps_first_chunks_per_starting_values():
         assert int(got[1]) == int(want[1]) == max(n, start)
     # (5, 0), (3, 0), (100, 0), (5, 2), (200, 150): a loop that does not start keeps nothing
     assert len(loop._first) == 5
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "simple"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_projection_reads_the_tensor_a_list_was_made_from(name, batch):
+    """A list made by TensorListFromTensor keeps its tensor, and the cell's projection reads
+    it (contiguous or a transposed view) instead of joining the elements: the same values as
+    from a list of the same elements alone. A new version of the list (an element set) does
+    not keep it, and its projection reads the new element."""
+    from tfdeploy.kernels.lists.tensorlist import TensorListFromTensor, TensorListSetItem
+    from tfdeploy.runtime.tensorlist import TensorList
+
+    cell = _cells()[name]
+    es = np.array([-1, 3], np.int32)
+    seq = _w(batch, 5, 3)  # (batch, time, depth), as Keras holds it
+    for tensor in (np.ascontiguousarray(seq.transpose(1, 0, 2)), seq.transpose(1, 0, 2)):
+        lst = TensorListFromTensor(tensor, es)
+        assert lst.whole is tensor
+        plain = TensorList.of(list(tensor), np.float32)
+        assert plain.whole is None
+        np.testing.assert_array_equal(cell.project(lst), cell.project(plain))
+        new = TensorListSetItem(lst, np.int32(2), _w(batch, 3))
+        assert new.whole is None and lst.whole is tensor
+        want = cell.project(TensorList.of(new.items(), np.float32))
+        np.testing.assert_array_equal(cell.project(new), want)
+        assert not np.array_equal(want, cell.project(lst))

@@ -37,7 +37,7 @@ class Store:
 class TensorList:
     """The value of a TF TensorList (a DT_VARIANT scalar): element dtype, shape and items."""
 
-    __slots__ = ("dtype", "shape", "max_size", "_store", "_n", "_diff")
+    __slots__ = ("dtype", "shape", "max_size", "_store", "_n", "_diff", "whole")
 
     def __init__(self, dtype: np.dtype, shape, store: Store, n: int, max_size: int = -1):
         self.dtype = dtype
@@ -49,10 +49,17 @@ class TensorList:
         #: None for the head (newest) version of the store; else (successor, {index: old
         #: element} or None): this version reads like its successor except those elements
         self._diff = None
+        #: the array whose slices along axis 0 are this version's elements, when it was made
+        #: from one (``TensorListFromTensor``): a consumer of every element (an RNN's input
+        #: projection) reads it instead of joining them again; else None
+        self.whole = None
 
     @classmethod
-    def of(cls, items: list, dtype, shape=None, max_size: int = -1) -> TensorList:
-        return cls(np.dtype(dtype), shape, Store(items), len(items), max_size)
+    def of(cls, items: list, dtype, shape=None, max_size: int = -1,
+           whole: np.ndarray | None = None) -> TensorList:
+        lst = cls(np.dtype(dtype), shape, Store(items), len(items), max_size)
+        lst.whole = whole
+        return lst
 
     def __len__(self) -> int:
         return self._n
@@ -90,7 +97,9 @@ class TensorList:
     # ------------------------------------------------------------------ new versions
     def copy(self) -> TensorList:
         """An equal list with a store of its own (O(n) references, no element copies)."""
-        return self._with(self.items())
+        new = self._with(self.items())
+        new.whole = self.whole
+        return new
 
     def _successor(self, n: int, changes: dict | None) -> TensorList:
         new = TensorList(self.dtype, self.shape, self._store, n, self.max_size)

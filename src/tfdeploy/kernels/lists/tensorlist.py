@@ -158,8 +158,9 @@ def TensorListFromTensor(tensor, element_shape, *, element_dtype=None):
     shape = _shape_of(element_shape)
     merge_shapes(shape, tensor.shape[1:])  # only checked: the list keeps the shape it was given
     # iterating a tensor of rank >= 2 gives the views tensor[i] (as fast as it gets: in C)
-    items = list(tensor) if tensor.ndim > 1 else [tensor[i, ...] for i in range(len(tensor))]
-    return TensorList.of(items, tensor.dtype, shape)
+    if tensor.ndim > 1:
+        return TensorList.of(list(tensor), tensor.dtype, shape, whole=tensor)
+    return TensorList.of([tensor[i, ...] for i in range(len(tensor))], tensor.dtype, shape)
 
 
 @op("TensorListSplit")

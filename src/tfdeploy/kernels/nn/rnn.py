@@ -158,18 +158,26 @@ class _Cell:
         copy of its result, which costs more than it saves."""
         if lst.__class__ is not TensorList or lst.dtype != self.dtype:
             return None
-        items = lst.items()
-        try:
-            shape = items[0].shape
-            if len(shape) != 2 or shape[1] != self.depth or \
-                    any(a.shape != shape for a in items):
+        whole = lst.whole  # (the tensor the list was made from: its elements, joined)
+        if whole is not None and whole.ndim == 3 and whole.shape[0] and \
+                whole.shape[2] == self.depth and whole.dtype == self.dtype:
+            (n, b, d), items = whole.shape, None
+        else:
+            items = lst.items()
+            try:
+                shape = items[0].shape
+                if len(shape) != 2 or shape[1] != self.depth or \
+                        len({a.shape for a in items}) != 1:
+                    return None
+            except (AttributeError, IndexError):  # (no element, or one unset: None)
                 return None
-        except (AttributeError, IndexError):  # (no element, or one unset: None)
-            return None
-        n, (b, d) = len(items), shape
+            n, (b, d) = len(items), shape
         if n * b * self.wt.shape[0] * self.dtype.itemsize > PROJECTION_LIMIT_BYTES:
             return None
-        x = np.concatenate(items)  # (much faster than np.stack)
+        if items is not None:
+            x = np.concatenate(items)  # (much faster than np.stack)
+        else:  # (at batch 1 a view, unless the tensor is not contiguous)
+            x = whole.reshape(n, d) if b == 1 else whole
         if x.dtype != self.dtype:  # (the list's own dtype: a list never holds others)
             return None
         if b == 1:
