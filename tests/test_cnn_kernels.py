@@ -651,3 +651,29 @@ def test_augmented_pointwise_by_blocks(dtype, monkeypatch):
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(got, want + 1, rtol=tol, atol=tol)
     np.testing.assert_allclose(run(x), want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("ws, strides", [((1, 1, 6, 4), 1), ((1, 1, 6, 9), 1),
+                                         ((1, 1, 6, 4), 2), ((3, 3, 6, 4), 1)],
+                         ids=["product", "augmented", "strided", "3x3"])
+def test_conv_runner_prologue(ws, strides, monkeypatch):
+    """A prologue (elementwise ops on the input, ``fused.prologue_op``) runs on each block of
+    a unit-stride 1x1 conv's rows as it multiplies them (the bias in the product or not), and
+    on a copy of the whole input for any other conv: the values of the ops then the conv,
+    the input never written."""
+    monkeypatch.setattr(runner, "_PROLOGUE_BYTES", 1)  # (blocks of 64 rows)
+    w, b = _r(*ws), _r(ws[3])
+    s, t = _r(6) + 1, _r(6)
+    pro = fused.prologue_op([("mul", s), ("add", t), ("relu6", None)], np.dtype(np.float32), 6)
+    attrs = {"strides": [1, strides, strides, 1], "padding": "SAME"}
+    run = runner.conv_runner("Conv2D", attrs, w, b, pro)
+    x = _r(3, 11, 7, 6) * 8
+    keep = x.copy()
+    want = conv.Conv2D(np.clip(x * s + t, 0, 6), w, **attrs) + b
+    rec = _Recorder()
+    got = run(x, rec)
+    rec.check(got)
+    np.testing.assert_allclose(got, want + 1, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(x, keep)
+    if ws[:2] == (1, 1) and strides == 1:
+        assert len(rec.ranges) >= 3  # (231 rows)

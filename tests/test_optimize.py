@@ -305,6 +305,114 @@ def test_fallback_for_other_dtypes_and_errors_name_the_conv():
         opt(_r(1, 5, 5, 3))
 
 
+def _pre_activation(c=8, co=5, *, act="Relu", conv_attrs=None, extra=(), out_ops=True,
+                    dtype=np.float32):
+    """x -> Mul(s) -> AddV2(t) -> act -> 1x1 Conv2D (-> BiasAdd -> Relu)."""
+    dt = np.dtype(dtype).name
+    nodes = [placeholder("x", dt), const("s", _r(c, lo=0.5, hi=2, dtype=dtype)),
+             const("t", _r(c, dtype=dtype)), const("w", _r(1, 1, c, co, dtype=dtype)),
+             const("b", _r(co, dtype=dtype)),
+             Node("bn_mul", "Mul", ["x", "s"], {"T": dt}),
+             Node("bn_add", "AddV2", ["bn_mul", "t"], {"T": dt}),
+             Node("act", act, ["bn_add"], {"T": dt}),
+             Node("conv", "Conv2D", ["act", "w"], {"T": dt, "strides": [1, 1, 1, 1],
+                                                  "padding": "VALID", "data_format": "NHWC",
+                                                  "dilations": [1, 1, 1, 1],
+                                                  **(conv_attrs or {})}),
+             *extra]
+    if out_ops:
+        nodes += [Node("bias", "BiasAdd", ["conv", "b"], {"T": dt}),
+                  Node("out", "Relu", ["bias"], {"T": dt})]
+    return nodes
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("c, co", [(8, 5), (3, 7)], ids=["product", "augmented"])
+def test_prologue_before_a_pointwise_conv(c, co, dtype, monkeypatch):
+    """The affine ops and activation before a 1x1 conv run in its kernel, on each block of
+    input rows it multiplies (here blocks of 64 rows, the last shorter; the bias in the
+    product or added after): the unfused plan's results, the input never written."""
+    from tfdeploy.kernels.nn import runner
+
+    monkeypatch.setattr(runner, "_PROLOGUE_BYTES", 1)
+    x = _r(2, 9, 7, c, lo=-3, hi=3, dtype=dtype)
+    keep = x.copy()
+    nodes = _pre_activation(c, co, dtype=dtype)
+    plain, opt = _check(nodes, ["out"], ["x"], [x], ["Mul+AddV2+Relu+Conv2D+BiasAdd+Relu"],
+                        rtol=1e-6 if dtype == np.float32 else 1e-13)
+    st = opt.steps[0]
+    assert [k for k, _ in st.attrs["prologue"]] == ["mul", "add", "relu"]
+    assert st.attrs["epilogue"][-1][0] == "relu" and st.ins == opt.feed_values
+    np.testing.assert_array_equal(x, keep)
+    # a transposed (non-contiguous) input goes by the generic path, the prologue first
+    xt = np.ascontiguousarray(x.transpose(0, 2, 1, 3)).transpose(0, 2, 1, 3)
+    np.testing.assert_allclose(opt(xt)[0], plain(x)[0], rtol=1e-6, atol=1e-6)
+    # another dtype: the members unfused
+    other = np.float64 if dtype == np.float32 else np.float32
+    np.testing.assert_allclose(opt(x.astype(other))[0], plain(x.astype(other))[0],
+                               rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("act", ["Relu", "Relu6", "Elu", "Sigmoid", "Tanh", "LeakyRelu"])
+def test_prologue_activations_and_a_conv_without_epilogue(act):
+    x = _r(1, 6, 6, 8, lo=-8, hi=8)
+    _check(_pre_activation(act=act, out_ops=False), ["conv"], ["x"], [x],
+           [f"Mul+AddV2+{act}+Conv2D"], rtol=1e-6)
+
+
+def test_prologue_over_threads(split_everything):
+    x = _r(3, 16, 12, 8, lo=-3, hi=3)
+    _check(_pre_activation(), ["out"], ["x"], [x], ["Mul+AddV2+Relu+Conv2D+BiasAdd+Relu"],
+           rtol=1e-6)
+    assert any(k > 1 for _, k in split_everything)
+
+
+@pytest.fixture
+def split_everything(monkeypatch):
+    """Four threads, every product worth splitting; the (rows, blocks) of each split."""
+    from tfdeploy.runtime import parallel, threads
+
+    monkeypatch.setattr(parallel, "MIN_WORK", 1)
+    monkeypatch.setitem(threads._state, "threads", 4)
+    calls = []
+    real = parallel.run_blocks
+
+    def counted(fn, rows, k):
+        calls.append((rows, k))
+        return real(fn, rows, k)
+
+    monkeypatch.setattr(parallel, "run_blocks", counted)
+    return calls
+
+
+def test_no_prologue():
+    x = _r(2, 6, 6, 8, lo=-3, hi=3)
+    chain = ["Conv2D+BiasAdd+Relu"]
+    # the activation's value read twice
+    extra = [Node("twice", "AddV2", ["act", "act"], {"T": "float32"})]
+    _check(_pre_activation(extra=extra), ["out", "twice"], ["x"], [x], chain)
+    # the affine ops' result fetched: the activation alone joins
+    _check(_pre_activation(), ["out", "bn_add"], ["x"], [x], ["Relu+Conv2D+BiasAdd+Relu"])
+    # a strided 1x1 conv, a 3x3 conv: not a product over each pixel's channels
+    _check(_pre_activation(conv_attrs={"strides": [1, 2, 2, 1]}), ["out"], ["x"], [x], chain)
+    nodes = _pre_activation()
+    nodes[3] = const("w", _r(3, 3, 8, 5))
+    _check(nodes, ["out"], ["x"], [x], chain)
+    # no activation last: the affine ops alone stay (BatchNorm before a conv is not this)
+    nodes = _pre_activation()
+    nodes[7] = Node("act", "Identity", ["bn_add"], {"T": "float32"})
+    _check(nodes, ["out"], ["x"], [x], chain)
+
+
+def test_prologue_keeps_what_is_not_per_channel():
+    """A constant of the map's whole shape ends the prologue: the activation alone joins."""
+    x = _r(2, 6, 6, 8, lo=-3, hi=3)
+    nodes = _pre_activation()
+    nodes[2] = const("t", _r(1, 6, 6, 8))
+    _, opt = _check(nodes, ["out"], ["x"], [x], ["Relu+Conv2D+BiasAdd+Relu"], rtol=1e-6)
+    assert [k for k, _ in opt.steps[-1].attrs["prologue"]] == ["relu"]
+
+
 def _convs_of(plan):
     """The convolutions a plan runs: (label, output channels), fused chains by their core."""
     found = []
@@ -520,6 +628,30 @@ def _resnet_like(k):
     return k.Model(inp, L.Dense(5, name="logits")(x))
 
 
+def _densenet_like(k):
+    """Pre-activation layers (BatchNormalization and ReLU before each convolution) joined by
+    concatenations, and a transition, as DenseNet's."""
+    L = k.layers
+    inp = k.Input((16, 16, 3), name="image")
+    x = L.Conv2D(8, 3, padding="same", use_bias=False)(inp)
+    x = L.BatchNormalization()(x)
+    x = L.Activation("relu")(x)
+    for _ in range(2):
+        y = L.BatchNormalization()(x)
+        y = L.Activation("relu")(y)
+        y = L.Conv2D(12, 1)(y)
+        y = L.BatchNormalization()(y)
+        y = L.Activation("relu")(y)
+        y = L.Conv2D(4, 3, padding="same")(y)
+        x = L.Concatenate()([x, y])
+    x = L.BatchNormalization()(x)
+    x = L.ReLU(6.0)(x)
+    x = L.Conv2D(10, 1)(x)
+    x = L.AveragePooling2D(2)(x)
+    x = L.GlobalAveragePooling2D()(x)
+    return k.Model(inp, L.Dense(5, name="logits")(x))
+
+
 def _mlp(k):
     L = k.layers
     inp = k.Input((12,), name="features")
@@ -535,8 +667,9 @@ def _mlp(k):
 @pytest.mark.tf
 @pytest.mark.parametrize("flavour", ["keras3", "tf_keras"])
 @pytest.mark.parametrize("build, shape", [(_mobilenet_v2, (2, 96, 96, 3)),
-                                          (_resnet_like, (3, 24, 24, 3)), (_mlp, (6, 12))],
-                         ids=["mobilenet_v2", "resnet_like", "mlp"])
+                                          (_resnet_like, (3, 24, 24, 3)), (_mlp, (6, 12)),
+                                          (_densenet_like, (2, 16, 16, 3))],
+                         ids=["mobilenet_v2", "resnet_like", "mlp", "densenet_like"])
 def test_keras_model_fused(flavour, build, shape):
     k = _keras(flavour)
     k.utils.set_random_seed(0)
@@ -557,6 +690,10 @@ def test_keras_model_fused(flavour, build, shape):
     scale = float(np.max(np.abs(want)))
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * scale)
     np.testing.assert_allclose(got, plain(x)[0], rtol=1e-5, atol=1e-5 * scale)
+    if build is _densenet_like:  # each 1x1 convolution takes its BatchNorm and ReLU before it
+        pro = [st.label for st in opt.steps if st.attrs.get("prologue")]
+        bn = "FusedBatchNormV3" if flavour == "tf_keras" else "Mul+AddV2"
+        assert len(pro) == 3 and all(p.startswith(f"{bn}+Relu") for p in pro), pro
 
 
 @pytest.mark.tf

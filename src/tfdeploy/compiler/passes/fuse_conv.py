@@ -17,6 +17,13 @@ the value passed on has exactly one reader and is neither fetched nor fed:
 
 The leading affine ops fold into the weight (W * scale per output channel, in float64, rounded
 once) and one bias; the rest run in place on the core's fresh output (``kernels/nn/fused.py``).
+
+A unit-stride 1x1 NHWC Conv2D (float32/float64) also takes the steps *before* it, as its
+``prologue``, when they are affine ops by constants along its input channels ending in an
+activation, each value with that one reader: the pre-activation BatchNorm and ReLU of DenseNet's
+layers (after each concatenation) and of pre-activation ResNets. The kernel applies them, in
+order and in place, to each block of input rows it copies for its matrix product, while the
+block is in cache: three full-size passes and arrays fewer (``kernels/nn/runner.py``).
 Steps are matched by op type, and only where the op runs tfdeploy's own numpy kernel
 (``registry.runs_builtin``): a user's kernel or another implementation (scipy) is never
 bypassed, the chain simply stops before it. The fused step keeps the steps it replaces
@@ -234,16 +241,19 @@ def _link(st: Step, cur: int, core: _Core, constants) -> tuple | None:
 
 
 class _Readers:
-    """Who reads what, over a step list."""
+    """Who reads what, over a step list (and which step makes each value)."""
 
     def __init__(self, steps: list[Step], constants, pinned):
         self.steps = steps
         self.constants = constants
         self.pinned = pinned
         self.readers: dict[int, list[int]] = {}
+        self.maker: dict[int, int] = {}
         for k, st in enumerate(steps):
             for s in st.ins:
                 self.readers.setdefault(s, []).append(k)
+            for _, v in st.outs:
+                self.maker[v] = k
         self.claimed: set[int] = set()
 
     def single(self, value: int, k: int) -> int | None:
@@ -378,11 +388,73 @@ def _follow(g: _Readers, k: int, core: _Core) -> tuple[list[int], list[tuple], i
         cur_k, cur = ms[-1], g.out(ms[-1])
 
 
+#: the activations a prologue may end in (elementwise, computed in place on a block)
+_PROLOGUE_ACTS = {"Relu": "relu", "Relu6": "relu6", "LeakyRelu": "leaky_relu", "Elu": "elu",
+                  "Sigmoid": "sigmoid", "Tanh": "tanh"}
+
+
+def _pointwise(st: Step, core: _Core) -> bool:
+    """``st`` is a unit-stride 1x1 NHWC Conv2D of float32/float64 (a product over each pixel's
+    channels, which the conv kernel runs by blocks of pixels)."""
+    a = st.attrs
+    return st.op == "Conv2D" and core.weight.shape[:2] == (1, 1) and \
+        core.dtype in _FLOATS and a.get("data_format", "NHWC") == "NHWC" and \
+        list(a.get("strides", ())) == [1, 1, 1, 1] and \
+        list(a.get("dilations", [1, 1, 1, 1])) == [1, 1, 1, 1] and \
+        a.get("padding") in ("SAME", "VALID")
+
+
+def _prologue(g: _Readers, k: int, core: _Core) -> tuple[list[int], list, int] | None:
+    """(member steps in plan order, prologue ops, the value they start from) of the steps
+    before the pointwise conv ``k`` that it can apply to its input blocks: affine ops by
+    constants along the input channels (inference BatchNorms among them, as x * scale +
+    shift), then an activation, each value read only by the next step (and neither fed nor
+    fetched); or None."""
+    if not _pointwise(g.steps[k], core):
+        return None
+    c_in = core.weight.shape[2]
+    inputs = _Core("conv", core.weight, 2, 4, -1, c_in)  # (the input's channels)
+    v, reader = g.steps[k].ins[0], k
+    j = g.maker.get(v)
+    if j is None or j in g.claimed or g.single(v, j) != reader:
+        return None
+    st = g.steps[j]
+    act = _PROLOGUE_ACTS.get(st.op)
+    if act is None or not _plain(st, 1):
+        return None
+    arg = st.attrs.get("alpha", 0.2) if act == "leaky_relu" else None
+    members, ops = [j], [(act, arg)]
+    v, reader = st.ins[0], j
+    while True:
+        j = g.maker.get(v)
+        if j is None or j in g.claimed or g.single(v, j) != reader:
+            break
+        st = g.steps[j]
+        chained = [u for u in st.ins if u not in g.constants]  # (the others constants)
+        if len(chained) != 1 or not _plain(st):
+            break
+        if st.op in _BATCH_NORMS:
+            link = _batch_norm(st, chained[0], inputs, g.constants)
+        elif st.op in _AFFINE and len(st.ins) == 2:
+            link = _affine(st, chained[0], inputs, g.constants)
+        else:
+            break
+        if link is None or link[0] != "affine":
+            break
+        members.insert(0, j)
+        ops[:0] = link[2]
+        v, reader = chained[0], j
+    if v in g.constants:
+        return None
+    return members, ops, v
+
+
 def _chain(g: _Readers, k: int, core: _Core):
     """(member step indices, position, fused step) of the chain headed by step ``k``, or
     None."""
     members, ops, cur = _follow(g, k, core)
-    if not ops:
+    pro = _prologue(g, k, core)
+    if not ops and pro is None:
         return None
     built = _build(core, ops)
     if built is None:
@@ -390,9 +462,10 @@ def _chain(g: _Readers, k: int, core: _Core):
     weight, epilogue = built
     steps = g.steps
     first = steps[k]
-    # external inputs: the core's input, then each residual operand; the fused step runs where
-    # the last of them is read (all are computed by then, and its result is read only later)
-    ext, pos, n_res = [first.ins[0]], k, 0
+    # external inputs: the core's input (or its prologue's), then each residual operand; the
+    # fused step runs where the last of them is read (all are computed by then, and its
+    # result is read only later)
+    ext, pos, n_res = [first.ins[0] if pro is None else pro[2]], k, 0
     # the residual steps, matched to the residual ops in order by their operand (not by
     # position: swish with beta spans several members for one op)
     residuals = [op[2] for op in ops if op[0] == "residual"]
@@ -402,10 +475,14 @@ def _chain(g: _Readers, k: int, core: _Core):
             n_res += 1
             pos = max(pos, j)
     core_attrs = {a: v for a, v in first.attrs.items() if not a.startswith("_")}
+    if pro is not None:
+        members = pro[0] + members
     label = "+".join(steps[j].op for j in members)
     attrs = {"core": first.op, "core_attrs": core_attrs, "weight": weight,
              "epilogue": epilogue, "channels": core.channels if core.axis == -1 else 0,
-             "_label": f"{label} ({steps[k].name} .. {steps[members[-1]].name})"}
+             "_label": f"{label} ({steps[members[0]].name} .. {steps[members[-1]].name})"}
+    if pro is not None:
+        attrs["prologue"] = pro[1]
     if weight.dtype != core.dtype:  # computed in float32, rounded to the chain's dtype
         attrs["dtype"] = str(core.dtype)
     fused = Step("_FusedChain", first.name, tuple(ext), ((0, cur),), attrs,

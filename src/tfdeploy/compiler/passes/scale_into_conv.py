@@ -18,8 +18,10 @@ from tfdeploy.compiler.plan import Plan, Step
 
 
 def _pointwise_chain(st: Step) -> bool:
-    """``st`` is a fused chain on a unit-stride 1x1 NHWC Conv2D (not already scaled)."""
-    if st.op != "_FusedChain" or st.attrs.get("core") != "Conv2D" or st.attrs.get("scaled"):
+    """``st`` is a fused chain on a unit-stride 1x1 NHWC Conv2D (not already scaled, and
+    without a prologue: its input is the prologue's)."""
+    if st.op != "_FusedChain" or st.attrs.get("core") != "Conv2D" or st.attrs.get("scaled") or \
+            st.attrs.get("prologue"):
         return False
     a, w = st.attrs.get("core_attrs", {}), st.attrs.get("weight")
     return getattr(w, "shape", (0,))[:2] == (1, 1) and w.ndim == 4 and \

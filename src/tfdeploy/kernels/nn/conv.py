@@ -299,16 +299,23 @@ def _pointwise(x, wm, strides, pads, outs, out, epilogue) -> None:
     gemm_rows(xm, wm, ym, out, step, epilogue)
 
 
-def gemm_rows(xm, wm, ym, out, step: int, epilogue) -> None:
+def gemm_rows(xm, wm, ym, out, step: int, epilogue, prologue=None) -> None:
     """``ym = xm @ wm`` in blocks of ``step`` rows, ``epilogue(out, start, stop)`` after
-    each; the rows split over threads when there is enough work (``runtime/parallel.py``)."""
+    each; the rows split over threads when there is enough work (``runtime/parallel.py``).
+    ``prologue(src, dst)``: applied to each block of ``xm`` first, into a scratch block."""
     m, (c, co) = ym.shape[0], wm.shape
     step = max(1, step)
 
     def run(first: int, last: int) -> None:
+        buf = None if prologue is None else \
+            scratch("conv_prologue", min(step, last - first) * c, xm.dtype)  # (per thread)
         for r in range(first, last, step):
             e = min(last, r + step)
-            np.matmul(xm[r:e], wm, out=ym[r:e])
+            xb = xm[r:e]
+            if buf is not None:
+                xb = buf[:xb.size].reshape(xb.shape)
+                prologue(xm[r:e], xb)
+            np.matmul(xb, wm, out=ym[r:e])
             if epilogue is not None:
                 epilogue(out, r, e)
 

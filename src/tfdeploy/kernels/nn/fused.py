@@ -33,6 +33,7 @@ from tfdeploy.kernels.nn.transformer import gelu_
 from tfdeploy.numerics.half import float16_to_float32, round_to_float16
 from tfdeploy.runtime import parallel
 
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _BINARY = {"mul": np.multiply, "add": np.add, "sub": np.subtract, "div": np.divide}
 #: np.clip's ufunc, without np.clip's Python wrapper (~4 us a call, ~60 calls a CNN); the
 #: wrapper where numpy does not expose it
@@ -323,17 +324,61 @@ class FusedChain:
         return f"<fused kernel {self.name}>"
 
 
+def prologue_op(prologue: list, dtype: np.dtype, channels: int) -> Callable:
+    """``pro(src, dst)``: the ops ``prologue`` ((kind, argument) pairs of
+    :func:`epilogue_op`'s elementwise kinds, no external inputs) applied to the rows ``src``
+    [R, channels], written to ``dst`` of the same shape (the first op reads ``src``, the
+    rest work in place on ``dst``: no separate copy). In pieces small enough for the
+    constants' repeated copies (``Tiled``): numpy's broadcast of a row of channels costs
+    1.3-3.6x an operation on two arrays of one shape."""
+    (kind, arg), rest = prologue[0], [epilogue_op(k, dtype, a) for k, a in prologue[1:]]
+    if kind in _BINARY:
+        ufunc = _BINARY[kind]
+        tiled = Tiled(arg) if getattr(arg, "ndim", 0) else None
+
+        def first(src, dst):
+            ufunc(src, arg if tiled is None else tiled.like(dst), out=dst)
+    elif kind in ("relu", "relu6"):
+        lo, hi = np.zeros((), dtype), np.full((), np.inf if kind == "relu" else 6, dtype)
+
+        def first(src, dst):
+            _clip(src, lo, hi, out=dst)
+    else:
+        f = epilogue_op(kind, dtype, arg)
+
+        def first(src, dst):
+            np.copyto(dst, src)
+            f(dst, ())
+    sub = max(1, Tiled.LIMIT // max(channels, 1))
+
+    def pro(src, dst):
+        for i in range(0, src.shape[0], sub):
+            s, d = src[i:i + sub], dst[i:i + sub]
+            first(s, d)
+            for f in rest:
+                f(d, ())
+    return pro
+
+
 @op("_FusedChain", internal=True, needs_context=True)
 def _FusedChain(*, _ctx, core: str, core_attrs: dict, weight: np.ndarray, epilogue: list,
                 channels: int = 0, scaled: bool = False, dtype: str | None = None,
-                _fallback=None, _label: str = "_FusedChain"):
+                prologue: list | None = None, _fallback=None, _label: str = "_FusedChain"):
     """A convolution or matrix product with its constant weight, then its epilogue in place
     (see the module docstring). ``epilogue``: (kind, argument) pairs, see :func:`epilogue_op`;
     ``scaled``: the conv's input is the product of the step's first two inputs (a 1x1 conv
-    only); ``_fallback``: the unfused steps, compiled (set by the compiler's lowering).
-    ``dtype``: a float16/bfloat16 chain's dtype, computed in the weight's float32 and rounded
-    once."""
+    only); ``prologue``: (kind, argument) pairs applied to the input first, block by block
+    (a channels-last Conv2D of float32/float64 only, ``runner.conv_runner``); ``_fallback``:
+    the unfused steps, compiled (set by the compiler's lowering). ``dtype``: a
+    float16/bfloat16 chain's dtype, computed in the weight's float32 and rounded once."""
     dt = weight.dtype
+    pro = None
+    if prologue:
+        if core != "Conv2D" or dtype is not None or scaled or dt not in _FLOATS or \
+                not channels:
+            raise ValueError(f"_FusedChain: a prologue needs a channels-last float32/float64 "
+                             f"Conv2D core, got {core} ({dtype or dt})")
+        pro = prologue_op(prologue, dt, weight.shape[2])
     if dtype is not None:
         low = to_numpy(dtype)
         chain = _FusedChain(_ctx=_ctx, core=core, core_attrs=core_attrs, weight=weight,
@@ -345,7 +390,7 @@ def _FusedChain(*, _ctx, core: str, core_attrs: dict, weight: np.ndarray, epilog
             getattr(epilogue[0][1], "shape", None) == (channels,):
         bias, epilogue = epilogue[0][1], epilogue[1:]  # (the conv kernel adds it)
     ops = [epilogue_op(k, dt, a) for k, a in epilogue]
-    kernel = conv_runner(core, core_attrs, weight, bias)
+    kernel = conv_runner(core, core_attrs, weight, bias, pro)
     if kernel is not None:
         return FusedChain(kernel, dt, ops, _fallback, _label, channels, blocked=True,
                           scaled=scaled)

@@ -1,11 +1,14 @@
 """The conv kernels the fused chains drive (``conv_runner``): the built-in Conv2D, Conv3D and
 DepthwiseConv2dNative kernels with their filter (and a bias) bound, the geometry worked out
 once per input shape, and two extras the fusion passes use: a per-channel bias added inside the
-matmul where that is cheaper, and a squeeze-excite scale folded into a 1x1 conv (``scaled``).
-One implementation: the work is done by ``conv.py`` and ``depthwise.py``'s functions.
+matmul where that is cheaper, a squeeze-excite scale folded into a 1x1 conv (``scaled``), and a
+prologue of elementwise ops applied to the input block by block (a pre-activation BatchNorm and
+ReLU). One implementation: the work is done by ``conv.py`` and ``depthwise.py``'s functions.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -31,17 +34,21 @@ from tfdeploy.runtime import parallel
 _AUGMENT_BYTES = 1 << 20
 
 
-def conv_runner(op_type: str, attrs: dict, filter: np.ndarray, bias: np.ndarray | None = None):
+def conv_runner(op_type: str, attrs: dict, filter: np.ndarray, bias: np.ndarray | None = None,
+                prologue: Prologue | None = None):
     """The built-in kernel of ``op_type`` (Conv2D, Conv3D, DepthwiseConv2dNative) with its
     attributes and constant ``filter`` bound, as ``run(input, epilogue=None)``: the kernel
     the fused chains drive (one implementation, two entry points). ``epilogue(y, start,
     stop)`` (channels-last only) runs on rows ``start:stop`` of the output ``y.reshape(-1, C)``
     as soon as each block is computed. ``bias`` (channels-last only): a per-channel vector
-    added to the convolution, in the matmul itself where that is cheaper. None for another
+    added to the convolution, in the matmul itself where that is cheaper. ``prologue(src,
+    dst)`` (channels-last only): elementwise ops applied to the input first, a block of rows
+    ``x.reshape(-1, C)`` at a time into a buffer (the input is never written); a unit-stride
+    1x1 convolution applies it to each block it multiplies, while in cache. None for another
     op."""
     if op_type not in ("Conv2D", "Conv3D", "DepthwiseConv2dNative"):
         return None
-    return _Runner(op_type, attrs, filter, bias)
+    return _Runner(op_type, attrs, filter, bias, prologue)
 
 
 def _constant_filter(op_type: str, consts, attrs: dict):
@@ -73,6 +80,14 @@ def _constant_specializer(op_type: str):
 
 for _op in ("Conv2D", "DepthwiseConv2dNative"):
     specializer(_op)(_constant_specializer(_op))
+
+
+#: a prologue runs on blocks of input rows of about this many bytes (in cache between its ops
+#: and the product reading the block)
+_PROLOGUE_BYTES = 1 << 19
+
+#: ``prologue(src, dst)``: the ops applied to rows ``src`` of the input, written to ``dst``
+Prologue = Callable[[np.ndarray, np.ndarray], object]
 
 
 def _biased(epilogue: Epilogue | None, bias: np.ndarray, tiled=None) -> Epilogue:
@@ -112,17 +127,19 @@ class _Runner:
     (a memo of a pure function of the shape, so threads may share it): the attribute parsing
     and checks cost ~20 us a call, as much as a small layer's arithmetic."""
 
-    __slots__ = ("op", "filter", "bias", "augmented", "args", "memo", "tiles", "wino")
+    __slots__ = ("op", "filter", "bias", "augmented", "args", "memo", "tiles", "wino",
+                 "prologue")
 
-    def __init__(self, op_type: str, attrs: dict, filter: np.ndarray, bias=None):
+    def __init__(self, op_type: str, attrs: dict, filter: np.ndarray, bias=None,
+                 prologue: Prologue | None = None):
         a = dict(attrs)
         default = "NDHWC" if op_type == "Conv3D" else "NHWC"
-        self.op, self.filter, self.bias = op_type, filter, bias
+        self.op, self.filter, self.bias, self.prologue = op_type, filter, bias, prologue
         self.args = (a["strides"], a["padding"], a.get("explicit_paddings", ()),
                      a.get("data_format", default),
                      a.get("dilations", (1,) * (5 if op_type == "Conv3D" else 4)))
-        if bias is not None and _spatial(self.args[3])[0]:
-            raise ValueError("a conv runner's bias needs a channels-last format")
+        if (bias is not None or prologue is not None) and _spatial(self.args[3])[0]:
+            raise ValueError("a conv runner's bias or prologue needs a channels-last format")
         self.augmented = _augmented(filter, bias) if op_type == "Conv2D" else None
         self.memo: dict = {}
         self.tiles: dict = {}  # the depthwise filter tiled per output width (a memo too)
@@ -147,7 +164,8 @@ class _Runner:
         full-size temporary array."""
         w = self.filter
         strides, padding, explicit, fmt, dilations = self.args
-        if self.op != "Conv2D" or fmt != "NHWC" or w.shape[:2] != (1, 1) or a.ndim != 4 or \
+        if self.prologue is not None or \
+                self.op != "Conv2D" or fmt != "NHWC" or w.shape[:2] != (1, 1) or a.ndim != 4 or \
                 b.ndim != 4 or a.dtype != w.dtype or b.dtype != w.dtype or \
                 list(strides) != [1, 1, 1, 1] or list(dilations) != [1, 1, 1, 1] or \
                 padding not in ("SAME", "VALID") or low_precision(w.dtype):
@@ -200,7 +218,27 @@ class _Runner:
         return _conv(x, self.filter, strides, padding, explicit, fmt, dilations, epilogue)
 
     def _prepare(self, x):
-        """The call for inputs like ``x``: the generic kernel, or with the geometry bound."""
+        """The call for inputs like ``x``: the generic kernel, or with the geometry bound; a
+        prologue is applied by the unit-stride 1x1 path to each block, else to a copy of the
+        whole input first."""
+        run = self._choose(x)
+        pro = self.prologue
+        if pro is None or getattr(run, "prologue", False):
+            return run
+
+        def prologued(x, epilogue):
+            if x.ndim < 1 or x.size == 0 or x.dtype != self.filter.dtype:
+                return run(x, epilogue)  # (the kernel's own result or error)
+            y = np.empty(x.shape, x.dtype)  # (the input is never written)
+            src, dst = np.ascontiguousarray(x).reshape(-1, x.shape[-1]), y.reshape(-1, x.shape[-1])
+            step = max(1, _PROLOGUE_BYTES // max(dst.shape[1] * y.itemsize, 1))
+            for i in range(0, dst.shape[0], step):
+                pro(src[i:i + step], dst[i:i + step])
+            return run(y, epilogue)
+        return prologued
+
+    def _choose(self, x):
+        """The call for inputs like ``x`` (without the prologue)."""
         strides, padding, explicit, fmt, dilations = self.args
         w = self.filter
         if self.op == "Conv3D" or fmt != "NHWC" or x.ndim != 4 or w.ndim != 4 or \
@@ -222,7 +260,8 @@ class _Runner:
         if w.shape[:2] == (1, 1) and x.shape[-1] == w.shape[2] and st == [1, 1] and \
                 not any(lo or hi for lo, hi in pads) and x.flags.c_contiguous:
             return _pointwise_run(x.shape, w, outs, self.bias, self.augmented,
-                                  None if self.bias is None else np.tile(self.bias, outs[1]))
+                                  None if self.bias is None else np.tile(self.bias, outs[1]),
+                                  self.prologue)
         if winograd.applies(x.shape, w.shape, x.dtype, st, dl, pads) and \
                 all_finite(w):  # (an inf weight: its transform would make NaN too)
             if self.wino is None:  # (two threads may both make it: the same values)
@@ -245,13 +284,16 @@ class _Runner:
         return lambda x, ep: conv(x, _biased(ep, bias, tb))
 
 
-def _pointwise_run(shape, w, outs, bias, augmented, tiled):
+def _pointwise_run(shape, w, outs, bias, augmented, tiled, prologue=None):
     """A unit-stride 1x1 convolution of inputs of ``shape``: matmuls on the input itself, or
-    with the bias in the matmul (``augmented``: the input copied with a ones column)."""
+    with the bias in the matmul (``augmented``: the input copied with a ones column); with a
+    ``prologue``, on each block of input rows copied and transformed by it."""
     n, c, co = shape[0], shape[-1], w.shape[-1]
     wm, oshape = w.reshape(c, co), (n, *outs, co)
     m = n * outs[0] * outs[1]
     step = max(1, _gemm_rows(m, c, co, w.itemsize))
+    if prologue is not None:  # (the input block stays in cache through the prologue too)
+        step = min(step, max(64, _PROLOGUE_BYTES // (c * w.itemsize)))
 
     def run(x, epilogue):
         out = output(oshape, wm.dtype)
@@ -269,7 +311,10 @@ def _pointwise_run(shape, w, outs, bias, augmented, tiled):
                 for r in range(a, b, k):
                     e = min(b, r + k)
                     xa = buf[:e - r]
-                    xa[:, :c] = xm[r:e]
+                    if prologue is None:
+                        xa[:, :c] = xm[r:e]
+                    else:
+                        prologue(xm[r:e], xa[:, :c])
                     np.matmul(xa, augmented, out=ym[r:e])
                     if epilogue is not None:
                         epilogue(out, r, e)
@@ -282,6 +327,8 @@ def _pointwise_run(shape, w, outs, bias, augmented, tiled):
             return out
         if bias is not None:
             epilogue = _biased(epilogue, bias, tiled)
-        gemm_rows(xm, wm, ym, out, m if epilogue is None else step, epilogue)
+        gemm_rows(xm, wm, ym, out, m if epilogue is None and prologue is None else step,
+                  epilogue, prologue)
         return out
+    run.prologue = prologue is not None
     return run
