@@ -7,6 +7,32 @@ sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+@pytest.fixture
+def split_calls(monkeypatch):
+    """The (rows, blocks) of each split over threads (``parallel.run_blocks``), as it runs."""
+    from tfdeploy.runtime import parallel
+
+    calls = []
+    real = parallel.run_blocks
+
+    def counted(fn, rows, k):
+        calls.append((rows, k))
+        return real(fn, rows, k)
+
+    monkeypatch.setattr(parallel, "run_blocks", counted)
+    return calls
+
+
+@pytest.fixture
+def split_everything(split_calls, monkeypatch):
+    """Four threads, and every step worth splitting; the (rows, blocks) of each split."""
+    from tfdeploy.runtime import parallel, threads
+
+    monkeypatch.setattr(parallel, "MIN_WORK", 1)
+    monkeypatch.setitem(threads._state, "threads", 4)
+    return split_calls
+
+
 @pytest.fixture(scope="session")
 def glibc():
     """The process's C math library when it is glibc >= 2.28 on x86-64 with FMA: the functions

@@ -348,24 +348,6 @@ class _SharedRecorder(_Recorder):
         super().check(y)
 
 
-@pytest.fixture
-def split_everything(monkeypatch):
-    """Four threads, and every step worth splitting."""
-    from tfdeploy.runtime import parallel, threads
-
-    monkeypatch.setattr(parallel, "MIN_WORK", 1)
-    monkeypatch.setitem(threads._state, "threads", 4)
-    calls = []
-    real = parallel.run_blocks
-
-    def counted(fn, rows, k):
-        calls.append((rows, k))
-        return real(fn, rows, k)
-
-    monkeypatch.setattr(parallel, "run_blocks", counted)
-    return calls
-
-
 @pytest.mark.parametrize("case", DW_CASES, ids=[str(i) for i in range(len(DW_CASES))])
 def test_depthwise_over_threads(case, split_everything, monkeypatch):
     """Image groups, or row ranges of one image, over threads: the same values, each row

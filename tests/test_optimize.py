@@ -367,24 +367,6 @@ def test_prologue_over_threads(split_everything):
     assert any(k > 1 for _, k in split_everything)
 
 
-@pytest.fixture
-def split_everything(monkeypatch):
-    """Four threads, every product worth splitting; the (rows, blocks) of each split."""
-    from tfdeploy.runtime import parallel, threads
-
-    monkeypatch.setattr(parallel, "MIN_WORK", 1)
-    monkeypatch.setitem(threads._state, "threads", 4)
-    calls = []
-    real = parallel.run_blocks
-
-    def counted(fn, rows, k):
-        calls.append((rows, k))
-        return real(fn, rows, k)
-
-    monkeypatch.setattr(parallel, "run_blocks", counted)
-    return calls
-
-
 def test_no_prologue():
     x = _r(2, 6, 6, 8, lo=-3, hi=3)
     chain = ["Conv2D+BiasAdd+Relu"]

@@ -36,15 +36,8 @@ def _mlp(k=256, n=512):
     return model_of(nodes, ["x"], ["y"]), (w1, w2)
 
 
-def test_large_products_split_over_threads(two_threads, monkeypatch):
-    calls = []
-    real = parallel.run_blocks
-
-    def counted(fn, rows, k):
-        calls.append((rows, k))
-        return real(fn, rows, k)
-
-    monkeypatch.setattr(parallel, "run_blocks", counted)
+def test_large_products_split_over_threads(two_threads, split_calls, monkeypatch):
+    calls = split_calls
     m, (w1, w2) = _mlp()
     g = m.default_graph
     b1 = g.node("b1").attrs["value"]
