@@ -34,6 +34,10 @@ from tfdeploy.numerics.half import float16_to_float32, round_to_float16
 from tfdeploy.runtime import parallel
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+#: a prologue runs over pieces of about this many values (``prologue_op``), its constants
+#: repeated to a piece's shape: as fast as pieces of 32 K values, and a quarter of the copies
+#: (DenseNet121: 4 MB of them, not 20)
+_PIECE = 1 << 13
 _BINARY = {"mul": np.multiply, "add": np.add, "sub": np.subtract, "div": np.divide}
 #: np.clip's ufunc, without np.clip's Python wrapper (~4 us a call, ~60 calls a CNN); the
 #: wrapper where numpy does not expose it
@@ -328,9 +332,9 @@ def prologue_op(prologue: list, dtype: np.dtype, channels: int) -> Callable:
     """``pro(src, dst)``: the ops ``prologue`` ((kind, argument) pairs of
     :func:`epilogue_op`'s elementwise kinds, no external inputs) applied to the rows ``src``
     [R, channels], written to ``dst`` of the same shape (the first op reads ``src``, the
-    rest work in place on ``dst``: no separate copy). In pieces small enough for the
-    constants' repeated copies (``Tiled``): numpy's broadcast of a row of channels costs
-    1.3-3.6x an operation on two arrays of one shape."""
+    rest work in place on ``dst``: no separate copy). In pieces of ``_PIECE`` values, the
+    constants repeated to their shape (``Tiled``): numpy's broadcast of a row of channels
+    costs 1.3-3.6x an operation on two arrays of one shape."""
     (kind, arg), rest = prologue[0], [epilogue_op(k, dtype, a) for k, a in prologue[1:]]
     if kind in _BINARY:
         ufunc = _BINARY[kind]
@@ -349,7 +353,7 @@ def prologue_op(prologue: list, dtype: np.dtype, channels: int) -> Callable:
         def first(src, dst):
             np.copyto(dst, src)
             f(dst, ())
-    sub = max(1, Tiled.LIMIT // max(channels, 1))
+    sub = max(1, _PIECE // max(channels, 1))
 
     def pro(src, dst):
         for i in range(0, src.shape[0], sub):
