@@ -466,7 +466,7 @@ def test_winograd_over_threads(many_tiles, split_everything, monkeypatch):
     several threads), or, with too few tiles for that, one chunk whose 16 products split."""
     from tfdeploy.kernels.nn import winograd
 
-    monkeypatch.setattr(winograd, "_CHUNK_BYTES", 1)
+    monkeypatch.setattr(winograd, "_SPLIT_CHUNK_BYTES", 1)
     monkeypatch.setattr(winograd, "_MIN_TILES", 1 if many_tiles else 128)
     x, w = _r(2, 9, 8, 4), _r(3, 3, 4, 5)
     pads, outs = ((1, 1), (1, 1)), (9, 8)
@@ -479,6 +479,28 @@ def test_winograd_over_threads(many_tiles, split_everything, monkeypatch):
         assert len(rec.threads) > 1
     else:
         assert len(rec.ranges) == 1 and (16, 4) in split_everything
+
+
+def test_winograd_chunks_are_larger_over_threads(split_calls, monkeypatch):
+    """Split over threads, the chunks take ``_SPLIT_CHUNK_BYTES`` (few numpy calls per thread:
+    whole images here), on one thread ``_CHUNK_BYTES`` (tile rows here)."""
+    from tfdeploy.kernels.nn import winograd
+    from tfdeploy.runtime import parallel, threads
+
+    monkeypatch.setattr(winograd, "_CHUNK_BYTES", 1)
+    monkeypatch.setattr(winograd, "_MIN_TILES", 1)
+    monkeypatch.setattr(parallel, "MIN_WORK", 1)
+    x, w = _r(4, 12, 10, 8), _r(3, 3, 8, 8)
+    pads, outs = ((1, 1), (1, 1)), (12, 10)
+    want = _reference_conv(x, w, (1, 1), pads, outs)
+    # (pixels of a chunk: one tile row of 2 x 10, or two whole 12 x 10 images, one per thread)
+    for n_threads, chunk_rows in ((1, {20}), (2, {240})):
+        monkeypatch.setitem(threads._state, "threads", n_threads)
+        rec = _SharedRecorder()
+        got = winograd.conv3x3(x, winograd.weights(w), pads, outs, rec)
+        np.testing.assert_allclose(got, want + 1, rtol=1e-5, atol=1e-5)
+        assert {b - a for a, b in rec.ranges} == chunk_rows
+    assert split_calls == [(2, 2)]
 
 
 def test_winograd_in_the_conv_runner():

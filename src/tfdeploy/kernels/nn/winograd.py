@@ -31,6 +31,12 @@ _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.
 #: transforms' passes run in cache (in a whole model, 4 MB chunks made ResNet's 56 x 56 layers
 #: 20% slower: the other layers had evicted them from L3)...
 _CHUNK_BYTES = 1 << 19
+#: ...or this size when the chunks split over threads: each chunk is some thirty numpy calls,
+#: whose Python side holds the GIL, and sixteen products, so threads running small chunks
+#: side by side wait on each other (two threads on ResNet50's 56 x 56 layers at batch 8: 0.79
+#: of one thread's time with 512 KB chunks, 0.59 with 2 MB; the model 0.948x at batch 8 and
+#: 0.968x at batch 1, and one thread no faster with 2 MB: 1.004x, 1.012x)
+_SPLIT_CHUNK_BYTES = 1 << 21
 #: ...but holds at least this many tiles: the 16 products' rows (fewer cost BLAS efficiency)
 _MIN_TILES = 128
 #: Winograd pays from C K / (C + K) >= _MIN_CK (48 channels in and out) and _MIN_MACS
@@ -78,8 +84,9 @@ def conv3x3(x: np.ndarray, u: np.ndarray, pads, outs, epilogue=None) -> np.ndarr
         return out
     th, tw = -(-oh // 2), -(-ow // 2)
     per_row = 16 * tw * max(c, k) * x.itemsize  # transformed bytes of one tile row
-    rows = max(1, _CHUNK_BYTES // per_row, -(-_MIN_TILES // tw))
     parts = parallel.blocks(n * th, 2 * ow * 9 * c * k)
+    budget = _CHUNK_BYTES if parts == 1 else _SPLIT_CHUNK_BYTES
+    rows = max(1, budget // per_row, -(-_MIN_TILES // tw))
     if parts > 1 and n < parts:
         if n * th * tw < parts * _MIN_TILES:
             # too few tiles to split (the products would be short and every thread would
