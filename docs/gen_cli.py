@@ -79,6 +79,9 @@ def render(work: str) -> str:
                          "--compare tf,onnxruntime",
                          "tfdeploy bench loop.tfd --batch 1,64 --threads 1 --compare "
                          "tf,onnxruntime --time 0.5"))
+    parts.append(section("plan", PLAN, "tfdeploy plan cnn.tfd --batch 8"))
+    parts.append(section("profile", PROFILE, "tfdeploy profile cnn.tfd --batch 8 -n 50 "
+                         "--threads 1 --top 5"))
     os.makedirs(IMAGES, exist_ok=True)
     parts.append(section("graph", GRAPH, "tfdeploy graph cnn.tfd -o cnn.html",
                          "tfdeploy graph cnn.tfd -o cnn.svg --engine builtin",
@@ -140,13 +143,29 @@ status 2 when an output is beyond tolerance or the file has no check data.
 """
 BENCH = """
 Latency percentiles of single calls and throughput per batch size, on generated inputs.
-`--threads N` limits BLAS threads (threadpoolctl, or environment variables and a re-exec
-without it) and the peers' thread pools. `--compare tf,onnxruntime` times TensorFlow and
+`--threads N` limits every engine to N threads: tfdeploy's own (`td.setup(threads=N)`), BLAS's
+(threadpoolctl, or environment variables and a re-exec without it) and the peers' thread
+pools. `--compare tf,onnxruntime` times TensorFlow and
 onnxruntime on the very graph in the file: the tfdeploy IR is turned back into a TensorFlow
 GraphDef (`tfdeploy.convert.export`), run in a TF1 session, and converted by tf2onnx for
 onnxruntime. A peer that is not installed or cannot take the graph is reported, with the
 reason; each peer's largest difference to tfdeploy's outputs is printed. Below, tf2onnx cannot
 convert Keras 3's gelu (`Erfc`).
+"""
+PLAN = """
+The plan a call runs, one step a line: `%12 = Conv2D(%3, %c7) strides=... # node`, a fused
+step with the nodes it replaces, each value's shape where it is known and when its buffer is
+freed. `--batch N` specializes it for inputs of that batch size, as a call with such inputs
+runs; `--after PASS` shows it as it stands after one of the compiler's passes; `--source`
+prints the generated Python.
+"""
+PROFILE = """
+Every kernel of the plan a call runs (loop bodies included) timed over `-n` runs: the time
+per op type, a fused step under the ops it replaces, and the slowest nodes. Inputs:
+`--batch N` (zeros, the first unknown dim of each input N) or `--input` files. `--threads N` sets
+tfdeploy's threads (`td.setup(threads=N)`; default the CPUs the process may use); BLAS runs
+one thread unless its environment variables say otherwise. For kernel timings without other
+processes in the way, pin it: `taskset -c 0 tfdeploy profile ... --threads 1`.
 """
 GRAPH = """
 `.html`: one self-contained page (inline script and style, works offline): drag to pan, wheel

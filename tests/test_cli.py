@@ -382,6 +382,16 @@ def test_bench_reports_percentiles_and_threads(files, capsys):
     _one_line_error(cli(capsys, "bench", files / "dense.tfd", "--batch", "0"), "--batch")
 
 
+def test_bench_threads_limit_tfdeploy_too(files, capsys, monkeypatch):
+    """--threads N is tfdeploy's thread count as well as BLAS's and the peers'."""
+    from tfdeploy.runtime import threads
+
+    monkeypatch.setitem(threads._state, "threads", None)
+    _ok(cli(capsys, "bench", files / "dense.tfd", "--batch", "1", "--time", "0.05",
+            "--threads", "1"))
+    assert threads.threads() == 1
+
+
 def test_bench_reports_a_missing_peer(files):
     code = ("import sys; from tfdeploy._blocktf import block; block(); "
             "from tfdeploy.cli import main; "

@@ -435,9 +435,12 @@ def test_plan_command(tmp_path):
     code, _, err = run("--after", "nope")
     assert code == 2 and "invalid choice" in err
     r = subprocess.run([sys.executable, "-m", "tfdeploy", "profile", str(path), "--batch", "3",
-                        "-n", "2"], capture_output=True, text=True)
+                        "-n", "2", "--threads", "1"], capture_output=True, text=True)
     assert r.returncode == 0 and "ms per run in kernels (2 runs" in r.stdout, r.stderr
     assert "Reshape" in r.stdout and "slowest" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "tfdeploy", "profile", str(path), "--threads",
+                        "0"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--threads must be at least 1" in r.stderr
 
 
 def test_import_tfdeploy_loads_no_kernel_and_nothing_heavy():

@@ -43,7 +43,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch", type=positive_ints, default=[1, 8, 32], metavar="N,N,...",
                    help="batch sizes (default 1,8,32)")
     p.add_argument("--threads", type=int, metavar="N",
-                   help="limit BLAS (and the peers') threads to N (default: libraries' own)")
+                   help="limit tfdeploy's threads, BLAS's and the peers' to N (default: "
+                        "each library's own)")
     p.add_argument("--compare", type=comma_list, default=[], metavar="PEERS",
                    help="also time these: tf, onnxruntime (comma-separated)")
     p.add_argument("--time", type=float, default=1.0, metavar="SECONDS",
@@ -153,6 +154,10 @@ def run(args) -> int:
     if args.threads is not None and args.threads < 1:
         raise UsageError("--threads must be at least 1")
     how = limit_threads(args.threads, args.argv) if args.threads else None
+    if args.threads:  # (tfdeploy's own pool too: its blocks of a step run on it)
+        from tfdeploy.runtime import threads
+
+        threads.configure(threads=args.threads)
     model = load_model(args.model)
     inputs = {b: batch_inputs(model, b) for b in args.batch}
     ours = model.default_graph

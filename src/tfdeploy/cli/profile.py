@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import add_command, load_model
+from ._common import UsageError, add_command, load_model
 from .plan import example_inputs
 from .run import read_inputs
 
@@ -16,17 +16,27 @@ def add_parser(subparsers) -> None:
         "Inputs: --batch N (zeros, the first unknown dim of each input N) or --input files\n"
         "as for 'tfdeploy run'.",
         ["tfdeploy profile model.tfd --batch 1", "tfdeploy profile model.tfd -i x.npy -n 50",
-         "OPENBLAS_NUM_THREADS=1 taskset -c 0 tfdeploy profile model.tfd --batch 8"])
+         "taskset -c 0 tfdeploy profile model.tfd --batch 8 --threads 1"])
     p.add_argument("model", help="a tfdeploy model file")
     p.add_argument("--batch", type=int, help="zeros of this batch size as the input")
     p.add_argument("-i", "--input", action="append", default=[], metavar="[NAME=]FILE",
                    help="an input (.npy, .npz, .json), as for 'tfdeploy run'")
     p.add_argument("-n", "--repeat", type=int, default=20, help="runs timed (default 20)")
     p.add_argument("--top", type=int, default=15, help="slowest nodes shown (default 15)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="tfdeploy's threads (td.setup(threads=N); default: the CPUs the "
+                        "process may use), BLAS at one as always unless its environment "
+                        "variables say otherwise")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError("--threads must be at least 1")
+        from tfdeploy.runtime import threads
+
+        threads.configure(threads=args.threads)
     model = load_model(args.model)
     if args.input:
         named = read_inputs(args.input, model.inputs)
