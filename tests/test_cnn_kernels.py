@@ -681,3 +681,25 @@ def test_conv_runner_prologue(ws, strides, monkeypatch):
     np.testing.assert_array_equal(x, keep)
     if ws[:2] == (1, 1) and strides == 1:
         assert len(rec.ranges) >= 3  # (231 rows)
+
+
+def test_conv_runner_groups_of_one_channel_run_as_depthwise():
+    """A Conv2D whose groups are single input channels (filter [KH, KW, 1, O]) is the
+    depthwise convolution with O / C filters per channel: the runner takes the depthwise
+    kernel (with its bias and epilogue), whatever depth C its inputs have from call to call."""
+    w, b = _r(3, 3, 1, 8), _r(8)
+    attrs = {"strides": [1, 1, 1, 1], "padding": "SAME"}
+    run = runner.conv_runner("Conv2D", attrs, w, b)
+    for c in (8, 4, 2, 8):  # 1, 2 and 4 filters per channel, each shape twice
+        x = _r(2, 7, 6, c)
+        m = 8 // c
+        want = np.concatenate([conv.Conv2D(x[..., i:i + 1], w[..., i * m:(i + 1) * m], **attrs)
+                               for i in range(c)], axis=-1) + b
+        for _ in range(2):
+            rec = _Recorder()
+            got = run(x, rec)
+            rec.check(got)
+            np.testing.assert_allclose(got, want + 1, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(conv.Conv2D(x, w, **attrs) + b, want, rtol=1e-5, atol=1e-5)
+    assert {k for k in run.tiles if isinstance(k, tuple)} == {("groups", 8), ("groups", 4),
+                                                              ("groups", 2)}

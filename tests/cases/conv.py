@@ -119,6 +119,9 @@ CONV2D = [
     ("7x7_s2", (1, 16, 16, 3), (7, 7, 3, 8), (2, 2), (1, 1), "SAME", None),
     ("group2", (1, 6, 6, 4), (3, 3, 2, 6), (1, 1), (1, 1), "SAME", None),
     ("group4_s2", (2, 7, 7, 8), (3, 3, 2, 8), (2, 2), (1, 1), "VALID", None),
+    # one input channel a group (ConvNeXt's Conv2D(groups=C)): run as a depthwise conv
+    ("group_depthwise", (2, 9, 8, 6), (7, 7, 1, 6), (1, 1), (1, 1), "SAME", None),
+    ("group_depthwise_m2_s2", (1, 9, 9, 4), (3, 3, 1, 8), (2, 2), (1, 1), "VALID", None),
     ("big_kernel", (1, 3, 3, 2), (5, 5, 2, 2), (1, 1), (1, 1), "SAME", None),
     ("empty_batch", (0, 5, 5, 2), (3, 3, 2, 2), (1, 1), (1, 1), "SAME", None),
     # large enough for several im2col blocks (by rows, by images, channel-major, grouped)

@@ -22,6 +22,7 @@ from tfdeploy.kernels.nn.conv import (
     _spatial,
     _spatial_attr,
     conv_nd,
+    depthwise_groups,
     explicit_pairs,
     gemm_rows,
 )
@@ -248,10 +249,14 @@ class _Runner:
         dl = _spatial_attr(dilations, fmt, "dilations")
         pairs = explicit_pairs(explicit, fmt) if padding == "EXPLICIT" else None
         outs, pads = _geometry(x.shape[1:3], w.shape[:2], st, dl, padding, pairs)
-        if self.op == "DepthwiseConv2dNative":
-            if x.shape[-1] != w.shape[2]:
-                return self._generic  # (its error)
+        grouped = self.op == "Conv2D" and depthwise_groups(w.shape, x.shape[-1])
+        if self.op == "DepthwiseConv2dNative" or grouped:
             tiles, bias = self.tiles, self.bias
+            if grouped:  # (Conv2D(groups=C): [KH, KW, 1, O] -> [KH, KW, C, O/C])
+                w = w.reshape(*w.shape[:2], x.shape[-1], w.shape[3] // x.shape[-1])
+                tiles = tiles.setdefault(("groups", x.shape[-1]), {})  # (per depth C)
+            elif x.shape[-1] != w.shape[2]:
+                return self._generic  # (its error)
             if bias is not None:
                 tb = np.tile(bias, outs[1])
                 return lambda x, ep: depthwise_2d(x, w, st, dl, pads, *outs,
