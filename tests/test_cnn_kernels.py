@@ -703,3 +703,27 @@ def test_conv_runner_groups_of_one_channel_run_as_depthwise():
         np.testing.assert_allclose(conv.Conv2D(x, w, **attrs) + b, want, rtol=1e-5, atol=1e-5)
     assert {k for k in run.tiles if isinstance(k, tuple)} == {("groups", 8), ("groups", 4),
                                                               ("groups", 2)}
+
+
+@pytest.mark.parametrize("ws, strides", [((3, 3, 2, 16), 1), ((3, 3, 4, 8), 1),
+                                         ((3, 3, 4, 8), 2), ((3, 3, 8, 4), 1)],
+                         ids=["sum_of_2", "sum_of_4", "strided_products", "products"])
+def test_grouped_conv_paths(ws, strides):
+    """Grouped convolutions: groups of up to 4 channels as depthwise convolutions summed
+    (unit strides), others one product per group from patches copied once: the values of a
+    convolution per group, through the runner with its bias and epilogue too."""
+    w, b = _r(*ws), _r(ws[3])
+    c = 16
+    g = c // ws[2]
+    m = ws[3] // g
+    attrs = {"strides": [1, strides, strides, 1], "padding": "SAME"}
+    x = _r(2, 9, 8, c)
+    want = np.concatenate([conv.Conv2D(x[..., i * ws[2]:(i + 1) * ws[2]],
+                                       w[..., i * m:(i + 1) * m], **attrs)
+                           for i in range(g)], axis=-1)
+    np.testing.assert_allclose(conv.Conv2D(x, w, **attrs), want, rtol=1e-5, atol=1e-5)
+    run = runner.conv_runner("Conv2D", attrs, w, b)
+    rec = _Recorder()
+    got = run(x, rec)
+    rec.check(got)
+    np.testing.assert_allclose(got, want + b + 1, rtol=1e-5, atol=1e-5)

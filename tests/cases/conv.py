@@ -122,6 +122,10 @@ CONV2D = [
     # one input channel a group (ConvNeXt's Conv2D(groups=C)): run as a depthwise conv
     ("group_depthwise", (2, 9, 8, 6), (7, 7, 1, 6), (1, 1), (1, 1), "SAME", None),
     ("group_depthwise_m2_s2", (1, 9, 9, 4), (3, 3, 1, 8), (2, 2), (1, 1), "VALID", None),
+    # groups of 2-4 channels: depthwise convolutions summed; of more: one product per group
+    ("group_sum_dil", (1, 10, 9, 12), (3, 3, 3, 8), (1, 1), (2, 1), "SAME", None),
+    ("group_wide", (2, 10, 9, 16), (3, 3, 8, 6), (1, 1), (1, 1), "SAME", None),
+    ("group_wide_s2", (1, 11, 10, 16), (3, 2, 8, 4), (2, 2), (1, 1), "VALID", None),
     ("big_kernel", (1, 3, 3, 2), (5, 5, 2, 2), (1, 1), (1, 1), "SAME", None),
     ("empty_batch", (0, 5, 5, 2), (3, 3, 2, 2), (1, 1), (1, 1), "SAME", None),
     # large enough for several im2col blocks (by rows, by images, channel-major, grouped)

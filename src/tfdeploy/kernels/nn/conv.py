@@ -26,6 +26,11 @@ _BLOCK_BYTES = 1 << 20
 _MIN_ROWS = 512
 #: a 1x1 convolution with an epilogue multiplies blocks of about this many output bytes
 _GEMM_BLOCK_BYTES = 1 << 22
+#: 2-D convolutions in groups of at most this many input channels run as that many depthwise
+#: convolutions summed (``_grouped_by_depthwise``): 56 x 56 x 128 in groups of 2 channels 11.2
+#: -> 2.3 ms, of 4 (ResNeXt's) 6.5 -> 4.0; of 8 the products are faster (4.0 against 7.9), and
+#: so are they with strides (the strided depthwise kernel goes per pixel)
+_DEPTHWISE_SUM = 4
 #: 2-D convolutions of at most this many output channels (and unit row stride and dilation)
 #: go by kernel rows (``_by_rows``)
 _ROWS_CO = 32
@@ -169,6 +174,9 @@ def conv_nd(x: np.ndarray, w: np.ndarray, strides, dilations, pads, outs,
     if depthwise_groups(w.shape, c):  # (one input channel a group: a depthwise convolution)
         return depthwise_2d(x, w.reshape(*ks, c, co // c), strides, dilations, pads, *outs,
                             epilogue)
+    if nsp == 2 and g > 1 and cg <= _DEPTHWISE_SUM and x.shape[0] and all(outs) and \
+            all(s == 1 for s in strides):  # (strided depthwise goes per pixel: slower)
+        return _grouped_by_depthwise(x, w, strides, dilations, pads, outs, epilogue)
     kk = math.prod(ks)
     out = output((n, *outs, co), np.result_type(x.dtype, w.dtype))
     if out.size == 0:
@@ -345,9 +353,25 @@ def _gemm_rows(m: int, k: int, co: int, itemsize: int) -> int:
     return m if rows * 2 > m else rows
 
 
+def _grouped_by_depthwise(x, w, strides, dilations, pads, outs, epilogue):
+    """A 2-D convolution in groups of ``Cg <= _DEPTHWISE_SUM`` input channels as ``Cg``
+    depthwise convolutions summed: the one of input channel ``i`` of every group, with that
+    channel's filters [KH, KW, G, O/G]."""
+    kh, kw, cg, co = w.shape
+    g = x.shape[-1] // cg
+    wr = w.reshape(kh, kw, cg, g, co // g)
+    out = None
+    for i in range(cg):
+        y = depthwise_2d(x[..., i::cg], wr[:, :, i], strides, dilations, pads, *outs)
+        out = y if out is None else np.add(out, y, out=out)
+    if epilogue is not None:
+        epilogue(out, 0, out.size // co)
+    return out
+
+
 def _grouped(xp, w, strides, dilations, outs, out, epilogue) -> None:
     """A grouped convolution: [*K, Cg, G, Og] -> [G, K*Cg, Og], one batched matmul per
-    block."""
+    block, its patches copied once into [G, rows, K*Cg]."""
     nsp = xp.ndim - 2
     ks, cg, co = w.shape[:nsp], w.shape[-2], w.shape[-1]
     c, n = xp.shape[-1], xp.shape[0]
@@ -358,7 +382,13 @@ def _grouped(xp, w, strides, dilations, outs, out, epilogue) -> None:
     for bs, rs in _blocks(n, outs[0], row, row * kk * c * xp.itemsize):
         p = view[bs, rs]
         m = p.shape[0] * p.shape[1] * row
-        pm = p.reshape(m, kk, g, cg).transpose(2, 0, 1, 3).reshape(g, m, kk * cg)
+        # [images, *positions, *taps, G, Cg] -> [G, images, *positions, *taps, Cg]: one copy
+        p7 = p.reshape(p.shape[:-1] + (g, cg))
+        order = (p7.ndim - 2, *range(p7.ndim - 2), p7.ndim - 1)
+        buf = scratch("conv_groups", p.size, xp.dtype).reshape(
+            tuple(p7.shape[a] for a in order))
+        np.copyto(buf, p7.transpose(order))
+        pm = buf.reshape(g, m, kk * cg)
         out[bs, rs] = np.matmul(pm, wm).transpose(1, 0, 2).reshape(out[bs, rs].shape)
         if epilogue is not None:
             start = (bs.start * outs[0] + (rs.start or 0)) * row
