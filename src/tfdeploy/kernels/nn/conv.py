@@ -4,9 +4,11 @@ Convolutions run channels-last; channels-first inputs are transposed in and out.
 matmul over im2col patches: a 1x1 conv multiplies the input itself; larger kernels copy an
 ``as_strided`` view of the patches into a cache-sized per-thread buffer block by block and
 multiply each block straight into the output (BLAS sgemm/dgemm). Depthwise convolutions are in
-``depthwise.py``. Each core takes an optional epilogue, called on each output block right
-after it is computed: the fused kernels (``runner.py``) apply bias, activation and residual
-through it.
+``depthwise.py``; grouped 2-D convolutions whose groups are single channels are depthwise ones
+and run there, groups of a few channels (unit strides) as a sum of depthwise convolutions,
+wider groups as one product per group. Each core takes an optional epilogue, called on each
+output block right after it is computed: the fused kernels (``runner.py``) apply bias,
+activation and residual through it.
 """
 
 from __future__ import annotations
