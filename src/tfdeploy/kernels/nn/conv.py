@@ -254,26 +254,33 @@ def _by_rows(xp, w, strides, dilations, outs, out, epilogue, parts: int) -> None
                    (st[0], st[1], st[2] * strides[1], st[2] * dilations[1], st[3]))
     wr = w.reshape(kh, q, co)
     blocks = _blocks(n, oh, ow, ow * q * xp.itemsize, parts)
-    per = max(len(range(oh)[rs]) for _, rs in blocks)
+    # a block's images go together: one copy, and each of the KH products one batched call
+    # over them (numpy loops the images in C); per image, a 32-image batch of 14 x 14 maps
+    # was some 300 small calls, slower on two threads than on one (their Python side holds
+    # the GIL)
+    spans = [(range(n)[bs], range(oh)[rs]) for bs, rs in blocks]
+    size = max(len(b) * (len(r) + kh - 1) for b, r in spans) * ow
+    most = max(len(b) * len(r) for b, r in spans) * ow
 
     def run(first: int, last: int) -> None:
-        buf = scratch("conv_rows", (per + kh - 1) * ow * q, xp.dtype)  # (per thread)
-        acc = scratch("conv_rows_acc", per * ow * co, out.dtype)
-        for bs, rs in blocks[first:last]:
-            r0, r1, _ = rs.indices(oh)
-            m = (r1 - r0) * ow
-            for b in range(*bs.indices(n)):
-                p = buf[:(r1 - r0 + kh - 1) * ow * q].reshape(r1 - r0 + kh - 1, ow, kw, c)
-                np.copyto(p, view[b, r0:r1 + kh - 1])
-                pm = p.reshape(-1, q)
-                ob, part = out[b, r0:r1].reshape(m, co), acc[:m * co].reshape(m, co)
-                np.matmul(pm[:m], wr[0], out=ob)
-                for i in range(1, kh):
-                    np.matmul(pm[i * ow:i * ow + m], wr[i], out=part)
-                    ob += part
-                if epilogue is not None:
-                    start = (b * oh + r0) * ow
-                    epilogue(out, start, start + m)
+        buf = scratch("conv_rows", size * q, xp.dtype)  # (per thread)
+        acc = scratch("conv_rows_acc", most * co, out.dtype)
+        for imgs, rows in spans[first:last]:
+            b0, b1, r0, r1 = imgs.start, imgs.stop, rows.start, rows.stop
+            nb, m = b1 - b0, (r1 - r0) * ow
+            p = buf[:nb * (r1 - r0 + kh - 1) * ow * q].reshape(nb, r1 - r0 + kh - 1, ow, kw, c)
+            np.copyto(p, view[b0:b1, r0:r1 + kh - 1])
+            pm = p.reshape(nb, -1, q)
+            # (whole images, or rows of one: a contiguous run of the output's rows)
+            start = (b0 * oh + r0) * ow
+            ob = out.reshape(-1, co)[start:start + nb * m].reshape(nb, m, co)
+            part = acc[:nb * m * co].reshape(nb, m, co)
+            np.matmul(pm[:, :m], wr[0], out=ob)
+            for i in range(1, kh):
+                np.matmul(pm[:, i * ow:i * ow + m], wr[i], out=part)
+                ob += part
+            if epilogue is not None:
+                epilogue(out, start, start + nb * m)
 
     _over(run, len(blocks), parts)
 
