@@ -532,8 +532,9 @@ def test_winograd_in_the_conv_runner():
 
 
 def test_products_split_by_the_matmul_threshold(monkeypatch):
-    """The 1x1 convolutions (plain, bias in the product, squeeze-excite scaled) ask for the
-    matrix products' threshold (``parallel.MATMUL_FACTOR``); depthwise work does not."""
+    """The 1x1 convolutions (plain, bias in the product, squeeze-excite scaled) and im2col
+    ones ask for the matrix products' threshold (``parallel.MATMUL_FACTOR``); narrow convs
+    and depthwise work do not."""
     from tfdeploy.runtime import parallel
 
     asked = []
@@ -558,6 +559,13 @@ def test_products_split_by_the_matmul_threshold(monkeypatch):
     asked.clear()
     runner.conv_runner("DepthwiseConv2dNative", same, _r(3, 3, 6, 1), None)(f)
     assert asked and not any(asked)
+    # im2col: as products, but a narrow conv (patch rows of < 32 values: an RGB stem) not
+    asked.clear()
+    conv.conv_nd(_r(1, 9, 9, 16), _r(3, 3, 16, 40), (1, 1), (1, 1), ((1, 1), (1, 1)), (9, 9))
+    assert asked == [True]
+    asked.clear()
+    conv.conv_nd(_r(1, 9, 9, 3), _r(3, 3, 3, 40), (1, 1), (1, 1), ((1, 1), (1, 1)), (9, 9))
+    assert asked == [False]
 
 
 @pytest.mark.parametrize("n", [1, 3])

@@ -25,8 +25,9 @@ MIN_WORK = 1 << 21
 #: 2 M, MobileNetV2's 1x1 convolutions at 14 x 14 and 7 x 7 (2-8 M multiply-adds) ran
 #: 1.1-1.4x slower split, and the model at batch 1 on two threads took 1.16x its one-thread
 #: time (now 0.97-0.99x); EfficientNetB0 b1 1.06 -> 0.98-0.99x (with its squeeze-excite scaled
-#: 1x1 convolutions); batch 8 and ResNet50 unchanged. im2col convolutions count their patch
-#: copies too and keep MIN_WORK (as products: no faster)
+#: 1x1 convolutions); batch 8 and ResNet50 unchanged. im2col convolutions are products too
+#: (a U-Net's 9 M multiply-add layers took 1.9x their time split from 2 M), except narrow ones
+#: (RGB stems), whose patch copies cost as much as their products: they keep MIN_WORK
 MATMUL_FACTOR = 4
 
 _pool: dict = {"executor": None, "size": 0, "pid": 0}
