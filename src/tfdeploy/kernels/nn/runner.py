@@ -228,7 +228,7 @@ class _Runner:
             return run
 
         def prologued(x, epilogue):
-            if x.ndim < 1 or x.size == 0 or x.dtype != self.filter.dtype:
+            if x.ndim < 1 or x.size == 0:
                 return run(x, epilogue)  # (the kernel's own result or error)
             y = np.empty(x.shape, x.dtype)  # (the input is never written)
             src, dst = np.ascontiguousarray(x).reshape(-1, x.shape[-1]), y.reshape(-1, x.shape[-1])
