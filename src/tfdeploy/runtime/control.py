@@ -173,7 +173,6 @@ class Loop:
             if first is not None:
                 vecs, n = first
                 first = None
-                del vals, box[0]
             else:
                 # counters of iterations t .. t + size - 1, wrapping as repeated integer adds do
                 idx = np.arange(t, t + size)
@@ -190,13 +189,14 @@ class Loop:
                         return None
                     if c.shape != (size,) or c.dtype != np.bool_:
                         return None
-                    del vals, box[0]  # from here on the loop owns the state (see __call__)
                 stop = np.flatnonzero(~c)
                 n = int(stop[0]) if stop.size else size
                 if not t and len(self._first) < _FIRST_KEPT:
                     for v in vecs:  # (the body reads views of them: never written)
                         v.setflags(write=False)
                     self._first[key] = (vecs, n)
+            if not t:
+                del vals, box[0]  # from here on the loop owns the state (see __call__)
             if self.chunk is not None:
                 box = [m]
                 del m

@@ -393,15 +393,20 @@ _PROLOGUE_ACTS = {"Relu": "relu", "Relu6": "relu6", "LeakyRelu": "leaky_relu", "
                   "Sigmoid": "sigmoid", "Tanh": "tanh"}
 
 
+def pointwise_conv(attrs: dict, weight) -> bool:
+    """A Conv2D of these attributes and this weight is a unit-stride 1x1 NHWC convolution: a
+    product over each pixel's channels, which the conv kernel runs by blocks of pixels (so it
+    takes a prologue here, and a squeeze-excite scale in ``scale_into_conv``)."""
+    return getattr(weight, "ndim", 0) == 4 and weight.shape[:2] == (1, 1) and \
+        attrs.get("data_format", "NHWC") == "NHWC" and \
+        list(attrs.get("strides", ())) == [1, 1, 1, 1] and \
+        list(attrs.get("dilations", [1, 1, 1, 1])) == [1, 1, 1, 1] and \
+        attrs.get("padding") in ("SAME", "VALID")
+
+
 def _pointwise(st: Step, core: _Core) -> bool:
-    """``st`` is a unit-stride 1x1 NHWC Conv2D of float32/float64 (a product over each pixel's
-    channels, which the conv kernel runs by blocks of pixels)."""
-    a = st.attrs
-    return st.op == "Conv2D" and core.weight.shape[:2] == (1, 1) and \
-        core.dtype in _FLOATS and a.get("data_format", "NHWC") == "NHWC" and \
-        list(a.get("strides", ())) == [1, 1, 1, 1] and \
-        list(a.get("dilations", [1, 1, 1, 1])) == [1, 1, 1, 1] and \
-        a.get("padding") in ("SAME", "VALID")
+    """``st`` is a unit-stride 1x1 NHWC Conv2D of float32/float64 (``pointwise_conv``)."""
+    return st.op == "Conv2D" and core.dtype in _FLOATS and pointwise_conv(st.attrs, core.weight)
 
 
 def _prologue(g: _Readers, k: int, core: _Core) -> tuple[list[int], list, int] | None:

@@ -14,6 +14,7 @@ op type after ``fuse_conv``, only where Mul runs tfdeploy's own kernel.
 from __future__ import annotations
 
 from tfdeploy import registry
+from tfdeploy.compiler.passes.fuse_conv import pointwise_conv
 from tfdeploy.compiler.plan import Plan, Step
 
 
@@ -23,11 +24,8 @@ def _pointwise_chain(st: Step) -> bool:
     if st.op != "_FusedChain" or st.attrs.get("core") != "Conv2D" or st.attrs.get("scaled") or \
             st.attrs.get("prologue"):
         return False
-    a, w = st.attrs.get("core_attrs", {}), st.attrs.get("weight")
-    return getattr(w, "shape", (0,))[:2] == (1, 1) and w.ndim == 4 and \
-        a.get("data_format", "NHWC") == "NHWC" and list(a.get("strides", ())) == [1] * 4 and \
-        list(a.get("dilations", [1] * 4)) == [1] * 4 and a.get("padding") in ("SAME", "VALID") \
-        and st.attrs.get("channels", 0) > 0
+    return pointwise_conv(st.attrs.get("core_attrs", {}), st.attrs.get("weight")) and \
+        st.attrs.get("channels", 0) > 0
 
 
 def run(plan: Plan, ctx=None) -> Plan:
