@@ -1,10 +1,13 @@
 """numerics/half.py: float16 conversions equal numpy's astype bit for bit (the whole float32
-range was checked once offline; here every float16 boundary and tie, and a random sample)."""
+range was checked once offline, on both of round_to_float16's paths; here every float16
+boundary and tie on each path, and a random sample)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from tfdeploy.numerics import half
 from tfdeploy.numerics.half import float16_to_float32, round_to_float16
 
 
@@ -18,6 +21,52 @@ def _same(got, want):
     nan = np.isnan(want)
     assert np.array_equal(np.isnan(got), nan)
     assert np.array_equal(got.view(np.uint32)[~nan], want.view(np.uint32)[~nan])
+
+
+def _boundaries():
+    """Every finite float16 value but zero as float32 bits, and the float32 values next to
+    each and to the ties halfway to the next float16 (both signs)."""
+    f = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+    u = f[np.isfinite(f) & (f > 0)].view(np.uint32).astype(np.int64)
+    near = np.concatenate([u + d for d in (-2, -1, 0, 1, 2)] +
+                          [u + (1 << 12) + d for d in (-1, 0, 1)] +
+                          [u + (1 << 13) + d for d in (-1, 0, 1)]).astype(np.uint32)
+    y = near.view(np.float32)
+    return np.concatenate([y, -y, np.float32([0.0, -0.0, 2.0 ** -149, -(2.0 ** -149)])])
+
+
+@pytest.fixture
+def exponent_path_refused(monkeypatch):
+    def refuse(y):
+        raise AssertionError("took the exponent-bits rounding")
+    monkeypatch.setattr(half, "_by_exponent", refuse)
+
+
+def test_veltkamp_path_on_every_boundary(exponent_path_refused):
+    """Every array of values up to 65504 takes the split (the fixture refuses the other path):
+    ties to even in every binade, float16's subnormals and the values that round to zero
+    keep their sign, in a new array and in place."""
+    y = _boundaries()
+    y = y[np.abs(y) <= 65504]
+    want = _want(y)
+    _same(round_to_float16(y), want)
+    assert np.array_equal(np.signbit(round_to_float16(y)), np.signbit(y))
+    _same(round_to_float16(y[::3]), want[::3])
+    z = y.reshape(-1, 4).copy()
+    assert round_to_float16(z, z) is z
+    _same(z, want.reshape(-1, 4))
+    out = np.empty_like(y)
+    assert round_to_float16(y, out) is out
+    _same(out, want)
+
+
+def test_exponent_path_on_every_boundary():
+    y = _boundaries()
+    _same(half._by_exponent(y), _want(y))
+    y = np.concatenate([y, np.float32([np.inf, -np.inf, np.nan, 65520, -1e38])])
+    z = y.copy()                # (one value above 65504 sends the whole array this way)
+    assert round_to_float16(z, z) is z
+    _same(z, _want(y))
 
 
 def test_every_float16_and_its_neighbours():

@@ -8,12 +8,17 @@ computed in float32 pays both on every value it passes on (``_HalfStack``,
 - :func:`float16_to_float32` reads a 256 KB table of every float16's float32 value
   (``take``, ~3x faster than ``astype``);
 - :func:`round_to_float16` rounds float32 values to the nearest float16 (ties to even, as
-  ``astype(np.float16)``), keeping them float32: ``(y + C) - C`` with ``C`` 1.5 times the power
-  of two whose float32 ulp is y's float16 ulp (the float16 subnormal step 2**-24 below 2**-14),
-  then y's sign (zeros and values rounding to zero keep it); values rounding to 65536 or more
-  become infinities. Seven passes of cheap ufuncs, ~3.5x faster than the two ``astype``. Checked
-  against ``astype`` on all 2**32 float32 values (``tests/test_half.py`` checks a sample and
-  every boundary).
+  ``astype(np.float16)``), keeping them float32, by Veltkamp's splitting of ``|y|`` at 11 bits:
+  ``c = 8193 * max(|y|, 1.5 * 2**-14)``, ``r = c - (c - |y|)``, then y's sign. Rounding to
+  nearest even, the split is ``|y|`` rounded to nearest even on 11 bits; the floor puts the
+  values below it on the 2**-24 grid of float16's subnormals (and of its first binade) instead:
+  ``c`` is then ``8193 * 1.5 * 2**-14``, about 0.75, whose float32 ulp is 2**-24. Seven passes
+  of cheap ufuncs and one reduction, ~1.3x faster than the exponent-bits rounding below and
+  ~2.5x faster than the two ``astype``. Arrays with a value above 65504 (the largest float16),
+  an infinity or a NaN (the reduction sees them) take the exponent-bits rounding instead:
+  ``(y + C) - C`` with ``C`` 1.5 times the power of two whose float32 ulp is y's float16 ulp.
+  Both were checked against ``astype`` on all 2**32 float32 values (``tests/test_half.py``
+  checks every float16 boundary and tie on each path and a sample).
 """
 
 from __future__ import annotations
@@ -37,12 +42,43 @@ def float16_to_float32(h: np.ndarray) -> np.ndarray:
     return _TABLE[0].take(h.view(np.uint16))
 
 
-def round_to_float16(y: np.ndarray) -> np.ndarray:
-    """``y.astype(np.float16).astype(np.float32)`` of a float32 array, as a new array (NaNs
-    stay NaNs, their payloads may differ)."""
+#: Veltkamp's splitting constant for 11 of float32's 24 bits (2**13 + 1), and the floor of
+#: ``|y|`` below which values round on the 2**-24 grid of float16's subnormals
+_SPLIT, _FLOOR = np.float32(8193.0), np.float32(1.5 * 2.0 ** -14)
+_LARGEST_HALF = np.float32(65504.0)
+_MAGNITUDE, _SIGN = np.uint32(0x7FFFFFFF), np.uint32(0x80000000)
+
+
+def round_to_float16(y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``y.astype(np.float16).astype(np.float32)`` of a float32 array, as a new array or in
+    ``out`` (which may be ``y``; a float32 array of its shape). NaNs stay NaNs, their payloads
+    may differ."""
+    if not y.size:
+        return np.empty(y.shape, np.float32) if out is None else out
+    bits = y.view(np.uint32)
+    a = np.bitwise_and(bits, _MAGNITUDE).view(np.float32)     # (numpy's abs and copysign
+    if not np.maximum.reduce(a, axis=None) <= _LARGEST_HALF:  # are slower than bit masks)
+        r = _by_exponent(y)                                   # (a NaN fails it too)
+        if out is None:
+            return r
+        out[...] = r
+        return out
+    sign = np.bitwise_and(bits, _SIGN) if out is not None else None  # (out may be y)
+    c = np.maximum(a, _FLOOR, out=out)
+    np.multiply(c, _SPLIT, out=c)
+    np.subtract(c, a, out=a)
+    np.subtract(c, a, out=c)
+    if sign is None:
+        sign = np.bitwise_and(bits, _SIGN, out=a.view(np.uint32))
+    np.bitwise_or(c.view(np.uint32), sign, out=c.view(np.uint32))
+    return c
+
+
+def _by_exponent(y: np.ndarray) -> np.ndarray:
+    """:func:`round_to_float16` for any values: overflows become infinities."""
     c = np.bitwise_and(y.view(np.uint32), _EXPONENT)
     np.maximum(c, _SMALLEST, out=c)
-    if c.size and np.maximum.reduce(c, axis=None) >= _LARGEST:
+    if np.maximum.reduce(c, axis=None) >= _LARGEST:
         # values from 2**15 up, infinities and NaNs (a signalling NaN would warn in the add)
         np.minimum(c, _LARGEST, out=c)
         with np.errstate(invalid="ignore"):

@@ -506,9 +506,10 @@ def _HalfStack(*, _ctx, chains: list, cast_in: bool = False, cast_out: bool = Fa
             return _fallback(x)
         y = round_to_float16(x) if cast_in else float16_to_float32(x)
         for i, kernel in enumerate(kernels):
-            y = kernel(y)
-            if i < last or cast_out:
-                y = round_to_float16(y)
+            z = kernel(y)
+            if i < last or cast_out:    # (in place: a chain's result is a new array)
+                z = round_to_float16(z, z if z is not y and z.flags.writeable else None)
+            y = z
         return y if cast_out else y.astype(half)
 
     HalfStack.kernels = kernels
