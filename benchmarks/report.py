@@ -128,20 +128,18 @@ def extras_tables(extras: dict, titles: dict[str, str]) -> str:
         out.append("**Peak memory** (RSS high-water mark in a fresh process, minus the RSS "
                    "before the call)\n\n" + "\n".join(rows))
     if extras.get("threads"):
-        rows = ["| load | default threads, ms | one thread, ms | default/one |",
-                "|---|---|---|---|"]
+        rows = ["| model | batch | load | default threads, ms | one thread, ms | default/one |",
+                "|---|---|---|---|---|---|"]
         for r in extras["threads"]:
+            head = f"| {titles.get(r['case'], r['case'])} | {r['batch']} | {r['load']} |"
             if r["status"] == "ok":
-                rows.append(f"| {r['load']} | {_ms(r['default_s'])} | {_ms(r['one_s'])} | "
+                rows.append(f"{head} {_ms(r['default_s'])} | {_ms(r['one_s'])} | "
                             f"{r['ratio']:.2f} |")
             else:
-                rows.append(f"| {r['load']} | {notes.mark('fails', r.get('error'))} | | |")
-        r0 = extras["threads"][0]
-        title = titles.get(r0["case"], r0["case"])
-        out.append(f"**tfdeploy's threads under load** ({title}, batch {r0['batch']}; "
-                   "none: alone; busy: beside one CPU-bound process; tf: TensorFlow imported "
-                   "in the same process; > 1: default threads are slower)\n\n"
-                   + "\n".join(rows))
+                rows.append(f"{head} {notes.mark('fails', r.get('error'))} | | |")
+        out.append("**tfdeploy's threads under load** (none: alone; busy: beside one CPU-bound "
+                   "process; tf: TensorFlow imported in the same process; > 1: default "
+                   "threads are slower)\n\n" + "\n".join(rows))
     text = "\n\n".join(out)
     return text + ("\n\n" + notes.render() if notes.reasons else "")
 

@@ -61,7 +61,10 @@ def parse_args(argv):
     ap.add_argument("--extras", help=f"comma-separated from {', '.join(EXTRAS)}, or none "
                     "(default all; --quick: none)")
     ap.add_argument("--extras-model", default="mobilenetv2",
-                    help="the model of the cold start, memory and threads measurements")
+                    help="the model of the cold start and memory measurements")
+    ap.add_argument("--threads-models", default="mobilenetv2,block,rnn",
+                    help="the models (batch 1) of the threads-under-load measurement: many "
+                    "small steps are where threads can lose")
     ap.add_argument("--memory-batches", default="1,8")
     ap.add_argument("--cold-repeats", type=int, help="fresh processes per cold start (5)")
     ap.add_argument("--thread-rounds", type=int, help="process pairs per thread load (3)")
@@ -94,6 +97,10 @@ def parse_args(argv):
             ap.error(f"unknown models {unknown}; choose from {', '.join(CASES)}")
     else:
         args.models = [c.name for c in CASES.values() if c.quick or not args.quick]
+    args.threads_models = [m.strip() for m in args.threads_models.split(",") if m.strip()]
+    unknown = [m for m in args.threads_models + [args.extras_model] if m not in CASES]
+    if unknown:
+        ap.error(f"unknown models {unknown}; choose from {', '.join(CASES)}")
     if args.reuse and not args.workdir:
         ap.error("--reuse needs --workdir")
     if args.extras is None:
@@ -215,8 +222,11 @@ def run_extras(args, workdir: str, status: dict) -> dict:
         batches = [int(b) for b in args.memory_batches.split(",")]
         out["memory"] = extras.memory(case, batches, d, status)
     if "threads" in args.extras:
-        out["threads"] = extras.threads_under_load(case, 1, d, min(args.min_time, 1.0),
-                                                   args.thread_rounds)
+        out["threads"] = []
+        for name in args.threads_models:
+            out["threads"] += extras.threads_under_load(
+                CASES[name], 1, os.path.join(workdir, name), min(args.min_time, 1.0),
+                args.thread_rounds)
     return out
 
 
@@ -227,10 +237,12 @@ def run(args) -> dict:
     result = {"machine": machine_info(), "config": {
         "models": args.models, "modes": args.modes, "min_time": args.min_time,
         "quick": args.quick, "extras": args.extras, "extras_model": args.extras_model,
+        "threads_models": args.threads_models,
         "pin_cpu": args.pin_cpu, "runtimes": args.runtimes.split(","), "argv": sys.argv[1:]},
         "titles": {n: c.title for n, c in CASES.items()}, "conversions": {}, "records": []}
     log(f"converting into {workdir}")
-    names = list(dict.fromkeys(args.models + ([args.extras_model] if args.extras else [])))
+    names = list(dict.fromkeys(args.models + ([args.extras_model] if args.extras else []) +
+                               (args.threads_models if "threads" in args.extras else [])))
     for name in names:
         result["conversions"][name] = convert(name, workdir, args.reuse)
     for mode in args.modes:

@@ -111,6 +111,25 @@ def test_table_shows_times_ratios_and_reasons():
     assert "[1] conversion: KeyError: 'x'" in text and "[2] max |LiteRT - TF| = 1" in text
 
 
+def test_threads_table_has_a_row_per_model_and_load():
+    ok = {"batch": 1, "status": "ok", "default_s": 2e-3, "one_s": 1e-3, "ratio": 2.0}
+    threads = [{"case": "block", "load": "none", **ok},
+               {"case": "rnn", "load": "busy", "batch": 1, "status": "fails",
+                "error": "timing exit 1"}]
+    text = report.extras_tables({"threads": threads}, {"block": "Transformer block"})
+    assert "| Transformer block | 1 | none | 2 | 1 | 2.00 |" in text
+    assert "| rnn | 1 | busy | fails [1] | | |" in text and "[1] timing exit 1" in text
+
+
+def test_threads_models_are_checked_and_converted():
+    import run
+
+    args = run.parse_args(["--threads-models", "block,rnn", "--extras", "threads"])
+    assert args.threads_models == ["block", "rnn"]
+    with pytest.raises(SystemExit):
+        run.parse_args(["--threads-models", "block,nope"])
+
+
 def test_readme_needs_its_markers(tmp_path):
     result = {"machine": {}, "config": {"modes": ["one"]}, "records": _records()}
     readme = tmp_path / "README.md"
