@@ -60,6 +60,16 @@ def test_veltkamp_path_on_every_boundary(exponent_path_refused):
     _same(out, want)
 
 
+def test_small_positives_on_every_boundary():
+    """The rounding of values in [0, 65504] (after a ReLU: four passes) on every float16
+    boundary and tie of that range; -0 comes out +0."""
+    y = _boundaries()
+    y = y[(y >= 0) & (y <= 65504)]
+    got = half.round_small_positives_to_float16(y.copy())
+    np.testing.assert_array_equal(got, _want(y))
+    assert not np.any(np.signbit(got))
+
+
 def test_exponent_path_on_every_boundary():
     y = _boundaries()
     _same(half._by_exponent(y), _want(y))

@@ -74,6 +74,15 @@ def round_to_float16(y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray
     return c
 
 
+def round_small_positives_to_float16(y: np.ndarray) -> np.ndarray:
+    """:func:`round_to_float16` of a float32 array of values in [0, 65504] (a ReLU's
+    result), in place: Veltkamp's split of y itself, four passes (-0 comes out +0)."""
+    c = np.maximum(y, _FLOOR)
+    np.multiply(c, _SPLIT, out=c)
+    np.subtract(c, y, out=y)
+    return np.subtract(c, y, out=y)
+
+
 def _by_exponent(y: np.ndarray) -> np.ndarray:
     """:func:`round_to_float16` for any values: overflows become infinities."""
     c = np.bitwise_and(y.view(np.uint32), _EXPONENT)

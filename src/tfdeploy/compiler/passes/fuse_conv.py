@@ -11,7 +11,8 @@ the value passed on has exactly one reader and is neither fetched nor fed:
 - activations: Relu, Relu6, LeakyRelu, Elu, Sigmoid, Tanh, GELU (``_Gelu``, from
   ``fuse_gelu``), swish, x * sigmoid(beta * x) (a value with two readers: Sigmoid, or Mul
   by a constant then Sigmoid, and the final Mul), and hard swish, x * (relu6(x + a) / c) or
-  x * (relu6(x + a) * c) with scalar constants (MobileNetV3's);
+  x * (relu6(x + a) * c) with scalar constants (MobileNetV3's); ``_RoundHalf`` (float16
+  rounding in a float32 chain, from ``half_region``);
 - Softmax, over the channels when they are last (float32/float64 chains: a float16 chain,
   rounded once at its end, would give softmax unrounded logits).
 
@@ -56,7 +57,8 @@ def _float(dt: np.dtype) -> bool:
 def _compute(dt: np.dtype) -> np.dtype:
     return _F32 if low_precision(dt) else dt
 _ACTIVATIONS = {"Relu": "relu", "Relu6": "relu6", "LeakyRelu": "leaky_relu", "Elu": "elu",
-                "Sigmoid": "sigmoid", "Tanh": "tanh", "_Gelu": "gelu"}
+                "Sigmoid": "sigmoid", "Tanh": "tanh", "_Gelu": "gelu",
+                "_RoundHalf": "round_half"}
 _BATCH_NORMS = ("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
 _CORES = ("Conv2D", "Conv3D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2")
 _AFFINE = ("Mul", "AddV2", "Add", "Sub", "RealDiv")

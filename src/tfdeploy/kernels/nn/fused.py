@@ -30,7 +30,11 @@ from tfdeploy.kernels.nn.core import elu_, leaky_relu_, softmax_into
 from tfdeploy.kernels.nn.runner import conv_runner
 from tfdeploy.kernels.nn.scratch import output, scratch
 from tfdeploy.kernels.nn.transformer import gelu_
-from tfdeploy.numerics.half import float16_to_float32, round_to_float16
+from tfdeploy.numerics.half import (
+    float16_to_float32,
+    round_small_positives_to_float16,
+    round_to_float16,
+)
 from tfdeploy.runtime import parallel
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -83,6 +87,28 @@ def _swish(dtype: np.dtype, beta) -> Callable:
     return swish
 
 
+def _relu_round_half(six: bool) -> Callable:
+    """ReLU (or ReLU6), then float16 rounding: the epilogue's "round_half" followed by
+    "relu"/"relu6", in the other order (both are monotonic, and 0 and 6 are float16 values:
+    the same values, but for a rounded -0, which comes out +0). The clipped values are not
+    negative: the rounding is Veltkamp's split of y itself (``numerics/half.py``), four passes
+    where the signed rounding takes eight. Values above 65504, infinities and NaNs take the
+    signed rounding."""
+    zero, top = np.zeros((), np.float32), np.full((), 6 if six else np.inf, np.float32)
+    largest = np.float32(65504.0)
+
+    def relu_round_half(y, ext):
+        if y.dtype != np.float32:
+            return None
+        _clip(y, zero, top, out=y)
+        if not y.size:
+            return y
+        if not np.maximum.reduce(y, axis=None) <= largest:  # (a NaN fails it too)
+            return round_to_float16(y, y)
+        return round_small_positives_to_float16(y)
+    return relu_round_half
+
+
 def _hard_swish(dtype: np.dtype, arg) -> Callable:
     """y * (relu6(y + a) / c) (or * c), the unfused ops' arithmetic in their order, in a
     scratch buffer: four passes over the block while in cache."""
@@ -108,8 +134,9 @@ def epilogue_op(kind: str, dtype: np.dtype, arg=None) -> Callable:
     external input of the same shape), "relu", "relu6", "leaky_relu" (``arg``: alpha), "elu",
     "sigmoid", "tanh", "swish" (``arg``: None or the constant beta of y * sigmoid(beta y)),
     "hard_swish" (``arg``: (a, "div" or "mul", c) of y * (relu6(y + a) / c) or * c),
-    "gelu" (``arg``: its form, see ``transformer.gelu_``) and "softmax" (over the last axis,
-    which must be the channels: every block the chain runs it on is made of whole rows).
+    "gelu" (``arg``: its form, see ``transformer.gelu_``), "softmax" (over the last axis,
+    which must be the channels: every block the chain runs it on is made of whole rows) and
+    "round_half" (float32 values rounded to float16 values, ``numerics/half.py``).
     """
     zero = np.zeros((), dtype)
     if kind in _BINARY:
@@ -151,6 +178,10 @@ def epilogue_op(kind: str, dtype: np.dtype, arg=None) -> Callable:
         return lambda y, ext: gelu_(y, arg)
     if kind == "softmax":
         return lambda y, ext: softmax_into(y, y) if y.shape[-1] else y
+    if kind == "round_half":
+        return lambda y, ext: round_to_float16(y, y) if y.dtype == np.float32 else None
+    if kind in ("relu_round_half", "relu6_round_half"):
+        return _relu_round_half(kind == "relu6_round_half")
     raise ValueError(f"unknown epilogue op {kind!r}")
 
 
@@ -393,7 +424,7 @@ def _FusedChain(*, _ctx, core: str, core_attrs: dict, weight: np.ndarray, epilog
     if core in _CONVS and channels and epilogue and epilogue[0][0] == "add" and \
             getattr(epilogue[0][1], "shape", None) == (channels,):
         bias, epilogue = epilogue[0][1], epilogue[1:]  # (the conv kernel adds it)
-    ops = [epilogue_op(k, dt, a) for k, a in epilogue]
+    ops = [epilogue_op(k, dt, a) for k, a in _relu_after_rounding(epilogue)]
     kernel = conv_runner(core, core_attrs, weight, bias, pro)
     if kernel is not None:
         return FusedChain(kernel, dt, ops, _fallback, _label, channels, blocked=True,
@@ -409,6 +440,18 @@ def _FusedChain(*, _ctx, core: str, core_attrs: dict, weight: np.ndarray, epilog
         return _dense(chain, softmax=len(chain.rest) == 1 and epilogue[-1][0] == "softmax",
                       batched=core == "BatchMatMulV2")
     return chain
+
+
+def _relu_after_rounding(epilogue: list) -> list:
+    """``epilogue`` with each "round_half" followed by "relu"/"relu6" as one op
+    (:func:`_relu_round_half`)."""
+    out: list = []
+    for kind, arg in epilogue:
+        if kind in ("relu", "relu6") and out and out[-1] == ("round_half", None):
+            out[-1] = (f"{kind}_round_half", None)
+        else:
+            out.append((kind, arg))
+    return out
 
 
 def _dense(chain: FusedChain, softmax: bool = False, batched: bool = False) -> Callable:
@@ -482,9 +525,18 @@ def _never(*args):
     raise AssertionError("a chain of a _HalfStack took its fallback")  # (float32 in, no ext)
 
 
+@op("_RoundHalf", internal=True)
+def _RoundHalf(x):
+    """float32 values rounded to the nearest float16 values, kept float32: a float16 op's
+    rounding in a float16 region computed in float32 (``compiler/passes/half_region.py``)."""
+    if not isinstance(x, np.ndarray) or x.dtype != np.float32:
+        raise TypeError(f"_RoundHalf: expected a float32 array, got {getattr(x, 'dtype', x)}")
+    return round_to_float16(x)
+
+
 @op("_HalfStack", internal=True, needs_context=True)
 def _HalfStack(*, _ctx, chains: list, cast_in: bool = False, cast_out: bool = False,
-               _fallback=None, _label: str = "_HalfStack"):
+               held: bool = False, _fallback=None, _label: str = "_HalfStack"):
     """float16 chains one after the other (a mixed_float16 Dense or conv stack), computed in
     float32 throughout: each chain's result is rounded to float16 values but stays float32
     for the next (``numerics/half.py``), where each ``_FusedChain`` with ``dtype`` would
@@ -492,19 +544,21 @@ def _HalfStack(*, _ctx, chains: list, cast_in: bool = False, cast_out: bool = Fa
 
     ``chains``: the chains' attributes (float32 weights); ``cast_in``: the input is float32
     (a Cast to float16 before the first chain); ``cast_out``: the result is float32 (a Cast
-    after the last). Another input dtype runs the steps unfused (``_fallback``)."""
+    after the last); ``held``: the input is float32 holding float16 values already (a value
+    of ``half_region``'s float32 region: taken as it is). Another input dtype runs the steps
+    unfused (``_fallback``)."""
     kernels = [_FusedChain(_ctx=_ctx, core=c["core"], core_attrs=c["core_attrs"],
                            weight=c["weight"], epilogue=c["epilogue"],
                            channels=c.get("channels", 0), _fallback=_never,
                            _label=c.get("_label", "_FusedChain")) for c in chains]
-    src = np.dtype(np.float32 if cast_in else np.float16)
+    src = np.dtype(np.float32 if cast_in or held else np.float16)
     half = np.dtype(np.float16)
     last = len(kernels) - 1
 
     def HalfStack(x):
         if x.dtype != src:
             return _fallback(x)
-        y = round_to_float16(x) if cast_in else float16_to_float32(x)
+        y = x if held else round_to_float16(x) if cast_in else float16_to_float32(x)
         for i, kernel in enumerate(kernels):
             z = kernel(y)
             if i < last or cast_out:    # (in place: a chain's result is a new array)
