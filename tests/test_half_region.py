@@ -70,7 +70,8 @@ def test_elementwise_region_is_numpys_float16_bit_for_bit():
 def _mixed_cnn(keras):
     """A small mixed_float16 network of the kinds mixed CNNs are made of: convolutions with
     and without bias, BatchNormalization (float32 between Casts), ReLU6, a depthwise
-    convolution, a residual addition, zero padding, max pooling and a float32 head."""
+    convolution, a residual addition, zero padding, max pooling, a float16 Dense layer and a
+    float32 head."""
     L = keras.layers
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
@@ -84,7 +85,7 @@ def _mixed_cnn(keras):
         x = L.Add()([x, y])
         x = L.MaxPooling2D(3, strides=2)(L.ZeroPadding2D(1)(x))
         x = L.Conv2D(8, 3, activation="relu")(x)
-        x = L.GlobalAveragePooling2D()(x)
+        x = L.Dense(6, activation="relu")(L.Flatten()(x))
         out = L.Dense(5, dtype="float32")(x)
         model = keras.Model(inp, out)
     finally:
@@ -111,14 +112,16 @@ def test_mixed_float16_cnn_runs_as_float32_chains():
     chains = [st for st in plan.steps if st.op == "_FusedChain" and st.attrs["core"] != "MatMul"]
     assert [st.label for st in chains] == [
         "Conv2D+Mul+AddV2+_RoundHalf+Relu6", "DepthwiseConv2dNative+Mul+AddV2+_RoundHalf+Relu",
-        "Conv2D+Mul+AddV2+_RoundHalf+AddV2+_RoundHalf"]
+        "Conv2D+Mul+AddV2+_RoundHalf+AddV2+_RoundHalf", "Conv2D+BiasAdd+_RoundHalf+Relu"]
     assert all("dtype" not in st.attrs and ("round_half", None) in st.attrs["epilogue"]
                for st in chains)  # (float32 chains, their BatchNorms in their weights)
     ops = [st.op for st in plan.steps]
     assert not {"Relu6", "Relu", "DepthwiseConv2dNative", "Conv2D", "Mul"} & set(ops), ops
-    # the float16 stack after the pooling takes its float32 input as it is
+    # the float16 Dense layer reads a float16 copy of the flattened features: fuse_half
+    # takes its Cast as its stack's rounding of a float32 input
     stack = next(st for st in plan.steps if st.op == "_HalfStack")
-    assert stack.attrs["held"] and plan.steps[plan.steps.index(stack) - 1].op == "MaxPool"
+    assert stack.attrs["cast_in"] and plan.steps[plan.steps.index(stack) - 1].op == "Reshape"
+    assert "Cast" not in ops, ops
     got = m(x)
     scale = float(np.max(np.abs(want)))
     np.testing.assert_allclose(got, want, rtol=1e-2, atol=1e-2 * scale)

@@ -2,8 +2,8 @@
 
     select -> specialize -> fold -> fuse_rnn -> project_inputs -> pad_into_conv -> simplify
            -> fuse_projections -> fuse_norm -> fuse_gelu -> fuse_rotary -> fuse_attention
-           -> fuse_conv
-           -> scale_into_conv -> fuse_half -> half_region -> licm -> liveness -> lower -> codegen
+           -> half_region -> fuse_conv
+           -> scale_into_conv -> fuse_half -> licm -> liveness -> lower -> codegen
 
 Each pass is one module of ``compiler/passes`` with one job, ``run(plan, ctx) -> plan``;
 ``PASSES`` lists them in order. ``lower`` (``compiler/lower.py``) is the only place kernels are
@@ -59,10 +59,10 @@ PASSES: list[tuple[str, Callable, bool]] = [
     ("fuse_gelu", fuse_gelu.run, True),
     ("fuse_rotary", fuse_rotary.run, True),
     ("fuse_attention", fuse_attention.run, True),
+    ("half_region", half_region.run, True),
     ("fuse_conv", fuse_conv.run, True),
     ("scale_into_conv", scale_into_conv.run, True),
     ("fuse_half", fuse_half.run, True),
-    ("half_region", half_region.run, True),
     ("licm", licm.run, True),
     ("liveness", liveness.run, False),
 ]

@@ -1,54 +1,49 @@
-"""half_region: the float16 steps ``fuse_half`` left unfused computed in float32, holding
-float16 values, so that ``fuse_conv`` chains them.
+"""half_region: a float16 region of convolutions computed in float32 on arrays holding
+float16 values, so that ``fuse_conv`` chains it.
 
 A mixed_float16 convolutional network (Keras' ``mixed_float16`` policy) alternates float16
 convolutions with float32 BatchNormalization: ``Conv2D (float16) -> Cast (to float32) -> Mul
 -> AddV2 -> Cast (to float16) -> Relu6 (float16) -> ...``. The Casts break every chain, and
 numpy computes float16 arithmetic (and converts float16) a value at a time: such a
-MobileNetV2 took 6-27x its float32 twin's time. Here those steps compute in float32 on float32
-arrays that hold float16 values, rounding to float16 where TF's float16 op rounds its result
-(``_RoundHalf``, ``numerics/half.py``: the same values as ``astype(np.float16)``):
+MobileNetV2 took 6-27x its float32 twin's time. Here, before ``fuse_conv``, those steps
+compute in float32 on float32 arrays that hold float16 values, rounding to float16 where TF's
+float16 op rounds its result (``_RoundHalf``, ``numerics/half.py``: the same values as
+``astype(np.float16)``):
 
 - a ``Cast`` from float32 to float16 becomes ``_RoundHalf`` (its value stays float32);
 - a ``Cast`` from float16 to float32 of such a value is dropped (its readers read the value);
-- ``Conv2D``, ``DepthwiseConv2dNative``, ``MatMul``, ``BatchMatMulV2``, ``BiasAdd``,
-  ``AddV2``/``Add``, ``Sub``, ``Mul`` and ``RealDiv`` of such values and float16 constants
-  (made float32, exactly) compute in float32 and round their result. For the arithmetic ops
-  this is exactly the float16 op: float32 keeps more than 2 * 11 + 2 bits, so rounding twice
-  (to float32, then to float16) gives the correctly rounded float16 result (Figueroa). A
-  convolution or product read only by a ``BiasAdd``, or by a Cast to float32 (a mixed
-  model's BatchNormalization), is not rounded: its chain rounds once at its end, as the
-  float16 chains of ``fuse_conv`` do (a float16 rounding from TF's values, which round after
-  each op), and the BatchNormalization folds into the weights;
+- ``Conv2D``, ``DepthwiseConv2dNative``, ``BiasAdd``, ``AddV2``/``Add``, ``Sub``, ``Mul`` and
+  ``RealDiv`` of such values and float16 constants (made float32, exactly) compute in float32
+  and round their result. For the arithmetic ops this is exactly the float16 op: float32
+  keeps more than 2 * 11 + 2 bits, so rounding twice (to float32, then to float16) gives the
+  correctly rounded float16 result (Figueroa). A convolution read only by a ``BiasAdd``, or
+  a convolution or ``BiasAdd`` read only by a Cast to float32 (a BatchNormalization), is not
+  rounded: its chain rounds once, at its end, as ``fuse_conv``'s float16 chains do (a
+  float16 rounding from TF's values, which round after each op), and the BatchNormalization
+  folds into the weights;
 - ``Relu``, ``Relu6`` and ``Identity`` need no rounding (their results are among their inputs'
-  values, 0 and 6);
-- a float16 ``_FusedChain`` (``fuse_conv`` computes those in float32 and rounds once at the
-  end, converting its input and result) becomes the float32 chain with the rounding as its
-  last epilogue op: the same values, without the conversions;
-- MaxPool, Pad, Split, ConcatV2, Reshape and the like only move or select values: they run
-  on the float32 arrays as they are; a ``_HalfStack`` of ``fuse_half`` reading a region
-  value takes it as it is (``held``: no conversion, no rounding).
+  values, 0 and 6), nor do MaxPool, Pad, Split, ConcatV2, Reshape and the like (they move or
+  select values).
 
-A float16 value of the region read by any other step (or fetched) is converted to a float16
-array for it (exactly: it holds float16 values). The pass runs after ``fuse_conv`` and
-``fuse_half`` (whose ``_HalfStack`` already keeps a Dense stack in float32), on what they left,
-then runs ``fuse_conv`` again over the float32 steps: ``Conv2D + _RoundHalf + Mul + AddV2 +
-_RoundHalf + Relu6`` is one chain, its roundings applied in place block by block.
+Matrix products are left out: ``fuse_conv``'s float16 chains and ``fuse_half``'s float32
+stacks take a mixed Dense stack, and a float16 one reading a value of the region gets a
+float16 copy, as every step outside the region does (``fuse_half`` takes the copy's Cast as
+its stack's rounding of its input). ``fuse_conv`` then makes ``Conv2D + Mul + AddV2 +
+_RoundHalf + Relu6`` one float32 chain, its BatchNorm in its weights.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from tfdeploy.compiler.passes import fuse_conv
 from tfdeploy.compiler.patterns import builtin
 from tfdeploy.compiler.plan import Plan, Step
 
 _F16, _F32 = np.dtype(np.float16), np.dtype(np.float32)
-_ROUNDED = frozenset(("Conv2D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2", "BiasAdd",
-                      "AddV2", "Add", "Sub", "Mul", "RealDiv"))
+_ROUNDED = frozenset(("Conv2D", "DepthwiseConv2dNative", "BiasAdd", "AddV2", "Add", "Sub",
+                      "Mul", "RealDiv"))
 _EXACT = frozenset(("Relu", "Relu6", "Identity"))
-_PRODUCTS = ("Conv2D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2")
+_PRODUCTS = ("Conv2D", "DepthwiseConv2dNative")
 #: ops that only move, select or pad their float16 inputs (exact in float32): the positions of
 #: their float16 inputs (None: all but the last); the others are integers (sizes, axes)
 _STRUCTURAL = {"MaxPool": (0,), "Pad": (0,), "PadV2": (0, 2), "MirrorPad": (0,),
@@ -63,13 +58,6 @@ def _cast(st: Step, src: str, dst: str) -> bool:
         not a.get("Truncate") and builtin(st)
 
 
-def _half_chain(st: Step) -> bool:
-    """A float16 ``_FusedChain`` (computed in float32, rounded once at its end)."""
-    a = st.attrs
-    return st.op == "_FusedChain" and a.get("dtype") == "float16" and \
-        not a.get("scaled") and not a.get("prologue")
-
-
 def _member(st: Step, half: set[int]) -> bool:
     """``st`` is a float16 op of the region: all its float16 inputs are values of it (or
     float16 constants)."""
@@ -78,7 +66,7 @@ def _member(st: Step, half: set[int]) -> bool:
     if st.op in _STRUCTURAL:
         data = _data(st)
         return bool(st.outs) and all((v in half) == (k in data) for k, v in enumerate(st.ins))
-    return (st.op in _ROUNDED | _EXACT or _half_chain(st)) and len(st.outs) == 1 and \
+    return (st.op in _ROUNDED or st.op in _EXACT) and len(st.outs) == 1 and \
         st.outs[0][0] == 0 and all(v in half for v in st.ins)
 
 
@@ -119,7 +107,7 @@ def run(plan: Plan, ctx=None) -> Plan:
             plan.fetch_values = plan.fetch_values[:k] + (rw.to_half(out, v, "fetch"),) + \
                 plan.fetch_values[k + 1:]
     plan.steps = out
-    return fuse_conv.run(plan, ctx)
+    return plan
 
 
 class _Rewrite:
@@ -158,9 +146,6 @@ class _Rewrite:
 
     def member(self, st: Step, out: list[Step]) -> None:
         """A step of the region, in float32 (and its rounding after it)."""
-        if st.op == "_FusedChain":
-            out.append(_float32_chain(self.plan, st, self.as_f32))
-            return
         st.ins = tuple(self.as_f32(v) for v in st.ins)
         if st.op in _STRUCTURAL or st.op in _EXACT or self._rounded_later(st):
             out.append(st)
@@ -173,22 +158,20 @@ class _Rewrite:
         out.append(Step("_RoundHalf", st.name, (t,), ((0, v),), {}))
 
     def _rounded_later(self, st: Step) -> bool:
-        """A product read only by a BiasAdd of the region or by a Cast to float32: its chain
-        rounds once, at its end."""
+        """A convolution read only by a BiasAdd of the region, or a convolution or BiasAdd
+        read only by a Cast to float32: its chain rounds once, at its end."""
         v = st.outs[0][1]
         rs = self.readers.get(v, ())
-        return st.op in _PRODUCTS and v not in self.pinned and len(rs) == 1 and (
-            rs[0].op in ("BiasAdd", "BiasAddV1") and id(rs[0]) in self.inside or
-            _cast(rs[0], "float16", "float32") and rs[0].outs[0][1] not in self.pinned)
+        if v in self.pinned or len(rs) != 1:
+            return False
+        if _cast(rs[0], "float16", "float32") and rs[0].outs[0][1] not in self.pinned:
+            return st.op in _PRODUCTS or st.op in ("BiasAdd", "BiasAddV1")
+        return st.op in _PRODUCTS and rs[0].op in ("BiasAdd", "BiasAddV1") and \
+            id(rs[0]) in self.inside
 
     def outside(self, st: Step, out: list[Step]) -> None:
         """A step outside the region: it reads a float16 copy of a region value, except a
-        Cast of one to float32 (dropped: its readers read the value) and a ``_HalfStack``
-        (``held``: it takes the float32 array as it is)."""
-        if _held_stack(st, self.values):
-            st.attrs = {**st.attrs, "held": True}
-            out.append(st)
-            return
+        Cast of one to float32 (dropped: its readers read the value)."""
         if _cast(st, "float16", "float32") and st.ins[0] in self.values and \
                 st.outs[0][1] not in self.pinned:
             self.rename[st.outs[0][1]] = st.ins[0]
@@ -219,28 +202,3 @@ def _remap(st: Step, mapping: dict[int, int]) -> None:
     st.ins = tuple(mapping.get(v, v) for v in st.ins)
     for m in st.members:
         _remap(m, mapping)
-
-
-def _held_stack(st: Step, values: set[int]) -> bool:
-    """``st`` is a ``_HalfStack`` of a float16 input (``fuse_half``) reading a region value: it
-    takes that float32 array of float16 values instead (``held``)."""
-    return st.op == "_HalfStack" and builtin(st) and len(st.ins) == 1 and \
-        st.ins[0] in values and not st.attrs.get("cast_in") and not st.attrs.get("held")
-
-
-def _float32_chain(plan: Plan, st: Step, as_f32) -> Step:
-    """A float16 ``_FusedChain`` as the float32 chain it computes, rounding its result to
-    float16 values in place (its last epilogue op); its unfused steps (the fallback) read
-    float32 constants and end in a ``_RoundHalf``."""
-    attrs = {a: v for a, v in st.attrs.items() if a != "dtype"}
-    attrs["epilogue"] = list(attrs["epilogue"]) + [("round_half", None)]
-    attrs["_label"] = attrs.get("_label", "_FusedChain") + " (float32)"
-    members = [Step(m.op, m.name, tuple(as_f32(v) for v in m.ins), m.outs, m.attrs,
-                    m.members) for m in st.members]
-    v = st.outs[0][1]
-    t = plan.new_value()
-    last = members[-1]
-    last.outs = tuple((i, t if w == v else w) for i, w in last.outs)
-    members.append(Step("_RoundHalf", last.name, (t,), ((0, v),), {}))
-    return Step(st.op, st.name, tuple(as_f32(w) for w in st.ins), st.outs, attrs,
-                members=tuple(members))

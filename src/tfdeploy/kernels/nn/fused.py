@@ -536,7 +536,7 @@ def _RoundHalf(x):
 
 @op("_HalfStack", internal=True, needs_context=True)
 def _HalfStack(*, _ctx, chains: list, cast_in: bool = False, cast_out: bool = False,
-               held: bool = False, _fallback=None, _label: str = "_HalfStack"):
+               _fallback=None, _label: str = "_HalfStack"):
     """float16 chains one after the other (a mixed_float16 Dense or conv stack), computed in
     float32 throughout: each chain's result is rounded to float16 values but stays float32
     for the next (``numerics/half.py``), where each ``_FusedChain`` with ``dtype`` would
@@ -544,21 +544,19 @@ def _HalfStack(*, _ctx, chains: list, cast_in: bool = False, cast_out: bool = Fa
 
     ``chains``: the chains' attributes (float32 weights); ``cast_in``: the input is float32
     (a Cast to float16 before the first chain); ``cast_out``: the result is float32 (a Cast
-    after the last); ``held``: the input is float32 holding float16 values already (a value
-    of ``half_region``'s float32 region: taken as it is). Another input dtype runs the steps
-    unfused (``_fallback``)."""
+    after the last). Another input dtype runs the steps unfused (``_fallback``)."""
     kernels = [_FusedChain(_ctx=_ctx, core=c["core"], core_attrs=c["core_attrs"],
                            weight=c["weight"], epilogue=c["epilogue"],
                            channels=c.get("channels", 0), _fallback=_never,
                            _label=c.get("_label", "_FusedChain")) for c in chains]
-    src = np.dtype(np.float32 if cast_in or held else np.float16)
+    src = np.dtype(np.float32 if cast_in else np.float16)
     half = np.dtype(np.float16)
     last = len(kernels) - 1
 
     def HalfStack(x):
         if x.dtype != src:
             return _fallback(x)
-        y = x if held else round_to_float16(x) if cast_in else float16_to_float32(x)
+        y = round_to_float16(x) if cast_in else float16_to_float32(x)
         for i, kernel in enumerate(kernels):
             z = kernel(y)
             if i < last or cast_out:    # (in place: a chain's result is a new array)
