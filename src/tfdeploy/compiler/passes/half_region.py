@@ -20,7 +20,8 @@ float16 op rounds its result (``_RoundHalf``, ``numerics/half.py``: the same val
   a convolution or ``BiasAdd`` read only by a Cast to float32 (a BatchNormalization), is not
   rounded: its chain rounds once, at its end, as ``fuse_conv``'s float16 chains do (a
   float16 rounding from TF's values, which round after each op), and the BatchNormalization
-  folds into the weights;
+  folds into the weights (where the float32 values never return to float16, a float32
+  output of the model, they are not rounded at all: closer to the exact values than TF's);
 - ``Relu``, ``Relu6`` and ``Identity`` need no rounding (their results are among their inputs'
   values, 0 and 6), nor do MaxPool, Pad, Split, ConcatV2, Reshape and the like (they move or
   select values).
