@@ -154,3 +154,33 @@ def test_relu_after_rounding_is_the_rounding_then_relu(six):
         got = op(y.copy(), ())
         np.testing.assert_array_equal(got, want)
         assert not np.any(np.signbit(got[~np.isnan(got)]))
+
+
+@pytest.mark.tf
+def test_mixed_float16_swish_joins_the_chain():
+    """EfficientNet's float16 swish (x * sigmoid(x), Keras 3: x * sigmoid(1 * x)) computes
+    in float32 and rounds once, after the product: fuse_conv takes it into the convolution's
+    chain. The results are TF's to float16 rounding."""
+    keras = pytest.importorskip("keras")
+    L = keras.layers
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        keras.utils.set_random_seed(4)
+        inp = keras.Input((12, 12, 4))
+        x = L.Activation("swish")(L.BatchNormalization()(L.Conv2D(8, 3, use_bias=False)(inp)))
+        x = L.Activation("sigmoid")(L.Conv2D(6, 1)(x))
+        out = L.Flatten(dtype="float32")(x)
+        model = keras.Model(inp, out)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    x = np.random.default_rng(2).uniform(-2, 2, (2, 12, 12, 4)).astype(np.float32)
+    want = np.asarray(model(x, training=False))
+    m = td.convert(model, check_data=False)
+    plan = m.plan(x)
+    labels = [st.label for st in plan.steps if st.op == "_FusedChain"]
+    assert labels[0].startswith("Conv2D+Mul+AddV2+_RoundHalf+") and \
+        labels[0].endswith("Sigmoid+Mul+_RoundHalf"), labels
+    assert "Sigmoid" in labels[1] and labels[1].endswith("_RoundHalf"), labels
+    assert not {"Sigmoid", "Mul", "Cast"} & {st.op for st in plan.steps}, plan
+    got = m(x)
+    np.testing.assert_allclose(got, want, rtol=1e-2, atol=1e-2 * float(np.max(np.abs(want))))

@@ -22,6 +22,10 @@ float16 op rounds its result (``_RoundHalf``, ``numerics/half.py``: the same val
   float16 rounding from TF's values, which round after each op), and the BatchNormalization
   folds into the weights (where the float32 values never return to float16, a float32
   output of the model, they are not rounded at all: closer to the exact values than TF's);
+- ``Sigmoid`` and ``Tanh`` compute in float32 and round once (TF's float16 kernels may
+  round along the way: the results differ by a float16 rounding); in a swish,
+  ``x * sigmoid(x)`` or ``x * sigmoid(b * x)``, only the product rounds, so that
+  ``fuse_conv`` takes the swish into the chain;
 - ``Relu``, ``Relu6`` and ``Identity`` need no rounding (their results are among their inputs'
   values, 0 and 6), nor do MaxPool, Pad, Split, ConcatV2, Reshape and the like (they move or
   select values).
@@ -42,7 +46,7 @@ from tfdeploy.compiler.plan import Plan, Step
 
 _F16, _F32 = np.dtype(np.float16), np.dtype(np.float32)
 _ROUNDED = frozenset(("Conv2D", "DepthwiseConv2dNative", "BiasAdd", "AddV2", "Add", "Sub",
-                      "Mul", "RealDiv"))
+                      "Mul", "RealDiv", "Sigmoid", "Tanh"))
 _EXACT = frozenset(("Relu", "Relu6", "Identity"))
 _PRODUCTS = ("Conv2D", "DepthwiseConv2dNative")
 #: ops that only move, select or pad their float16 inputs (exact in float32): the positions of
@@ -119,9 +123,12 @@ class _Rewrite:
         self.plan = plan
         self.inside = {id(st) for st in region}
         self.readers: dict[int, list[Step]] = {}
+        self.producer: dict[int, Step] = {}
         for st in plan.steps:
             for v in st.ins:
                 self.readers.setdefault(v, []).append(st)
+            for _, v in st.outs:
+                self.producer[v] = st
         # casts to float16 read by no step of the region stay as they are
         kept = [st for st in casts_in
                 if any(id(r) in self.inside for r in self.readers.get(st.outs[0][1], ()))]
@@ -159,16 +166,45 @@ class _Rewrite:
         out.append(Step("_RoundHalf", st.name, (t,), ((0, v),), {}))
 
     def _rounded_later(self, st: Step) -> bool:
-        """A convolution read only by a BiasAdd of the region, or a convolution or BiasAdd
-        read only by a Cast to float32: its chain rounds once, at its end."""
+        """A convolution read only by a BiasAdd of the region, a convolution or BiasAdd read
+        only by a Cast to float32, or the inner steps of a swish (``x * sigmoid(x)``, or of
+        ``b * x``): its chain rounds once, at its end."""
         v = st.outs[0][1]
         rs = self.readers.get(v, ())
         if v in self.pinned or len(rs) != 1:
             return False
+        if st.op == "Sigmoid":
+            return self._swish_sigmoid(st)
+        if st.op == "Mul" and rs[0].op == "Sigmoid" and id(rs[0]) in self.inside and \
+                self._scalar_input(st) is not None:
+            return self._swish_sigmoid(rs[0])
         if _cast(rs[0], "float16", "float32") and rs[0].outs[0][1] not in self.pinned:
             return st.op in _PRODUCTS or st.op in ("BiasAdd", "BiasAddV1")
         return st.op in _PRODUCTS and rs[0].op in ("BiasAdd", "BiasAddV1") and \
             id(rs[0]) in self.inside
+
+    def _scalar_input(self, st: Step) -> int | None:
+        """The other input of a binary step one of whose inputs is a constant of one value."""
+        for k, v in enumerate(st.ins):
+            c = self.plan.constants.get(v)
+            if isinstance(c, np.ndarray) and c.size == 1 and len(st.ins) == 2:
+                return st.ins[1 - k]
+        return None
+
+    def _swish_sigmoid(self, sig: Step) -> bool:
+        """``sig`` (a Sigmoid of the region, of x or of a Mul of x by a constant) is read only
+        by a Mul of the region of x and itself."""
+        v, src = sig.outs[0][1], sig.ins[0]
+        rs = self.readers.get(v, ())
+        if v in self.pinned or len(rs) != 1 or rs[0].op != "Mul" or \
+                id(rs[0]) not in self.inside:
+            return False
+        x = src
+        pm = self.producer.get(src)
+        if pm is not None and pm.op == "Mul" and id(pm) in self.inside and \
+                len(self.readers.get(src, ())) == 1 and src not in self.pinned:
+            x = self._scalar_input(pm) if self._scalar_input(pm) is not None else src
+        return sorted(rs[0].ins) == sorted((x, v))
 
     def outside(self, st: Step, out: list[Step]) -> None:
         """A step outside the region: it reads a float16 copy of a region value, except a
