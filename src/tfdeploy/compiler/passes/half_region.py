@@ -24,8 +24,8 @@ float16 op rounds its result (``_RoundHalf``, ``numerics/half.py``: the same val
   output of the model, they are not rounded at all: closer to the exact values than TF's);
 - ``Sigmoid`` and ``Tanh`` compute in float32 and round once (TF's float16 kernels may
   round along the way: the results differ by a float16 rounding); in a swish,
-  ``x * sigmoid(x)`` or ``x * sigmoid(b * x)``, only the product rounds, so that
-  ``fuse_conv`` takes the swish into the chain;
+  ``x * sigmoid(x)`` or ``x * sigmoid(b * x)``, only the product rounds (not even the Cast
+  making x, a BatchNormalization's), so that ``fuse_conv`` takes the swish into the chain;
 - ``Relu``, ``Relu6`` and ``Identity`` need no rounding (their results are among their inputs'
   values, 0 and 6), nor do MaxPool, Pad, Split, ConcatV2, Reshape and the like (they move or
   select values).
@@ -101,7 +101,9 @@ def run(plan: Plan, ctx=None) -> Plan:
         return plan
     out: list[Step] = []
     for st in plan.steps:
-        if id(st) in rw.casts_in:
+        if id(st) in rw.casts_in and rw.swish_input(st.outs[0][1]):
+            rw.rename[st.outs[0][1]] = st.ins[0]  # (the swish's product rounds)
+        elif id(st) in rw.casts_in:
             out.append(Step("_RoundHalf", st.name, st.ins, st.outs, {}))
         elif id(st) in rw.inside:
             rw.member(st, out)
@@ -154,7 +156,7 @@ class _Rewrite:
 
     def member(self, st: Step, out: list[Step]) -> None:
         """A step of the region, in float32 (and its rounding after it)."""
-        st.ins = tuple(self.as_f32(v) for v in st.ins)
+        st.ins = tuple(self.as_f32(self.rename.get(v, v)) for v in st.ins)
         if st.op in _STRUCTURAL or st.op in _EXACT or self._rounded_later(st):
             out.append(st)
             return
@@ -183,6 +185,22 @@ class _Rewrite:
         return st.op in _PRODUCTS and rs[0].op in ("BiasAdd", "BiasAddV1") and \
             id(rs[0]) in self.inside
 
+    def swish_input(self, v: int) -> bool:
+        """``v`` is read only by a swish of the region, ``v * sigmoid(v)`` or
+        ``v * sigmoid(b * v)``: a Cast making it need not round (the product does)."""
+        rs = self.readers.get(v, ())
+        if v in self.pinned or len(rs) != 2 or not all(id(r) in self.inside for r in rs):
+            return False
+        for first, last in (rs, rs[::-1]):
+            sig = first
+            if first.op == "Mul" and self._scalar_input(first) == v:
+                after = self.readers.get(first.outs[0][1], ())
+                sig = after[0] if len(after) == 1 else first
+            if sig.op == "Sigmoid" and self._swish_sigmoid(sig) and \
+                    self.readers[sig.outs[0][1]][0] is last and v in last.ins:
+                return True
+        return False
+
     def _scalar_input(self, st: Step) -> int | None:
         """The other input of a binary step one of whose inputs is a constant of one value."""
         for k, v in enumerate(st.ins):
@@ -204,7 +222,8 @@ class _Rewrite:
         if pm is not None and pm.op == "Mul" and id(pm) in self.inside and \
                 len(self.readers.get(src, ())) == 1 and src not in self.pinned:
             x = self._scalar_input(pm) if self._scalar_input(pm) is not None else src
-        return sorted(rs[0].ins) == sorted((x, v))
+        ren = self.rename
+        return sorted(ren.get(w, w) for w in rs[0].ins) == sorted((ren.get(x, x), v))
 
     def outside(self, st: Step, out: list[Step]) -> None:
         """A step outside the region: it reads a float16 copy of a region value, except a
