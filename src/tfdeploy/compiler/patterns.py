@@ -70,6 +70,15 @@ class Dataflow:
         return tuple(c.shape) if c is not None else self.plan.shapes.get(v)
 
 
+def plain_cast(st: Step, src: str, dst: str) -> bool:
+    """``st`` is a built-in Cast of one value from ``src`` to ``dst`` (dtype names), without
+    ``Truncate``."""
+    a = st.attrs
+    return st.op == "Cast" and len(st.ins) == 1 and len(st.outs) == 1 and \
+        st.outs[0][0] == 0 and str(a.get("SrcT")) == src and str(a.get("DstT")) == dst and \
+        not a.get("Truncate") and builtin(st)
+
+
 def other_input(st: Step | None, v: int) -> int | None:
     """The input of binary step ``st`` that is not ``v`` (which it reads once), or None."""
     if st is None or len(st.ins) != 2 or st.ins.count(v) != 1:

@@ -15,7 +15,7 @@ Cast saves nothing and is left alone.
 
 from __future__ import annotations
 
-from tfdeploy.compiler.patterns import Dataflow, builtin, fused_step, replace
+from tfdeploy.compiler.patterns import Dataflow, fused_step, plain_cast, replace
 from tfdeploy.compiler.plan import Plan, Step
 
 
@@ -23,13 +23,6 @@ def _half_chain(st: Step) -> bool:
     return st.op == "_FusedChain" and st.attrs.get("dtype") == "float16" and \
         len(st.ins) == 1 and not st.attrs.get("scaled") and len(st.outs) == 1 and \
         st.outs[0][0] == 0
-
-
-def _cast(st: Step, src: str, dst: str) -> bool:
-    a = st.attrs
-    return st.op == "Cast" and len(st.ins) == 1 and len(st.outs) == 1 and \
-        st.outs[0][0] == 0 and a.get("SrcT") == src and a.get("DstT") == dst and \
-        not a.get("Truncate") and builtin(st)
 
 
 def _next(flow: Dataflow, st: Step) -> Step | None:
@@ -47,7 +40,7 @@ def run(plan: Plan, ctx=None) -> Plan:
     for st in plan.steps:
         if id(st) in taken:
             continue
-        cast_in = _cast(st, "float32", "float16")
+        cast_in = plain_cast(st, "float32", "float16")
         if not cast_in and not _half_chain(st):
             continue
         group = [st]
@@ -55,7 +48,7 @@ def run(plan: Plan, ctx=None) -> Plan:
         while nxt is not None and _half_chain(nxt):
             group.append(nxt)
             nxt = _next(flow, nxt)
-        cast_out = nxt is not None and _cast(nxt, "float16", "float32")
+        cast_out = nxt is not None and plain_cast(nxt, "float16", "float32")
         if cast_out:
             group.append(nxt)
         chains = [g for g in group if g.op == "_FusedChain"]

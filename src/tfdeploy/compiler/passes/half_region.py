@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfdeploy.compiler.patterns import builtin
+from tfdeploy.compiler.patterns import Dataflow, builtin, plain_cast
 from tfdeploy.compiler.plan import Plan, Step
 
 _F16, _F32 = np.dtype(np.float16), np.dtype(np.float32)
@@ -54,13 +54,6 @@ _PRODUCTS = ("Conv2D", "DepthwiseConv2dNative")
 _STRUCTURAL = {"MaxPool": (0,), "Pad": (0,), "PadV2": (0, 2), "MirrorPad": (0,),
                "SplitV": (0,), "Split": (1,), "ConcatV2": None, "Reshape": (0,),
                "Squeeze": (0,), "ExpandDims": (0,), "Transpose": (0,)}
-
-
-def _cast(st: Step, src: str, dst: str) -> bool:
-    a = st.attrs
-    return st.op == "Cast" and len(st.ins) == 1 and len(st.outs) == 1 and \
-        st.outs[0][0] == 0 and str(a.get("SrcT")) == src and str(a.get("DstT")) == dst and \
-        not a.get("Truncate") and builtin(st)
 
 
 def _member(st: Step, half: set[int]) -> bool:
@@ -88,7 +81,7 @@ def run(plan: Plan, ctx=None) -> Plan:
     casts_in: list[Step] = []
     region: list[Step] = []
     for st in plan.steps:
-        if _cast(st, "float32", "float16"):
+        if plain_cast(st, "float32", "float16"):
             half.add(st.outs[0][1])
             casts_in.append(st)
         elif _member(st, half):
@@ -124,20 +117,15 @@ class _Rewrite:
     def __init__(self, plan: Plan, region: list[Step], casts_in: list[Step]):
         self.plan = plan
         self.inside = {id(st) for st in region}
-        self.readers: dict[int, list[Step]] = {}
-        self.producer: dict[int, Step] = {}
-        for st in plan.steps:
-            for v in st.ins:
-                self.readers.setdefault(v, []).append(st)
-            for _, v in st.outs:
-                self.producer[v] = st
+        flow = Dataflow(plan)
+        self.readers, self.pinned = flow.readers, flow.pinned
+        self.producer = {v: st for v, (st, _) in flow.producer.items()}
         # casts to float16 read by no step of the region stay as they are
         kept = [st for st in casts_in
                 if any(id(r) in self.inside for r in self.readers.get(st.outs[0][1], ()))]
         self.casts_in = {id(st) for st in kept}
         self.values = {v for st in region for _, v in st.outs} | \
             {st.outs[0][1] for st in kept}
-        self.pinned = set(plan.fetch_values) | set(plan.feed_values)
         self.f32_const: dict[int, int] = {}
         self.rename: dict[int, int] = {}     # a dropped Cast's output -> the value it cast
         self.boundary: dict[int, int] = {}   # a region value -> its float16 copy
@@ -180,7 +168,7 @@ class _Rewrite:
         if st.op == "Mul" and rs[0].op == "Sigmoid" and id(rs[0]) in self.inside and \
                 self._scalar_input(st) is not None:
             return self._swish_sigmoid(rs[0])
-        if _cast(rs[0], "float16", "float32") and rs[0].outs[0][1] not in self.pinned:
+        if plain_cast(rs[0], "float16", "float32") and rs[0].outs[0][1] not in self.pinned:
             return st.op in _PRODUCTS or st.op in ("BiasAdd", "BiasAddV1")
         return st.op in _PRODUCTS and rs[0].op in ("BiasAdd", "BiasAddV1") and \
             id(rs[0]) in self.inside
@@ -221,14 +209,15 @@ class _Rewrite:
         pm = self.producer.get(src)
         if pm is not None and pm.op == "Mul" and id(pm) in self.inside and \
                 len(self.readers.get(src, ())) == 1 and src not in self.pinned:
-            x = self._scalar_input(pm) if self._scalar_input(pm) is not None else src
+            scaled = self._scalar_input(pm)
+            x = src if scaled is None else scaled
         ren = self.rename
         return sorted(ren.get(w, w) for w in rs[0].ins) == sorted((ren.get(x, x), v))
 
     def outside(self, st: Step, out: list[Step]) -> None:
         """A step outside the region: it reads a float16 copy of a region value, except a
         Cast of one to float32 (dropped: its readers read the value)."""
-        if _cast(st, "float16", "float32") and st.ins[0] in self.values and \
+        if plain_cast(st, "float16", "float32") and st.ins[0] in self.values and \
                 st.outs[0][1] not in self.pinned:
             self.rename[st.outs[0][1]] = st.ins[0]
             return
