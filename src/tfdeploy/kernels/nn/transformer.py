@@ -13,7 +13,8 @@ import functools
 import numpy as np
 
 from tfdeploy.kernels.common import Tiled, op
-from tfdeploy.kernels.special.erf_gamma import Erf, Erfc, gelu_erfc_
+from tfdeploy.kernels.nn.gelu import gelu_erfc_
+from tfdeploy.kernels.special.erf_gamma import Erf, Erfc
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _F32 = _FLOATS[0]
