@@ -58,14 +58,22 @@ def _randomize_batch_norms(model) -> None:
                                for w in layer.get_weights()])
 
 
-def _app(ctor: str):
+def _app(ctor: str, policy: str = "float32"):
+    """A keras.applications model at 224x224 under the Keras ``policy`` (``mixed_float16``:
+    float16 compute, float32 variables: the same weights as the float32 twin); restores the
+    global policy."""
     def build():
         keras = _seed()
-        model = getattr(keras.applications, ctor)(weights=None, input_shape=(224, 224, 3),
-                                                   classifier_activation=None)
+        old = keras.mixed_precision.global_policy().name
+        keras.mixed_precision.set_global_policy(policy)
+        try:
+            model = getattr(keras.applications, ctor)(weights=None, input_shape=(224, 224, 3),
+                                                       classifier_activation=None)
+        finally:
+            keras.mixed_precision.set_global_policy(old)
         _randomize_batch_norms(model)
         return model
-    build.__name__ = ctor
+    build.__name__ = ctor if policy == "float32" else f"{ctor}_{policy}"
     return build
 
 
@@ -205,6 +213,9 @@ def _cases() -> list[Case]:
         # float16 intermediates round differently from TF's: a few float16 ulps of the scale
         Case("mlp_f16", "Dense stack mixed_float16", "mixed", mlp_mixed, _floats(MLP_WIDTH),
              (32,), tol=1e-2, quick=True),
+        # the float32 twin is ``mobilenetv2`` (same weights) at batch 1
+        Case("mobilenetv2_f16", "MobileNetV2 224 mixed_float16", "mixed",
+             _app("MobileNetV2", "mixed_float16"), _images(224), (1,), tol=2e-2),
         Case("dense", "softmax(x @ W + b)", "dense", None, _dense_input, (1, 100, 10000),
              tol=1e-5, quick=True),
     ]

@@ -84,18 +84,26 @@ def time_table(records: list[dict], titles: dict[str, str], *, p90: bool = True,
     return out + ("\n\n" + notes.render() if notes.reasons else "")
 
 
+#: (mixed_float16 case, its float32 twin, batch, title) for the mixed_float16 line
+MIXED_TWINS = (("mlp_f16", "mlp_f32", 32, "the Dense stack"),
+               ("mobilenetv2_f16", "mobilenetv2", 1, "MobileNetV2 at batch 1"))
+
+
 def mixed_line(records: list[dict]) -> str | None:
-    """tfdeploy's (and the peers') mixed_float16 time over the float32 twin's."""
-    med = {(r["case"], r["runtime"]): r.get("median_s") for r in records}
-    parts = []
-    for peer in PEER_ORDER:
-        f16, f32 = med.get(("mlp_f16", peer)), med.get(("mlp_f32", peer))
-        if f16 and f32:
-            parts.append(f"{peer} {_ratio(f16 / f32)}")
-    if not parts:
+    """tfdeploy's (and the peers') mixed_float16 time over the float32 twin's, per model."""
+    med = {(r["case"], r.get("batch"), r["runtime"]): r.get("median_s") for r in records}
+    models = []
+    for f16_case, f32_case, batch, title in MIXED_TWINS:
+        parts = []
+        for peer in PEER_ORDER:
+            f16, f32 = med.get((f16_case, batch, peer)), med.get((f32_case, batch, peer))
+            if f16 and f32:
+                parts.append(f"{peer} {_ratio(f16 / f32)}")
+        if parts:
+            models.append(f"{title}: " + ", ".join(parts))
+    if not models:
         return None
-    return ("mixed_float16 / float32 time of the Dense stack (tfdeploy's goal: <= 1.3): "
-            + ", ".join(parts))
+    return ("mixed_float16 / float32 time (tfdeploy's goal: <= 1.3): " + "; ".join(models))
 
 
 def extras_tables(extras: dict, titles: dict[str, str]) -> str:

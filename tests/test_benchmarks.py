@@ -22,8 +22,9 @@ import models  # noqa: E402
 import report  # noqa: E402
 from common import race, short_error, stats  # noqa: E402
 
-HEAVY = [c.name for c in models.CASES.values() if c.group == "cnn"]
-LIGHT = [c.name for c in models.CASES.values() if c.group not in ("cnn", "dense")]
+#: the 224x224 networks (float32 and mixed_float16)
+HEAVY = [c.name for c in models.CASES.values() if c.group != "dense" and c.input(1).size > 1e5]
+LIGHT = [c.name for c in models.CASES.values() if c.group != "dense" and c.name not in HEAVY]
 
 
 def _agree(case, got, want):
@@ -102,6 +103,22 @@ def _records():
             {**base, "runtime": "onnxruntime", "status": "fails",
              "error": "conversion: KeyError: 'x'"},
             {**base, "runtime": "LiteRT", "status": "wrong", "error": "max |LiteRT - TF| = 1"}]
+
+
+def test_mixed_line_gives_each_model_over_its_float32_twin():
+    def rec(case, batch, runtime, median):
+        return {"case": case, "batch": batch, "mode": "one", "runtime": runtime,
+                "status": "ok", "median_s": median}
+
+    recs = [rec("mlp_f16", 32, "tfdeploy", 1.2e-3), rec("mlp_f32", 32, "tfdeploy", 1e-3),
+            rec("mlp_f16", 32, "TF", 0.7), rec("mlp_f32", 32, "TF", 1e-3),
+            rec("mobilenetv2_f16", 1, "tfdeploy", 0.03), rec("mobilenetv2", 1, "tfdeploy", 0.02),
+            rec("mobilenetv2", 8, "tfdeploy", 0.16)]
+    line = report.mixed_line(recs)
+    assert "the Dense stack: tfdeploy 1.20, TF 700" in line
+    assert "MobileNetV2 at batch 1: tfdeploy 1.50" in line  # (its twin at batch 1, not 8)
+    assert "Dense" not in report.mixed_line(recs[4:])
+    assert report.mixed_line(recs[6:]) is None
 
 
 def test_table_shows_times_ratios_and_reasons():
