@@ -20,7 +20,7 @@ from tfdeploy.ir.graph import Graph, Node, TensorSpec
 def _region_graph():
     """x (float32) -> Cast to float16 -> Add, Mul, Relu6, Sub, RealDiv, Reshape, ConcatV2 with
     float16 constants -> Cast to float32; a float16 value also fetched as it is, and one read
-    by Exp (outside the region)."""
+    by Sin (outside the region)."""
     f16 = {"T": "float16"}
     rng = np.random.default_rng(4)
     nodes = [placeholder("x", "float32"),
@@ -38,7 +38,7 @@ def _region_graph():
              Node("flat", "Reshape", ["div", "shape"], {"T": "float16", "Tshape": "int32"}),
              Node("cat", "ConcatV2", ["flat", "flat", "axis"],
                   {"T": "float16", "N": 2, "Tidx": "int32"}),
-             Node("exp", "Exp", ["r6"], f16),
+             Node("exp", "Sin", ["r6"], f16),
              Node("out", "Cast", ["cat"], {"SrcT": "float16", "DstT": "float32",
                                            "Truncate": False})]
     outs = [TensorSpec("out", "out:0", "float32"), TensorSpec("mul", "mul:0", "float16"),
@@ -55,7 +55,7 @@ def test_elementwise_region_is_numpys_float16_bit_for_bit():
     # the Cast in, Add, Mul, Sub and RealDiv round; Relu6 selects values, Reshape and
     # ConcatV2 move them: no rounding after those
     assert ops.count("_RoundHalf") == 5
-    # float16 copies for the fetched Mul, for Exp and for the fetched Cast to float32 (which
+    # float16 copies for the fetched Mul, for Sin and for the fetched Cast to float32 (which
     # keeps its step: a fetched value is its own array)
     assert "Relu6" in ops and ops.count("Cast") == 4
     x = np.random.default_rng(5).uniform(-9, 9, (4, 6)).astype(np.float32)
@@ -65,6 +65,84 @@ def test_elementwise_region_is_numpys_float16_bit_for_bit():
         assert got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)
         assert np.array_equal(np.signbit(got), np.signbit(want))
+
+
+def _unary_graph():
+    """x (float32) -> Cast to float16 -> each float16 op a transformer's layers are made of,
+    on its own branch, each branch's result cast to float32 and fetched."""
+    f16 = {"T": "float16"}
+    rng = np.random.default_rng(6)
+    nodes = [placeholder("x", "float32"), placeholder("keep", "bool"),
+             Node("h", "Cast", ["x"], {"SrcT": "float32", "DstT": "float16", "Truncate": False}),
+             const("c", rng.uniform(-2, 2, (8,)).astype(np.float16)),
+             const("three", np.float16(3.0)), const("one", np.float16(1.0)),
+             const("tenth", np.float16(0.1)), const("axis", np.array([1], np.int32)),
+             const("begin", np.array([0, 1], np.int32)), const("end", np.array([4, 7], np.int32)),
+             const("stride", np.array([1, 2], np.int32)),
+             Node("abs", "Abs", ["h"], f16), Node("pos", "AddV2", ["abs", "one"], f16)]
+    branches = {"Square": ["h"], "Pow": ["h", "three"], "Sqrt": ["abs"], "Rsqrt": ["pos"],
+                "Exp": ["small"], "Log": ["pos"], "Reciprocal": ["pos"], "Maximum": ["h", "c"],
+                "Minimum": ["h", "c"], "Neg": ["h"], "Erfc": ["h"], "Erf": ["h"],
+                "Tanh": ["h"], "Mean": ["h", "axis"], "SelectV2": ["keep", "h", "c"],
+                "StridedSlice": ["h", "begin", "end", "stride"]}
+    nodes.append(Node("small", "Mul", ["h", "tenth"], f16))
+    attrs = {"Mean": {"T": "float16", "Tidx": "int32", "keep_dims": False},
+             "StridedSlice": {"T": "float16", "Index": "int32", "begin_mask": 0, "end_mask": 0,
+                              "ellipsis_mask": 0, "new_axis_mask": 0, "shrink_axis_mask": 0}}
+    outs = []
+    for op, ins in branches.items():
+        nodes.append(Node(op.lower(), op, ins, attrs.get(op, f16)))
+        nodes.append(Node(f"{op.lower()}_out", "Cast", [op.lower()],
+                          {"SrcT": "float16", "DstT": "float32", "Truncate": False}))
+        outs.append(TensorSpec(op, f"{op.lower()}_out:0", "float32"))
+    ins = [TensorSpec("x", "x:0", "float32"), TensorSpec("keep", "keep:0", "bool")]
+    return Graph(nodes, ins, outs), branches
+
+
+def test_transformer_ops_compute_in_float32_and_round_once():
+    """Each float16 op of a transformer's layers (Square, Pow, Sqrt, Rsqrt, Exp, Log,
+    Reciprocal, Erf, Erfc, Tanh, Mean; Abs, Neg, Maximum, Minimum, SelectV2 and StridedSlice,
+    which select values) runs in float32 and rounds its result once: float16's correctly
+    rounded value (one float16 ulp from it at most for the transcendental functions, whose
+    float32 results round twice), where numpy's float16 kernels round along the way."""
+    import math
+
+    g, branches = _unary_graph()
+    fetches = [s.ref for s in g.outputs]
+    plan = compile_plan(g, fetches, ["x:0", "keep:0"], verify=True)
+    ops = [st.op for st in plan.steps]
+    # every op in the region: a rounding after each computing one (and the Cast in, AddV2,
+    # Mul); the fetched Casts to float32 keep their steps, each with a float16 copy before it
+    assert set(branches) <= set(ops) and ops.count("_RoundHalf") == 11 + 3, ops
+    assert ops.count("Cast") == 2 * len(branches), ops
+    rng = np.random.default_rng(7)
+    x = rng.uniform(-6, 6, (4, 8)).astype(np.float32)
+    x[0, :4] = [0.0, -0.0, 3e-7, 60000]
+    keep = rng.uniform(size=(4, 8)) < 0.5
+    h = x.astype(np.float16).astype(np.float64)
+    c = g.node("c").attrs["value"].astype(np.float64)
+
+    def r16(v):
+        return np.asarray(v).astype(np.float16).astype(np.float64)
+
+    pos = r16(np.abs(h) + 1)
+    with np.errstate(all="ignore"):  # (float16's overflows to inf, as in the plan)
+        exact = {"Square": h * h, "Pow": h ** 3, "Sqrt": np.sqrt(np.abs(h)),
+                 "Rsqrt": 1 / np.sqrt(pos), "Exp": np.exp(r16(h * r16(0.1))),
+                 "Log": np.log(pos), "Reciprocal": 1 / pos,
+                 "Maximum": np.maximum(h, c), "Minimum": np.minimum(h, c), "Neg": -h,
+                 "Erfc": np.vectorize(math.erfc)(h), "Erf": np.vectorize(math.erf)(h),
+                 "Tanh": np.tanh(h), "Mean": h.mean(axis=1), "SelectV2": np.where(keep, h, c),
+                 "StridedSlice": h[0:4, 1:7:2]}
+        got = dict(zip(branches, plan.run((x, keep))))
+        exact = {op: want.astype(np.float16) for op, want in exact.items()}
+    for op, want in exact.items():
+        g16 = got[op].astype(np.float16)
+        assert np.array_equal(got[op], g16.astype(np.float32)), op  # (float16 values)
+        ulps = np.abs(g16.view(np.int16).astype(np.int32) - want.view(np.int16).astype(np.int32))
+        limit = 1 if op in ("Pow", "Exp", "Log", "Erf", "Erfc", "Tanh", "Mean") else 0
+        assert ulps.max() <= limit, (op, h.ravel()[np.argmax(ulps)], g16.ravel()[np.argmax(ulps)],
+                                     want.ravel()[np.argmax(ulps)])
 
 
 def _mixed_cnn(keras):
@@ -185,3 +263,38 @@ def test_mixed_float16_swish_joins_the_chain():
     assert not {"Sigmoid", "Mul", "Cast"} & {st.op for st in plan.steps}, plan
     got = m(x)
     np.testing.assert_allclose(got, want, rtol=1e-2, atol=1e-2 * float(np.max(np.abs(want))))
+
+
+@pytest.mark.tf
+def test_mixed_float16_transformer_runs_in_float32():
+    """A mixed_float16 transformer block: its batched matrix products (Dense on 3-D inputs,
+    attention's einsums), GELU's float16 steps (Mul, Neg, Erfc) and the residual additions
+    compute in float32 and round where TF's float16 ops do; no float16 arithmetic is left but
+    the output's copy, and the results are TF's to float16 rounding, at batch 1 and 8."""
+    keras = pytest.importorskip("keras")
+    L = keras.layers
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        keras.utils.set_random_seed(5)
+        inp = keras.Input((16,), dtype="int32")
+        x = L.Embedding(100, 32)(inp)
+        x = L.LayerNormalization()(x + L.MultiHeadAttention(4, 8)(x, x))
+        h = L.Dense(32)(L.Dense(64, activation="gelu")(x))
+        out = L.Dense(10, dtype="float32")(L.LayerNormalization()(x + h))
+        model = keras.Model(inp, out)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    m = td.convert(model, check_data=False)
+    for batch in (1, 8):
+        x = np.random.default_rng(batch).integers(0, 100, (batch, 16)).astype(np.int32)
+        want = np.asarray(model(x, training=False))
+        plan = m.plan(x)
+        products = [st.label for st in plan.steps if st.op == "_FusedChain"]
+        assert products and all("_RoundHalf" in p for p in products[:-1]), products
+        assert all(st.attrs.get("dtype") != "float16" for st in plan.steps), plan
+        # float16 arrays: only the copies made for steps outside the region (none here)
+        assert not [st for st in plan.steps if st.op == "Cast"], plan
+        assert {"Erfc", "Einsum", "Neg"} <= {st.op for st in plan.steps}
+        got = m(x)
+        np.testing.assert_allclose(got, want, rtol=2e-2,
+                                   atol=2e-2 * float(np.max(np.abs(want))))
