@@ -415,3 +415,27 @@ def test_attention_kernel_softmax_down_the_keys(form):
     if form == "none":
         with pytest.raises(ValueError):
             _Attention(q, k[:, :0], v[:, :0], **perms)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_attention_in_float16_computes_in_float32(masked):
+    """A float16 ``_Attention`` (hand-written attention of a mixed_float16 model, fused in
+    float16) is its float32 result rounded once to float16, masks and scales included."""
+    from tfdeploy.kernels.nn.transformer import _Attention
+
+    rng = np.random.default_rng(8)
+    q, k, v = (rng.standard_normal((2, 5, 3, 4)).astype(np.float16) for _ in range(3))
+    kw = dict(q_perm=[0, 2, 1, 3], k_perm=[0, 2, 3, 1], v_perm=[0, 2, 1, 3],
+              out_perm=[0, 2, 1, 3], scale=np.float16(0.5))
+    mask = ()
+    if masked:
+        mask = (np.tril(np.ones((5, 5), bool)),)
+        kw.update(masked_fill=np.float16(-65504), mask_keeps=True)
+    got = _Attention(q, k, v, *mask, **kw)
+    f32 = [a.astype(np.float32) for a in (q, k, v)]
+    kw32 = dict(kw, scale=np.float32(0.5))
+    if masked:
+        kw32["masked_fill"] = np.float32(-65504)
+    want = _Attention(*f32, *mask, **kw32).astype(np.float16)
+    assert got.dtype == np.float16
+    np.testing.assert_array_equal(got, want)
