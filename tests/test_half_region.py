@@ -298,3 +298,37 @@ def test_mixed_float16_transformer_runs_in_float32():
         got = m(x)
         np.testing.assert_allclose(got, want, rtol=2e-2,
                                    atol=2e-2 * float(np.max(np.abs(want))))
+
+
+@pytest.mark.tf
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast")  # (TF: its -1e9 mask)
+def test_mixed_float16_llama_fused_steps_join_the_region():
+    """A mixed_float16 Llama-style model (``benchmarks/arch.py``): its rotary embeddings and
+    attention, fused from float16 ops before half_region, compute in float32 and round once;
+    the only float16 step left is the copy of the float16 logits, and the results are TF's to
+    float16 rounding."""
+    keras = pytest.importorskip("keras")
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
+    import models
+
+    case = models.CASES["llama"]
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = case.build()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    x = case.input(2)
+    want = np.asarray(model(x, training=False)).astype(np.float32)
+    m = td.convert(model, check_data=False)
+    plan = m.plan(x)
+    fused = [st for st in plan.steps if st.op in ("_Rotary", "_Attention")]
+    assert {st.op for st in fused} == {"_Rotary", "_Attention"}
+    for st in fused:
+        assert not any(getattr(a, "dtype", None) == np.float16 for a in st.attrs.values())
+    assert [st.op for st in plan.steps].count("Cast") == 1, plan  # (the logits' copy)
+    got = m(x)
+    np.testing.assert_allclose(got.astype(np.float32), want, rtol=2e-2,
+                               atol=2e-2 * float(np.max(np.abs(want))))
