@@ -78,6 +78,31 @@ def _gelu_erf_model():
     return model_of(nodes, ["x"], ["y"])
 
 
+def _gelu_erf_model_of(dtype, c):
+    t = {"T": dtype}
+    nodes = [placeholder("x", dtype, [None, 6]), const("half", np.asarray(0.5, dtype)),
+             const("c", np.asarray(c, dtype)), const("one", np.asarray(1, dtype)),
+             Node("h", "Mul", ["half", "x"], t), Node("s", "Mul", ["x", "c"], t),
+             Node("e", "Erf", ["s"], t), Node("a", "AddV2", ["one", "e"], t),
+             Node("y", "Mul", ["h", "a"], t)]
+    return model_of(nodes, ["x"], ["y"])
+
+
+def test_gelu_constants_rounded_to_float16_only_in_float16():
+    """A float16 GELU's 1/sqrt 2 is 0.70703125 (rounded to float16): fused. The same value in
+    a float32 graph is another function: not fused."""
+    x16 = (RNG.standard_normal((4, 6)) * 3).astype(np.float16)
+    m16 = _gelu_erf_model_of("float16", np.float16(0.7071067811865476))
+    assert "_Gelu" in _labels(m16.plan(x16))
+    np.testing.assert_allclose(m16(x16).astype(np.float32),
+                               m16.plan(x16, optimize=False).run((x16,))[0].astype(np.float32),
+                               rtol=4e-3, atol=4e-3)
+    m32 = _gelu_erf_model_of("float32", np.float32(np.float16(0.7071067811865476)))
+    x32 = x16.astype(np.float32)
+    assert "_Gelu" not in _labels(m32.plan(x32))
+    assert "_Gelu" in _labels(_gelu_erf_model_of("float32", 0.7071067811865476).plan(x32))
+
+
 def test_gelu_erf_form_is_fused_and_exact():
     m = _gelu_erf_model()
     x = RNG.standard_normal((4, 6)).astype(np.float32) * 3

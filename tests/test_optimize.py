@@ -721,11 +721,13 @@ def test_mixed_float16_chains_compute_in_float32():
     want = np.asarray(model(x, training=False))
     m = td.convert(model, check_data=False)
     plan = m.plan(x)
-    # the two float16 Dense layers (and the Cast from the input) are one float32 stack
+    # the two float16 Dense layers, their GELU (fused from its float16 steps, 1/sqrt 2 rounded
+    # to float16) and the Casts from the input and to the float32 head are one float32 stack
     stack = [st for st in plan.steps if st.op == "_HalfStack"]
-    assert len(stack) == 1 and stack[0].attrs["cast_in"] and not stack[0].attrs["cast_out"]
+    assert len(stack) == 1 and stack[0].attrs["cast_in"] and stack[0].attrs["cast_out"]
     half = stack[0].attrs["chains"]
     assert len(half) == 2 and all(c["weight"].dtype == np.float32 for c in half)
+    assert half[1]["epilogue"][-1][0] == "gelu" and len(plan.steps) == 2, plan
     got = m(x)
     scale = float(np.max(np.abs(want)))
     np.testing.assert_allclose(got, want, rtol=1e-2, atol=1e-2 * scale)

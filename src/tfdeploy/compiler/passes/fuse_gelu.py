@@ -12,16 +12,26 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from tfdeploy.compiler.patterns import Dataflow, builtin, fused_step, other_input, replace
 from tfdeploy.compiler.plan import Plan, Step
 
 
-def _near(a: float | None, b: float) -> bool:
-    return a is not None and abs(a - b) <= 1e-6 * abs(b)
+def _is(flow: Dataflow, v: int | None, b: float) -> bool:
+    """``v`` is a constant of one element ``b``, or a float16 one of ``b`` rounded to float16
+    (a mixed_float16 model's float16 GELU: half_region computes its ``_Gelu`` in float32 with
+    the exact constants and rounds once, a float16 rounding from TF's values, which round after
+    each op)."""
+    c = flow.const(v) if v is not None else None
+    if c is None or c.size != 1 or c.dtype.kind not in "fiu":
+        return False
+    a = float(c.reshape(-1)[0])
+    return abs(a - b) <= 1e-6 * abs(b) or c.dtype == np.float16 and a == float(np.float16(b))
 
 
 def _mul_by(flow: Dataflow, st: Step | None, v: int, c: float) -> bool:
-    return st is not None and st.op == "Mul" and _near(flow.scalar(other_input(st, v) or -1), c)
+    return st is not None and st.op == "Mul" and _is(flow, other_input(st, v), c)
 
 
 def _erfc_form(flow: Dataflow, x: int, half: Step):
@@ -46,7 +56,7 @@ def _one_plus(flow: Dataflow, st: Step, half: Step):
     """The final Mul of ``0.5 x * (1 + st)``, or None."""
     add = flow.only_reader(st.outs[0][1])
     if add is None or add.op not in ("AddV2", "Add") or \
-            not _near(flow.scalar(other_input(add, st.outs[0][1]) or -1), 1.0):
+            not _is(flow, other_input(add, st.outs[0][1]), 1.0):
         return None, None
     out = flow.only_reader(add.outs[0][1])
     if out is None or out.op != "Mul" or sorted(out.ins) != sorted(
@@ -67,7 +77,7 @@ def _erf_form(flow: Dataflow, x: int, half: Step):
 
 def _tanh_form(flow: Dataflow, x: int, half: Step):
     cube = next((s for s in flow.readers.get(x, ()) if s.op == "Pow" and s.ins[0] == x and
-                 _near(flow.scalar(s.ins[1]), 3.0)), None)
+                 _is(flow, s.ins[1], 3.0)), None)
     if cube is None:
         return None
     c = flow.only_reader(cube.outs[0][1])
@@ -94,7 +104,7 @@ def run(plan: Plan, ctx=None) -> Plan:
         if half.op != "Mul" or len(half.ins) != 2 or id(half) in taken:
             continue
         for x in set(half.ins):
-            if not _near(flow.scalar(other_input(half, x) or -1), 0.5):
+            if not _is(flow, other_input(half, x), 0.5):
                 continue
             found = _erfc_form(flow, x, half) or _erf_form(flow, x, half) or \
                 _tanh_form(flow, x, half)

@@ -41,10 +41,11 @@ float16 op rounds its result (``_RoundHalf``, ``numerics/half.py``: the same val
   move or select values);
 - a Cast to float16 read by a Cast back to float32 (a float32 layer after a float16 one) is a
   rounding of the value, the second Cast dropped;
-- ``_Rotary`` and ``_Attention``, fused before this pass from a hand-written model's float16
-  ops, compute in float32 (their float16 tables and masks made float32) and round once (TF
-  rounds after each of their ops: a float16 rounding of difference). Llama-style: 4.6x -> 3.1x
-  its float32 twin.
+- ``_Rotary``, ``_Attention`` and ``_Gelu``, fused before this pass from float16 ops (a
+  float16 GELU's constants are rounded to float16: ``fuse_gelu`` takes those), compute in
+  float32 (their float16 tables and masks made float32, a GELU with its exact constants) and
+  round once (TF rounds after each of their ops: a float16 rounding of difference).
+  Llama-style: 4.6x -> 3.1x its float32 twin; the transformer block at batch 8 2.2x -> 1.9x.
 
 2-D matrix products (``MatMul``) are left out: ``fuse_conv``'s float16 chains and
 ``fuse_half``'s float32 stacks take a mixed Dense stack, and a float16 one reading a value of
@@ -86,7 +87,7 @@ _REDUCTIONS = {"Mean": (0,), "Sum": (0,)}
 #: steps fused before this pass from float16 ops that compute in float32 on float32 arrays
 #: (their float16 constants made float32, exactly), then round once: the positions of their
 #: float16 inputs (an attention's other input is a mask: float16 or boolean)
-_FUSED = {"_Rotary": (0,), "_Attention": (0, 1, 2)}
+_FUSED = {"_Rotary": (0,), "_Attention": (0, 1, 2), "_Gelu": (0,)}
 
 
 def _member(st: Step, half: set[int]) -> bool:
