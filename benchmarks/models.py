@@ -77,15 +77,27 @@ def _app(ctor: str, policy: str = "float32"):
     return build
 
 
-def transformer_block():
-    """Embedding(1000, 64), MultiHeadAttention(4 x 16), LayerNorm, gelu FFN 128, residuals."""
+def transformer_block(policy: str = "float32"):
+    """Embedding(1000, 64), MultiHeadAttention(4 x 16), LayerNorm, gelu FFN 128, residuals,
+    under the Keras ``policy`` (``mixed_float16``: the same weights). Restores the global
+    policy."""
     keras = _seed()
-    L = keras.layers
-    inp = keras.Input((BLOCK_SEQ,), dtype="int32", name="tokens")
-    x = L.Embedding(VOCAB, 64)(inp)
-    x = L.LayerNormalization()(x + L.MultiHeadAttention(4, 16)(x, x))
-    h = L.Dense(64)(L.Dense(128, activation="gelu")(x))
-    return keras.Model(inp, L.LayerNormalization()(x + h), name="transformer_block")
+    old = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        L = keras.layers
+        inp = keras.Input((BLOCK_SEQ,), dtype="int32", name="tokens")
+        x = L.Embedding(VOCAB, 64)(inp)
+        x = L.LayerNormalization()(x + L.MultiHeadAttention(4, 16)(x, x))
+        h = L.Dense(64)(L.Dense(128, activation="gelu")(x))
+        name = "transformer_block" + ("" if policy == "float32" else f"_{policy}")
+        return keras.Model(inp, L.LayerNormalization()(x + h), name=name)
+    finally:
+        keras.mixed_precision.set_global_policy(old)
+
+
+def transformer_block_mixed():
+    return transformer_block("mixed_float16")
 
 
 def recurrent():
@@ -213,7 +225,9 @@ def _cases() -> list[Case]:
         # float16 intermediates round differently from TF's: a few float16 ulps of the scale
         Case("mlp_f16", "Dense stack mixed_float16", "mixed", mlp_mixed, _floats(MLP_WIDTH),
              (32,), tol=1e-2, quick=True),
-        # the float32 twin is ``mobilenetv2`` (same weights) at batch 1
+        # the float32 twins are ``block`` and ``mobilenetv2`` (same weights)
+        Case("block_f16", "Transformer block mixed_float16", "mixed", transformer_block_mixed,
+             _tokens(BLOCK_SEQ), (1, 8), tol=2e-2),
         Case("mobilenetv2_f16", "MobileNetV2 224 mixed_float16", "mixed",
              _app("MobileNetV2", "mixed_float16"), _images(224), (1,), tol=2e-2),
         Case("dense", "softmax(x @ W + b)", "dense", None, _dense_input, (1, 100, 10000),

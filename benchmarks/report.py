@@ -86,7 +86,9 @@ def time_table(records: list[dict], titles: dict[str, str], *, p90: bool = True,
 
 #: (mixed_float16 case, its float32 twin, batch, title) for the mixed_float16 line
 MIXED_TWINS = (("mlp_f16", "mlp_f32", 32, "the Dense stack"),
-               ("mobilenetv2_f16", "mobilenetv2", 1, "MobileNetV2 at batch 1"))
+               ("mobilenetv2_f16", "mobilenetv2", 1, "MobileNetV2 at batch 1"),
+               ("block_f16", "block", 1, "the transformer block at batch 1"),
+               ("block_f16", "block", 8, "at batch 8"))
 
 
 def mixed_line(records: list[dict]) -> str | None:
