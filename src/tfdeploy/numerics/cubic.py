@@ -29,6 +29,9 @@ import numpy as np
 
 #: values per block: the block's float64 temporaries (~1.1 MB) stay in L2
 BLOCK = 16384
+#: np.clip's ufunc, without np.clip's Python wrapper (a few microseconds a call)
+_clip = getattr(getattr(np, "_core", None), "umath", None)
+_clip = getattr(_clip, "clip", None) or np.clip
 _DEGREE = 3
 _local = threading.local()
 
@@ -38,7 +41,7 @@ class CubicTable:
     constant values outside. ``f`` maps a Python float to a float (``math.erfc``...); the
     rows are computed on first use (``rows``)."""
 
-    __slots__ = ("f", "low", "high", "steps", "below", "above", "_rows")
+    __slots__ = ("f", "low", "high", "steps", "below", "above", "_rows", "_args")
 
     def __init__(self, f: Callable[[float], float], low: int, high: int, steps: int,
                  below: float, above: float):
@@ -47,6 +50,7 @@ class CubicTable:
         self.f, self.low, self.high, self.steps = f, low, high, steps
         self.below, self.above = below, above
         self._rows = None
+        self._args: dict = {}  # scale -> evaluate's constants, as 0-d arrays
 
     @property
     def intervals(self) -> int:
@@ -76,16 +80,22 @@ class CubicTable:
         """f(scale * x) for float64 ``x`` into ``r``; ``t``, ``i``, ``c``: temporaries of
         x's size (float64, intp, [n, 4] float64). The position ``x * scale * steps`` is
         exact when ``scale`` is a power of two."""
-        n = self.intervals
-        np.multiply(x, scale * self.steps, out=t)
-        t += 1.0 - self.low * self.steps
+        args = self._args.get(scale)
+        if args is None:  # (0-d arrays: numpy takes them faster than Python floats)
+            n = self.intervals
+            args = self._args[scale] = tuple(np.array(v) for v in (
+                scale * self.steps, 1.0 - self.low * self.steps, -0.5, n + 1.5))
+        mul, offset, lo, hi = args
+        np.multiply(x, mul, out=t)
+        t += offset
         # an edge row for values outside (+-inf too: their position would be NaN, inf - inf);
         # NaN stays NaN: its index is clipped to row 0, and 0 * NaN is NaN
-        np.clip(t, -0.5, n + 1.5, out=t)
+        _clip(t, lo, hi, out=t)
         np.floor(t, out=r)
         t -= r  # the position within the interval
         np.copyto(i, r, casting="unsafe")
-        np.take(self.rows(), i, axis=0, out=c, mode="clip")
+        np.take(self._rows if self._rows is not None else self.rows(), i, axis=0, out=c,
+                mode="clip")
         np.multiply(c[:, 3], t, out=r)
         r += c[:, 2]
         r *= t

@@ -317,8 +317,12 @@ def _float32_table(x, table: CubicTable, scale: float, finish) -> np.ndarray | N
     return apply(x, np.empty_like(x), table, scale, finish)
 
 
+_FOUR, _MINUS_FOUR = np.array(4.0), np.array(-4.0)
+
+
 def _times_clipped_x(r: np.ndarray, x: np.ndarray) -> None:
-    np.clip(x, -4.0, 4.0, out=x)
+    np.minimum(x, _FOUR, out=x)  # (NaN stays NaN)
+    np.maximum(x, _MINUS_FOUR, out=x)
     r *= x
 
 
