@@ -31,10 +31,7 @@ float16 op rounds its result (``_RoundHalf``, ``numerics/half.py``: the same val
   they round with it, as convolutions do), ``Erf``, ``Erfc``, ``Pow``, ``Square``, ``Sqrt``,
   ``Rsqrt``, ``Exp``, ``Log``, ``Reciprocal``, and the reductions ``Mean`` and ``Sum`` (summed in
   float32) compute in float32 and round once, as TF's float16 kernels do when they compute in
-  float (where numpy's float16 kernels, ``Rsqrt`` = 1 / sqrt say, round twice). A mixed
-  transformer block at batch 8 went from 3.7x to 2.2x its float32 twin's time, GPT-2- and
-  Llama-style models from 22x and 10x to 4x and 4.6x (their rounding steps are most of what
-  remains);
+  float (where numpy's float16 kernels, ``Rsqrt`` = 1 / sqrt say, round twice);
 - ``Relu``, ``Relu6``, ``Identity``, ``Neg``, ``Abs``, ``Maximum`` and ``Minimum`` need no
   rounding (their results are among their inputs' values, 0 and 6, or negate them), nor do
   MaxPool, Pad, Split, ConcatV2, Reshape, StridedSlice, GatherV2, SelectV2 and the like (they
@@ -45,7 +42,10 @@ float16 op rounds its result (``_RoundHalf``, ``numerics/half.py``: the same val
   float16 GELU's constants are rounded to float16: ``fuse_gelu`` takes those), compute in
   float32 (their float16 tables and masks made float32, a GELU with its exact constants) and
   round once (TF rounds after each of their ops: a float16 rounding of difference).
-  Llama-style: 4.6x -> 3.1x its float32 twin; the transformer block at batch 8 2.2x -> 1.9x.
+
+Against their float32 twins, one thread: a mixed transformer block at batch 8 took 3.7x before
+the transformer ops joined the region, 1.9x after; GPT-2- and Llama-style models 22x and 10x,
+3.2x and 3.1x after (the roundings, eight numpy passes each, are most of what remains).
 
 2-D matrix products (``MatMul``) are left out: ``fuse_conv``'s float16 chains and
 ``fuse_half``'s float32 stacks take a mixed Dense stack, and a float16 one reading a value of
@@ -99,9 +99,9 @@ def _member(st: Step, half: set[int]) -> bool:
         data = _data(st)
         return bool(st.outs) and all((v in half) == (k in data) for k, v in enumerate(st.ins))
     if st.op in _FUSED:
-        return len(st.outs) == 1 and st.outs[0][0] == 0 and \
-            all(st.ins[k] in half for k in _FUSED[st.op] if k < len(st.ins)) and \
-            len(st.ins) >= len(_FUSED[st.op])
+        pos = _FUSED[st.op]
+        return len(st.outs) == 1 and st.outs[0][0] == 0 and len(st.ins) >= len(pos) and \
+            all(st.ins[k] in half for k in pos)
     return (st.op in _ROUNDED or st.op in _EXACT) and len(st.outs) == 1 and \
         st.outs[0][0] == 0 and all(v in half for v in st.ins)
 
