@@ -27,11 +27,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+from tfdeploy.numerics import clip
+
 #: values per block: the block's float64 temporaries (~1.1 MB) stay in L2
 BLOCK = 16384
-#: np.clip's ufunc, without np.clip's Python wrapper (a few microseconds a call)
-_clip = getattr(getattr(np, "_core", None), "umath", None)
-_clip = getattr(_clip, "clip", None) or np.clip
 _DEGREE = 3
 _local = threading.local()
 
@@ -90,7 +89,7 @@ class CubicTable:
         t += offset
         # an edge row for values outside (+-inf too: their position would be NaN, inf - inf);
         # NaN stays NaN: its index is clipped to row 0, and 0 * NaN is NaN
-        _clip(t, lo, hi, out=t)
+        clip(t, lo, hi, out=t)
         np.floor(t, out=r)
         t -= r  # the position within the interval
         np.copyto(i, r, casting="unsafe")

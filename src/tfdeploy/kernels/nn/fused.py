@@ -30,6 +30,7 @@ from tfdeploy.kernels.nn.core import elu_, leaky_relu_, softmax_into
 from tfdeploy.kernels.nn.runner import conv_runner
 from tfdeploy.kernels.nn.scratch import output, scratch
 from tfdeploy.kernels.nn.transformer import gelu_
+from tfdeploy.numerics import clip as _clip
 from tfdeploy.numerics.half import (
     float16_to_float32,
     round_small_positives_to_float16,
@@ -43,10 +44,6 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 #: (DenseNet121: 4 MB of them, not 20)
 _PIECE = 1 << 13
 _BINARY = {"mul": np.multiply, "add": np.add, "sub": np.subtract, "div": np.divide}
-#: np.clip's ufunc, without np.clip's Python wrapper (~4 us a call, ~60 calls a CNN); the
-#: wrapper where numpy does not expose it
-_clip = getattr(getattr(np, "_core", None), "umath", None)
-_clip = getattr(_clip, "clip", None) or np.clip
 
 
 def _residual(kind: str, index: int) -> Callable:

@@ -29,6 +29,7 @@ import math
 import numpy as np
 
 from tfdeploy.kernels.common import low_precision, op
+from tfdeploy.numerics import clip
 from tfdeploy.numerics.cubic import ERF_OVER_X, PHI, CubicTable, apply
 from tfdeploy.registry import IMPL_SCIPY
 
@@ -321,8 +322,7 @@ _FOUR, _MINUS_FOUR = np.array(4.0), np.array(-4.0)
 
 
 def _times_clipped_x(r: np.ndarray, x: np.ndarray) -> None:
-    np.minimum(x, _FOUR, out=x)  # (NaN stays NaN)
-    np.maximum(x, _MINUS_FOUR, out=x)
+    clip(x, _MINUS_FOUR, _FOUR, out=x)  # (NaN stays NaN)
     r *= x
 
 
