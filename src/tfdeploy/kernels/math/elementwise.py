@@ -11,6 +11,7 @@ from collections.abc import Callable
 import numpy as np
 
 from tfdeploy.kernels.common import Tiled, as_array, low_precision, op, specializer
+from tfdeploy.numerics import clip
 from tfdeploy.registry import IMPL_SCIPY
 
 
@@ -469,9 +470,11 @@ def Atan2(y, x):
     return _f32_2(np.arctan2, y, x)
 
 
-#: per dtype (cap, 1): sigmoid(x) rounds to 1 above ~16.6 (float32) and ~36.7 (float64), and
-#: exp(40) overflows neither
-_SIGMOID = {np.dtype(t): (np.array(40, t), np.array(1, t)) for t in (np.float32, np.float64)}
+#: per dtype (cap, 1, -inf): sigmoid(x) rounds to 1 above ~16.6 (float32) and ~36.7 (float64),
+#: and exp(40) overflows neither. The cap is a clip from -inf: numpy's minimum with a scalar
+#: does not vectorise (0.37 against 0.11 ns a float32 value here)
+_SIGMOID = {np.dtype(t): (np.array(40, t), np.array(1, t), np.array(-np.inf, t))
+            for t in (np.float32, np.float64)}
 
 
 def _sigmoid_tail(e: np.ndarray, one: np.ndarray) -> np.ndarray:
@@ -485,8 +488,8 @@ def _sigmoid_tail(e: np.ndarray, one: np.ndarray) -> np.ndarray:
 
 def sigmoid_(t: np.ndarray) -> np.ndarray:
     """Sigmoid of a float32/float64 array, in place (the fused epilogue's form)."""
-    cap, one = _SIGMOID[t.dtype]
-    return _sigmoid_tail(np.minimum(t, cap, out=t), one)
+    cap, one, low = _SIGMOID[t.dtype]
+    return _sigmoid_tail(clip(t, low, cap, out=t), one)
 
 
 @op("Sigmoid")
@@ -494,7 +497,7 @@ def Sigmoid(x):
     """Sigmoid: 1 / (1 + exp(-x)), computed without overflow."""
     consts = _SIGMOID.get(x.dtype)
     if consts is not None and x.ndim:
-        return _sigmoid_tail(np.minimum(x, consts[0]), consts[1])
+        return _sigmoid_tail(clip(x, consts[2], consts[0]), consts[1])
     if x.dtype.kind == "c":
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             # exp of the side with a non-positive real part, which cannot overflow

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfdeploy.kernels.common import as_array, low_precision, np_dtype, op
+from tfdeploy.numerics import clip
 
 # --- activations ---------------------------------------------------------------------------
 
@@ -26,24 +27,41 @@ def Relu6(features):
 
 
 # Selections are written as max(x, 0) + f(min(x, 0)): exact, as one term is 0, and much faster
-# than np.where on random masks.
+# than np.where on random masks. For float16/32/64 the max and min are clips to [0, inf] and
+# [-inf, 0]: numpy's maximum and minimum with a scalar do not vectorise (0.37 against 0.11 ns a
+# float32 value here). The values are the same but for a zero's sign: numpy 2's clip keeps
+# -0 (as TF's LeakyRelu and Elu do), np.maximum(-0.0, 0.0) gives +0.
+
+_SIDES = {np.dtype(t): (np.full((), -np.inf, t), np.zeros((), t), np.full((), np.inf, t))
+          for t in (np.float16, np.float32, np.float64)}
+
+
+def _negative_part(y: np.ndarray) -> np.ndarray:
+    """min(y, 0), as a new array."""
+    b = _SIDES.get(y.dtype)
+    return np.minimum(y, np.zeros((), y.dtype)) if b is None else clip(y, b[0], b[1])
+
+
+def _positive_part_(y: np.ndarray) -> np.ndarray:
+    """max(y, 0), in place."""
+    b = _SIDES.get(y.dtype)
+    if b is None:
+        return np.maximum(y, np.zeros((), y.dtype), out=y)
+    return clip(y, b[1], b[2], out=y)
+
 
 def leaky_relu_(y: np.ndarray, alpha) -> np.ndarray:
     """LeakyRelu of an array, in place (LeakyRelu and the fused epilogue)."""
-    zero = np.zeros((), y.dtype)
-    t = np.minimum(y, zero)
+    t = _negative_part(y)
     np.multiply(t, np.asarray(alpha, y.dtype), out=t)
-    np.maximum(y, zero, out=y)
-    return np.add(y, t, out=y)
+    return np.add(_positive_part_(y), t, out=y)
 
 
 def elu_(y: np.ndarray) -> np.ndarray:
     """Elu of a float array, in place (Elu and the fused epilogue)."""
-    zero = np.zeros((), y.dtype)
-    t = np.minimum(y, zero)
+    t = _negative_part(y)
     np.expm1(t, out=t)
-    np.maximum(y, zero, out=y)
-    return np.add(y, t, out=y)
+    return np.add(_positive_part_(y), t, out=y)
 
 
 @op("LeakyRelu")
