@@ -266,12 +266,14 @@ def test_mixed_float16_swish_joins_the_chain():
 
 
 @pytest.mark.tf
-def test_mixed_float16_transformer_runs_in_float32():
-    """A mixed_float16 transformer block: its batched matrix products (Dense on 3-D inputs,
-    attention's einsums), its GELU (fused from its float16 steps: one float32 ``_Gelu``
-    rounded once) and the residual additions compute in float32 and round where TF's float16
-    ops do; no float16 arithmetic is left, and the results are TF's to float16 rounding, at
-    batch 1 and 8."""
+@pytest.mark.parametrize("causal", [False, True])
+def test_mixed_float16_transformer_runs_in_float32(causal):
+    """A mixed_float16 transformer block: its batched matrix products (Dense on 3-D inputs),
+    its attention (einsums around a float32 softmax, the Casts included: one float32
+    ``_Attention`` rounded once), its GELU (fused from its float16 steps: one float32
+    ``_Gelu`` rounded once) and the residual additions compute in float32 and round where
+    TF's float16 ops do; no float16 arithmetic is left, and the results are TF's to float16
+    rounding, at batch 1 and 8, with and without a causal mask."""
     keras = pytest.importorskip("keras")
     L = keras.layers
     keras.mixed_precision.set_global_policy("mixed_float16")
@@ -279,7 +281,8 @@ def test_mixed_float16_transformer_runs_in_float32():
         keras.utils.set_random_seed(5)
         inp = keras.Input((16,), dtype="int32")
         x = L.Embedding(100, 32)(inp)
-        x = L.LayerNormalization()(x + L.MultiHeadAttention(4, 8)(x, x))
+        x = L.LayerNormalization()(x + L.MultiHeadAttention(4, 8)(x, x,
+                                                                   use_causal_mask=causal))
         h = L.Dense(32)(L.Dense(64, activation="gelu")(x))
         out = L.Dense(10, dtype="float32")(L.LayerNormalization()(x + h))
         model = keras.Model(inp, out)
@@ -295,8 +298,11 @@ def test_mixed_float16_transformer_runs_in_float32():
         assert all(st.attrs.get("dtype") != "float16" for st in plan.steps), plan
         # float16 arrays: only the copies made for steps outside the region (none here)
         assert not [st for st in plan.steps if st.op == "Cast"], plan
+        attention = [st.label for st in plan.steps if st.op == "_Attention"]
+        assert len(attention) == 1 and "Einsum+Cast+Mul" in attention[0], attention
+        assert "Einsum" not in {st.op for st in plan.steps} and \
+            "Softmax" not in {st.op for st in plan.steps}, plan
         # GELU (its float16 constants: 1/sqrt 2 rounded) as one float32 _Gelu, in the chain
-        assert "Einsum" in {st.op for st in plan.steps}
         assert not {"Erfc", "Neg"} & {st.op for st in plan.steps}, plan
         assert any("_Gelu+_RoundHalf" in p for p in products), products
         got = m(x)
