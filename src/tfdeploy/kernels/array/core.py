@@ -405,9 +405,10 @@ def Cast(x, *, DstT, Truncate=False):
         if src.kind == "c" and dst.kind != "c":
             x = x.real
             src = x.dtype
-        if src.name == "bfloat16" and dst.kind in "iub":
+        # (the kinds first: a dtype's name is a Python property, ~3 us a look)
+        if dst.kind in "iub" and src.name == "bfloat16":
             x = x.astype(np.float32)
-        if dst.name == "bfloat16" and src.kind in "iub":
+        if src.kind in "iub" and dst.name == "bfloat16":
             x = x.astype(np.float32)
         return np.asarray(x.astype(dst))
 
