@@ -109,3 +109,27 @@ def test_special_values_and_a_sample():
     _same(round_to_float16(y[::7]), _want(y[::7]))  # (not contiguous)
     assert round_to_float16(np.zeros((0, 3), np.float32)).shape == (0, 3)
     assert float16_to_float32(np.zeros((2, 0), np.float16)).shape == (2, 0)
+
+
+def test_float16_values_convert_by_bits():
+    """float32 arrays of float16 values (a float16 region's) convert to float16 by bits:
+    every float16 (both zeros, the subnormals, the largest), strided, 0-d and empty arrays,
+    bit for bit numpy's astype; an array holding an infinity or a NaN takes astype."""
+    h = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    f = h.astype(np.float32)
+    finite = f[np.isfinite(f)]
+    assert finite.size == 63488
+    got = half.float16_values_to_float16(finite)
+    assert got.dtype == np.float16
+    np.testing.assert_array_equal(got.view(np.uint16), finite.astype(np.float16).view(np.uint16))
+    grid = finite.reshape(-1, 8)[:, ::3]
+    np.testing.assert_array_equal(half.float16_values_to_float16(grid).view(np.uint16),
+                                  grid.astype(np.float16).view(np.uint16))
+    with_nan = half.float16_values_to_float16(f)
+    nan = np.isnan(f)
+    assert np.array_equal(np.isnan(with_nan), nan)
+    np.testing.assert_array_equal(with_nan.view(np.uint16)[~nan], h.view(np.uint16)[~nan])
+    assert half.float16_values_to_float16(np.float32(-2.5).reshape(())).shape == ()
+    assert half.float16_values_to_float16(np.zeros((0, 3), np.float32)).shape == (0, 3)
+    with pytest.raises(TypeError, match="float32"):
+        half.float16_values_to_float16(finite.astype(np.float64))

@@ -80,6 +80,43 @@ def round_to_float16(y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray
     return c
 
 
+#: float16's smallest normal (2**-14) as float32 bits, the exponent bias between them (112,
+#: in place), and 0.5 as float32 bits
+_NORMAL_BITS, _REBIAS, _HALF_BITS = np.uint32(0x38800000), np.uint32(112 << 10), \
+    np.uint32(0x3F000000)
+_ONE_HALF = np.full((), 0.5, np.float32)
+_ZERO_BITS, _LAST_SUBNORMAL, _SIGN16 = np.uint32(0), np.uint32(0x3FF), np.uint32(0x8000)
+
+
+def float16_values_to_float16(y: np.ndarray) -> np.ndarray:
+    """``y.astype(np.float16)`` of a float32 array whose finite values are float16 values
+    (a float16 region's values: ``round_to_float16``'s results), as a new array, by integer
+    arithmetic on the bits: 2.4 -> 1.0 ns a value here (numpy converts a value at a time).
+
+    A normal float16 is the float32's bits shifted down 13 with the exponent rebiased; a
+    subnormal one (k * 2**-24, k < 1024) is k = bits(|y| + 0.5) - bits(0.5), the sum exact;
+    the larger of the two (the first is negative below 2**-14, the second at most 1023 once
+    capped) is the float16's magnitude. An array holding an infinity or a NaN goes by
+    ``astype``."""
+    if y.dtype != np.float32:
+        raise TypeError(f"expected a float32 array, got {y.dtype}")
+    bits = np.ascontiguousarray(y).view(np.uint32)
+    a = np.bitwise_and(bits, _MAGNITUDE)
+    if not a.size or not np.maximum.reduce(a.view(np.float32), axis=None) <= _LARGEST_HALF:
+        return y.astype(np.float16)
+    sub = np.add(a.view(np.float32), _ONE_HALF).view(np.uint32)
+    np.subtract(sub, _HALF_BITS, out=sub)
+    clip(sub, _ZERO_BITS, _LAST_SUBNORMAL, out=sub)  # (np.minimum with a scalar: 3x slower)
+    np.right_shift(a, 13, out=a)
+    normal = a.view(np.int32)
+    np.subtract(normal, _REBIAS.astype(np.int32), out=normal)  # (negative below 2**-14)
+    np.maximum(normal, sub.view(np.int32), out=normal)
+    np.right_shift(bits, 16, out=sub)
+    np.bitwise_and(sub, _SIGN16, out=sub)
+    np.bitwise_or(a, sub, out=a)
+    return a.astype(np.uint16).view(np.float16).reshape(y.shape)
+
+
 def round_small_positives_to_float16(y: np.ndarray) -> np.ndarray:
     """:func:`round_to_float16` of a float32 array of values in [0, 65504] (a ReLU's
     result), in place: Veltkamp's split of y itself, four passes (-0 comes out +0)."""

@@ -9,8 +9,9 @@ before the first, the Cast to float32 after the last), becomes one step that sta
 rounding each chain's result to float16 values in float32 arithmetic
 (``numerics/half.py``): the same values bit for bit. Only chains of one input (no residual
 operand, not ``scaled``), and only float16 (bfloat16 chains are left as they are); a Cast is
-taken only where it runs tfdeploy's own kernel, without ``Truncate``. A lone chain without a
-Cast saves nothing and is left alone.
+taken only where it runs tfdeploy's own kernel, without ``Truncate`` (or is ``half_region``'s
+float16 copy of a float32 value, ``_HalfCopy``). A lone chain without a Cast saves nothing and
+is left alone.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def run(plan: Plan, ctx=None) -> Plan:
     for st in plan.steps:
         if id(st) in taken:
             continue
-        cast_in = plain_cast(st, "float32", "float16")
+        cast_in = plain_cast(st, "float32", "float16") or st.op == "_HalfCopy"
         if not cast_in and not _half_chain(st):
             continue
         group = [st]

@@ -271,13 +271,13 @@ class _Rewrite:
 
     def to_half(self, out: list[Step], v: int, name: str) -> int:
         """A float16 copy of region value ``v`` (one per value), made just before the step
-        that reads it."""
+        that reads it: ``_HalfCopy``, numpy's conversion by bits (the value holds float16
+        values)."""
         if v not in self.boundary:
             h = self.plan.new_value()
             if v in self.plan.shapes:
                 self.plan.shapes[h] = self.plan.shapes[v]
-            out.append(Step("Cast", name, (v,), ((0, h),),
-                            {"SrcT": "float32", "DstT": "float16", "Truncate": False}))
+            out.append(Step("_HalfCopy", name, (v,), ((0, h),), {}))
             self.boundary[v] = h
         return self.boundary[v]
 

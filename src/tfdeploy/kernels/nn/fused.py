@@ -33,6 +33,7 @@ from tfdeploy.kernels.nn.transformer import gelu_
 from tfdeploy.numerics import clip as _clip
 from tfdeploy.numerics.half import (
     float16_to_float32,
+    float16_values_to_float16,
     round_small_positives_to_float16,
     round_to_float16,
 )
@@ -531,6 +532,16 @@ def _RoundHalf(x):
     return round_to_float16(x)
 
 
+@op("_HalfCopy", internal=True)
+def _HalfCopy(x):
+    """The float16 array of a float32 array of float16 values (a float16 region's value read
+    by a step outside it, or fetched: ``compiler/passes/half_region.py``): ``astype``'s
+    values, by bits (``numerics/half.py``)."""
+    if not isinstance(x, np.ndarray) or x.dtype != np.float32:
+        raise TypeError(f"_HalfCopy: expected a float32 array, got {getattr(x, 'dtype', x)}")
+    return float16_values_to_float16(x)
+
+
 @op("_HalfStack", internal=True, needs_context=True)
 def _HalfStack(*, _ctx, chains: list, cast_in: bool = False, cast_out: bool = False,
                _fallback=None, _label: str = "_HalfStack"):
@@ -547,7 +558,6 @@ def _HalfStack(*, _ctx, chains: list, cast_in: bool = False, cast_out: bool = Fa
                            channels=c.get("channels", 0), _fallback=_never,
                            _label=c.get("_label", "_FusedChain")) for c in chains]
     src = np.dtype(np.float32 if cast_in else np.float16)
-    half = np.dtype(np.float16)
     last = len(kernels) - 1
 
     def HalfStack(x):
@@ -559,7 +569,7 @@ def _HalfStack(*, _ctx, chains: list, cast_in: bool = False, cast_out: bool = Fa
             if i < last or cast_out:    # (in place: a chain's result is a new array)
                 z = round_to_float16(z, z if z is not y and z.flags.writeable else None)
             y = z
-        return y if cast_out else y.astype(half)
+        return y if cast_out else float16_values_to_float16(y)
 
     HalfStack.kernels = kernels
     return HalfStack
