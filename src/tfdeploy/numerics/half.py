@@ -80,11 +80,10 @@ def round_to_float16(y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray
     return c
 
 
-#: float16's smallest normal (2**-14) as float32 bits, the exponent bias between them (112,
-#: in place), and 0.5 as float32 bits
-_NORMAL_BITS, _REBIAS, _HALF_BITS = np.uint32(0x38800000), np.uint32(112 << 10), \
-    np.uint32(0x3F000000)
-_ONE_HALF = np.full((), 0.5, np.float32)
+#: the exponent bias between float32 and float16 (112, in place after the shift), and 0.5
+#: as a float32 and as its bits
+_REBIAS = np.int32(112 << 10)
+_ONE_HALF, _HALF_BITS = np.full((), 0.5, np.float32), np.uint32(0x3F000000)
 _ZERO_BITS, _LAST_SUBNORMAL, _SIGN16 = np.uint32(0), np.uint32(0x3FF), np.uint32(0x8000)
 
 
@@ -109,7 +108,7 @@ def float16_values_to_float16(y: np.ndarray) -> np.ndarray:
     clip(sub, _ZERO_BITS, _LAST_SUBNORMAL, out=sub)  # (np.minimum with a scalar: 3x slower)
     np.right_shift(a, 13, out=a)
     normal = a.view(np.int32)
-    np.subtract(normal, _REBIAS.astype(np.int32), out=normal)  # (negative below 2**-14)
+    np.subtract(normal, _REBIAS, out=normal)  # (negative below 2**-14)
     np.maximum(normal, sub.view(np.int32), out=normal)
     np.right_shift(bits, 16, out=sub)
     np.bitwise_and(sub, _SIGN16, out=sub)
