@@ -460,6 +460,35 @@ def test_winograd_3x3(case, dtype, chunk, monkeypatch):
         np.testing.assert_allclose(got, want + 1, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("chunk", [1 << 13, 7, 1], ids=["default", "7", "1"])
+def test_winograd_weights_by_chunks(chunk, monkeypatch):
+    """The filter transform ``G w G^T``, taken in chunks of channel pairs (here one chunk or
+    many, a short last one included), is the float64 transform of each filter rounded once:
+    bit for bit on float32 filters, to float64 rounding (of the terms' size) on float64 ones."""
+    from tfdeploy.kernels.nn import winograd
+
+    monkeypatch.setattr(winograd, "_WEIGHT_CHUNK", chunk)
+    g = winograd._G
+    for c, k, dtype in ((96, 100, np.float32), (5, 3, np.float32), (9, 4, np.float64),
+                        (4, 0, np.float32)):
+        w = _r(3, 3, c, k, dtype=dtype) * np.exp(RNG.uniform(-8, 8, (3, 3, c, k))).astype(dtype)
+        want, mag = np.zeros((4, 4, c, k)), np.zeros((4, 4, c, k))  # (mag: sums of |terms|)
+        for a in range(4):
+            for b in range(4):
+                for i in range(3):
+                    for j in range(3):
+                        term = g[a, i] * g[b, j] * w[i, j].astype(np.float64)
+                        want[a, b] += term
+                        mag[a, b] += np.abs(term)
+        u = winograd.weights(w)
+        assert u.shape == (16, c, k) and u.dtype == dtype and not u.flags.writeable
+        if dtype == np.float32:
+            np.testing.assert_array_equal(u, want.reshape(16, c, k).astype(dtype))
+        else:
+            err = np.abs(u - want.reshape(16, c, k))
+            assert np.all(err <= 4 * np.finfo(np.float64).eps * mag.reshape(16, c, k))
+
+
 @pytest.mark.parametrize("many_tiles", [True, False], ids=["tile_rows", "products"])
 def test_winograd_over_threads(many_tiles, split_everything, monkeypatch):
     """Over threads: chunks of tile rows (each output row through the epilogue once, on
