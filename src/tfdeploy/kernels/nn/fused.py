@@ -154,7 +154,8 @@ def epilogue_op(kind: str, dtype: np.dtype, arg=None) -> Callable:
         return _residual(kind, arg)
     if kind == "relu":
         # clip to [0, inf]: one vectorised pass, ~3.5x faster here than np.maximum with a
-        # scalar, and like TF's Relu it keeps -0 (NaN stays NaN)
+        # scalar; NaN stays NaN, -0 stays -0 (the Relu op's values: TF's sign of a zero here
+        # depends on the CPU)
         inf = np.full((), np.inf, dtype)
         return lambda y, ext: _clip(y, zero, inf, out=y)
     if kind == "relu6":
