@@ -764,3 +764,107 @@ def test_grouped_conv_paths(ws, strides):
     got = run(x, rec)
     rec.check(got)
     np.testing.assert_allclose(got, want + b + 1, rtol=1e-5, atol=1e-5)
+
+
+def _reference_transpose(shape, w, dy, strides, pads):
+    """The transposed convolution written out: each tap's products added into a float64
+    padded output at their positions, then cropped (unit dilations)."""
+    nsp = len(shape) - 2
+    ks, outs = w.shape[:nsp], dy.shape[1:-1]
+    size = [max(d + lo + hi, (o - 1) * s + k) for d, (lo, hi), o, s, k in
+            zip(shape[1:-1], pads, outs, strides, ks)]
+    dxp = np.zeros((shape[0], *size, shape[-1]))
+    for tap in np.ndindex(*ks):
+        sl = tuple(slice(t, t + (o - 1) * s + 1, s) for t, o, s in zip(tap, outs, strides))
+        dxp[(slice(None),) + sl] += dy.astype(np.float64) @ w[tap].astype(np.float64).T
+    return dxp[(slice(None),) + tuple(slice(lo, lo + d) for d, (lo, _) in
+                                      zip(shape[1:-1], pads))]
+
+
+def _transpose_geometries(count: int, seed: int = 1):
+    """Random transposed convolutions with 1-3 spatial axes: strides 1-4 (above the kernel
+    too: phases no tap reaches), kernels 1-5, pads 0-5 on either side, leftover input rows
+    the forward convolution never read."""
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        nsp = int(rng.integers(1, 4))
+        ks = [int(rng.integers(1, 6)) for _ in range(nsp)]
+        strides = [int(rng.integers(1, 5)) for _ in range(nsp)]
+        pads, dims, outs = [], [], []
+        for k, s in zip(ks, strides):
+            lo, hi = (int(v) for v in rng.integers(0, 6, 2))
+            d = max(1, k - lo - hi) + int(rng.integers(0, 9))
+            o = (d + lo + hi - k) // s + 1
+            if o < 1:
+                d, o = d + k, (d + k + lo + hi - k) // s + 1
+            pads.append((lo, hi))
+            dims.append(d)
+            outs.append(o)
+        n, c, co = int(rng.integers(1, 3)), int(rng.integers(1, 6)), int(rng.integers(1, 6))
+        yield [n, *dims, c], [*ks, c, co], strides, pads, [n, *outs, co]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transposed_conv_by_phases(dtype):
+    """A transposed convolution by phases (one convolution of dy by each phase's flipped
+    sub-filter) gives the taps' products summed at their positions, for 1-3 spatial axes,
+    strides below, at and above the kernel, any padding, leftover rows."""
+    rng = np.random.default_rng(2)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    for shape, ws, strides, pads, ys in _transpose_geometries(150):
+        w = rng.uniform(-1, 1, ws).astype(dtype)
+        w.setflags(write=False)
+        dy = rng.uniform(-1, 1, ys).astype(dtype)
+        want = _reference_transpose(shape, w, dy, strides, pads)
+        got = conv.conv_transpose_nd(shape, w, dy, strides, [1] * len(strides), pads)
+        assert got.shape == want.shape and got.dtype == dtype, (shape, ws, strides, pads)
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol,
+                                   err_msg=str((shape, ws, strides, pads)))
+
+
+def test_transposed_conv_phase_filters_kept_for_constants_only():
+    """A constant (read-only) filter's phase sub-filters are made once; a writeable filter's
+    on every call, so a change to its values shows; a filter holding inf goes by the taps'
+    scatter (the phases would multiply it by dy's zero padding: NaN where there is no
+    term), as does a constant one."""
+    shape, strides, pads = [1, 9, 8, 3], [2, 2], [(1, 2), (2, 1)]
+    dy = _r(1, 5, 4, 4)
+    w = _r(3, 3, 3, 4)
+    want = _reference_transpose(shape, w, dy, strides, pads)
+    got = conv.conv_transpose_nd(shape, w, dy, strides, [1, 1], pads)
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+    assert id(w) not in conv._PHASE_FILTERS
+    w *= 2  # (a writeable filter: its sub-filters are made again)
+    got = conv.conv_transpose_nd(shape, w, dy, strides, [1, 1], pads)
+    np.testing.assert_allclose(got, 2 * want, rtol=2e-5, atol=2e-5)
+
+    c = w.copy()
+    c.setflags(write=False)
+    first = conv.conv_transpose_nd(shape, c, dy, strides, [1, 1], pads).copy()
+    kept = conv._PHASE_FILTERS[id(c)][2]
+    assert len(kept) == 4
+    np.testing.assert_array_equal(conv.conv_transpose_nd(shape, c, dy, strides, [1, 1], pads),
+                                  first)
+    assert conv._PHASE_FILTERS[id(c)][2] is kept
+    # the same constant with other strides (two nodes sharing a filter): its own sub-filters
+    other = [1, 11, 7, 3]
+    np.testing.assert_allclose(
+        conv.conv_transpose_nd(other, c, dy, [3, 1], [1, 1], [(1, 1), (1, 1)]),
+        _reference_transpose(other, c, dy, [3, 1], [(1, 1), (1, 1)]), rtol=2e-5, atol=2e-5)
+    view = np.ndarray(c.shape, c.dtype, w)  # (a read-only view of writeable memory)
+    view.setflags(write=False)
+    assert not conv._constant(view) and conv._constant(c)
+    key = id(c)
+    del c, kept
+    assert key not in conv._PHASE_FILTERS  # (gone with its filter)
+
+    for constant in (False, True):
+        bad = w.copy()
+        bad[1, 1, 0, 0] = np.inf
+        bad.setflags(write=not constant)
+        want = _reference_transpose(shape, bad, dy, strides, pads)
+        got = conv.conv_transpose_nd(shape, bad, dy, strides, [1, 1], pads)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        assert np.isnan(want).sum() < want.size // 2 and np.isinf(got).any()
+        np.testing.assert_allclose(got[np.isfinite(want)], want[np.isfinite(want)],
+                                   rtol=2e-5, atol=2e-5)
