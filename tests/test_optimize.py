@@ -98,6 +98,60 @@ def test_conv_nchw_fused_batch_norm_relu():
            ["Conv2D+BiasAdd+FusedBatchNormV3+Relu"])
 
 
+def _transposed(name, sizes, w, dy, strides, fmt="NHWC", op="Conv2DBackpropInput"):
+    return Node(name, op, [sizes, w, dy], {"T": "float32", "strides": list(strides),
+                                            "padding": "SAME", "data_format": fmt,
+                                            "dilations": [1] * len(strides)})
+
+
+def test_transposed_conv_chains():
+    """A transposed convolution with constant input_sizes heads a chain: its bias, batch norm
+    (folded into the filter's axis of output channels, C of [KH, KW, C, O]), activation and
+    a residual; channels last and first, 2-D and 3-D. With sizes computed at run time it is
+    left alone."""
+    c = 5
+    x = _r(2, 4, 3, 6, lo=-3, hi=3)
+    nodes = [placeholder("x"), placeholder("skip"), const("n", np.array([2, 8, 6, c], np.int32)),
+             const("w", _r(5, 5, c, 6)), const("b", _r(c)), const("s", _r(c, lo=0.5, hi=2)),
+             const("t", _r(c)), _transposed("up", "n", "w", "x", (1, 2, 2, 1)),
+             _bin("bias", "BiasAdd", "up", "b"), _bin("bn_mul", "Mul", "bias", "s"),
+             _bin("bn_add", "AddV2", "bn_mul", "t"), _bin("res", "AddV2", "bn_add", "skip"),
+             _un("act", "Relu", "res")]
+    _, opt = _check(nodes, ["act"], ["x", "skip"], [x, _r(2, 8, 6, c)],
+                    ["Conv2DBackpropInput+BiasAdd+Mul+AddV2+AddV2+Relu"])
+    assert opt.steps[-1].attrs["core_attrs"]["input_sizes"] == [2, 8, 6, c]
+
+    attrs = {"T": "float32", "U": "float32", "epsilon": 1e-3, "data_format": "NCHW",
+             "is_training": False}
+    nchw = [placeholder("x"), const("n", np.array([2, c, 7, 6], np.int64)),
+            const("w", _r(3, 3, c, 6)), const("gamma", _r(c, lo=0.5, hi=2)),
+            const("beta", _r(c)), const("mean", _r(c)), const("var", _r(c, lo=0.1, hi=2)),
+            _transposed("up", "n", "w", "x", (1, 1, 2, 2), fmt="NCHW"),
+            Node("bn", "FusedBatchNormV3", ["up", "gamma", "beta", "mean", "var"], attrs),
+            _un("act", "Tanh", "bn")]
+    _check(nchw, ["act"], ["x"], [_r(2, 6, 4, 3, lo=-3, hi=3)],
+           ["Conv2DBackpropInput+FusedBatchNormV3+Tanh"])
+
+    three = [placeholder("x"), const("n", np.array([1, 6, 5, 4, 3], np.int32)),
+             const("w", _r(3, 3, 3, 3, 4)), const("b", _r(3)),
+             _transposed("up", "n", "w", "x", (1, 2, 2, 2, 1), fmt="NDHWC",
+                         op="Conv3DBackpropInputV2"),
+             _bin("bias", "BiasAdd", "up", "b"), _un("act", "Sigmoid", "bias")]
+    _check(three, ["act"], ["x"], [_r(1, 3, 3, 2, 4)],
+           ["Conv3DBackpropInputV2+BiasAdd+Sigmoid"])
+
+    dynamic = [placeholder("x"), placeholder("n", "int32"), const("w", _r(5, 5, c, 6)),
+               const("b", _r(c)), _transposed("up", "n", "w", "x", (1, 2, 2, 1)),
+               _bin("bias", "BiasAdd", "up", "b"), _un("act", "Relu", "bias")]
+    g = Graph(dynamic, [TensorSpec("x", "x:0", "float32"), TensorSpec("n", "n:0", "int32")],
+              [TensorSpec("act", "act:0", "float32")])
+    plan = compile_plan(g, ["act:0"], ["x:0", "n:0"])
+    assert [st.op for st in plan.steps if st.members] == []
+    sizes = np.array([2, 8, 6, c], np.int32)
+    want = compile_plan(g, ["act:0"], ["x:0", "n:0"], optimize=False)(x, sizes)[0]
+    np.testing.assert_allclose(plan(x, sizes)[0], want, rtol=1e-5, atol=1e-5)
+
+
 def test_batch_norm_on_the_wrong_axis_is_left_alone():
     c = 4
     nodes = [placeholder("x"), const("w", _r(1, 1, 4, c)), const("s", _r(c, 1, 1)),
@@ -676,6 +730,45 @@ def test_keras_model_fused(flavour, build, shape):
         pro = [st.label for st in opt.steps if st.attrs.get("prologue")]
         bn = "FusedBatchNormV3" if flavour == "tf_keras" else "Mul+AddV2"
         assert len(pro) == 3 and all(p.startswith(f"{bn}+Relu") for p in pro), pro
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("flavour", ["keras3", "tf_keras"])
+def test_keras_transposed_convs_fused(flavour):
+    """Keras' Conv2DTranspose computes its input_sizes from its input's batch (Shape,
+    StridedSlice, Pack): specialized to the input's shape, the sizes are constants, every
+    transposed convolution heads a chain with its BatchNorm, bias and activation, and the
+    results are TF's (a DCGAN-like generator by 5 x 5 stride-2 layers to an RGB tanh, and a
+    2 x 2 stride-2 upsampling joined to a skip)."""
+    k = _keras(flavour)
+    k.utils.set_random_seed(0)
+    L = k.layers
+    inp = k.Input((6,), name="z")
+    x = L.Reshape((2, 2, 12))(L.Dense(48, use_bias=False)(inp))
+    for f in (8, 6):
+        x = L.Conv2DTranspose(f, 5, strides=2, padding="same", use_bias=False)(x)
+        x = L.BatchNormalization()(x)
+        x = L.ReLU()(x)
+    skip = x
+    x = L.Conv2D(4, 3, strides=2, padding="same", activation="relu")(x)
+    x = L.Conv2DTranspose(5, 2, strides=2, padding="same", activation="relu")(x)
+    x = L.Concatenate()([x, skip])
+    out = L.Conv2DTranspose(3, 5, strides=2, padding="same", activation="tanh")(x)
+    model = k.Model(inp, out)
+    _randomize_bn(model)
+    m = td.convert(model)
+    for batch in (1, 3):
+        z = np.random.default_rng(batch).standard_normal((batch, 6)).astype(np.float32)
+        want = np.asarray(model(z, training=False))
+        plan = m.plan(z)
+        ops = [st.op for st in plan.steps]
+        assert "Conv2DBackpropInput" not in ops and "Shape" not in ops and "Pack" not in ops
+        labels = [st.label for st in plan.steps if st.attrs.get("core") ==
+                  "Conv2DBackpropInput"]
+        assert len(labels) == 4 and all(lb.startswith("Conv2DBackpropInput+") for lb in labels)
+        got = m(z)
+        assert got.shape == want.shape == (batch, 16, 16, 3)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.tf

@@ -1,8 +1,11 @@
 """fuse_conv: conv/matmul chains fused into one ``_FusedChain`` step.
 
 A chain starts at a Conv2D, Conv3D, DepthwiseConv2dNative, MatMul or BatchMatMulV2 whose filter
-(right-hand side) is a float32/float64 constant, and takes in the steps after it for as long as
-the value passed on has exactly one reader and is neither fetched nor fed:
+(right-hand side) is a float32/float64 constant, or at a transposed convolution
+(Conv2DBackpropInput, Conv3DBackpropInputV2) whose filter and input_sizes are constants (in a
+plan specialized to its input's shape, Keras' Conv2DTranspose's are), and takes in the steps
+after it for as long as the value passed on has exactly one reader and is neither fetched nor
+fed:
 
 - affine ops along the output channels, with constant operands: BiasAdd, AddV2/Add/Sub/Mul/
   RealDiv by a constant broadcasting along the channels only (Keras 3 BatchNormalization after
@@ -60,7 +63,8 @@ _ACTIVATIONS = {"Relu": "relu", "Relu6": "relu6", "LeakyRelu": "leaky_relu", "El
                 "Sigmoid": "sigmoid", "Tanh": "tanh", "_Gelu": "gelu",
                 "_RoundHalf": "round_half"}
 _BATCH_NORMS = ("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
-_CORES = ("Conv2D", "Conv3D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2")
+_TRANSPOSED = ("Conv2DBackpropInput", "Conv3DBackpropInputV2")
+_CORES = ("Conv2D", "Conv3D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2", *_TRANSPOSED)
 _AFFINE = ("Mul", "AddV2", "Add", "Sub", "RealDiv")
 
 
@@ -68,7 +72,7 @@ _AFFINE = ("Mul", "AddV2", "Add", "Sub", "RealDiv")
 class _Core:
     """The head of a chain: its kind, weight and the layout of its output."""
 
-    kind: str  # conv, depthwise, matmul
+    kind: str  # conv, depthwise, matmul, transposed
     weight: np.ndarray
     #: the weight's axis of output channels (conv, matmul)
     w_axis: int
@@ -96,6 +100,8 @@ def _plain(st: Step, n_in: int | None = None) -> bool:
 
 def _core(st: Step, constants) -> _Core | None:
     """Step ``st`` as the head of a chain, or None."""
+    if st.op in _TRANSPOSED:
+        return _transposed(st, constants)
     if st.op not in _CORES or not _plain(st, 2):
         return None
     x, w = st.ins
@@ -123,6 +129,27 @@ def _core(st: Step, constants) -> _Core | None:
         return None
     return _Core("matmul", W, 0 if tb else 1, 2 if st.op == "MatMul" else None, -1,
                  W.shape[0] if tb else W.shape[1])
+
+
+def _transposed(st: Step, constants) -> _Core | None:
+    """A transposed convolution (Conv2DBackpropInput, Conv3DBackpropInputV2) whose
+    ``input_sizes`` and filter are constants (a plan specialized to its input's shape: a Keras
+    Conv2DTranspose computes the sizes from its input's batch) as the head of a chain: its
+    filter [*K, C, O] makes C output channels."""
+    if not _plain(st, 3):
+        return None
+    sizes, w, dy = st.ins
+    if sizes not in constants or w not in constants or dy in constants:
+        return None
+    W, S = constants[w], constants[sizes]
+    rank = 4 if st.op == "Conv2DBackpropInput" else 5
+    fmt = st.attrs.get("data_format", "NHWC" if rank == 4 else "NDHWC")
+    if not isinstance(W, np.ndarray) or not _float(W.dtype) or W.size == 0 or \
+            W.ndim != rank or not isinstance(fmt, str) or \
+            not isinstance(S, np.ndarray) or S.dtype.kind not in "iu" or S.ndim != 1:
+        return None
+    return _Core("transposed", W, rank - 2, rank, -(rank - 1) if fmt.startswith("NC") else -1,
+                 W.shape[-2])
 
 
 def _per_channel(v, core: _Core) -> np.ndarray | None:
@@ -472,7 +499,8 @@ def _chain(g: _Readers, k: int, core: _Core):
     # external inputs: the core's input (or its prologue's), then each residual operand; the
     # fused step runs where the last of them is read (all are computed by then, and its
     # result is read only later)
-    ext, pos, n_res = [first.ins[0] if pro is None else pro[2]], k, 0
+    x = first.ins[2] if core.kind == "transposed" else first.ins[0]
+    ext, pos, n_res = [x if pro is None else pro[2]], k, 0
     # the residual steps, matched to the residual ops in order by their operand (not by
     # position: swish with beta spans several members for one op)
     residuals = [op[2] for op in ops if op[0] == "residual"]
@@ -482,6 +510,8 @@ def _chain(g: _Readers, k: int, core: _Core):
             n_res += 1
             pos = max(pos, j)
     core_attrs = {a: v for a, v in first.attrs.items() if not a.startswith("_")}
+    if core.kind == "transposed":
+        core_attrs["input_sizes"] = [int(v) for v in g.constants[first.ins[0]]]
     if pro is not None:
         members = pro[0] + members
     label = "+".join(steps[j].op for j in members)

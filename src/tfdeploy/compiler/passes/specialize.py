@@ -53,7 +53,11 @@ SHAPE_INPUTS.update({op: frozenset(ins) for op, ins in {
     "ResizeBicubic": (1,), "ResizeArea": (1,), "MatrixBandPart": (), "EuclideanNorm": (1,),
     "ScatterNd": (2,), "TensorScatterUpdate": (), "GatherNd": (), "SpaceToBatchND": (1, 2),
     "BatchToSpaceND": (1, 2), "DepthToSpace": (), "SpaceToDepth": (), "ReverseV2": (),
-    "LinSpace": (2,), "Cumsum_": ()}.items()})
+    "LinSpace": (2,), "Cumsum_": (),
+    # transposed convolutions: the input_sizes vector (a Keras Conv2DTranspose computes it
+    # from its input's batch: Shape, StridedSlice, Pack)
+    "Conv2DBackpropInput": (0,), "Conv3DBackpropInputV2": (0,),
+    "DepthwiseConv2dNativeBackpropInput": (0,)}.items()})
 
 
 def _shape_inputs(op: str, n_inputs: int) -> frozenset[int]:

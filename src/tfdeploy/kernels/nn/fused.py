@@ -185,6 +185,7 @@ def epilogue_op(kind: str, dtype: np.dtype, arg=None) -> Callable:
 
 
 _CONVS = ("Conv2D", "Conv3D", "DepthwiseConv2dNative")
+_TRANSPOSED = ("Conv2DBackpropInput", "Conv3DBackpropInputV2")
 
 #: a channels-last epilogue of several ops runs over blocks of about this many values, which
 #: stay in cache from one op to the next (40% faster than whole-array passes on large maps)
@@ -428,7 +429,12 @@ def _FusedChain(*, _ctx, core: str, core_attrs: dict, weight: np.ndarray, epilog
     if kernel is not None:
         return FusedChain(kernel, dt, ops, _fallback, _label, channels, blocked=True,
                           scaled=scaled)
-    kernel = _ctx.kernel(core, core_attrs, [None, weight])
+    if core in _TRANSPOSED:  # (input_sizes, filter, dy): the sizes a constant, in the attrs
+        attrs = {a: v for a, v in core_attrs.items() if a != "input_sizes"}
+        sizes = np.array(core_attrs["input_sizes"], np.int64)
+        kernel = _ctx.kernel(core, attrs, [sizes, weight, None])
+    else:
+        kernel = _ctx.kernel(core, core_attrs, [None, weight])
     matrix = None
     if core in ("MatMul", "BatchMatMulV2") and weight.ndim == 2 and \
             not core_attrs.get("transpose_a") and not core_attrs.get("adj_x"):
