@@ -804,11 +804,14 @@ def _transpose_geometries(count: int, seed: int = 1):
         yield [n, *dims, c], [*ks, c, co], strides, pads, [n, *outs, co]
 
 
+@pytest.mark.parametrize("taps_below", [0, 1 << 20], ids=["phases", "taps"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_transposed_conv_by_phases(dtype):
+def test_transposed_conv_by_phases_and_taps(dtype, taps_below, monkeypatch):
     """A transposed convolution by phases (one convolution of dy by each phase's flipped
-    sub-filter) gives the taps' products summed at their positions, for 1-3 spatial axes,
-    strides below, at and above the kernel, any padding, leftover rows."""
+    sub-filter) or by taps (one product for every tap, each tap's plane added into a
+    channels-first output) gives the taps' products summed at their positions, for 1-3
+    spatial axes, strides below, at and above the kernel, any padding, leftover rows."""
+    monkeypatch.setattr(conv, "_TAPS_BELOW", taps_below)
     rng = np.random.default_rng(2)
     tol = 2e-5 if dtype == np.float32 else 1e-12
     for shape, ws, strides, pads, ys in _transpose_geometries(150):
@@ -822,11 +825,12 @@ def test_transposed_conv_by_phases(dtype):
                                    err_msg=str((shape, ws, strides, pads)))
 
 
-def test_transposed_conv_phase_filters_kept_for_constants_only():
+def test_transposed_conv_phase_filters_kept_for_constants_only(monkeypatch):
     """A constant (read-only) filter's phase sub-filters are made once; a writeable filter's
     on every call, so a change to its values shows; a filter holding inf goes by the taps'
     scatter (the phases would multiply it by dy's zero padding: NaN where there is no
     term), as does a constant one."""
+    monkeypatch.setattr(conv, "_TAPS_BELOW", 0)  # (3 channels: by phases here)
     shape, strides, pads = [1, 9, 8, 3], [2, 2], [(1, 2), (2, 1)]
     dy = _r(1, 5, 4, 4)
     w = _r(3, 3, 3, 4)
@@ -868,3 +872,28 @@ def test_transposed_conv_phase_filters_kept_for_constants_only():
         assert np.isnan(want).sum() < want.size // 2 and np.isinf(got).any()
         np.testing.assert_allclose(got[np.isfinite(want)], want[np.isfinite(want)],
                                    rtol=2e-5, atol=2e-5)
+
+
+def test_transposed_conv_paths_by_channels(monkeypatch):
+    """Fewer than ``_TAPS_BELOW`` output channels go by taps, more by phases; both keep
+    infinities and NaN where the taps' sum has them (the taps by computing only the sum's
+    terms)."""
+    calls = []
+    for name in ("_transpose_by_taps", "_transpose_by_phases"):
+        f = getattr(conv, name)
+        monkeypatch.setattr(conv, name, lambda *a, f=f, name=name: calls.append(name) or f(*a))
+    dy = _r(2, 4, 5, 6)
+    dy[0, 1, 2, 3], dy[1, 3, 0, 0] = np.inf, np.nan
+    for c, path in ((conv._TAPS_BELOW - 1, "_transpose_by_taps"),
+                    (conv._TAPS_BELOW, "_transpose_by_phases")):
+        shape, w = [2, 8, 10, c], _r(3, 3, c, 6)
+        pads = [(1, 1), (1, 1)]
+        with np.errstate(invalid="ignore"):
+            want = _reference_transpose(shape, w, dy, [2, 2], pads)
+            got = conv.conv_transpose_nd(shape, w, dy, [2, 2], [1, 1], pads)
+        assert calls[-1] == path
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+        assert np.isnan(want).any() and np.isinf(want).any()
+        ok = np.isfinite(want)
+        np.testing.assert_allclose(got[ok], want[ok], rtol=2e-5, atol=2e-5)
