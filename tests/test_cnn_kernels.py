@@ -897,3 +897,33 @@ def test_transposed_conv_paths_by_channels(monkeypatch):
         assert np.isnan(want).any() and np.isinf(want).any()
         ok = np.isfinite(want)
         np.testing.assert_allclose(got[ok], want[ok], rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("shape, ksize, padding", [
+    ((1, 35, 35, 12), (1, 3, 3, 1), "SAME"),
+    ((3, 9, 11, 5), (1, 3, 2, 1), "VALID"),
+    ((2, 5, 6, 7, 3), (1, 2, 3, 3, 1), "SAME"),
+])
+def test_flat_average_pool_by_chunks(shape, ksize, padding, monkeypatch):
+    """The unit-stride average pool adds its taps by column chunks once its sums exceed
+    1.5 chunks: the same values bit for bit as in one pass (each sum adds the taps in window
+    order either way), a chunk cut anywhere, and the mean of each window's valid cells."""
+    from tfdeploy.kernels.nn import pool
+
+    x = _r(*shape)
+    plan = pool._flat_plan(shape, ksize, padding, np.dtype(np.float32))
+    whole = plan(x).copy()
+    monkeypatch.setattr(pool, "_POOL_COLUMNS", 1)
+    for chunk in (7, 64, 1000):
+        monkeypatch.setattr(pool, "_POOL_CHUNK", chunk)
+        # (the sums' scratch buffer, left from the last call, spoiled: every sum is made)
+        scratch.scratch("avg_pool_sums", plan.groups * plan.run, np.float32)[:] = np.nan
+        np.testing.assert_array_equal(plan(x), whole)
+    # against the windows written out in float64
+    geom = pool._geometry(shape, ksize, [1] * len(shape), padding)
+    want = np.empty(whole.shape)
+    for idx in np.ndindex(*whole.shape[:-1]):
+        window = tuple(slice(max(0, i - lo), min(n, i - lo + k)) for i, (_, lo, _), n, k in
+                       zip(idx, geom, shape, ksize))
+        want[idx] = x[window].astype(np.float64).reshape(-1, shape[-1]).mean(axis=0)
+    np.testing.assert_allclose(whole, want, rtol=1e-6, atol=1e-6)

@@ -221,6 +221,12 @@ def _divisor(shape, geom, ksize, strides, acc) -> np.ndarray:
     return count
 
 
+#: a unit-stride average pool adds its taps by chunks of this many sums (see ``_FlatPool``)
+_POOL_CHUNK = 1 << 17
+#: ...of at least this many columns (a batch's images side by side: runs not too short)
+_POOL_COLUMNS = 1024
+
+
 class _FlatPool:
     """A unit-stride average pool as contiguous runs: in the padded input, flattened, the
     tap at offset (i, j) of every output (r, c) lies ``i * row + j * pixel`` values past the
@@ -269,11 +275,20 @@ class _FlatPool:
         sums = scratch("avg_pool_sums", self.groups * self.run, acc).reshape(
             self.groups, self.run)
         strides = (self.block * acc.itemsize, acc.itemsize)
-        first, second, *rest = [strided(buf[o:], sums.shape, strides) for o in self.offsets]
+        taps = [strided(buf[o:], sums.shape, strides) for o in self.offsets]
+        # over more than ~0.75 MB of sums, by column chunks of ~512 KB: each chunk's taps are
+        # added while it is in cache (one thread, 3x3: InceptionV3's 35 x 35 x 288 1.12 ->
+        # 0.67 ms, at batch 8 11.2 -> 5.8; smaller ones as before, 8 x 8 x 2048 at 1.03x)
+        step = self.run
+        if self.groups * self.run > _POOL_CHUNK * 3 // 2:
+            step = max(_POOL_COLUMNS, _POOL_CHUNK // self.groups)
         with np.errstate(invalid="ignore", over="ignore"):  # (the dropped sums may overflow)
-            np.add(first, second, out=sums)
-            for v in rest:
-                sums += v
+            for a in range(0, self.run, step):
+                s = sums[:, a:a + step]
+                first, second, *rest = [v[:, a:a + step] for v in taps]
+                np.add(first, second, out=s)
+                for v in rest:
+                    s += v
             out = output(self.outs, acc)
             np.divide(sums.reshape(self.window)[self.keep].reshape(self.outs),
                       self.divisor, out=out)
