@@ -1269,3 +1269,43 @@ def test_float16_stack_not_made():
     assert ops(layers=4, residual=True, cast_in=False, cast_out=False) == \
         ["_FusedChain", "_HalfStack", "_FusedChain"]
     assert "_HalfStack" not in ops(layers=2, dtype="bfloat16")
+
+
+@pytest.mark.parametrize("chunk", [1 << 15, 5, 1], ids=["default", "5", "1"])
+def test_scaled_weight_by_chunks(chunk, monkeypatch):
+    """Folding a per-channel scale into a weight, by chunks of rows: each value's float64
+    product rounded once, subnormal results (and zeros, -0 included) +0; None for an inf or
+    NaN weight, or a product past the dtype's range. Every core kind's channel axis: last
+    (conv, matmul), first of two (a transposed matmul), the depthwise filter's channels
+    times multiplier, a transposed convolution's input channels."""
+    from tfdeploy.compiler.passes import fuse_conv as fc
+
+    monkeypatch.setattr(fc, "_SCALE_CHUNK", chunk)
+    rng = np.random.default_rng(3)
+    cases = [("conv", (3, 3, 5, 7), 3, 7), ("conv", (1, 1, 40, 3), 3, 3),
+             ("matmul", (9, 6), 1, 6), ("matmul", (6, 9), 0, 6),
+             ("depthwise", (3, 3, 4, 2), 3, 8), ("transposed", (5, 5, 4, 3), 2, 4),
+             ("conv", (2, 2, 2, 3, 5), 4, 5)]
+    for kind, shape, axis, ch in cases:
+        for dt in (np.float32, np.float64, np.float16):
+            w = (rng.standard_normal(shape) * np.exp(rng.uniform(-100, 5, shape))).astype(dt)
+            w.flat[::5] = -0.0
+            s = rng.standard_normal(ch) * np.exp(rng.uniform(-40, 2, ch))
+            core = fc._Core(kind, w, axis, len(shape), -1, ch)
+            got = fc._scaled_weight(core, s)
+            if kind == "depthwise":
+                full = s.reshape(shape[2], shape[3])
+            else:
+                full = s.reshape([ch if i == axis else 1 for i in range(len(shape))])
+            out = np.float32 if dt == np.float16 else dt
+            want = (w.astype(np.float64) * full).astype(out)
+            want[np.abs(want) < np.finfo(out).tiny] = 0
+            assert got.dtype == out and not got.flags.writeable
+            assert got.tobytes() == want.tobytes(), (kind, shape, dt)
+            assert (np.signbit(got) == (got < 0)).all()  # (no -0: flushed to +0)
+            bad = w.copy()
+            bad.flat[3] = np.inf
+            assert fc._scaled_weight(fc._Core(kind, bad, axis, len(shape), -1, ch), s) is None
+            twos = np.full(shape, 2, dt)  # (times the largest float64: past any range)
+            assert fc._scaled_weight(fc._Core(kind, twos, axis, len(shape), -1, ch),
+                                     np.full(ch, np.finfo(np.float64).max)) is None

@@ -545,27 +545,52 @@ def _fold_scale(core: _Core, ops: list[tuple]):
     return scale, shift, n
 
 
+#: ``_scaled_weight`` scales a weight by chunks of about this many values (its float64
+#: products stay in cache)
+_SCALE_CHUNK = 1 << 15
+
+
 def _scaled_weight(core: _Core, scale: np.ndarray) -> np.ndarray | None:
     """The weight with ``scale`` folded in along its output channels, or None (non-finite, or
-    too large to copy)."""
+    too large to copy): each value's float64 product rounded once, subnormal results flushed
+    to 0. By chunks of rows: ResNet50's 49 folds took 0.13 s of its first call as whole-weight
+    passes (a float64 copy of each weight, then masks over it), 0.03 s so."""
     weight, dt = core.weight, core.dtype
-    if not np.all(np.isfinite(scale)) or weight.nbytes > FOLD_LIMIT_BYTES or \
-            not np.all(np.isfinite(weight)):
+    if not np.all(np.isfinite(scale)) or weight.nbytes > FOLD_LIMIT_BYTES:
         return None
     if core.kind == "depthwise":
         scale = scale.reshape(weight.shape[2], weight.shape[3])
     elif core.w_axis % weight.ndim != weight.ndim - 1:
         scale = scale[:, None]
-    w = np.multiply(weight, scale, dtype=np.float64)
     dt = _compute(dt)
-    with np.errstate(over="ignore"):
-        weight = w.astype(dt)
-    # subnormal weights make BLAS crawl; flushing them moves each weight by < 1.2e-38
-    weight[np.abs(weight) < np.finfo(dt).tiny] = 0
-    if not np.all(np.isfinite(weight)):
+    # the scale over the weight's last axes, flat: each row of the weight viewed as
+    # [rows, tail] takes it whole
+    tail = weight.shape[weight.ndim - scale.ndim:]
+    row_scale = np.broadcast_to(scale, tail).reshape(-1)
+    rows = weight.reshape(-1, row_scale.size)
+    out = np.empty(weight.shape, dt)
+    flat = out.reshape(rows.shape)
+    step = max(1, _SCALE_CHUNK // max(row_scale.size, 1))
+    tiny = np.finfo(dt).tiny
+    wide = np.empty((min(step, rows.shape[0]), row_scale.size))  # (float64)
+    mag = np.empty(wide.shape, dt)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for i in range(0, rows.shape[0], step):
+            o = flat[i:i + step]
+            p, a = wide[:o.shape[0]], mag[:o.shape[0]]
+            np.copyto(p, rows[i:i + step])  # (one dtype a call: a mixed-type product is slower)
+            p *= row_scale
+            np.copyto(o, p, casting="same_kind")
+            # subnormal weights make BLAS crawl; flushing them moves each weight by < 1.2e-38
+            np.abs(o, out=a)
+            if not np.minimum.reduce(a, None) >= tiny:
+                o[a < tiny] = 0
+    # an inf or NaN weight, or a product past float32's range (min and max propagate NaN)
+    if not (np.isfinite(np.minimum.reduce(out, None)) and
+            np.isfinite(np.maximum.reduce(out, None))):
         return None
-    weight.setflags(write=False)
-    return weight
+    out.setflags(write=False)
+    return out
 
 
 def _build(core: _Core, ops: list[tuple]):
