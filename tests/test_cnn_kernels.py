@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tfdeploy.kernels.nn import conv, depthwise, fused, runner, scratch
+from tfdeploy.runtime import constants
 
 RNG = np.random.default_rng(0)
 
@@ -837,7 +838,7 @@ def test_transposed_conv_phase_filters_kept_for_constants_only(monkeypatch):
     want = _reference_transpose(shape, w, dy, strides, pads)
     got = conv.conv_transpose_nd(shape, w, dy, strides, [1, 1], pads)
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
-    assert id(w) not in conv._PHASE_FILTERS
+    assert id(w) not in constants._DERIVED
     w *= 2  # (a writeable filter: its sub-filters are made again)
     got = conv.conv_transpose_nd(shape, w, dy, strides, [1, 1], pads)
     np.testing.assert_allclose(got, 2 * want, rtol=2e-5, atol=2e-5)
@@ -845,11 +846,11 @@ def test_transposed_conv_phase_filters_kept_for_constants_only(monkeypatch):
     c = w.copy()
     c.setflags(write=False)
     first = conv.conv_transpose_nd(shape, c, dy, strides, [1, 1], pads).copy()
-    kept = conv._PHASE_FILTERS[id(c)][2]
+    kept = constants._DERIVED[id(c)][1][("phases", (2, 2))]
     assert len(kept) == 4
     np.testing.assert_array_equal(conv.conv_transpose_nd(shape, c, dy, strides, [1, 1], pads),
                                   first)
-    assert conv._PHASE_FILTERS[id(c)][2] is kept
+    assert constants._DERIVED[id(c)][1][("phases", (2, 2))] is kept
     # the same constant with other strides (two nodes sharing a filter): its own sub-filters
     other = [1, 11, 7, 3]
     np.testing.assert_allclose(
@@ -857,10 +858,10 @@ def test_transposed_conv_phase_filters_kept_for_constants_only(monkeypatch):
         _reference_transpose(other, c, dy, [3, 1], [(1, 1), (1, 1)]), rtol=2e-5, atol=2e-5)
     view = np.ndarray(c.shape, c.dtype, w)  # (a read-only view of writeable memory)
     view.setflags(write=False)
-    assert not conv._constant(view) and conv._constant(c)
+    assert not constants.immutable(view) and constants.immutable(c)
     key = id(c)
     del c, kept
-    assert key not in conv._PHASE_FILTERS  # (gone with its filter)
+    assert key not in constants._DERIVED  # (gone with its filter)
 
     for constant in (False, True):
         bad = w.copy()

@@ -1309,3 +1309,90 @@ def test_scaled_weight_by_chunks(chunk, monkeypatch):
             twos = np.full(shape, 2, dt)  # (times the largest float64: past any range)
             assert fc._scaled_weight(fc._Core(kind, twos, axis, len(shape), -1, ch),
                                      np.full(ch, np.finfo(np.float64).max)) is None
+
+
+def _derived_model(tmp_path):
+    """A saved and loaded model (its constants read-only views of the file) with a 3x3
+    convolution that takes Winograd's form and a batch norm to fold, then a 1x1 expansion
+    with its bias in the product."""
+    from graphs import model_of
+
+    c = 48
+    nodes = [placeholder("x", "float32", [None, 32, 32, c]),
+             const("w", _r(3, 3, c, c)), const("s", _r(c, lo=0.5, hi=2)), const("t", _r(c)),
+             const("w2", _r(1, 1, c, 4 * c)), const("b2", _r(4 * c)),
+             _conv("conv", "x", "w"), _bin("bn_mul", "Mul", "conv", "s"),
+             _bin("bn_add", "AddV2", "bn_mul", "t"), _un("relu", "Relu", "bn_add"),
+             _conv("expand", "relu", "w2"), _bin("bias", "BiasAdd", "expand", "b2"),
+             _un("out", "Relu6", "bias")]
+    path = tmp_path / "m.tfd"
+    model_of(nodes, ["x"], ["out"]).save(str(path))
+    return td.load(str(path))
+
+
+def test_plans_of_every_shape_share_what_they_derive_from_constants(tmp_path, monkeypatch):
+    """The plan of each input shape folds, joins and transforms the model's read-only
+    constants once for all of them: the folded filter, its Winograd form, the 1x1 filter
+    with its bias row are the same arrays in every plan; a shape's trace (run once, unfused)
+    computes no Winograd form; all of it goes with the model."""
+    import gc
+
+    from tfdeploy.kernels.nn import winograd
+    from tfdeploy.runtime import constants
+
+    made = []
+    real = winograd.weights
+    monkeypatch.setattr(winograd, "weights", lambda w: made.append(w.shape) or real(w))
+    before = len(constants._DERIVED)
+    m = _derived_model(tmp_path)
+    xs = [_r(n, 32, 32, 48) for n in (1, 2, 3)]
+    outs = [m(x) for x in xs for _ in range(2)]
+    assert made == [(3, 3, 48, 48)]  # (one transform: not per plan, none for the traces)
+    plans = [m.plan(x) for x in xs]
+    chains = [[st for st in p.steps if st.op == "_FusedChain"] for p in plans]
+    assert all(len(c) == 2 for c in chains)
+    for k in range(2):
+        assert chains[0][k].attrs["weight"] is chains[1][k].attrs["weight"] is \
+            chains[2][k].attrs["weight"]
+    assert made == [(3, 3, 48, 48)]
+    # the same values as the unfused plan's
+    plain = m.plan(optimize=False)
+    for x, got in zip(xs, outs[::2]):
+        np.testing.assert_allclose(got, plain(x)[0], rtol=1e-4, atol=1e-4)
+    assert len(constants._DERIVED) > before
+    del m, plans, chains, plain
+    gc.collect()
+    assert len(constants._DERIVED) == before  # (gone with the model's constants)
+
+
+def test_derived_values_kept_for_immutable_arrays_only():
+    """``derived`` makes a value once per (array, key) for an array nothing can write, and
+    every time for one that can change (or views memory that can): a cached fold of a
+    writeable weight would outlive a change to it."""
+    import gc
+
+    from tfdeploy.runtime import constants
+
+    calls = []
+
+    def make(tag):
+        return lambda: calls.append(tag) or object()
+
+    w = np.arange(6.0)
+    first = constants.derived(w, "k", make("w"))
+    assert constants.derived(w, "k", make("w")) is not first and calls == ["w", "w"]
+    view = w[::2]
+    view.setflags(write=False)  # (read-only, but its base is not)
+    constants.derived(view, "k", make("view"))
+    constants.derived(view, "k", make("view"))
+    assert calls.count("view") == 2
+    c = w.copy()
+    c.setflags(write=False)
+    kept = constants.derived(c, "k", make("c"))
+    assert constants.derived(c, "k", make("c")) is kept and calls.count("c") == 1
+    assert constants.derived(c, "other", make("c")) is not kept and calls.count("c") == 2
+    ident = id(c)
+    assert ident in constants._DERIVED
+    del c, kept
+    gc.collect()
+    assert ident not in constants._DERIVED

@@ -20,6 +20,7 @@ from tfdeploy.compiler.passes import liveness
 from tfdeploy.compiler.plan import Plan, Step
 from tfdeploy.errors import GraphError, TFDeployError
 from tfdeploy.runtime import limits
+from tfdeploy.runtime.constants import ONE_RUN
 
 
 def run(plan: Plan, ctx, profile: bool = True) -> Plan:
@@ -60,7 +61,7 @@ def lower_step(plan: Plan, st: Step, ctx) -> None:
         # tried before binding: binding a control-flow op compiles its bodies, and its
         # specializer (given the context) compiles them itself, with the constants inlined
         attrs = {**st.attrs, "_ctx": ctx} if d.needs_context else st.attrs
-        fast = registry.specialize(d, attrs, [consts.get(v) for v in st.ins])
+        fast = _specialize(d, attrs, [consts.get(v) for v in st.ins], ctx)
         if fast is not None:
             st.kernel = fast
             st.ins = tuple(v for v in st.ins if v not in consts)
@@ -69,6 +70,16 @@ def lower_step(plan: Plan, st: Step, ctx) -> None:
     if st.members:
         attrs = {**attrs, "_fallback": fallback(plan, st, ctx)}
     st.kernel = registry.bind(d, attrs, ctx)
+
+
+def _specialize(d, attrs: dict, consts: list, ctx) -> Callable | None:
+    """``registry.specialize``, with ``ONE_RUN`` set when the plan is a trace (it runs once:
+    specializers skip what pays only over many calls, ``runtime/constants.py``)."""
+    token = ONE_RUN.set(getattr(ctx, "record", None) is not None)
+    try:
+        return registry.specialize(d, attrs, consts)
+    finally:
+        ONE_RUN.reset(token)
 
 
 def bind(op: str, attrs: dict, ctx) -> Callable:
@@ -82,7 +93,7 @@ def bind_constants(op: str, attrs: dict, consts: list, ctx) -> Callable:
     d = registry.get_opdef(op)
     if d.specializers and any(c is not None for c in consts):
         a = {**attrs, "_ctx": ctx} if d.needs_context else attrs
-        fast = registry.specialize(d, a, consts)
+        fast = _specialize(d, a, consts, ctx)
         if fast is not None:
             return fast
     kernel = registry.bind(d, attrs, ctx)

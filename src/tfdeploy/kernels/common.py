@@ -20,7 +20,6 @@ __all__ = ["op", "specializer", "np_dtype", "as_array", "all_finite", "low_preci
            "normalize_axis",
            "to_numpy", "flush_subnormals", "round_half_away", "Tiled"]
 
-
 def np_dtype(name: str) -> np.dtype:
     """The numpy dtype of a TF dtype-name attribute (``T``, ``DstT``, ``out_type``...)."""
     return to_numpy(name)

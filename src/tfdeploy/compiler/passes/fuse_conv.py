@@ -46,6 +46,7 @@ from tfdeploy.compiler.passes.fold import FOLD_LIMIT_BYTES
 from tfdeploy.compiler.patterns import other_input
 from tfdeploy.compiler.plan import Plan, Step
 from tfdeploy.dtypes import low_precision
+from tfdeploy.runtime.constants import derived
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _F32 = np.dtype(np.float32)
@@ -593,19 +594,27 @@ def _scaled_weight(core: _Core, scale: np.ndarray) -> np.ndarray | None:
     return out
 
 
+def _widened(w: np.ndarray, dt: np.dtype) -> np.ndarray:
+    w = w.astype(dt)
+    w.setflags(write=False)
+    return w
+
+
 def _build(core: _Core, ops: list[tuple]):
     """(weight, epilogue) for ``core`` followed by ``ops``, or None if the leading affine ops
     cannot be folded; the epilogue as (kind, argument) pairs (``kernels/nn/fused.py``)."""
     dt = _compute(core.dtype)
     scale, shift, n = _fold_scale(core, ops)
     weight = core.weight
+    # kept with the model's weight (``common.derived``): the plan of every input shape
+    # shares one folded copy (each held its own: ResNet50's 94 MB per batch size)
     if scale is not None:
-        weight = _scaled_weight(core, scale)
+        weight = derived(weight, ("scaled", core.kind, core.w_axis, scale.tobytes()),
+                         lambda: _scaled_weight(core, scale))
         if weight is None:
             return None
     elif weight.dtype != dt:  # float16/bfloat16: the weight in float32 once, not per call
-        weight = weight.astype(dt)
-        weight.setflags(write=False)
+        weight = derived(weight, ("widened", dt.str), lambda: _widened(core.weight, dt))
     epilogue, n_residual = [], 0
     if shift is not None:
         if not np.all(np.isfinite(shift)):

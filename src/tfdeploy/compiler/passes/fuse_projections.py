@@ -30,6 +30,7 @@ import numpy as np
 from tfdeploy.compiler.patterns import Dataflow, builtin, other_input
 from tfdeploy.compiler.plan import Plan, Step
 from tfdeploy.dtypes import from_numpy
+from tfdeploy.runtime.constants import derived
 
 _MATMULS = ("MatMul", "BatchMatMulV2", "BatchMatMul")
 _ADDS = ("AddV2", "Add", "BiasAdd")
@@ -108,13 +109,24 @@ def _group(plan: Plan, flow: Dataflow, x: int) -> list[tuple[Step, np.ndarray]] 
     return found if len(found) >= 2 else None
 
 
+def _joined(weights: list[np.ndarray], axis: int) -> np.ndarray:
+    """The weights concatenated along ``axis``, read-only; kept with the first of them
+    (``common.derived``: the plan of every input shape shares it), keyed by the others'
+    identities, which the kept entry holds so that no other array can take their ids."""
+    def join():
+        w = np.concatenate(weights, axis=axis)
+        w.setflags(write=False)
+        return tuple(weights[1:]), w
+    key = ("joined", axis, tuple(id(w) for w in weights[1:]))
+    return derived(weights[0], key, join)[1]
+
+
 def _fuse(plan: Plan, flow: Dataflow, x: int, group) -> None:
     dt = group[0][1].dtype
     biases = [_bias(flow, st.outs[0][1], w.shape[1], dt) for st, w in group]
     if not all(b is not None for b in biases):
         biases = [None] * len(group)
-    weight = np.concatenate([w for _, w in group], axis=1)
-    weight.setflags(write=False)
+    weight = _joined([w for _, w in group], 1)
     sizes = [w.shape[1] for _, w in group]
     wv, sv, av = plan.new_value(), plan.new_value(), plan.new_value()
     plan.constants[wv] = weight
@@ -214,8 +226,7 @@ def _fuse_convs(plan: Plan, flow: Dataflow, x: int, group) -> None:
         for chain, s in zip(chains, nxt):
             chain.append(s)
         ends = [s.outs[0][1] for s, _ in nxt]
-    weight = np.concatenate([w for _, w in group], axis=3)
-    weight.setflags(write=False)
+    weight = _joined([w for _, w in group], 3)
     first = min(plan.steps.index(st) for st, _ in group)
     name, t = group[0][0].name, from_numpy(dt)
     shape = flow.shape(group[0][0].outs[0][1])

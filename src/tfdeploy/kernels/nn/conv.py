@@ -22,7 +22,6 @@ each tap's product into the output.
 from __future__ import annotations
 
 import math
-import weakref
 
 import numpy as np
 
@@ -30,6 +29,7 @@ from tfdeploy.kernels.common import all_finite, low_precision, op
 from tfdeploy.kernels.nn.depthwise import Epilogue, depthwise_2d
 from tfdeploy.kernels.nn.scratch import output, scratch, strided
 from tfdeploy.runtime import parallel
+from tfdeploy.runtime.constants import derived
 
 #: im2col patches are copied in blocks of about this many bytes (cache-sized, and reused:
 #: a fresh large buffer per block costs page faults), but never fewer than _MIN_ROWS rows
@@ -579,45 +579,14 @@ def _transpose_by_taps(shape, w, dy, strides, pads) -> np.ndarray:
     return dx
 
 
-#: each constant filter's phase filters (``_transpose_by_phases``), by the filter's id: its
-#: weak reference (the entry goes with the filter), the strides, the filters by phase
-_PHASE_FILTERS: dict[int, tuple] = {}
-_PHASE_KEEP = 64
-
-
-def _constant(w: np.ndarray) -> bool:
-    """Whether nothing can write ``w``'s values: read-only, as is every array it views (a
-    model's constants: views of its file's read-only memory map)."""
-    a = w
-    while isinstance(a, np.ndarray):
-        if a.flags.writeable:
-            return False
-        a = a.base
-    return True
-
-
 def _phase_filters(w: np.ndarray, strides) -> dict | None:
-    """The dict of phase -> filter that ``_transpose_by_phases`` fills for ``w``: kept for a
-    constant filter, so the copies are made once (a DCGAN generator's first 5 x 5 x 128 x 256
-    filter, copied on each call, made it 1.4x slower at batch 1), else fresh. None for a
-    filter holding an inf or a NaN: the phases' convolutions multiply it by the zeros padding
-    ``dy`` too (0 * inf is NaN), where the transposed convolution has no such term."""
-    key = tuple(strides)
-    if not _constant(w):
-        return {} if all_finite(w) else None
-    ident = id(w)
-    hit = _PHASE_FILTERS.get(ident)
-    if hit is not None and hit[0]() is w and hit[1] == key:
-        return hit[2]
-    filters = {} if all_finite(w) else None
-    try:
-        ref = weakref.ref(w, lambda _: _PHASE_FILTERS.pop(ident, None))
-    except TypeError:
-        return filters
-    if len(_PHASE_FILTERS) >= _PHASE_KEEP:
-        _PHASE_FILTERS.clear()
-    _PHASE_FILTERS[ident] = (ref, key, filters)
-    return filters
+    """The dict of phase -> filter that ``_transpose_by_phases`` fills for ``w``: kept with a
+    constant filter (``common.derived``), so the copies are made once (a DCGAN generator's
+    first 5 x 5 x 128 x 256 filter, copied on each call, made it 1.4x slower at batch 1),
+    else fresh. None for a filter holding an inf or a NaN: the phases' convolutions multiply it
+    by the zeros padding ``dy`` too (0 * inf is NaN), where the transposed convolution has no
+    such term."""
+    return derived(w, ("phases", tuple(strides)), lambda: {} if all_finite(w) else None)
 
 
 def _transpose_by_phases(shape, w, dy, strides, pads, filters: dict) -> np.ndarray:

@@ -29,6 +29,7 @@ from tfdeploy.kernels.nn.conv import (
 from tfdeploy.kernels.nn.depthwise import Epilogue, depthwise_2d
 from tfdeploy.kernels.nn.scratch import output, scratch
 from tfdeploy.runtime import parallel
+from tfdeploy.runtime.constants import ONE_RUN, derived
 
 #: the largest weight (with its bias row) a 1x1 conv keeps a second copy of, to add its bias
 #: in the matmul: an expansion conv's bias pass costs more than copying its narrower input
@@ -62,7 +63,7 @@ def _constant_filter(op_type: str, consts, attrs: dict):
     x, f = consts
     if f is None or x is not None or f.ndim != 4 or f.dtype not in _FLOATS:
         return None
-    run = _Runner(op_type, attrs, f)
+    run = _Runner(op_type, attrs, f, one_run=ONE_RUN.get())
     return lambda input: run(input)
 
 
@@ -129,10 +130,10 @@ class _Runner:
     and checks cost ~20 us a call, as much as a small layer's arithmetic."""
 
     __slots__ = ("op", "filter", "bias", "augmented", "args", "memo", "tiles", "wino",
-                 "prologue")
+                 "prologue", "one_run")
 
     def __init__(self, op_type: str, attrs: dict, filter: np.ndarray, bias=None,
-                 prologue: Prologue | None = None):
+                 prologue: Prologue | None = None, one_run: bool = False):
         a = dict(attrs)
         default = "NDHWC" if op_type == "Conv3D" else "NHWC"
         self.op, self.filter, self.bias, self.prologue = op_type, filter, bias, prologue
@@ -141,10 +142,18 @@ class _Runner:
                      a.get("dilations", (1,) * (5 if op_type == "Conv3D" else 4)))
         if (bias is not None or prologue is not None) and _spatial(self.args[3])[0]:
             raise ValueError("a conv runner's bias or prologue needs a channels-last format")
-        self.augmented = _augmented(filter, bias) if op_type == "Conv2D" else None
+        # what a constant filter's runners derive from it is kept with the filter, shared by
+        # every plan of the model (one per input shape: see ``common.derived``)
+        self.augmented = None if op_type != "Conv2D" or bias is None else derived(
+            filter, ("augmented", bias.dtype.str, bias.tobytes()),
+            lambda: _augmented(filter, bias))
         self.memo: dict = {}
-        self.tiles: dict = {}  # the depthwise filter tiled per output width (a memo too)
+        # the depthwise filter tiled per output width (a memo too)
+        self.tiles: dict = derived(filter, "tiles", dict)
         self.wino = None  # the filter's Winograd transform, made when a shape first takes it
+        #: the runner of a plan that runs once (a shape's trace): no Winograd transform, whose
+        #: cost (ResNet50: 54 ms for its 16 3x3 layers) pays only over many calls
+        self.one_run = one_run
 
     def __call__(self, x, epilogue: Epilogue | None = None):
         run = self.memo.get((x.shape, x.dtype))
@@ -267,10 +276,10 @@ class _Runner:
             return _pointwise_run(x.shape, w, outs, self.bias, self.augmented,
                                   None if self.bias is None else np.tile(self.bias, outs[1]),
                                   self.prologue)
-        if winograd.applies(x.shape, w.shape, x.dtype, st, dl, pads) and \
-                all_finite(w):  # (an inf weight: its transform would make NaN too)
+        if not self.one_run and winograd.applies(x.shape, w.shape, x.dtype, st, dl, pads) \
+                and all_finite(w):  # (an inf weight: its transform would make NaN too)
             if self.wino is None:  # (two threads may both make it: the same values)
-                self.wino = winograd.weights(w)
+                self.wino = derived(w, "winograd", lambda: winograd.weights(w))
             u = self.wino
 
             def conv(x, ep):
