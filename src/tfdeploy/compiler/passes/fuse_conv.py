@@ -554,8 +554,9 @@ _SCALE_CHUNK = 1 << 15
 def _scaled_weight(core: _Core, scale: np.ndarray) -> np.ndarray | None:
     """The weight with ``scale`` folded in along its output channels, or None (non-finite, or
     too large to copy): each value's float64 product rounded once, subnormal results flushed
-    to 0. By chunks of rows: ResNet50's 49 folds took 0.13 s of its first call as whole-weight
-    passes (a float64 copy of each weight, then masks over it), 0.03 s so."""
+    to 0. By chunks of rows: a 3 x 3 x 512 x 512 weight took 13.8 ms as whole-weight passes
+    (a float64 copy of it, then masks over it), 3.5 ms so; ResNet50's 49 folds in its first
+    call 0.13 -> 0.085 s (the rest mostly page faults of the new arrays)."""
     weight, dt = core.weight, core.dtype
     if not np.all(np.isfinite(scale)) or weight.nbytes > FOLD_LIMIT_BYTES:
         return None
@@ -606,7 +607,7 @@ def _build(core: _Core, ops: list[tuple]):
     dt = _compute(core.dtype)
     scale, shift, n = _fold_scale(core, ops)
     weight = core.weight
-    # kept with the model's weight (``common.derived``): the plan of every input shape
+    # kept with the model's weight (``runtime.constants.derived``): the plan of every shape
     # shares one folded copy (each held its own: ResNet50's 94 MB per batch size)
     if scale is not None:
         weight = derived(weight, ("scaled", core.kind, core.w_axis, scale.tobytes()),

@@ -111,7 +111,7 @@ def _group(plan: Plan, flow: Dataflow, x: int) -> list[tuple[Step, np.ndarray]] 
 
 def _joined(weights: list[np.ndarray], axis: int) -> np.ndarray:
     """The weights concatenated along ``axis``, read-only; kept with the first of them
-    (``common.derived``: the plan of every input shape shares it), keyed by the others'
+    (``runtime.constants.derived``: every input shape's plan shares it), keyed by the others'
     identities, which the kept entry holds so that no other array can take their ids."""
     def join():
         w = np.concatenate(weights, axis=axis)

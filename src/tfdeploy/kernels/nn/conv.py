@@ -581,11 +581,11 @@ def _transpose_by_taps(shape, w, dy, strides, pads) -> np.ndarray:
 
 def _phase_filters(w: np.ndarray, strides) -> dict | None:
     """The dict of phase -> filter that ``_transpose_by_phases`` fills for ``w``: kept with a
-    constant filter (``common.derived``), so the copies are made once (a DCGAN generator's
-    first 5 x 5 x 128 x 256 filter, copied on each call, made it 1.4x slower at batch 1),
-    else fresh. None for a filter holding an inf or a NaN: the phases' convolutions multiply it
-    by the zeros padding ``dy`` too (0 * inf is NaN), where the transposed convolution has no
-    such term."""
+    constant filter (``runtime.constants.derived``), so the copies are made once (a DCGAN
+    generator's first 5 x 5 x 128 x 256 filter, copied on each call, made it 1.4x slower at
+    batch 1), else fresh. None for a filter holding an inf or a NaN: the phases' convolutions
+    multiply it by the zeros padding ``dy`` too (0 * inf is NaN), where the transposed
+    convolution has no such term."""
     return derived(w, ("phases", tuple(strides)), lambda: {} if all_finite(w) else None)
 
 

@@ -143,7 +143,7 @@ class _Runner:
         if (bias is not None or prologue is not None) and _spatial(self.args[3])[0]:
             raise ValueError("a conv runner's bias or prologue needs a channels-last format")
         # what a constant filter's runners derive from it is kept with the filter, shared by
-        # every plan of the model (one per input shape: see ``common.derived``)
+        # every plan of the model (one per input shape: ``runtime.constants.derived``)
         self.augmented = None if op_type != "Conv2D" or bias is None else derived(
             filter, ("augmented", bias.dtype.str, bias.tobytes()),
             lambda: _augmented(filter, bias))
