@@ -1398,3 +1398,28 @@ def test_derived_values_kept_for_immutable_arrays_only():
     del c, kept
     gc.collect()
     assert ident not in constants._DERIVED
+
+
+@pytest.mark.tf
+def test_converted_model_shares_derived_weights_across_shapes():
+    """A model converted in the process has read-only constants, as a loaded one: the plans
+    of its input shapes share their folded filters, and give TF's results."""
+    k = _keras("keras3")
+    k.utils.set_random_seed(0)
+    model = _resnet_like(k)
+    _randomize_bn(model)
+    m = td.convert(model)
+    consts = [n.attrs["value"] for n in m.default_graph.nodes
+              if n.op == "Const" and isinstance(n.attrs.get("value"), np.ndarray)]
+    assert consts and not any(c.flags.writeable for c in consts)
+    xs = [np.random.default_rng(n).standard_normal((n, 24, 24, 3)).astype(np.float32)
+          for n in (1, 2)]
+    for x in xs:
+        m(x)
+        got = m(x)
+        want = np.asarray(model(x, training=False))
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max()))
+    weights = [[st.attrs["weight"] for st in m.plan(x).steps if st.op == "_FusedChain"]
+               for x in xs]
+    assert weights[0] and len(weights[0]) == len(weights[1])
+    assert all(a is b for a, b in zip(*weights))

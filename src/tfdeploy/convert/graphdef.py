@@ -50,7 +50,15 @@ def decode_tensor(t) -> np.ndarray:
     if a.dtype.kind in "SU":
         a = a.astype(object)
     # (np.ascontiguousarray would turn a scalar into shape (1,))
-    return a if a.flags.c_contiguous else a.copy(order="C")
+    a = a if a.flags.c_contiguous else a.copy(order="C")
+    # read-only, as a loaded model's constants are: nothing writes a graph's constants, and
+    # what the compiler derives from them is then shared by the plans of every input shape
+    # (``runtime/constants.py``), in a model converted in the process as in one loaded
+    b = a
+    while isinstance(b, np.ndarray):  # (and what it views: nothing else holds that)
+        b.setflags(write=False)
+        b = b.base
+    return a
 
 
 def decode_attr(av):
