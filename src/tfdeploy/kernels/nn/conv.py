@@ -519,7 +519,7 @@ def conv_transpose_nd(shape, w, dy, strides, dilations, pads) -> np.ndarray:
             all(d == 1 for d in dilations) and math.prod(shape):
         w = w.astype(dt, copy=False)
         if c < _TAPS_BELOW:
-            return _transpose_by_taps(shape, w, dy.astype(dt, copy=False), strides, pads)
+            return _transpose_by_taps(shape, w, dy.astype(dt, copy=False), strides, pads, size)
         filters = _phase_filters(w, strides)
         if filters is not None:
             return _transpose_by_phases(shape, w, dy.astype(dt, copy=False), strides, pads,
@@ -549,7 +549,7 @@ def conv_transpose_nd(shape, w, dy, strides, dilations, pads) -> np.ndarray:
 _TAPS_BELOW = 8
 
 
-def _transpose_by_taps(shape, w, dy, strides, pads) -> np.ndarray:
+def _transpose_by_taps(shape, w, dy, strides, pads, size) -> np.ndarray:
     """:func:`conv_transpose_nd` to few output channels C (an RGB or mask layer), unit
     dilations: every tap's products at once, ``[*K, C] x [O]`` by the [O, pixels] ``dy``
     transposed (one product whose columns are all the output's channels and taps, where a
@@ -557,13 +557,12 @@ def _transpose_by_taps(shape, w, dy, strides, pads) -> np.ndarray:
     each tap's [C, pixels] plane added into a channels-first output at its positions, which
     is transposed to channels-last at the end. A DCGAN generator's 5 x 5, stride-2 layer to 64 x
     64 x 3 at batch 8: 2.41 ms by phases, 1.47 by taps; 128 x 128 x 2 from 16 channels, 3 x 3:
-    3.99 -> 1.81 (at 8 channels the two are level, at 16 phases take 0.56 of the time)."""
+    3.99 -> 1.81 (at 8 channels the two are level, at 16 phases take 0.56 of the time).
+    ``size``: the padded output's spatial dims (``conv_transpose_nd``'s)."""
     nsp = len(shape) - 2
     ks, c, co = w.shape[:nsp], w.shape[-2], w.shape[-1]
     n, outs = dy.shape[0], dy.shape[1:-1]
     kk, m = math.prod(ks), math.prod(dy.shape[:-1])
-    size = [max(d + lo + hi, (o - 1) * s + k) for d, (lo, hi), o, s, k in
-            zip(shape[1:-1], pads, outs, strides, ks)]
     cols = scratch("transpose_taps", kk * c * m, dy.dtype).reshape(kk * c, m)
     np.matmul(w.reshape(kk * c, co), dy.reshape(m, co).T, out=cols)
     cols = cols.reshape(*ks, c, n, *outs)
