@@ -133,3 +133,40 @@ def test_float16_values_convert_by_bits():
     assert half.float16_values_to_float16(np.zeros((0, 3), np.float32)).shape == (0, 3)
     with pytest.raises(TypeError, match="float32"):
         half.float16_values_to_float16(finite.astype(np.float64))
+
+
+def test_small_arrays_take_astype_without_warnings(monkeypatch):
+    """Up to ROUND_BY_ASTYPE / CONVERT_BY_ASTYPE values both conversions are numpy's astype
+    (fewer calls); an overflow there gives inf without a warning, as the split's path does.
+    The special values give the same results on the passes with the thresholds at zero."""
+    import warnings
+
+    y = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 65504, 65519.99, 65520, -65520, 1e38,
+                  2.0 ** -24, 2.0 ** -25, -(2.0 ** -25), 1.5 * 2.0 ** -25, 1e-40, 6.1e-5,
+                  -1.00048828125, 2049.0, 2051.0], np.float32)
+    calls = []
+    real = half._by_exponent
+    monkeypatch.setattr(half, "_by_exponent", lambda v: calls.append(1) or real(v))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        small = round_to_float16(y)
+        z = y.copy()
+        assert round_to_float16(z, z) is z
+    assert not calls  # (astype: the passes' reduction never ran)
+    _same(small, _want(y))
+    _same(z, _want(y))
+    assert np.array_equal(np.signbit(small), np.signbit(y))
+    monkeypatch.setattr(half, "ROUND_BY_ASTYPE", 0)
+    _same(round_to_float16(y), _want(y))
+    assert calls  # (the inf sends this array through the exponent-bits rounding)
+    finite = _want(y[np.isfinite(_want(y))])
+    for n in (0, half.CONVERT_BY_ASTYPE):
+        monkeypatch.setattr(half, "CONVERT_BY_ASTYPE", n)
+        got = half.float16_values_to_float16(finite)
+        np.testing.assert_array_equal(got.view(np.uint16),
+                                      finite.astype(np.float16).view(np.uint16))
+    rng = np.random.default_rng(1)
+    monkeypatch.setattr(half, "ROUND_BY_ASTYPE", 1536)
+    for n in (1, 1535, 1536, 1537, 4000):  # (both sides of the threshold)
+        v = (rng.standard_normal(n) * 100).astype(np.float32)
+        _same(round_to_float16(v), _want(v))
