@@ -2,7 +2,7 @@
 
     select -> specialize -> fold -> fuse_rnn -> project_inputs -> pad_into_conv -> simplify
            -> fuse_projections -> fuse_norm -> fuse_gelu -> fuse_rotary -> fuse_attention
-           -> half_region -> sink_squeeze -> fuse_conv
+           -> half_region -> sink_moves -> fuse_conv
            -> scale_into_conv -> fuse_half -> licm -> liveness -> lower -> codegen
 
 Each pass is one module of ``compiler/passes`` with one job, ``run(plan, ctx) -> plan``;
@@ -36,7 +36,7 @@ from tfdeploy.compiler.passes import (
     scale_into_conv,
     select,
     simplify,
-    sink_squeeze,
+    sink_moves,
     specialize,
 )
 from tfdeploy.compiler.plan import Plan
@@ -61,7 +61,7 @@ PASSES: list[tuple[str, Callable, bool]] = [
     ("fuse_rotary", fuse_rotary.run, True),
     ("fuse_attention", fuse_attention.run, True),
     ("half_region", half_region.run, True),
-    ("sink_squeeze", sink_squeeze.run, True),
+    ("sink_moves", sink_moves.run, True),
     ("fuse_conv", fuse_conv.run, True),
     ("scale_into_conv", scale_into_conv.run, True),
     ("fuse_half", fuse_half.run, True),

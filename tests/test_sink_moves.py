@@ -1,6 +1,6 @@
-"""sink_squeeze (``compiler/passes/sink_squeeze.py``): a 1-D convolution's Squeeze moves past
-the channel-wise steps after it, so ``fuse_conv`` fuses them; the values are the unfused
-plan's, and TF's for Keras' 1-D layers."""
+"""sink_moves (``compiler/passes/sink_moves.py``): a 1-D convolution's Squeeze and a dilated
+one's BatchToSpaceND move past the channel-wise steps after them, so ``fuse_conv`` fuses those;
+the values are the unfused plan's, and TF's for Keras' 1-D and dilated layers."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def test_depthwise_and_fetched_tail():
 def _unmoved(nodes, fetches=("out",)):
     """The pass leaves these steps as they are (and the values are the unfused plan's)."""
     opt = _same_values(nodes, list(fetches), _r(3, 11, 4))
-    sq = _compile(nodes, list(fetches), passes=["sink_squeeze"])
+    sq = _compile(nodes, list(fetches), passes=["sink_moves"])
     plain = _compile(nodes, list(fetches), optimize=False)
     assert [st.op for st in sq.steps] == [st.op for st in plain.steps]
     return opt
@@ -147,6 +147,9 @@ KERAS_1D = [
      "DepthwiseConv2dNative+BiasAdd+_Gelu"),
     ("transpose_elu", lambda L: L.Conv1DTranspose(4, 3, strides=2, activation="elu"),
      "Conv2DBackpropInput+BiasAdd+Elu"),
+    # dilated: SpaceToBatchND, the convolution, Squeeze and BatchToSpaceND (both sink)
+    ("dilated_causal_relu", lambda L: L.Conv1D(8, 3, padding="causal", dilation_rate=4,
+                                               activation="relu"), "Conv2D+BiasAdd+Relu"),
 ]
 
 
@@ -166,3 +169,25 @@ def test_keras_1d_layers(case):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
         plan = m.plan(x)
         assert label in [st.label for st in plan.steps], plan
+
+
+@pytest.mark.tf
+def test_keras_dilated_2d_layers():
+    """Keras' dilated Conv2D and DepthwiseConv2D run SpaceToBatchND, the convolution and
+    BatchToSpaceND: the BatchToSpaceND sinks past the bias and activation, which fuse."""
+    keras = _keras()
+    L = keras.layers
+    inp = keras.Input((None, None, 3))
+    x = L.Conv2D(8, 3, padding="same", dilation_rate=2, activation="relu")(inp)
+    x = L.DepthwiseConv2D(3, padding="same", dilation_rate=(2, 3), activation="relu6")(x)
+    model = keras.Model(inp, x)
+    for w in model.weights:
+        w.assign(RNG.uniform(-0.5, 0.5, w.shape).astype(np.float32))
+    m = td.convert(model)
+    for shape in ((1, 13, 14, 3), (2, 20, 17, 3)):
+        x = RNG.standard_normal(shape).astype(np.float32)
+        np.testing.assert_allclose(m(x), np.asarray(model(x, training=False)), rtol=1e-5,
+                                   atol=1e-5)
+        labels = [st.label for st in m.plan(x).steps]
+        assert "Conv2D+BiasAdd+Relu" in labels and \
+            "DepthwiseConv2dNative+BiasAdd+Relu6" in labels, labels
