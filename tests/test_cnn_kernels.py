@@ -139,6 +139,9 @@ def test_conv_epilogue_blocks(case, monkeypatch):
     ((3, 9, 14, 12), (5, 3, 12, 32), (1, 2), (1, 1), ((2, 0), (0, 1))),
     ((1, 10, 13, 16), (2, 3, 16, 7), (1, 1), (1, 2), ((0, 1), (2, 2))),
     ((2, 7, 7, 16), (4, 4, 16, 3), (1, 3), (1, 1), ((0, 0), (0, 0))),
+    # dilated rows (passes/atrous.py): kernel row i reads the copy from row i * dilation on
+    ((1, 12, 11, 16), (3, 3, 16, 5), (1, 1), (2, 2), ((2, 2), (2, 2))),
+    ((2, 14, 9, 16), (3, 2, 16, 4), (1, 2), (3, 1), ((0, 1), (3, 3))),
 ])
 @pytest.mark.parametrize("small_blocks", [False, True])
 def test_conv_by_kernel_rows(xs, ws, st, dl, pads, small_blocks, monkeypatch):

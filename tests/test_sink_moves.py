@@ -9,6 +9,7 @@ import pytest
 
 import tfdeploy as td
 from graphs import const, placeholder
+from tfdeploy.compiler import pipeline
 from tfdeploy.compiler.pipeline import compile_plan
 from tfdeploy.ir.graph import Graph, Node, TensorSpec
 
@@ -147,9 +148,6 @@ KERAS_1D = [
      "DepthwiseConv2dNative+BiasAdd+_Gelu"),
     ("transpose_elu", lambda L: L.Conv1DTranspose(4, 3, strides=2, activation="elu"),
      "Conv2DBackpropInput+BiasAdd+Elu"),
-    # dilated: SpaceToBatchND, the convolution, Squeeze and BatchToSpaceND (both sink)
-    ("dilated_causal_relu", lambda L: L.Conv1D(8, 3, padding="causal", dilation_rate=4,
-                                               activation="relu"), "Conv2D+BiasAdd+Relu"),
 ]
 
 
@@ -174,7 +172,8 @@ def test_keras_1d_layers(case):
 @pytest.mark.tf
 def test_keras_dilated_2d_layers():
     """Keras' dilated Conv2D and DepthwiseConv2D run SpaceToBatchND, the convolution and
-    BatchToSpaceND: the BatchToSpaceND sinks past the bias and activation, which fuse."""
+    BatchToSpaceND; where ``atrous`` keeps them (here: left out), the BatchToSpaceND sinks
+    past the bias and activation, which fuse."""
     keras = _keras()
     L = keras.layers
     inp = keras.Input((None, None, 3))
@@ -184,10 +183,30 @@ def test_keras_dilated_2d_layers():
     for w in model.weights:
         w.assign(RNG.uniform(-0.5, 0.5, w.shape).astype(np.float32))
     m = td.convert(model)
+    passes = [name for name, _, _ in pipeline.PASSES if name != "atrous"]
     for shape in ((1, 13, 14, 3), (2, 20, 17, 3)):
         x = RNG.standard_normal(shape).astype(np.float32)
-        np.testing.assert_allclose(m(x), np.asarray(model(x, training=False)), rtol=1e-5,
-                                   atol=1e-5)
-        labels = [st.label for st in m.plan(x).steps]
-        assert "Conv2D+BiasAdd+Relu" in labels and \
+        plan = m.plan(x, passes=passes)
+        np.testing.assert_allclose(plan.run((x,))[0], np.asarray(model(x, training=False)),
+                                   rtol=1e-5, atol=1e-5)
+        labels = [st.label for st in plan.steps]
+        assert "Conv2D+BiasAdd+Relu" in labels and labels.count("BatchToSpaceND") == 2 and \
             "DepthwiseConv2dNative+BiasAdd+Relu6" in labels, labels
+
+
+@pytest.mark.tf
+def test_keras_dilated_1d_sinks_both_movers():
+    """A dilated Conv1D (``atrous`` left out): its BatchToSpaceND sinks, then its Squeeze."""
+    keras = _keras()
+    model = _keras_1d(keras, keras.layers.Conv1D(8, 3, padding="causal", dilation_rate=4,
+                                                 activation="relu"))
+    for w in model.weights:
+        w.assign(RNG.uniform(-0.5, 0.5, w.shape).astype(np.float32))
+    m = td.convert(model)
+    passes = [name for name, _, _ in pipeline.PASSES if name != "atrous"]
+    x = RNG.standard_normal((2, 40, 3)).astype(np.float32)
+    plan = m.plan(x, passes=passes)
+    np.testing.assert_allclose(plan.run((x,))[0], np.asarray(model(x, training=False)),
+                               rtol=1e-5, atol=1e-5)
+    labels = [st.label for st in plan.steps]
+    assert labels[-3:] == ["Conv2D+BiasAdd+Relu", "Squeeze", "BatchToSpaceND"], labels

@@ -1,6 +1,7 @@
 """The compiler: a graph, fetches and feeds in; a plan whose ``run`` is generated code out.
 
-    select -> specialize -> fold -> fuse_rnn -> project_inputs -> pad_into_conv -> simplify
+    select -> specialize -> fold -> fuse_rnn -> project_inputs -> pad_into_conv -> atrous
+           -> simplify
            -> fuse_projections -> fuse_norm -> fuse_gelu -> fuse_rotary -> fuse_attention
            -> half_region -> sink_moves -> fuse_conv
            -> scale_into_conv -> fuse_half -> licm -> liveness -> lower -> codegen
@@ -19,6 +20,7 @@ from collections.abc import Callable
 
 from tfdeploy.compiler import codegen, loops, lower
 from tfdeploy.compiler.passes import (
+    atrous,
     fold,
     fuse_attention,
     fuse_conv,
@@ -54,6 +56,7 @@ PASSES: list[tuple[str, Callable, bool]] = [
     ("fuse_rnn", fuse_rnn.run, True),
     ("project_inputs", project_inputs.run, True),
     ("pad_into_conv", pad_into_conv.run, True),
+    ("atrous", atrous.run, True),
     ("simplify", simplify.run, True),
     ("fuse_projections", fuse_projections.run, True),
     ("fuse_norm", fuse_norm.run, True),

@@ -215,8 +215,7 @@ def conv_nd(x: np.ndarray, w: np.ndarray, strides, dilations, pads, outs,
     # keeps its split (as a product it lost 1.5% of the model's time); MobileNetV2,
     # ResNet50 unchanged
     parts = parallel.blocks(n * outs[0], row * k * co, matmul=not narrow)
-    if nsp == 2 and co <= _ROWS_CO and ks[0] > 1 and strides[0] == 1 and \
-            dilations[0] == 1 and not narrow:
+    if nsp == 2 and co <= _ROWS_CO and ks[0] > 1 and strides[0] == 1 and not narrow:
         _by_rows(xp, w, strides, dilations, outs, out, epilogue, parts)
         return out
     blocks = _blocks(n, outs[0], row, row * k * xp.itemsize, parts)
@@ -258,11 +257,15 @@ def _by_rows(xp, w, strides, dilations, outs, out, epilogue, parts: int) -> None
     """A 2-D convolution of few output channels by kernel rows: each block of output rows
     copies the patches of one kernel row only ([rows + KH - 1, OW, KW x C], KH times less
     than im2col) and sums KH products of K = KW x C, each reading the copy from its row on.
-    For unit row stride and dilation (a kernel row's patches of consecutive output rows are
-    then consecutive rows of the copy). With 16-32 output channels the copies cost as much as
-    the products, which BLAS runs at half speed: 128x128x32 -> 16, 3x3: 2.75 -> 2.44 ms."""
+    For unit row stride (a kernel row's patches of consecutive output rows are then
+    consecutive rows of the copy, kernel row i's from row i * dilation on). With 16-32 output
+    channels the copies cost as much as the products, which BLAS runs at half speed:
+    128x128x32 -> 16, 3x3: 2.75 -> 2.44 ms; 128x128x16 -> 16 dilated by 2 (as
+    ``passes/atrous.py`` makes them): 1.94 ms by im2col, 1.46 by rows."""
     n, (oh, ow), c, co = xp.shape[0], outs, xp.shape[-1], w.shape[-1]
     kh, kw = w.shape[:2]
+    dh = dilations[0]
+    reach = (kh - 1) * dh  # (the rows a block copies beyond its own)
     q = kw * c
     st = xp.strides
     # [N, rows of the padded input, OW, KW, C]: the patches of one kernel row
@@ -275,7 +278,7 @@ def _by_rows(xp, w, strides, dilations, outs, out, epilogue, parts: int) -> None
     # was some 300 small calls, slower on two threads than on one (their Python side holds
     # the GIL)
     spans = [(range(n)[bs], range(oh)[rs]) for bs, rs in blocks]
-    size = max(len(b) * (len(r) + kh - 1) for b, r in spans) * ow
+    size = max(len(b) * (len(r) + reach) for b, r in spans) * ow
     most = max(len(b) * len(r) for b, r in spans) * ow
 
     def run(first: int, last: int) -> None:
@@ -284,8 +287,8 @@ def _by_rows(xp, w, strides, dilations, outs, out, epilogue, parts: int) -> None
         for imgs, rows in spans[first:last]:
             b0, b1, r0, r1 = imgs.start, imgs.stop, rows.start, rows.stop
             nb, m = b1 - b0, (r1 - r0) * ow
-            p = buf[:nb * (r1 - r0 + kh - 1) * ow * q].reshape(nb, r1 - r0 + kh - 1, ow, kw, c)
-            np.copyto(p, view[b0:b1, r0:r1 + kh - 1])
+            p = buf[:nb * (r1 - r0 + reach) * ow * q].reshape(nb, r1 - r0 + reach, ow, kw, c)
+            np.copyto(p, view[b0:b1, r0:r1 + reach])
             pm = p.reshape(nb, -1, q)
             # (whole images, or rows of one: a contiguous run of the output's rows)
             start = (b0 * oh + r0) * ow
@@ -293,7 +296,7 @@ def _by_rows(xp, w, strides, dilations, outs, out, epilogue, parts: int) -> None
             part = acc[:nb * m * co].reshape(nb, m, co)
             np.matmul(pm[:, :m], wr[0], out=ob)
             for i in range(1, kh):
-                np.matmul(pm[:, i * ow:i * ow + m], wr[i], out=part)
+                np.matmul(pm[:, i * dh * ow:i * dh * ow + m], wr[i], out=part)
                 ob += part
             if epilogue is not None:
                 epilogue(out, start, start + nb * m)
