@@ -390,12 +390,20 @@ def test_layer_norm_row_products_match_reductions(dtype, rms):
 
 
 @pytest.mark.parametrize("form", ["scale", "divisor", "both", "none", "additive_mask",
-                                  "bool_mask_keeps", "bool_mask_drops"])
-def test_attention_kernel_softmax_down_the_keys(form):
+                                  "bool_mask_keeps", "bool_mask_drops", "scaled_mask"])
+@pytest.mark.parametrize("keys_first", [False, True])
+def test_attention_kernel_softmax_down_the_keys(form, keys_first, monkeypatch):
     """``_Attention`` takes its softmax on the scores transposed (keys first): the same as
     the plain computation for every scaling and mask form, a query's result the same
-    whatever the batch beside it, and empty scores handled as numpy does."""
+    whatever the batch beside it, and empty scores handled as numpy does; on both its paths
+    (scores computed queries first, or keys first from ``KEYS_FIRST`` scores an example)."""
+    from tfdeploy.kernels.nn import transformer
     from tfdeploy.kernels.nn.transformer import _Attention
+
+    monkeypatch.setattr(transformer, "KEYS_FIRST", 1 if keys_first else 1 << 40)
+    calls = []
+    real = transformer._keys_first
+    monkeypatch.setattr(transformer, "_keys_first", lambda *a: calls.append(1) or real(*a))
 
     def ref(q, k, v, scale=None, divisor=None, mask=None, fill=None, keeps=True):
         s = np.einsum("bthd,bshd->bhts", q.astype(np.float64), k.astype(np.float64))
@@ -414,12 +422,12 @@ def test_attention_kernel_softmax_down_the_keys(form):
     q, k, v = (RNG.standard_normal((b, n, h, d)).astype(np.float32) for n in (t, s_, s_))
     causal = np.tril(np.ones((t, s_), bool), k=2)
     kw, rk = {}, {}
-    if form in ("scale", "both"):
+    if form in ("scale", "both", "scaled_mask"):
         kw["scale"] = rk["scale"] = np.float32(0.5)
     if form in ("divisor", "both"):
         kw["divisor"] = rk["divisor"] = np.float32(2.0)
     args = ()
-    if form == "additive_mask":
+    if form in ("additive_mask", "scaled_mask"):
         m = np.where(causal, 0, -1e9).astype(np.float32)
         args, rk["mask"] = (m,), m
     elif form.startswith("bool"):
@@ -434,6 +442,7 @@ def test_attention_kernel_softmax_down_the_keys(form):
     # one query's result does not depend on the batch beside it
     one = _Attention(q[1:2], k[1:2], v[1:2], *args, **perms, **kw)
     np.testing.assert_array_equal(one, got[1:2])
+    assert bool(calls) == keys_first
     # no keys: numpy's error, as the plain computation; no queries: an empty result
     empty = _Attention(q[:, :0], k, v, **perms, **kw)
     assert empty.shape == (b, 0, h, d)
