@@ -105,6 +105,32 @@ def test_depthwise_blocks(case, dtype, block, small, chunk, monkeypatch):
     xt = np.ascontiguousarray(np.moveaxis(x, -1, 1)).transpose(0, 2, 3, 1)
     got = depthwise.depthwise_2d(xt, w, st, dl, pads, oh, ow)
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    # clipped as it is copied (a ReLU/ReLU6 prologue): both bounds bite, the input unchanged
+    lo, hi = np.zeros((), dtype), np.full((), 0.5, dtype)
+    x0 = x.copy()
+    got = depthwise.depthwise_2d(x, w, st, dl, pads, oh, ow, tiles=tiles, clip=(lo, hi))
+    np.testing.assert_allclose(got, _reference_depthwise(np.clip(x, 0, 0.5), w, st, dl, pads,
+                                                         oh, ow), rtol=tol, atol=tol)
+    np.testing.assert_array_equal(x, x0)
+
+
+@pytest.mark.parametrize("case", [DW_CASES[0], DW_CASES[1], DW_CASES[9], DW_CASES[13]],
+                         ids=["unit", "strided", "phases", "many_channels"])
+def test_depthwise_clip_of_infinities(case):
+    """A clipped input's -inf becomes 0 and +inf the top, before any tap reads it (phases
+    take non-finite inputs per pixel: the clip applies there too); NaN stays NaN."""
+    xs, ws, st, dl, pads = case
+    x, w = _r(*xs), _r(*ws)
+    x[0, 1, 1, 0], x[0, 2, 3, 1], x[0, 0, 2, 2 % xs[3]] = -np.inf, np.inf, np.nan
+    oh = (xs[1] + sum(pads[0]) - (ws[0] - 1) * dl[0] - 1) // st[0] + 1
+    ow = (xs[2] + sum(pads[1]) - (ws[1] - 1) * dl[1] - 1) // st[1] + 1
+    six = np.full((), 6, np.float32)
+    got = depthwise.depthwise_2d(x, w, st, dl, pads, oh, ow, clip=(np.zeros((), np.float32),
+                                                                   six))
+    want = _reference_depthwise(np.clip(x, 0, 6), w, st, dl, pads, oh, ow)
+    assert np.array_equal(np.isnan(got), np.isnan(want)) and np.isnan(got).any()
+    ok = ~np.isnan(want)
+    np.testing.assert_allclose(got[ok], want[ok], rtol=1e-5, atol=1e-5)
 
 
 CONV_CASES = [

@@ -449,6 +449,44 @@ def test_prologue_keeps_what_is_not_per_channel():
     assert [k for k, _ in opt.steps[-1].attrs["prologue"]] == ["relu"]
 
 
+def _relu_depthwise(act="Relu", strides=(1, 1, 1, 1), c=6, affine=False, extra=()):
+    """x -> [Mul by a channel constant ->] ``act`` -> 3x3 depthwise -> "dw" (+ ``extra``)."""
+    src = "x"
+    nodes = [placeholder("x"), const("w", _r(3, 3, c, 1)), const("s", _r(c, lo=0.5, hi=2))]
+    if affine:
+        nodes.append(_bin("scaled", "Mul", "x", "s"))
+        src = "scaled"
+    return nodes + [_un("act", act, src),
+                    _conv("dw", "act", "w", strides=strides, op="DepthwiseConv2dNative"),
+                    *extra]
+
+
+@pytest.mark.parametrize("act", ["Relu", "Relu6"])
+@pytest.mark.parametrize("strides", [(1, 1, 1, 1), (1, 2, 2, 1)], ids=["unit", "strided"])
+@pytest.mark.parametrize("c", [6, 80], ids=["phases", "per_pixel"])
+def test_relu_before_a_depthwise_conv(act, strides, c):
+    """A lone ReLU/ReLU6 before a depthwise conv (NASNet's, Xception's separable convs) is
+    its prologue, clipped as the kernel copies its input padded: the unfused results."""
+    x = _r(2, 9, 8, c, lo=-8, hi=8)
+    keep = x.copy()
+    _, opt = _check(_relu_depthwise(act, strides, c), ["dw"], ["x"], [x],
+                    [f"{act}+DepthwiseConv2dNative"], rtol=1e-6)
+    assert [k for k, _ in opt.steps[0].attrs["prologue"]] == [act.lower()]
+    np.testing.assert_array_equal(x, keep)
+
+
+def test_no_depthwise_prologue():
+    x = _r(2, 9, 8, 6, lo=-3, hi=3)
+    # other activations, an affine op before the ReLU (only the ReLU joins), a ReLU read twice
+    for act in ("LeakyRelu", "Sigmoid", "Elu"):
+        _check(_relu_depthwise(act), ["dw"], ["x"], [x], [])
+    _, opt = _check(_relu_depthwise(affine=True), ["dw"], ["x"], [x],
+                    ["Relu+DepthwiseConv2dNative"], rtol=1e-6)
+    assert [st.op for st in opt.steps][0] == "Mul"
+    _check(_relu_depthwise(extra=[_un("other", "Neg", "act")]), ["dw", "other"], ["x"], [x],
+           [])
+
+
 def _convs_of(plan):
     """The convolutions a plan runs: (label, output channels), fused chains by their core."""
     found = []

@@ -27,7 +27,10 @@ A unit-stride 1x1 NHWC Conv2D (float32/float64) also takes the steps *before* it
 activation, each value with that one reader: the pre-activation BatchNorm and ReLU of DenseNet's
 layers (after each concatenation) and of pre-activation ResNets. The kernel applies them, in
 order and in place, to each block of input rows it copies for its matrix product, while the
-block is in cache: three full-size passes and arrays fewer (``kernels/nn/runner.py``).
+block is in cache: three full-size passes and arrays fewer (``kernels/nn/runner.py``). An NHWC
+DepthwiseConv2dNative takes a lone ReLU or ReLU6 before it (NASNet's and Xception's separable
+convolutions), which its kernel applies as it copies its input padded (``depthwise_2d``'s
+``clip``): no pass of its own.
 Steps are matched by op type, and only where the op runs tfdeploy's own numpy kernel
 (``registry.runs_builtin``): a user's kernel or another implementation (scipy) is never
 bypassed, the chain simply stops before it. The fused step keeps the steps it replaces
@@ -444,8 +447,12 @@ def _prologue(g: _Readers, k: int, core: _Core) -> tuple[list[int], list, int] |
     before the pointwise conv ``k`` that it can apply to its input blocks: affine ops by
     constants along the input channels (inference BatchNorms among them, as x * scale +
     shift), then an activation, each value read only by the next step (and neither fed nor
-    fetched); or None."""
-    if not _pointwise(g.steps[k], core):
+    fetched); before a depthwise conv ``k``, a lone ReLU or ReLU6 (NASNet's and Xception's
+    separable convolutions), which it applies as it copies its input padded; or None."""
+    st = g.steps[k]
+    depthwise = st.op == "DepthwiseConv2dNative" and core.dtype in _FLOATS and \
+        st.attrs.get("data_format", "NHWC") == "NHWC"
+    if not _pointwise(st, core) and not depthwise:
         return None
     c_in = core.weight.shape[2]
     inputs = _Core("conv", core.weight, 2, 4, -1, c_in)  # (the input's channels)
@@ -460,6 +467,9 @@ def _prologue(g: _Readers, k: int, core: _Core) -> tuple[list[int], list, int] |
     arg = st.attrs.get("alpha", 0.2) if act == "leaky_relu" else None
     members, ops = [j], [(act, arg)]
     v, reader = st.ins[0], j
+    if depthwise:  # (a lone ReLU/ReLU6, clipped as the kernel copies its input padded)
+        return (members, ops, v) if act in ("relu", "relu6") and v not in g.constants \
+            else None
     while True:
         j = g.maker.get(v)
         if j is None or j in g.claimed or g.single(v, j) != reader:

@@ -27,6 +27,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from tfdeploy.kernels.common import all_finite
 from tfdeploy.kernels.nn.scratch import output, scratch, strided
+from tfdeploy.numerics import clip as _clip
 from tfdeploy.runtime import parallel
 
 #: images are taken together up to this many input bytes. Row blocks of L2 size were slower
@@ -96,13 +97,16 @@ def phased_weight(w: np.ndarray, ow: int, sw: int, dtype) -> np.ndarray | None:
 
 
 def depthwise_2d(x: np.ndarray, w: np.ndarray, strides, dilations, pads, oh: int, ow: int,
-                 epilogue: Epilogue | None = None, tiles: dict | None = None) -> np.ndarray:
+                 epilogue: Epilogue | None = None, tiles: dict | None = None,
+                 clip: tuple | None = None) -> np.ndarray:
     """Depthwise convolution of ``x`` [N, H, W, C] by ``w`` [KH, KW, C, M]: [N, OH, OW, C*M].
 
     ``pads``: ((top, bottom), (left, right)). ``epilogue(y, start, stop)``, if given, is
     called on each finished group of images: rows ``start:stop`` of ``y.reshape(-1, C*M)``.
     ``tiles``: a dict the caller keeps per constant filter, caching its tiled forms by output
-    width.
+    width. ``clip``: (low, high) 0-d arrays: the convolution of ``clip(x, low, high)`` (a ReLU
+    or ReLU6 before it, NASNet's and Xception's separable convolutions), clipped as the input
+    is copied padded (every region then reads a copy): no pass of its own.
     """
     kh, kw, c, m = w.shape
     if m != 1:  # channel multiplier: repeat each input channel m times, then one filter each
@@ -143,7 +147,7 @@ def depthwise_2d(x: np.ndarray, w: np.ndarray, strides, dilations, pads, oh: int
     parts = parallel.blocks(n * oh, 2 * ow * c * kh * kw)
     if parts > 1:
         imgs = min(imgs, -(-n // parts))
-    regions = [(0, oh, 0, ow)] if wt is not None else \
+    regions = [(0, oh, 0, ow)] if wt is not None or clip is not None else \
         _regions(h, wd, oh, ow, geom, imgs * image_bytes)
     # tasks: (first image, last image, first row, last row); one image's rows split when
     # there are fewer image groups than threads
@@ -157,7 +161,7 @@ def depthwise_2d(x: np.ndarray, w: np.ndarray, strides, dilations, pads, oh: int
             for r0, r1, c0, c1 in regions:
                 r0, r1 = max(r0, ra), min(r1, rb)
                 if r0 < r1:
-                    _region(x[b0:b1], wf, wt, out[b0:b1], (r0, r1, c0, c1), geom)
+                    _region(x[b0:b1], wf, wt, out[b0:b1], (r0, r1, c0, c1), geom, clip)
             if epilogue is not None:
                 epilogue(out, (b0 * oh + ra) * ow, ((b1 - 1) * oh + rb) * ow)
 
@@ -186,10 +190,10 @@ def _regions(h, wd, oh, ow, geom, group_bytes) -> list[tuple[int, int, int, int]
     return [r for r in regions if r[0] < r[1] and r[2] < r[3]]
 
 
-def _region(x, wf, wt, out, region, geom) -> None:
+def _region(x, wf, wt, out, region, geom, clip=None) -> None:
     """Output rows r0:r1, columns c0:c1 of ``out`` [nb, OH, OW, C] from ``x`` [nb, H, W, C]:
-    one einsum over the input it reads, in place when that lies inside ``x``, else from a
-    zero-padded copy in scratch."""
+    one einsum over the input it reads, in place when that lies inside ``x`` (and there is no
+    ``clip``), else from a zero-padded (clipped) copy in scratch."""
     (sh, sw), (dh, dw), ((pt, _), (pl, _)), (kh, kw) = geom
     r0, r1, c0, c1 = region
     nb, h, wd, c = x.shape
@@ -206,15 +210,17 @@ def _region(x, wf, wt, out, region, geom) -> None:
             nb, rin, sw, wc, c)
         for q in range(sw):
             _padded_copy(src[:, :, q], x, i0, j0 + q, sw)
+        if clip is not None:  # (the copy is whole: one contiguous pass, zeros stay zeros)
+            _clip(src, clip[0], clip[1], out=src)
         s = src.strides
         _tap_sums(src, lambda j: src[:, :, :, j:], (nb, rows), (s[0], s[1] * sh),
                   ((kh, s[1] * dh), (a, s[3]), (sw, s[2])), s[3], c, wt, o)
         return
-    if i0 >= 0 and j0 >= 0 and i0 + rin <= h and j0 + win <= wd:
+    if clip is None and i0 >= 0 and j0 >= 0 and i0 + rin <= h and j0 + win <= wd:
         src = x[:, i0:i0 + rin, j0:j0 + win]
     else:  # (only the padding is zeroed: the interior is copied over)
         src = scratch("depthwise", nb * rin * win * c, x.dtype).reshape(nb, rin, win, c)
-        _padded_copy(src, x, i0, j0, 1)
+        _padded_copy(src, x, i0, j0, 1, clip)
     s = src.strides
     if wt is not None:
         _tap_sums(src, lambda j: src[:, :, j:], (nb, rows), (s[0], s[1] * sh),
@@ -252,9 +258,10 @@ def _tap_sums(src, from_column, lead, lead_strides, taps, column: int, c: int, w
         np.einsum(f"nr{t}x,{t}x->nrx", v, wt[..., :rem * c], out=o2)
 
 
-def _padded_copy(dst, x, i0: int, j0: int, step: int) -> None:
+def _padded_copy(dst, x, i0: int, j0: int, step: int, clip=None) -> None:
     """Fill ``dst`` [nb, R, K, C] with rows ``i0 ...`` and columns ``j0, j0 + step, ...`` of
-    ``x`` [nb, H, W, C], zero where those fall outside ``x``."""
+    ``x`` [nb, H, W, C] (clipped to ``clip``, (low, high), if given: by unit column steps, where
+    the ufunc runs along whole rows), zero where those fall outside ``x``."""
     h, wd = x.shape[1:3]
     rin, k = dst.shape[1:3]
     lo, hi = max(i0, 0), min(i0 + rin, h)
@@ -269,4 +276,8 @@ def _padded_copy(dst, x, i0: int, j0: int, step: int) -> None:
     inner[:, :, :k_lo] = 0
     inner[:, :, k_hi:] = 0
     first = j0 + k_lo * step
-    inner[:, :, k_lo:k_hi] = x[:, lo:hi, first:first + (k_hi - k_lo - 1) * step + 1:step]
+    src = x[:, lo:hi, first:first + (k_hi - k_lo - 1) * step + 1:step]
+    if clip is None:
+        inner[:, :, k_lo:k_hi] = src
+    else:
+        _clip(src, clip[0], clip[1], out=inner[:, :, k_lo:k_hi])

@@ -392,6 +392,8 @@ def prologue_op(prologue: list, dtype: np.dtype, channels: int) -> Callable:
             first(s, d)
             for f in rest:
                 f(d, ())
+    #: a lone ReLU or ReLU6: (low, high), which the depthwise kernel applies as it copies
+    pro.clip = (lo, hi) if kind in ("relu", "relu6") and not rest else None
     return pro
 
 
@@ -409,10 +411,13 @@ def _FusedChain(*, _ctx, core: str, core_attrs: dict, weight: np.ndarray, epilog
     dt = weight.dtype
     pro = None
     if prologue:
-        if core != "Conv2D" or dtype is not None or scaled or dt not in _FLOATS or \
-                not channels:
+        depthwise = core == "DepthwiseConv2dNative" and len(prologue) == 1 and \
+            prologue[0][0] in ("relu", "relu6")
+        if core != "Conv2D" and not depthwise or dtype is not None or scaled or \
+                dt not in _FLOATS or not channels:
             raise ValueError(f"_FusedChain: a prologue needs a channels-last float32/float64 "
-                             f"Conv2D core, got {core} ({dtype or dt})")
+                             f"Conv2D core (or a lone ReLU/ReLU6 before a depthwise one), "
+                             f"got {core} ({dtype or dt})")
         pro = prologue_op(prologue, dt, weight.shape[2])
     if dtype is not None:
         low = to_numpy(dtype)

@@ -266,11 +266,18 @@ class _Runner:
                 tiles = tiles.setdefault(("groups", x.shape[-1]), {})  # (per depth C)
             elif x.shape[-1] != w.shape[2]:
                 return self._generic  # (its error)
+            clip = getattr(self.prologue, "clip", None)  # (applied as the input is copied)
             if bias is not None:
                 tb = np.tile(bias, outs[1])
-                return lambda x, ep: depthwise_2d(x, w, st, dl, pads, *outs,
-                                                  _biased(ep, bias, tb), tiles)
-            return lambda x, ep: depthwise_2d(x, w, st, dl, pads, *outs, ep, tiles)
+
+                def run(x, ep):
+                    return depthwise_2d(x, w, st, dl, pads, *outs, _biased(ep, bias, tb),
+                                        tiles, clip)
+            else:
+                def run(x, ep):
+                    return depthwise_2d(x, w, st, dl, pads, *outs, ep, tiles, clip)
+            run.prologue = clip is not None
+            return run
         if w.shape[:2] == (1, 1) and x.shape[-1] == w.shape[2] and st == [1, 1] and \
                 not any(lo or hi for lo, hi in pads) and x.flags.c_contiguous:
             return _pointwise_run(x.shape, w, outs, self.bias, self.augmented,
