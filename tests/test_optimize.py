@@ -1461,3 +1461,30 @@ def test_converted_model_shares_derived_weights_across_shapes():
                for x in xs]
     assert weights[0] and len(weights[0]) == len(weights[1])
     assert all(a is b for a, b in zip(*weights))
+
+
+@pytest.mark.parametrize("op", ["Conv2D", "DepthwiseConv2dNative"])
+def test_pad_folds_through_a_1d_convs_expand_dims(op):
+    """A causal Conv1D's Pad of [N, W, C] before the ExpandDims at axis 1: folded into the
+    convolution's EXPLICIT padding, the ExpandDims reading the Pad's input (and recording
+    its shape)."""
+    ws = (1, 3, 4, 5) if op == "Conv2D" else (1, 3, 4, 1)
+    nodes = [placeholder("x"), const("w", _r(*ws)), const("dim", np.int32(1))]
+    nodes += _pad("pad", "x", [[0, 0], [2, 0], [0, 0]])
+    nodes += [Node("ed", "ExpandDims", ["pad", "dim"], {"T": "float32"}),
+              _conv("conv", "ed", "w", padding="VALID", op=op)]
+    g = Graph(nodes, [TensorSpec("x", "x:0", "float32")], [TensorSpec("conv", "conv:0",
+                                                                       "float32")])
+    plain = compile_plan(g, ["conv:0"], ["x:0"], optimize=False)
+    opt = compile_plan(g, ["conv:0"], ["x:0"], passes=["pad_into_conv"], verify=True)
+    assert [st.op for st in opt.steps] == ["ExpandDims", op]
+    assert opt.steps[1].attrs["explicit_paddings"] == [0, 0, 0, 0, 2, 0, 0, 0]
+    x = _r(2, 9, 4)
+    np.testing.assert_allclose(opt(x)[0], plain(x)[0], rtol=1e-6, atol=1e-6)
+    # padded along the channels, or an ExpandDims elsewhere: left alone
+    for pairs, dim in (([[0, 0], [2, 0], [0, 1]], 1), ([[0, 0], [2, 0], [0, 0]], 2)):
+        nodes[2] = const("dim", np.int32(dim))
+        nodes[3:5] = _pad("pad", "x", pairs)
+        g = Graph(nodes, g.inputs, g.outputs)
+        opt = compile_plan(g, ["conv:0"], ["x:0"], passes=["pad_into_conv"], verify=True)
+        assert [st.op for st in opt.steps][0] == "Pad"

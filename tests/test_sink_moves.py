@@ -210,3 +210,91 @@ def test_keras_dilated_1d_sinks_both_movers():
                                rtol=1e-5, atol=1e-5)
     labels = [st.label for st in plan.steps]
     assert labels[-3:] == ["Conv2D+BiasAdd+Relu", "Squeeze", "BatchToSpaceND"], labels
+
+
+def _specialized(nodes, x, fetch="out"):
+    """The specialized plan (shapes recorded) of ``nodes`` and the unfused plan's values."""
+    from graphs import model_of
+
+    m = model_of(nodes, ["x"], [fetch])
+    opt = m.plan(x)
+    want = m.plan(x, optimize=False).run((x,))[0]
+    got = opt.run((x,))[0]
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    return [st.label if st.members else st.op for st in opt.steps]
+
+
+# (id, the residual step after "bias" (reading "sq" chain and "r"), fused label or None)
+RESIDUALS = [
+    ("add", _n("out", "AddV2", "bias", "r"), "Conv2D+BiasAdd+AddV2"),
+    ("add_left", _n("out", "AddV2", "r", "bias"), "Conv2D+BiasAdd+AddV2"),
+    ("sub", _n("out", "Sub", "bias", "r"), "Conv2D+BiasAdd+Sub"),
+    ("sub_from", _n("out", "Sub", "r", "bias"), None),  # (r - y: no epilogue op does it)
+    ("mul", _n("out", "Mul", "bias", "r"), None),  # (not a residual addition)
+]
+
+
+@pytest.mark.parametrize("case", RESIDUALS, ids=[c[0] for c in RESIDUALS])
+@pytest.mark.parametrize("large", [True, False], ids=["large", "small"])
+def test_residual_of_a_1d_conv(case, large, monkeypatch):
+    """A residual addition of a value of the chain's own shape joins the group, read through
+    an ExpandDims, so fuse_conv takes it as its residual (specialized plans: the shapes);
+    not below ``RESIDUAL_VALUES`` values (set to 0 here for "large": these maps are small)."""
+    from tfdeploy.compiler.passes import sink_moves
+
+    if large:
+        monkeypatch.setattr(sink_moves, "RESIDUAL_VALUES", 0)
+    _, step, label = case
+    if not large:
+        label = None
+    nodes = _conv1d(strides=1, w=(3, 4, 6)) + [
+        const("b", _r(6)), _n("bias", "BiasAdd", "sq", "b"), const("rw", _r(4, 6)),
+        _n("r", "MatMul", "x2", "rw"), const("shape", np.array([3, 11, 6], np.int32)),
+        const("flat", np.array([33, 4], np.int32)),
+        Node("x2", "Reshape", ["x", "flat"], {"T": "float32", "Tshape": "int32"}),
+        Node("r3", "Reshape", ["r", "shape"], {"T": "float32", "Tshape": "int32"}), step]
+    nodes[-1] = Node(step.name, step.op, [("r3" if i == "r" else i) for i in step.inputs],
+                     step.attrs)
+    labels = _specialized(nodes, _r(3, 11, 4))
+    if label is None:
+        assert "Conv2D+BiasAdd" in labels and labels[-1] != "Squeeze", labels
+    else:
+        assert label in labels and labels[-1] == "Squeeze", labels
+
+
+def test_broadcast_residual_stays(monkeypatch):
+    """A residual operand that would broadcast (one row for every image) is not of the
+    chain's shape: the addition stays after the Squeeze."""
+    from tfdeploy.compiler.passes import sink_moves
+
+    monkeypatch.setattr(sink_moves, "RESIDUAL_VALUES", 0)
+    nodes = _conv1d(strides=1, w=(3, 4, 6)) + [
+        const("b", _r(6)), _n("bias", "BiasAdd", "sq", "b"), const("one", _r(1, 11, 6)),
+        _n("r", "Mul", "one", "one"), _n("out", "AddV2", "bias", "r")]
+    labels = _specialized(nodes, _r(3, 11, 4))
+    assert labels[-1] == "AddV2" and "Conv2D+BiasAdd" in labels, labels
+
+
+@pytest.mark.tf
+def test_keras_residual_conv1d_block(monkeypatch):
+    """A TCN-like block, Add([Conv1D(relu)(Conv1D(relu)(x)), Conv1D 1x1 (x)]): the addition
+    joins one chain, the projection's bias its own."""
+    from tfdeploy.compiler.passes import sink_moves
+
+    monkeypatch.setattr(sink_moves, "RESIDUAL_VALUES", 0)
+    keras = _keras()
+    L = keras.layers
+    inp = keras.Input((30, 3))
+    y = L.Conv1D(8, 3, padding="causal", activation="relu")(inp)
+    y = L.Conv1D(8, 3, padding="causal", activation="relu")(y)
+    out = L.Add()([y, L.Conv1D(8, 1)(inp)])
+    model = keras.Model(inp, out)
+    for w in model.weights:
+        w.assign(RNG.uniform(-0.5, 0.5, w.shape).astype(np.float32))
+    m = td.convert(model)
+    x = RNG.standard_normal((2, 30, 3)).astype(np.float32)
+    np.testing.assert_allclose(m(x), np.asarray(model(x, training=False)), rtol=1e-5,
+                               atol=1e-5)
+    labels = [st.label for st in m.plan(x).steps]
+    assert "Conv2D+BiasAdd+Relu+AddV2" in labels and "Conv2D+BiasAdd" in labels, labels

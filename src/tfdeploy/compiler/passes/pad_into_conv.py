@@ -5,10 +5,12 @@ EfficientNet's stride-2 depthwise convolutions, ResNet's stem) as ``Pad`` then a
 ``Conv2D``/``DepthwiseConv2dNative``: a full copy of the feature map, which the convolution's
 kernel then pads again. When the padded value has no other reader (and is neither fetched
 nor fed), the convolution reads the ``Pad``'s input with EXPLICIT padding instead (its own
-EXPLICIT pads plus the Pad's), which TF defines to compute the same values. SAME convolutions
-are left alone (their padding depends on the input size). Only a constant ``Pad``/``PadV2``
-of zeros on the spatial dims, with both ops running tfdeploy's own kernels
-(``registry.runs_builtin``), is folded.
+EXPLICIT pads plus the Pad's), which TF defines to compute the same values. A 1-D
+convolution's Pad of [N, W, C] (Keras' causal Conv1D), read by the ExpandDims at axis 1 TF
+puts before the 2-D convolution, folds the same way (the ExpandDims then reads the Pad's
+input). SAME convolutions are left alone (their padding depends on the input size). Only a
+constant ``Pad``/``PadV2`` of zeros on the spatial dims, with both ops running tfdeploy's own
+kernels (``registry.runs_builtin``), is folded.
 """
 
 from __future__ import annotations
@@ -22,14 +24,15 @@ _PADS = ("Pad", "PadV2")
 _CONVS = ("Conv2D", "DepthwiseConv2dNative")
 
 
-def _pad_pairs(st: Step, constants) -> list[list[int]] | None:
-    """The (before, after) pairs of a constant zero Pad/PadV2 of a rank-4 tensor, or None."""
+def _pad_pairs(st: Step, constants, rank: int = 4) -> list[list[int]] | None:
+    """The (before, after) pairs of a constant zero Pad/PadV2 of a rank-``rank`` tensor, or
+    None."""
     if len(st.outs) != 1 or st.outs[0][0] != 0 or len(st.ins) != (2 if st.op == "Pad" else 3):
         return None
     if any(v not in constants for v in st.ins[1:]) or st.ins[0] in constants:
         return None
     p = constants[st.ins[1]]
-    if not isinstance(p, np.ndarray) or p.dtype.kind not in "iu" or p.shape != (4, 2):
+    if not isinstance(p, np.ndarray) or p.dtype.kind not in "iu" or p.shape != (rank, 2):
         return None
     if st.op == "PadV2":
         c = constants[st.ins[2]]
@@ -62,6 +65,24 @@ def _conv_pads(conv: Step, pairs: list[list[int]]) -> list[int] | None:
     return own
 
 
+def _expanded(st: Step, steps, readers, constants, pinned):
+    """(the pairs as a rank-4 Pad's, the ExpandDims' output) when ``st`` is a constant zero
+    Pad of a rank-3 [N, W, C] value whose only reader is an ExpandDims at axis 1 (TF's 1-D
+    convolution: Keras' causal Conv1D pads so): the axis added is unpadded; else None."""
+    pairs = _pad_pairs(st, constants, 3)
+    out = st.outs[0][1] if st.outs else None
+    r = readers.get(out, ())
+    if pairs is None or out in pinned or len(r) != 1:
+        return None
+    ed = steps[r[0]]
+    axis = constants.get(ed.ins[1]) if ed.op == "ExpandDims" and len(ed.ins) == 2 else None
+    if not registry.runs_builtin("ExpandDims") or not isinstance(axis, np.ndarray) or \
+            axis.size != 1 or int(axis.reshape(())) not in (1, -3) or len(ed.outs) != 1 or \
+            ed.outs[0][0] != 0:
+        return None
+    return [pairs[0], [0, 0], pairs[1], pairs[2]], ed.outs[0][1]
+
+
 def run(plan: Plan, ctx=None) -> Plan:
     """The plan with each foldable Pad removed and its convolution padding explicitly."""
     steps, constants = plan.steps, plan.constants
@@ -77,6 +98,11 @@ def run(plan: Plan, ctx=None) -> Plan:
         pairs = _pad_pairs(st, constants)
         out = st.outs[0][1] if st.outs else None
         r = readers.get(out, ())
+        if pairs is None:  # a 1-D convolution's: Pad [N, W, C], ExpandDims at 1, the conv
+            pairs = _expanded(st, steps, readers, constants, pinned)
+            if pairs is not None:
+                out, r = pairs[1], readers.get(pairs[1], ())
+                pairs = pairs[0]
         if pairs is None or out in pinned or len(r) != 1:
             continue
         conv = steps[r[0]]
@@ -87,7 +113,18 @@ def run(plan: Plan, ctx=None) -> Plan:
         if explicit is None:
             continue
         attrs = {**conv.attrs, "padding": "EXPLICIT", "explicit_paddings": explicit}
-        steps[r[0]] = Step(conv.op, conv.name, (st.ins[0], conv.ins[1]), conv.outs, attrs)
+        src = st.ins[0]
+        if out != st.outs[0][1]:  # (the ExpandDims now reads the Pad's input)
+            ed = readers[st.outs[0][1]][0]
+            steps[ed] = Step("ExpandDims", steps[ed].name, (src, steps[ed].ins[1]),
+                             steps[ed].outs, steps[ed].attrs)
+            xs = plan.shapes.get(src)
+            if xs is not None:
+                plan.shapes[out] = (xs[0], 1, *xs[1:])
+            else:
+                plan.shapes.pop(out, None)
+            src = out
+        steps[r[0]] = Step(conv.op, conv.name, (src, conv.ins[1]), conv.outs, attrs)
         drop.add(k)
     if drop:
         plan.steps = [st for k, st in enumerate(steps) if k not in drop]
