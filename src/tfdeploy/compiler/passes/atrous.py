@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfdeploy.compiler.passes.sink_moves import squeezed_axes
 from tfdeploy.compiler.patterns import builtin
 from tfdeploy.compiler.plan import Plan, Step
 
@@ -100,11 +101,9 @@ def _steps(flow: _Flow, k: int):
         return None
     ed = None
     if sq is not None:  # 1-D: ExpandDims -> conv -> Squeeze of the added axis
-        dims = steps[sq].attrs.get("squeeze_dims")
         ed = flow.only(conv.ins[0], "ExpandDims", conv_k)
         axis = _ints(flow.plan, steps[ed].ins[1], ()) if ed is not None else None
-        if ed is None or axis not in (1, -3) or not dims or \
-                sorted({int(d) % 4 for d in dims}) != [1]:
+        if ed is None or axis not in (1, -3) or squeezed_axes(steps[sq], 4) != (1,):
             return None
     s2b_out = steps[ed].ins[0] if ed is not None else conv.ins[0]
     s2b_k = flow.only(s2b_out, "SpaceToBatchND", ed if ed is not None else conv_k)

@@ -77,8 +77,8 @@ def _expanded(st: Step, steps, readers, constants, pinned):
     ed = steps[r[0]]
     axis = constants.get(ed.ins[1]) if ed.op == "ExpandDims" and len(ed.ins) == 2 else None
     if not registry.runs_builtin("ExpandDims") or not isinstance(axis, np.ndarray) or \
-            axis.size != 1 or int(axis.reshape(())) not in (1, -3) or len(ed.outs) != 1 or \
-            ed.outs[0][0] != 0:
+            axis.size != 1 or axis.dtype.kind not in "iu" or \
+            int(axis.reshape(())) not in (1, -3) or len(ed.outs) != 1 or ed.outs[0][0] != 0:
         return None
     return [pairs[0], [0, 0], pairs[1], pairs[2]], ed.outs[0][1]
 

@@ -49,15 +49,16 @@ _RESIDUAL = ("AddV2", "Add", "Sub")
 _BINARY = ("BiasAdd", "AddV2", "Add", "Sub", "Mul", "RealDiv", "Maximum", "Minimum")
 
 
-def _squeezed_axes(st: Step, rank: int) -> tuple[int, ...] | None:
+def squeezed_axes(st: Step, rank: int) -> tuple[int, ...] | None:
     """The axes (non-negative) a Squeeze of a rank-``rank`` NHWC tensor removes, if they are
     given and spatial (neither the batch nor the channels)."""
     dims = st.attrs.get("squeeze_dims")
-    if not dims or len(st.ins) != 1 or len(st.outs) != 1 or st.outs[0][0] != 0:
+    if not isinstance(dims, (list, tuple)) or not dims or len(st.ins) != 1 or \
+            len(st.outs) != 1 or st.outs[0][0] != 0:
         return None
     try:
         axes = sorted({int(d) + rank if int(d) < 0 else int(d) for d in dims})
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if not all(0 < a < rank - 1 for a in axes):
         return None
@@ -119,7 +120,7 @@ def _source_rank(plan: Plan, k: int, readers, maker, pinned) -> int | None:
     rank = 4
     for st in [*reversed(chain), steps[k]]:  # (from the convolution on)
         if st.op == "Squeeze":
-            axes = _squeezed_axes(st, rank)
+            axes = squeezed_axes(st, rank)
             if axes is None:
                 return None
             rank -= len(axes)
@@ -150,7 +151,7 @@ def _moves(plan: Plan) -> list[tuple[int, list[int], int, int]]:
         head = st.outs[0][1]
         inside, group = {head}, []
         same = _same_shape(plan) if st.op == "Squeeze" and \
-            len(_squeezed_axes(st, rank + 1) or ()) == 1 else None
+            len(squeezed_axes(st, rank + 1) or ()) == 1 else None
         grew = True
         while grew:  # (the steps reading only the group's values and channel constants)
             grew = False
@@ -182,7 +183,8 @@ def _same_shape(plan: Plan):
 
     def same(r: int, u: int) -> bool:
         s = shapes.get(r)
-        return s is not None and s == shapes.get(u) and math.prod(s) >= RESIDUAL_VALUES
+        return s is not None and s == shapes.get(u) and \
+            all(isinstance(d, int) for d in s) and math.prod(s) >= RESIDUAL_VALUES
     return same
 
 
@@ -235,7 +237,7 @@ def _apply(plan: Plan, moves) -> None:
 def _expanded(plan: Plan, r: int, new: dict, mover: Step, rank: int) -> Step:
     """The ExpandDims of residual operand ``r`` by the axis Squeeze ``mover`` removes (its
     result recorded in ``new``)."""
-    (axis,) = _squeezed_axes(mover, rank + 1)
+    (axis,) = squeezed_axes(mover, rank + 1)
     c, v = plan.new_value(), plan.new_value()
     plan.constants[c] = np.array(axis, np.int32)
     shape = plan.shapes.get(r)
