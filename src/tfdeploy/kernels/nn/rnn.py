@@ -58,7 +58,7 @@ class _Cell:
     """What both cells share: prepared weights, the fast path's checks, the fallback."""
 
     __slots__ = ("dtype", "units", "depth", "w", "wt", "rt", "rr", "row", "bias", "bias_row",
-                 "wt_bias", "half", "halves", "fallback", "name", "_local")
+                 "half", "halves", "fallback", "name", "_local")
 
     def __init__(self, kernel, units: int, fallback, name: str):
         self.dtype = kernel.dtype
@@ -89,16 +89,14 @@ class _Cell:
         return ()
 
     def _set_input(self, wt: np.ndarray, bias: np.ndarray | None) -> None:
-        """The prepared input kernel (gates * units, depth) and bias (gates * units, 1);
-        ``wt_bias`` holds both, the bias a last column to multiply a row of ones
-        (``project``), and ``wt`` is a view of it; ``w``: the kernel untransposed (a matrix
-        product of contiguous operands is faster: ``project`` at batch 1)."""
+        """The prepared input kernel ``wt`` (gates * units, depth) and bias (gates * units,
+        1), as a row ``bias_row``; ``w``: the kernel untransposed (a matrix product of
+        contiguous operands is faster: ``project``, and ``_input`` at batch 1)."""
         self.bias = bias
         self.bias_row = None if bias is None else np.ascontiguousarray(bias.T)
         self.w = np.ascontiguousarray(wt.T)
         self.row = (1, wt.shape[0])  # (a batch-1 input part's shape)
-        self.wt_bias = None if bias is None else np.concatenate([wt, bias], axis=1)
-        self.wt = wt if bias is None else self.wt_bias[:, :-1]
+        self.wt = wt
 
     def _takes(self, x, *states) -> bool:
         """Whether the fast path takes these inputs: 2-D arrays of the weights' dtype, ``x``
@@ -152,10 +150,12 @@ class _Cell:
         weights' dtype, or the result would be larger than ``PROJECTION_LIMIT_BYTES`` (each
         step then projects its element).
 
-        At batch 1 that is one matrix product. Above, a product per element into the
-        transposed layout (numpy loops over them in C), the bias a column of the weight
-        against a row of ones: one product of the whole sequence would need a transposing
-        copy of its result, which costs more than it saves."""
+        One matrix product of the whole sequence, then (above batch 1) a transposing copy of
+        its result into the gates' layout. A product per element straight into that layout
+        (the bias a column of the weight against a row of ones) needed a transposing copy of
+        the input instead, and ran BLAS with N = batch: 8 steps x 8 images of 15376 features
+        (a TimeDistributed CNN's) 6.3 -> 2.6 ms, 100 x 8 x 256 into LSTM(256) 7.8 -> 3.6, the
+        suite's LSTM(64) and GRU(32) at batch 8 0.068 -> 0.056 and 0.041 -> 0.027 ms."""
         if lst.__class__ is not TensorList or lst.dtype != self.dtype:
             return None
         whole = lst.whole  # (the tensor the list was made from: its elements, joined)
@@ -180,18 +180,13 @@ class _Cell:
             x = whole.reshape(n, d) if b == 1 else whole
         if x.dtype != self.dtype:  # (the list's own dtype: a list never holds others)
             return None
+        y = np.dot(x.reshape(n * b, d), self.w)
+        if self.bias is not None:
+            np.add(y, self.bias_row, out=y)
         if b == 1:
-            y = np.dot(x, self.w)
-            if self.bias is not None:
-                np.add(y, self.bias_row, out=y)
             return y.reshape(n, 1, y.shape[1])
-        x = x.reshape(n, b, d).transpose(0, 2, 1)
-        if self.bias is None:
-            return np.matmul(self.wt, x)
-        xt = np.empty((n, d + 1, b), self.dtype)
-        xt[:, :d, :] = x
-        xt[:, d, :] = 1
-        return np.matmul(self.wt_bias, xt)
+        # the transposed layout: a copy of the result (n x gates x batch values)
+        return np.ascontiguousarray(y.reshape(n, b, y.shape[1]).transpose(0, 2, 1))
 
     def __repr__(self) -> str:
         return f"<fused kernel {self.name}>"
