@@ -4,7 +4,8 @@
            -> simplify
            -> fuse_projections -> fuse_norm -> fuse_gelu -> fuse_rotary -> fuse_attention
            -> half_region -> sink_moves -> fuse_conv
-           -> scale_into_conv -> fuse_half -> licm -> liveness -> lower -> codegen
+           -> scale_into_conv -> fuse_half -> merge_unrolled -> licm -> liveness -> lower
+           -> codegen
 
 Each pass is one module of ``compiler/passes`` with one job, ``run(plan, ctx) -> plan``;
 ``PASSES`` lists them in order. ``lower`` (``compiler/lower.py``) is the only place kernels are
@@ -33,6 +34,7 @@ from tfdeploy.compiler.passes import (
     half_region,
     licm,
     liveness,
+    merge_unrolled,
     pad_into_conv,
     project_inputs,
     scale_into_conv,
@@ -68,6 +70,7 @@ PASSES: list[tuple[str, Callable, bool]] = [
     ("fuse_conv", fuse_conv.run, True),
     ("scale_into_conv", scale_into_conv.run, True),
     ("fuse_half", fuse_half.run, True),
+    ("merge_unrolled", merge_unrolled.run, True),
     ("licm", licm.run, True),
     ("liveness", liveness.run, False),
 ]
