@@ -439,6 +439,11 @@ def test_attention_kernel_softmax_down_the_keys(form, keys_first, monkeypatch):
     got = _Attention(q, k, v, *args, **perms, **kw)
     assert got.shape == (b, t, h, d) and got.dtype == np.float32 and got.flags.c_contiguous
     np.testing.assert_allclose(got, ref(q, k, v, **rk), rtol=1e-5, atol=1e-6)
+    if args:  # a constant (read-only) mask: its transposed form made once, the same values
+        frozen = args[0].copy()
+        frozen.setflags(write=False)
+        for _ in range(2):
+            np.testing.assert_array_equal(_Attention(q, k, v, frozen, **perms, **kw), got)
     # one query's result does not depend on the batch beside it
     one = _Attention(q[1:2], k[1:2], v[1:2], *args, **perms, **kw)
     np.testing.assert_array_equal(one, got[1:2])

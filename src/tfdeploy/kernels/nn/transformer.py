@@ -17,6 +17,7 @@ from tfdeploy.dtypes import low_precision
 from tfdeploy.kernels.common import Tiled, op
 from tfdeploy.kernels.nn.gelu import gelu_erfc_
 from tfdeploy.kernels.special.erf_gamma import Erf, Erfc
+from tfdeploy.runtime.constants import derived, immutable
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _F32 = _FLOATS[0]
@@ -275,6 +276,18 @@ def _keys_first(qt, kt, vt, out_perm, scale, divisor, mask, masked_fill, mask_ke
     lead, (n_keys, n_q) = st.shape[:-2], st.shape[-2:]
     if mask:
         m = np.broadcast_to(mask[0], (*lead, n_q, n_keys)).swapaxes(-1, -2)
+        if immutable(mask[0]):
+            # a constant mask (a causal one, folded in a specialized plan): its transposed
+            # form, contiguous, made once (GPT-like 256 tokens x 4 heads at batch 8: the
+            # strided mask took 3 of the attention's 10.3 ms); the values it selects alike
+            if masked_fill is not None:
+                m = derived(mask[0], ("attention_drop_t", bool(mask_keeps), st.shape),
+                            lambda: np.ascontiguousarray(np.logical_not(m) if mask_keeps
+                                                         else m))
+                mask_keeps = False  # (m is now where to fill)
+            else:
+                m = derived(mask[0], ("attention_add_t", st.shape),
+                            lambda: np.ascontiguousarray(m))
         _scale_and_mask(st, scale, divisor, (m,), masked_fill, mask_keeps)
         scale = divisor = None
     k = len(lead)
