@@ -117,6 +117,20 @@ def replace(plan: Plan, members: list[Step], fused: Step) -> None:
     plan.steps = out
 
 
+def splice(plan: Plan, drop: set[int], at: dict[int, list[Step]]) -> None:
+    """The plan's steps with those at the indices in ``drop`` removed and, at each index in
+    ``at``, its steps in place of the one there (which ``drop`` should hold too)."""
+    if not at and not drop:
+        return
+    out: list[Step] = []
+    for k, st in enumerate(plan.steps):
+        if k in at:
+            out.extend(at[k])
+        elif k not in drop:
+            out.append(st)
+    plan.steps = out
+
+
 def fused_step(op: str, members: list[Step], ins: tuple[int, ...], out: int,
                attrs: dict[str, Any]) -> Step:
     """A fused step of ``op`` replacing ``members`` (in plan order), computing ``out``."""

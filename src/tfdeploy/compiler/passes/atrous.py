@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfdeploy.compiler.passes.sink_moves import squeezed_axes
-from tfdeploy.compiler.patterns import builtin
+from tfdeploy.compiler.patterns import builtin, splice
 from tfdeploy.compiler.plan import Plan, Step
 
 _CONVS = ("Conv2D", "DepthwiseConv2dNative")
@@ -194,12 +194,5 @@ def run(plan: Plan, ctx=None) -> Plan:
             continue
         drop.update(m[0])
         at[k] = m[1]
-    if at:
-        out = []
-        for k, st in enumerate(plan.steps):
-            if k in at:
-                out.extend(at[k])
-            elif k not in drop:
-                out.append(st)
-        plan.steps = out
+    splice(plan, drop, at)
     return plan

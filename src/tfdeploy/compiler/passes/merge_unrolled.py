@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from tfdeploy.compiler.patterns import builtin
+from tfdeploy.compiler.patterns import builtin, splice
 from tfdeploy.compiler.plan import Plan, Step
 
 _UNARY = ("Relu", "Relu6", "LeakyRelu", "Elu", "Selu", "Sigmoid", "Tanh", "Softplus",
@@ -238,12 +238,5 @@ def run(plan: Plan, ctx=None) -> Plan:
             continue
         drop.update(m[0])
         at[max(m[0])] = m[1]
-    if at:
-        out = []
-        for k, st in enumerate(steps):
-            if k in at:
-                out.extend(at[k])
-            elif k not in drop:
-                out.append(st)
-        plan.steps = out
+    splice(plan, drop, at)
     return plan
