@@ -117,6 +117,19 @@ def replace(plan: Plan, members: list[Step], fused: Step) -> None:
     plan.steps = out
 
 
+def step_index(steps: list[Step]) -> tuple[dict[int, int], dict[int, list[int]]]:
+    """(value -> index of the step making it, value -> indices of the steps reading it, in
+    order): ``Dataflow`` by position, for passes that rewrite the step list by index."""
+    maker: dict[int, int] = {}
+    readers: dict[int, list[int]] = {}
+    for k, st in enumerate(steps):
+        for v in st.ins:
+            readers.setdefault(v, []).append(k)
+        for _, v in st.outs:
+            maker[v] = k
+    return maker, readers
+
+
 def splice(plan: Plan, drop: set[int], at: dict[int, list[Step]]) -> None:
     """The plan's steps with those at the indices in ``drop`` removed and, at each index in
     ``at``, its steps in place of the one there (which ``drop`` should hold too)."""

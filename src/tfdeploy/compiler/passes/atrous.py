@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfdeploy.compiler.passes.sink_moves import squeezed_axes
-from tfdeploy.compiler.patterns import builtin, splice
+from tfdeploy.compiler.patterns import builtin, splice, step_index
 from tfdeploy.compiler.plan import Plan, Step
 
 _CONVS = ("Conv2D", "DepthwiseConv2dNative")
@@ -57,13 +57,7 @@ def _zero_pad(plan: Plan, st: Step, rank: int, spatial: int) -> list | None:
 class _Flow:
     def __init__(self, plan: Plan):
         self.plan = plan
-        self.maker: dict[int, int] = {}
-        self.readers: dict[int, list[int]] = {}
-        for k, st in enumerate(plan.steps):
-            for v in st.ins:
-                self.readers.setdefault(v, []).append(k)
-            for _, v in st.outs:
-                self.maker[v] = k
+        self.maker, self.readers = step_index(plan.steps)
         self.pinned = set(plan.fetch_values) | set(plan.feed_values)
 
     def only(self, v: int, op, reader: int) -> int | None:

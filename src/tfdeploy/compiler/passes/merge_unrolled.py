@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from tfdeploy.compiler.patterns import builtin, splice
+from tfdeploy.compiler.patterns import builtin, splice, step_index
 from tfdeploy.compiler.plan import Plan, Step
 
 _UNARY = ("Relu", "Relu6", "LeakyRelu", "Elu", "Selu", "Sigmoid", "Tanh", "Softplus",
@@ -222,11 +222,7 @@ def run(plan: Plan, ctx=None) -> Plan:
     if not plan.shapes:
         return plan
     steps = plan.steps
-    maker = {v: k for k, st in enumerate(steps) for _, v in st.outs}
-    readers: dict[int, list[int]] = {}
-    for k, st in enumerate(steps):
-        for v in st.ins:
-            readers.setdefault(v, []).append(k)
+    maker, readers = step_index(steps)
     pinned = set(plan.fetch_values) | set(plan.feed_values)
     drop: set[int] = set()
     at: dict[int, list[Step]] = {}

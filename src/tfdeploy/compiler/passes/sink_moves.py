@@ -34,7 +34,7 @@ import math
 
 import numpy as np
 
-from tfdeploy.compiler.patterns import builtin
+from tfdeploy.compiler.patterns import builtin, splice, step_index
 from tfdeploy.compiler.plan import Plan, Step
 
 _CONVS = ("Conv2D", "DepthwiseConv2dNative", "Conv2DBackpropInput")
@@ -76,14 +76,12 @@ def _joins(st: Step, inside: set[int], constants, rank: int, same=None) -> bool:
     and a value ``r`` of exactly its shape (which gets an ExpandDims)."""
     if not builtin(st) or len(st.outs) != 1 or st.outs[0][0] != 0:
         return False
-    if same is not None and st.op in _RESIDUAL and len(st.ins) == 2 and \
-            st.ins[0] in inside and st.ins[1] not in inside and st.ins[1] not in constants and \
-            same(st.ins[1], st.ins[0]):
-        return True
-    if same is not None and st.op in ("AddV2", "Add") and len(st.ins) == 2 and \
-            st.ins[1] in inside and st.ins[0] not in inside and st.ins[0] not in constants and \
-            same(st.ins[0], st.ins[1]):
-        return True
+    if same is not None and len(st.ins) == 2:  # (either side of an addition, Sub's first)
+        a, b = st.ins
+        for u, r, ops in ((a, b, _RESIDUAL), (b, a, ("AddV2", "Add"))):
+            if st.op in ops and u in inside and r not in inside and r not in constants and \
+                    same(r, u):
+                return True
     if st.op in _UNARY:
         return len(st.ins) == 1 and st.ins[0] in inside
     if st.op not in _BINARY or len(st.ins) != 2:
@@ -134,13 +132,7 @@ def _moves(plan: Plan) -> list[tuple[int, list[int], int, int]]:
     every mover to sink."""
     steps, constants = plan.steps, plan.constants
     pinned = set(plan.fetch_values) | set(plan.feed_values)
-    readers: dict[int, list[int]] = {}
-    maker: dict[int, int] = {}
-    for k, st in enumerate(steps):
-        for v in st.ins:
-            readers.setdefault(v, []).append(k)
-        for _, v in st.outs:
-            maker[v] = k
+    maker, readers = step_index(steps)
     moves, claimed = [], set()
     for k, st in enumerate(steps):
         if st.op not in _MOVERS or not builtin(st) or not st.ins:
@@ -200,7 +192,7 @@ def run(plan: Plan, ctx=None) -> Plan:
 
 def _apply(plan: Plan, moves) -> None:
     steps = plan.steps
-    maker = {v: k for k, st in enumerate(steps) for _, v in st.outs}
+    maker, _ = step_index(steps)
     drop, after, before = set(), {}, {}
     for k, group, tail, rank in moves:
         mover = steps[k]
@@ -224,14 +216,8 @@ def _apply(plan: Plan, moves) -> None:
         drop.add(k)
         after[maker[tail]] = Step(mover.op, mover.name, (new[tail], *mover.ins[1:]),
                                   ((0, tail),), mover.attrs)
-    out = []
-    for k, st in enumerate(steps):
-        out.extend(before.get(k, ()))
-        if k not in drop:
-            out.append(st)
-        if k in after:
-            out.append(after[k])
-    plan.steps = out
+    splice(plan, drop, {k: [*before.get(k, ()), steps[k], *([after[k]] if k in after else ())]
+                        for k in {*before, *after}})
 
 
 def _expanded(plan: Plan, r: int, new: dict, mover: Step, rank: int) -> Step:
