@@ -240,23 +240,30 @@ def _Attention(q, k, v, *mask, q_perm, k_perm, v_perm, out_perm, scale=None, div
     rows = s.reshape(-1, n_keys)
     if mask:
         _scale_and_mask(s, scale, divisor, mask, masked_fill, mask_keeps)
-        w = np.ascontiguousarray(rows.T)
+        scale = divisor = None
+    w = np.empty(rows.shape[::-1], s.dtype)
+    _softmax_down(w, rows.T, scale, divisor)
+    o = np.matmul(w.T.reshape(s.shape), v.transpose(v_perm))
+    return np.ascontiguousarray(o.transpose(out_perm))
+
+
+def _softmax_down(w, view, scale, divisor) -> None:
+    """``w`` (keys first: a query's scores down a column) = the softmax down the columns of
+    ``view`` (the scores, any layout) times ``scale`` over ``divisor`` (each optional), the
+    scaling done by the copy into ``w``."""
+    if scale is not None:
+        np.multiply(view, scale, out=w)
+        if divisor is not None:
+            w /= divisor
+    elif divisor is not None:
+        np.divide(view, divisor, out=w)
     else:
-        w = np.empty(rows.shape[::-1], s.dtype)
-        if scale is not None:
-            np.multiply(rows.T, scale, out=w)
-            if divisor is not None:
-                w /= divisor
-        elif divisor is not None:
-            np.divide(rows.T, divisor, out=w)
-        else:
-            np.copyto(w, rows.T)
+        np.copyto(w, view)
+    w = w.reshape(w.shape[0], -1)
     np.subtract(w, np.maximum.reduce(w, 0, None, None, True), w)
     np.exp(w, w)
     t = np.add.reduce(w, 0, None, None, True)
     np.multiply(w, np.reciprocal(t, t), w)
-    o = np.matmul(w.T.reshape(s.shape), v.transpose(v_perm))
-    return np.ascontiguousarray(o.transpose(out_perm))
 
 
 #: from this many scores an example (queries x keys x heads), ``_Attention`` computes them
@@ -292,20 +299,7 @@ def _keys_first(qt, kt, vt, out_perm, scale, divisor, mask, masked_fill, mask_ke
         scale = divisor = None
     k = len(lead)
     w = np.empty((n_keys, *lead, n_q), st.dtype)
-    view = st.transpose(k, *range(k), k + 1)  # (the keys' axis first)
-    if scale is not None:
-        np.multiply(view, scale, out=w)
-        if divisor is not None:
-            w /= divisor
-    elif divisor is not None:
-        np.divide(view, divisor, out=w)
-    else:
-        np.copyto(w, view)
-    w2 = w.reshape(n_keys, -1)
-    np.subtract(w2, np.maximum.reduce(w2, 0, None, None, True), w2)
-    np.exp(w2, w2)
-    t = np.add.reduce(w2, 0, None, None, True)
-    np.multiply(w2, np.reciprocal(t, t), w2)
+    _softmax_down(w, st.transpose(k, *range(k), k + 1), scale, divisor)  # (keys first)
     o = np.matmul(w.transpose(*range(1, k + 1), k + 1, 0), vt)  # [..., T, S] x [..., S, H']
     return np.ascontiguousarray(o.transpose(out_perm))
 
