@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfdeploy.compiler.passes.pad_into_conv import pad_pairs
 from tfdeploy.compiler.passes.sink_moves import squeezed_axes
 from tfdeploy.compiler.patterns import builtin, splice, step_index
 from tfdeploy.compiler.plan import Plan, Step
@@ -40,17 +41,10 @@ def _ints(plan: Plan, v: int, shape) -> list | None:
 
 def _zero_pad(plan: Plan, st: Step, rank: int, spatial: int) -> list | None:
     """The (before, after) pairs of the spatial dims of a constant zero Pad/PadV2 of a
-    rank-``rank`` value padding nothing else, or None."""
-    if len(st.ins) != (2 if st.op == "Pad" else 3) or len(st.outs) != 1:
+    rank-``rank`` value padding nothing else (``pad_into_conv.pad_pairs``), or None."""
+    pairs = pad_pairs(st, plan.constants, rank)
+    if pairs is None or pairs[0] != [0, 0] or any(pr != [0, 0] for pr in pairs[1 + spatial:]):
         return None
-    pairs = _ints(plan, st.ins[1], (rank, 2))
-    if pairs is None or any(p < 0 for pr in pairs for p in pr) or \
-            pairs[0] != [0, 0] or any(pr != [0, 0] for pr in pairs[1 + spatial:]):
-        return None
-    if st.op == "PadV2":
-        c = plan.constants.get(st.ins[2])
-        if not isinstance(c, np.ndarray) or c.size != 1 or c.reshape(()) != 0:
-            return None
     return pairs[1:1 + spatial]
 
 

@@ -24,7 +24,7 @@ _PADS = ("Pad", "PadV2")
 _CONVS = ("Conv2D", "DepthwiseConv2dNative")
 
 
-def _pad_pairs(st: Step, constants, rank: int = 4) -> list[list[int]] | None:
+def pad_pairs(st: Step, constants, rank: int = 4) -> list[list[int]] | None:
     """The (before, after) pairs of a constant zero Pad/PadV2 of a rank-``rank`` tensor, or
     None."""
     if len(st.outs) != 1 or st.outs[0][0] != 0 or len(st.ins) != (2 if st.op == "Pad" else 3):
@@ -69,7 +69,7 @@ def _expanded(st: Step, steps, readers, constants, pinned):
     """(the pairs as a rank-4 Pad's, the ExpandDims' output) when ``st`` is a constant zero
     Pad of a rank-3 [N, W, C] value whose only reader is an ExpandDims at axis 1 (TF's 1-D
     convolution: Keras' causal Conv1D pads so): the axis added is unpadded; else None."""
-    pairs = _pad_pairs(st, constants, 3)
+    pairs = pad_pairs(st, constants, 3)
     out = st.outs[0][1] if st.outs else None
     r = readers.get(out, ())
     if pairs is None or out in pinned or len(r) != 1:
@@ -95,7 +95,7 @@ def run(plan: Plan, ctx=None) -> Plan:
     for k, st in enumerate(steps):
         if st.op not in _PADS or not registry.runs_builtin(st.op):
             continue
-        pairs = _pad_pairs(st, constants)
+        pairs = pad_pairs(st, constants)
         out = st.outs[0][1] if st.outs else None
         r = readers.get(out, ())
         if pairs is None:  # a 1-D convolution's: Pad [N, W, C], ExpandDims at 1, the conv
