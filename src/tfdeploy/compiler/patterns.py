@@ -148,3 +148,34 @@ def fused_step(op: str, members: list[Step], ins: tuple[int, ...], out: int,
                attrs: dict[str, Any]) -> Step:
     """A fused step of ``op`` replacing ``members`` (in plan order), computing ``out``."""
     return Step(op, members[0].name, tuple(ins), ((0, out),), attrs, members=tuple(members))
+
+
+def const_ints(plan: Plan, v: int, shape) -> list | None:
+    """Constant ``v`` as nested ints, if it is an integer array of ``shape``."""
+    c = plan.constants.get(v)
+    if not isinstance(c, np.ndarray) or c.dtype.kind not in "iu" or c.shape != tuple(shape):
+        return None
+    return c.tolist()
+
+
+class SoleReaders:
+    """Which step makes a value that has one reader: for passes that rewrite a chain of
+    steps by index, each of whose values only the next step reads (``step_index``)."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.maker, self.readers = step_index(plan.steps)
+        self.pinned = set(plan.fetch_values) | set(plan.feed_values)
+
+    def only(self, v: int, op, reader: int) -> int | None:
+        """The index of the step making ``v`` (its output 0; a built-in op of type ``op``, a
+        name or a tuple of names), if step ``reader`` is the only reader of ``v`` and ``v``
+        is neither fetched nor fed; else None."""
+        k = self.maker.get(v)
+        if k is None or v in self.pinned or self.readers.get(v) != [reader]:
+            return None
+        st = self.plan.steps[k]
+        ops = (op,) if isinstance(op, str) else op
+        if st.op not in ops or not builtin(st) or st.outs != ((0, v),):
+            return None
+        return k

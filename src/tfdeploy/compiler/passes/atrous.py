@@ -24,19 +24,11 @@ import numpy as np
 
 from tfdeploy.compiler.passes.pad_into_conv import pad_pairs
 from tfdeploy.compiler.passes.sink_moves import squeezed_axes
-from tfdeploy.compiler.patterns import builtin, splice, step_index
+from tfdeploy.compiler.patterns import SoleReaders, builtin, const_ints, splice
 from tfdeploy.compiler.plan import Plan, Step
 
 _CONVS = ("Conv2D", "DepthwiseConv2dNative")
 _PADS = ("Pad", "PadV2")
-
-
-def _ints(plan: Plan, v: int, shape) -> list | None:
-    """Constant ``v`` as nested ints, if it is an integer array of ``shape``."""
-    c = plan.constants.get(v)
-    if not isinstance(c, np.ndarray) or c.dtype.kind not in "iu" or c.shape != shape:
-        return None
-    return c.tolist()
 
 
 def _zero_pad(plan: Plan, st: Step, rank: int, spatial: int) -> list | None:
@@ -48,26 +40,7 @@ def _zero_pad(plan: Plan, st: Step, rank: int, spatial: int) -> list | None:
     return pairs[1:1 + spatial]
 
 
-class _Flow:
-    def __init__(self, plan: Plan):
-        self.plan = plan
-        self.maker, self.readers = step_index(plan.steps)
-        self.pinned = set(plan.fetch_values) | set(plan.feed_values)
-
-    def only(self, v: int, op, reader: int) -> int | None:
-        """The step making ``v`` (output 0, a built-in ``op``), if ``reader`` is the only
-        reader of ``v`` and ``v`` is not pinned."""
-        k = self.maker.get(v)
-        if k is None or v in self.pinned or self.readers.get(v) != [reader]:
-            return None
-        st = self.plan.steps[k]
-        ops = (op,) if isinstance(op, str) else op
-        if st.op not in ops or not builtin(st) or st.outs != ((0, v),):
-            return None
-        return k
-
-
-def _steps(flow: _Flow, k: int):
+def _steps(flow: SoleReaders, k: int):
     """(conv, ExpandDims, Squeeze, SpaceToBatchND) step indices (None for the 1-D steps of a
     2-D convolution) of the dilated convolution ending at BatchToSpaceND step ``k``, or
     None."""
@@ -90,7 +63,7 @@ def _steps(flow: _Flow, k: int):
     ed = None
     if sq is not None:  # 1-D: ExpandDims -> conv -> Squeeze of the added axis
         ed = flow.only(conv.ins[0], "ExpandDims", conv_k)
-        axis = _ints(flow.plan, steps[ed].ins[1], ()) if ed is not None else None
+        axis = const_ints(flow.plan, steps[ed].ins[1], ()) if ed is not None else None
         if ed is None or axis not in (1, -3) or squeezed_axes(steps[sq], 4) != (1,):
             return None
     s2b_out = steps[ed].ins[0] if ed is not None else conv.ins[0]
@@ -100,7 +73,7 @@ def _steps(flow: _Flow, k: int):
     return conv_k, ed, sq, s2b_k
 
 
-def _match(flow: _Flow, k: int):
+def _match(flow: SoleReaders, k: int):
     """The rewrite of the dilated convolution ending at BatchToSpaceND step ``k``: (steps
     replaced, new steps), or None."""
     found = _steps(flow, k)
@@ -114,11 +87,11 @@ def _match(flow: _Flow, k: int):
     w = plan.constants.get(conv.ins[1])
     if not isinstance(w, np.ndarray) or w.ndim != 4 or spatial == 1 and w.shape[0] != 1:
         return None
-    block = _ints(plan, s2b.ins[1], (spatial,))
-    pads = _ints(plan, s2b.ins[2], (spatial, 2))
-    crops = _ints(plan, b2s.ins[2], (spatial, 2))
+    block = const_ints(plan, s2b.ins[1], (spatial,))
+    pads = const_ints(plan, s2b.ins[2], (spatial, 2))
+    crops = const_ints(plan, b2s.ins[2], (spatial, 2))
     if block is None or pads is None or crops is None or \
-            _ints(plan, b2s.ins[1], (spatial,)) != block or min(block) < 1:
+            const_ints(plan, b2s.ins[1], (spatial,)) != block or min(block) < 1:
         return None
     x, replaced = s2b.ins[0], [s2b_k, conv_k, k] + [j for j in (ed, sq) if j is not None]
     pad_k = flow.only(x, _PADS, s2b_k)
@@ -172,7 +145,7 @@ def _rewritten(plan: Plan, x: int, xs, parts, out: int, attrs: dict) -> list[Ste
 
 def run(plan: Plan, ctx=None) -> Plan:
     """The plan with each such dilated convolution in one step."""
-    flow = _Flow(plan)
+    flow = SoleReaders(plan)
     drop, at = set(), {}
     for k, st in enumerate(plan.steps):
         if st.op != "BatchToSpaceND" or not builtin(st):

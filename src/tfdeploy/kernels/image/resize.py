@@ -204,7 +204,7 @@ def ResizeBilinear(images, size, *, align_corners=False, half_pixel_centers=Fals
 
 # -- nearest --------------------------------------------------------------------------------
 
-def _nearest_axis(in_size: int, out_size: int, align_corners: bool, half_pixel: bool):
+def nearest_axis(in_size: int, out_size: int, align_corners: bool, half_pixel: bool):
     scale = _resize_scale(in_size, out_size, align_corners)
     i = np.arange(out_size, dtype=_F32)
     src = (i + _F32(0.5)) * scale if half_pixel else i * scale
@@ -218,8 +218,8 @@ def ResizeNearestNeighbor(images, size, *, align_corners=False, half_pixel_cente
     """ResizeNearestNeighbor: nearest-neighbour resize of NHWC images; keeps the dtype."""
     oh, ow = _check_resize(images, size, align_corners, half_pixel_centers)
     _, h, w, _ = images.shape
-    yi = _nearest_axis(h, oh, align_corners, half_pixel_centers)
-    xi = _nearest_axis(w, ow, align_corners, half_pixel_centers)
+    yi = nearest_axis(h, oh, align_corners, half_pixel_centers)
+    xi = nearest_axis(w, ow, align_corners, half_pixel_centers)
     return images[:, yi][:, :, xi]
 
 
