@@ -104,9 +104,9 @@ def test_not_rewritten():
     m = _dilated(x1, w1, [2], [[0, 3]], [[0, 1]], pad=[[0, 0], [2, 0], [0, 0]], pad_value=1.0)
     plan = _check(m, _r(*x1), True)
     assert "PadV2" in _ops(plan)
-    # Conv2D phases that Winograd runs keep them: 3x3, 64 channels in and out, 30 x 30 a phase
-    x2 = (1, 60, 60, 64)
-    _check(_dilated(x2, (3, 3, 64, 64), [2, 2], [[2, 2], [2, 2]], [[0, 0], [0, 0]]),
+    # Conv2D phases that Winograd runs keep them: 3x3, 128 channels in and out, 30 x 30 a phase
+    x2 = (1, 60, 60, 128)
+    _check(_dilated(x2, (3, 3, 128, 128), [2, 2], [[2, 2], [2, 2]], [[0, 0], [0, 0]]),
            _r(*x2), False)
 
 

@@ -249,9 +249,9 @@ def test_winograd_leaves_non_finite_inputs_to_im2col():
     """Winograd's sums of differences would turn an inf into NaN where the convolution is
     +-inf: an input holding inf or NaN, or a filter holding one, goes by im2col, as TF."""
     same = {"strides": [1, 1, 1, 1], "padding": "SAME"}
-    w, b = _r(3, 3, 64, 64), _r(64)
+    w, b = _r(3, 3, 128, 128), _r(128)
     run = runner.conv_runner("Conv2D", same, w, b)
-    x = _r(1, 24, 24, 64)
+    x = _r(1, 24, 24, 128)
     run(x)
     assert run.wino is not None  # (this layer takes Winograd)
     x[0, 5, 5, 3], x[0, 12, 20, 7], x[0, 20, 2, 9] = np.inf, -np.inf, np.nan
@@ -264,7 +264,7 @@ def test_winograd_leaves_non_finite_inputs_to_im2col():
     np.testing.assert_allclose(got[ok], want[ok], rtol=1e-5, atol=1e-4)
     w[1, 1, 0, 0] = np.inf
     run = runner.conv_runner("Conv2D", same, w)
-    x = _r(1, 24, 24, 64)
+    x = _r(1, 24, 24, 128)
     got = run(x)
     assert run.wino is None
     np.testing.assert_array_equal(np.isnan(got), np.isnan(conv.Conv2D(x, w, **same)))
@@ -568,24 +568,25 @@ def test_winograd_in_the_conv_runner():
     from tfdeploy.kernels.nn import winograd
 
     same = {"strides": [1, 1, 1, 1], "padding": "SAME"}
-    assert winograd.applies((1, 24, 24, 64), (3, 3, 64, 64), np.float32, [1, 1], [1, 1],
+    assert winograd.applies((1, 24, 24, 128), (3, 3, 128, 128), np.float32, [1, 1], [1, 1],
                             ((1, 1), (1, 1)))
-    for xs, ws, st, dt in [((1, 24, 24, 32), (3, 3, 32, 64), [1, 1], np.float32),  # few in
-                           ((1, 8, 8, 64), (3, 3, 64, 64), [1, 1], np.float32),  # few pixels
-                           ((1, 24, 24, 64), (3, 3, 64, 64), [2, 2], np.float32),
-                           ((1, 24, 24, 64), (3, 3, 64, 64), [1, 1], np.float16),
-                           ((1, 24, 24, 64), (5, 5, 64, 64), [1, 1], np.float32)]:
+    for xs, ws, st, dt in [((1, 24, 24, 64), (3, 3, 64, 64), [1, 1], np.float32),  # 64 / 64
+                           ((1, 24, 24, 256), (3, 3, 256, 32), [1, 1], np.float32),  # few out
+                           ((1, 8, 8, 128), (3, 3, 128, 128), [1, 1], np.float32),  # pixels
+                           ((1, 24, 24, 128), (3, 3, 128, 128), [2, 2], np.float32),
+                           ((1, 24, 24, 128), (3, 3, 128, 128), [1, 1], np.float16),
+                           ((1, 24, 24, 128), (5, 5, 128, 128), [1, 1], np.float32)]:
         assert not winograd.applies(xs, ws, dt, st, [1, 1], ((1, 1), (1, 1)))
-    w, b = _r(3, 3, 64, 64) * np.float32(0.1), _r(64)
+    w, b = _r(3, 3, 128, 128) * np.float32(0.1), _r(128)
     run = runner.conv_runner("Conv2D", same, w, b)
-    x = _r(2, 24, 23, 64)
+    x = _r(2, 24, 23, 128)
     want = conv.Conv2D(x, w, **same) + b
     rec = _SharedRecorder()  # (the images may go to two threads)
     got = run(x, rec)
     assert run.wino is not None
     rec.check(got)
     np.testing.assert_allclose(got, want + 1, rtol=1e-5, atol=1e-5)
-    small = _r(1, 5, 5, 64)  # the same runner, another shape: im2col
+    small = _r(1, 5, 5, 128)  # the same runner, another shape: im2col
     np.testing.assert_allclose(run(small), conv.Conv2D(small, w, **same) + b, rtol=1e-5,
                                atol=1e-5)
 

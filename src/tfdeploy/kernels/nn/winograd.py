@@ -39,9 +39,9 @@ _CHUNK_BYTES = 1 << 19
 _SPLIT_CHUNK_BYTES = 1 << 21
 #: ...but holds at least this many tiles: the 16 products' rows (fewer cost BLAS efficiency)
 _MIN_TILES = 128
-#: Winograd pays from C K / (C + K) >= _MIN_CK (48 channels in and out) and _MIN_MACS
+#: Winograd pays from C K / (C + K) >= _MIN_CK (128 channels in and out) and _MIN_MACS
 #: multiply-adds an image (see ``applies``)
-_MIN_CK = 24
+_MIN_CK = 64
 _MIN_MACS = 16 << 20
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 #: ``weights`` transforms this many channel pairs at a time (its float64 temporaries ~2 MB)
@@ -72,9 +72,14 @@ def weights(w: np.ndarray) -> np.ndarray:
 def applies(x_shape, w_shape, dtype, strides, dilations, pads) -> bool:
     """Whether F(2x2, 3x3) serves this convolution and pays: NHWC [N, H, W, C] by a [3, 3, C, K]
     filter, unit strides and dilations, float32/float64, paddings of at most 2, and enough
-    work per image in the products against the transforms' passes (measured on this kernel
-    against im2col: C K / (C + K) >= 24, i.e. 48 channels in and out, and 16 M multiply-adds
-    an image; 32 channels or an 8 x 8 map are as fast or slower)."""
+    work per image in the products against the transforms' passes: C K / (C + K) >= 64, i.e.
+    128 channels in and out, and 16 M multiply-adds an image. Measured against ``conv_nd``
+    (im2col, or by kernel rows to at most 32 channels) on an Intel Xeon (Sapphire Rapids
+    class), one thread, 14-56 pixels square, batch 1 and 8: Winograd's time over conv_nd's
+    1.23-1.67 at 32 channels out, 1.09-1.19 at 64 -> 64, 1.02-1.06 at 96 -> 96, 0.99-1.00
+    at 256 -> 64 (C K / (C + K) = 51); 0.87-0.94 at 128 -> 128, 0.82-0.89 at 80-96, 0.67-0.84
+    at 256 -> 256 and 512 -> 512. (The threshold had been 24, set before the rows path: it
+    sent DenseNet121's 128 -> 32 growth layers to Winograd at 1.3x their time.)"""
     if len(x_shape) != 4 or tuple(w_shape[:2]) != (3, 3) or x_shape[-1] != w_shape[2] or \
             np.dtype(dtype) not in _FLOATS or list(strides) != [1, 1] or \
             list(dilations) != [1, 1] or any(p < 0 or p > 2 for pair in pads for p in pair):
