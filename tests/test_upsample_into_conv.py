@@ -220,14 +220,15 @@ def test_stacked_phases_match_phase_by_phase(nsp):
 
 def test_stacked_phases_through_the_op(monkeypatch):
     """Conv2DBackpropInput with a 4 x 4 filter and stride 2 (Keras' Conv2DTranspose(k=4,
-    s=2)) takes the stacked path and computes the per-tap sum of its definition."""
+    s=2)) to at least ``_TAPS_BELOW`` channels takes the stacked path and computes the per-tap
+    sum of its definition."""
     calls = []
     stacked = C._transpose_stacked
     monkeypatch.setattr(C, "_transpose_stacked", lambda *a: calls.append(1) or stacked(*a))
-    dy, w = _r(2, 5, 6, 3).astype(np.float64), _r(4, 4, 2, 3).astype(np.float64)
-    got = C.Conv2DBackpropInput(np.array([2, 10, 12, 2]), w, dy, strides=[1, 2, 2, 1],
+    dy, w = _r(2, 5, 6, 3).astype(np.float64), _r(4, 4, 8, 3).astype(np.float64)
+    got = C.Conv2DBackpropInput(np.array([2, 10, 12, 8]), w, dy, strides=[1, 2, 2, 1],
                                 padding="SAME")
-    want = np.zeros((2, 12, 14, 2))  # (padded by 1 before, 1 after)
+    want = np.zeros((2, 12, 14, 8))  # (padded by 1 before, 1 after)
     for i in range(4):
         for j in range(4):
             want[:, i:i + 10:2, j:j + 12:2] += dy @ w[i, j].T
