@@ -1,7 +1,7 @@
 """The compiler: a graph, fetches and feeds in; a plan whose ``run`` is generated code out.
 
-    select -> specialize -> fold -> fuse_rnn -> project_inputs -> pad_into_conv -> atrous
-           -> upsample_into_conv -> simplify
+    select -> specialize -> fold -> fuse_rnn -> project_inputs -> transposed_as_conv
+           -> pad_into_conv -> atrous -> upsample_into_conv -> simplify
            -> fuse_projections -> fuse_norm -> fuse_gelu -> fuse_rotary -> fuse_attention
            -> half_region -> sink_moves -> fuse_conv
            -> scale_into_conv -> fuse_half -> merge_unrolled -> licm -> liveness -> lower
@@ -42,6 +42,7 @@ from tfdeploy.compiler.passes import (
     simplify,
     sink_moves,
     specialize,
+    transposed_as_conv,
     upsample_into_conv,
 )
 from tfdeploy.compiler.plan import Plan
@@ -58,6 +59,7 @@ PASSES: list[tuple[str, Callable, bool]] = [
     ("fold", fold.run, False),
     ("fuse_rnn", fuse_rnn.run, True),
     ("project_inputs", project_inputs.run, True),
+    ("transposed_as_conv", transposed_as_conv.run, True),
     ("pad_into_conv", pad_into_conv.run, True),
     ("atrous", atrous.run, True),
     ("upsample_into_conv", upsample_into_conv.run, True),
