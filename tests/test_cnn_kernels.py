@@ -134,19 +134,22 @@ def test_depthwise_clip_of_infinities(case):
 
 
 CONV_CASES = [
-    # (input, filter, strides, pads): im2col by rows, by images, channel-major, grouped, 1x1
-    ((2, 40, 30, 16), (3, 3, 16, 8), (1, 1), ((1, 1), (1, 1))),
+    # (input, filter, strides, pads): im2col by rows, by images, channel-major, grouped, 1x1,
+    # by taps
+    ((2, 40, 30, 16), (3, 3, 16, 12), (1, 1), ((1, 1), (1, 1))),
     ((5, 9, 9, 8), (3, 3, 8, 4), (1, 1), ((0, 0), (0, 0))),
     ((1, 60, 50, 3), (7, 7, 3, 4), (2, 2), ((3, 3), (3, 3))),
     ((2, 20, 20, 16), (3, 3, 8, 6), (1, 1), ((1, 1), (1, 1))),  # (groups of 8: products)
     ((3, 30, 40, 12), (1, 1, 12, 20), (1, 1), ((0, 0), (0, 0))),
     ((2, 31, 30, 12), (1, 1, 12, 20), (2, 2), ((0, 0), (0, 0))),
+    ((1, 40, 36, 16), (3, 3, 16, 4), (1, 1), ((1, 1), (1, 1))),
 ]
 
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=[str(i) for i in range(len(CONV_CASES))])
 def test_conv_epilogue_blocks(case, monkeypatch):
     monkeypatch.setattr(conv, "_BLOCK_BYTES", 1 << 14)
+    monkeypatch.setattr(conv, "_TAPS_BYTES", 1 << 14)
     monkeypatch.setattr(conv, "_MIN_ROWS", 64)
     monkeypatch.setattr(conv, "_GEMM_BLOCK_BYTES", 1 << 12)
     xs, ws, st, pads = case
@@ -190,6 +193,56 @@ def test_conv_by_kernel_rows(xs, ws, st, dl, pads, small_blocks, monkeypatch):
     want = conv.conv_nd(x, w, st, dl, pads, outs)
     assert len(calls) == 1
     np.testing.assert_allclose(got, want + 1, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("xs, ws, dl, pads, dtype", [
+    ((2, 34, 33, 16), (3, 3, 16, 3), (1, 1), ((1, 1), (1, 1)), np.float32),
+    ((1, 40, 36, 12), (5, 3, 12, 8), (1, 1), ((2, 0), (0, 1)), np.float32),
+    ((1, 40, 38, 16), (3, 3, 16, 5), (2, 3), ((2, 2), (3, 3)), np.float32),
+    ((1, 36, 36, 8), (9, 9, 8, 3), (1, 1), ((4, 4), (4, 4)), np.float32),
+    ((2, 34, 32, 16), (3, 3, 16, 1), (1, 1), ((0, 0), (1, 1)), np.float64),
+])
+@pytest.mark.parametrize("small_blocks", [False, True])
+def test_conv_by_taps(xs, ws, dl, pads, dtype, small_blocks, monkeypatch):
+    """At most 8 output channels, unit strides, 1024 output pixels or more: every tap's
+    product at once, each tap's rows added at its offset; im2col's values, each output row
+    through the epilogue once, in one block an image or (``_TAPS_BYTES`` tiny) in blocks of
+    a few rows whose taps reach into the next block's."""
+    if small_blocks:
+        monkeypatch.setattr(conv, "_TAPS_BYTES", 1)
+    x, w = _r(*xs, dtype=dtype), _r(*ws, dtype=dtype)
+    outs = [xs[1 + i] + sum(pads[i]) - (ws[i] - 1) * dl[i] for i in range(2)]
+    calls = []
+    real = conv._by_taps
+    monkeypatch.setattr(conv, "_by_taps", lambda *a: calls.append(1) or real(*a))
+    rec = _Recorder()
+    got = conv.conv_nd(x, w, (1, 1), dl, pads, outs, epilogue=rec)
+    assert calls
+    rec.check(got)
+    assert (len(rec.ranges) > xs[0]) == small_blocks
+    monkeypatch.setattr(conv, "_TAPS_CO", 0)
+    want = conv.conv_nd(x, w, (1, 1), dl, pads, outs)
+    assert len(calls) == 1 and got.dtype == want.dtype == dtype
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, want + 1, rtol=tol, atol=tol * np.abs(want).max())
+
+
+def test_conv_by_taps_only_where_it_pays(monkeypatch):
+    """Small maps, narrow inputs (an RGB stem), 9 output channels and strides keep their
+    paths."""
+    calls = []
+    real = conv._by_taps
+    monkeypatch.setattr(conv, "_by_taps", lambda *a: calls.append(1) or real(*a))
+    for xs, ws, st in [((1, 31, 33, 16), (3, 3, 16, 4), (1, 1)),  # 1023 pixels
+                       ((1, 40, 40, 3), (3, 3, 3, 4), (1, 1)),  # 3 channels in
+                       ((1, 40, 40, 16), (3, 3, 16, 9), (1, 1)),
+                       ((1, 80, 80, 16), (3, 3, 16, 4), (2, 2))]:
+        outs = [(xs[1 + i] - ws[i]) // st[i] + 1 for i in range(2)]
+        conv.conv_nd(_r(*xs), _r(*ws), st, (1, 1), ((0, 0), (0, 0)), outs)
+    assert not calls
+    conv.conv_nd(_r(1, 34, 34, 16), _r(3, 3, 16, 4), (1, 1), (1, 1), ((0, 0), (0, 0)),
+                 [32, 32])
+    assert calls == [1]
 
 
 def test_conv_runner_refuses_an_epilogue_it_cannot_run_by_rows():
