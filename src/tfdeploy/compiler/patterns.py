@@ -179,3 +179,46 @@ class SoleReaders:
         if st.op not in ops or not builtin(st) or st.outs != ((0, v),):
             return None
         return k
+
+
+def unit_stride_nhwc(attrs: dict) -> bool:
+    """A 2-D convolution's attributes say NHWC, unit strides and unit dilations."""
+    return attrs.get("data_format", "NHWC") == "NHWC" and \
+        list(attrs.get("strides", ())) == [1, 1, 1, 1] and \
+        list(attrs.get("dilations", [1, 1, 1, 1])) == [1, 1, 1, 1]
+
+
+def unit_stride_pads(attrs: dict, ks) -> list | None:
+    """The (before, after) pads along each spatial dim of a unit-stride NHWC convolution by a
+    kernel of spatial size ``ks`` (SAME, VALID, or EXPLICIT padding of the spatial dims
+    only), or None."""
+    padding = attrs.get("padding")
+    if padding == "EXPLICIT":
+        e = [int(p) for p in attrs.get("explicit_paddings", ())]
+        if len(e) != 8 or any(e[:2] + e[6:]) or min(e) < 0:
+            return None
+        return [e[2:4], e[4:6]]
+    if padding == "VALID":
+        return [[0, 0] for _ in ks]
+    if padding == "SAME":  # (unit strides: the output keeps the input's size)
+        return [[(k - 1) // 2, k - 1 - (k - 1) // 2] for k in ks]
+    return None
+
+
+def rewrite_each(plan: Plan, op: str, match) -> Plan:
+    """The plan with each match rewritten: ``match(flow, k)`` (a ``SoleReaders`` over the plan)
+    for every built-in step ``k`` of type ``op`` gives (indices of the steps it replaces, the
+    steps replacing them at ``k``) or None; a match overlapping an earlier one is skipped."""
+    flow = SoleReaders(plan)
+    drop: set[int] = set()
+    at: dict[int, list[Step]] = {}
+    for k, st in enumerate(plan.steps):
+        if st.op != op or not builtin(st):
+            continue
+        m = match(flow, k)
+        if m is None or drop.intersection(m[0]):
+            continue
+        drop.update(m[0])
+        at[k] = m[1]
+    splice(plan, drop, at)
+    return plan

@@ -24,7 +24,7 @@ import numpy as np
 
 from tfdeploy.compiler.passes.pad_into_conv import pad_pairs
 from tfdeploy.compiler.passes.sink_moves import squeezed_axes
-from tfdeploy.compiler.patterns import SoleReaders, builtin, const_ints, splice
+from tfdeploy.compiler.patterns import SoleReaders, const_ints, rewrite_each
 from tfdeploy.compiler.plan import Plan, Step
 
 _CONVS = ("Conv2D", "DepthwiseConv2dNative")
@@ -145,15 +145,4 @@ def _rewritten(plan: Plan, x: int, xs, parts, out: int, attrs: dict) -> list[Ste
 
 def run(plan: Plan, ctx=None) -> Plan:
     """The plan with each such dilated convolution in one step."""
-    flow = SoleReaders(plan)
-    drop, at = set(), {}
-    for k, st in enumerate(plan.steps):
-        if st.op != "BatchToSpaceND" or not builtin(st):
-            continue
-        m = _match(flow, k)
-        if m is None or drop.intersection(m[0]):
-            continue
-        drop.update(m[0])
-        at[k] = m[1]
-    splice(plan, drop, at)
-    return plan
+    return rewrite_each(plan, "BatchToSpaceND", _match)

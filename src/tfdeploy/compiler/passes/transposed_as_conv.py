@@ -19,32 +19,15 @@ from __future__ import annotations
 import numpy as np
 
 from tfdeploy import registry
-from tfdeploy.compiler.patterns import builtin, const_ints
+from tfdeploy.compiler.patterns import builtin, const_ints, unit_stride_nhwc, unit_stride_pads
 from tfdeploy.compiler.plan import Plan, Step
-
-
-def _forward_pads(attrs: dict, ks) -> list | None:
-    """The (before, after) pads of the forward convolution along each spatial dim, or None."""
-    padding = attrs.get("padding")
-    if padding == "EXPLICIT":
-        e = [int(p) for p in attrs.get("explicit_paddings", ())]
-        if len(e) != 8 or any(e[:2] + e[6:]):
-            return None
-        return [e[2:4], e[4:6]]
-    if padding == "VALID":
-        return [[0, 0], [0, 0]]
-    if padding == "SAME":  # (unit strides: the output keeps the input's size)
-        return [[(k - 1) // 2, k - 1 - (k - 1) // 2] for k in ks]
-    return None
 
 
 def _rewritten(plan: Plan, st: Step) -> Step | None:
     """The Conv2D computing Conv2DBackpropInput step ``st``, or None."""
     a = st.attrs
     if len(st.ins) != 3 or len(st.outs) != 1 or st.outs[0][0] != 0 or \
-            a.get("data_format", "NHWC") != "NHWC" or \
-            list(a.get("strides", ())) != [1, 1, 1, 1] or \
-            list(a.get("dilations", [1, 1, 1, 1])) != [1, 1, 1, 1]:
+            not unit_stride_nhwc(a):
         return None
     sizes, filt, dy = st.ins
     w = plan.constants.get(filt)
@@ -55,7 +38,7 @@ def _rewritten(plan: Plan, st: Step) -> Step | None:
             len(dys) != 4 or dy in plan.constants:
         return None
     ks = w.shape[:2]
-    pads = _forward_pads(a, ks)
+    pads = unit_stride_pads(a, ks)
     if pads is None or shape[3] != w.shape[2] or dys[3] != w.shape[3] or dys[0] != shape[0]:
         return None
     new_pads = []

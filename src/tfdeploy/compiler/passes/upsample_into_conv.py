@@ -29,7 +29,13 @@ from __future__ import annotations
 import numpy as np
 
 from tfdeploy import registry
-from tfdeploy.compiler.patterns import SoleReaders, builtin, const_ints, splice
+from tfdeploy.compiler.patterns import (
+    SoleReaders,
+    const_ints,
+    rewrite_each,
+    unit_stride_nhwc,
+    unit_stride_pads,
+)
 from tfdeploy.compiler.plan import Plan, Step
 
 _SPREAD = ("Tile", "BroadcastTo")
@@ -121,23 +127,6 @@ def _upsampled(flow: SoleReaders, v: int, reader: int):
     return (v, factors, used) if found and factors != [1, 1] else None
 
 
-def _pads(conv: Step, size: tuple, ks: tuple) -> list | None:
-    """The convolution's (before, after) padding of each spatial dim, or None."""
-    a = conv.attrs
-    padding = a.get("padding")
-    if padding == "EXPLICIT":
-        e = [int(p) for p in a.get("explicit_paddings", ())]
-        if len(e) != 8 or any(e[:2] + e[6:]) or min(e) < 0:
-            return None
-        return [e[2:4], e[4:6]]
-    if padding == "VALID":
-        return [[0, 0], [0, 0]]
-    if padding == "SAME":
-        total = [max(k - 1, 0) for k in ks]  # (unit strides: the output keeps the size)
-        return [[t // 2, t - t // 2] for t in total]
-    return None
-
-
 def merged_filter(w: np.ndarray, factors) -> np.ndarray:
     """``W'`` of the module docstring for filter ``w`` [KH, KW, C, O] and upsampling
     ``factors``: [KH + sy - 1, KW + sx - 1, O, C] (the transposed convolution's layout),
@@ -159,9 +148,7 @@ def _match(flow: SoleReaders, k: int):
     conv = plan.steps[k]
     a = conv.attrs
     if len(conv.ins) != 2 or len(conv.outs) != 1 or conv.outs[0][0] != 0 or \
-            a.get("data_format", "NHWC") != "NHWC" or \
-            list(a.get("strides", ())) != [1, 1, 1, 1] or \
-            list(a.get("dilations", [1, 1, 1, 1])) != [1, 1, 1, 1]:
+            not unit_stride_nhwc(a):
         return None
     w = plan.constants.get(conv.ins[1])
     if not isinstance(w, np.ndarray) or w.ndim != 4 or w.size == 0 or \
@@ -172,7 +159,7 @@ def _match(flow: SoleReaders, k: int):
         return None
     x, factors, used = up
     xs, ys = plan.shapes.get(x), plan.shapes.get(conv.outs[0][1])
-    pads = _pads(conv, tuple(xs or ()), w.shape[:2])
+    pads = unit_stride_pads(a, w.shape[:2])
     if xs is None or ys is None or pads is None or len(ys) != 4 or None in ys or \
             xs[3] != w.shape[2]:
         return None
@@ -198,16 +185,6 @@ def _match(flow: SoleReaders, k: int):
 
 def run(plan: Plan, ctx=None) -> Plan:
     """The plan with each upsampled convolution as one transposed convolution."""
-    flow = SoleReaders(plan)
-    drop, at = set(), {}
-    for k, st in enumerate(plan.steps):
-        if st.op != "Conv2D" or not builtin(st) or \
-                not registry.runs_builtin("Conv2DBackpropInput"):
-            continue
-        m = _match(flow, k)
-        if m is None or drop.intersection(m[0]):
-            continue
-        drop.update(m[0])
-        at[k] = m[1]
-    splice(plan, drop, at)
-    return plan
+    if not registry.runs_builtin("Conv2DBackpropInput"):
+        return plan
+    return rewrite_each(plan, "Conv2D", _match)
