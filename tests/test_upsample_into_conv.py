@@ -177,6 +177,46 @@ def test_not_rewritten():
     np.testing.assert_array_equal(plan.run((x,))[0], m.plan(x, optimize=False).run((x,))[0])
 
 
+def _upsample_then(xs, factors, form="repeat", op="Relu", dtype="float32"):
+    """x -> nearest upsampling by ``factors`` -> ``op`` (no convolution) -> "out"."""
+    nodes = [placeholder("x", dtype)]
+    src, shape = "x", list(xs)
+    if form == "resize":
+        nodes += [const("size", _i([xs[1] * factors[0], xs[2] * factors[1]])),
+                  Node("up", "ResizeNearestNeighbor", ["x", "size"],
+                       {"T": dtype, "half_pixel_centers": True})]
+        src = "up"
+    else:
+        for axis, s in ((1, factors[0]), (2, factors[1])):
+            if s > 1:
+                src, shape = _repeat(nodes, src, axis, s, shape, f"up{axis}")
+                for n in nodes[-6:]:
+                    if n.op != "Const":
+                        n.attrs["T"] = dtype
+    nodes.append(Node("out", op, [src], {"T": dtype}))
+    return model_of(nodes, ["x"], ["out"])
+
+
+@pytest.mark.parametrize("form, factors, dtype, one_copy", [
+    ("repeat", (2, 2), "float32", True), ("repeat", (3, 2), "float64", True),
+    ("resize", (2, 3), "float32", True), ("repeat", (2, 1), "float32", False),
+    ("repeat", (2, 2), "int32", True)])
+def test_upsampling_without_a_conv_copies_once(form, factors, dtype, one_copy):
+    """An upsampling read by something else than a convolution (a residual addition, an
+    activation) of two repeats or a resize becomes one broadcast copy; a single repeat (one
+    copy already) stays."""
+    xs = (2, 5, 4, 3)
+    m = _upsample_then(xs, factors, form, "Relu" if dtype != "int32" else "Identity", dtype)
+    x = (RNG.uniform(-5, 5, xs)).astype(dtype)
+    plan, plain = m.plan(x), m.plan(x, optimize=False)
+    got, want = plan.run((x,))[0], plain.run((x,))[0]
+    assert got.dtype == want.dtype and got.shape == (2, 5 * factors[0], 4 * factors[1], 3)
+    np.testing.assert_array_equal(got, want)
+    ops = _ops(plan)
+    assert ("BroadcastTo" in ops) == one_copy, plan
+    assert ("Tile" in ops or "ResizeNearestNeighbor" in ops) != one_copy, plan
+
+
 def test_merged_filter_sums_taps_in_float64():
     w = np.zeros((3, 3, 1, 1), np.float32)
     w[0, 0], w[1, 0] = 3.0, 1.0

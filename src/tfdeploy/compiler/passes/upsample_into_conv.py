@@ -18,6 +18,11 @@ s = 2 that is 16 multiply-adds a pixel and channel pair for 36: the transposed k
 its four phases as one product (``conv.conv_transpose_nd``), and the bias and activation
 after fuse with it (``fuse_conv``).
 
+An upsampling no convolution reads (a residual addition's operand, a concatenation's) that
+copies the map more than once (two repeats, each a Tile's copy, or a resize's two gathers)
+becomes one copy: the map reshaped to [N, H, 1, W, 1, C] and broadcast to [N, H, sy, W, sx, C]
+(views), then reshaped to [N, sy H, sx W, C] (80 x 80 x 64 by 2: 0.54 -> 0.32 ms).
+
 Here (a plan specialized to its input's shape, where every shape is known) the chain from the
 small map to the convolution must have one reader at each step, the convolution a constant
 float filter whose summed taps are finite, NHWC, unit strides and dilations (SAME, VALID, or
@@ -101,30 +106,33 @@ def _resize(flow: SoleReaders, k: int):
     return st.ins[0], factors, [k]
 
 
+def _step_up(flow: SoleReaders, k: int):
+    """(source value, [sy, sx], step indices) of the repeat ending at Reshape step ``k`` or the
+    whole-factor ResizeNearestNeighbor step ``k``, or None."""
+    if flow.plan.steps[k].op == "Reshape":
+        r = _repeat(flow, k)
+        if r is None:
+            return None
+        v, a, s, ks = r
+        return v, [s, 1] if a == 1 else [1, s], ks
+    return _resize(flow, k)
+
+
 def _upsampled(flow: SoleReaders, v: int, reader: int):
     """(source value, [sy, sx], step indices) when ``v``, read by step ``reader`` only, is a
     nearest upsampling of the source by whole factors (one or more repeats or resizes), or
     None."""
-    factors, used, found = [1, 1], [], False
+    factors, used = [1, 1], []
     while True:
         k = flow.only(v, ("Reshape", "ResizeNearestNeighbor"), reader)
-        if k is None:
+        r = _step_up(flow, k) if k is not None else None
+        if r is None:
             break
-        if flow.plan.steps[k].op == "Reshape":
-            r = _repeat(flow, k)
-            if r is None:
-                break
-            v, a, s, ks = r
-            factors[a - 1] *= s
-        else:
-            r = _resize(flow, k)
-            if r is None:
-                break
-            v, fs, ks = r
-            factors = [f * g for f, g in zip(factors, fs)]
+        v, fs, ks = r
+        factors = [f * g for f, g in zip(factors, fs)]
         used += ks
-        reader, found = ks[0], True
-    return (v, factors, used) if found and factors != [1, 1] else None
+        reader = ks[0]
+    return (v, factors, used) if used and factors != [1, 1] else None
 
 
 def merged_filter(w: np.ndarray, factors) -> np.ndarray:
@@ -183,8 +191,46 @@ def _match(flow: SoleReaders, k: int):
     return [k, *used], [step]
 
 
+def _one_copy(flow: SoleReaders, k: int):
+    """(steps replaced, new steps) for an upsampling that ends at step ``k`` and copies the map
+    more than once (two repeats or more, or a resize: two gathers), as one copy: the source
+    reshaped to [N, H, 1, W, 1, C], broadcast to [N, H, sy, W, sx, C] (views), reshaped to
+    [N, sy H, sx W, C] (the copy); or None."""
+    plan = flow.plan
+    first = _step_up(flow, k)
+    if first is None:
+        return None
+    v, factors, used = first
+    more = _upsampled(flow, v, used[0])
+    if more is not None:
+        v, fs, ks = more
+        factors, used = [f * g for f, g in zip(factors, fs)], used + ks
+    st = plan.steps[k]
+    xs, y = plan.shapes.get(v), st.outs[0][1]
+    if len(used) < 4 and st.op == "Reshape" or xs is None or None in xs or \
+            v in plan.constants:
+        return None
+    n, h, w, c = xs
+    (sy, sx), t = factors, st.attrs.get("T", "float32")
+    shapes = [(n, h, 1, w, 1, c), (n, h, sy, w, sx, c), (n, h * sy, w * sx, c)]
+    consts = []
+    for shape in shapes:
+        consts.append(plan.new_value())
+        plan.constants[consts[-1]] = np.array(shape, np.int32)
+    v1, v2 = plan.new_value(), plan.new_value()
+    plan.shapes[v1], plan.shapes[v2] = shapes[:2]
+    return used, [
+        Step("Reshape", st.name, (v, consts[0]), ((0, v1),), {"T": t, "Tshape": "int32"}),
+        Step("BroadcastTo", st.name, (v1, consts[1]), ((0, v2),), {"T": t, "Tidx": "int32"}),
+        Step("Reshape", st.name, (v2, consts[2]), ((0, y),), {"T": t, "Tshape": "int32"})]
+
+
 def run(plan: Plan, ctx=None) -> Plan:
-    """The plan with each upsampled convolution as one transposed convolution."""
-    if not registry.runs_builtin("Conv2DBackpropInput"):
-        return plan
-    return rewrite_each(plan, "Conv2D", _match)
+    """The plan with each upsampled convolution as one transposed convolution, and each other
+    upsampling of several copies as one copy."""
+    if registry.runs_builtin("Conv2DBackpropInput"):
+        plan = rewrite_each(plan, "Conv2D", _match)
+    if registry.runs_builtin("BroadcastTo") and registry.runs_builtin("Reshape"):
+        plan = rewrite_each(plan, "ResizeNearestNeighbor", _one_copy)
+        plan = rewrite_each(plan, "Reshape", _one_copy)
+    return plan
