@@ -306,6 +306,27 @@ def test_keras_upsampling_then_conv(size, kernel, padding):
 
 
 @pytest.mark.tf
+@pytest.mark.parametrize("size,kernel,padding", [(2, 3, "same"), (3, 5, "valid"), (2, 1, "same")])
+def test_keras_upsampling1d_then_conv1d(size, kernel, padding):
+    """Keras' Conv1D is ExpandDims, a (1, k) Conv2D and Squeeze: the upsampled [N, W, C] map
+    joins through the ExpandDims."""
+    keras = _keras()
+    L = keras.layers
+    inp = keras.Input((11, 4))
+    y = L.UpSampling1D(size)(L.Conv1D(5, 3, padding="same", activation="relu")(inp))
+    model = keras.Model(inp, L.Conv1D(3, kernel, padding=padding, activation="relu")(y))
+    for w in model.weights:
+        w.assign(RNG.uniform(-0.5, 0.5, w.shape).astype(np.float32))
+    m = td.convert(model)
+    for b in (1, 3):
+        x = RNG.standard_normal((b, 11, 4)).astype(np.float32)
+        np.testing.assert_allclose(m(x), np.asarray(model(x, training=False)), rtol=1e-5,
+                                   atol=1e-5)
+        plan = m.plan(x)
+        assert "Conv2DBackpropInput" in _ops(plan) and "Tile" not in _ops(plan), plan
+
+
+@pytest.mark.tf
 def test_tf_resize_nearest_then_conv():
     """tf_keras' UpSampling2D is ``tf.image.resize(..., "nearest")``: ResizeNearestNeighbor
     with half-pixel centers."""
