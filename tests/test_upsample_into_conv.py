@@ -284,6 +284,20 @@ def _keras():
     return keras
 
 
+def _keras_plans(model, shape):
+    """The converted ``model``'s plans at batch 1 and 3, its values checked against TF's."""
+    for w in model.weights:
+        w.assign(RNG.uniform(-0.5, 0.5, w.shape).astype(np.float32))
+    m = td.convert(model)
+    plans = []
+    for b in (1, 3):
+        x = RNG.standard_normal((b, *shape)).astype(np.float32)
+        np.testing.assert_allclose(m(x), np.asarray(model(x, training=False)), rtol=1e-5,
+                                   atol=1e-5)
+        plans.append(m.plan(x))
+    return plans
+
+
 @pytest.mark.tf
 @pytest.mark.parametrize("size,kernel,padding", [((2, 2), 3, "same"), ((3, 2), 3, "valid"),
                                                  ((2, 2), 1, "same"), ((2, 1), 5, "same")])
@@ -293,14 +307,7 @@ def test_keras_upsampling_then_conv(size, kernel, padding):
     inp = keras.Input((7, 6, 4))
     y = L.UpSampling2D(size)(L.Conv2D(5, 3, padding="same", activation="relu")(inp))
     model = keras.Model(inp, L.Conv2D(3, kernel, padding=padding, activation="relu")(y))
-    for w in model.weights:
-        w.assign(RNG.uniform(-0.5, 0.5, w.shape).astype(np.float32))
-    m = td.convert(model)
-    for b in (1, 3):
-        x = RNG.standard_normal((b, 7, 6, 4)).astype(np.float32)
-        np.testing.assert_allclose(m(x), np.asarray(model(x, training=False)), rtol=1e-5,
-                                   atol=1e-5)
-        plan = m.plan(x)
+    for plan in _keras_plans(model, (7, 6, 4)):
         assert "Conv2DBackpropInput+BiasAdd+Relu" in [st.label for st in plan.steps], plan
         assert "Tile" not in _ops(plan), plan
 
@@ -315,14 +322,7 @@ def test_keras_upsampling1d_then_conv1d(size, kernel, padding):
     inp = keras.Input((11, 4))
     y = L.UpSampling1D(size)(L.Conv1D(5, 3, padding="same", activation="relu")(inp))
     model = keras.Model(inp, L.Conv1D(3, kernel, padding=padding, activation="relu")(y))
-    for w in model.weights:
-        w.assign(RNG.uniform(-0.5, 0.5, w.shape).astype(np.float32))
-    m = td.convert(model)
-    for b in (1, 3):
-        x = RNG.standard_normal((b, 11, 4)).astype(np.float32)
-        np.testing.assert_allclose(m(x), np.asarray(model(x, training=False)), rtol=1e-5,
-                                   atol=1e-5)
-        plan = m.plan(x)
+    for plan in _keras_plans(model, (11, 4)):
         assert "Conv2DBackpropInput" in _ops(plan) and "Tile" not in _ops(plan), plan
 
 
