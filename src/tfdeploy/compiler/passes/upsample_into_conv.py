@@ -178,16 +178,9 @@ def _match(flow: SoleReaders, k: int):
     if up is None:
         return None
     x, factors, used = up
-    expand = []
-    if ed is not None:
-        x3, x = x, plan.new_value()
-        s3 = plan.shapes.get(x3)
-        if s3 is None:
-            return None
-        plan.shapes[x] = (s3[0], 1, *s3[1:])
-        expand = [Step("ExpandDims", e.name, (x3, e.ins[1]), ((0, x),), e.attrs)]
-        used = used + [ed]
     xs, ys = plan.shapes.get(x), plan.shapes.get(conv.outs[0][1])
+    if ed is not None and xs is not None:
+        xs = (xs[0], 1, *xs[1:])  # (the small map expanded as the conv's input was)
     pads = unit_stride_pads(a, w.shape[:2])
     if xs is None or ys is None or pads is None or len(ys) != 4 or None in ys or \
             xs[3] != w.shape[2]:
@@ -202,6 +195,12 @@ def _match(flow: SoleReaders, k: int):
     merged = merged_filter(w, factors)
     if not np.isfinite(merged).all():  # (an inf tap, or taps summed past the range)
         return None
+    expand = []
+    if ed is not None:  # (the ExpandDims moves onto the small map)
+        x3, x = x, plan.new_value()
+        plan.shapes[x] = xs
+        expand = [Step("ExpandDims", e.name, (x3, e.ins[1]), ((0, x),), e.attrs)]
+        used = used + [ed]
     sizes, filt = plan.new_value(), plan.new_value()
     plan.constants[sizes] = np.array(ys, np.int32)
     plan.constants[filt] = merged
