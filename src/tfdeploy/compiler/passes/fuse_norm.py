@@ -1,13 +1,23 @@
-"""fuse_norm: layer normalization and RMS normalization as one ``_LayerNorm`` step.
+"""fuse_norm: layer, RMS, instance and group normalization as one step each.
 
 Keras 3's ``LayerNormalization`` traces to moments then an affine map::
 
-    mean = Mean(x, -1, keep_dims)        var = Mean(SquaredDifference(x, mean), -1, keep_dims)
+    mean = Mean(x, axes, keep_dims)      var = Mean(SquaredDifference(x, mean), axes, keep_dims)
     s = Rsqrt(var + eps) [* gamma]       out = x * s + (-mean * s [+ beta])
 
 and RMS normalization (``rms_scaling``, Llama-style layers) to
-``x * Rsqrt(Mean(Square(x), -1, keep_dims) + eps) [* gamma]``. Both normalize over the last
-axis with constant ``eps``, ``gamma`` and ``beta`` broadcasting along it.
+``x * Rsqrt(Mean(Square(x), -1, keep_dims) + eps) [* gamma]``. Over the last axis (with
+constant ``eps``, ``gamma`` and ``beta`` broadcasting along it) both become ``_LayerNorm``.
+
+The same moments over other axes become ``_GroupNorm`` (``kernels/nn/norm.py``): Keras'
+``GroupNormalization`` (its input reshaped to [N, H, W, G, C / G], axes [1, 2, 4]; groups=-1
+is instance normalization), ``LayerNormalization(axis=[1, 2, 3])``, and instance normalization
+written with ``tf.nn.moments(x, [1, 2])`` as ``(x - mean) * Rsqrt(var + eps) [* gamma]
+[+ beta]`` (that centred form is taken over the last axis too). Its ``gamma`` and ``beta`` are
+constants broadcasting into x; the axes must be kept leading axes, reduced axes, then
+optionally kept and reduced channel axes (``norm.layout``). An activation the normalized value
+flows into alone (Relu, Relu6, LeakyRelu, Elu, Sigmoid, Tanh, or swish ``y * Sigmoid(y)``)
+joins the step: it runs on each block while in cache.
 """
 
 from __future__ import annotations
@@ -30,18 +40,21 @@ def _dtype(st: Step) -> np.dtype | None:
         return None
 
 
-def _last_axis_mean(st: Step | None, flow: Dataflow) -> int | None:
-    """The input of ``st`` if it is a Mean over the last axis keeping dims, else None."""
+def _mean_axes(st: Step | None, flow: Dataflow) -> tuple[int, tuple[int, ...]] | None:
+    """(input, reduced axes: sorted, non-negative) of ``st`` if it is a Mean keeping dims over
+    constant axes of an input of known shape, else None."""
     if st is None or st.op != "Mean" or not st.attrs.get("keep_dims", False) or \
             len(st.ins) != 2:
         return None
     axes = flow.const(st.ins[1])
     shape = flow.shape(st.ins[0])
-    if axes is None or axes.size != 1 or shape is None:
+    if axes is None or axes.dtype.kind not in "iu" or not axes.size or shape is None:
         return None
-    a = int(axes.reshape(-1)[0])
-    return st.ins[0] if a in (-1, len(shape) - 1) else None
-
+    r = len(shape)
+    red = sorted({int(a) + r if int(a) < 0 else int(a) for a in axes.reshape(-1)})
+    if red[0] < 0 or red[-1] >= r:
+        return None
+    return st.ins[0], tuple(red)
 
 
 def _vector(flow: Dataflow, v: int, x: int, dtype) -> np.ndarray | None:
@@ -53,6 +66,18 @@ def _vector(flow: Dataflow, v: int, x: int, dtype) -> np.ndarray | None:
     if c.size == 1:
         return np.full(n, c.reshape(()), dtype)
     return c.reshape(-1) if c.shape[-1] == n else None
+
+
+def _operand(flow: Dataflow, v: int, x: int, dtype) -> np.ndarray | None:
+    """Constant ``v`` if it broadcasts into ``x``'s shape without widening it."""
+    c = flow.const(v)
+    shape = flow.shape(x)
+    if c is None or c.dtype != dtype or shape is None or c.ndim > len(shape):
+        return None
+    try:
+        return c if np.broadcast_shapes(c.shape, shape) == tuple(shape) else None
+    except ValueError:
+        return None
 
 
 def _rsqrt(flow: Dataflow, var: int) -> tuple[Step, Step, float] | None:
@@ -67,46 +92,75 @@ def _rsqrt(flow: Dataflow, var: int) -> tuple[Step, Step, float] | None:
     return add, r, eps
 
 
-def _scaled(flow: Dataflow, r: Step, x: int, dtype):
+def _scaled(flow: Dataflow, r: Step, x: int, dtype, constant=_vector):
     """(s value, gamma or None, the Mul step or None): ``Rsqrt * gamma`` if it is there."""
     rv = r.outs[0][1]
     mul = flow.only_reader(rv)
     if mul is not None and mul.op == "Mul":
-        g = _vector(flow, other_input(mul, rv) or -1, x, dtype)
+        g = constant(flow, other_input(mul, rv) or -1, x, dtype)
         if g is not None:
             return mul.outs[0][1], g, mul
     return rv, None, None
 
 
-def _layer_norm(mean: Step, flow: Dataflow) -> tuple[list[Step], dict, int, int] | None:
-    """(members, attrs, x, out) of the Keras 3 layer normalization starting at ``mean``."""
-    x = _last_axis_mean(mean, flow)
+def _normalization(mean: Step, flow: Dataflow) -> tuple[list[Step], dict, int, int] | None:
+    """(members, attrs, x, out) of the moments normalization starting at ``mean``: Keras 3's
+    affine form or the centred form (see the module docstring); attrs carry ``axes`` unless
+    they are the last axis alone."""
+    found = _mean_axes(mean, flow)
+    dtype = _dtype(mean)
+    if found is None or dtype not in _FLOATS:
+        return None
+    x, axes = found
+    rank = len(flow.shape(x))
+    last = axes == (rank - 1,)
+    constant = _vector if last else _operand
     m = mean.outs[0][1]
     readers = flow.readers.get(m, [])
     sd = next((st for st in readers if st.op == "SquaredDifference"), None)
     neg = next((st for st in readers if st.op == "Neg"), None)
-    dtype = _dtype(mean)
-    if x is None or sd is None or neg is None or len(readers) != 2 or m in flow.pinned or \
-            sorted(sd.ins) != sorted((x, m)) or dtype not in _FLOATS:
+    sub = next((st for st in readers if st.op == "Sub" and list(st.ins) == [x, m]), None)
+    if sd is None or (neg is None) == (sub is None) or len(readers) != 2 or \
+            m in flow.pinned or sorted(sd.ins) != sorted((x, m)):
         return None
     mean2 = flow.only_reader(sd.outs[0][1])
-    if _last_axis_mean(mean2, flow) != sd.outs[0][1]:
+    if _mean_axes(mean2, flow) != (sd.outs[0][1], axes):
         return None
     rs = _rsqrt(flow, mean2.outs[0][1])
     if rs is None:
         return None
     add, r, eps = rs
-    s, gamma, gmul = _scaled(flow, r, x, dtype)
+    s, gamma, gmul = _scaled(flow, r, x, dtype, constant)
     sr = flow.readers.get(s, [])
+    if s in flow.pinned:
+        return None
+    attrs = {"epsilon": eps, "gamma": gamma}
+    if not last:
+        attrs["axes"] = list(axes)
+    if sub is not None:  # (x - mean) * s [+ beta]
+        d = sub.outs[0][1]
+        xs = sr[0] if len(sr) == 1 else None
+        if xs is None or xs.op != "Mul" or other_input(xs, s) != d or \
+                flow.only_reader(d) is not xs:
+            return None
+        members = [mean, sub, sd, mean2, add, r, gmul, xs]
+        out = xs.outs[0][1]
+        tail = flow.only_reader(out)
+        if tail is not None and tail.op in ("AddV2", "Add"):
+            beta = constant(flow, other_input(tail, out) or -1, x, dtype)
+            if beta is not None:
+                members.append(tail)
+                out, attrs["beta"] = tail.outs[0][1], beta
+        return [st for st in members if st is not None], attrs, x, out
     xs = next((st for st in sr if st.op == "Mul" and other_input(st, s) == x), None)
     ns = next((st for st in sr if st.op == "Mul" and other_input(st, s) == neg.outs[0][1]), None)
-    if xs is None or ns is None or len(sr) != 2 or s in flow.pinned:
+    if xs is None or ns is None or len(sr) != 2:
         return None
     tail = flow.only_reader(ns.outs[0][1])
     beta, badd = None, None
     if tail is not None and tail.op in ("AddV2", "Add") and \
             other_input(tail, ns.outs[0][1]) not in (None, xs.outs[0][1]):
-        beta = _vector(flow, other_input(tail, ns.outs[0][1]), x, dtype)
+        beta = constant(flow, other_input(tail, ns.outs[0][1]), x, dtype)
         badd = tail if beta is not None else None
     shift = badd.outs[0][1] if badd is not None else ns.outs[0][1]
     final = flow.only_reader(xs.outs[0][1])
@@ -114,14 +168,80 @@ def _layer_norm(mean: Step, flow: Dataflow) -> tuple[list[Step], dict, int, int]
             sorted(final.ins) != sorted((xs.outs[0][1], shift)):
         return None
     members = [mean, sd, mean2, add, r, gmul, xs, neg, ns, badd, final]
-    attrs = {"epsilon": eps, "gamma": gamma, "beta": beta}
+    attrs["beta"] = beta
     return [st for st in members if st is not None], attrs, x, final.outs[0][1]
+
+
+_ACTIVATIONS = {"Relu": "relu", "Relu6": "relu6", "LeakyRelu": "leaky_relu", "Elu": "elu",
+                "Sigmoid": "sigmoid", "Tanh": "tanh"}
+
+
+def _activation(flow: Dataflow, v: int) -> tuple[list[Step], dict, int] | None:
+    """(members, attrs, out) of the activation ``v`` flows into alone: one of
+    ``_ACTIVATIONS``, or swish (``v`` read only by ``Sigmoid(v)``, or ``Sigmoid(beta * v)``
+    with a scalar constant beta, and the ``Mul`` of ``v`` by it)."""
+    if v in flow.pinned:
+        return None
+    rd = flow.readers.get(v, [])
+    if len(rd) == 1 and rd[0].op in _ACTIVATIONS and list(rd[0].ins) == [v]:
+        st = rd[0]
+        attrs = {"activation": _ACTIVATIONS[st.op]}
+        if st.op == "LeakyRelu":
+            attrs["alpha"] = float(st.attrs.get("alpha", 0.2))
+        return [st], attrs, st.outs[0][1]
+    if len(rd) != 2:
+        return None
+    for first in rd:
+        if first.op == "Sigmoid" and list(first.ins) == [v]:
+            sig, pre, beta = first, [], None
+        elif first.op == "Mul":  # (Keras' swish: Sigmoid(beta * v))
+            beta = flow.scalar(other_input(first, v) or -1)
+            sig = flow.only_reader(first.outs[0][1])
+            if beta is None or sig is None or sig.op != "Sigmoid" or \
+                    list(sig.ins) != [first.outs[0][1]]:
+                continue
+            pre = [first]
+        else:
+            continue
+        mul = flow.only_reader(sig.outs[0][1])
+        if mul is not None and mul.op == "Mul" and mul is not first and \
+                any(st is mul for st in rd) and sorted(mul.ins) == sorted((v, sig.outs[0][1])):
+            attrs = {"activation": "swish"}
+            if beta is not None and beta != 1:
+                attrs["alpha"] = beta
+            return [*pre, sig, mul], attrs, mul.outs[0][1]
+    return None
+
+
+def _group_norm(found, flow: Dataflow):
+    """``found`` (a normalization over other axes than the last alone) as a ``_GroupNorm``,
+    with the activation after it, or None when the kernel cannot take its axes. A Reshape
+    between the two (Keras' GroupNormalization reshapes its result back to the input's shape)
+    joins too: the step then returns that shape."""
+    from tfdeploy.kernels.nn.norm import layout
+
+    members, attrs, x, out = found
+    if layout(flow.shape(x), attrs["axes"]) is None:
+        return None
+    act = _activation(flow, out)
+    back = flow.only_reader(out)
+    if act is None and back is not None and back.op == "Reshape" and back.ins[0] == out:
+        shape = flow.shape(back.outs[0][1])
+        act = _activation(flow, back.outs[0][1]) if shape is not None else None
+        if act is not None:
+            members, attrs = members + [back], {**attrs, "shape": list(shape)}
+    if act is not None:
+        members, attrs, out = members + act[0], {**attrs, **act[1]}, act[2]
+    return members, attrs, x, out
 
 
 def _rms_norm(mean: Step, flow: Dataflow) -> tuple[list[Step], dict, int, int] | None:
     """(members, attrs, x, out) of an RMS normalization whose Mean of squares is ``mean``."""
-    sq_v = _last_axis_mean(mean, flow)
-    sq = flow.step(sq_v, ("Square", "Mul")) if sq_v is not None else None
+    found = _mean_axes(mean, flow)
+    if found is None or found[1] != (len(flow.shape(found[0])) - 1,):
+        return None
+    sq_v = found[0]
+    sq = flow.step(sq_v, ("Square", "Mul"))
     if sq is None or flow.only_reader(sq_v) is not mean or \
             (sq.op == "Mul" and sq.ins[0] != sq.ins[1]):
         return None
@@ -148,7 +268,10 @@ def run(plan: Plan, ctx=None) -> Plan:
     for st in plan.steps:
         if st.op != "Mean" or id(st) in taken or flow.step(st.outs[0][1]) is None:
             continue
-        found = _layer_norm(st, flow) or _rms_norm(st, flow)
+        found = _normalization(st, flow)
+        if found is not None and "axes" in found[1]:
+            found = _group_norm(found, flow)
+        found = found or _rms_norm(st, flow)
         if found is None or any(id(m) in taken for m in found[0]):
             continue
         members, attrs, x, out = found
@@ -159,9 +282,10 @@ def run(plan: Plan, ctx=None) -> Plan:
         if not all(flow.internal(v, inside) for v in inner):
             continue
         taken |= inside
-        groups.append((members, attrs, x, out))
-    for members, attrs, x, out in groups:
+        op = "_GroupNorm" if "axes" in attrs else "_LayerNorm"
+        groups.append((op, members, attrs, x, out))
+    for op, members, attrs, x, out in groups:
         ordered = [st for st in plan.steps if id(st) in {id(m) for m in members}]
-        replace(plan, ordered, fused_step("_LayerNorm", ordered, (x,), out,
+        replace(plan, ordered, fused_step(op, ordered, (x,), out,
                                           {k: v for k, v in attrs.items() if v is not None}))
     return plan

@@ -5,6 +5,7 @@ from tfdeploy.kernels.nn import (  # noqa: F401
     conv,
     core,
     fused,
+    norm,
     pool,
     quant,
     rnn,
