@@ -4,8 +4,8 @@
            -> pad_into_conv -> atrous -> upsample_into_conv -> simplify
            -> fuse_projections -> fuse_norm -> fuse_gelu -> fuse_rotary -> fuse_attention
            -> half_region -> sink_moves -> fuse_conv
-           -> scale_into_conv -> fuse_half -> merge_unrolled -> licm -> liveness -> lower
-           -> codegen
+           -> scale_into_conv -> fuse_half -> merge_unrolled -> pool_into_chain -> licm
+           -> liveness -> lower -> codegen
 
 Each pass is one module of ``compiler/passes`` with one job, ``run(plan, ctx) -> plan``;
 ``PASSES`` lists them in order. ``lower`` (``compiler/lower.py``) is the only place kernels are
@@ -36,6 +36,7 @@ from tfdeploy.compiler.passes import (
     liveness,
     merge_unrolled,
     pad_into_conv,
+    pool_into_chain,
     project_inputs,
     scale_into_conv,
     select,
@@ -75,6 +76,7 @@ PASSES: list[tuple[str, Callable, bool]] = [
     ("scale_into_conv", scale_into_conv.run, True),
     ("fuse_half", fuse_half.run, True),
     ("merge_unrolled", merge_unrolled.run, True),
+    ("pool_into_chain", pool_into_chain.run, True),
     ("licm", licm.run, True),
     ("liveness", liveness.run, False),
 ]

@@ -397,17 +397,91 @@ def prologue_op(prologue: list, dtype: np.dtype, channels: int) -> Callable:
     return pro
 
 
+#: a chain followed by a pool (``compiler/passes/pool_into_chain.py``) runs over groups of
+#: images whose chain output takes about this many bytes, each group's output pooled while it
+#: is in cache: the full-size output is never written out and read back. A TimeDistributed
+#: CNN into an LSTM, frames of 62 x 62 x 16, one thread, alternating processes: 256 frames
+#: (63 MB of conv output) 0.78x the model's time, 64 frames 0.98x; groups of 1-4 MB were all
+#: within a few % of each other. An image whose output alone is larger gains nothing (VGG16's
+#: 224 x 224 x 64 maps), and neither does an output of fewer than ``_POOL_MIN_GROUPS`` groups
+#: (32 of those frames: 1.04x, the convolution's per-call cost over the groups): those batches
+#: run whole
+_POOL_GROUP_BYTES = 1 << 21
+_POOL_MIN_GROUPS = 6
+
+
+class _Whole(Exception):
+    """A pooled chain's inner chain needed its fallback: the whole step's runs instead."""
+
+
+def _raise_whole(*args):
+    raise _Whole
+
+
+class _PooledChain:
+    """A ``_FusedChain`` with a ``pool``: the chain on groups of images (``_POOL_GROUP_BYTES``
+    of its output), each group pooled right away into the result; ``fallback``: the unfused
+    steps, pool included. A batch of one group runs the chain, then the pool."""
+
+    __slots__ = ("chain", "pool", "fallback", "groups", "name")
+
+    def __init__(self, chain: FusedChain, pool: Callable, fallback: Callable, name: str):
+        self.chain, self.pool, self.fallback, self.name = chain, pool, fallback, name
+        self.groups: dict = {}  # input shape -> images a group
+
+    def __call__(self, x):
+        chain, pool = self.chain, self.pool
+        if x.__class__ is not np.ndarray or x.ndim != 4 or x.dtype != chain.dtype or \
+                not x.shape[0]:
+            return self.fallback(x)
+        n = x.shape[0]
+        try:
+            per = self.groups.get(x.shape)
+            if per is None:  # (from one image's output, once per shape)
+                size = max(chain(x[:1]).nbytes, 1)
+                per = _POOL_GROUP_BYTES // size if size <= _POOL_GROUP_BYTES and \
+                    n * size >= _POOL_MIN_GROUPS * _POOL_GROUP_BYTES else n
+                if len(self.groups) < 16:
+                    self.groups[x.shape] = per
+            if per >= n:
+                return pool(chain(x))
+            out = None
+            for b in range(0, n, per):
+                p = pool(chain(x[b:b + per]))
+                if out is None:
+                    out = output((n,) + p.shape[1:], p.dtype)
+                out[b:b + per] = p
+            return out
+        except _Whole:
+            return self.fallback(x)
+
+    def __repr__(self) -> str:
+        return f"<fused kernel {self.name}>"
+
+
 @op("_FusedChain", internal=True, needs_context=True)
 def _FusedChain(*, _ctx, core: str, core_attrs: dict, weight: np.ndarray, epilogue: list,
                 channels: int = 0, scaled: bool = False, dtype: str | None = None,
-                prologue: list | None = None, _fallback=None, _label: str = "_FusedChain"):
+                prologue: list | None = None, pool: dict | None = None, _fallback=None,
+                _label: str = "_FusedChain"):
     """A convolution or matrix product with its constant weight, then its epilogue in place
     (see the module docstring). ``epilogue``: (kind, argument) pairs, see :func:`epilogue_op`;
     ``scaled``: the conv's input is the product of the step's first two inputs (a 1x1 conv
     only); ``prologue``: (kind, argument) pairs applied to the input first, block by block
     (a channels-last Conv2D of float32/float64 only, ``runner.conv_runner``); ``_fallback``:
     the unfused steps, compiled (set by the compiler's lowering). ``dtype``: a
-    float16/bfloat16 chain's dtype, computed in the weight's float32 and rounded once."""
+    float16/bfloat16 chain's dtype, computed in the weight's float32 and rounded once.
+    ``pool``: the MaxPool or AvgPool after the chain (``op`` and its attributes), applied to
+    groups of images (:class:`_PooledChain`)."""
+    if pool is not None:
+        if dtype is not None or scaled or core not in _CONVS or not channels:
+            raise ValueError(f"_FusedChain: a pool needs a channels-last float32/float64 "
+                             f"convolution, got {core} ({dtype or weight.dtype})")
+        chain = _FusedChain(_ctx=_ctx, core=core, core_attrs=core_attrs, weight=weight,
+                            epilogue=epilogue, channels=channels, prologue=prologue,
+                            _fallback=_raise_whole, _label=_label)
+        attrs = {k: v for k, v in pool.items() if k != "op"}
+        return _PooledChain(chain, _ctx.kernel(pool["op"], attrs, [None]), _fallback, _label)
     dt = weight.dtype
     pro = None
     if prologue:
