@@ -215,6 +215,83 @@ def test_saved_model_keeps_the_fusion(tmp_path):
     np.testing.assert_array_equal(td.Model(p)(x), m(x))
 
 
+def _batch_norm_rows(scale=1.0, offset=0.0, width=4):
+    """tf_keras' LayerNormalization over the last ``width`` values: x [N, 6, 5, 4] reshaped to
+    [1, R, width, 1], a training-mode FusedBatchNormV3 (NCHW) by ``scale``/``offset`` rows,
+    reshaped back, then * gamma + beta."""
+    t = {"T": "float32"}
+    rows = 2 * 6 * 5 * 4 // width
+    gamma = RNG.uniform(0.5, 2, (4,) if width == 4 else (6, 5, 4)).astype(np.float32)
+    beta = RNG.standard_normal(gamma.shape).astype(np.float32)
+    nodes = [placeholder("x", "float32", [2, 6, 5, 4]),
+             const("s5", np.array([1, rows, width, 1], np.int32)),
+             Node("r1", "Reshape", ["x", "s5"], {**t, "Tshape": "int32"}),
+             const("sc", np.full(rows, scale, np.float32)),
+             const("of", np.full(rows, offset, np.float32)),
+             const("e", np.zeros(0, np.float32)),
+             Node("bn", "FusedBatchNormV3", ["r1", "sc", "of", "e", "e"],
+                  {**t, "U": "float32", "epsilon": 1e-3, "data_format": "NCHW",
+                   "is_training": True, "exponential_avg_factor": 1.0}),
+             const("s4", np.array([2, 6, 5, 4], np.int32)),
+             Node("r2", "Reshape", ["bn", "s4"], {**t, "Tshape": "int32"}),
+             const("g", gamma), Node("yg", "Mul", ["r2", "g"], t),
+             const("b", beta), Node("y", "AddV2", ["yg", "b"], t)]
+    return model_of(nodes, ["x"], ["y"]), gamma, beta
+
+
+@pytest.mark.parametrize("width, op", [(4, "_LayerNorm"), (120, "_GroupNorm")])
+def test_tf_keras_batch_norm_form(width, op):
+    m, gamma, beta = _batch_norm_rows(width=width)
+    x = (RNG.standard_normal((2, 6, 5, 4)) * 2 + 3).astype(np.float32)
+    assert _plans(m, x) == [op]
+    axes = (3,) if width == 4 else (1, 2, 3)
+    np.testing.assert_allclose(m(x), _reference(x, axes, gamma, beta), rtol=1e-5, atol=1e-5)
+
+
+def test_batch_norm_rows_that_are_not_a_layer_norm_stay():
+    """Scale or offset other than ones and zeros: unfused; the batch mean fetched too: both
+    right."""
+    x = (RNG.standard_normal((2, 6, 5, 4)) * 2 + 3).astype(np.float32)
+    for kw in ({"scale": 2.0}, {"offset": 1.0}):
+        m, gamma, beta = _batch_norm_rows(**kw)
+        assert "FusedBatchNormV3" in _plans(m, x), kw
+        want = _reference(x, (3,)) * kw.get("scale", 1.0) + kw.get("offset", 0.0)
+        np.testing.assert_allclose(m(x), want * gamma + beta, rtol=1e-5, atol=1e-5)
+    m, gamma, beta = _batch_norm_rows()
+    y, mean = m.eval(["y", "bn:1"], {"x": x})
+    np.testing.assert_allclose(y, _reference(x, (3,), gamma, beta), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(mean, x.reshape(-1, 4).mean(axis=1), rtol=1e-5)
+
+
+def test_an_image_does_not_depend_on_the_batch_beside_it():
+    m = _instance_norm("float32", RNG.uniform(0.5, 2, 4), RNG.standard_normal(4), "Relu")
+    x = (RNG.standard_normal((5, 6, 5, 4)) * 2 + 3).astype(np.float32)
+    m(x), m(x[:1])  # (a shape's first call returns the trace's values, computed unfused)
+    whole = m(x)
+    for i in range(5):
+        np.testing.assert_array_equal(m(x[i:i + 1])[0], whole[i])
+
+
+def test_images_split_over_threads_as_one_thread(split_calls, monkeypatch):
+    """With two threads, ranges of images normalize apart: the one-thread values bit for
+    bit, broadcast gamma/beta included; a gamma varying along the batch keeps one range."""
+    from tfdeploy.runtime import parallel, threads
+
+    monkeypatch.setattr(parallel, "MIN_WORK", 1 << 6)
+    x = (RNG.standard_normal((4, 6, 5, 4)) * 2 + 3).astype(np.float32)
+    for gshape, splits in [((4,), 1), ((6, 5, 4), 1), ((4, 1, 1, 4), 0)]:
+        gamma = RNG.uniform(0.5, 2, gshape)
+        m = _instance_norm("float32", gamma, RNG.standard_normal(4), "Relu")
+        m(x)  # (a shape's first call returns the trace's values, computed unfused)
+        one = m(x)
+        monkeypatch.setitem(threads._state, "threads", 2)
+        before = len(split_calls)
+        two = m(x)
+        monkeypatch.setitem(threads._state, "threads", 1)
+        assert len(split_calls) - before == splits, gshape
+        np.testing.assert_array_equal(two, one)
+
+
 # --- against TensorFlow --------------------------------------------------------------------
 
 def _keras():
@@ -290,3 +367,37 @@ def test_instance_norm_written_with_tf_nn_moments():
     model = keras.Model(inp, L.Conv2D(3, 3, padding="same")(y))
     ops = _against_tf(model, RNG.standard_normal((2, 16, 16, 3)).astype(np.float32))
     assert "_GroupNorm" in ops and "Relu" not in ops
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("center, scale", [(True, True), (False, False)])
+def test_tf_keras_layer_normalization_over_the_last_axis(center, scale):
+    """tf_keras computes it as a training-mode FusedBatchNormV3 of the rows ([1, R, C, 1],
+    NCHW): one _LayerNorm."""
+    k = pytest.importorskip("tf_keras")
+    L = k.layers
+    inp = k.Input((7, 12))
+    ln = L.LayerNormalization(center=center, scale=scale, epsilon=1e-4)
+    model = k.Model(inp, ln(L.Dense(12)(inp)))
+    if center or scale:
+        _randomize(ln)
+    x = (RNG.standard_normal((3, 7, 12)) * 2 + 1).astype(np.float32)
+    ops = _against_tf(model, x)
+    assert "_LayerNorm" in ops and "FusedBatchNormV3" not in ops
+
+
+@pytest.mark.tf
+def test_tf_keras_layer_normalization_over_images_and_group_normalization():
+    k = pytest.importorskip("tf_keras")
+    L = k.layers
+    inp = k.Input((6, 5, 4))
+    ln = L.LayerNormalization(axis=[1, 2, 3])
+    model = k.Model(inp, L.ReLU()(ln(inp)))
+    _randomize(ln)
+    x = (RNG.standard_normal((2, 6, 5, 4)) * 3 - 1).astype(np.float32)
+    assert _against_tf(model, x) == ["_GroupNorm"]
+    inp = k.Input((6, 5, 8))
+    gn = L.GroupNormalization(groups=2)
+    model = k.Model(inp, L.Activation("swish")(gn(inp)))
+    _randomize(gn)
+    _against_tf(model, (RNG.standard_normal((2, 6, 5, 8)) + 2).astype(np.float32))

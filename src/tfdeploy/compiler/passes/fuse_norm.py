@@ -18,9 +18,16 @@ constants broadcasting into x; the axes must be kept leading axes, reduced axes,
 optionally kept and reduced channel axes (``norm.layout``). An activation the normalized value
 flows into alone (Relu, Relu6, LeakyRelu, Elu, Sigmoid, Tanh, or swish ``y * Sigmoid(y)``)
 joins the step: it runs on each block while in cache.
+
+tf_keras' ``LayerNormalization`` (over the last k axes) computes the same moments as a
+training-mode ``FusedBatchNormV3`` of x reshaped to [1, R, C, 1] (NCHW: each row a channel,
+scale ones and offset zeros), reshaped back, then ``* gamma + beta``: that becomes
+``_LayerNorm`` (k = 1) or ``_GroupNorm``.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -235,6 +242,58 @@ def _group_norm(found, flow: Dataflow):
     return members, attrs, x, out
 
 
+_BATCH_NORMS = ("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
+
+
+def _batch_norm_form(st: Step, flow: Dataflow) -> tuple[list[Step], dict, int, int] | None:
+    """(members, attrs, x, out) of tf_keras' LayerNormalization over the last k axes, which
+    it computes as a training-mode FusedBatchNorm: x reshaped to [1, R, C, 1] (NCHW: each of
+    the R rows a channel), scale ones and offset zeros of length R, reshaped back to x's
+    shape, then ``* gamma`` and ``+ beta``; attrs carry ``axes`` (the last k) unless k is 1."""
+    a = st.attrs
+    if st.op not in _BATCH_NORMS or not a.get("is_training", True) or \
+            a.get("data_format", "NHWC") != "NCHW" or len(st.ins) < 5:
+        return None
+    y = next((v for i, v in st.outs if i == 0), None)
+    if y is None:  # (its other outputs, the batch statistics, must be unread: run() checks)
+        return None
+    r1 = flow.step(st.ins[0], "Reshape")
+    shape5 = flow.shape(st.ins[0])
+    if r1 is None or flow.only_reader(st.ins[0]) is not st or shape5 is None or \
+            len(shape5) != 4 or shape5[0] != 1 or shape5[3] != 1:
+        return None
+    x = r1.ins[0]
+    shape = flow.shape(x)
+    dtype = _dtype(st)
+    scale, offset = flow.const(st.ins[1]), flow.const(st.ins[2])
+    r2 = flow.only_reader(y)
+    if shape is None or not shape or dtype not in _FLOATS or scale is None or \
+            offset is None or not (scale == 1).all() or not (offset == 0).all() or \
+            r2 is None or r2.op != "Reshape" or r2.ins[0] != y or \
+            flow.shape(r2.outs[0][1]) != shape:
+        return None
+    rows, width, k = shape5[1], shape5[2], 0
+    while k < len(shape) and math.prod(shape[len(shape) - k:]) < width:
+        k += 1
+    if not k or math.prod(shape[len(shape) - k:]) != width or \
+            math.prod(shape[:len(shape) - k]) != rows:
+        return None
+    last = k == 1
+    constant = _vector if last else _operand
+    members, out = [r1, st, r2], r2.outs[0][1]
+    attrs = {"epsilon": float(a.get("epsilon", 1e-4)), "gamma": None, "beta": None}
+    if not last:
+        attrs["axes"] = list(range(len(shape) - k, len(shape)))
+    for key, ops in (("gamma", ("Mul",)), ("beta", ("AddV2", "Add"))):
+        nxt = flow.only_reader(out)
+        if nxt is not None and nxt.op in ops:
+            c = constant(flow, other_input(nxt, out) or -1, x, dtype)
+            if c is not None:
+                members.append(nxt)
+                out, attrs[key] = nxt.outs[0][1], c
+    return members, attrs, x, out
+
+
 def _rms_norm(mean: Step, flow: Dataflow) -> tuple[list[Step], dict, int, int] | None:
     """(members, attrs, x, out) of an RMS normalization whose Mean of squares is ``mean``."""
     found = _mean_axes(mean, flow)
@@ -266,12 +325,16 @@ def run(plan: Plan, ctx=None) -> Plan:
     taken: set[int] = set()
     groups = []
     for st in plan.steps:
-        if st.op != "Mean" or id(st) in taken or flow.step(st.outs[0][1]) is None:
+        if id(st) in taken:
             continue
-        found = _normalization(st, flow)
+        if st.op in _BATCH_NORMS:
+            found = _batch_norm_form(st, flow)
+        elif st.op != "Mean" or flow.step(st.outs[0][1]) is None:
+            continue
+        else:
+            found = _normalization(st, flow) or _rms_norm(st, flow)
         if found is not None and "axes" in found[1]:
             found = _group_norm(found, flow)
-        found = found or _rms_norm(st, flow)
         if found is None or any(id(m) in taken for m in found[0]):
             continue
         members, attrs, x, out = found

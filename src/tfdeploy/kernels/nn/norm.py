@@ -28,6 +28,7 @@ import numpy as np
 from tfdeploy.kernels.common import op
 from tfdeploy.kernels.nn.fused import epilogue_op
 from tfdeploy.kernels.nn.scratch import output
+from tfdeploy.runtime import parallel
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 #: the scale, shift and activation run over blocks of about this many values (in cache)
@@ -89,9 +90,9 @@ def _fits(v: np.ndarray | None, shape: tuple) -> bool:
 class _Shape:
     """A ``_GroupNorm`` node's constants for one input shape and dtype."""
 
-    __slots__ = ("layout", "ones", "eps", "count", "gamma", "beta", "act", "rows")
+    __slots__ = ("layout", "ones", "eps", "count", "gamma", "beta", "act", "rows", "split")
 
-    def __init__(self, lay, dt, epsilon, gamma, beta, act):
+    def __init__(self, lay, dt, epsilon, gamma, beta, act, split):
         a, b, g, cg = lay
         self.layout = lay
         self.ones = np.ones((1, b), dt)  # (the sums over B as one product)
@@ -99,13 +100,20 @@ class _Shape:
         self.gamma, self.beta = gamma, beta  # [C] vectors, None, or False (see _per_channel)
         self.act = act
         self.rows = max(1, _BLOCK // (g * cg))
+        self.split = split  # (whether ranges of axis 0 may be normalized apart)
 
 
 def _normalize(x, y, k: _Shape, gamma, beta) -> np.ndarray:
     """``y`` (x's size) = x normalized by the constants ``k``; ``gamma`` and ``beta`` the
     node's (applied broadcast where they do not fold per channel)."""
-    a, b, g, cg = k.layout
+    with np.errstate(all="ignore"):  # (inf and NaN inputs: NaN in their group, as TF)
+        return _normalized(x, y, k, gamma, beta)
+
+
+def _normalized(x, y, k: _Shape, gamma, beta) -> np.ndarray:
+    _, b, g, cg = k.layout
     c, n = g * cg, k.count
+    a = x.size // (b * c)  # (x may be some of the images: see GroupNorm)
     x3 = np.ascontiguousarray(x).reshape(a, b, c)
     y3 = y.reshape(a, b, c)
     mean = np.matmul(k.ones, x3)  # [A, 1, C]: the sums over B
@@ -170,8 +178,10 @@ def _group_norm_kernel(*, _ctx=None, axes, epsilon: float, gamma=None, beta=None
                 shape is not None and math.prod(shape) != math.prod(xs):
             return None
         act = None if activation is None else epilogue_op(activation, dt, alpha)
+        split = len(xs) > 1 and all(v is None or v.ndim < len(xs) or v.shape[0] == 1
+                                    for v in (gamma, beta))
         return _Shape(lay, dt, epsilon, _per_channel(gamma, xs, axes),
-                      _per_channel(beta, xs, axes), act)
+                      _per_channel(beta, xs, axes), act, split)
 
     def GroupNorm(x):
         key = (x.shape, x.dtype)
@@ -183,7 +193,14 @@ def _group_norm_kernel(*, _ctx=None, axes, epsilon: float, gamma=None, beta=None
         if k is None:
             return _fallback(x)
         y = output(x.shape if shape is None else tuple(shape), x.dtype)
-        with np.errstate(all="ignore"):  # (inf and NaN inputs: NaN in their group, as TF)
+        n = x.shape[0] if k.split else 1
+        # images over threads (each of the kernel's passes costs about an elementwise op's):
+        # ranges of axis 0, along which gamma and beta do not vary, normalized apart
+        parts = parallel.blocks(n, 4 * x.size // n) if n > 1 else 1
+        if parts < 2:
             return _normalize(x, y, k, gamma, beta)
+        yx = y.reshape(x.shape)
+        parallel.run_blocks(lambda i, j: _normalize(x[i:j], yx[i:j], k, gamma, beta), n, parts)
+        return y
 
     return GroupNorm
