@@ -253,6 +253,51 @@ def test_keras_multi_head_attention(causal):
 
 
 @pytest.mark.tf
+@pytest.mark.parametrize("causal", [False, True])
+def test_tf_keras_multi_head_attention(causal):
+    """tf_keras' EinsumDense projections become one product, and its attention (keys first in
+    the scores' einsum, the query scaled before it) one _Attention step."""
+    k = pytest.importorskip("tf_keras")
+    inp = k.Input((9, 24))
+    att = k.layers.MultiHeadAttention(num_heads=3, key_dim=8, value_dim=6)
+    model = k.Model(inp, att(inp, inp, use_causal_mask=causal))
+    att.set_weights([RNG.standard_normal(w.shape).astype(np.float32) * (0.3 if w.ndim > 1
+                                                                        else 1.0)
+                     for w in att.get_weights()])
+    x = RNG.standard_normal((2, 9, 24)).astype(np.float32)
+    _against_tf(model, x, ["_Attention", "SplitV"])
+    assert "Einsum" not in _labels(td.convert(model).plan(x))
+
+
+def _einsum_model(equation, x_shape, w_shape):
+    w = RNG.standard_normal(w_shape).astype(np.float32)
+    nodes = [placeholder("x", "float32", [None, *x_shape[1:]]), const("w", w),
+             Node("y", "Einsum", ["x", "w"], {"T": "float32", "equation": equation, "N": 2})]
+    return model_of(nodes, ["x"], ["y"]), w
+
+
+@pytest.mark.parametrize("equation, x_shape, w_shape, dense", [
+    ("abc,cde->abde", (2, 5, 6), (6, 3, 4), True),
+    ("abcd,cde->abe", (2, 5, 3, 4), (3, 4, 7), True),
+    ("abc,cd->abd", (2, 5, 6), (6, 7), True),
+    ("ab,bcd->acd", (3, 6), (6, 2, 5), True),
+    ("abc,dce->abde", (2, 5, 6), (3, 6, 4), False),   # (contracted axis not leading in w)
+    ("abc,cde->adbe", (2, 5, 6), (6, 3, 4), False),   # (output axes reordered)
+    ("abc,bcd->ad", (2, 5, 6), (5, 6, 4), True),      # (two axes contracted)
+    ("abc,abd->cd", (2, 5, 6), (2, 5, 4), False)])    # (contracting x's leading axes)
+def test_einsum_dense_becomes_a_product(equation, x_shape, w_shape, dense):
+    m, w = _einsum_model(equation, x_shape, w_shape)
+    x = RNG.standard_normal(x_shape).astype(np.float32)
+    fused, plain = m.plan(x), m.plan(x, optimize=False)
+    ops = _labels(fused)
+    assert ("Einsum" not in ops) == dense, ops
+    want = np.einsum(equation, x.astype(np.float64), w.astype(np.float64))
+    for got in (fused.run((x,))[0], plain.run((x,))[0], m(x)):
+        assert got.shape == want.shape and got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.tf
 def test_tf_gelu_erf_and_tensordot():
     tf = pytest.importorskip("tensorflow")
     w = RNG.standard_normal((16, 8)).astype(np.float32)

@@ -18,8 +18,10 @@ and 2.1x).
 
 The equations are read by their structure, not their letters: in ``q,k->scores`` the one
 letter of q and k missing from the scores is the head width H, the one of q alone the query
-positions T, of k alone the key positions S, and the letters of all three are batch axes; the
-second equation must contract S with v and keep T and the batch axes.
+positions T, of k alone the key positions S (the scores' last axis: tf_keras writes the keys
+first, ``aecd,abcd->acbe``, and the operands are then taken the other way round), and the
+letters of all three are batch axes; the second equation must contract S with v and keep T
+and the batch axes.
 """
 
 from __future__ import annotations
@@ -145,7 +147,14 @@ def _second_product(flow: Dataflow, soft: Step, low: str | None):
 def _einsum_chain(flow: Dataflow, qk: Step):
     """(members, ins, attrs, out) of the attention starting at Einsum ``qk``, or None."""
     eq1 = _equation(qk)
-    roles = _roles(*eq1) if eq1 is not None else None
+    if eq1 is None:  # (also any Einsum of other than two operands)
+        return None
+    roles = _roles(*eq1)
+    q_in, k_in = qk.ins
+    if roles is None:  # (keys first: tf_keras' ``aecd,abcd->acbe``)
+        eq1 = (eq1[1], eq1[0], eq1[2])
+        roles = _roles(*eq1)
+        q_in, k_in = k_in, q_in
     mid = _middle(flow, qk) if roles is not None else None
     if mid is None:
         return None
@@ -163,7 +172,7 @@ def _einsum_chain(flow: Dataflow, qk: Step):
     attrs.update(q_perm=_perm(eq1[0], b + t + h), k_perm=_perm(eq1[1], b + h + sk),
                  v_perm=_perm(v, b + sk + hv), out_perm=_perm(b + t + hv, out))
     return [qk, *rest, soft, *([down] if down else []), sv], \
-        (qk.ins[0], qk.ins[1], sv.ins[1], *mask), attrs, sv.outs[0][1]
+        (q_in, k_in, sv.ins[1], *mask), attrs, sv.outs[0][1]
 
 
 def _matmul_chain(flow: Dataflow, qk: Step):

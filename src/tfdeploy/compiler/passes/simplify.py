@@ -7,6 +7,11 @@
   ``MatMul`` by a constant ``[K, N]`` weight, ``Reshape`` to ``x.shape[:-1] + [N]``: one
   ``BatchMatMulV2`` of ``x`` by the weight (numpy's matmul takes the leading dims as a batch),
   which ``fuse_conv`` then fuses with its bias and activation;
+- an ``Einsum`` of x by a constant weight contracting x's trailing axes with the weight's
+  leading ones (tf_keras' ``EinsumDense``, its MultiHeadAttention's projections:
+  ``abc,cde->abde``, ``abcd,cde->abe``): a ``BatchMatMulV2`` by the weight as [K, N],
+  between Reshapes where several axes are contracted or produced, which ``fuse_projections``
+  and ``fuse_conv`` then take as they take Keras 3's;
 - Keras 3 Embedding's lookup, ``GatherV2(table, SelectV2(Less(i, 0), AddV2(i, n), i), 0)``
   with n the table's length: one ``_WrappedGather(i)`` (``np.take`` wraps a negative index).
 
@@ -61,6 +66,68 @@ def _tensordot(st: Step, flow: Dataflow, plan: Plan):
     return x, w, (inner, mm, st)
 
 
+def _einsum_dense(st: Step, flow: Dataflow) -> tuple[int, np.ndarray, tuple] | None:
+    """(x, weight [K, N], (shape of x as [..., K] or None, shape of the product or None))
+    when ``st`` is an ``Einsum`` of ``x`` by a constant weight contracting x's trailing axes
+    with the weight's leading ones, in order (tf_keras' ``EinsumDense``: ``abc,cde->abde``,
+    ``abcd,cde->abe``); a None shape needs no Reshape. Else None."""
+    if st.op != "Einsum" or not builtin(st) or len(st.ins) != 2 or len(st.outs) != 1:
+        return None
+    eq = st.attrs.get("equation")
+    w = flow.const(st.ins[1])
+    xs, out = flow.shape(st.ins[0]), flow.shape(st.outs[0][1])
+    if not isinstance(eq, str) or "." in eq or "->" not in eq or w is None or \
+            w.dtype.kind != "f" or xs is None or out is None:
+        return None
+    lhs, o = eq.replace(" ", "").split("->")
+    ops = lhs.split(",")
+    if len(ops) != 2 or len(ops[0]) != len(xs) or len(ops[1]) != w.ndim or \
+            len(set(lhs.replace(",", ""))) != len(ops[0]) + len(ops[1]) - \
+            len(set(ops[0]) & set(ops[1])):
+        return None
+    a, b = ops
+    k = len(set(a) & set(b))
+    if not k or k == len(b) or k == len(a) or a[len(a) - k:] != b[:k] or \
+            o != a[:len(a) - k] + b[k:] or tuple(xs[len(a) - k:]) != w.shape[:k]:
+        return None
+    kk = int(np.prod(w.shape[:k]))
+    n = int(np.prod(w.shape[k:]))
+    lead = tuple(xs[:len(a) - k])
+    return st.ins[0], w.reshape(kk, n), (lead + (kk,) if k > 1 else None,
+                                        lead + (n,) if w.ndim - k > 1 else None)
+
+
+def _reshape(plan: Plan, name: str, x: int, shape: tuple, out: int) -> Step:
+    sv = plan.new_value()
+    plan.constants[sv] = np.array(shape, np.int32)
+    plan.shapes[out] = tuple(shape)
+    return Step("Reshape", name, (x, sv), ((0, out),), {"T": "float32", "Tshape": "int32"})
+
+
+def _as_matmul(st: Step, found, plan: Plan) -> list[Step]:
+    """``st`` (an EinsumDense, ``_einsum_dense``) as [Reshape], BatchMatMulV2, [Reshape]."""
+    x, w, (x_shape, y_shape) = found
+    t = st.attrs.get("T", "float32")
+    steps = []
+    if x_shape is not None:
+        xv = plan.new_value()
+        steps.append(_reshape(plan, st.name, x, x_shape, xv))
+        steps[-1].attrs["T"] = t
+        x = xv
+    wv = plan.new_value()
+    w = np.ascontiguousarray(w)
+    w.setflags(write=False)
+    plan.constants[wv] = w
+    y = st.outs[0][1] if y_shape is None else plan.new_value()
+    steps.append(Step("BatchMatMulV2", st.name, (x, wv), ((0, y),),
+                      {"T": t, "adj_x": False, "adj_y": False}))
+    if y_shape is not None:
+        plan.shapes[y] = tuple(y_shape)
+        steps.append(_reshape(plan, st.name, y, plan.shapes[st.outs[0][1]], st.outs[0][1]))
+        steps[-1].attrs["T"] = t
+    return steps
+
+
 def _wrapped_gathers(plan: Plan) -> None:
     """Keras 3 Embedding's negative-index fix-up and its gather as one ``_WrappedGather``."""
     flow = Dataflow(plan)
@@ -102,6 +169,10 @@ def run(plan: Plan, ctx=None) -> Plan:
     for st in plan.steps:
         if _is_noop(st, flow) and st.outs[0][1] not in flow.pinned:
             alias[st.outs[0][1]] = st.ins[0]
+            continue
+        ed = _einsum_dense(st, flow)
+        if ed is not None:
+            steps.extend(_as_matmul(st, ed, plan))
             continue
         td = _tensordot(st, flow, plan)
         if td is not None:
