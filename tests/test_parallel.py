@@ -111,3 +111,19 @@ def test_a_forked_child_gets_its_own_workers(two_threads):
         os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def test_a_block_of_a_split_never_splits_again(two_threads):
+    """Inside a block (on the caller's thread or a worker), ``blocks`` is 1: a worker's block
+    waiting on blocks queued behind itself would wait forever. Outside, as before."""
+    seen = []
+
+    def block(a, b):
+        seen.append(parallel.blocks(1000, 1 << 30))
+        parallel.run_blocks(lambda c, d: seen.append(("inner", c, d)), 4,
+                            parallel.blocks(4, 1 << 30))
+
+    assert parallel.blocks(1000, 1 << 30) == 2
+    parallel.run_blocks(block, 10, 2)
+    assert seen.count(1) == 2 and sorted(x for x in seen if x != 1) == [("inner", 0, 4)] * 2
+    assert parallel.blocks(1000, 1 << 30) == 2

@@ -108,6 +108,24 @@ def test_groups_match_the_whole_batch(monkeypatch, tmp_path):
         np.testing.assert_array_equal(outs[size], outs[1 << 30])
 
 
+def test_groups_over_threads(small_groups, split_calls, monkeypatch):
+    """With two threads the groups after the first split over them (each group's chain on
+    one thread): the one-thread values bit for bit."""
+    from tfdeploy.runtime import parallel, threads
+
+    monkeypatch.setattr(parallel, "MIN_WORK", 1 << 10)
+    m, w, b = _conv_pool()
+    x = RNG.standard_normal((9, 8, 8, 3)).astype(np.float32)
+    m(x)
+    one = m(x)
+    monkeypatch.setitem(threads._state, "threads", 2)
+    two = m(x)
+    assert (4, 2) in split_calls  # (5 groups of 2 images: the last 4 over 2 threads)
+    np.testing.assert_array_equal(two, one)
+    np.testing.assert_allclose(one, _reference(x, w, b, "MaxPool", 2, 2, "VALID"), rtol=1e-5,
+                               atol=1e-5)
+
+
 def test_reshapes_between_join(small_groups):
     m, w, b = _conv_pool(moves=True)
     x = RNG.standard_normal((6, 8, 8, 3)).astype(np.float32)

@@ -32,6 +32,7 @@ MATMUL_FACTOR = 4
 
 _pool: dict = {"executor": None, "size": 0, "pid": 0}
 _lock = threading.Lock()
+_inside = threading.local()  # .active: this thread runs a block of a split
 
 
 def _executor(workers: int) -> ThreadPoolExecutor:
@@ -52,9 +53,12 @@ def min_work(matmul: bool = False) -> int:
 
 def blocks(rows: int, work_per_row: float, matmul: bool = False) -> int:
     """How many blocks to split ``rows`` rows of ``work_per_row`` each into (1: don't).
-    ``matmul``: the work is a matrix product's multiply-adds (``MATMUL_FACTOR``)."""
+    ``matmul``: the work is a matrix product's multiply-adds (``MATMUL_FACTOR``). Inside a
+    block of a split (a kernel that splits its work into calls of other kernels) it is 1: the
+    pool's threads are busy, and a block waiting on blocks queued behind itself would wait
+    forever."""
     n = _threads.threads()
-    if n <= 1 or rows < 2:
+    if n <= 1 or rows < 2 or getattr(_inside, "active", False):
         return 1
     return max(1, min(n, rows, int(rows * work_per_row) // min_work(matmul)))
 
@@ -65,9 +69,19 @@ def run_blocks(fn: Callable[[int, int], object], rows: int, k: int) -> None:
     is raised here)."""
     bounds = [rows * i // k for i in range(k + 1)]
     ex = _executor(max(1, _threads.threads() - 1))
-    futures = [ex.submit(fn, bounds[i], bounds[i + 1]) for i in range(1, k)]
+    futures = [ex.submit(_block, fn, bounds[i], bounds[i + 1]) for i in range(1, k)]
     try:
-        fn(bounds[0], bounds[1])
+        _block(fn, bounds[0], bounds[1])
     finally:
         for f in futures:
             f.result()
+
+
+def _block(fn: Callable[[int, int], object], start: int, stop: int) -> None:
+    """``fn(start, stop)``, marked as inside a split for this thread (``blocks``)."""
+    outer = getattr(_inside, "active", False)
+    _inside.active = True
+    try:
+        fn(start, stop)
+    finally:
+        _inside.active = outer

@@ -445,12 +445,22 @@ class _PooledChain:
                     self.groups[x.shape] = per
             if per >= n:
                 return pool(chain(x))
-            out = None
-            for b in range(0, n, per):
-                p = pool(chain(x[b:b + per]))
-                if out is None:
-                    out = output((n,) + p.shape[1:], p.dtype)
-                out[b:b + per] = p
+            p = pool(chain(x[:per]))
+            out = output((n,) + p.shape[1:], p.dtype)
+            out[:per] = p
+            groups = -(-n // per)
+            # the other groups over threads, each group's chain then on one thread (a group
+            # is ~2 MB of output, each value at least a few multiply-adds: always worth it)
+            parts = parallel.blocks(groups - 1, _POOL_GROUP_BYTES)
+
+            def run(g0: int, g1: int) -> None:
+                for g in range(g0 + 1, g1 + 1):
+                    out[g * per:(g + 1) * per] = pool(chain(x[g * per:(g + 1) * per]))
+
+            if parts > 1:
+                parallel.run_blocks(run, groups - 1, parts)
+            else:
+                run(0, groups - 1)
             return out
         except _Whole:
             return self.fallback(x)
