@@ -46,6 +46,37 @@ def _region_graph():
     return Graph(nodes, [TensorSpec("x", "x:0", "float32")], outs), ["out:0", "mul:0", "exp:0"]
 
 
+def test_a_float16_lookup_reads_a_rounded_table():
+    """Keras 3's Embedding under mixed_float16: its float32 table gathered (wrapping negative
+    indices), then cast to float16: one lookup in the table rounded once, numpy's float16
+    values bit for bit; an index out of range raises TF's error through the unfused steps."""
+    from graphs import model_of
+
+    table = np.random.default_rng(3).standard_normal((10, 4)).astype(np.float32) * 3
+    i32, f16 = {"T": "int32"}, {"T": "float16"}
+    nodes = [placeholder("i", "int32", [None, 3]), const("table", table),
+             const("zero", np.array(0, np.int32)), const("n", np.array(10, np.int32)),
+             const("axis", np.array(0, np.int32)), const("c", np.float16(1.5)),
+             Node("neg", "Less", ["i", "zero"], i32), Node("up", "AddV2", ["i", "n"], i32),
+             Node("idx", "SelectV2", ["neg", "up", "i"], i32),
+             Node("g", "GatherV2", ["table", "idx", "axis"],
+                  {"Tparams": "float32", "Tindices": "int32", "Taxis": "int32",
+                   "batch_dims": 0}),
+             Node("h", "Cast", ["g"], {"SrcT": "float32", "DstT": "float16", "Truncate": False}),
+             Node("y", "Mul", ["h", "c"], f16)]
+    m = model_of(nodes, ["i"], ["y"])
+    i = np.array([[0, 9, -1], [3, -10, 5]], np.int32)
+    plan = m.plan(i)
+    ops = [st.op for st in plan.steps]
+    assert ops[0] == "_WrappedGather" and plan.steps[0].label.endswith("_RoundHalf")
+    assert ops.count("_RoundHalf") == 1  # (the Mul's)
+    want = table.astype(np.float16)[i] * np.float16(1.5)
+    np.testing.assert_array_equal(plan.run((i,))[0], want)
+    np.testing.assert_array_equal(m(i), want)
+    with pytest.raises(td.TFDeployError, match="10"):
+        m(np.array([[0, 10, 1], [0, 0, 0]], np.int32))
+
+
 def test_elementwise_region_is_numpys_float16_bit_for_bit():
     g, fetches = _region_graph()
     fast = compile_plan(g, fetches, ["x:0"], verify=True)
@@ -305,6 +336,12 @@ def test_mixed_float16_transformer_runs_in_float32(causal):
         # GELU (its float16 constants: 1/sqrt 2 rounded) as one float32 _Gelu, in the chain
         assert not {"Erfc", "Neg"} & {st.op for st in plan.steps}, plan
         assert any("_Gelu+_RoundHalf" in p for p in products), products
+        # the Embedding's cast: a lookup in the table rounded once (its rounding, the step,
+        # gone), the unfused plan's values bit for bit
+        lookup = [st for st in plan.steps if st.op == "_WrappedGather"]
+        assert len(lookup) == 1 and lookup[0].label.endswith("GatherV2+_RoundHalf"), plan
+        table = lookup[0].attrs["params"]
+        assert np.array_equal(table, table.astype(np.float16).astype(np.float32))
         got = m(x)
         np.testing.assert_allclose(got, want, rtol=2e-2,
                                    atol=2e-2 * float(np.max(np.abs(want))))

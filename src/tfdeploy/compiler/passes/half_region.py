@@ -61,8 +61,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfdeploy.compiler.patterns import Dataflow, builtin, plain_cast
+from tfdeploy.compiler.patterns import Dataflow, builtin, fused_step, plain_cast, replace
 from tfdeploy.compiler.plan import Plan, Step
+from tfdeploy.runtime.constants import derived
 
 _F16, _F32 = np.dtype(np.float16), np.dtype(np.float32)
 #: batched matrix products (a transformer's Dense layers and attention) join the region; 2-D
@@ -145,7 +146,36 @@ def run(plan: Plan, ctx=None) -> Plan:
             plan.fetch_values = plan.fetch_values[:k] + (rw.to_half(out, v, "fetch"),) + \
                 plan.fetch_values[k + 1:]
     plan.steps = out
+    _rounded_tables(plan)
     return plan
+
+
+def _rounded_tables(plan: Plan) -> None:
+    """A ``_RoundHalf`` of a lookup in a constant float32 table (``_WrappedGather``: a
+    mixed_float16 Embedding, its float32 variable gathered, then cast) alone reading it: one
+    lookup in the table rounded once here (the rounding of a gathered value is the gathered
+    rounded value); its fallback, the unfused steps, rounds after them."""
+    flow = Dataflow(plan)
+    for st in list(plan.steps):
+        if st.op != "_RoundHalf" or len(st.ins) != 1:
+            continue
+        g = flow.step(st.ins[0], "_WrappedGather")
+        table = g.attrs.get("params") if g is not None else None
+        if g is None or flow.only_reader(st.ins[0]) is not st or \
+                not isinstance(table, np.ndarray) or table.dtype != _F32 or not builtin(g):
+            continue
+        rounded = derived(table, "round_half", lambda t=table: _rounded(t))
+        replace(plan, [g, st], fused_step("_WrappedGather", [*g.members, st], g.ins,
+                                          st.outs[0][1], {**g.attrs, "params": rounded}))
+
+
+def _rounded(table: np.ndarray) -> np.ndarray:
+    """``table`` rounded to float16 values, float32, read-only (shared by a model's plans)."""
+    from tfdeploy.numerics.half import round_to_float16
+
+    r = round_to_float16(np.ascontiguousarray(table))
+    r.setflags(write=False)
+    return r
 
 
 class _Rewrite:
