@@ -93,6 +93,41 @@ def test_instance_norm_is_one_step(act, affine, dtype):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+def _batch_normalization(gamma, beta, act=None):
+    """tf.nn.moments(x, [1, 2]) then tf.nn.batch_normalization: inv = Rsqrt(var + eps) *
+    gamma; x * inv + (beta - mean * inv)."""
+    t = {"T": "float32"}
+    nodes = [placeholder("x", "float32", [None, 6, 5, 4]),
+             const("axes", np.array([1, 2], np.int32)),
+             Node("m", "Mean", ["x", "axes"], {**t, "keep_dims": True}),
+             Node("sd", "SquaredDifference", ["x", "m"], t),
+             Node("v", "Mean", ["sd", "axes"], {**t, "keep_dims": True}),
+             const("eps", np.float32(1e-3)), Node("ve", "AddV2", ["v", "eps"], t),
+             Node("r", "Rsqrt", ["ve"], t), const("g", gamma.astype(np.float32)),
+             Node("inv", "Mul", ["r", "g"], t), Node("xs", "Mul", ["x", "inv"], t),
+             Node("ms", "Mul", ["m", "inv"], t), const("b", beta.astype(np.float32)),
+             Node("sh", "Sub", ["b", "ms"], t), Node("n", "AddV2", ["xs", "sh"], t)]
+    out = "n"
+    if act:
+        nodes.append(Node("a", act, ["n"], t))
+        out = "a"
+    return model_of(nodes, ["x"], [out])
+
+
+def test_tf_nn_batch_normalization_form():
+    gamma, beta = RNG.uniform(0.5, 2, 4), RNG.standard_normal(4)
+    x = (RNG.standard_normal((3, 6, 5, 4)) * 2 + 5).astype(np.float32)
+    m = _batch_normalization(gamma, beta, "Relu")
+    assert _plans(m, x) == ["_GroupNorm"]
+    np.testing.assert_allclose(m(x), _reference(x, (1, 2), gamma, beta, "Relu"), rtol=1e-5,
+                               atol=1e-5)
+    # the shift the other way round (mean * inv - beta): not this form, left unfused
+    m = _batch_normalization(gamma, beta)
+    g = m.default_graph
+    g.node("sh").inputs[:] = ["ms", "b"]
+    assert "_GroupNorm" not in _plans(m, x)
+
+
 def test_gamma_along_the_reduced_axes_and_other_layouts():
     """gamma/beta varying along reduced axes (LayerNormalization over [1, 2, 3]) apply
     broadcast; normalizing over all axes but the batch, over H alone, over C and H: each
@@ -401,3 +436,23 @@ def test_tf_keras_layer_normalization_over_images_and_group_normalization():
     model = k.Model(inp, L.Activation("swish")(gn(inp)))
     _randomize(gn)
     _against_tf(model, (RNG.standard_normal((2, 6, 5, 8)) + 2).astype(np.float32))
+
+
+@pytest.mark.tf
+def test_instance_norm_with_tf_nn_batch_normalization():
+    keras = _keras()
+    import tensorflow as tf
+
+    L = keras.layers
+    gamma = RNG.uniform(0.5, 2, 8).astype(np.float32)
+    beta = RNG.standard_normal(8).astype(np.float32)
+
+    def inorm(x):
+        m, v = tf.nn.moments(x, axes=[1, 2], keepdims=True)
+        return tf.nn.batch_normalization(x, m, v, beta, gamma, 1e-5)
+
+    inp = keras.Input((12, 12, 3))
+    y = L.LeakyReLU(0.2)(L.Lambda(inorm)(L.Conv2D(8, 3, padding="same")(inp)))
+    model = keras.Model(inp, L.Conv2D(3, 3, padding="same")(y))
+    ops = _against_tf(model, RNG.standard_normal((2, 12, 12, 3)).astype(np.float32))
+    assert "_GroupNorm" in ops and "LeakyRelu" not in ops

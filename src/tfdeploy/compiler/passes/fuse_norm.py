@@ -9,6 +9,9 @@ and RMS normalization (``rms_scaling``, Llama-style layers) to
 ``x * Rsqrt(Mean(Square(x), -1, keep_dims) + eps) [* gamma]``. Over the last axis (with
 constant ``eps``, ``gamma`` and ``beta`` broadcasting along it) both become ``_LayerNorm``.
 
+``tf.nn.batch_normalization(x, mean, var, beta, gamma, eps)`` after ``tf.nn.moments``
+computes the same affine form with the shift ``beta - mean * s``: taken too.
+
 The same moments over other axes become ``_GroupNorm`` (``kernels/nn/norm.py``): Keras'
 ``GroupNormalization`` (its input reshaped to [N, H, W, G, C / G], axes [1, 2, 4]; groups=-1
 is instance normalization), ``LayerNormalization(axis=[1, 2, 3])``, and instance normalization
@@ -112,23 +115,21 @@ def _scaled(flow: Dataflow, r: Step, x: int, dtype, constant=_vector):
 
 def _normalization(mean: Step, flow: Dataflow) -> tuple[list[Step], dict, int, int] | None:
     """(members, attrs, x, out) of the moments normalization starting at ``mean``: Keras 3's
-    affine form or the centred form (see the module docstring); attrs carry ``axes`` unless
-    they are the last axis alone."""
+    affine form, ``tf.nn.batch_normalization``'s or the centred form (see the module
+    docstring); attrs carry ``axes`` unless they are the last axis alone."""
     found = _mean_axes(mean, flow)
     dtype = _dtype(mean)
     if found is None or dtype not in _FLOATS:
         return None
     x, axes = found
-    rank = len(flow.shape(x))
-    last = axes == (rank - 1,)
+    last = axes == (len(flow.shape(x)) - 1,)
     constant = _vector if last else _operand
     m = mean.outs[0][1]
     readers = flow.readers.get(m, [])
     sd = next((st for st in readers if st.op == "SquaredDifference"), None)
-    neg = next((st for st in readers if st.op == "Neg"), None)
-    sub = next((st for st in readers if st.op == "Sub" and list(st.ins) == [x, m]), None)
-    if sd is None or (neg is None) == (sub is None) or len(readers) != 2 or \
-            m in flow.pinned or sorted(sd.ins) != sorted((x, m)):
+    other = [st for st in readers if st is not sd]
+    if sd is None or len(readers) != 2 or m in flow.pinned or \
+            sorted(sd.ins) != sorted((x, m)):
         return None
     mean2 = flow.only_reader(sd.outs[0][1])
     if _mean_axes(mean2, flow) != (sd.outs[0][1], axes):
@@ -138,45 +139,75 @@ def _normalization(mean: Step, flow: Dataflow) -> tuple[list[Step], dict, int, i
         return None
     add, r, eps = rs
     s, gamma, gmul = _scaled(flow, r, x, dtype, constant)
-    sr = flow.readers.get(s, [])
     if s in flow.pinned:
         return None
     attrs = {"epsilon": eps, "gamma": gamma}
     if not last:
         attrs["axes"] = list(axes)
-    if sub is not None:  # (x - mean) * s [+ beta]
-        d = sub.outs[0][1]
-        xs = sr[0] if len(sr) == 1 else None
-        if xs is None or xs.op != "Mul" or other_input(xs, s) != d or \
-                flow.only_reader(d) is not xs:
-            return None
-        members = [mean, sub, sd, mean2, add, r, gmul, xs]
-        out = xs.outs[0][1]
-        tail = flow.only_reader(out)
-        if tail is not None and tail.op in ("AddV2", "Add"):
-            beta = constant(flow, other_input(tail, out) or -1, x, dtype)
-            if beta is not None:
-                members.append(tail)
-                out, attrs["beta"] = tail.outs[0][1], beta
-        return [st for st in members if st is not None], attrs, x, out
-    xs = next((st for st in sr if st.op == "Mul" and other_input(st, s) == x), None)
-    ns = next((st for st in sr if st.op == "Mul" and other_input(st, s) == neg.outs[0][1]), None)
-    if xs is None or ns is None or len(sr) != 2:
+    head = [mean, sd, mean2, add, r, gmul]
+    o = other[0]
+    if o.op == "Sub" and list(o.ins) == [x, m]:
+        tail = _centred(flow, o, s, x, dtype, constant)
+    elif o.op == "Neg" or o.op == "Mul" and other_input(o, m) == s:
+        tail = _affine(flow, o, m, s, x, dtype, constant)
+    else:
         return None
-    tail = flow.only_reader(ns.outs[0][1])
+    if tail is None:
+        return None
+    members, out, beta = tail
+    attrs["beta"] = beta
+    return [st for st in head + members if st is not None], attrs, x, out
+
+
+def _centred(flow: Dataflow, sub: Step, s: int, x: int, dtype, constant):
+    """(members, out, beta) of ``(x - mean) * s [+ beta]``, from the Sub on."""
+    d = sub.outs[0][1]
+    sr = flow.readers.get(s, [])
+    xs = sr[0] if len(sr) == 1 else None
+    if xs is None or xs.op != "Mul" or other_input(xs, s) != d or \
+            flow.only_reader(d) is not xs:
+        return None
+    out, beta, members = xs.outs[0][1], None, [sub, xs]
+    tail = flow.only_reader(out)
+    if tail is not None and tail.op in ("AddV2", "Add"):
+        beta = constant(flow, other_input(tail, out) or -1, x, dtype)
+        if beta is not None:
+            members.append(tail)
+            out = tail.outs[0][1]
+    return members, out, beta
+
+
+def _affine(flow: Dataflow, o: Step, m: int, s: int, x: int, dtype, constant):
+    """(members, out, beta) of ``x * s + shift`` from ``o``, the mean's other reader: Keras
+    3's ``Neg(mean) * s [+ beta]``, or ``tf.nn.batch_normalization``'s ``beta - mean * s``."""
+    sr = flow.readers.get(s, [])
+    xs = next((st for st in sr if st.op == "Mul" and other_input(st, s) == x), None)
+    if o.op == "Neg":
+        ms = next((st for st in sr if st.op == "Mul" and other_input(st, s) == o.outs[0][1]),
+                  None)
+    else:
+        ms = o
+    if xs is None or ms is None or len(sr) != 2 or not any(st is ms for st in sr):
+        return None
+    tail = flow.only_reader(ms.outs[0][1])
     beta, badd = None, None
-    if tail is not None and tail.op in ("AddV2", "Add") and \
-            other_input(tail, ns.outs[0][1]) not in (None, xs.outs[0][1]):
-        beta = constant(flow, other_input(tail, ns.outs[0][1]), x, dtype)
+    if o.op == "Neg" and tail is not None and tail.op in ("AddV2", "Add") and \
+            other_input(tail, ms.outs[0][1]) not in (None, xs.outs[0][1]):
+        beta = constant(flow, other_input(tail, ms.outs[0][1]), x, dtype)
         badd = tail if beta is not None else None
-    shift = badd.outs[0][1] if badd is not None else ns.outs[0][1]
+    elif o.op == "Mul":  # (tf.nn.batch_normalization: offset - mean * s, offset given)
+        if tail is None or tail.op != "Sub":
+            return None
+        beta, badd = constant(flow, tail.ins[0], x, dtype), tail  # (None: ms - beta)
+        if beta is None:
+            return None
+    shift = badd.outs[0][1] if badd is not None else ms.outs[0][1]
     final = flow.only_reader(xs.outs[0][1])
     if final is None or final.op not in ("AddV2", "Add") or \
             sorted(final.ins) != sorted((xs.outs[0][1], shift)):
         return None
-    members = [mean, sd, mean2, add, r, gmul, xs, neg, ns, badd, final]
-    attrs["beta"] = beta
-    return [st for st in members if st is not None], attrs, x, final.outs[0][1]
+    members = [xs, o if o is not ms else None, ms, badd, final]
+    return [st for st in members if st is not None], final.outs[0][1], beta
 
 
 _ACTIVATIONS = {"Relu": "relu", "Relu6": "relu6", "LeakyRelu": "leaky_relu", "Elu": "elu",
