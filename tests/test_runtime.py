@@ -309,23 +309,30 @@ def test_softmax_rows_do_not_depend_on_the_batch():
 
 
 def test_softmax_of_few_classes_over_many_rows():
-    """Few classes over many rows go over the transposed rows: below 8 classes the row-wise
-    path's values bit for bit (numpy's own order), and any row's values whatever the rows
-    beside it (a block of a segmentation map, or the whole map)."""
+    """Few classes (up to 64) over many rows go over the transposed rows, in blocks: the
+    row-wise path's values bit for bit (numpy's order of a row's sum, 8 running sums from 8
+    classes on), so any row's values whatever the rows beside it (a block of a segmentation
+    map, or the whole map), in place too."""
     import tfdeploy.kernels.nn.core as nn
 
     rng = np.random.default_rng(5)
-    for c in (2, 3, 7, 12, 16):
-        logits = (rng.standard_normal((4096, c)) * 6).astype(np.float32)
-        full = nn.Softmax(logits)
-        rowwise = np.stack([nn.Softmax(r) for r in logits[:300]])
-        if c < 8:
+    for dt in (np.float32, np.float64):
+        for c in (2, 3, 7, 8, 12, 16, 21, 33, 64):
+            logits = (rng.standard_normal((4096, c)) * 6).astype(dt)
+            full = nn.Softmax(logits)
+            rowwise = np.stack([nn.Softmax(r) for r in logits[:300]])
             np.testing.assert_array_equal(full[:300], rowwise)
-        else:
-            np.testing.assert_allclose(full[:300], rowwise, rtol=1e-6, atol=0)
-        for a, b in ((0, 48), (100, 1000), (4000, 4096)):
-            np.testing.assert_array_equal(nn.Softmax(logits[a:b]), full[a:b])
-        np.testing.assert_allclose(full.sum(-1), 1, rtol=1e-6)
+            for a, b in ((0, 48), (100, 1000), (4000, 4096)):
+                np.testing.assert_array_equal(nn.Softmax(logits[a:b]), full[a:b])
+            np.testing.assert_allclose(full.sum(-1), 1, rtol=1e-6)
+    # rows across blocks (2 classes: 65536 rows a block), in place
+    logits = (rng.standard_normal((70000, 2)) * 6).astype(np.float32)
+    full = nn.Softmax(logits)
+    np.testing.assert_array_equal(full[65530:65540],
+                                  np.stack([nn.Softmax(r) for r in logits[65530:65540]]))
+    same = logits.copy()
+    assert nn.softmax_into(same, same) is same
+    np.testing.assert_array_equal(same, full)
 
 
 def test_tiled_constant_operands(monkeypatch):
