@@ -126,6 +126,14 @@ for _op in ("ArgMax", "ArgMin"):
              [-_i, -_i, -_i, -_i], [_i, _n, _i, 0]]
     add(f"{_op}_nan", [_op], _arg(_op, 1), [np.array(_rows, np.float32)])
     add(f"{_op}_nan_axis0", [_op], _arg(_op, 0), [np.array(_rows, np.float64).T.copy()])
+    # rows of 20 (the kernel checks only its picks for NaN along axes of 16 and more)
+    _long = np.random.default_rng(7).uniform(-5, 5, (6, 20)).astype(np.float32)
+    _long[0, 3] = _long[1, 0] = _long[1, 19] = _long[3, 7] = _n
+    _long[2] = _n
+    _long[4, :10] = -_i
+    _long[4, 10] = _n
+    add(f"{_op}_nan_long", [_op], _arg(_op, 1), [_long])
+    add(f"{_op}_nan_long_axis0", [_op], _arg(_op, 0), [_long.T.copy()])
 
 # --- Cumsum, Cumprod, CumulativeLogsumexp ---------------------------------------------------
 

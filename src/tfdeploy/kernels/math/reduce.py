@@ -159,11 +159,19 @@ def _arg(x, dimension, output_type, largest):
         raise ValueError(f"reduction axis {ax} is empty in shape {list(x.shape)}")
     if low_precision(x.dtype):
         x = x.astype(np.float32)
-    if x.dtype.kind == "f":
-        nan = np.isnan(x)
-        if nan.any():  # TF skips NaN (it compares with >): NaN never wins unless all are NaN
-            x = np.where(nan, -np.inf if largest else np.inf, x)
-    r = np.argmax(x, axis=ax) if largest else np.argmin(x, axis=ax)
+    arg = np.argmax if largest else np.argmin
+    r = arg(x, axis=ax)
+    # TF skips NaN (it compares with >): NaN never wins unless all are NaN. numpy's arg
+    # picks a row's first NaN, so along long axes only the picks are checked (isnan over
+    # x cost as much as the argmax: 4096 x 1000, 1.55 -> 0.78 ms); along short ones, where
+    # gathering the picks costs more, the max over x (NaN propagates; no temporary)
+    if x.dtype.kind == "f" and x.size:
+        if x.ndim and x.shape[ax] >= 16:
+            has_nan = np.isnan(np.take_along_axis(x, np.expand_dims(r, ax), ax)).any()
+        else:
+            has_nan = np.isnan(np.maximum.reduce(x, None))
+        if has_nan:
+            r = arg(np.where(np.isnan(x), -np.inf if largest else np.inf, x), axis=ax)
     return np.asarray(r, dtype=np_dtype(output_type))
 
 
