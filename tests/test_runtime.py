@@ -446,3 +446,17 @@ def test_keras_embedding_lookup_is_one_wrapped_take(dt):
                            match=rf"node 'emb' \(GatherV2\).*index {shown} is not in \[0, 10\)"):
             m(np.array([[1, bad]], dt))
     assert "_WrappedGather" not in [st.op for st in model(9).plan(np.zeros(2, dt)).steps]
+
+
+def test_check_numerics_names_nan_and_inf():
+    for dt in ("float16", "float32", "float64"):
+        m = model_of([placeholder("x", dt, [None, 3]),
+                      Node("c", "CheckNumerics", ["x"], {"T": dt, "message": "bad input"})],
+                     ["x"], ["c"])
+        x = np.arange(6, dtype=dt).reshape(2, 3)
+        np.testing.assert_array_equal(m(x), x)
+        for v, what in ((np.nan, "NaN"), (np.inf, "Inf"), (-np.inf, "Inf")):
+            y = x.copy()
+            y[1, 2] = v
+            with pytest.raises(td.TFDeployError, match=f"bad input : Tensor had {what}"):
+                m(y)
