@@ -231,6 +231,9 @@ def test_fallback_on_another_dtype_and_empty_input():
     k = registry.bind(d, {"axes": [1, 2], "epsilon": 1e-3,
                           "gamma": np.ones((3, 1, 2, 2), np.float32), "_fallback": fallback}, None)
     assert k(x) == "fallback"
+    with pytest.raises(ValueError, match="activation must be one of"):
+        registry.bind(d, {"axes": [1, 2], "epsilon": 1e-3, "activation": "gelu",
+                          "_fallback": fallback}, None)
     # NaN and inf stay in their group: the other channels' values are unchanged
     y = x.copy()
     y[0, 1, 1, 0] = np.nan

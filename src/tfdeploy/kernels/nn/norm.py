@@ -165,6 +165,9 @@ def _group_norm_kernel(*, _ctx=None, axes, epsilon: float, gamma=None, beta=None
     another dtype than gamma's (float32 or float64), of a layout ``layout`` does not take,
     with no values to normalize, or which gamma or beta would widen runs the unfused steps
     (``_fallback``)."""
+    if activation is not None and activation not in ACTIVATIONS:
+        raise ValueError(f"_GroupNorm: activation must be one of {ACTIVATIONS}, "
+                         f"got {activation!r}")
     gamma = None if gamma is None else np.asarray(gamma)
     beta = None if beta is None else np.asarray(beta)
     axes = tuple(int(a) for a in axes)
