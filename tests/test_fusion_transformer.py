@@ -238,29 +238,17 @@ def test_keras_dense_gelu(approximate):
 
 
 @pytest.mark.tf
+@pytest.mark.parametrize("flavour", ["keras", "tf_keras"])
 @pytest.mark.parametrize("causal", [False, True])
-def test_keras_multi_head_attention(causal):
-    keras = _keras()
-    inp = keras.Input((9, 24))
-    att = keras.layers.MultiHeadAttention(num_heads=3, key_dim=8, value_dim=6)
-    model = keras.Model(inp, att(inp, inp, use_causal_mask=causal))
-    # non-zero biases (Keras starts them at zero), so the fused projection's bias counts
-    att.set_weights([RNG.standard_normal(w.shape).astype(np.float32) * (0.3 if w.ndim > 1
-                                                                        else 1.0)
-                     for w in att.get_weights()])
-    _against_tf(model, RNG.standard_normal((2, 9, 24)).astype(np.float32),
-                ["_Attention", "SplitV"])
-
-
-@pytest.mark.tf
-@pytest.mark.parametrize("causal", [False, True])
-def test_tf_keras_multi_head_attention(causal):
-    """tf_keras' EinsumDense projections become one product, and its attention (keys first in
-    the scores' einsum, the query scaled before it) one _Attention step."""
-    k = pytest.importorskip("tf_keras")
+def test_keras_multi_head_attention(causal, flavour):
+    """Keras 3's and tf_keras' MultiHeadAttention: one projection product (tf_keras' EinsumDense
+    einsums made products), one _Attention step (tf_keras' scores einsum keys first, its query
+    scaled before it), no Einsum left."""
+    k = _keras() if flavour == "keras" else pytest.importorskip("tf_keras")
     inp = k.Input((9, 24))
     att = k.layers.MultiHeadAttention(num_heads=3, key_dim=8, value_dim=6)
     model = k.Model(inp, att(inp, inp, use_causal_mask=causal))
+    # non-zero biases (Keras starts them at zero), so the fused projection's bias counts
     att.set_weights([RNG.standard_normal(w.shape).astype(np.float32) * (0.3 if w.ndim > 1
                                                                         else 1.0)
                      for w in att.get_weights()])

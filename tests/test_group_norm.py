@@ -26,17 +26,21 @@ def _plans(m, *xs, rtol=2e-5):
     return [st.op for st in fused.steps]
 
 
+def _moments(dtype="float32", axes=(1, 2), shape=(None, 6, 5, 4)) -> list:
+    """x, then tf.nn.moments(x, axes) (m, v) and r = Rsqrt(v + 1e-3)."""
+    t = {"T": dtype}
+    return [placeholder("x", dtype, list(shape)), const("axes", np.array(axes, np.int32)),
+            Node("m", "Mean", ["x", "axes"], {**t, "keep_dims": True}),
+            Node("sd", "SquaredDifference", ["x", "m"], t),
+            Node("v", "Mean", ["sd", "axes"], {**t, "keep_dims": True}),
+            const("eps", np.array(1e-3, dtype)), Node("ve", "AddV2", ["v", "eps"], t),
+            Node("r", "Rsqrt", ["ve"], t)]
+
+
 def _instance_norm(dtype="float32", gamma=None, beta=None, act=None, axes=(1, 2)):
     """tf.nn.moments(x, axes) then (x - mean) * rsqrt(var + eps) [* gamma] [+ beta] [act]."""
     t = {"T": dtype}
-    nodes = [placeholder("x", dtype, [None, 6, 5, 4]),
-             const("axes", np.array(axes, np.int32)),
-             Node("m", "Mean", ["x", "axes"], {**t, "keep_dims": True}),
-             Node("sd", "SquaredDifference", ["x", "m"], t),
-             Node("v", "Mean", ["sd", "axes"], {**t, "keep_dims": True}),
-             const("eps", np.array(1e-3, dtype)),
-             Node("ve", "AddV2", ["v", "eps"], t),
-             Node("r", "Rsqrt", ["ve"], t)]
+    nodes = _moments(dtype, axes)
     s = "r"
     if gamma is not None:
         nodes += [const("g", gamma.astype(dtype)), Node("rg", "Mul", ["r", "g"], t)]
@@ -97,13 +101,7 @@ def _batch_normalization(gamma, beta, act=None):
     """tf.nn.moments(x, [1, 2]) then tf.nn.batch_normalization: inv = Rsqrt(var + eps) *
     gamma; x * inv + (beta - mean * inv)."""
     t = {"T": "float32"}
-    nodes = [placeholder("x", "float32", [None, 6, 5, 4]),
-             const("axes", np.array([1, 2], np.int32)),
-             Node("m", "Mean", ["x", "axes"], {**t, "keep_dims": True}),
-             Node("sd", "SquaredDifference", ["x", "m"], t),
-             Node("v", "Mean", ["sd", "axes"], {**t, "keep_dims": True}),
-             const("eps", np.float32(1e-3)), Node("ve", "AddV2", ["v", "eps"], t),
-             Node("r", "Rsqrt", ["ve"], t), const("g", gamma.astype(np.float32)),
+    nodes = _moments() + [const("g", gamma.astype(np.float32)),
              Node("inv", "Mul", ["r", "g"], t), Node("xs", "Mul", ["x", "inv"], t),
              Node("ms", "Mul", ["m", "inv"], t), const("b", beta.astype(np.float32)),
              Node("sh", "Sub", ["b", "ms"], t), Node("n", "AddV2", ["xs", "sh"], t)]
@@ -155,18 +153,12 @@ def test_layouts():
 
 def test_other_axes_patterns_stay_unfused():
     """Axes the kernel's layout cannot take keep the unfused steps."""
-    nodes = [placeholder("x", "float32", [None, 3, 4, 5, 2])]
     m = _instance_norm("float32")
     x = RNG.standard_normal((2, 6, 5, 4)).astype(np.float32)
     assert "_GroupNorm" in _plans(m, x)
     t = {"T": "float32"}
-    nodes += [const("axes", np.array([1, 3], np.int32)),
-              Node("m", "Mean", ["x", "axes"], {**t, "keep_dims": True}),
-              Node("sd", "SquaredDifference", ["x", "m"], t),
-              Node("v", "Mean", ["sd", "axes"], {**t, "keep_dims": True}),
-              const("eps", np.float32(1e-3)), Node("ve", "AddV2", ["v", "eps"], t),
-              Node("r", "Rsqrt", ["ve"], t), Node("d", "Sub", ["x", "m"], t),
-              Node("n", "Mul", ["d", "r"], t)]
+    nodes = _moments(axes=(1, 3), shape=(None, 3, 4, 5, 2)) + [
+        Node("d", "Sub", ["x", "m"], t), Node("n", "Mul", ["d", "r"], t)]
     m = model_of(nodes, ["x"], ["n"])
     x = RNG.standard_normal((2, 3, 4, 5, 2)).astype(np.float32)
     assert "_GroupNorm" not in _plans(m, x)
@@ -176,14 +168,7 @@ def test_other_axes_patterns_stay_unfused():
 def test_mean_minus_x_is_not_the_centred_form():
     """Sub(mean, x) (the centred values negated) stays unfused."""
     t = {"T": "float32"}
-    nodes = [placeholder("x", "float32", [None, 6, 5, 4]),
-             const("axes", np.array([1, 2], np.int32)),
-             Node("m", "Mean", ["x", "axes"], {**t, "keep_dims": True}),
-             Node("sd", "SquaredDifference", ["x", "m"], t),
-             Node("v", "Mean", ["sd", "axes"], {**t, "keep_dims": True}),
-             const("eps", np.float32(1e-3)), Node("ve", "AddV2", ["v", "eps"], t),
-             Node("r", "Rsqrt", ["ve"], t), Node("d", "Sub", ["m", "x"], t),
-             Node("n", "Mul", ["d", "r"], t)]
+    nodes = _moments() + [Node("d", "Sub", ["m", "x"], t), Node("n", "Mul", ["d", "r"], t)]
     m = model_of(nodes, ["x"], ["n"])
     x = RNG.standard_normal((2, 6, 5, 4)).astype(np.float32)
     assert "_GroupNorm" not in _plans(m, x)
