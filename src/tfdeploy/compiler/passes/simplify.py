@@ -97,11 +97,12 @@ def _einsum_dense(st: Step, flow: Dataflow) -> tuple[int, np.ndarray, tuple] | N
                                         lead + (n,) if w.ndim - k > 1 else None)
 
 
-def _reshape(plan: Plan, name: str, x: int, shape: tuple, out: int) -> Step:
+def _reshape(plan: Plan, name: str, x: int, shape: tuple, out: int, t: str) -> Step:
+    """A Reshape of ``x`` (dtype ``t``) to the static ``shape`` as value ``out``."""
     sv = plan.new_value()
     plan.constants[sv] = np.array(shape, np.int32)
     plan.shapes[out] = tuple(shape)
-    return Step("Reshape", name, (x, sv), ((0, out),), {"T": "float32", "Tshape": "int32"})
+    return Step("Reshape", name, (x, sv), ((0, out),), {"T": t, "Tshape": "int32"})
 
 
 def _as_matmul(st: Step, found, plan: Plan) -> list[Step]:
@@ -111,8 +112,7 @@ def _as_matmul(st: Step, found, plan: Plan) -> list[Step]:
     steps = []
     if x_shape is not None:
         xv = plan.new_value()
-        steps.append(_reshape(plan, st.name, x, x_shape, xv))
-        steps[-1].attrs["T"] = t
+        steps.append(_reshape(plan, st.name, x, x_shape, xv, t))
         x = xv
     wv = plan.new_value()
     w = np.ascontiguousarray(w)
@@ -123,8 +123,7 @@ def _as_matmul(st: Step, found, plan: Plan) -> list[Step]:
                       {"T": t, "adj_x": False, "adj_y": False}))
     if y_shape is not None:
         plan.shapes[y] = tuple(y_shape)
-        steps.append(_reshape(plan, st.name, y, plan.shapes[st.outs[0][1]], st.outs[0][1]))
-        steps[-1].attrs["T"] = t
+        steps.append(_reshape(plan, st.name, y, plan.shapes[st.outs[0][1]], st.outs[0][1], t))
     return steps
 
 
