@@ -421,11 +421,31 @@ def test_tf_keras_layer_normalization_over_images_and_group_normalization():
     _randomize(ln)
     x = (RNG.standard_normal((2, 6, 5, 4)) * 3 - 1).astype(np.float32)
     assert _against_tf(model, x) == ["_GroupNorm"]
+    # tf_keras' GroupNormalization: tf.nn.weighted_moments by weights all ones (OnesLike,
+    # ZerosLike, Sum, DivNoNan), then tf.nn.batch_normalization's form
     inp = k.Input((6, 5, 8))
     gn = L.GroupNormalization(groups=2)
     model = k.Model(inp, L.Activation("swish")(gn(inp)))
     _randomize(gn)
-    _against_tf(model, (RNG.standard_normal((2, 6, 5, 8)) + 2).astype(np.float32))
+    for n in (1, 3):
+        ops = _against_tf(model, (RNG.standard_normal((n, 6, 5, 8)) + 2).astype(np.float32))
+        assert "_GroupNorm" in ops and not {"Sum", "DivNoNan", "OnesLike", "Sigmoid"} & set(ops)
+
+
+@pytest.mark.tf
+def test_weighted_moments_by_other_weights_stay():
+    """tf.nn.weighted_moments by real weights is no mean: left unfused, and right."""
+    keras = _keras()
+    import tensorflow as tf
+
+    def norm(x):  # (weights of x's shape, computed from it)
+        m, v = tf.nn.weighted_moments(x, [1, 2], tf.sigmoid(x) + 0.5, keepdims=True)
+        return (x - m) * tf.math.rsqrt(v + 1e-3)
+
+    inp = keras.Input((6, 5, 4))
+    model = keras.Model(inp, keras.layers.Lambda(norm)(inp))
+    ops = _against_tf(model, RNG.standard_normal((2, 6, 5, 4)).astype(np.float32))
+    assert "_GroupNorm" not in ops and "DivNoNan" in ops
 
 
 @pytest.mark.tf

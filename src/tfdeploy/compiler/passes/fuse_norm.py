@@ -25,7 +25,9 @@ joins the step: it runs on each block while in cache.
 tf_keras' ``LayerNormalization`` (over the last k axes) computes the same moments as a
 training-mode ``FusedBatchNormV3`` of x reshaped to [1, R, C, 1] (NCHW: each row a channel,
 scale ones and offset zeros), reshaped back, then ``* gamma + beta``: that becomes
-``_LayerNorm`` (k = 1) or ``_GroupNorm``.
+``_LayerNorm`` (k = 1) or ``_GroupNorm``. tf_keras' ``GroupNormalization`` takes its moments
+with ``tf.nn.weighted_moments`` by weights all ones (``OnesLike``, ``ZerosLike``, ``Sum``s,
+``DivNoNan``): on a static shape with values each such mean is made a ``Mean`` first.
 """
 
 from __future__ import annotations
@@ -349,9 +351,74 @@ def _rms_norm(mean: Step, flow: Dataflow) -> tuple[list[Step], dict, int, int] |
     return members, {"epsilon": eps, "gamma": gamma, "beta": None, "rms": True}, x, out
 
 
+def _ones(flow: Dataflow, w: int) -> list[Step] | None:
+    """The steps making ``w`` if it is ``OnesLike`` of something, or a Reshape of that."""
+    r = flow.step(w, "Reshape")
+    ones = flow.step(r.ins[0] if r is not None else w, "OnesLike")
+    return None if ones is None else [ones] + ([r] if r is not None else [])
+
+
+def _weighted_mean(d: Step, flow: Dataflow):
+    """(y, the axes value, the weights' steps) when ``d`` is ``tf.nn.weighted_moments``' mean
+    of ``y`` by weights all ones (tf_keras' GroupNormalization): ``DivNoNan(Sum(Mul(w, y),
+    axes), Sum(AddV2(w, ZerosLike(y)), axes))``, w ``OnesLike`` (reshaped), on a static shape
+    with values (DivNoNan's 0 for nothing would differ from a mean's NaN). Else None."""
+    num = flow.step(d.ins[0], "Sum") if len(d.ins) == 2 else None
+    den = flow.step(d.ins[1], "Sum") if num is not None else None
+    axes = flow.const(num.ins[1]) if den is not None else None
+    if axes is None or not np.array_equal(axes, flow.const(den.ins[1])) or \
+            not num.attrs.get("keep_dims") or not den.attrs.get("keep_dims"):
+        return None
+    mul, add = flow.step(num.ins[0], "Mul"), flow.step(den.ins[0], ("AddV2", "Add"))
+    w = next((v for v in mul.ins if _ones(flow, v)), None) if mul is not None else None
+    if w is None or add is None or w not in add.ins:
+        return None
+    y = other_input(mul, w)
+    zeros = flow.step(other_input(add, w), "ZerosLike")
+    shape = flow.shape(y)
+    if zeros is None or shape is None or flow.shape(w) != shape or not all(shape) or \
+            flow.shape(d.ins[0]) != flow.shape(d.outs[0][1]):
+        return None
+    return y, num.ins[1], [mul, num, den, add, zeros, *_ones(flow, w)]
+
+
+def _unweighted(plan: Plan) -> None:
+    """Each weighted mean by weights all ones (``_weighted_mean``) made a ``Mean``, which the
+    normalization patterns then read; the weights' steps, no longer read, go."""
+    flow = Dataflow(plan)
+    means = {}
+    for st in plan.steps:
+        if st.op == "DivNoNan" and builtin(st):
+            found = _weighted_mean(st, flow)
+            if found is not None:
+                means[id(st)] = found
+    if not means:
+        return
+    candidates = {id(m) for _, _, ms in means.values() for m in ms}
+    steps = []
+    for st in plan.steps:
+        found = means.get(id(st))
+        if found is None:
+            steps.append(st)
+        else:
+            steps.append(Step("Mean", st.name, (found[0], found[1]), st.outs,
+                              {"T": st.attrs.get("T", "float32"), "keep_dims": True,
+                               "Tidx": "int32"}))
+    pinned = set(plan.fetch_values) | set(plan.feed_values)
+    while True:  # (a weights' step another step still reads stays)
+        read = {v for st in steps for v in st.ins} | pinned
+        dead = {id(st) for st in steps if id(st) in candidates and
+                not any(v in read for _, v in st.outs)}
+        if not dead:
+            break
+        steps = [st for st in steps if id(st) not in dead]
+    plan.steps = steps
+
+
 def run(plan: Plan, ctx=None) -> Plan:
     if not plan.shapes:  # (the axis checks need the shapes of a specialized plan)
         return plan
+    _unweighted(plan)
     flow = Dataflow(plan)
     taken: set[int] = set()
     groups = []
