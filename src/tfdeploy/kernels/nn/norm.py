@@ -37,25 +37,31 @@ _BLOCK = 1 << 16
 ACTIVATIONS = ("relu", "relu6", "leaky_relu", "elu", "sigmoid", "tanh", "swish")
 
 
+def _runs(rank: int, axes) -> tuple[int, int, int] | None:
+    """(p, q, s): axes [0, p) kept, [p, q) reduced, [q, s) kept, [s, rank) reduced, for
+    ``axes`` of that pattern; None for any other (or an axis out of range)."""
+    red = {a + rank if a < 0 else a for a in axes}
+    if not red or min(red) < 0 or max(red) >= rank:
+        return None
+    p = min(red)
+    q = p
+    while q in red:
+        q += 1
+    s = q
+    while s < rank and s not in red:
+        s += 1
+    return (p, q, s) if all(a in red for a in range(s, rank)) else None
+
+
 def layout(shape: tuple, axes) -> tuple[int, int, int, int] | None:
     """(A, B, G, Cg) for normalizing over ``axes`` of an array of ``shape``: the axes must be
     one run of reduced axes after the kept leading ones (B), then optionally kept axes (G) and
     optionally reduced trailing ones (Cg); None for any other pattern (or an axis out of
     range)."""
-    r = len(shape)
-    red = sorted({a + r if a < 0 else a for a in axes})
-    if not red or red[0] < 0 or red[-1] >= r:
+    runs = _runs(len(shape), axes)
+    if runs is None:
         return None
-    mask = [a in red for a in range(r)]
-    p = mask.index(True)
-    q = p
-    while q < r and mask[q]:
-        q += 1
-    s = q
-    while s < r and not mask[s]:
-        s += 1
-    if not all(mask[s:]):
-        return None
+    p, q, s = runs
     return (math.prod(shape[:p]), math.prod(shape[p:q]), math.prod(shape[q:s]),
             math.prod(shape[s:]))
 
@@ -63,15 +69,12 @@ def layout(shape: tuple, axes) -> tuple[int, int, int, int] | None:
 def _per_channel(v: np.ndarray | None, shape: tuple, axes) -> np.ndarray | None | bool:
     """``v`` (a constant broadcasting into ``shape``) as a [C] vector over the kept and
     reduced channel axes (G x Cg) when it varies along those only; False when it varies along
-    other axes too (then it is applied broadcast); None for None."""
+    other axes too (then it is applied broadcast); None for None. ``axes``: a pattern
+    ``layout`` takes."""
     if v is None:
         return None
     r = len(shape)
-    red = sorted({a + r if a < 0 else a for a in axes})
-    p = min(red)
-    q = p
-    while q < r and q in red:
-        q += 1
+    q = _runs(r, axes)[1]
     full = v.reshape((1,) * (r - v.ndim) + v.shape)
     if any(d != 1 for d in full.shape[:q]):
         return False
