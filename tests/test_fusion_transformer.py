@@ -243,7 +243,8 @@ def test_keras_dense_gelu(approximate):
 def test_keras_multi_head_attention(causal, flavour):
     """Keras 3's and tf_keras' MultiHeadAttention: one projection product (tf_keras' EinsumDense
     einsums made products), one _Attention step (tf_keras' scores einsum keys first, its query
-    scaled before it), no Einsum left."""
+    scaled before it), no Einsum left; Keras 3's attention reads the product packed (no
+    SplitV, no head Reshape), tf_keras' (its query scaled first) through the split."""
     k = _keras() if flavour == "keras" else pytest.importorskip("tf_keras")
     inp = k.Input((9, 24))
     att = k.layers.MultiHeadAttention(num_heads=3, key_dim=8, value_dim=6)
@@ -253,8 +254,10 @@ def test_keras_multi_head_attention(causal, flavour):
                                                                         else 1.0)
                      for w in att.get_weights()])
     x = RNG.standard_normal((2, 9, 24)).astype(np.float32)
-    _against_tf(model, x, ["_Attention", "SplitV"])
-    assert "Einsum" not in _labels(td.convert(model).plan(x))
+    _against_tf(model, x, ["_Attention"])
+    ops = _labels(td.convert(model).plan(x))
+    assert "Einsum" not in ops and ("SplitV" in ops) == (flavour == "tf_keras"), ops
+    assert ("Reshape" in ops) == (flavour == "tf_keras"), ops
 
 
 def _einsum_model(equation, x_shape, w_shape):
@@ -511,3 +514,85 @@ def test_attention_in_float16_computes_in_float32(masked):
     want = _Attention(*f32, *mask, **kw32).astype(np.float16)
     assert got.dtype == np.float16
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_attention_kernel_paths_match_the_function(dtype):
+    """The ``_Attention`` kernel (its plain path decided once per input shapes) gives
+    ``_Attention``'s values bit for bit: without and with a mask, for two batch sizes in turn
+    (its memo per shapes), float16 through the function's float32 computation; with q, k and
+    v packed in one input (in any order of its columns, parts of one size or not) and the
+    heads merged after it, the same values."""
+    from tfdeploy.kernels.nn.transformer import _Attention, _attention_kernel
+
+    perms = {"q_perm": [0, 2, 1, 3], "k_perm": [0, 2, 3, 1], "v_perm": [0, 2, 1, 3],
+             "out_perm": [0, 2, 1, 3]}
+    kw = dict(perms, scale=np.asarray(0.25, dtype))
+    kernel = _attention_kernel(**kw)
+    rng = np.random.default_rng(3)
+    for b in (1, 3, 1):
+        q, k, v = (rng.standard_normal((b, 6, 2, 4)).astype(dtype) for _ in range(3))
+        mask = np.where(np.tril(np.ones((6, 6), bool)), 0, -1e4).astype(dtype)
+        for extra in ((), (mask,)):
+            want = _Attention(q, k, v, *extra, **kw)
+            got = kernel(q, k, v, *extra)
+            assert got.dtype == dtype and got.shape == (b, 6, 2, 4)
+            np.testing.assert_array_equal(got, want)
+        # packed: columns [k | v | q] (v_width 4) or [q | k | v] with v 2 heads x 3 wide
+        for order, vw in (("kvq", 4), ("qkv", 3)):
+            vv = rng.standard_normal((b, 6, 2, vw)).astype(dtype)
+            parts = {"q": q, "k": k, "v": vv}
+            x = np.concatenate([parts[r].reshape(b, 6, -1) for r in order], axis=-1)
+            starts = np.cumsum([0] + [parts[r][0, 0].size for r in order])
+            bounds = {r: [int(starts[i]), int(starts[i + 1])] for i, r in enumerate(order)}
+            packed = [[*bounds[r], *parts[r].shape[-2:]] for r in "qkv"]
+            pk = _attention_kernel(**kw, packed=packed, merge=True)
+            want = _Attention(q, k, vv, **kw).reshape(b, 6, 2 * vw)
+            np.testing.assert_array_equal(pk(x), want)
+            want = _Attention(q, k, vv, mask, **kw).reshape(b, 6, 2 * vw)
+            np.testing.assert_array_equal(pk(x, mask), want)
+
+
+def _self_attention_model(order="qkv", sizes=None, fetch_split=False):
+    """x [B, 5, 8] -> one product to q, k, v (2 heads x 4, columns in ``order``) -> SplitV
+    (``sizes``: its size_splits) -> reshapes to heads -> Keras 3's einsums, scale and softmax
+    -> the heads merged by a Reshape."""
+    w = RNG.standard_normal((8, 24)).astype(np.float32)
+    i32 = np.int32
+    nodes = [placeholder("x", "float32", [None, 5, 8]), const("w", w),
+             Node("p", "BatchMatMulV2", ["x", "w"], {"T": "float32"}),
+             const("sizes", np.array(sizes or [8, 8, 8], i32)), const("ax", i32(-1)),
+             Node("sp", "SplitV", ["p", "sizes", "ax"],
+                  {"T": "float32", "num_split": 3, "Tlen": "int32"}),
+             const("heads", np.array([-1, 5, 2, 4], i32))]
+    for i, r in enumerate(order):
+        nodes.append(Node(r, "Reshape", [f"sp:{i}" if i else "sp", "heads"],
+                          {"T": "float32", "Tshape": "int32"}))
+    nodes += [Node("s", "Einsum", ["q", "k"], {"T": "float32", "N": 2,
+                                                "equation": "BTNH,BSNH->BNTS"}),
+              const("scale", np.float32(0.5)),
+              Node("ss", "Mul", ["s", "scale"], {"T": "float32"}),
+              Node("p_", "Softmax", ["ss"], {"T": "float32"}),
+              Node("o", "Einsum", ["p_", "v"], {"T": "float32", "N": 2,
+                                                 "equation": "BNTS,BSNH->BTNH"}),
+              const("merged", np.array([-1, 5, 8], i32)),
+              Node("y", "Reshape", ["o", "merged"], {"T": "float32", "Tshape": "int32"})]
+    return model_of(nodes, ["x"], ["y", "sp"] if fetch_split else ["y"])
+
+
+@pytest.mark.parametrize("order, sizes, fetch_split", [
+    ("qkv", None, False), ("vqk", [8, -1, 8], False), ("kqv", None, True)])
+def test_self_attention_reads_its_projection_packed(order, sizes, fetch_split):
+    """A self-attention's SplitV of one product and the head reshapes join the _Attention
+    step (its columns per role in the split's order, a -1 size included), the heads' merging
+    Reshape too; a split whose output is fetched stays a step. Against the unfused plan."""
+    m = _self_attention_model(order, sizes, fetch_split)
+    x = RNG.standard_normal((3, 5, 8)).astype(np.float32)
+    plan = _check_plans(m, x, expect=["_Attention"])
+    (att,) = [st for st in plan.steps if st.op == "_Attention"]
+    assert ("packed" in att.attrs) != fetch_split, att.attrs
+    ops = _labels(plan)
+    assert ("SplitV" in ops) == fetch_split and ops.count("Reshape") == 3 * fetch_split, ops
+    if not fetch_split:
+        assert att.attrs["packed"] == [[8 * order.index(r), 8 * order.index(r) + 8, 2, 4]
+                                       for r in "qkv"] and att.attrs["merge"]

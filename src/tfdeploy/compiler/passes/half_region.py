@@ -87,7 +87,8 @@ _STRUCTURAL = {"MaxPool": (0,), "Pad": (0,), "PadV2": (0, 2), "MirrorPad": (0,),
 _REDUCTIONS = {"Mean": (0,), "Sum": (0,)}
 #: steps fused before this pass from float16 ops that compute in float32 on float32 arrays
 #: (their float16 constants made float32, exactly), then round once: the positions of their
-#: float16 inputs (an attention's other input is a mask: float16 or boolean)
+#: float16 inputs (an attention's other input is a mask: float16 or boolean; a packed one's
+#: q, k and v are its input 0)
 _FUSED = {"_Rotary": (0,), "_Attention": (0, 1, 2), "_Gelu": (0,)}
 
 
@@ -100,7 +101,7 @@ def _member(st: Step, half: set[int]) -> bool:
         data = _data(st)
         return bool(st.outs) and all((v in half) == (k in data) for k, v in enumerate(st.ins))
     if st.op in _FUSED:
-        pos = _FUSED[st.op]
+        pos = (0,) if st.attrs.get("packed") else _FUSED[st.op]  # (q, k, v in one)
         return len(st.outs) == 1 and st.outs[0][0] == 0 and len(st.ins) >= len(pos) and \
             all(st.ins[k] in half for k in pos)
     return (st.op in _ROUNDED or st.op in _EXACT) and len(st.outs) == 1 and \

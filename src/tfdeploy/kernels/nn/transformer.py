@@ -194,7 +194,6 @@ def _Gelu(x, *, approximate: str = "erfc"):
     return gelu_(x.copy(), approximate)
 
 
-@op("_Attention", internal=True)
 def _Attention(q, k, v, *mask, q_perm, k_perm, v_perm, out_perm, scale=None, divisor=None,
                masked_fill=None, mask_keeps: bool = True):
     """Scaled dot-product attention: ``softmax(q k * scale [+ mask]) v`` as two batched
@@ -245,6 +244,88 @@ def _Attention(q, k, v, *mask, q_perm, k_perm, v_perm, out_perm, scale=None, div
     _softmax_down(w, rows.T, scale, divisor)
     o = np.matmul(w.T.reshape(s.shape), v.transpose(v_perm))
     return np.ascontiguousarray(o.transpose(out_perm))
+
+
+@op("_Attention", internal=True, needs_context=True)
+def _attention_kernel(*, _ctx=None, q_perm, k_perm, v_perm, out_perm, scale=None, divisor=None,
+                      masked_fill=None, mask_keeps: bool = True, packed=None,
+                      merge: bool = False):
+    """The ``_Attention`` kernel of one node (see :func:`_Attention`). Per input shapes seen,
+    whether they take the plain path (float32/float64 alike, no mask, queries first, scores
+    not empty) is decided once, and that path then runs without the keyword call, the dtype
+    and path checks and the broadcast of the heads (a transformer block's attention at
+    batch 1: 15 -> 12.6 us).
+
+    ``packed`` (``fuse_attention``): q, k and v are one input, a self-attention's projection,
+    each role its columns [start, stop) of the last axis viewed as (heads, width); ``merge``:
+    the result's last two axes made one (the heads merged)."""
+    kw = dict(q_perm=q_perm, k_perm=k_perm, v_perm=v_perm, out_perm=out_perm, scale=scale,
+              divisor=divisor, masked_fill=masked_fill, mask_keeps=mask_keeps)
+    qp, kp, vp, op_ = (tuple(p) for p in (q_perm, k_perm, v_perm, out_perm))
+    plain: dict = {}  # (q, k, v shapes) -> (dtype, scores' shape, n_keys) or None
+    nd = np.ndarray
+    views = _role_views(packed) if packed else None
+
+    def _plain(q, k, v):
+        dt = q.dtype
+        if dt not in _FLOATS or k.dtype is not dt or v.dtype is not dt:
+            return None
+        qt, kt = q.transpose(qp), k.transpose(kp)
+        lead = np.broadcast_shapes(qt.shape[:-2], kt.shape[:-2])
+        n_q, n_keys = qt.shape[-2], kt.shape[-1]
+        if n_q * n_keys * math.prod(lead[1:]) >= KEYS_FIRST or not (qt.size and kt.size) \
+                or qt.shape[-1] != kt.shape[-2]:
+            return None
+        return dt, (*lead, n_q, n_keys), n_keys
+
+    def Attention(q, *ins):
+        if views is None:
+            k, v, *mask = ins
+        else:
+            (q, k, v), mask = views(q), ins
+        if mask or q.__class__ is not nd or k.__class__ is not nd or v.__class__ is not nd:
+            o = _Attention(q, k, v, *mask, **kw)
+            return o.reshape(*o.shape[:-2], -1) if merge else o
+        key = (q.shape, k.shape, v.shape)
+        e = plain.get(key, False)
+        if e is False:
+            e = _plain(q, k, v)
+            if len(plain) < 16:
+                plain[key] = e
+        if e is None or q.dtype is not e[0] or k.dtype is not e[0] or v.dtype is not e[0]:
+            o = _Attention(q, k, v, **kw)
+            return o.reshape(*o.shape[:-2], -1) if merge else o
+        s = np.matmul(q.transpose(qp), k.transpose(kp))
+        w = np.empty((e[2], s.size // e[2]), s.dtype)
+        _softmax_down(w, s.reshape(-1, e[2]).T, scale, divisor)
+        o = np.ascontiguousarray(np.matmul(w.T.reshape(e[1]), v.transpose(vp)).transpose(op_))
+        return o.reshape(*o.shape[:-2], -1) if merge else o
+
+    return Attention
+
+
+def _role_views(packed):
+    """x -> (q, k, v): views of a packed input's columns (see ``_attention_kernel``); parts of
+    one size and shape through one reshape of the last axis as (parts, heads, width) (0.6 us at
+    1 x 16 x 192, against 1.6 for three slices reshaped)."""
+    size = packed[0][1] - packed[0][0]
+    if all(b - a == size and (h, d) == tuple(packed[0][2:]) for a, b, h, d in packed) and \
+            sorted(a for a, *_ in packed) == [0, size, 2 * size]:
+        tail = (3, *packed[0][2:])
+        iq, ik, iv = ((..., a // size, slice(None), slice(None)) for a, *_ in packed)
+
+        def parts(x):
+            x5 = x.reshape(x.shape[:-1] + tail)
+            return x5[iq], x5[ik], x5[iv]
+
+        return parts
+    cols = [((..., slice(a, b)), (h, d)) for a, b, h, d in packed]
+
+    def columns(x):
+        lead = x.shape[:-1]
+        return tuple(x[c].reshape(*lead, *t) for c, t in cols)
+
+    return columns
 
 
 def _softmax_down(w, view, scale, divisor) -> None:
