@@ -243,8 +243,8 @@ def test_keras_dense_gelu(approximate):
 def test_keras_multi_head_attention(causal, flavour):
     """Keras 3's and tf_keras' MultiHeadAttention: one projection product (tf_keras' EinsumDense
     einsums made products), one _Attention step (tf_keras' scores einsum keys first, its query
-    scaled before it), no Einsum left; Keras 3's attention reads the product packed (no
-    SplitV, no head Reshape), tf_keras' (its query scaled first) through the split."""
+    scaled before it), no Einsum left; both read the product packed (no SplitV, no head
+    Reshape; tf_keras' query scale a ``q_scale``)."""
     k = _keras() if flavour == "keras" else pytest.importorskip("tf_keras")
     inp = k.Input((9, 24))
     att = k.layers.MultiHeadAttention(num_heads=3, key_dim=8, value_dim=6)
@@ -255,9 +255,11 @@ def test_keras_multi_head_attention(causal, flavour):
                      for w in att.get_weights()])
     x = RNG.standard_normal((2, 9, 24)).astype(np.float32)
     _against_tf(model, x, ["_Attention"])
-    ops = _labels(td.convert(model).plan(x))
-    assert "Einsum" not in ops and ("SplitV" in ops) == (flavour == "tf_keras"), ops
-    assert ("Reshape" in ops) == (flavour == "tf_keras"), ops
+    plan = td.convert(model).plan(x)
+    ops = _labels(plan)
+    assert not {"Einsum", "SplitV", "Reshape", "Mul"} & set(ops), ops
+    (att,) = [st for st in plan.steps if st.op == "_Attention"]
+    assert "packed" in att.attrs and ("q_scale" in att.attrs) == (flavour == "tf_keras")
 
 
 def _einsum_model(equation, x_shape, w_shape):
@@ -521,8 +523,8 @@ def test_attention_kernel_paths_match_the_function(dtype):
     """The ``_Attention`` kernel (its plain path decided once per input shapes) gives
     ``_Attention``'s values bit for bit: without and with a mask, for two batch sizes in turn
     (its memo per shapes), float16 through the function's float32 computation; with q, k and
-    v packed in one input (in any order of its columns, parts of one size or not) and the
-    heads merged after it, the same values."""
+    v packed in one input (in any order of its columns, parts of one size or not, the query
+    scaled or not) and the heads merged after it, the same values."""
     from tfdeploy.kernels.nn.transformer import _Attention, _attention_kernel
 
     perms = {"q_perm": [0, 2, 1, 3], "k_perm": [0, 2, 3, 1], "v_perm": [0, 2, 1, 3],
@@ -551,12 +553,19 @@ def test_attention_kernel_paths_match_the_function(dtype):
             np.testing.assert_array_equal(pk(x), want)
             want = _Attention(q, k, vv, mask, **kw).reshape(b, 6, 2 * vw)
             np.testing.assert_array_equal(pk(x, mask), want)
+            # a role scaled (tf_keras' query): the view times its scale, then as before
+            s = np.asarray(0.3, dtype)
+            pk = _attention_kernel(**kw, packed=packed, merge=True, q_scale=s)
+            want = _Attention(q * s, k, vv, **kw).reshape(b, 6, 2 * vw)
+            np.testing.assert_array_equal(pk(x), want)
 
 
-def _self_attention_model(order="qkv", sizes=None, fetch_split=False):
+def _self_attention_model(order="qkv", sizes=None, fetch_split=False, query_scale=None):
     """x [B, 5, 8] -> one product to q, k, v (2 heads x 4, columns in ``order``) -> SplitV
     (``sizes``: its size_splits) -> reshapes to heads -> Keras 3's einsums, scale and softmax
-    -> the heads merged by a Reshape."""
+    -> the heads merged by a Reshape. ``query_scale``: "before" or "after": the query's
+    reshape multiplied by a constant (tf_keras), the constant the Mul's first or second
+    operand."""
     w = RNG.standard_normal((8, 24)).astype(np.float32)
     i32 = np.int32
     nodes = [placeholder("x", "float32", [None, 5, 8]), const("w", w),
@@ -566,8 +575,13 @@ def _self_attention_model(order="qkv", sizes=None, fetch_split=False):
                   {"T": "float32", "num_split": 3, "Tlen": "int32"}),
              const("heads", np.array([-1, 5, 2, 4], i32))]
     for i, r in enumerate(order):
-        nodes.append(Node(r, "Reshape", [f"sp:{i}" if i else "sp", "heads"],
+        name = "q_heads" if r == "q" and query_scale else r
+        nodes.append(Node(name, "Reshape", [f"sp:{i}" if i else "sp", "heads"],
                           {"T": "float32", "Tshape": "int32"}))
+    if query_scale:
+        nodes += [const("qs", np.float32(0.3)),
+                  Node("q", "Mul", ["qs", "q_heads"] if query_scale == "before" else
+                       ["q_heads", "qs"], {"T": "float32"})]
     nodes += [Node("s", "Einsum", ["q", "k"], {"T": "float32", "N": 2,
                                                 "equation": "BTNH,BSNH->BNTS"}),
               const("scale", np.float32(0.5)),
@@ -580,13 +594,15 @@ def _self_attention_model(order="qkv", sizes=None, fetch_split=False):
     return model_of(nodes, ["x"], ["y", "sp"] if fetch_split else ["y"])
 
 
-@pytest.mark.parametrize("order, sizes, fetch_split", [
-    ("qkv", None, False), ("vqk", [8, -1, 8], False), ("kqv", None, True)])
-def test_self_attention_reads_its_projection_packed(order, sizes, fetch_split):
+@pytest.mark.parametrize("order, sizes, fetch_split, query_scale", [
+    ("qkv", None, False, None), ("vqk", [8, -1, 8], False, None), ("kqv", None, True, None),
+    ("kqv", None, False, "before"), ("qkv", None, False, "after")])
+def test_self_attention_reads_its_projection_packed(order, sizes, fetch_split, query_scale):
     """A self-attention's SplitV of one product and the head reshapes join the _Attention
     step (its columns per role in the split's order, a -1 size included), the heads' merging
-    Reshape too; a split whose output is fetched stays a step. Against the unfused plan."""
-    m = _self_attention_model(order, sizes, fetch_split)
+    Reshape too, and a query scaled after its reshape (tf_keras) with its scale; a split
+    whose output is fetched stays a step. Against the unfused plan."""
+    m = _self_attention_model(order, sizes, fetch_split, query_scale)
     x = RNG.standard_normal((3, 5, 8)).astype(np.float32)
     plan = _check_plans(m, x, expect=["_Attention"])
     (att,) = [st for st in plan.steps if st.op == "_Attention"]
@@ -596,3 +612,5 @@ def test_self_attention_reads_its_projection_packed(order, sizes, fetch_split):
     if not fetch_split:
         assert att.attrs["packed"] == [[8 * order.index(r), 8 * order.index(r) + 8, 2, 4]
                                        for r in "qkv"] and att.attrs["merge"]
+        assert "Mul" not in ops and (float(att.attrs["q_scale"]) == np.float32(0.3)
+                                     if query_scale else "q_scale" not in att.attrs)

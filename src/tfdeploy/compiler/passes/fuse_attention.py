@@ -252,10 +252,13 @@ def _packed(flow: Dataflow, members: list[Step], ins: tuple, attrs: dict, out: i
         bounds = _split_bounds(flow, sp)
         shape = flow.shape(sp.ins[0])
         if bounds is not None and all(
-                flow.shape(r.outs[0][1]) == (*shape[:-1], *hd) and math.prod(hd) ==
-                bounds[i][1] - bounds[i][0] for _, i, r, hd in parts):
-            attrs["packed"] = [[*bounds[i], *hd] for _, i, _, hd in parts]
-            members = [sp, *(p[2] for p in parts), *members]
+                flow.shape(steps[0].outs[0][1]) == (*shape[:-1], *hd) and math.prod(hd) ==
+                bounds[i][1] - bounds[i][0] for _, i, steps, hd, _ in parts):
+            attrs["packed"] = [[*bounds[i], *hd] for _, i, _, hd, _ in parts]
+            for role, (*_, scale) in zip("qkv", parts):
+                if scale is not None:
+                    attrs[f"{role}_scale"] = scale
+            members = [sp, *(st for p in parts for st in p[2]), *members]
             ins = (sp.ins[0], *ins[3:])
     merge = flow.only_reader(out)
     shape = flow.shape(out)
@@ -272,17 +275,27 @@ def _static(shape) -> bool:
 
 
 def _head_part(flow: Dataflow, v: int):
-    """(the SplitV, its output index, the Reshape, its last two dims) when ``v`` is a
-    Reshape's result, read only by the attention, of a SplitV's output read only by it."""
+    """(the SplitV, its output index, [the Reshape, the Mul], the Reshape's last two dims, the
+    Mul's scale) when ``v`` is a Reshape's result, read only by the attention, of a SplitV's
+    output read only by it; or that result times a scalar constant (tf_keras scales its
+    query so), the Mul then read only by the attention."""
+    scale, steps = None, []
+    m = flow.step(v, "Mul")
+    if m is not None and len(m.ins) == 2 and flow.only_reader(v) is not None:
+        for k in (0, 1):
+            c = flow.const(m.ins[1 - k])
+            if c is not None and c.size == 1 and flow.const(m.ins[k]) is None:
+                scale, steps, v = c.reshape(()), [m], m.ins[k]
+                break
     r = flow.step(v, "Reshape")
     if r is None or flow.only_reader(v) is None or flow.only_reader(r.ins[0]) is not r:
         return None
     src = flow.producer.get(r.ins[0])
     shape = flow.shape(v)
     if src is None or src[0].op != "SplitV" or not builtin(src[0]) or not _static(shape) or \
-            len(shape) < 2:
+            len(shape) < 2 or (scale is not None and flow.shape(steps[0].outs[0][1]) != shape):
         return None
-    return src[0], src[1], r, tuple(shape[-2:])
+    return src[0], src[1], [r, *steps], tuple(shape[-2:]), scale
 
 
 def _split_bounds(flow: Dataflow, sp: Step) -> list | None:

@@ -249,7 +249,7 @@ def _Attention(q, k, v, *mask, q_perm, k_perm, v_perm, out_perm, scale=None, div
 @op("_Attention", internal=True, needs_context=True)
 def _attention_kernel(*, _ctx=None, q_perm, k_perm, v_perm, out_perm, scale=None, divisor=None,
                       masked_fill=None, mask_keeps: bool = True, packed=None,
-                      merge: bool = False):
+                      merge: bool = False, q_scale=None, k_scale=None, v_scale=None):
     """The ``_Attention`` kernel of one node (see :func:`_Attention`). Per input shapes seen,
     whether they take the plain path (float32/float64 alike, no mask, queries first, scores
     not empty) is decided once, and that path then runs without the keyword call, the dtype
@@ -257,14 +257,15 @@ def _attention_kernel(*, _ctx=None, q_perm, k_perm, v_perm, out_perm, scale=None
     batch 1: 15 -> 12.6 us).
 
     ``packed`` (``fuse_attention``): q, k and v are one input, a self-attention's projection,
-    each role its columns [start, stop) of the last axis viewed as (heads, width); ``merge``:
-    the result's last two axes made one (the heads merged)."""
+    each role its columns [start, stop) of the last axis viewed as (heads, width), times its
+    ``*_scale`` where given (tf_keras' query); ``merge``: the result's last two axes made one
+    (the heads merged)."""
     kw = dict(q_perm=q_perm, k_perm=k_perm, v_perm=v_perm, out_perm=out_perm, scale=scale,
               divisor=divisor, masked_fill=masked_fill, mask_keeps=mask_keeps)
     qp, kp, vp, op_ = (tuple(p) for p in (q_perm, k_perm, v_perm, out_perm))
     plain: dict = {}  # (q, k, v shapes) -> (dtype, scores' shape, n_keys) or None
     nd = np.ndarray
-    views = _role_views(packed) if packed else None
+    views = _role_views(packed, (q_scale, k_scale, v_scale)) if packed else None
 
     def _plain(q, k, v):
         dt = q.dtype
@@ -304,10 +305,23 @@ def _attention_kernel(*, _ctx=None, q_perm, k_perm, v_perm, out_perm, scale=None
     return Attention
 
 
-def _role_views(packed):
+def _role_views(packed, scales):
     """x -> (q, k, v): views of a packed input's columns (see ``_attention_kernel``); parts of
     one size and shape through one reshape of the last axis as (parts, heads, width) (0.6 us at
-    1 x 16 x 192, against 1.6 for three slices reshaped)."""
+    1 x 16 x 192, against 1.6 for three slices reshaped); a role with a scale (not None) is
+    its view times it."""
+    views = _plain_views(packed)
+    if all(s is None for s in scales):
+        return views
+    mul = np.multiply
+
+    def scaled(x):
+        return tuple(v if s is None else mul(v, s) for v, s in zip(views(x), scales))
+
+    return scaled
+
+
+def _plain_views(packed):
     size = packed[0][1] - packed[0][0]
     if all(b - a == size and (h, d) == tuple(packed[0][2:]) for a, b, h, d in packed) and \
             sorted(a for a, *_ in packed) == [0, size, 2 * size]:
