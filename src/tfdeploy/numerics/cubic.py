@@ -93,8 +93,8 @@ class CubicTable:
         np.floor(t, out=r)
         t -= r  # the position within the interval
         np.copyto(i, r, casting="unsafe")
-        np.take(self._rows if self._rows is not None else self.rows(), i, axis=0, out=c,
-                mode="clip")
+        # (the method: numpy's np.take wrapper costs a microsecond a call more)
+        (self._rows if self._rows is not None else self.rows()).take(i, 0, c, "clip")
         np.multiply(c[:, 3], t, out=r)
         r += c[:, 2]
         r *= t

@@ -154,7 +154,7 @@ def _rotary_kernel(*, _ctx=None, cos, sin, half: int, _fallback=None):
         if not ok:
             return _fallback(x)
         y = np.multiply(x, cos_t.like(x))
-        r = np.take(x, swap, axis=-1)  # (C-contiguous: x[..., swap] is laid out transposed)
+        r = x.take(swap, -1)  # (C-contiguous: x[..., swap] is laid out transposed)
         np.multiply(r, sin_t.like(r), out=r)
         return np.add(y, r, out=y)
 
