@@ -412,6 +412,38 @@ def test_constant_table_gather_and_reshape(dt):
         m2(np.zeros((2, 2), np.float32))
 
 
+def test_constant_transpose_and_expand_dims():
+    """Transpose by a constant perm (a negative entry too) and ExpandDims at a constant axis
+    run as specialized kernels (the perm and axis resolved once per input rank): the generic
+    kernels' values on inputs of two shapes and of no values, outputs the caller's own, and
+    their errors naming the node (a perm of another rank, an axis out of range)."""
+    m = model_of([placeholder("x", "float32", None), const("perm", np.array([0, -1, 1],
+                                                                             np.int32)),
+                  const("axis", np.int32(-2)),
+                  Node("t", "Transpose", ["x", "perm"], {"T": "float32", "Tperm": "int32"}),
+                  Node("e", "ExpandDims", ["t", "axis"], {"T": "float32", "Tdim": "int32"})],
+                 ["x"], ["e"])
+    x = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    plan = m.plan(x)
+    assert [st.kernel.__qualname__ for st in plan.steps] == [
+        "_transpose.<locals>.Transpose", "_expand_dims.<locals>.ExpandDims"]
+    for v in (x, np.ones((1, 5, 2), np.float32), np.zeros((3, 0, 2), np.float32)):
+        got = m(v)
+        np.testing.assert_array_equal(got, np.expand_dims(np.transpose(v, (0, 2, 1)), -2))
+        assert got.shape == (v.shape[0], v.shape[2], 1, v.shape[1])
+        assert got.flags.writeable and not np.shares_memory(got, v)
+    with pytest.raises(td.ExecutionError, match=r"node 't' \(Transpose\).*perm \[0, -1, 1\] "
+                       r"is not a permutation of the 2 dims"):
+        m(np.zeros((2, 2), np.float32))
+    m2 = model_of([placeholder("x", "float32", None), const("axis", np.int32(3)),
+                   Node("e", "ExpandDims", ["x", "axis"], {"T": "float32", "Tdim": "int32"})],
+                  ["x"], ["e"])
+    assert m2(x).shape == (2, 3, 4, 1)
+    with pytest.raises(td.ExecutionError, match=r"node 'e' \(ExpandDims\).*axis 3 out of "
+                       r"range for rank 2"):
+        m2(np.zeros((2, 2), np.float32))
+
+
 @pytest.mark.parametrize("dt", [np.int32, np.int64])
 def test_keras_embedding_lookup_is_one_wrapped_take(dt):
     """Keras 3 Embedding's ``GatherV2(table, where(i < 0, i + n, i))`` runs as one
