@@ -350,8 +350,9 @@ def test_mixed_float16_transformer_runs_in_float32(causal):
 @pytest.mark.tf
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast")  # (TF: its -1e9 mask)
 def test_mixed_float16_llama_fused_steps_join_the_region():
-    """A mixed_float16 Llama-style model (``benchmarks/arch.py``): its rotary embeddings and
-    attention, fused from float16 ops before half_region, compute in float32 and round once;
+    """A mixed_float16 Llama-style model (``benchmarks/arch.py``): its rotary embeddings,
+    attention and SwiGLU, fused from float16 ops before half_region, compute in float32 and
+    round once;
     the only float16 step left is the copy of the float16 logits, and the results are TF's to
     float16 rounding."""
     keras = pytest.importorskip("keras")
@@ -371,8 +372,8 @@ def test_mixed_float16_llama_fused_steps_join_the_region():
     want = np.asarray(model(x, training=False)).astype(np.float32)
     m = td.convert(model, check_data=False)
     plan = m.plan(x)
-    fused = [st for st in plan.steps if st.op in ("_Rotary", "_Attention")]
-    assert {st.op for st in fused} == {"_Rotary", "_Attention"}
+    fused = [st for st in plan.steps if st.op in ("_Rotary", "_Attention", "_Gated")]
+    assert {st.op for st in fused} == {"_Rotary", "_Attention", "_Gated"}
     for st in fused:
         assert not any(getattr(a, "dtype", None) == np.float16 for a in st.attrs.values())
     ops = [st.op for st in plan.steps]

@@ -222,3 +222,24 @@ def rewrite_each(plan: Plan, op: str, match) -> Plan:
         at[k] = m[1]
     splice(plan, drop, at)
     return plan
+
+
+def static_shape(shape) -> bool:
+    """``shape`` is known in full (no unknown dims)."""
+    return shape is not None and all(isinstance(d, int) and d >= 0 for d in shape)
+
+
+def split_bounds(flow: Dataflow, sp: Step) -> list | None:
+    """A SplitV's [start, stop) per output along its input's last axis (its shape, sizes and
+    axis known), or None."""
+    shape, sizes, axis = flow.shape(sp.ins[0]), flow.const(sp.ins[1]), flow.scalar(sp.ins[2])
+    if not static_shape(shape) or not shape or sizes is None or axis is None or \
+            int(axis) % len(shape) != len(shape) - 1 or sizes.ndim != 1:
+        return None
+    sizes = [int(n) for n in sizes]
+    if sizes.count(-1) == 1:
+        sizes[sizes.index(-1)] = shape[-1] - sum(sizes) - 1
+    if any(n < 0 for n in sizes) or sum(sizes) != shape[-1]:
+        return None
+    starts = [sum(sizes[:k]) for k in range(len(sizes))]
+    return [[a, a + n] for a, n in zip(starts, sizes)]

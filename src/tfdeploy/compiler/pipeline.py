@@ -2,8 +2,8 @@
 
     select -> specialize -> fold -> fuse_rnn -> project_inputs -> transposed_as_conv
            -> pad_into_conv -> atrous -> upsample_into_conv -> simplify
-           -> fuse_projections -> fuse_norm -> fuse_gelu -> fuse_rotary -> fuse_attention
-           -> half_region -> sink_moves -> fuse_conv
+           -> fuse_projections -> fuse_norm -> fuse_gelu -> fuse_gated -> fuse_rotary
+           -> fuse_attention -> half_region -> sink_moves -> fuse_conv
            -> scale_into_conv -> fuse_half -> merge_unrolled -> pool_into_chain -> licm
            -> liveness -> lower -> codegen
 
@@ -25,6 +25,7 @@ from tfdeploy.compiler.passes import (
     fold,
     fuse_attention,
     fuse_conv,
+    fuse_gated,
     fuse_gelu,
     fuse_half,
     fuse_norm,
@@ -68,6 +69,7 @@ PASSES: list[tuple[str, Callable, bool]] = [
     ("fuse_projections", fuse_projections.run, True),
     ("fuse_norm", fuse_norm.run, True),
     ("fuse_gelu", fuse_gelu.run, True),
+    ("fuse_gated", fuse_gated.run, True),
     ("fuse_rotary", fuse_rotary.run, True),
     ("fuse_attention", fuse_attention.run, True),
     ("half_region", half_region.run, True),

@@ -34,7 +34,15 @@ from __future__ import annotations
 
 import math
 
-from tfdeploy.compiler.patterns import Dataflow, builtin, fused_step, plain_cast, replace
+from tfdeploy.compiler.patterns import (
+    Dataflow,
+    builtin,
+    fused_step,
+    plain_cast,
+    replace,
+    split_bounds,
+    static_shape,
+)
 from tfdeploy.compiler.plan import Plan, Step
 
 
@@ -249,7 +257,7 @@ def _packed(flow: Dataflow, members: list[Step], ins: tuple, attrs: dict, out: i
     if None not in parts and len({p[0] for p in parts}) == 1 and \
             len({p[1] for p in parts}) == 3 and len(parts[0][0].outs) == 3:
         sp = parts[0][0]
-        bounds = _split_bounds(flow, sp)
+        bounds = split_bounds(flow, sp)
         shape = flow.shape(sp.ins[0])
         if bounds is not None and all(
                 flow.shape(steps[0].outs[0][1]) == (*shape[:-1], *hd) and math.prod(hd) ==
@@ -263,15 +271,11 @@ def _packed(flow: Dataflow, members: list[Step], ins: tuple, attrs: dict, out: i
     merge = flow.only_reader(out)
     shape = flow.shape(out)
     if merge is not None and merge.op == "Reshape" and builtin(merge) and \
-            merge.ins[0] == out and _static(shape) and len(shape) >= 2 and \
+            merge.ins[0] == out and static_shape(shape) and len(shape) >= 2 and \
             flow.shape(merge.outs[0][1]) == (*shape[:-2], shape[-2] * shape[-1]):
         attrs["merge"] = True
         members, out = [*members, merge], merge.outs[0][1]
     return members, ins, out
-
-
-def _static(shape) -> bool:
-    return shape is not None and all(isinstance(d, int) and d >= 0 for d in shape)
 
 
 def _head_part(flow: Dataflow, v: int):
@@ -292,22 +296,7 @@ def _head_part(flow: Dataflow, v: int):
         return None
     src = flow.producer.get(r.ins[0])
     shape = flow.shape(v)
-    if src is None or src[0].op != "SplitV" or not builtin(src[0]) or not _static(shape) or \
+    if src is None or src[0].op != "SplitV" or not builtin(src[0]) or not static_shape(shape) or \
             len(shape) < 2 or (scale is not None and flow.shape(steps[0].outs[0][1]) != shape):
         return None
     return src[0], src[1], [r, *steps], tuple(shape[-2:]), scale
-
-
-def _split_bounds(flow: Dataflow, sp: Step) -> list | None:
-    """A SplitV's [start, stop) per output along its input's last axis (static), or None."""
-    shape, sizes, axis = flow.shape(sp.ins[0]), flow.const(sp.ins[1]), flow.scalar(sp.ins[2])
-    if not _static(shape) or not shape or sizes is None or axis is None or \
-            int(axis) % len(shape) != len(shape) - 1 or sizes.ndim != 1:
-        return None
-    sizes = [int(n) for n in sizes]
-    if sizes.count(-1) == 1:
-        sizes[sizes.index(-1)] = shape[-1] - sum(sizes) - 1
-    if any(n < 0 for n in sizes) or sum(sizes) != shape[-1]:
-        return None
-    starts = [sum(sizes[:k]) for k in range(len(sizes))]
-    return [[a, a + n] for a, n in zip(starts, sizes)]

@@ -89,7 +89,7 @@ _REDUCTIONS = {"Mean": (0,), "Sum": (0,)}
 #: (their float16 constants made float32, exactly), then round once: the positions of their
 #: float16 inputs (an attention's other input is a mask: float16 or boolean; a packed one's
 #: q, k and v are its input 0)
-_FUSED = {"_Rotary": (0,), "_Attention": (0, 1, 2), "_Gelu": (0,)}
+_FUSED = {"_Rotary": (0,), "_Attention": (0, 1, 2), "_Gelu": (0,), "_Gated": (0,)}
 
 
 def _member(st: Step, half: set[int]) -> bool:

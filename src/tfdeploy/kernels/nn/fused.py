@@ -469,6 +469,35 @@ class _PooledChain:
         return f"<fused kernel {self.name}>"
 
 
+@op("_Gated", internal=True, needs_context=True)
+def _Gated(*, _ctx=None, act: str, arg=None, gate, up, _fallback=None):
+    """A gated activation (``compiler/passes/fuse_gated.py``): ``act(x[..., gate]) *
+    x[..., up]``, ``gate`` and ``up`` the [start, stop) columns of x's last axis; ``act``
+    "swish" (``arg``: its beta or None) or "gelu" (``arg``: its form), computed as the fused
+    chains' epilogue computes it (:func:`epilogue_op`). The gate's columns are copied once
+    into the result, which the activation and the product by the up columns then update in
+    place. Other dtypes than float32/float64 run the unfused steps (``_fallback``)."""
+    (g0, g1), (u0, u1) = gate, up
+    gs, us = (..., slice(g0, g1)), (..., slice(u0, u1))
+    fns: dict = {}  # dtype -> the activation, in place
+    nd, width = np.ndarray, max(g1, u1)
+
+    def Gated(x):
+        f = fns.get(x.dtype) if x.__class__ is nd and x.ndim and x.shape[-1] >= width \
+            else None
+        if f is None:
+            if x.__class__ is not nd or x.dtype not in _FLOATS or not x.ndim or \
+                    x.shape[-1] < width:
+                return _fallback(x)
+            f = fns[x.dtype] = epilogue_op(act, x.dtype, arg)
+        y = output(x.shape[:-1] + (g1 - g0,), x.dtype)
+        np.copyto(y, x[gs])
+        f(y, ())
+        return np.multiply(y, x[us], out=y)
+
+    return Gated
+
+
 @op("_FusedChain", internal=True, needs_context=True)
 def _FusedChain(*, _ctx, core: str, core_attrs: dict, weight: np.ndarray, epilogue: list,
                 channels: int = 0, scaled: bool = False, dtype: str | None = None,
