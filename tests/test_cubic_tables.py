@@ -93,3 +93,27 @@ def test_table_rows_and_arguments():
     np.testing.assert_allclose(out[1:6], (y[1:6] / 2) ** 2, rtol=1e-6, atol=1e-7)
     with pytest.raises(ValueError):
         cubic.CubicTable(abs, 0, 1, 3, 0, 0)
+
+
+@pytest.mark.parametrize("n", [cubic.BLOCK + 256, cubic.BLOCK + cubic.BLOCK // 4,
+                               2 * cubic.BLOCK + 100, 3 * cubic.BLOCK - 7])
+def test_blocks_and_a_short_remainder(n, monkeypatch):
+    """Arrays of more than a block go in blocks, a remainder under a quarter block joining the
+    last one (one block fewer): every value's result is its own, whatever the blocks, the same
+    as in a call of its own."""
+    calls = []
+    evaluate = cubic.CubicTable.evaluate
+
+    def counted(self, x, *args):
+        calls.append(x.size)
+        return evaluate(self, x, *args)
+
+    monkeypatch.setattr(cubic.CubicTable, "evaluate", counted)
+    x = (RNG.standard_normal(n) * 3).astype(np.float32)
+    got = Erfc(x)
+    full, rem = divmod(n, cubic.BLOCK)
+    want_blocks = full + (rem >= cubic.BLOCK // 4) if full else 1
+    assert len(calls) == want_blocks and sum(calls) == n, calls
+    assert max(calls) < cubic.BLOCK + cubic.BLOCK // 4
+    np.testing.assert_array_equal(got[::97], np.concatenate([Erfc(x[i:i + 1])
+                                                             for i in range(0, n, 97)]))
