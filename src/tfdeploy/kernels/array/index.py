@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from tfdeploy.kernels.common import normalize_axis, np_dtype, op, specializer
 from tfdeploy.runtime.limits import check_array
 
+_min, _max = np.minimum.reduce, np.maximum.reduce  # (ndarray.min/max: numpy's Python wrappers)
+
 
 def _check_range(indices: np.ndarray, size: int, what: str) -> None:
-    if indices.size and (indices.min() < 0 or indices.max() >= size):
+    if indices.size and (_min(indices, None) < 0 or _max(indices, None) >= size):
         bad = indices[(indices < 0) | (indices >= size)].reshape(-1)[0]
         raise ValueError(f"{what}: index {bad} is not in [0, {size})")
 
@@ -27,12 +31,13 @@ def _gather(params, indices, axis: int, batch_dims: int):
                          f"{list(indices.shape)}")
     _check_range(indices, params.shape[axis], "GatherV2")
     bshape = params.shape[:batch_dims]
-    nb = int(np.prod(bshape, dtype=np.int64))
+    nb = math.prod(bshape)
     p = params.reshape((nb,) + params.shape[batch_dims:])
     ix = indices.reshape((nb,) + indices.shape[batch_dims:])
     a = axis - batch_dims + 1  # the gathered axis in p
     mid = a - 1  # dims between the batch dims and the gathered axis
-    p = np.moveaxis(p, a, 1)  # [nb, P, mid..., rest...]
+    if a != 1:
+        p = np.moveaxis(p, a, 1)  # [nb, P, mid..., rest...]
     rows = np.arange(nb).reshape((nb,) + (1,) * (ix.ndim - 1))
     g = p[rows, ix]  # [nb, idx..., mid..., rest...]
     ni = ix.ndim - 1

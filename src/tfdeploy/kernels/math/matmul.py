@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -111,7 +112,7 @@ def _einsum_matmul(plan, x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
     if b.shape[:nb] != bs or b.shape[nb:nb + nc] != cs:
         return None
     rs = b.shape[nb + nc:]
-    m, k, n = (int(np.prod(s, dtype=np.int64)) for s in (ls, cs, rs))
+    m, k, n = math.prod(ls), math.prod(cs), math.prod(rs)  # (np.prod: its Python wrapper)
     r = np.matmul(a.reshape(bs + (m, k)), b.reshape(bs + (k, n)))
     return r.reshape(bs + ls + rs).transpose(pc)
 
