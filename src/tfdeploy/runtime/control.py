@@ -189,7 +189,7 @@ class Loop:
                         return None
                     if c.shape != (size,) or c.dtype != np.bool_:
                         return None
-                stop = np.flatnonzero(~c)
+                stop = (~c).nonzero()[0]  # (c: 1-D; np.flatnonzero's wrappers cost ~5 us)
                 n = int(stop[0]) if stop.size else size
                 if not t and len(self._first) < _FIRST_KEPT:
                     for v in vecs:  # (the body reads views of them: never written)

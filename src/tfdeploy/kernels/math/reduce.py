@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -26,6 +27,14 @@ def Sum(input, axis, *, keep_dims=False):
     return as_array(np.sum(input, axis=axes, dtype=input.dtype, keepdims=keep_dims))
 
 
+@functools.lru_cache(maxsize=64)
+def _ones(n: int, dtype: np.dtype) -> np.ndarray:
+    """A read-only (1, n) row of ones of ``dtype`` (made once per size)."""
+    r = np.ones((1, n), dtype)
+    r.setflags(write=False)
+    return r
+
+
 def _inner_run_sum(x: np.ndarray, axes, keep_dims: bool) -> np.ndarray | None:
     """The sum of float32/float64 ``x`` over a run of consecutive axes that are not the last
     (a global average pool over H, W of NHWC) as a matmul by ones, or None. numpy reduces
@@ -40,7 +49,7 @@ def _inner_run_sum(x: np.ndarray, axes, keep_dims: bool) -> np.ndarray | None:
     post = math.prod(shape[a[-1] + 1:])
     if red < 2 or post < 2:
         return None
-    r = np.matmul(np.ones((1, red), x.dtype), x.reshape(pre, red, post))
+    r = np.matmul(_ones(red, x.dtype), x.reshape(pre, red, post))
     out = shape[:a[0]] + ((1,) * len(a) if keep_dims else ()) + shape[a[-1] + 1:]
     return r.reshape(out)
 
@@ -91,6 +100,8 @@ def _minmax(fn, x, axis, keep_dims, largest_identity):
 
 
 def _minmax_checked(fn, x, axes, keep_dims, largest_identity):
+    # (fn: np.maximum.reduce or np.minimum.reduce, not np.max/np.min: their Python wrappers
+    # cost ~3 us a call, a global max pool's whole time at batch 1)
     if x.size == 0:
         return as_array(fn(x, axis=axes, keepdims=keep_dims,
                        initial=_identity(x.dtype, largest_identity)))
@@ -100,13 +111,13 @@ def _minmax_checked(fn, x, axes, keep_dims, largest_identity):
 @op("Max")
 def Max(input, axis, *, keep_dims=False):
     """Max: the maximum over ``axis`` (NaN if any is NaN; empty: -inf or the integer minimum)."""
-    return _minmax(np.max, input, axis, keep_dims, False)
+    return _minmax(np.maximum.reduce, input, axis, keep_dims, False)
 
 
 @op("Min")
 def Min(input, axis, *, keep_dims=False):
     """Min: the minimum over ``axis`` (NaN if any is NaN; empty: inf or the integer maximum)."""
-    return _minmax(np.min, input, axis, keep_dims, True)
+    return _minmax(np.minimum.reduce, input, axis, keep_dims, True)
 
 
 @op("Prod")

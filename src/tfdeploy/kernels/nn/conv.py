@@ -382,7 +382,7 @@ def _patches(xp, ks, strides, dilations, outs, channel_major: bool) -> np.ndarra
     if channel_major and strides[-1] == 1 and dilations[-1] == 1:
         xc = scratch("conv_channels_first", xp.size, xp.dtype).reshape(
             (c,) + xp.shape[:-1])
-        np.copyto(xc, np.moveaxis(xp, -1, 0))
+        np.copyto(xc, xp.transpose((xp.ndim - 1, *range(xp.ndim - 1))))  # (np.moveaxis's wrapper)
         sc = xc.strides
         return strided(xc, (*ks, c, n, *outs),
                        (*(sc[2 + i] * dilations[i] for i in range(nsp)), sc[0], sc[1],

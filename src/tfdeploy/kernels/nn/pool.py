@@ -144,6 +144,7 @@ def _depth_max(x, axis: int, k: int) -> np.ndarray:
     return out
 
 
+@functools.lru_cache(maxsize=16)
 def _finfo(dt: np.dtype):
     if low_precision(dt):
         import ml_dtypes

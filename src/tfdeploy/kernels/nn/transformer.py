@@ -219,7 +219,8 @@ def _Attention(q, k, v, *mask, q_perm, k_perm, v_perm, out_perm, scale=None, div
                          mask_keeps=mask_keeps)
         return out.astype(low)
     qt, kt = q.transpose(q_perm), k.transpose(k_perm)
-    lead = np.broadcast_shapes(qt.shape[:-2], kt.shape[:-2])
+    lead = qt.shape[:-2] if qt.shape[:-2] == kt.shape[:-2] else \
+        np.broadcast_shapes(qt.shape[:-2], kt.shape[:-2])
     n_q, n_keys = qt.shape[-2], kt.shape[-1]
     if n_q * n_keys * math.prod(lead[1:]) >= KEYS_FIRST and \
             qt.shape[-1] == kt.shape[-2] and qt.size and kt.size:
