@@ -165,7 +165,10 @@ per op type, a fused step under the ops it replaces, and the slowest nodes. Inpu
 `--batch N` (zeros, the first unknown dim of each input N) or `--input` files. `--threads N` sets
 tfdeploy's threads (`td.setup(threads=N)`; default the CPUs the process may use); BLAS runs
 one thread unless its environment variables say otherwise. For kernel timings without other
-processes in the way, pin it: `taskset -c 0 tfdeploy profile ... --threads 1`.
+processes in the way, pin it: `taskset -c 0 tfdeploy profile ... --threads 1`. Each timed
+step costs about a microsecond more than in a plain call (its timer and wrapper): steps of a
+few microseconds look costlier than they are, so judge a change to them end to end
+(`tfdeploy bench`, or two processes timed in turn), not by their profile.
 """
 GRAPH = """
 `.html`: one self-contained page (inline script and style, works offline): drag to pan, wheel
