@@ -166,7 +166,7 @@ per op type, a fused step under the ops it replaces, and the slowest nodes. Inpu
 tfdeploy's threads (`td.setup(threads=N)`; default the CPUs the process may use); BLAS runs
 one thread unless its environment variables say otherwise. For kernel timings without other
 processes in the way, pin it: `taskset -c 0 tfdeploy profile ... --threads 1`. Each timed
-step costs about a microsecond more than in a plain call (its timer and wrapper): steps of a
+step costs up to a microsecond more than in a plain call (its timer and wrapper): steps of a
 few microseconds look costlier than they are, so judge a change to them end to end
 (`tfdeploy bench`, or two processes timed in turn), not by their profile.
 """
