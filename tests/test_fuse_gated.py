@@ -111,30 +111,57 @@ def test_gated_kernel_edges():
     assert k(np.zeros((2, 5))) == "fallback"  # (narrower than the columns: the ops' error)
 
 
+def _moe_model(reshape_up=True, tail=(2, 3)):
+    """A mixture of experts' gated layer: one product [8, 14] cut into gate (6), up (6) and a
+    router's logits (2, its softmax fetched too), gate and up reshaped to [..., *tail]
+    (``reshape_up``: the up part too)."""
+    w = RNG.standard_normal((8, 14)).astype(np.float32)
+    i32 = np.int32
+    nodes = [placeholder("x", "float32", [None, 8]), const("w", w),
+             Node("p", "MatMul", ["x", "w"], F),
+             const("sizes", np.array([6, 6, 2], i32)), const("ax", i32(-1)),
+             Node("sp", "SplitV", ["p", "sizes", "ax"], dict(F, num_split=3, Tlen="int32")),
+             const("gs", np.array([-1, *tail], i32)), const("us", np.array([-1, *tail], i32)),
+             Node("g", "Reshape", ["sp", "gs"], dict(F, Tshape="int32")),
+             Node("s", "Sigmoid", ["g"], F), Node("a", "Mul", ["g", "s"], F)]
+    if reshape_up:
+        nodes += [Node("u", "Reshape", ["sp:1", "us"], dict(F, Tshape="int32")),
+                  Node("y", "Mul", ["a", "u"], F)]
+    else:
+        nodes += [Node("y", "Mul", ["a", "sp:1"], F)]
+    nodes += [Node("r", "Softmax", ["sp:2"], F)]
+    return model_of(nodes, ["x"], ["y", "r"])
+
+
+def test_mixture_of_experts_gate_through_reshapes():
+    """A mixture of experts' gated layer: gate and up reshaped alike to [..., experts, width]
+    join the _Gated step (its ``tail``), the split kept for the router's part; the unfused
+    plan's values, at two batch sizes."""
+    m = _moe_model()
+    for b in (1, 5):
+        x = RNG.standard_normal((b, 8)).astype(np.float32)
+        plan = m.plan(x)
+        ops = _ops(plan)
+        assert ops.count("_Gated") == 1 and "SplitV" in ops and \
+            not {"Sigmoid", "Reshape", "Mul"} & set(ops), ops
+        (st,) = [s for s in plan.steps if s.op == "_Gated"]
+        assert st.attrs["tail"] == [2, 3] and st.attrs["gate"] == [0, 6]
+        for g, w in zip(plan.run((x,)), m.plan(x, optimize=False).run((x,))):
+            assert g.shape == w.shape
+            np.testing.assert_allclose(g, w, rtol=2e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("case", ["fetched_gate", "fetched_sigmoid", "up_read_twice",
-                                  "vector_beta", "sigmoid_of_up", "three_parts"])
+                                  "vector_beta", "sigmoid_of_up"])
 def test_gated_not_taken(case):
     """Left unfused: a gate, or the sigmoid, that is also fetched; an up part another step
-    reads too; a beta that is not a scalar; a sigmoid of the other part (not a gated swish);
-    a split into three."""
-    if case == "three_parts":
-        w = RNG.standard_normal((8, 12)).astype(np.float32)
-        m = model_of([placeholder("x", "float32", [None, 8]), const("w", w),
-                      Node("p", "MatMul", ["x", "w"], F),
-                      const("sizes", np.array([4, 4, 4], np.int32)), const("ax", np.int32(-1)),
-                      Node("sp", "SplitV", ["p", "sizes", "ax"],
-                           dict(F, num_split=3, Tlen="int32")),
-                      Node("s", "Sigmoid", ["sp"], F), Node("a", "Mul", ["sp", "s"], F),
-                      Node("y", "Mul", ["a", "sp:1"], F), Node("z", "AddV2", ["y", "sp:2"], F)],
-                     ["x"], ["z"])
-        x = RNG.standard_normal((2, 8)).astype(np.float32)
-    else:
-        m = {"fetched_gate": lambda: _gated_model(fetch="sp"),
-             "fetched_sigmoid": lambda: _gated_model(fetch="s"),
-             "up_read_twice": lambda: _gated_model(up_again=True),
-             "vector_beta": lambda: _gated_model(beta=np.full(6, 1.5, np.float32)),
-             "sigmoid_of_up": lambda: _gated_model("sigmoid_only")}[case]()
-        x = RNG.standard_normal((2, 4, 8)).astype(np.float32)
+    reads too; a beta that is not a scalar; a sigmoid of the other part (not a gated swish)."""
+    m = {"fetched_gate": lambda: _gated_model(fetch="sp"),
+         "fetched_sigmoid": lambda: _gated_model(fetch="s"),
+         "up_read_twice": lambda: _gated_model(up_again=True),
+         "vector_beta": lambda: _gated_model(beta=np.full(6, 1.5, np.float32)),
+         "sigmoid_of_up": lambda: _gated_model("sigmoid_only")}[case]()
+    x = RNG.standard_normal((2, 4, 8)).astype(np.float32)
     plan = m.plan(x)
     assert "_Gated" not in _ops(plan), _ops(plan)
     for g, w in zip(plan.run((x,)), m.plan(x, optimize=False).run((x,))):

@@ -9,14 +9,18 @@ the gate's columns copied once into the result, the activation in place (the fus
 own: ``kernels/nn/fused.py``'s epilogue ops, swish as ``g / (1 + 2 ** (-beta log2(e) g))``),
 then the up columns multiplied in.
 
-Taken: a SplitV (or a Split in two: Keras' ``ops.split``) of a value into two parts along its
-last axis (the shape known), one read
-only by the activation (and, for swish, by its final Mul), the other only by the final Mul;
-swish's beta a scalar constant (or none: ``g * sigmoid(g)``). The fused step keeps the steps
-it replaces as its fallback (another dtype than float32/float64).
+Taken: a SplitV (or a Split in two: Keras' ``ops.split``) of a value along its last axis (the
+shape known), one part read only by the activation (and, for swish, by its final Mul), another
+of the same width only by the final Mul, each directly or through a Reshape of its last axis
+(to the same shape: a mixture of experts' [..., experts x width] as [..., experts, width]); a third
+part read elsewhere (a router's logits) keeps the split a step. Swish's beta a scalar constant
+(or none: ``g * sigmoid(g)``). The fused step keeps the steps it replaces as its fallback
+(another dtype than float32/float64).
 """
 
 from __future__ import annotations
+
+import math
 
 from tfdeploy.compiler.patterns import (
     Dataflow,
@@ -81,26 +85,58 @@ def _halves(flow: Dataflow, sp: Step):
     return sp.ins[1], [[0, n], [n, 2 * n]]
 
 
+def _reshaped(flow: Dataflow, v: int):
+    """(the Reshape reading ``v`` and nothing else reading it, its result) when there is one,
+    else (None, v)."""
+    r = flow.only_reader(v)
+    if r is not None and r.op == "Reshape" and builtin(r) and r.ins[0] == v and \
+            static_shape(flow.shape(r.outs[0][1])):
+        return r, r.outs[0][1]
+    return None, v
+
+
 def _gated(flow: Dataflow, sp: Step):
     """(members, input, attrs, output) of the gated activation after a split ``sp``, or
-    None."""
-    if not builtin(sp) or [i for i, _ in sp.outs] != [0, 1]:
+    None. Each part may go through a Reshape splitting its last axis (a mixture of experts'
+    [..., experts x width] as [..., experts, width]), both the same; the split stays a step
+    when another of its parts is read elsewhere (a router's logits)."""
+    if not builtin(sp):
         return None
     x, bounds = _halves(flow, sp) or (None, None)
-    if bounds is None or len(bounds) != 2:
+    outs = dict(sp.outs)
+    if bounds is None or len(outs) != len(sp.outs) or len(outs) < 2:
         return None
-    for gi, ui in ((0, 1), (1, 0)):
-        g, u = sp.outs[gi][1], sp.outs[ui][1]
+    lead = flow.shape(x)[:-1]
+    for gi in outs:
+        rg, g = _reshaped(flow, outs[gi])
         act = _activation(flow, g)
         if act is None:
             continue
         members, kind, arg, a = act
         last = flow.only_reader(a)
-        if not _op(last, "Mul") or sorted(last.ins) != sorted((a, u)) or a == u or \
-                flow.only_reader(u) is not last:
+        if not _op(last, "Mul"):
+            continue
+        ui = next((i for i in outs if i != gi and _reshaped(flow, outs[i])[1] in last.ins and
+                   _reshaped(flow, outs[i])[1] != a), None)
+        if ui is None:
+            continue
+        ru, u = _reshaped(flow, outs[ui])
+        (g0, g1), (u0, u1) = bounds[gi], bounds[ui]
+        shape = flow.shape(g)
+        if sorted(last.ins) != sorted((a, u)) or flow.only_reader(u) is not last or \
+                g1 - g0 != u1 - u0 or shape is None or shape != flow.shape(u) or \
+                tuple(shape[:len(lead)]) != lead:
+            continue
+        tail = tuple(shape[len(lead):])
+        if not tail or math.prod(tail) != g1 - g0:
             continue
         attrs = {"act": kind, "arg": arg, "gate": bounds[gi], "up": bounds[ui]}
-        return [sp, *members, last], x, attrs, last.outs[0][1]
+        if tail != (g1 - g0,):
+            attrs["tail"] = list(tail)
+        whole = len(outs) == 2
+        steps = [*([sp] if whole else []), *(r for r in (rg, ru) if r is not None), *members,
+                 last]
+        return steps, x, attrs, last.outs[0][1]
     return None
 
 

@@ -470,9 +470,10 @@ class _PooledChain:
 
 
 @op("_Gated", internal=True, needs_context=True)
-def _Gated(*, _ctx=None, act: str, arg=None, gate, up, _fallback=None):
+def _Gated(*, _ctx=None, act: str, arg=None, gate, up, tail=None, _fallback=None):
     """A gated activation (``compiler/passes/fuse_gated.py``): ``act(x[..., gate]) *
-    x[..., up]``, ``gate`` and ``up`` the [start, stop) columns of x's last axis; ``act``
+    x[..., up]``, ``gate`` and ``up`` the [start, stop) columns of x's last axis (each viewed
+    as ``tail``, when given: the parts' last axis split); ``act``
     "swish" (``arg``: its beta or None) or "gelu" (``arg``: its form), computed as the fused
     chains' epilogue computes it (:func:`epilogue_op`). The gate's columns are copied once
     into the result, which the activation and the product by the up columns then update in
@@ -481,6 +482,7 @@ def _Gated(*, _ctx=None, act: str, arg=None, gate, up, _fallback=None):
     gs, us = (..., slice(g0, g1)), (..., slice(u0, u1))
     fns: dict = {}  # dtype -> the activation, in place
     nd, width = np.ndarray, max(g1, u1)
+    tail = (g1 - g0,) if tail is None else tuple(tail)
 
     def Gated(x):
         f = fns.get(x.dtype) if x.__class__ is nd and x.ndim and x.shape[-1] >= width \
@@ -490,10 +492,11 @@ def _Gated(*, _ctx=None, act: str, arg=None, gate, up, _fallback=None):
                     x.shape[-1] < width:
                 return _fallback(x)
             f = fns[x.dtype] = epilogue_op(act, x.dtype, arg)
-        y = output(x.shape[:-1] + (g1 - g0,), x.dtype)
-        np.copyto(y, x[gs])
+        lead = x.shape[:-1]
+        y = output(lead + tail, x.dtype)
+        np.copyto(y, x[gs].reshape(lead + tail))
         f(y, ())
-        return np.multiply(y, x[us], out=y)
+        return np.multiply(y, x[us].reshape(lead + tail), out=y)
 
     return Gated
 
