@@ -107,8 +107,9 @@ def _gated(flow: Dataflow, sp: Step):
     if bounds is None or len(outs) != len(sp.outs) or len(outs) < 2:
         return None
     lead = flow.shape(x)[:-1]
+    parts = {i: _reshaped(flow, v) for i, v in outs.items()}  # index -> (Reshape, value)
     for gi in outs:
-        rg, g = _reshaped(flow, outs[gi])
+        rg, g = parts[gi]
         act = _activation(flow, g)
         if act is None:
             continue
@@ -116,11 +117,11 @@ def _gated(flow: Dataflow, sp: Step):
         last = flow.only_reader(a)
         if not _op(last, "Mul"):
             continue
-        ui = next((i for i in outs if i != gi and _reshaped(flow, outs[i])[1] in last.ins and
-                   _reshaped(flow, outs[i])[1] != a), None)
+        ui = next((i for i in outs if i != gi and parts[i][1] in last.ins and
+                   parts[i][1] != a), None)
         if ui is None:
             continue
-        ru, u = _reshaped(flow, outs[ui])
+        ru, u = parts[ui]
         (g0, g1), (u0, u1) = bounds[gi], bounds[ui]
         shape = flow.shape(g)
         if sorted(last.ins) != sorted((a, u)) or flow.only_reader(u) is not last or \

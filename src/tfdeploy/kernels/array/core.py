@@ -759,10 +759,10 @@ def _transpose(consts):
     perms: dict[int, tuple] = {}  # rank -> perm with negative entries resolved
 
     def Transpose(x):
-        q = perms.get(x.ndim) if x.__class__ is np.ndarray else None
+        if x.__class__ is not np.ndarray:
+            return transpose(x, perm)
+        q = perms.get(x.ndim)
         if q is None:
-            if x.__class__ is not np.ndarray:
-                return transpose(x, perm)
             n = x.ndim
             q = tuple(d + n if -n <= d < 0 else d for d in p)
             if sorted(q) != list(range(n)):
@@ -784,11 +784,13 @@ def _expand_dims(consts):
     spots: dict[int, int] = {}  # rank -> where the new dim goes
 
     def ExpandDims(input):
-        k = spots.get(input.ndim) if input.__class__ is np.ndarray else None
+        if input.__class__ is not np.ndarray:
+            return expand_dims(input, axis)
+        k = spots.get(input.ndim)
         if k is None:
-            n = input.ndim if input.__class__ is np.ndarray else -2
+            n = input.ndim
             if not -n - 1 <= a <= n:
-                return expand_dims(input, axis)  # (its error, or a non-array input)
+                return expand_dims(input, axis)  # (its error)
             k = spots[n] = a + n + 1 if a < 0 else a
         s = input.shape
         return input.reshape(s[:k] + (1,) + s[k:])

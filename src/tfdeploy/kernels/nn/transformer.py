@@ -285,22 +285,22 @@ def _attention_kernel(*, _ctx=None, q_perm, k_perm, v_perm, out_perm, scale=None
             k, v, *mask = ins
         else:
             (q, k, v), mask = views(q), ins
-        if mask or q.__class__ is not nd or k.__class__ is not nd or v.__class__ is not nd:
-            o = _Attention(q, k, v, *mask, **kw)
-            return o.reshape(*o.shape[:-2], -1) if merge else o
-        key = (q.shape, k.shape, v.shape)
-        e = plain.get(key, False)
-        if e is False:
-            e = _plain(q, k, v)
-            if len(plain) < 16:
-                plain[key] = e
+        e = None
+        if not mask and q.__class__ is nd and k.__class__ is nd and v.__class__ is nd:
+            key = (q.shape, k.shape, v.shape)
+            e = plain.get(key, False)
+            if e is False:
+                e = _plain(q, k, v)
+                if len(plain) < 16:
+                    plain[key] = e
         if e is None or q.dtype is not e[0] or k.dtype is not e[0] or v.dtype is not e[0]:
-            o = _Attention(q, k, v, **kw)
-            return o.reshape(*o.shape[:-2], -1) if merge else o
-        s = np.matmul(q.transpose(qp), k.transpose(kp))
-        w = np.empty((e[2], s.size // e[2]), s.dtype)
-        _softmax_down(w, s.reshape(-1, e[2]).T, scale, divisor)
-        o = np.ascontiguousarray(np.matmul(w.T.reshape(e[1]), v.transpose(vp)).transpose(op_))
+            o = _Attention(q, k, v, *mask, **kw)
+        else:
+            s = np.matmul(q.transpose(qp), k.transpose(kp))
+            w = np.empty((e[2], s.size // e[2]), s.dtype)
+            _softmax_down(w, s.reshape(-1, e[2]).T, scale, divisor)
+            o = np.ascontiguousarray(np.matmul(w.T.reshape(e[1]), v.transpose(vp))
+                                     .transpose(op_))
         return o.reshape(*o.shape[:-2], -1) if merge else o
 
     return Attention
@@ -323,6 +323,7 @@ def _role_views(packed, scales):
 
 
 def _plain_views(packed):
+    """x -> (q, k, v) of ``_role_views`` without scales."""
     size = packed[0][1] - packed[0][0]
     if all(b - a == size and (h, d) == tuple(packed[0][2:]) for a, b, h, d in packed) and \
             sorted(a for a, *_ in packed) == [0, size, 2 * size]:
