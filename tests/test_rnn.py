@@ -495,7 +495,11 @@ def _cells():
 def test_batch_one_row_layout(name):
     """At batch 1 a cell computes in the row layout (its own products and scratch row): the
     same results as the transposed layout of larger batches, called or projected, and
-    several steps in a row (each step's states fed to the next)."""
+    several steps in a row (each step's states fed to the next). A step computing its own
+    input part is the called step's bit for bit; one reading the projection (one product of
+    every step's input) may differ in the last bit: BLAS's kernels sum a product of 4 rows
+    and of 1 row in different orders on some CPUs (OpenBLAS's Haswell kernels, an AMD EPYC's:
+    1 ulp on these cells)."""
     from tfdeploy.runtime.tensorlist import TensorList
 
     cell = _cells()[name]
@@ -517,7 +521,11 @@ def test_batch_one_row_layout(name):
             want = cell(x[:1], *one)
             want = list(want) if isinstance(want, tuple) else [want]
             for a, b in zip(got, want):
-                np.testing.assert_array_equal(a, b)
+                assert a.shape == b.shape and a.dtype == b.dtype
+                if p is None:
+                    np.testing.assert_array_equal(a, b)
+                else:
+                    np.testing.assert_allclose(a, b, rtol=4e-7, atol=1e-7)
         out = cell.projected(p2, None, np.int32(t), *two)
         two = list(out) if isinstance(out, tuple) else [out]
         one = [s[:1] for s in two]

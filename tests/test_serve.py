@@ -418,7 +418,13 @@ def test_model_added_to_the_config_while_serving(main):
     tmp = main.base / "models.config.tmp"
     tmp.write_text(CONFIG % 'config { name: "late" base_path: "late" }')
     os.replace(tmp, main.base / "models.config")
-    _wait(lambda: main.client.get("/v1/models/late").status_code == 200, what="model 'late'")
+
+    def available():  # (known as LOADING first, as TF Serving reports it: predict 404s then)
+        r = main.client.get("/v1/models/late")
+        return r.status_code == 200 and [(s["version"], s["state"]) for s in
+                                         r.json()["model_version_status"]] == [("5", "AVAILABLE")]
+
+    _wait(available, what="model 'late' version 5 available")
     r = _post(main.client, "/v1/models/late/versions/5:predict", {"instances": [4.0]})
     assert r.json() == {"predictions": [2.0]}
 

@@ -11,6 +11,7 @@ bound with :data:`ONE_RUN` set, so kernels skip what pays only over many calls.
 from __future__ import annotations
 
 import contextvars
+import functools
 import weakref
 from collections.abc import Callable
 
@@ -41,6 +42,16 @@ _DERIVED_KEEP = 4096
 _MISSING = object()
 
 
+def _forget(ident: int, ref, derived=_DERIVED) -> None:
+    """The array of ``ref`` died: drop what was derived from it, if its entry is still this
+    ref's. The dict is bound as a default: at interpreter exit the module's globals are None
+    before the last arrays die (pytest's workers printed "Exception ignored ... 'NoneType'
+    object has no attribute 'pop'" for each)."""
+    entry = derived.get(ident)
+    if entry is not None and entry[0] is ref:
+        del derived[ident]
+
+
 def derived(a: np.ndarray, key, make: Callable[[], object]):
     """``make()``, kept with the immutable array ``a`` under ``key`` while ``a`` lives, so
     every plan of a model shares one copy: a plan is compiled per input shape, and each held
@@ -52,7 +63,7 @@ def derived(a: np.ndarray, key, make: Callable[[], object]):
     entry = _DERIVED.get(ident)
     if entry is None or entry[0]() is not a:
         try:
-            ref = weakref.ref(a, lambda _: _DERIVED.pop(ident, None))
+            ref = weakref.ref(a, functools.partial(_forget, ident))
         except TypeError:
             return make()
         if len(_DERIVED) >= _DERIVED_KEEP:
