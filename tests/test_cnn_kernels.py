@@ -1011,3 +1011,41 @@ def test_flat_average_pool_by_chunks(shape, ksize, padding, monkeypatch):
                        zip(idx, geom, shape, ksize))
         want[idx] = x[window].astype(np.float64).reshape(-1, shape[-1]).mean(axis=0)
     np.testing.assert_allclose(whole, want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("by_exp2", [True, False])
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("beta", [None, 1.7, -0.5])
+def test_swish_epilogue_by_exp2_or_exp(monkeypatch, by_exp2, dt, beta):
+    """The swish epilogue y * sigmoid(beta y) takes its power by exp2 or by exp, whichever
+    numpy computes faster here (``numerics/ufunc_speed.py``: exp2 with AVX-512, exp with
+    AVX2): either gives y / (1 + e ** (-beta y)) to a rounding of the scaled argument
+    (< 1e-6 |y|), over the range, in the tails (-0 where the power overflows), at 0, and
+    with infinities and NaN as the unfused ops give them."""
+    monkeypatch.setattr(fused, "cheaper", lambda a, b, dtype: by_exp2)
+    f = fused.epilogue_op("swish", np.dtype(dt), beta)
+    y = np.concatenate([np.linspace(-120, 120, 4001), [0.0, -0.0, 1e-30, -1e-30, 300, -300],
+                        [np.inf, -np.inf, np.nan]]).astype(dt)
+    b = 1.0 if beta is None else beta
+    with np.errstate(over="ignore", invalid="ignore"):
+        want = y.astype(np.float64) / (1 + np.exp(-b * y.astype(np.float64)))
+    got = f(y.copy(), ())
+    assert got.dtype == dt
+    finite = np.isfinite(y)
+    err = np.abs(got[finite].astype(np.float64) - want[finite])
+    assert np.all(err <= 1e-6 * np.abs(y[finite]) + 1e-300), float(err.max())
+    sig = np.sign(b)  # y = +-inf: inf * sigmoid(+-inf), NaN where that is inf * 0
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(got[~finite], y[~finite] * (sig * y[~finite] > 0))
+
+
+def test_cheaper_times_two_ufuncs_once():
+    """``cheaper`` (which of two ufuncs a kernel computes its values by) measures: a negation
+    costs less than a float64 sine on any CPU, not the other way round, and a ufunc is not
+    cheaper than itself (the margin); the answer is kept for the process."""
+    from tfdeploy.numerics.ufunc_speed import cheaper
+
+    assert cheaper("negative", "sin", "float64")
+    assert not cheaper("sin", "negative", "float64")
+    assert not cheaper("exp", "exp", "float32")
+    assert cheaper.cache_info().currsize >= 3

@@ -37,6 +37,7 @@ from tfdeploy.numerics.half import (
     round_small_positives_to_float16,
     round_to_float16,
 )
+from tfdeploy.numerics.ufunc_speed import cheaper
 from tfdeploy.runtime import parallel
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -65,21 +66,25 @@ def _residual(kind: str, index: int) -> Callable:
 
 
 def _swish(dtype: np.dtype, beta) -> Callable:
-    # y * sigmoid(beta y) = y / (1 + 2 ** (-beta log2(e) y)): four passes over a scratch buffer.
-    # exp2 costs half of exp here (0.22 against 0.48 ns a float32 value: the swish of EfficientNet
-    # is a sixth of its time); rounding the scaled argument moves 2 ** t by < |t| * 6e-8
-    # relative, which matters only where sigmoid is already below e ** -|beta y| (absolute
-    # error < 1e-6 of the value y). 2 ** t overflows to inf where t > 128, and y / inf is -0
-    # where the exact value is below ~1e-36 in magnitude
-    k = np.asarray(-np.log2(np.e) * (1.0 if beta is None else np.asarray(beta, np.float64)),
-                   dtype)
+    # y * sigmoid(beta y) = y / (1 + e ** (-beta y)): four passes over a scratch buffer, the
+    # power by exp2 (2 ** (-beta log2(e) y)) where numpy's exp2 is the cheaper
+    # (``numerics/ufunc_speed.py``: with AVX-512, 0.22 against exp's 0.48 ns a float32 value,
+    # the swish of EfficientNet a sixth of its time), else by exp (AVX2: 2.2 against 5.0 ns;
+    # EfficientNetB0 at batch 1 ...). Rounding the scaled argument moves the power by
+    # < |t| * 6e-8 relative, which matters only where sigmoid is already below e ** -|beta y|
+    # (absolute error < 1e-6 of the value y). The power overflows to inf where -beta y is
+    # above ~88.7, and y / inf is -0 where the exact value is below ~1e-36 in magnitude
+    b = 1.0 if beta is None else np.asarray(beta, np.float64)
+    by_exp2 = cheaper("exp2", "exp", np.dtype(dtype).name)
+    power = np.exp2 if by_exp2 else np.exp
+    k = np.asarray(-b * (np.log2(np.e) if by_exp2 else 1.0), dtype)
     one = np.ones((), dtype)
 
     def swish(y, ext):
         t = scratch("swish", y.size, dtype).reshape(y.shape)
         np.multiply(y, k, out=t)
         with np.errstate(over="ignore"):
-            np.exp2(t, out=t)
+            power(t, out=t)
         np.add(t, one, out=t)
         return np.divide(y, t, out=y)
     return swish
