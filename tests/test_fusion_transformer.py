@@ -614,3 +614,29 @@ def test_self_attention_reads_its_projection_packed(order, sizes, fetch_split, q
                                        for r in "qkv"] and att.attrs["merge"]
         assert "Mul" not in ops and (float(att.attrs["q_scale"]) == np.float32(0.3)
                                      if query_scale else "q_scale" not in att.attrs)
+
+
+@pytest.mark.parametrize("by_exp", [True, False])
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_gelu_tanh_form_by_tanh_or_exp(monkeypatch, by_exp, dt):
+    """GELU's tanh form, 0.5 x (1 + tanh(u)), computed by tanh or as x / (1 + e^-2u), whichever
+    numpy computes faster here (``numerics/ufunc_speed.py``): either within a few roundings
+    of the exact value (relative to |x|), negative and tiny (or -0) in the far negative tail,
+    and the unfused ops' infinities and NaN."""
+    from tfdeploy.kernels.nn import transformer
+
+    monkeypatch.setattr(transformer, "cheaper", lambda a, b, dtype: by_exp)
+    y = np.concatenate([np.linspace(-30, 30, 6001), [0.0, -1e-30, 1e-30, 1e4, -1e4]]).astype(dt)
+    yd = y.astype(np.float64)
+    exact = 0.5 * yd * (1 + np.tanh(0.7978845608028654 * (yd + 0.044715 * yd ** 3)))
+    got = transformer.gelu_(y.copy(), "tanh")
+    assert got.dtype == dt
+    eps = np.finfo(dt).eps
+    err = np.abs(got.astype(np.float64) - exact)
+    assert np.all(err <= 8 * eps * np.abs(yd) + 1e-300), float(np.max(err / np.abs(yd)))
+    tail = got[y < -12]  # (-0 in float32; float64's exp form keeps the tiny true value)
+    assert np.signbit(tail).all() and np.abs(tail).max() < 1e-30
+    special = np.array([np.inf, -np.inf, np.nan], dt)
+    with np.errstate(invalid="ignore"):
+        want = 0.5 * special * (1 + np.tanh(special))
+    np.testing.assert_array_equal(transformer.gelu_(special.copy(), "tanh"), want)

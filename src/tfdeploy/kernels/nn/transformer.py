@@ -17,6 +17,7 @@ from tfdeploy.dtypes import low_precision
 from tfdeploy.kernels.common import Tiled, op
 from tfdeploy.kernels.nn.gelu import gelu_erfc_
 from tfdeploy.kernels.special.erf_gamma import Erf, Erfc
+from tfdeploy.numerics.ufunc_speed import cheaper
 from tfdeploy.runtime.constants import derived, immutable
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -181,6 +182,16 @@ def gelu_(y: np.ndarray, approximate: str) -> np.ndarray:
         e *= t(0.044715)
         e *= y
         e += y
+        if cheaper("exp", "tanh", y.dtype.name):
+            # 0.5 x (1 + tanh(u)) = x / (1 + e ** (-2u)): exp where numpy's tanh is a libm
+            # call per value and exp is not (AVX2: 2.2 against 4.1 ns a float32 value), and
+            # two passes fewer. The same value to a rounding; -0 where the power overflows
+            # (x below about -10: the tanh form's 0.5 x 0), NaN at -inf as 0.5 x (1 + tanh)
+            e *= t(-1.5957691216057308)
+            with np.errstate(over="ignore"):
+                np.exp(e, out=e)
+            e += t(1)
+            return np.divide(y, e, out=y)
         e *= t(0.7978845608028654)
         np.tanh(e, out=e)
         e += t(1)
