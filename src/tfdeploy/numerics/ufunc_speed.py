@@ -14,6 +14,7 @@ differently, as TensorFlow's kernels do from CPU to CPU.
 from __future__ import annotations
 
 import functools
+import threading
 import time
 
 import numpy as np
@@ -22,6 +23,8 @@ __all__ = ["cheaper"]
 
 _VALUES = 2048
 _ROUNDS = 7
+_LOCK = threading.Lock()  # (one measurement at a time: two threads compiling plans at once
+# would each time the ufuncs beside the other's work, and could keep different answers)
 
 
 @functools.cache
@@ -29,6 +32,12 @@ def cheaper(a: str, b: str, dtype: str = "float32", margin: float = 0.8) -> bool
     """Whether numpy's unary ufunc ``a`` costs less than ``margin`` times ``b`` on ``dtype``
     values here (values in [-8, 8]: no overflow). The margin keeps a choice that a noisy
     measurement could flip to the one that is not clearly better: ``b``."""
+    with _LOCK:
+        return _measure(a, b, dtype, margin)
+
+
+@functools.cache
+def _measure(a: str, b: str, dtype: str, margin: float) -> bool:
     fa, fb = getattr(np, a), getattr(np, b)
     x = np.linspace(-8, 8, _VALUES, dtype=dtype)
     y = np.empty_like(x)
