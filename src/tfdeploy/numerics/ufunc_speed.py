@@ -32,6 +32,9 @@ def cheaper(a: str, b: str, dtype: str = "float32", margin: float = 0.8) -> bool
     """Whether numpy's unary ufunc ``a`` costs less than ``margin`` times ``b`` on ``dtype``
     values here (values in [-8, 8]: no overflow). The margin keeps a choice that a noisy
     measurement could flip to the one that is not clearly better: ``b``."""
+    # (two caches: this one answers a repeated question without the lock, from the hot path
+    # of GELU's tanh form; ``_measure``'s, a thread that waited on the lock without timing
+    # again)
     with _LOCK:
         return _measure(a, b, dtype, margin)
 

@@ -6,7 +6,8 @@ the two products one, cut by a SplitV; what follows is then four or five small s
 SwiGLU ``Mul(beta, g)``, ``Sigmoid``, ``Mul(g, s)`` and ``Mul(a, u)``, for GeGLU ``_Gelu``
 (``fuse_gelu``) and ``Mul(a, u)``. They become one ``_Gated`` step reading the product:
 the gate's columns copied once into the result, the activation in place (the fused chains'
-own: ``kernels/nn/fused.py``'s epilogue ops, swish as ``g / (1 + 2 ** (-beta log2(e) g))``),
+own: ``kernels/nn/fused.py``'s epilogue ops, swish as ``g / (1 + e ** (-beta g))`` by exp2
+or exp, whichever is cheaper on the CPU: ``numerics/ufunc_speed.py``),
 then the up columns multiplied in.
 
 Taken: a SplitV (or a Split in two: Keras' ``ops.split``) of a value along its last axis (the
