@@ -200,6 +200,9 @@ def machine_info() -> dict:
                         for p in threadpool_info()]
     except ImportError:
         info["blas"] = None
+    from tfdeploy.runtime.threads import blas_kernels
+
+    info["kernels"] = blas_kernels()
     return info
 
 

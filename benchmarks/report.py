@@ -157,7 +157,13 @@ def extras_tables(extras: dict, titles: dict[str, str]) -> str:
 def machine_line(m: dict) -> str:
     v = m.get("versions", {})
     avx = "AVX-512" if m.get("avx512") else ("AVX2" if m.get("avx2") else "no AVX2")
-    blas = ", ".join(f"{b['internal_api']} {b['version']}" for b in m.get("blas") or [])
+    blas = ", ".join(f"{b['internal_api']} {b['version']}" + (
+        f" {b['architecture']} kernels" if b.get("architecture") else "")
+        for b in m.get("blas") or [])
+    forced = (m.get("kernels") or {}).get("env") or {}
+    if forced:
+        blas += ("; " if blas else "") + ", ".join(f"{v}={x}" for v, x in forced.items()) + \
+            " set"
     load = m.get("load_average")
     return (f"{m.get('cpu')} ({avx}), {m.get('usable_cores')} of {m.get('cores')} cores usable"
             + (f", load average {load[0]:.1f} at the start" if load else "")

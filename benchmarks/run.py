@@ -240,6 +240,10 @@ def run(args) -> dict:
         "threads_models": args.threads_models,
         "pin_cpu": args.pin_cpu, "runtimes": args.runtimes.split(","), "argv": sys.argv[1:]},
         "titles": {n: c.title for n, c in CASES.items()}, "conversions": {}, "records": []}
+    from tfdeploy.runtime.threads import kernel_note
+
+    if (note := kernel_note()) is not None:  # (the machine line records it too)
+        log(note)
     log(f"converting into {workdir}")
     names = list(dict.fromkeys(args.models + ([args.extras_model] if args.extras else []) +
                                (args.threads_models if "threads" in args.extras else [])))

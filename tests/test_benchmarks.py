@@ -128,6 +128,19 @@ def test_table_shows_times_ratios_and_reasons():
     assert "[1] conversion: KeyError: 'x'" in text and "[2] max |LiteRT - TF| = 1" in text
 
 
+def test_machine_line_names_blas_kernels_and_forced_ones():
+    m = {"cpu": "AMD EPYC", "avx512": ["avx512f"], "usable_cores": 2, "cores": 2,
+         "versions": {"numpy": "2.4.6"},
+         "blas": [{"internal_api": "openblas", "version": "0.3.31", "architecture": "Haswell"}],
+         "kernels": {"core": "Haswell", "env": {"OPENBLAS_CORETYPE": "Haswell"}}}
+    line = report.machine_line(m)
+    assert "numpy 2.4.6 (openblas 0.3.31 Haswell kernels; OPENBLAS_CORETYPE=Haswell set)" in line
+    m["kernels"]["env"] = {}
+    assert "(openblas 0.3.31 Haswell kernels)" in report.machine_line(m)
+    del m["kernels"], m["blas"][0]["architecture"]  # (an older result)
+    assert "(openblas 0.3.31)" in report.machine_line(m)
+
+
 def test_threads_table_has_a_row_per_model_and_load():
     ok = {"batch": 1, "status": "ok", "default_s": 2e-3, "one_s": 1e-3, "ratio": 2.0}
     threads = [{"case": "block", "load": "none", **ok},

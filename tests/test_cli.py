@@ -392,6 +392,26 @@ def test_bench_threads_limit_tfdeploy_too(files, capsys, monkeypatch):
     assert threads.threads() == 1
 
 
+def test_bench_notes_forced_simd_kernels(files):
+    """A core type forced on OpenBLAS (or numpy's dispatch narrowed) is said on stderr: the
+    first thing to rule out when matrix products are slow; the table is unchanged."""
+    from tfdeploy.runtime import threads
+
+    core = threads.blas_kernels()["core"]
+    if core is None:
+        pytest.skip("numpy does not use OpenBLAS here")
+    clean = {k: v for k, v in ENV.items() if k not in threads.KERNEL_ENV}
+    args = [SCRIPT, "bench", files / "dense.tfd", "--batch", "1", "--time", "0.05"]
+    # the core already in use: forcing it changes no kernel, on any CPU
+    r = subprocess.run(args, capture_output=True, text=True,
+                       env=dict(clean, OPENBLAS_CORETYPE=core))
+    assert f"note: OPENBLAS_CORETYPE={core} is set (OpenBLAS's kernels in use: {core})" in \
+        r.stderr
+    assert _ok(r).splitlines()[1].split()[:2] == ["batch", "engine"]
+    r = subprocess.run(args, capture_output=True, text=True, env=clean)
+    assert "note:" not in r.stderr and _ok(r).splitlines()[1].split()[:2] == ["batch", "engine"]
+
+
 def test_bench_reports_a_missing_peer(files):
     code = ("import sys; from tfdeploy._blocktf import block; block(); "
             "from tfdeploy.cli import main; "

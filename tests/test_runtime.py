@@ -91,6 +91,26 @@ def test_intermediates_are_freed_after_last_use(probe_ops):
         registry.unregister("TestCheck")
 
 
+def test_kernel_settings_are_reported(monkeypatch):
+    """blas_kernels names OpenBLAS's core type in use and the environment variables that narrow
+    numpy's or BLAS's SIMD kernels; kernel_note warns only when one is set."""
+    from tfdeploy.runtime import threads
+
+    for v in threads.KERNEL_ENV:
+        monkeypatch.delenv(v, raising=False)
+    k = threads.blas_kernels()
+    assert k["env"] == {} and threads.kernel_note() is None
+    if any("openblas" in p.lower() for p in threads._loaded_libraries()):
+        assert isinstance(k["core"], str) and k["core"]  # "SkylakeX", "Haswell", "Zen"...
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    assert threads.blas_kernels()["env"] == {"OPENBLAS_CORETYPE": "Haswell"}
+    note = threads.kernel_note()
+    assert note.startswith("note: OPENBLAS_CORETYPE=Haswell is set") and "unset it" in note
+    monkeypatch.setenv("NPY_DISABLE_CPU_FEATURES", "AVX512F")
+    assert "OPENBLAS_CORETYPE=Haswell, NPY_DISABLE_CPU_FEATURES=AVX512F are set" in \
+        threads.kernel_note()
+
+
 def test_threads_share_a_model():
     m, w = dense_softmax()
     rng = np.random.default_rng(0)

@@ -164,6 +164,10 @@ def run(args) -> int:
     print(f"{args.model}: " + ", ".join(f"{s.name} {s.dtype} {fmt_shape(s.shape)}"
                                         for s in ours.inputs)
           + (f"; {args.threads} thread(s) ({how})" if how else "; default threads"))
+    from tfdeploy.runtime.threads import kernel_note
+
+    if (note := kernel_note()) is not None:  # (stderr: the table stays parseable)
+        print(note, file=sys.stderr)
     engines = {"tfdeploy": (lambda xs: model(*xs), "")}
     notes = []
     for peer in args.compare:

@@ -25,6 +25,13 @@ import os
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
             "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 
+#: environment variables that make numpy or its BLAS use older SIMD kernels than the CPU has
+#: (``blas_kernels``): OpenBLAS's core type forced (``OPENBLAS_CORETYPE=Haswell`` on an
+#: AVX-512 CPU made ResNet50's matrix products 1.57x slower: 70.4 against 44.7 ms at batch 1 on
+#: an AMD EPYC), numpy's dispatch narrowed, MKL's instructions capped
+KERNEL_ENV = ("OPENBLAS_CORETYPE", "NPY_DISABLE_CPU_FEATURES", "MKL_ENABLE_INSTRUCTIONS",
+              "MKL_CBWR")
+
 # OpenBLAS (system, and numpy's bundled scipy-openblas with its symbol suffixes), MKL, BLIS
 _SETTERS = ("openblas_set_num_threads", "openblas_set_num_threads64_",
             "scipy_openblas_set_num_threads", "scipy_openblas_set_num_threads64_",
@@ -101,6 +108,50 @@ def set_blas_threads(n: int) -> bool:
                 done = True
                 break
     return done
+
+
+_CORENAMES = ("openblas_get_corename", "openblas_get_corename64_",
+              "scipy_openblas_get_corename", "scipy_openblas_get_corename64_")
+
+
+def blas_kernels() -> dict:
+    """What chooses the SIMD kernels numpy and its BLAS run: ``{"core": OpenBLAS's core type
+    in use ("SkylakeX", "Haswell"...; None without OpenBLAS), "env": {variable: value} for the
+    ``KERNEL_ENV`` variables set}``. For reports (``tfdeploy bench``, the benchmark suite):
+    a forced core type is the first thing to rule out when matrix products are slow."""
+    import numpy  # noqa: F401  (loads the BLAS library)
+
+    core = None
+    for path in sorted(_loaded_libraries()):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in _CORENAMES:
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn.restype = ctypes.c_char_p
+                fn.argtypes = []
+                got = fn()
+                core = got.decode(errors="replace").strip() if got else None
+                break
+        if core:
+            break
+    return {"core": core,
+            "env": {v: os.environ[v] for v in KERNEL_ENV if os.environ.get(v)}}
+
+
+def kernel_note() -> str | None:
+    """A warning for reports when the environment narrows numpy's or BLAS's kernels (see
+    ``blas_kernels``), else None."""
+    k = blas_kernels()
+    if not k["env"]:
+        return None
+    core = f" (OpenBLAS's kernels in use: {k['core']})" if k["core"] else ""
+    return ("note: " + ", ".join(f"{v}={x}" for v, x in k["env"].items())
+            + (" is set" if len(k["env"]) == 1 else " are set")
+            + core + ": numpy or its BLAS may run older SIMD kernels than this CPU has, and "
+            "matrix products slower; unset it to measure what the CPU can do")
 
 
 def _loaded_libraries() -> set[str]:
