@@ -26,6 +26,7 @@ import numpy as np
 
 from tfdeploy.kernels.common import Tiled, op, to_numpy
 from tfdeploy.kernels.math.elementwise import sigmoid_
+from tfdeploy.kernels.math.few_rows import rows_by
 from tfdeploy.kernels.nn.core import elu_, leaky_relu_, softmax_into
 from tfdeploy.kernels.nn.runner import conv_runner
 from tfdeploy.kernels.nn.scratch import output, scratch
@@ -213,7 +214,7 @@ class FusedChain:
     block goes through the whole chain while it is in cache."""
 
     __slots__ = ("core", "dtype", "epilogue", "fallback", "name", "channels", "rows", "blocked",
-                 "scaled", "_plain", "matrix", "split_rows", "bias", "rest")
+                 "scaled", "_plain", "matrix", "split_rows", "few", "bias", "rest")
 
     def __init__(self, core: Callable, dtype: np.dtype, epilogue: Sequence[Callable],
                  fallback: Callable, name: str, channels: int = 0, blocked: bool = False,
@@ -236,6 +237,9 @@ class FusedChain:
         self.matrix = matrix
         self.split_rows = 2 * parallel.min_work(matmul=True) // max(matrix.size, 1) \
             if matrix is not None else 1 << 62
+        #: x @ matrix for 2-8 rows by a large matrix: a row at a time where BLAS is faster
+        #: so (``math/few_rows.py``)
+        self.few = rows_by(matrix) if matrix is not None else None
         #: a chain of a product and a bias (a Dense layer) adds the bias without a call
         #: layer: np.matmul then np.add, in place (a Tiled or None)
         self.bias = getattr(self.epilogue[0], "bias", None) if self.epilogue else None
@@ -265,7 +269,7 @@ class FusedChain:
                     if y is not None:
                         return y
             if x.ndim == 2 and x.shape[1] == w.shape[0]:
-                y = np.matmul(x, w)
+                y = np.matmul(x, w) if self.few is None else self.few(x)
                 if self.bias is not None:
                     np.add(y, self.bias.like(y), out=y)
                 for f in self.rest:
@@ -602,6 +606,8 @@ def _dense(chain: FusedChain, softmax: bool = False, batched: bool = False) -> C
     most = min(split, max(1, 2 * _BLOCK // max(n, 1))) * k if batched else 0
     # np.dot: the product of two matrices, 0.3-0.4 us faster than np.matmul at 1-8 rows
     dot, add, nd = np.dot, np.add, np.ndarray
+    # a large weight: 2-8 rows a row at a time where BLAS is faster so (``few_rows``)
+    few = chain.few
 
     if softmax:  # softmax(x @ w + b), the classic classifier head
 
@@ -609,7 +615,7 @@ def _dense(chain: FusedChain, softmax: bool = False, batched: bool = False) -> C
             if ext or x.__class__ is not nd or x.dtype is not dt or x.ndim != 2 or \
                     x.shape[1] != k or x.shape[0] >= split or not n:
                 return chain(x, *ext)
-            y = dot(x, w)
+            y = dot(x, w) if few is None else few(x)
             if b is not None:
                 add(y, b.like(y), y)
             return softmax_into(y, y)
@@ -624,9 +630,10 @@ def _dense(chain: FusedChain, softmax: bool = False, batched: bool = False) -> C
         if len(s) == 2:
             if s[1] != k or s[0] >= split:
                 return chain(x, *ext)
-            y = dot(x, w)
+            y = dot(x, w) if few is None else few(x)
         elif len(s) > 2 and s[-1] == k and x.size < most:
-            y = dot(x.reshape(-1, k), w).reshape(s[:-1] + (n,))
+            x2 = x.reshape(-1, k)
+            y = (dot(x2, w) if few is None else few(x2)).reshape(s[:-1] + (n,))
         else:
             return chain(x, *ext)
         if b is not None:

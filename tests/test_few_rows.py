@@ -1,0 +1,118 @@
+"""A few rows by a large constant matrix (``kernels/math/few_rows.py``): a row at a time where
+measured faster, the same values as the product (each row the one-row product's, exactly),
+the same choice fused and unfused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from graphs import const, placeholder
+from tfdeploy.compiler.pipeline import compile_plan
+from tfdeploy.ir.graph import Graph, Node, TensorSpec
+from tfdeploy.kernels.math import few_rows
+
+RNG = np.random.default_rng(0)
+K, N = 256, 512  # 512 KB: a candidate
+
+
+@pytest.fixture
+def fresh(monkeypatch):
+    """An empty choice cache, restored after the test."""
+    monkeypatch.setattr(few_rows, "_CHOICES", {})
+    return few_rows
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("margin", [1e9, 0.0])  # rows one by one always / never
+def test_rows_by_computes_the_product(fresh, monkeypatch, dtype, margin):
+    monkeypatch.setattr(fresh, "MARGIN", margin)
+    w = RNG.standard_normal((K, N)).astype(dtype)
+    w.setflags(write=False)
+    fn = fresh.rows_by(w)
+    for m in (1, 2, 3, 5, 8, 9, 33):
+        x = RNG.standard_normal((m, K)).astype(dtype)
+        y = fn(x)
+        assert y.shape == (m, N) and y.dtype == dtype and y.flags.c_contiguous
+        np.testing.assert_allclose(y, x @ w, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                                   atol=1e-4 if dtype == np.float32 else 1e-11)
+        if margin and 2 <= m <= fresh.MAX_ROWS:  # each row is the one-row product, exactly
+            for i in range(m):
+                np.testing.assert_array_equal(y[i], np.dot(x[i], w))
+                np.testing.assert_array_equal(y[i], np.dot(x[i:i + 1], w)[0])
+    # the choices of the candidates only, kept per (rows, K, N, dtype)
+    assert set(fresh._CHOICES) == {(m, K, N, np.dtype(dtype)) for m in (2, 3, 5, 8)}
+    assert all(v is bool(margin) for v in fresh._CHOICES.values())
+    # a non-contiguous input (a transposed view), and another dtype (multiplied directly)
+    xt = RNG.standard_normal((K, 3)).astype(dtype).T
+    np.testing.assert_allclose(fn(xt), xt @ w, rtol=1e-5, atol=1e-4)
+    other = np.float64 if dtype == np.float32 else np.float32
+    x = RNG.standard_normal((3, K)).astype(other)
+    assert fn(x).dtype == np.result_type(other, dtype)
+
+
+def test_small_or_non_float_weights_multiply_directly():
+    assert few_rows.rows_by(np.ones((64, 256), np.float32)) is None  # 64 KB
+    assert few_rows.rows_by(np.ones((512, 512), np.int32)) is None
+    assert few_rows.rows_by(np.ones((4, 512, 512), np.float32)) is None
+    assert few_rows.rows_by(np.ones((512, 512), np.float32)) is not None
+
+
+def test_the_choice_is_a_measurement(fresh, monkeypatch):
+    """Timed once per shape (both forms, alternately), then kept: the clock decides."""
+    ticks = iter(range(10 ** 6))
+    calls = []
+    real_rows = fresh._rows
+
+    def counted(x, w):
+        calls.append(x.shape[0])
+        return real_rows(x, w)
+
+    monkeypatch.setattr(fresh, "_rows", counted)
+    w = RNG.standard_normal((K, N)).astype(np.float32)
+    fn = fresh.rows_by(w)
+    # a clock where each form takes one tick: apart (1) is not below 0.85 x together (1)
+    monkeypatch.setattr(fresh.time, "perf_counter", lambda: next(ticks))
+    fn(RNG.standard_normal((2, K)).astype(np.float32))
+    assert fresh._CHOICES[(2, K, N, np.dtype(np.float32))] is False
+    assert calls == [2] * fresh.ROUNDS
+    fn(RNG.standard_normal((2, K)).astype(np.float32))  # kept: no timing, directly
+    assert calls == [2] * fresh.ROUNDS
+    # a clock where the product takes 10 ticks and the rows 1: rows one by one
+    seq = iter([0, 10, 11] * fresh.ROUNDS)
+    monkeypatch.setattr(fresh.time, "perf_counter", lambda: next(seq))
+    fn(RNG.standard_normal((3, K)).astype(np.float32))
+    assert fresh._CHOICES[(3, K, N, np.dtype(np.float32))] is True
+    # another weight of that shape takes the choice without timing
+    calls.clear()
+    y = fresh.rows_by(w * 2)(x := RNG.standard_normal((3, K)).astype(np.float32))
+    assert calls == [3] and np.allclose(y, x @ (w * 2), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("m", [2, 3, 6])
+def test_dense_chain_fused_and_unfused_agree_bit_for_bit(fresh, monkeypatch, m):
+    """The fused Dense chain and the unfused MatMul kernel take the same choice: the same
+    values, with the rows taken one by one or not."""
+    calls = []
+    real_rows = fresh._rows
+    monkeypatch.setattr(fresh, "_rows", lambda x, w: calls.append(1) or real_rows(x, w))
+    for one_by_one in (True, False):
+        calls.clear()
+        fresh._CHOICES[(m, K, N, np.dtype(np.float32))] = one_by_one  # (no timing)
+        w, b = RNG.standard_normal((K, N)).astype(np.float32), RNG.standard_normal(N)
+        nodes = [placeholder("x"), const("w", w), const("b", b.astype(np.float32)),
+                 Node("mm", "MatMul", ["x", "w"], {"T": "float32", "transpose_a": False,
+                                                   "transpose_b": False}),
+                 Node("add", "BiasAdd", ["mm", "b"], {"T": "float32"}),
+                 Node("act", "Relu", ["add"], {"T": "float32"})]
+        g = Graph(nodes, [TensorSpec("x", "x:0", "float32")],
+                  [TensorSpec("act", "act:0", "float32")])
+        plain = compile_plan(g, ["act:0"], ["x:0"], optimize=False)
+        opt = compile_plan(g, ["act:0"], ["x:0"])
+        assert any(st.members for st in opt.steps)  # fused
+        x = RNG.standard_normal((m, K)).astype(np.float32)
+        got, want = opt(x)[0], plain(x)[0]
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_allclose(got, np.maximum(x @ w + b.astype(np.float32), 0),
+                                   rtol=1e-5, atol=1e-4)
+        assert len(calls) == (2 if one_by_one else 0)  # both plans took the rows' form
