@@ -79,7 +79,7 @@ def test_the_choice_is_a_measurement(fresh, monkeypatch):
     fn(RNG.standard_normal((2, K)).astype(np.float32))  # kept: no timing, directly
     assert calls == [2] * fresh.ROUNDS
     # a clock where the product takes 10 ticks and the rows 1: rows one by one
-    seq = iter([0, 10, 11] * fresh.ROUNDS)
+    seq = iter([0, 10, 0, 1] * fresh.ROUNDS)
     monkeypatch.setattr(fresh.time, "perf_counter", lambda: next(seq))
     fn(RNG.standard_normal((3, K)).astype(np.float32))
     assert fresh._CHOICES[(3, K, N, np.dtype(np.float32))] is True
@@ -116,3 +116,47 @@ def test_dense_chain_fused_and_unfused_agree_bit_for_bit(fresh, monkeypatch, m):
         np.testing.assert_allclose(got, np.maximum(x @ w + b.astype(np.float32), 0),
                                    rtol=1e-5, atol=1e-4)
         assert len(calls) == (2 if one_by_one else 0)  # both plans took the rows' form
+
+
+@pytest.mark.parametrize("form", [0, 1, 2])  # PRODUCT, COLUMNS, BLOCKS
+def test_columns_by_computes_the_product(fresh, monkeypatch, form):
+    """``a @ v`` for v's columns (a recurrent cell's transposed states), C-contiguous, in the
+    form chosen; outside 2-8 columns, or another dtype, the product."""
+    monkeypatch.setattr(fresh, "_measure", lambda m, w, columns=False: form)
+    a = RNG.standard_normal((4 * 128, 128)).astype(np.float32)  # 256 KB
+    fn = fresh.columns_by(a)
+    for b in (1, 2, 3, 8, 9):
+        for v in (RNG.standard_normal((128, b)).astype(np.float32),
+                  np.asfortranarray(RNG.standard_normal((128, b)).astype(np.float32)),
+                  RNG.standard_normal((b, 128)).astype(np.float32).T):
+            y = fn(v)
+            assert y.shape == (512, b) and y.dtype == np.float32 and y.flags.c_contiguous
+            np.testing.assert_allclose(y, a @ v, rtol=1e-5, atol=1e-4)
+            if form == fresh.COLUMNS and 2 <= b <= 8:
+                for j in range(b):
+                    np.testing.assert_array_equal(y[:, j], np.dot(a, np.ascontiguousarray(
+                        v[:, j])))
+            if form == fresh.BLOCKS and 2 <= b <= 8:
+                r = fresh.block_rows(512, 128, b)
+                np.testing.assert_array_equal(y[:r], np.dot(a[:r], v))
+    assert set(fresh._CHOICES) == {("columns", b, 512, 128, np.dtype(np.float32))
+                                   for b in (2, 3, 8)}
+    assert fresh.columns_by(a[:64]) is None  # 32 KB
+    assert fn(RNG.standard_normal((128, 3))).dtype == np.float64  # (float64 states: the product)
+
+
+def test_block_rows_keep_a_block_below_the_small_matrix_limit():
+    for m, k, b in [(2048, 512, 2), (2048, 512, 8), (4096, 1024, 3), (512, 128, 8), (64, 4096, 8)]:
+        r = few_rows.block_rows(m, k, b)
+        assert r >= 16 and r & (r - 1) == 0 and (r * k * b <= few_rows.BLOCK_WORK or r == 16)
+        assert r * 2 * k * b > few_rows.BLOCK_WORK or r * 2 >= m
+    assert few_rows.block_rows(2048, 512, 2) == 512 and few_rows.block_rows(2048, 512, 8) == 128
+
+
+def test_the_columns_measurement_picks_the_fastest_clear_form(fresh, monkeypatch):
+    w = RNG.standard_normal((512, 128)).astype(np.float32)
+    for times, want in (([10, 5, 3], fresh.BLOCKS), ([10, 5, 9], fresh.COLUMNS),
+                        ([10, 9, 9], fresh.PRODUCT)):
+        seq = iter([t for _ in range(fresh.ROUNDS) for d in times for t in (0, d)])
+        monkeypatch.setattr(fresh.time, "perf_counter", lambda seq=seq: next(seq))
+        assert fresh._measure(4, w, columns=True) == want

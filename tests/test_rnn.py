@@ -185,6 +185,34 @@ def test_simple_rnn_cell_fused():
     assert _ops(model_of(nodes, ["x"], ["y"]).plan()) == ["_FusedChain"]
 
 
+@pytest.mark.parametrize("form", ["PRODUCT", "COLUMNS", "BLOCKS"])
+def test_large_cells_take_their_recurrent_product_in_the_measured_form(monkeypatch, form):
+    """A recurrent kernel of 256 KB or more multiplies the states of 2-8 sequences in the form
+    measured fastest (``kernels/math/few_rows.columns_by``; here each form forced): the
+    unfused plan's results, at batches the choice covers and not."""
+    from tfdeploy.kernels.math import few_rows
+
+    code = getattr(few_rows, form)
+    monkeypatch.setattr(few_rows, "_CHOICES", {})
+    monkeypatch.setattr(few_rows, "_measure", lambda m, w, columns=False: code)
+    calls = []
+    for name in ("_columns", "_blocks"):
+        real = getattr(few_rows, name)
+        monkeypatch.setattr(few_rows, name, lambda a, v, real=real, name=name:
+                            calls.append(name) or real(a, v))
+    n = 256  # (an LSTM's 4n x n kernel: 1 MB; a GRU's reset-before n x n one: 256 KB)
+    for m in (_lstm_cell(n=n, d=5), _gru_cell(n=n, d=5), _gru_cell(reset_after=False, n=n, d=5),
+              _simple_cell(n=n, d=5)):
+        m.plan()
+        for batch in (1, 2, 3, 9):
+            calls.clear()
+            xs = [a * 0.1 for a in _inputs(m, batch)]
+            _same(m, xs, rtol=2e-5, atol=2e-6)
+            covered = 2 <= batch <= few_rows.MAX_ROWS
+            assert set(calls) == ({"_" + form.lower()} if covered and code else set()), \
+                (m, batch)
+
+
 def test_cell_with_an_inner_value_read_elsewhere_is_not_fused():
     m = _lstm_cell()
     g = m.default_graph

@@ -1,5 +1,7 @@
 """Products of a few rows by a large constant matrix: one BLAS matrix-vector product per row
-where this machine's BLAS multiplies the few rows at once more slowly, measured once per shape.
+where this machine's BLAS multiplies the few rows at once more slowly, measured once per shape
+(``rows_by``: Dense layers); and a large constant matrix by a few columns, a recurrent cell's
+states, in the fastest of three forms (``columns_by``).
 
 ``x @ w`` with x [m, K] of 2 to ``MAX_ROWS`` rows (a Dense layer at batch 2-8, a few tokens)
 goes to BLAS's matrix-matrix product, which packs ``w`` into panels on every call; for one
@@ -43,8 +45,9 @@ MARGIN = 0.85
 ROUNDS = 3
 
 _lock = threading.Lock()
-#: (m, K, N, dtype) -> whether m rows go one by one
-_CHOICES: dict[tuple, bool] = {}
+#: (m, K, N, dtype) -> whether m rows go one by one; ("columns", b, M, K, dtype) -> the form
+#: of a product by b columns (``columns_by``)
+_CHOICES: dict[tuple, object] = {}
 
 
 def rows_by(w: np.ndarray):
@@ -72,6 +75,71 @@ def rows_by(w: np.ndarray):
     return product
 
 
+#: ``columns_by``'s forms: the product, the columns one by one, row blocks of the matrix
+PRODUCT, COLUMNS, BLOCKS = 0, 1, 2
+#: row blocks of at most this many multiply-adds: OpenBLAS's SkylakeX kernels take a product
+#: of fewer than 2**20 (M x K x b) by a faster path for small matrices
+BLOCK_WORK = 1 << 19
+
+
+def columns_by(a: np.ndarray):
+    """``fn(v) = a @ v`` for ``v`` [K, b] (b columns: a recurrent cell's states, transposed) by
+    the constant 2-D float ``a`` [M, K], as a C-contiguous [M, b], in the form measured
+    fastest for b: the product; the columns of ``v`` one by one (each a matrix-vector
+    product); or blocks of ``a``'s rows (contiguous: no copy), each product small enough for
+    OpenBLAS's small-matrix path (``block_rows``). LSTM(512)'s recurrent product, one step,
+    SkylakeX kernels: batch 2 171 -> 54 us (blocks; 88 by columns), batch 4 160 -> 61, batch
+    8 196 -> 98; Haswell's kernels gain by columns only (batch 2 177 -> 88). None when ``a``
+    is too small for that ever to pay, or not float32/float64."""
+    if a.ndim != 2 or a.dtype not in (np.float32, np.float64) or a.nbytes < MIN_BYTES:
+        return None
+    m, k = a.shape
+    dt = a.dtype
+    dot, choices = np.dot, _CHOICES
+
+    def product(v: np.ndarray) -> np.ndarray:
+        b = v.shape[1]
+        if b < 2 or b > MAX_ROWS or v.dtype != dt:
+            return dot(a, v)
+        form = choices.get(("columns", b, m, k, dt))
+        if form is None:
+            form = _choose(b, a, columns=True)
+        if form == PRODUCT:
+            return dot(a, v)
+        if form == COLUMNS:
+            return _columns(a, v)
+        return _blocks(a, v)
+
+    return product
+
+
+def block_rows(m: int, k: int, b: int) -> int:
+    """Rows of ``a`` [m, k] per block of ``_blocks`` by b columns: the largest power of two
+    with at most ``BLOCK_WORK`` multiply-adds a block, 16 at least."""
+    rows = 16
+    while rows * 2 * k * b <= BLOCK_WORK and rows * 2 < m:
+        rows *= 2
+    return rows
+
+
+def _columns(a: np.ndarray, v: np.ndarray) -> np.ndarray:
+    y = np.empty((a.shape[0], v.shape[1]), a.dtype)
+    t = np.empty(a.shape[0], a.dtype)  # (np.dot writes only contiguous outputs)
+    for j in range(v.shape[1]):
+        np.dot(a, v[:, j], out=t)
+        y[:, j] = t
+    return y
+
+
+def _blocks(a: np.ndarray, v: np.ndarray) -> np.ndarray:
+    m = a.shape[0]
+    y = np.empty((m, v.shape[1]), a.dtype)
+    step = block_rows(m, a.shape[1], v.shape[1])
+    for i in range(0, m, step):
+        np.dot(a[i:i + step], v, out=y[i:i + step])
+    return y
+
+
 def _rows(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     y = np.empty((x.shape[0], w.shape[1]), w.dtype)
     for i in range(x.shape[0]):
@@ -79,26 +147,37 @@ def _rows(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return y
 
 
-def _choose(m: int, w: np.ndarray) -> bool:
-    key = (m, *w.shape, w.dtype)
+def _choose(m: int, w: np.ndarray, columns: bool = False):
+    key = ("columns", m, *w.shape, w.dtype) if columns else (m, *w.shape, w.dtype)
     with _lock:  # (one measurement at a time: another's work beside it would skew it)
         choice = _CHOICES.get(key)
         if choice is None:
-            choice = _CHOICES[key] = _measure(m, w)
+            choice = _CHOICES[key] = _measure(m, w, columns)
     return choice
 
 
-def _measure(m: int, w: np.ndarray) -> bool:
-    """Whether ``m`` rows by ``w`` (the first weight of its shape: the time is the shape's)
-    are clearly faster one by one; random rows."""
-    x = np.random.default_rng(m).standard_normal((m, w.shape[0])).astype(w.dtype)
+def _measure(m: int, w: np.ndarray, columns: bool = False):
+    """Whether ``m`` rows by ``w`` are clearly faster one by one than together; with
+    ``columns``, the fastest form of ``w`` by m columns (PRODUCT unless another is clearly
+    faster). ``w`` is the first matrix of its shape (the time is the shape's); the rows or
+    columns are random."""
+    rng = np.random.default_rng(m)
+    if columns:
+        v = rng.standard_normal((w.shape[1], m)).astype(w.dtype)
+        forms = [lambda: np.dot(w, v), lambda: _columns(w, v)]
+        if block_rows(*w.shape, m) < w.shape[0]:
+            forms.append(lambda: _blocks(w, v))
+    else:
+        x = rng.standard_normal((m, w.shape[0])).astype(w.dtype)
+        forms = [lambda: np.dot(x, w), lambda: _rows(x, w)]
     clock = time.perf_counter
-    together = apart = float("inf")
-    for _ in range(ROUNDS):
-        t0 = clock()
-        np.dot(x, w)
-        t1 = clock()
-        _rows(x, w)
-        t2 = clock()
-        together, apart = min(together, t1 - t0), min(apart, t2 - t1)
-    return apart < MARGIN * together
+    best = [float("inf")] * len(forms)
+    for _ in range(ROUNDS):  # (alternately: a drift in the machine's speed hits all)
+        for i, f in enumerate(forms):
+            t0 = clock()
+            f()
+            best[i] = min(best[i], clock() - t0)
+    fastest = min(range(1, len(forms)), key=best.__getitem__)
+    if best[fastest] >= MARGIN * best[0]:
+        return PRODUCT if columns else False
+    return fastest if columns else True

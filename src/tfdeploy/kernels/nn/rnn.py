@@ -34,6 +34,7 @@ import threading
 import numpy as np
 
 from tfdeploy.kernels.common import op
+from tfdeploy.kernels.math.few_rows import columns_by
 from tfdeploy.runtime.tensorlist import TensorList
 
 #: LSTM: Keras' gate order i, f, g, o, reordered i, f, o, g so the sigmoid gates are contiguous
@@ -57,8 +58,8 @@ def _prepared(w: np.ndarray, order, n_sigmoid: int, units: int) -> np.ndarray:
 class _Cell:
     """What both cells share: prepared weights, the fast path's checks, the fallback."""
 
-    __slots__ = ("dtype", "units", "depth", "w", "wt", "rt", "rr", "row", "bias", "bias_row",
-                 "half", "halves", "fallback", "name", "_local")
+    __slots__ = ("dtype", "units", "depth", "w", "wt", "rt", "rr", "rec", "row", "bias",
+                 "bias_row", "half", "halves", "fallback", "name", "_local")
 
     def __init__(self, kernel, units: int, fallback, name: str):
         self.dtype = kernel.dtype
@@ -74,6 +75,9 @@ class _Cell:
         (units, gates * units) and the 0.5 row of the sigmoid gates (batch 1)."""
         self.rt = rt
         self.rr = np.ascontiguousarray(rt.T)
+        #: rt @ h^T at batch 2-8: by columns where measured faster (``math/few_rows.py``);
+        #: None for a small kernel (the product then)
+        self.rec = columns_by(rt)
         self.halves = np.full((1, n_sigmoid * self.units), 0.5, self.dtype)
 
     def _scratch(self):
@@ -245,7 +249,7 @@ class LSTMCell(_Cell):
             np.multiply(t, zo, t)
             return t, c_new
         n, half = self.units, self.half  # the transposed layout (4 units, batch)
-        z = np.dot(self.rt, h.T)
+        z = np.dot(self.rt, h.T) if self.rec is None else self.rec(h.T)
         np.add(z, x, z)
         np.tanh(z, z)
         s = z[:3 * n]
@@ -264,7 +268,7 @@ class GRUCell(_Cell):
     n = tanh of the input and recurrent parts; reset_after: n = tanh(x Wh + bh + r (h Rh +
     bh')), else n = tanh(x Wh + bh + (r h) Rh)."""
 
-    __slots__ = ("reset_after", "rt_h", "rr_h", "bias_h", "bias_h_row")
+    __slots__ = ("reset_after", "rt_h", "rr_h", "rec_h", "bias_h", "bias_h_row")
 
     def __init__(self, kernel, recurrent_kernel, bias, recurrent_bias, reset_after: bool,
                  fallback, name="_GRUCell"):
@@ -276,6 +280,7 @@ class GRUCell(_Cell):
         self._set_recurrent(rt if reset_after else rt[:2 * units], 2)
         self.rt_h = None if reset_after else rt[2 * units:]
         self.rr_h = None if reset_after else np.ascontiguousarray(self.rt_h.T)
+        self.rec_h = None if reset_after else columns_by(self.rt_h)
         # the recurrent biases of z and r add to the input's; that of n is multiplied by r
         b = np.zeros(3 * units, np.float64)
         if bias is not None:
@@ -320,12 +325,13 @@ class GRUCell(_Cell):
             return self._row(xp, h)
         n, half = self.units, self.half
         ht = h.T
+        rec = self.rec
         if self.reset_after:
-            y = np.dot(self.rt, ht)
+            y = np.dot(self.rt, ht) if rec is None else rec(ht)
             zr = y[:2 * n]
             hh = y[2 * n:]
         else:
-            zr = np.dot(self.rt, ht)
+            zr = np.dot(self.rt, ht) if rec is None else rec(ht)
         np.add(zr, xp[:2 * n], out=zr)
         np.tanh(zr, out=zr)
         np.multiply(zr, half, out=zr)
@@ -335,7 +341,8 @@ class GRUCell(_Cell):
                 np.add(hh, self.bias_h, out=hh)
             np.multiply(hh, zr[n:], out=hh)
         else:
-            hh = np.dot(self.rt_h, np.multiply(zr[n:], ht))
+            hh = np.dot(self.rt_h, np.multiply(zr[n:], ht)) if self.rec_h is None else \
+                self.rec_h(np.multiply(zr[n:], ht))
         np.add(hh, xp[2 * n:], out=hh)
         np.tanh(hh, out=hh)
         out = np.subtract(ht, hh)
@@ -398,7 +405,8 @@ class SimpleRNNCell(_Cell):
         return self._step(x, h)
 
     def _step(self, x, h):
-        z = np.dot(h, self.rr) if h.shape[0] == 1 else np.dot(self.rt, h.T)
+        z = np.dot(h, self.rr) if h.shape[0] == 1 else \
+            np.dot(self.rt, h.T) if self.rec is None else self.rec(h.T)
         np.add(z, x, z)
         np.tanh(z, z)
         return z if h.shape[0] == 1 else z.T
