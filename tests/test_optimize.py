@@ -361,6 +361,53 @@ def test_fallback_for_other_dtypes_and_errors_name_the_conv():
         opt(_r(1, 5, 5, 3))
 
 
+@pytest.mark.parametrize("act", ["Sigmoid", "swish"])
+def test_pointwise_conv_of_a_small_map_runs_as_a_dense_layer(act):
+    """A 1x1 unit-stride NHWC conv chain (squeeze-excite's, on 1 x 1 maps) multiplies small
+    inputs as a Dense layer does (one product, the bias, the epilogue: no conv runner), larger
+    maps through the conv chain; the unfused plan's results either way, and the conv's own
+    errors for inputs it rejects."""
+    c, co = 24, 96
+    nodes = [placeholder("x"), const("w", _r(1, 1, c, co)), const("b", _r(co)),
+             _conv("se/conv", "x", "w"), _bin("bias", "BiasAdd", "se/conv", "b")]
+    if act == "Sigmoid":
+        nodes.append(_un("act", "Sigmoid", "bias"))
+        label = "Conv2D+BiasAdd+Sigmoid"
+    else:
+        nodes += [_un("sig", "Sigmoid", "bias"), _bin("act", "Mul", "bias", "sig")]
+        label = "Conv2D+BiasAdd+Sigmoid+Mul"
+    plain, opt = _check(nodes, ["act"], ["x"], [_r(1, 1, 1, c, lo=-4, hi=4)], [label])
+    kernel = opt.steps[0].kernel
+    assert kernel.__name__ == "Dense" and kernel.chain.blocked  # (the conv chain behind it)
+    calls = []
+    runner = kernel.chain.core
+    kernel.chain.core = lambda *a: calls.append(a[0].shape) or runner(*a)
+    for shape in [(1, 1, 1, c), (8, 1, 1, c), (2, 3, 3, c), (2, 40, 40, c)]:
+        x = _r(*shape, lo=-4, hi=4)
+        calls.clear()
+        got, want = opt(x)[0], plain(x)[0]
+        assert got.shape == want.shape == shape[:3] + (co,)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        assert bool(calls) == (shape[1] == 40), shape  # (only the large map takes the conv)
+    with pytest.raises(ExecutionError, match=r"'se/conv' \(Conv2D\+BiasAdd"):
+        opt(_r(1, 1, 1, c + 1))
+    with pytest.raises(ExecutionError, match=r"'se/conv' \(Conv2D\+BiasAdd"):
+        opt(_r(4, c))  # (a matrix: no Conv2D input, though a product would take it)
+
+
+@pytest.mark.parametrize("attrs", [{"strides": (1, 2, 2, 1)}, {"filter": (3, 3)},
+                                   {"padding": "EXPLICIT",
+                                    "explicit_paddings": [0, 0, 1, 1, 1, 1, 0, 0]}])
+def test_other_convs_are_no_dense_layers(attrs):
+    attrs = dict(attrs)
+    kh, kw = attrs.pop("filter", (1, 1))
+    nodes = [placeholder("x"), const("w", _r(kh, kw, 6, 8)), const("b", _r(8)),
+             _conv("conv", "x", "w", **attrs), _bin("bias", "BiasAdd", "conv", "b"),
+             _un("act", "Relu", "bias")]
+    _, opt = _check(nodes, ["act"], ["x"], [_r(2, 4, 4, 6)], ["Conv2D+BiasAdd+Relu"])
+    assert getattr(opt.steps[0].kernel, "__name__", None) != "Dense"
+
+
 def _pre_activation(c=8, co=5, *, act="Relu", conv_attrs=None, extra=(), out_ops=True,
                     dtype=np.float32):
     """x -> Mul(s) -> AddV2(t) -> act -> 1x1 Conv2D (-> BiasAdd -> Relu)."""

@@ -7,7 +7,10 @@ a full-size allocation and a pass over memory per node of the chain. On channels
 the conv kernels (``runner.conv_runner``) add the bias themselves (inside the matmul where that
 is cheaper) and call the rest of the epilogue on each block they finish, in pieces of
 ``_BLOCK`` values that stay in cache from one op to the next; a ``scaled`` chain also takes a
-squeeze-excite product (``compiler/passes/scale_into_conv.py``).
+squeeze-excite product (``compiler/passes/scale_into_conv.py``). A 1x1 unit-stride conv of a
+small map (squeeze-excite's own two, on 1 x 1 maps: 32 in EfficientNetB0) runs as a Dense
+layer (``_dense``: the product, the bias, the epilogue, no conv runner), its conv chain taking
+larger maps and any input the conv rejects.
 
 The epilogue writes into the core kernel's result, so that result must be a buffer nobody else
 holds: the built-in Conv2D, Conv3D, DepthwiseConv2dNative, MatMul and BatchMatMulV2 kernels
@@ -550,15 +553,24 @@ def _FusedChain(*, _ctx, core: str, core_attrs: dict, weight: np.ndarray, epilog
                             epilogue=epilogue, channels=channels, scaled=scaled,
                             _fallback=_fallback, _label=_label)
         return _in_float32(chain, low, dt, _fallback)
-    bias = None
+    bias, whole = None, epilogue
     if core in _CONVS and channels and epilogue and epilogue[0][0] == "add" and \
             getattr(epilogue[0][1], "shape", None) == (channels,):
         bias, epilogue = epilogue[0][1], epilogue[1:]  # (the conv kernel adds it)
     ops = [epilogue_op(k, dt, a) for k, a in _relu_after_rounding(epilogue)]
     kernel = conv_runner(core, core_attrs, weight, bias, pro)
     if kernel is not None:
-        return FusedChain(kernel, dt, ops, _fallback, _label, channels, blocked=True,
-                          scaled=scaled)
+        chain = FusedChain(kernel, dt, ops, _fallback, _label, channels, blocked=True,
+                           scaled=scaled)
+        matrix = _pointwise_matrix(core, core_attrs, weight, channels) \
+            if pro is None and not scaled and dt in _FLOATS else None
+        if matrix is None:
+            return chain
+        # a 1x1 convolution of a small map (squeeze-excite's, on 1 x 1) as a Dense layer
+        dense = FusedChain(kernel, dt, [epilogue_op(k, dt, a) for k, a in
+                                        _relu_after_rounding(whole)],
+                           _fallback, _label, channels, matrix=matrix)
+        return _dense(dense, batched=True, whole=chain)
     if core in _TRANSPOSED:  # (input_sizes, filter, dy): the sizes a constant, in the attrs
         attrs = {a: v for a, v in core_attrs.items() if a != "input_sizes"}
         sizes = np.array(core_attrs["input_sizes"], np.int64)
@@ -589,7 +601,23 @@ def _relu_after_rounding(epilogue: list) -> list:
     return out
 
 
-def _dense(chain: FusedChain, softmax: bool = False, batched: bool = False) -> Callable:
+def _pointwise_matrix(core: str, attrs: dict, weight: np.ndarray, channels: int):
+    """The [C, Co] matrix of a channels-last Conv2D that is a product over the last axis (a
+    1x1 filter, unit strides and dilations, no explicit padding), else None."""
+    if core != "Conv2D" or weight.ndim != 4 or weight.shape[:2] != (1, 1) or \
+            weight.shape[3] != channels or attrs.get("data_format", "NHWC") != "NHWC":
+        return None
+    if any(int(v) != 1 for v in attrs.get("strides", (1, 1, 1, 1))) or \
+            any(int(v) != 1 for v in attrs.get("dilations", (1, 1, 1, 1))):
+        return None
+    if attrs.get("padding") == "EXPLICIT" and any(int(v) for v in
+                                                  attrs.get("explicit_paddings", ())):
+        return None
+    return weight.reshape(weight.shape[2], weight.shape[3])
+
+
+def _dense(chain: FusedChain, softmax: bool = False, batched: bool = False,
+           whole: Callable | None = None) -> Callable:
     """A Dense layer (a product over the last axis with a constant matrix, its bias, and the
     rest of its epilogue; ``softmax``: that rest is one softmax) as one closure over locals:
     on small batches the cost of the layer is its Python calls, so the common case takes as
@@ -597,17 +625,23 @@ def _dense(chain: FusedChain, softmax: bool = False, batched: bool = False) -> C
     (a BatchMatMulV2 core), an input of rank above 2 (a sequence: [batch, tokens, features])
     is multiplied as its rows. The bias is added as a same-shape array (``Tiled``). Anything
     else (another dtype, too many rows, which split over threads, a residual that does not
-    fit) goes through the chain."""
+    fit) goes through the chain, or through ``whole`` if given: a 1x1 convolution's blocked
+    conv chain, for its inputs of more rows (``_FusedChain``)."""
     w, b, dt, split = chain.matrix, chain.bias, chain.dtype, chain.split_rows
     k, n = w.shape
     rest = chain.rest
+    # a large weight: 2-8 rows a row at a time where BLAS is faster so (``few_rows``)
+    few = chain.few
+    # a 1x1 convolution: only its own rank (4) takes the closure's path; others (a misfit's
+    # error too) go through the conv chain
+    rank = None if whole is None else 4
+    if whole is not None:
+        chain = whole
     # rank > 2: rows of at most 2 * _BLOCK values (larger ones take the chain's blocked
     # epilogue) and below the threads' split
     most = min(split, max(1, 2 * _BLOCK // max(n, 1))) * k if batched else 0
     # np.dot: the product of two matrices, 0.3-0.4 us faster than np.matmul at 1-8 rows
     dot, add, nd = np.dot, np.add, np.ndarray
-    # a large weight: 2-8 rows a row at a time where BLAS is faster so (``few_rows``)
-    few = chain.few
 
     if softmax:  # softmax(x @ w + b), the classic classifier head
 
@@ -627,11 +661,11 @@ def _dense(chain: FusedChain, softmax: bool = False, batched: bool = False) -> C
         if x.__class__ is not nd or x.dtype is not dt:
             return chain(x, *ext)
         s = x.shape
-        if len(s) == 2:
+        if len(s) == 2 and rank is None:
             if s[1] != k or s[0] >= split:
                 return chain(x, *ext)
             y = dot(x, w) if few is None else few(x)
-        elif len(s) > 2 and s[-1] == k and x.size < most:
+        elif len(s) > 2 and s[-1] == k and x.size < most and (rank is None or len(s) == rank):
             x2 = x.reshape(-1, k)
             y = (dot(x2, w) if few is None else few(x2)).reshape(s[:-1] + (n,))
         else:
