@@ -96,18 +96,24 @@ def set_blas_threads(n: int) -> bool:
         threadpool_limits(limits=n, user_api="blas")
         return True
     done = False
-    for path in _loaded_libraries():
+    for fn in _blas_functions(_SETTERS):
+        fn(ctypes.c_int(n))
+        done = True
+    return done
+
+
+def _blas_functions(names):
+    """For each BLAS library the process has mapped, the first of ``names`` it exports."""
+    for path in sorted(_loaded_libraries()):
         try:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for name in _SETTERS:
+        for name in names:
             fn = getattr(lib, name, None)
             if fn is not None:
-                fn(ctypes.c_int(n))
-                done = True
+                yield fn
                 break
-    return done
 
 
 _CORENAMES = ("openblas_get_corename", "openblas_get_corename64_",
@@ -122,19 +128,11 @@ def blas_kernels() -> dict:
     import numpy  # noqa: F401  (loads the BLAS library)
 
     core = None
-    for path in sorted(_loaded_libraries()):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for name in _CORENAMES:
-            fn = getattr(lib, name, None)
-            if fn is not None:
-                fn.restype = ctypes.c_char_p
-                fn.argtypes = []
-                got = fn()
-                core = got.decode(errors="replace").strip() if got else None
-                break
+    for fn in _blas_functions(_CORENAMES):
+        fn.restype = ctypes.c_char_p
+        fn.argtypes = []
+        got = fn()
+        core = got.decode(errors="replace").strip() if got else None
         if core:
             break
     return {"core": core,
