@@ -24,9 +24,9 @@ def fresh(monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("margin", [1e9, 0.0])  # rows one by one always / never
-def test_rows_by_computes_the_product(fresh, monkeypatch, dtype, margin):
-    monkeypatch.setattr(fresh, "MARGIN", margin)
+@pytest.mark.parametrize("form", [0, 1, 2])  # PRODUCT, ROWS, BLOCKS
+def test_rows_by_computes_the_product(fresh, monkeypatch, dtype, form):
+    monkeypatch.setattr(fresh, "_measure", lambda m, w, columns=False: form)
     w = RNG.standard_normal((K, N)).astype(dtype)
     w.setflags(write=False)
     fn = fresh.rows_by(w)
@@ -36,13 +36,19 @@ def test_rows_by_computes_the_product(fresh, monkeypatch, dtype, margin):
         assert y.shape == (m, N) and y.dtype == dtype and y.flags.c_contiguous
         np.testing.assert_allclose(y, x @ w, rtol=1e-5 if dtype == np.float32 else 1e-12,
                                    atol=1e-4 if dtype == np.float32 else 1e-11)
-        if margin and 2 <= m <= fresh.MAX_ROWS:  # each row is the one-row product, exactly
+        if form == fresh.ROWS and 2 <= m <= fresh.MAX_ROWS:  # each row: the one-row product
             for i in range(m):
                 np.testing.assert_array_equal(y[i], np.dot(x[i], w))
                 np.testing.assert_array_equal(y[i], np.dot(x[i:i + 1], w)[0])
+        if form == fresh.BLOCKS and 2 <= m <= fresh.MAX_ROWS:  # the blocks' products summed
+            r = fresh.block_rows(K, N, m)
+            assert r < K
+            want = x[:, :r] @ w[:r]
+            for j in range(r, K, r):
+                want += x[:, j:j + r] @ w[j:j + r]
+            np.testing.assert_array_equal(y, want)
     # the choices of the candidates only, kept per (rows, K, N, dtype)
-    assert set(fresh._CHOICES) == {(m, K, N, np.dtype(dtype)) for m in (2, 3, 5, 8)}
-    assert all(v is bool(margin) for v in fresh._CHOICES.values())
+    assert fresh._CHOICES == {(m, K, N, np.dtype(dtype)): form for m in (2, 3, 5, 8)}
     # a non-contiguous input (a transposed view), and another dtype (multiplied directly)
     xt = RNG.standard_normal((K, 3)).astype(dtype).T
     np.testing.assert_allclose(fn(xt), xt @ w, rtol=1e-5, atol=1e-4)
@@ -59,30 +65,30 @@ def test_small_or_non_float_weights_multiply_directly():
 
 
 def test_the_choice_is_a_measurement(fresh, monkeypatch):
-    """Timed once per shape (both forms, alternately), then kept: the clock decides."""
-    ticks = iter(range(10 ** 6))
+    """Timed once per shape (every form, alternately), then kept: the clock decides."""
     calls = []
     real_rows = fresh._rows
-
-    def counted(x, w):
-        calls.append(x.shape[0])
-        return real_rows(x, w)
-
-    monkeypatch.setattr(fresh, "_rows", counted)
+    monkeypatch.setattr(fresh, "_rows", lambda x, w: calls.append(x.shape[0]) or real_rows(x, w))
     w = RNG.standard_normal((K, N)).astype(np.float32)
     fn = fresh.rows_by(w)
-    # a clock where each form takes one tick: apart (1) is not below 0.85 x together (1)
-    monkeypatch.setattr(fresh.time, "perf_counter", lambda: next(ticks))
+    assert fresh.block_rows(K, N, 2) < K  # (K = 256 rows: two blocks or more)
+
+    def clock(*durations):  # each form takes its duration, every round
+        seq = iter([t for _ in range(fresh.ROUNDS) for d in durations for t in (0, d)])
+        monkeypatch.setattr(fresh.time, "perf_counter", lambda: next(seq))
+
+    clock(1, 1, 1)  # no form clearly faster than the product: the product
     fn(RNG.standard_normal((2, K)).astype(np.float32))
-    assert fresh._CHOICES[(2, K, N, np.dtype(np.float32))] is False
+    assert fresh._CHOICES[(2, K, N, np.dtype(np.float32))] == fresh.PRODUCT
     assert calls == [2] * fresh.ROUNDS
-    fn(RNG.standard_normal((2, K)).astype(np.float32))  # kept: no timing, directly
+    fn(RNG.standard_normal((2, K)).astype(np.float32))  # kept: no timing, the product
     assert calls == [2] * fresh.ROUNDS
-    # a clock where the product takes 10 ticks and the rows 1: rows one by one
-    seq = iter([0, 10, 0, 1] * fresh.ROUNDS)
-    monkeypatch.setattr(fresh.time, "perf_counter", lambda: next(seq))
+    clock(10, 1, 5)  # rows
     fn(RNG.standard_normal((3, K)).astype(np.float32))
-    assert fresh._CHOICES[(3, K, N, np.dtype(np.float32))] is True
+    assert fresh._CHOICES[(3, K, N, np.dtype(np.float32))] == fresh.ROWS
+    clock(10, 5, 1)  # block sums
+    fn(RNG.standard_normal((4, K)).astype(np.float32))
+    assert fresh._CHOICES[(4, K, N, np.dtype(np.float32))] == fresh.BLOCKS
     # another weight of that shape takes the choice without timing
     calls.clear()
     y = fresh.rows_by(w * 2)(x := RNG.standard_normal((3, K)).astype(np.float32))
@@ -90,32 +96,34 @@ def test_the_choice_is_a_measurement(fresh, monkeypatch):
 
 
 @pytest.mark.parametrize("m", [2, 3, 6])
-def test_dense_chain_fused_and_unfused_agree_bit_for_bit(fresh, monkeypatch, m):
+@pytest.mark.parametrize("form", ["PRODUCT", "ROWS", "BLOCKS"])
+def test_dense_chain_fused_and_unfused_agree_bit_for_bit(fresh, monkeypatch, m, form):
     """The fused Dense chain and the unfused MatMul kernel take the same choice: the same
-    values, with the rows taken one by one or not."""
+    values, in each form."""
     calls = []
-    real_rows = fresh._rows
-    monkeypatch.setattr(fresh, "_rows", lambda x, w: calls.append(1) or real_rows(x, w))
-    for one_by_one in (True, False):
-        calls.clear()
-        fresh._CHOICES[(m, K, N, np.dtype(np.float32))] = one_by_one  # (no timing)
-        w, b = RNG.standard_normal((K, N)).astype(np.float32), RNG.standard_normal(N)
-        nodes = [placeholder("x"), const("w", w), const("b", b.astype(np.float32)),
-                 Node("mm", "MatMul", ["x", "w"], {"T": "float32", "transpose_a": False,
-                                                   "transpose_b": False}),
-                 Node("add", "BiasAdd", ["mm", "b"], {"T": "float32"}),
-                 Node("act", "Relu", ["add"], {"T": "float32"})]
-        g = Graph(nodes, [TensorSpec("x", "x:0", "float32")],
-                  [TensorSpec("act", "act:0", "float32")])
-        plain = compile_plan(g, ["act:0"], ["x:0"], optimize=False)
-        opt = compile_plan(g, ["act:0"], ["x:0"])
-        assert any(st.members for st in opt.steps)  # fused
-        x = RNG.standard_normal((m, K)).astype(np.float32)
-        got, want = opt(x)[0], plain(x)[0]
-        np.testing.assert_array_equal(got, want)
-        np.testing.assert_allclose(got, np.maximum(x @ w + b.astype(np.float32), 0),
-                                   rtol=1e-5, atol=1e-4)
-        assert len(calls) == (2 if one_by_one else 0)  # both plans took the rows' form
+    for name in ("_rows", "_sums"):
+        real = getattr(fresh, name)
+        monkeypatch.setattr(fresh, name, lambda x, w, real=real, name=name:
+                            calls.append(name) or real(x, w))
+    fresh._CHOICES[(m, K, N, np.dtype(np.float32))] = getattr(fresh, form)  # (no timing)
+    w, b = RNG.standard_normal((K, N)).astype(np.float32), RNG.standard_normal(N)
+    nodes = [placeholder("x"), const("w", w), const("b", b.astype(np.float32)),
+             Node("mm", "MatMul", ["x", "w"], {"T": "float32", "transpose_a": False,
+                                               "transpose_b": False}),
+             Node("add", "BiasAdd", ["mm", "b"], {"T": "float32"}),
+             Node("act", "Relu", ["add"], {"T": "float32"})]
+    g = Graph(nodes, [TensorSpec("x", "x:0", "float32")],
+              [TensorSpec("act", "act:0", "float32")])
+    plain = compile_plan(g, ["act:0"], ["x:0"], optimize=False)
+    opt = compile_plan(g, ["act:0"], ["x:0"])
+    assert any(st.members for st in opt.steps)  # fused
+    x = RNG.standard_normal((m, K)).astype(np.float32)
+    got, want = opt(x)[0], plain(x)[0]
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(got, np.maximum(x @ w + b.astype(np.float32), 0),
+                               rtol=1e-5, atol=1e-4)
+    # both plans took the form
+    assert calls == {"PRODUCT": [], "ROWS": ["_rows"] * 2, "BLOCKS": ["_sums"] * 2}[form]
 
 
 @pytest.mark.parametrize("form", [0, 1, 2])  # PRODUCT, COLUMNS, BLOCKS

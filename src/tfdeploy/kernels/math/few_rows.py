@@ -1,37 +1,43 @@
-"""Products of a few rows by a large constant matrix: one BLAS matrix-vector product per row
-where this machine's BLAS multiplies the few rows at once more slowly, measured once per shape
-(``rows_by``: Dense layers); and a large constant matrix by a few columns, a recurrent cell's
-states, in the fastest of three forms (``columns_by``).
+"""Products of a few rows by a large constant matrix, and of a large constant matrix by a few
+columns, in the form this machine's BLAS computes fastest, measured once per shape.
 
 ``x @ w`` with x [m, K] of 2 to ``MAX_ROWS`` rows (a Dense layer at batch 2-8, a few tokens)
 goes to BLAS's matrix-matrix product, which packs ``w`` into panels on every call; for one
-row numpy calls the matrix-vector product, which streams ``w`` once. OpenBLAS 0.3.31 is
-much slower on a few rows than on one row per call. One thread, an AMD EPYC (Zen 4), its
-SkylakeX kernels, in us for the product / the rows one by one: 768 x 3072 at 2 rows 842 /
-220, 4 rows 844 / 415, 8 rows 909 / 835; 1024 x 1024 at 2 rows 391 / 97; its Haswell kernels
-512 x 512 at 2 rows 67 / 25, 3 rows 95 / 41. A 12-layer stack of 768 x 3072 and 3072 x 768
-layers (226 MB of weights, read from memory): 2 rows 21.6 -> 12.3 ms, 3 rows 32.0 -> 20.4.
-Small weights, or more rows, go the other way (64 x 256 at 2 rows: 1.6 / 4.0 us).
+row numpy calls the matrix-vector product, which streams ``w`` once. OpenBLAS 0.3.31 is much
+slower on a few rows than on one row per call: one thread, an AMD EPYC (Zen 4), its SkylakeX
+kernels, in us for the product / the rows one by one: 768 x 3072 at 2 rows 842 / 220, 4 rows
+844 / 415, 8 rows 909 / 835; 1024 x 1024 at 2 rows 391 / 97; its Haswell kernels 512 x 512 at
+2 rows 67 / 25, 3 rows 95 / 41. Its SkylakeX kernels also take a product of fewer than 2**20
+multiply-adds by a faster path for small matrices, so a third form sums the products of
+blocks of ``w``'s rows (contiguous) below that size (``_sums``). A 12-layer stack of 768 x 3072
+and 3072 x 768 layers (113 MB of weights, read from memory), ms for the product / rows / block
+sums: 2 rows 9.5 / 5.9 / 4.8, 4 rows 8.6 / 8.7 / 6.1, 8 rows 10.5 / 14.5 / 9.1, 16 rows 12.6 /
+25.8 / 15.4. Small weights, or more rows, go the other way (64 x 256 at 2 rows: 1.6 us as a
+product, 4.0 one by one).
 
-So the form is measured, not ruled: the first product of ``m`` rows by a weight of a given
-shape and dtype times both (random rows by that weight, alternately, the best of ``ROUNDS``
-each) and takes the rows one by one only below ``MARGIN`` times the product's
-time. The choice is kept per (m, K, N, dtype) for the process: weights of one shape share it.
-Only candidates are timed: 2 to ``MAX_ROWS`` rows by a weight of at least ``MIN_BYTES``.
+``columns_by`` asks the same of a recurrent cell's product ``R @ h^T`` by its states' b
+columns: the product, the columns one by one, or blocks of R's rows, each product by itself
+(below 2**20 multiply-adds: no sums).
+
+So the form is measured, not ruled: the first product of ``m`` rows (or columns) by a matrix
+of a given shape and dtype times each form (random rows by that matrix, alternately, the best
+of ``ROUNDS`` each) and takes another than the product only below ``MARGIN`` times the
+product's time. The choice is kept per (m, K, N, dtype) for the process: matrices of one shape
+share it. Only candidates are timed: 2 to ``MAX_ROWS`` rows by a matrix of at least
+``MIN_BYTES``.
 
 The measurement repeats a product on one matrix, which then sits in cache; a model with more
 weights than the cache reads each from memory. So the forms offered are the ones that gain in
-both: the rows one by one by a Dense weight (the stack above), and for a recurrent matrix,
-which every step reuses, the three of ``columns_by``. Column blocks of a Dense weight (views,
-each product below OpenBLAS's small-matrix limit) took 8 rows by 768 x 3072 in 0.54x the
+both (the stack above; a recurrent matrix every step reuses). Column blocks of a Dense weight
+(views, each product below the small-matrix limit) took 8 rows by 768 x 3072 in 0.54x the
 product's time in cache, but 1.7x over the stack: not a form here.
 
-Each row's result is then the one-row product's: the same values the row gets alone (batch
-1), which a matrix-matrix product may round differently in the last bit. Every caller of a
-constant weight (the fused Dense chains, the plain MatMul kernel) goes through :func:`rows_by`,
-so a model gives the same values fused and unfused. Another process, or machine, may choose
-the other form where the two are close, and round the last bit differently (as TensorFlow's
-kernels do from CPU to CPU).
+The forms sum in different orders: results agree to the products' rounding; taken one by one,
+each row's result is the one-row product's (the values it gets alone, at batch 1). Every
+caller of a constant matrix (the fused Dense chains, the plain MatMul kernel) goes through
+:func:`rows_by`, so a model gives the same values fused and unfused. Another process, or
+machine, may choose another form where two are close, and round the last bit differently (as
+TensorFlow's kernels do from CPU to CPU).
 """
 
 from __future__ import annotations
@@ -52,16 +58,26 @@ MARGIN = 0.85
 ROUNDS = 3
 
 _lock = threading.Lock()
-#: (m, K, N, dtype) -> whether m rows go one by one; ("columns", b, M, K, dtype) -> the form
-#: of a product by b columns (``columns_by``)
-_CHOICES: dict[tuple, object] = {}
+#: (m, K, N, dtype) -> the form of m rows by a matrix (``rows_by``); ("columns", b, M, K,
+#: dtype) -> that of a matrix by b columns (``columns_by``)
+_CHOICES: dict[tuple, int] = {}
+
+
+#: the forms of a product: the product itself; its rows (``rows_by``) or columns
+#: (``columns_by``) one by one; blocks of the matrix's rows (``rows_by``: with their products
+#: summed)
+PRODUCT, ROWS, BLOCKS = 0, 1, 2
+COLUMNS = ROWS
+#: blocks of at most this many multiply-adds: OpenBLAS's SkylakeX kernels take a product of
+#: fewer than 2**20 (M x K x N) by a faster path for small matrices
+BLOCK_WORK = 1 << 19
 
 
 def rows_by(w: np.ndarray):
     """``fn(x) = x @ w`` for 2-D ``x`` [m, K] (the caller checks K) by the constant 2-D float
-    ``w``, taking each row by itself where that was measured faster for m (see the module
-    docstring); None when ``w`` is too small for that ever to be so, or not float32/float64:
-    the caller then multiplies directly."""
+    ``w``, in the form measured fastest for m: the product, each row by itself, or the sum of
+    blocks' products (see the module docstring); None when ``w`` is too small for another form
+    ever to pay, or not float32/float64: the caller then multiplies directly."""
     if w.ndim != 2 or w.dtype not in (np.float32, np.float64) or w.nbytes < MIN_BYTES:
         return None
     k, n = w.shape
@@ -72,21 +88,16 @@ def rows_by(w: np.ndarray):
         m = x.shape[0]
         if m < 2 or m > MAX_ROWS or x.dtype != dt:
             return dot(x, w)
-        one_by_one = choices.get((m, k, n, dt))
-        if one_by_one is None:
-            one_by_one = _choose(m, w)
-        if not one_by_one:
+        form = choices.get((m, k, n, dt))
+        if form is None:
+            form = _choose(m, w)
+        if form == PRODUCT:
             return dot(x, w)
-        return _rows(x, w)
+        if form == ROWS:
+            return _rows(x, w)
+        return _sums(x, w)
 
     return product
-
-
-#: ``columns_by``'s forms: the product, the columns one by one, row blocks of the matrix
-PRODUCT, COLUMNS, BLOCKS = 0, 1, 2
-#: row blocks of at most this many multiply-adds: OpenBLAS's SkylakeX kernels take a product
-#: of fewer than 2**20 (M x K x b) by a faster path for small matrices
-BLOCK_WORK = 1 << 19
 
 
 def columns_by(a: np.ndarray):
@@ -121,8 +132,9 @@ def columns_by(a: np.ndarray):
 
 
 def block_rows(m: int, k: int, b: int) -> int:
-    """Rows of ``a`` [m, k] per block of ``_blocks`` by b columns: the largest power of two
-    with at most ``BLOCK_WORK`` multiply-adds a block, 16 at least."""
+    """Rows of a matrix [m, k] per block multiplied by b columns (``_blocks``; ``_sums``: a
+    Dense weight [K, N] by m rows, ``block_rows(K, N, m)``): the largest power of two with at
+    most ``BLOCK_WORK`` multiply-adds a block, 16 at least."""
     rows = 16
     while rows * 2 * k * b <= BLOCK_WORK and rows * 2 < m:
         rows *= 2
@@ -147,6 +159,20 @@ def _blocks(a: np.ndarray, v: np.ndarray) -> np.ndarray:
     return y
 
 
+def _sums(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``x @ w`` as the sum of the products of blocks of w's rows (contiguous) by x's columns,
+    each below ``BLOCK_WORK``."""
+    m, k = x.shape
+    step = block_rows(k, w.shape[1], m)
+    y = np.dot(x[:, :step], w[:step])
+    if step < k:
+        t = np.empty_like(y)
+        for j in range(step, k, step):
+            np.dot(x[:, j:j + step], w[j:j + step], out=t)
+            y += t
+    return y
+
+
 def _rows(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     y = np.empty((x.shape[0], w.shape[1]), w.dtype)
     for i in range(x.shape[0]):
@@ -163,11 +189,10 @@ def _choose(m: int, w: np.ndarray, columns: bool = False):
     return choice
 
 
-def _measure(m: int, w: np.ndarray, columns: bool = False):
-    """Whether ``m`` rows by ``w`` are clearly faster one by one than together; with
-    ``columns``, the fastest form of ``w`` by m columns (PRODUCT unless another is clearly
-    faster). ``w`` is the first matrix of its shape (the time is the shape's); the rows or
-    columns are random."""
+def _measure(m: int, w: np.ndarray, columns: bool = False) -> int:
+    """The fastest form of ``m`` rows by ``w`` (``columns``: of ``w`` by m columns): PRODUCT
+    unless another is clearly faster. ``w`` is the first matrix of its shape (the time is the
+    shape's); the rows or columns are random."""
     rng = np.random.default_rng(m)
     if columns:
         v = rng.standard_normal((w.shape[1], m)).astype(w.dtype)
@@ -177,6 +202,8 @@ def _measure(m: int, w: np.ndarray, columns: bool = False):
     else:
         x = rng.standard_normal((m, w.shape[0])).astype(w.dtype)
         forms = [lambda: np.dot(x, w), lambda: _rows(x, w)]
+        if block_rows(*w.shape, m) < w.shape[0]:
+            forms.append(lambda: _sums(x, w))
     clock = time.perf_counter
     best = [float("inf")] * len(forms)
     for _ in range(ROUNDS):  # (alternately: a drift in the machine's speed hits all)
@@ -185,6 +212,4 @@ def _measure(m: int, w: np.ndarray, columns: bool = False):
             f()
             best[i] = min(best[i], clock() - t0)
     fastest = min(range(1, len(forms)), key=best.__getitem__)
-    if best[fastest] >= MARGIN * best[0]:
-        return PRODUCT if columns else False
-    return fastest if columns else True
+    return PRODUCT if best[fastest] >= MARGIN * best[0] else fastest
