@@ -75,8 +75,8 @@ class _Cell:
         (units, gates * units) and the 0.5 row of the sigmoid gates (batch 1)."""
         self.rt = rt
         self.rr = np.ascontiguousarray(rt.T)
-        #: rt @ h^T at batch 2-8: by columns where measured faster (``math/few_rows.py``);
-        #: None for a small kernel (the product then)
+        #: rt @ h^T at batch 2-8 in the form measured fastest: the product, by columns or by
+        #: blocks of rt's rows (``math/few_rows.py``); None for a small kernel (the product)
         self.rec = columns_by(rt)
         self.halves = np.full((1, n_sigmoid * self.units), 0.5, self.dtype)
 
