@@ -31,9 +31,9 @@ def _fused(m, x) -> list[str]:
 
 
 def _conv_pool(pool="MaxPool", ksize=(1, 2, 2, 1), strides=(1, 2, 2, 1), padding="VALID",
-               moves=False, dtype="float32", fetch_conv=False):
+               moves=False, dtype="float32", fetch_conv=False, kernel=3):
     t = {"T": dtype}
-    w = RNG.standard_normal((3, 3, 3, 8)).astype(dtype)
+    w = RNG.standard_normal((kernel, kernel, 3, 8)).astype(dtype)
     b = RNG.standard_normal(8).astype(dtype)
     nodes = [placeholder("x", dtype, [None, 8, 8, 3]), const("w", w), const("b", b),
              Node("c", "Conv2D", ["x", "w"], {**t, "strides": [1, 1, 1, 1], "padding": "SAME",
@@ -93,6 +93,18 @@ def test_conv_pool_is_one_step_over_groups(small_groups, pool, k, s, padding, n)
     got = m(x)
     np.testing.assert_allclose(got, _reference(x, w, b, pool, k, s, padding), rtol=1e-5,
                                atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [1, 5])
+def test_pointwise_conv_then_pool(small_groups, n):
+    """A 1x1 conv chain (a Dense layer on small maps) with a pool after it: its conv chain
+    runs the groups (a 1x1 separable conv's pointwise half, a Conv1D of width 1)."""
+    m, w, b = _conv_pool(kernel=1)
+    x = RNG.standard_normal((n, 8, 8, 3)).astype(np.float32)
+    assert _fused(m, x) == ["_FusedChain"]
+    want = np.maximum(np.einsum("nhwc,co->nhwo", x.astype(np.float64), w[0, 0]) + b, 0)
+    want = want.reshape(n, 4, 2, 4, 2, 8).max(axis=(2, 4))
+    np.testing.assert_allclose(m(x), want, rtol=1e-5, atol=1e-5)
 
 
 def test_groups_match_the_whole_batch(monkeypatch, tmp_path):

@@ -534,6 +534,8 @@ def _FusedChain(*, _ctx, core: str, core_attrs: dict, weight: np.ndarray, epilog
         chain = _FusedChain(_ctx=_ctx, core=core, core_attrs=core_attrs, weight=weight,
                             epilogue=epilogue, channels=channels, prologue=prologue,
                             _fallback=_raise_whole, _label=_label)
+        # (a 1x1 conv's Dense closure: its conv chain, which the groups of images suit)
+        chain = getattr(chain, "chain", chain)
         attrs = {k: v for k, v in pool.items() if k != "op"}
         return _PooledChain(chain, _ctx.kernel(pool["op"], attrs, [None]), _fallback, _label)
     dt = weight.dtype
