@@ -410,6 +410,10 @@ def test_bench_notes_forced_simd_kernels(files):
     assert _ok(r).splitlines()[1].split()[:2] == ["batch", "engine"]
     r = subprocess.run(args, capture_output=True, text=True, env=clean)
     assert "note:" not in r.stderr and _ok(r).splitlines()[1].split()[:2] == ["batch", "engine"]
+    # tfdeploy profile says it too
+    r = subprocess.run([SCRIPT, "profile", files / "dense.tfd", "-n", "2"], capture_output=True,
+                       text=True, env=dict(clean, OPENBLAS_CORETYPE=core))
+    assert "ms per run in kernels" in _ok(r) and f"OPENBLAS_CORETYPE={core} is set" in r.stderr
 
 
 def test_bench_reports_a_missing_peer(files):

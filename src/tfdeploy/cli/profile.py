@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from ._common import UsageError, add_command, load_model
 from .plan import example_inputs
 from .run import read_inputs
@@ -44,4 +46,8 @@ def run(args) -> int:
     else:
         inputs = example_inputs(model, args.batch if args.batch is not None else 1)
     print(model.profile(*inputs, repeat=max(1, args.repeat)).report(args.top))
+    from tfdeploy.runtime.threads import kernel_note
+
+    if (note := kernel_note()) is not None:  # (stderr, as bench's)
+        print(note, file=sys.stderr)
     return 0
