@@ -143,8 +143,8 @@ def _matmul_const_b(consts, *, transpose_a=False, transpose_b=False):
     w = b.T if transpose_b else b
     k = w.shape[0]
     matmul = np.matmul
-    # a large weight: 2-8 rows a row at a time where BLAS is faster so, as in the fused
-    # Dense chains (``few_rows``)
+    # a large weight: 2-8 rows in the form measured fastest, the fused Dense chains' choice
+    # (``few_rows``)
     few = rows_by(w)
 
     def MatMul(a):

@@ -240,8 +240,8 @@ class FusedChain:
         self.matrix = matrix
         self.split_rows = 2 * parallel.min_work(matmul=True) // max(matrix.size, 1) \
             if matrix is not None else 1 << 62
-        #: x @ matrix for 2-8 rows by a large matrix: a row at a time where BLAS is faster
-        #: so (``math/few_rows.py``)
+        #: x @ matrix for 2-8 rows by a large matrix, in the form measured fastest: the
+        #: product, the rows one by one, or block sums (``math/few_rows.py``)
         self.few = rows_by(matrix) if matrix is not None else None
         #: a chain of a product and a bias (a Dense layer) adds the bias without a call
         #: layer: np.matmul then np.add, in place (a Tiled or None)
@@ -632,7 +632,7 @@ def _dense(chain: FusedChain, softmax: bool = False, batched: bool = False,
     w, b, dt, split = chain.matrix, chain.bias, chain.dtype, chain.split_rows
     k, n = w.shape
     rest = chain.rest
-    # a large weight: 2-8 rows a row at a time where BLAS is faster so (``few_rows``)
+    # a large weight: 2-8 rows in the form measured fastest (``few_rows``)
     few = chain.few
     # a 1x1 convolution: only its own rank (4) takes the closure's path; others (a misfit's
     # error too) go through the conv chain
