@@ -168,3 +168,38 @@ def test_the_columns_measurement_picks_the_fastest_clear_form(fresh, monkeypatch
         seq = iter([t for _ in range(fresh.ROUNDS) for d in times for t in (0, d)])
         monkeypatch.setattr(fresh.time, "perf_counter", lambda seq=seq: next(seq))
         assert fresh._measure(4, w, columns=True) == want
+
+
+@pytest.mark.parametrize("form", ["PRODUCT", "ROWS", "BLOCKS"])
+def test_few_rows_are_not_split_over_threads_unless_a_product(fresh, monkeypatch, form):
+    """A chain's product of a few rows splits over threads (blocks of rows, each a product)
+    only where the product is the measured form: another form runs on one thread (OpenBLAS's
+    slow product of a few rows, split in two, took 1.37x the one-thread time of 8 x 768 x 3072
+    layers on two threads)."""
+    from tfdeploy.kernels.nn import fused
+    from tfdeploy.runtime import parallel
+
+    m = 6
+    fresh._CHOICES[(m, K, N, np.dtype(np.float32))] = getattr(fresh, form)  # (no timing)
+    w, b = RNG.standard_normal((K, N)).astype(np.float32), RNG.standard_normal(N)
+    nodes = [placeholder("x"), const("w", w), const("b", b.astype(np.float32)),
+             Node("mm", "MatMul", ["x", "w"], {"T": "float32", "transpose_a": False,
+                                               "transpose_b": False}),
+             Node("add", "BiasAdd", ["mm", "b"], {"T": "float32"}),
+             Node("act", "Relu", ["add"], {"T": "float32"})]
+    g = Graph(nodes, [TensorSpec("x", "x:0", "float32")],
+              [TensorSpec("act", "act:0", "float32")])
+    # (a product splits from 2 rows, as by a weight of several MB; two threads, free)
+    monkeypatch.setattr(parallel, "MIN_WORK", 2 * K * N // (2 * parallel.MATMUL_FACTOR))
+    opt = compile_plan(g, ["act:0"], ["x:0"])
+    assert opt.steps[0].kernel.chain.split_rows == 2
+    monkeypatch.setattr(parallel, "blocks", lambda *a, **k: 2)
+    split = []
+    real = fused.FusedChain._by_rows
+    monkeypatch.setattr(fused.FusedChain, "_by_rows",
+                        lambda self, *a: split.append(1) or real(self, *a))
+    x = RNG.standard_normal((m, K)).astype(np.float32)
+    got = opt(x)[0]
+    np.testing.assert_allclose(got, np.maximum(x @ w + b.astype(np.float32), 0), rtol=1e-5,
+                               atol=1e-4)
+    assert bool(split) == (form == "PRODUCT")

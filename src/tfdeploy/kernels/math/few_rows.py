@@ -97,6 +97,14 @@ def rows_by(w: np.ndarray):
             return _rows(x, w)
         return _sums(x, w)
 
+    def form(m: int) -> int:
+        """The form ``product`` takes for m rows (measured now if not yet)."""
+        if m < 2 or m > MAX_ROWS:
+            return PRODUCT
+        f = choices.get((m, k, n, dt))
+        return _choose(m, w) if f is None else f
+
+    product.form = form
     return product
 
 
