@@ -95,6 +95,19 @@ def test_the_choice_is_a_measurement(fresh, monkeypatch):
     assert calls == [3] and np.allclose(y, x @ (w * 2), rtol=1e-5, atol=1e-4)
 
 
+def _dense_relu():
+    """relu(x @ w + b) as a graph, w [K, N] random (a candidate), and w, b."""
+    w = RNG.standard_normal((K, N)).astype(np.float32)
+    b = RNG.standard_normal(N).astype(np.float32)
+    nodes = [placeholder("x"), const("w", w), const("b", b),
+             Node("mm", "MatMul", ["x", "w"], {"T": "float32", "transpose_a": False,
+                                               "transpose_b": False}),
+             Node("add", "BiasAdd", ["mm", "b"], {"T": "float32"}),
+             Node("act", "Relu", ["add"], {"T": "float32"})]
+    return Graph(nodes, [TensorSpec("x", "x:0", "float32")],
+                 [TensorSpec("act", "act:0", "float32")]), w, b
+
+
 @pytest.mark.parametrize("m", [2, 3, 6])
 @pytest.mark.parametrize("form", ["PRODUCT", "ROWS", "BLOCKS"])
 def test_dense_chain_fused_and_unfused_agree_bit_for_bit(fresh, monkeypatch, m, form):
@@ -106,21 +119,14 @@ def test_dense_chain_fused_and_unfused_agree_bit_for_bit(fresh, monkeypatch, m, 
         monkeypatch.setattr(fresh, name, lambda x, w, real=real, name=name:
                             calls.append(name) or real(x, w))
     fresh._CHOICES[(m, K, N, np.dtype(np.float32))] = getattr(fresh, form)  # (no timing)
-    w, b = RNG.standard_normal((K, N)).astype(np.float32), RNG.standard_normal(N)
-    nodes = [placeholder("x"), const("w", w), const("b", b.astype(np.float32)),
-             Node("mm", "MatMul", ["x", "w"], {"T": "float32", "transpose_a": False,
-                                               "transpose_b": False}),
-             Node("add", "BiasAdd", ["mm", "b"], {"T": "float32"}),
-             Node("act", "Relu", ["add"], {"T": "float32"})]
-    g = Graph(nodes, [TensorSpec("x", "x:0", "float32")],
-              [TensorSpec("act", "act:0", "float32")])
+    g, w, b = _dense_relu()
     plain = compile_plan(g, ["act:0"], ["x:0"], optimize=False)
     opt = compile_plan(g, ["act:0"], ["x:0"])
     assert any(st.members for st in opt.steps)  # fused
     x = RNG.standard_normal((m, K)).astype(np.float32)
     got, want = opt(x)[0], plain(x)[0]
     np.testing.assert_array_equal(got, want)
-    np.testing.assert_allclose(got, np.maximum(x @ w + b.astype(np.float32), 0),
+    np.testing.assert_allclose(got, np.maximum(x @ w + b, 0),
                                rtol=1e-5, atol=1e-4)
     # both plans took the form
     assert calls == {"PRODUCT": [], "ROWS": ["_rows"] * 2, "BLOCKS": ["_sums"] * 2}[form]
@@ -181,14 +187,7 @@ def test_few_rows_are_not_split_over_threads_unless_a_product(fresh, monkeypatch
 
     m = 6
     fresh._CHOICES[(m, K, N, np.dtype(np.float32))] = getattr(fresh, form)  # (no timing)
-    w, b = RNG.standard_normal((K, N)).astype(np.float32), RNG.standard_normal(N)
-    nodes = [placeholder("x"), const("w", w), const("b", b.astype(np.float32)),
-             Node("mm", "MatMul", ["x", "w"], {"T": "float32", "transpose_a": False,
-                                               "transpose_b": False}),
-             Node("add", "BiasAdd", ["mm", "b"], {"T": "float32"}),
-             Node("act", "Relu", ["add"], {"T": "float32"})]
-    g = Graph(nodes, [TensorSpec("x", "x:0", "float32")],
-              [TensorSpec("act", "act:0", "float32")])
+    g, w, b = _dense_relu()
     # (a product splits from 2 rows, as by a weight of several MB; two threads, free)
     monkeypatch.setattr(parallel, "MIN_WORK", 2 * K * N // (2 * parallel.MATMUL_FACTOR))
     opt = compile_plan(g, ["act:0"], ["x:0"])
@@ -200,6 +199,6 @@ def test_few_rows_are_not_split_over_threads_unless_a_product(fresh, monkeypatch
                         lambda self, *a: split.append(1) or real(self, *a))
     x = RNG.standard_normal((m, K)).astype(np.float32)
     got = opt(x)[0]
-    np.testing.assert_allclose(got, np.maximum(x @ w + b.astype(np.float32), 0), rtol=1e-5,
+    np.testing.assert_allclose(got, np.maximum(x @ w + b, 0), rtol=1e-5,
                                atol=1e-4)
     assert bool(split) == (form == "PRODUCT")
