@@ -323,6 +323,59 @@ def test_winograd_leaves_non_finite_inputs_to_im2col():
     np.testing.assert_array_equal(np.isnan(got), np.isnan(conv.Conv2D(x, w, **same)))
 
 
+def test_winograd_band_is_measured(monkeypatch):
+    """Below applies' channel threshold, down to C K / (C + K) = 40, a 3x3 convolution takes
+    Winograd where it measured faster on its first input (once per shape); outside the band
+    nothing is timed. Either way the convolution's values."""
+    from tfdeploy.kernels.nn import winograd
+
+    same = {"strides": [1, 1, 1, 1], "padding": "SAME"}
+    geom = lambda c, k, h=28: ((1, h, h, c), (3, 3, c, k), np.float32, (1, 1), (1, 1),  # noqa
+                               ((1, 1), (1, 1)))
+    assert winograd.borderline(*geom(96, 96)) and winograd.borderline(*geom(256, 64))
+    assert not winograd.borderline(*geom(128, 128))  # (applies)
+    assert not winograd.borderline(*geom(64, 64)) and not winograd.borderline(*geom(32, 256))
+    assert not winograd.borderline(*geom(96, 96, h=4))  # (too little work an image)
+    calls = []
+    for faster in (True, False):
+        monkeypatch.setattr(winograd, "_PAYS", {})
+        calls.clear()
+        monkeypatch.setattr(winograd, "pays",
+                            lambda key, wino, im2col, faster=faster:
+                            calls.append(key) or faster)
+        w, b = _r(3, 3, 96, 96), _r(96)
+        run = runner.conv_runner("Conv2D", same, w, b)
+        x = _r(1, 28, 28, 96)
+        got = run(x)
+        run(_r(1, 28, 28, 96))  # (the same shape: no second measurement)
+        assert len(calls) == 1 and (run.wino is not None) == faster
+        np.testing.assert_allclose(got, conv.Conv2D(x, w, **same) + b, rtol=1e-4, atol=1e-4)
+        # outside the band: not measured
+        calls.clear()
+        run = runner.conv_runner("Conv2D", same, _r(3, 3, 64, 64))
+        run(_r(1, 28, 28, 64))
+        assert calls == [] and run.wino is None
+    # the measurement itself: the faster of the two by the margin, kept per key
+    monkeypatch.undo()
+    monkeypatch.setattr(winograd, "_PAYS", {})
+    ticks = iter([0, 10, 11, 0, 10, 11])  # im2col 10, Winograd 1: Winograd
+    monkeypatch.setattr(winograd.time, "perf_counter", lambda: next(ticks))
+    assert winograd.pays("k", lambda: None, lambda: None) is True
+    assert winograd.pays("k", lambda: 1 / 0, lambda: 1 / 0) is True  # (kept: not run again)
+    ticks = iter([0, 10, 19.5, 0, 10, 19.5])  # 9.5 against 10: not below 0.9 x
+    assert winograd.pays("k2", lambda: None, lambda: None) is False
+    monkeypatch.undo()
+    # a real measurement through the runner: the transform kept only where Winograd is taken
+    for margin in (1e9, 0.0):
+        monkeypatch.setattr(winograd, "_PAYS", {})
+        monkeypatch.setattr(winograd, "_MARGIN", margin)
+        w = _r(3, 3, 96, 96)
+        run = runner.conv_runner("Conv2D", same, w)
+        x = _r(1, 28, 28, 96)
+        np.testing.assert_allclose(run(x), conv.Conv2D(x, w, **same), rtol=1e-4, atol=1e-4)
+        assert (run.wino is not None) == bool(margin) and len(winograd._PAYS) == 1
+
+
 def test_depthwise_regions():
     geom = ((2, 2), (1, 1), ((0, 1), (0, 1)), (3, 3))
     # a strided conv: the interior read in place, the bottom row and right column padded

@@ -247,6 +247,30 @@ class _Runner:
             return run(y, epilogue)
         return prologued
 
+    def _winograd(self, w):
+        """The filter's Winograd transform, made once and kept with it (two threads may both
+        make it: the same values)."""
+        if self.wino is None:
+            self.wino = derived(w, "winograd", lambda: winograd.weights(w))
+        return self.wino
+
+    def _winograd_pays(self, x, w, st, dl, pads, outs) -> bool:
+        """For a convolution in Winograd's measured band (``winograd.borderline``): whether it
+        is faster than im2col here, timed once per shape on this first input."""
+        key = (x.shape, w.shape[2:], x.dtype.str, tuple(map(tuple, pads)))
+        made: list = []  # (the transform, made only to be timed: kept only if it pays)
+
+        def wino():
+            if not made:
+                made.append(self.wino if self.wino is not None else winograd.weights(w))
+            return winograd.conv3x3(x, made[0], pads, outs)
+
+        if not winograd.pays(key, wino, lambda: conv_nd(x, w, st, dl, pads, outs)):
+            return False
+        if self.wino is None and made:
+            self.wino = derived(w, "winograd", lambda: made[0])
+        return True
+
     def _choose(self, x):
         """The call for inputs like ``x`` (without the prologue)."""
         strides, padding, explicit, fmt, dilations = self.args
@@ -283,11 +307,13 @@ class _Runner:
             return _pointwise_run(x.shape, w, outs, self.bias, self.augmented,
                                   None if self.bias is None else np.tile(self.bias, outs[1]),
                                   self.prologue)
-        if not self.one_run and winograd.applies(x.shape, w.shape, x.dtype, st, dl, pads) \
-                and all_finite(w):  # (an inf weight: its transform would make NaN too)
-            if self.wino is None:  # (two threads may both make it: the same values)
-                self.wino = derived(w, "winograd", lambda: winograd.weights(w))
-            u = self.wino
+        geom = (x.shape, w.shape, x.dtype, st, dl, pads)
+        fits = not self.one_run and winograd.applies(*geom)
+        band = not self.one_run and not fits and winograd.borderline(*geom)
+        # (an inf weight: its transform would make NaN too; the band's convolutions measured)
+        if (fits or band) and all_finite(w) and (
+                fits or self._winograd_pays(x, w, st, dl, pads, outs)):
+            u = self._winograd(w)
 
             def conv(x, ep):
                 # Winograd sums differences of inputs: an inf would meet itself with the other

@@ -9,6 +9,12 @@ transforms are additions and subtractions only, on whole arrays: 2.25x fewer mul
 minus the transforms' passes over memory. ResNet50's 3x3 layers take 30-35% less time than
 im2col and one product on its 28 x 28 and 14 x 14 maps, 15% on 56 x 56 and 7 x 7.
 
+Where it pays depends on the CPU and its BLAS kernels: ``applies`` takes the layers that pay
+on every machine measured; in a band below (``borderline``) Winograd is timed against im2col
+on the first input of each shape (``pays``). A stack of 96 -> 96 and 256 -> 64 layers, one
+thread, on an AMD EPYC: 0.91x at batch 8 (OpenBLAS's SkylakeX kernels), 0.72x at batch 1
+(its Haswell kernels, whose im2col product is slower there).
+
 Accuracy: the transforms' coefficients are 0, +-1 and +-1/2, and the filter's transform is
 computed in float64 once, so the result's error is that of the direct method's order (checked
 against a float64 convolution in ``tests/test_cnn_kernels.py``).
@@ -20,6 +26,10 @@ as soon as they are written.
 """
 
 from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -80,6 +90,11 @@ def applies(x_shape, w_shape, dtype, strides, dilations, pads) -> bool:
     at 256 -> 64 (C K / (C + K) = 51); 0.87-0.94 at 128 -> 128, 0.82-0.89 at 80-96, 0.67-0.84
     at 256 -> 256 and 512 -> 512. (The threshold had been 24, set before the rows path: it
     sent DenseNet121's 128 -> 32 growth layers to Winograd at 1.3x their time.)"""
+    return _fits(x_shape, w_shape, dtype, strides, dilations, pads, _MIN_CK)
+
+
+def _fits(x_shape, w_shape, dtype, strides, dilations, pads, min_ck: int) -> bool:
+    """``applies``'s checks with C K / (C + K) >= ``min_ck``."""
     if len(x_shape) != 4 or tuple(w_shape[:2]) != (3, 3) or x_shape[-1] != w_shape[2] or \
             np.dtype(dtype) not in _FLOATS or list(strides) != [1, 1] or \
             list(dilations) != [1, 1] or any(p < 0 or p > 2 for pair in pads for p in pair):
@@ -87,8 +102,48 @@ def applies(x_shape, w_shape, dtype, strides, dilations, pads) -> bool:
     c, k = w_shape[2], w_shape[3]
     oh = x_shape[1] + pads[0][0] + pads[0][1] - 2
     ow = x_shape[2] + pads[1][0] + pads[1][1] - 2
-    return oh >= 2 and ow >= 2 and c * k >= _MIN_CK * (c + k) and \
+    return oh >= 2 and ow >= 2 and c * k >= min_ck * (c + k) and \
         9 * oh * ow * c * k >= _MIN_MACS
+
+
+#: below ``_MIN_CK`` down to this, Winograd is measured against im2col once per shape
+#: (``borderline``, ``pays``): where it pays there depends on the CPU. One thread, an AMD EPYC
+#: (Zen 4), Winograd's time over im2col's: 96 -> 96 at 56 x 56 0.87-0.88, 256 -> 64 at 28 x 28
+#: 0.79-0.83, 64 -> 64 1.03-1.13 (the Xeon: 1.02-1.06, 0.99-1.00, 1.09-1.19)
+_MEASURED_CK = 40
+#: Winograd is taken in the band below this fraction of im2col's time
+_MARGIN = 0.9
+_lock = threading.Lock()
+_PAYS: dict = {}  # (input shape, filter's C and K, dtype, pads) -> Winograd faster
+
+
+def borderline(x_shape, w_shape, dtype, strides, dilations, pads) -> bool:
+    """Whether Winograd serves this convolution but ``applies`` leaves it out only for its
+    channels: C K / (C + K) in [``_MEASURED_CK``, ``_MIN_CK``), with enough work an image.
+    There the choice is measured (``pays``)."""
+    return _fits(x_shape, w_shape, dtype, strides, dilations, pads, _MEASURED_CK) and \
+        not _fits(x_shape, w_shape, dtype, strides, dilations, pads, _MIN_CK)
+
+
+def pays(key, winograd: Callable[[], object], im2col: Callable[[], object]) -> bool:
+    """Whether ``winograd()`` takes below ``_MARGIN`` times ``im2col()``'s time (the same
+    convolution, on the first input of its shape), measured once per ``key`` for the process:
+    each run twice, alternately, the best of each compared."""
+    with _lock:  # (one measurement at a time: another's work beside it would skew it)
+        got = _PAYS.get(key)
+        if got is None:
+            best_w = best_i = float("inf")
+            clock = time.perf_counter
+            with np.errstate(all="ignore"):
+                for _ in range(2):
+                    t0 = clock()
+                    im2col()
+                    t1 = clock()
+                    winograd()
+                    t2 = clock()
+                    best_i, best_w = min(best_i, t1 - t0), min(best_w, t2 - t1)
+            got = _PAYS[key] = best_w < _MARGIN * best_i
+    return got
 
 
 def conv3x3(x: np.ndarray, u: np.ndarray, pads, outs, epilogue=None) -> np.ndarray:
