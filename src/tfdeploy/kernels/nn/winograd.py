@@ -10,10 +10,10 @@ minus the transforms' passes over memory. ResNet50's 3x3 layers take 30-35% less
 im2col and one product on its 28 x 28 and 14 x 14 maps, 15% on 56 x 56 and 7 x 7.
 
 Where it pays depends on the CPU and its BLAS kernels: ``applies`` takes the layers that pay
-on every machine measured; in a band below (``borderline``) Winograd is timed against im2col
-on the first input of each shape (``pays``). A stack of 96 -> 96 and 256 -> 64 layers, one
-thread, on an AMD EPYC: 0.91x at batch 8 (OpenBLAS's SkylakeX kernels), 0.72x at batch 1
-(its Haswell kernels, whose im2col product is slower there).
+on every machine measured; in a band below (``borderline``: C K / (C + K) from 32) Winograd
+is timed against im2col on the first input of each shape (``pays``). A stack of 96 -> 96 and
+256 -> 64 layers, one thread, on an AMD EPYC: 0.91x at batch 8 (OpenBLAS's SkylakeX
+kernels), 0.72x at batch 1 (its Haswell kernels, whose im2col product is slower there).
 
 Accuracy: the transforms' coefficients are 0, +-1 and +-1/2, and the filter's transform is
 computed in float64 once, so the result's error is that of the direct method's order (checked
@@ -107,10 +107,12 @@ def _fits(x_shape, w_shape, dtype, strides, dilations, pads, min_ck: int) -> boo
 
 
 #: below ``_MIN_CK`` down to this, Winograd is measured against im2col once per shape
-#: (``borderline``, ``pays``): where it pays there depends on the CPU. One thread, an AMD EPYC
-#: (Zen 4), Winograd's time over im2col's: 96 -> 96 at 56 x 56 0.87-0.88, 256 -> 64 at 28 x 28
-#: 0.79-0.83, 64 -> 64 1.03-1.13 (the Xeon: 1.02-1.06, 0.99-1.00, 1.09-1.19)
-_MEASURED_CK = 40
+#: (``borderline``, ``pays``): where it pays there depends on the CPU and BLAS kernels. One
+#: thread, an AMD EPYC (Zen 4), Winograd's time over im2col's with OpenBLAS's SkylakeX
+#: kernels: 96 -> 96 at 56 x 56 0.87-0.88, 256 -> 64 at 28 x 28 0.79-0.83, 64 -> 64 at 56 x 56
+#: 0.96-1.13; with its Haswell kernels 64 -> 64 0.80-0.81 (ResNet50's first stage); the Xeon:
+#: 1.02-1.06, 0.99-1.00, 1.09-1.19. (DenseNet's 128 -> 32, C K / (C + K) = 26: 1.3 there)
+_MEASURED_CK = 32
 #: Winograd is taken in the band below this fraction of im2col's time
 _MARGIN = 0.9
 _lock = threading.Lock()
