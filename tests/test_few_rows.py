@@ -4,6 +4,8 @@ the same choice fused and unfused."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -75,7 +77,7 @@ def test_the_choice_is_a_measurement(fresh, monkeypatch):
 
     def clock(*durations):  # each form takes its duration, every round
         seq = iter([t for _ in range(fresh.ROUNDS) for d in durations for t in (0, d)])
-        monkeypatch.setattr(fresh.time, "perf_counter", lambda: next(seq))
+        monkeypatch.setattr(time, "perf_counter", lambda: next(seq))
 
     clock(1, 1, 1)  # no form clearly faster than the product: the product
     fn(RNG.standard_normal((2, K)).astype(np.float32))
@@ -172,7 +174,7 @@ def test_the_columns_measurement_picks_the_fastest_clear_form(fresh, monkeypatch
     for times, want in (([10, 5, 3], fresh.BLOCKS), ([10, 5, 9], fresh.COLUMNS),
                         ([10, 9, 9], fresh.PRODUCT)):
         seq = iter([t for _ in range(fresh.ROUNDS) for d in times for t in (0, d)])
-        monkeypatch.setattr(fresh.time, "perf_counter", lambda seq=seq: next(seq))
+        monkeypatch.setattr(time, "perf_counter", lambda seq=seq: next(seq))
         assert fresh._measure(4, w, columns=True) == want
 
 

@@ -9,6 +9,10 @@ or ``exp``) asks :func:`cheaper` once, when it is built: the two ufuncs are time
 values, alternately, and the best of several calls of each compared. The choice holds for the
 process (its values do not change from call to call); another machine may round the last bit
 differently, as TensorFlow's kernels do from CPU to CPU.
+
+:func:`fastest` is the timing every such measured choice shares (``kernels/math/few_rows.py``,
+``kernels/nn/winograd.py``'s band), under one lock (``LOCK``): a measurement beside another
+would time both forms beside foreign work, and could keep a different answer.
 """
 
 from __future__ import annotations
@@ -19,12 +23,28 @@ import time
 
 import numpy as np
 
-__all__ = ["cheaper"]
+__all__ = ["LOCK", "cheaper", "fastest"]
 
 _VALUES = 2048
 _ROUNDS = 7
-_LOCK = threading.Lock()  # (one measurement at a time: two threads compiling plans at once
-# would each time the ufuncs beside the other's work, and could keep different answers)
+#: one measurement at a time, in the whole process (reentrant: a measured form may itself
+#: ask a cached question)
+LOCK = threading.RLock()
+
+
+def fastest(forms, rounds: int, margin: float) -> int:
+    """The index of the fastest of ``forms`` (callables, the first the default), each timed
+    ``rounds`` times, alternately, the best of each compared: 0 unless another takes below
+    ``margin`` times the first's time. The caller holds ``LOCK``."""
+    best = [float("inf")] * len(forms)
+    for _ in range(rounds):
+        for i, f in enumerate(forms):
+            clock = time.perf_counter
+            t0 = clock()
+            f()
+            best[i] = min(best[i], clock() - t0)
+    i = min(range(1, len(forms)), key=best.__getitem__)
+    return i if best[i] < margin * best[0] else 0
 
 
 @functools.cache
@@ -35,7 +55,7 @@ def cheaper(a: str, b: str, dtype: str = "float32", margin: float = 0.8) -> bool
     # (two caches: this one answers a repeated question without the lock, from the hot path
     # of GELU's tanh form; ``_measure``'s, a thread that waited on the lock without timing
     # again)
-    with _LOCK:
+    with LOCK:
         return _measure(a, b, dtype, margin)
 
 
@@ -44,13 +64,4 @@ def _measure(a: str, b: str, dtype: str, margin: float) -> bool:
     fa, fb = getattr(np, a), getattr(np, b)
     x = np.linspace(-8, 8, _VALUES, dtype=dtype)
     y = np.empty_like(x)
-    best_a = best_b = float("inf")
-    clock = time.perf_counter
-    for _ in range(_ROUNDS):
-        t0 = clock()
-        fa(x, out=y)
-        t1 = clock()
-        fb(x, out=y)
-        t2 = clock()
-        best_a, best_b = min(best_a, t1 - t0), min(best_b, t2 - t1)
-    return best_a < margin * best_b
+    return fastest([lambda: fb(x, out=y), lambda: fa(x, out=y)], _ROUNDS, margin) == 1

@@ -42,10 +42,9 @@ TensorFlow's kernels do from CPU to CPU).
 
 from __future__ import annotations
 
-import threading
-import time
-
 import numpy as np
+
+from tfdeploy.numerics.ufunc_speed import LOCK, fastest
 
 #: more rows are multiplied at once (the rows' calls catch up with the product: 8 rows by
 #: 768 x 3072 0.92x, by 1024 x 1024 0.88x, Haswell's 0.76-1.8x)
@@ -57,7 +56,6 @@ MIN_BYTES = 1 << 18
 MARGIN = 0.85
 ROUNDS = 3
 
-_lock = threading.Lock()
 #: (m, K, N, dtype) -> the form of m rows by a matrix (``rows_by``); ("columns", b, M, K,
 #: dtype) -> that of a matrix by b columns (``columns_by``)
 _CHOICES: dict[tuple, int] = {}
@@ -190,7 +188,7 @@ def _rows(x: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 def _choose(m: int, w: np.ndarray, columns: bool = False):
     key = ("columns", m, *w.shape, w.dtype) if columns else (m, *w.shape, w.dtype)
-    with _lock:  # (one measurement at a time: another's work beside it would skew it)
+    with LOCK:  # (one measurement at a time: another's work beside it would skew it)
         choice = _CHOICES.get(key)
         if choice is None:
             choice = _CHOICES[key] = _measure(m, w, columns)
@@ -212,12 +210,4 @@ def _measure(m: int, w: np.ndarray, columns: bool = False) -> int:
         forms = [lambda: np.dot(x, w), lambda: _rows(x, w)]
         if block_rows(*w.shape, m) < w.shape[0]:
             forms.append(lambda: _sums(x, w))
-    clock = time.perf_counter
-    best = [float("inf")] * len(forms)
-    for _ in range(ROUNDS):  # (alternately: a drift in the machine's speed hits all)
-        for i, f in enumerate(forms):
-            t0 = clock()
-            f()
-            best[i] = min(best[i], clock() - t0)
-    fastest = min(range(1, len(forms)), key=best.__getitem__)
-    return PRODUCT if best[fastest] >= MARGIN * best[0] else fastest
+    return fastest(forms, ROUNDS, MARGIN)

@@ -27,13 +27,12 @@ as soon as they are written.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 
 import numpy as np
 
 from tfdeploy.kernels.nn.scratch import output, scratch, strided
+from tfdeploy.numerics.ufunc_speed import LOCK, fastest
 from tfdeploy.runtime import parallel
 
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
@@ -115,7 +114,6 @@ def _fits(x_shape, w_shape, dtype, strides, dilations, pads, min_ck: int) -> boo
 _MEASURED_CK = 32
 #: Winograd is taken in the band below this fraction of im2col's time
 _MARGIN = 0.9
-_lock = threading.Lock()
 _PAYS: dict = {}  # (input shape, filter's C and K, dtype, pads) -> Winograd faster
 
 
@@ -131,20 +129,11 @@ def pays(key, winograd: Callable[[], object], im2col: Callable[[], object]) -> b
     """Whether ``winograd()`` takes below ``_MARGIN`` times ``im2col()``'s time (the same
     convolution, on the first input of its shape), measured once per ``key`` for the process:
     each run twice, alternately, the best of each compared."""
-    with _lock:  # (one measurement at a time: another's work beside it would skew it)
+    with LOCK:  # (one measurement at a time: another's work beside it would skew it)
         got = _PAYS.get(key)
         if got is None:
-            best_w = best_i = float("inf")
-            clock = time.perf_counter
             with np.errstate(all="ignore"):
-                for _ in range(2):
-                    t0 = clock()
-                    im2col()
-                    t1 = clock()
-                    winograd()
-                    t2 = clock()
-                    best_i, best_w = min(best_i, t1 - t0), min(best_w, t2 - t1)
-            got = _PAYS[key] = best_w < _MARGIN * best_i
+                got = _PAYS[key] = fastest([im2col, winograd], 2, _MARGIN) == 1
     return got
 
 
