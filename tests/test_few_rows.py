@@ -15,7 +15,7 @@ from tfdeploy.ir.graph import Graph, Node, TensorSpec
 from tfdeploy.kernels.math import few_rows
 
 RNG = np.random.default_rng(0)
-K, N = 256, 512  # 512 KB: a candidate
+K, N = 512, 512  # 1 MB: a candidate
 
 
 @pytest.fixture
@@ -61,6 +61,7 @@ def test_rows_by_computes_the_product(fresh, monkeypatch, dtype, form):
 
 def test_small_or_non_float_weights_multiply_directly():
     assert few_rows.rows_by(np.ones((64, 256), np.float32)) is None  # 64 KB
+    assert few_rows.rows_by(np.ones((784, 100), np.float32)) is None  # 313 KB
     assert few_rows.rows_by(np.ones((512, 512), np.int32)) is None
     assert few_rows.rows_by(np.ones((4, 512, 512), np.float32)) is None
     assert few_rows.rows_by(np.ones((512, 512), np.float32)) is not None
@@ -73,7 +74,7 @@ def test_the_choice_is_a_measurement(fresh, monkeypatch):
     monkeypatch.setattr(fresh, "_rows", lambda x, w: calls.append(x.shape[0]) or real_rows(x, w))
     w = RNG.standard_normal((K, N)).astype(np.float32)
     fn = fresh.rows_by(w)
-    assert fresh.block_rows(K, N, 2) < K  # (K = 256 rows: two blocks or more)
+    assert fresh.block_rows(K, N, 2) < K  # (K = 512 rows: two blocks or more)
 
     def clock(*durations):  # each form takes its duration, every round
         seq = iter([t for _ in range(fresh.ROUNDS) for d in durations for t in (0, d)])
@@ -139,26 +140,26 @@ def test_columns_by_computes_the_product(fresh, monkeypatch, form):
     """``a @ v`` for v's columns (a recurrent cell's transposed states), C-contiguous, in the
     form chosen; outside 2-8 columns, or another dtype, the product."""
     monkeypatch.setattr(fresh, "_measure", lambda m, w, columns=False: form)
-    a = RNG.standard_normal((4 * 128, 128)).astype(np.float32)  # 256 KB
+    a = RNG.standard_normal((4 * 256, 256)).astype(np.float32)  # 1 MB
     fn = fresh.columns_by(a)
     for b in (1, 2, 3, 8, 9):
-        for v in (RNG.standard_normal((128, b)).astype(np.float32),
-                  np.asfortranarray(RNG.standard_normal((128, b)).astype(np.float32)),
-                  RNG.standard_normal((b, 128)).astype(np.float32).T):
+        for v in (RNG.standard_normal((256, b)).astype(np.float32),
+                  np.asfortranarray(RNG.standard_normal((256, b)).astype(np.float32)),
+                  RNG.standard_normal((b, 256)).astype(np.float32).T):
             y = fn(v)
-            assert y.shape == (512, b) and y.dtype == np.float32 and y.flags.c_contiguous
+            assert y.shape == (1024, b) and y.dtype == np.float32 and y.flags.c_contiguous
             np.testing.assert_allclose(y, a @ v, rtol=1e-5, atol=1e-4)
             if form == fresh.COLUMNS and 2 <= b <= 8:
                 for j in range(b):
                     np.testing.assert_array_equal(y[:, j], np.dot(a, np.ascontiguousarray(
                         v[:, j])))
             if form == fresh.BLOCKS and 2 <= b <= 8:
-                r = fresh.block_rows(512, 128, b)
+                r = fresh.block_rows(1024, 256, b)
                 np.testing.assert_array_equal(y[:r], np.dot(a[:r], v))
-    assert set(fresh._CHOICES) == {("columns", b, 512, 128, np.dtype(np.float32))
+    assert set(fresh._CHOICES) == {("columns", b, 1024, 256, np.dtype(np.float32))
                                    for b in (2, 3, 8)}
-    assert fresh.columns_by(a[:64]) is None  # 32 KB
-    assert fn(RNG.standard_normal((128, 3))).dtype == np.float64  # (float64 states: the product)
+    assert fresh.columns_by(a[:64]) is None  # 64 KB
+    assert fn(RNG.standard_normal((256, 3))).dtype == np.float64  # (float64 states: the product)
 
 
 def test_block_rows_keep_a_block_below_the_small_matrix_limit():

@@ -187,7 +187,7 @@ def test_simple_rnn_cell_fused():
 
 @pytest.mark.parametrize("form", ["PRODUCT", "COLUMNS", "BLOCKS"])
 def test_large_cells_take_their_recurrent_product_in_the_measured_form(monkeypatch, form):
-    """A recurrent kernel of 256 KB or more multiplies the states of 2-8 sequences in the form
+    """A recurrent kernel of 1 MB or more multiplies the states of 2-8 sequences in the form
     measured fastest (``kernels/math/few_rows.columns_by``; here each form forced): the
     unfused plan's results, at batches the choice covers and not."""
     from tfdeploy.kernels.math import few_rows
@@ -200,7 +200,7 @@ def test_large_cells_take_their_recurrent_product_in_the_measured_form(monkeypat
         real = getattr(few_rows, name)
         monkeypatch.setattr(few_rows, name, lambda a, v, real=real, name=name:
                             calls.append(name) or real(a, v))
-    n = 256  # (an LSTM's 4n x n kernel: 1 MB; a GRU's reset-before n x n one: 256 KB)
+    n = 512  # (an LSTM's 4n x n kernel: 4 MB; a GRU's reset-before n x n one: 1 MB)
     for m in (_lstm_cell(n=n, d=5), _gru_cell(n=n, d=5), _gru_cell(reset_after=False, n=n, d=5),
               _simple_cell(n=n, d=5)):
         m.plan()
