@@ -771,6 +771,12 @@ BILINEAR_CASES = [
     ((2, 23, 30, 3), (9, 11), True, False),  # down: rows apart, a gathered copy
     ((1, 10, 40, 2), (25, 13), False, False),  # legacy, up in rows and down in columns
     ((4, 1, 1, 3), (3, 2), False, True),
+    # upsamplings whose rows go by phases (resize._phases)
+    ((2, 8, 6, 5), (32, 24), False, True),  # by 4: four phases, edges clamped
+    ((1, 7, 5, 3), (14, 10), False, False),  # legacy by 2: exact hits (one row read twice)
+    ((2, 5, 4, 2), (9, 7), True, False),  # align_corners 5 -> 9: period 9, exact hits
+    ((1, 6, 4, 3), (18, 8), False, True),  # by 3: weights differ from row to row
+    ((1, 1, 3, 2), (4, 6), False, True),  # one row: every output row reads it twice
 ]
 
 
@@ -784,6 +790,7 @@ def test_resize_bilinear_by_chunks(case, chunk, monkeypatch):
     from tfdeploy.kernels.image import resize
 
     monkeypatch.setattr(resize, "_CHUNK_BYTES", chunk)
+    monkeypatch.setattr(resize, "_PHASES_CHUNK_BYTES", chunk)
     xs, (oh, ow), align, half = case
     x = _r(*xs)
     x.flat[::17] = np.nan
@@ -798,11 +805,29 @@ def test_resize_bilinear_by_chunks(case, chunk, monkeypatch):
     np.testing.assert_array_equal(got[keep].view(np.int32), want[keep].view(np.int32))
 
 
-@pytest.mark.parametrize("case", BILINEAR_CASES[:2], ids=["up", "down"])
+def test_resize_bilinear_upsamplings_go_by_phases():
+    """The upsamplings above make their rows by phases (not by the gathers, which would pass
+    the test above as well), in few groups: an upsampling by 4 in two (the phases reading
+    rows q - 1 and q, and those reading q and q + 1), and its clamped edges in two more."""
+    from tfdeploy.kernels.image import resize
+
+    for xs, (oh, ow), align, half in BILINEAR_CASES[4:]:
+        *_, chunks = resize._bilinear_plan(*xs[1:3], oh, ow, xs[3], align, half, 1 << 19)
+        assert all(ch[3] is not None for ch in chunks), (xs, oh)
+    *_, chunks = resize._bilinear_plan(8, 6, 32, 24, 5, False, True, 1 << 19)
+    (groups,) = [ch[3] for ch in chunks]
+    assert sorted((g[2], g[3], g[6]) for g in groups) == [(2, 1, True)] * 2 + [(2, 7, False)] * 2
+    *_, chunks = resize._bilinear_plan(16, 12, 8, 6, 5, False, True, 1 << 19)  # down
+    assert all(ch[3] is None for ch in chunks)
+
+
+@pytest.mark.parametrize("case", [BILINEAR_CASES[0], BILINEAR_CASES[1], BILINEAR_CASES[4]],
+                         ids=["up", "down", "phases"])
 def test_resize_bilinear_over_threads(case, split_everything, monkeypatch):
     from tfdeploy.kernels.image import resize
 
     monkeypatch.setattr(resize, "_CHUNK_BYTES", 200)
+    monkeypatch.setattr(resize, "_PHASES_CHUNK_BYTES", 200)
     xs, (oh, ow), align, half = case
     x = _r(*xs)
     got = resize.ResizeBilinear(x, np.array([oh, ow], np.int32), align_corners=align,
