@@ -821,6 +821,33 @@ def test_resize_bilinear_upsamplings_go_by_phases():
     assert all(ch[3] is None for ch in chunks)
 
 
+@pytest.mark.parametrize("align, half", [(False, False), (False, True), (True, False)])
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8, np.float64])
+def test_resize_nearest_by_whole_factors(align, half, dtype, monkeypatch):
+    """Upsamplings by whole factors as one broadcast copy where each pixel repeats (legacy and
+    half-pixel), the gathers elsewhere (align_corners), the same values as the gathers."""
+    from tfdeploy.kernels.image import resize
+
+    x = (_r(2, 4, 5, 3) * 50).astype(dtype)
+    copies = []
+    monkeypatch.setattr(resize, "output", lambda shape, dt: copies.append(shape) or
+                        np.empty(shape, dt))
+    whole = []
+    for oh, ow in [(8, 15), (4, 10), (12, 5), (9, 15)]:
+        got = resize.ResizeNearestNeighbor(x, np.array([oh, ow]), align_corners=align,
+                                           half_pixel_centers=half)
+        yi = resize.nearest_axis(4, oh, align, half)
+        xi = resize.nearest_axis(5, ow, align, half)
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, x[:, yi][:, :, xi])
+        if oh % 4 == ow % 5 == 0 and np.array_equal(yi, np.arange(oh) // (oh // 4)) \
+                and np.array_equal(xi, np.arange(ow) // (ow // 5)):
+            whole.append((2, oh, ow, 3))
+    assert copies == whole
+    if not align:  # (align_corners picks i // factor only by chance: 5 -> 10 does)
+        assert whole == [(2, 8, 15, 3), (2, 4, 10, 3), (2, 12, 5, 3)]
+
+
 @pytest.mark.parametrize("case", [BILINEAR_CASES[0], BILINEAR_CASES[1], BILINEAR_CASES[4]],
                          ids=["up", "down", "phases"])
 def test_resize_bilinear_over_threads(case, split_everything, monkeypatch):

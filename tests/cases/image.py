@@ -45,7 +45,9 @@ def inputs(*gens):
 
 _MODES = {"legacy": (False, False), "align": (True, False), "halfpix": (False, True)}
 _SIZES = {"up": ((2, 4, 5, 3), (7, 9)), "down": ((1, 9, 11, 2), (4, 3)),
-          "one": ((1, 3, 4, 1), (1, 1))}
+          "one": ((1, 3, 4, 1), (1, 1)),
+          # whole factors: bilinear by phases, nearest by one broadcast copy (half-pixel, legacy)
+          "whole": ((2, 4, 5, 3), (8, 15))}
 
 for _op in ("ResizeBilinear", "ResizeNearestNeighbor", "ResizeBicubic"):
     for _mode, (_ac, _hp) in _MODES.items():
