@@ -437,3 +437,34 @@ def _suspicious(dask_scheduler, keys) -> int:
         n += ts.suspicious > 0
         stack.extend(d.key for d in ts.dependencies)
     return n
+
+
+def _measuring() -> bool:
+    from tfdeploy.numerics import ufunc_speed
+
+    return ufunc_speed.measuring()
+
+
+def test_setup_plugin_on_every_worker(client):
+    """``Setup`` runs ``td.setup`` on every worker, and on one that restarts; a bad option
+    is the worker's error, raised at registration."""
+    assert all(client.run(_measuring).values())
+    plugin = tdd.Setup(deterministic=True)
+    client.register_plugin(plugin)
+    try:
+        assert not any(client.run(_measuring).values())
+        pids = client.run(os.getpid)
+        victim = sorted(pids)[0]
+        os.kill(pids[victim], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while victim in client.scheduler_info()["workers"] or \
+                len(client.scheduler_info()["workers"]) < 2:
+            assert time.monotonic() < deadline, "the worker never restarted"
+            time.sleep(0.1)
+        assert not any(client.run(_measuring).values())  # (the restarted one too)
+        with pytest.raises(Exception, match="no_such_limit"):
+            client.register_plugin(tdd.Setup(no_such_limit=1))
+    finally:
+        client.unregister_worker_plugin(plugin.name)
+        client.run(td.setup, deterministic=False)
+    assert all(client.run(_measuring).values())

@@ -205,3 +205,52 @@ def test_few_rows_are_not_split_over_threads_unless_a_product(fresh, monkeypatch
     np.testing.assert_allclose(got, np.maximum(x @ w + b, 0), rtol=1e-5,
                                atol=1e-4)
     assert bool(split) == (form == "PRODUCT")
+
+
+def test_deterministic_takes_the_default_forms(monkeypatch):
+    """``td.setup(deterministic=True)``: no choice is timed, each takes its default form (the
+    product, im2col, the second ufunc), choices kept before are forgotten; False measures
+    again."""
+    import tfdeploy as td
+    from tfdeploy.kernels.nn import winograd
+    from tfdeploy.numerics import ufunc_speed
+
+    saved = dict(few_rows._CHOICES)
+    w = RNG.standard_normal((K, N)).astype(np.float32)
+    key = (3, K, N, np.dtype(np.float32))
+    few_rows._CHOICES[key] = few_rows.ROWS  # as a measurement would have kept it
+    winograd._PAYS["kept"] = True
+    try:
+        td.setup(deterministic=True)
+        assert not ufunc_speed.measuring()
+        assert key not in few_rows._CHOICES and "kept" not in winograd._PAYS
+        monkeypatch.setattr(time, "perf_counter", lambda: pytest.fail("a choice was timed"))
+        calls = []
+        real_rows = few_rows._rows
+        monkeypatch.setattr(few_rows, "_rows", lambda x, w: calls.append(1) or real_rows(x, w))
+        x = RNG.standard_normal((3, K)).astype(np.float32)
+        y = few_rows.rows_by(w)(x)
+        assert few_rows._CHOICES[key] == few_rows.PRODUCT and not calls
+        np.testing.assert_array_equal(y, np.dot(x, w))
+        assert not ufunc_speed.cheaper("negative", "sin", "float64")  # (measured: True)
+        assert ufunc_speed.fastest([pytest.fail, pytest.fail], 3, 0.9) == 0
+        assert not winograd.pays("new", pytest.fail, pytest.fail)
+    finally:
+        monkeypatch.undo()
+        td.setup(deterministic=False)
+    assert ufunc_speed.measuring() and key not in few_rows._CHOICES
+    assert ufunc_speed.cheaper("negative", "sin", "float64")
+    few_rows._CHOICES.update(saved)
+
+
+@pytest.mark.parametrize("value, measuring", [("1", False), ("true", False), ("", True),
+                                              ("0", True)])
+def test_deterministic_from_the_environment(value, measuring):
+    import os
+    import subprocess
+    import sys
+
+    code = "from tfdeploy.numerics import ufunc_speed as u; print(u.measuring())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "TFDEPLOY_DETERMINISTIC": value}, check=True)
+    assert out.stdout.strip() == str(measuring)

@@ -46,7 +46,7 @@ __all__ = [
 def setup(tf=None, impl: str | None = None, order=None, *,
           tf_intra_op_threads: int | None = None, threads: int | None = None,
           blas_threads: int | None = None, recycle_mb: int | None = None,
-          heap_mb: int | None = None, **limits) -> None:
+          heap_mb: int | None = None, deterministic: bool | None = None, **limits) -> None:
     """Classic set-up. ``tf`` is accepted for compatibility (conversion imports TensorFlow
     itself); ``impl`` (e.g. ``td.IMPL_SCIPY``) makes every op that has that implementation use
     it, the others stay numpy. Applies to plans compiled afterwards.
@@ -64,6 +64,16 @@ def setup(tf=None, impl: str | None = None, order=None, *,
     call's arrays instead of returning it to the system, which would fault fresh pages in
     again (default 256; set at the first evaluation, with large blocks served from the heap
     and threads sharing it, see ``runtime/heap.py``); 0 leaves glibc's allocator alone.
+
+    ``deterministic``: True makes every choice tfdeploy would measure on this machine (the
+    form of a product of a few rows, Winograd or im2col for some 3x3 convolutions, ``exp2``
+    or ``exp`` in a swish) take its default form instead, so that every process on one
+    machine computes the same rows bit for bit: measured, two processes (Dask workers, a
+    server's) can time two close forms differently and give results that differ in the last
+    bit. It costs the speed those choices gain (up to 2x on wide Dense layers at batch 2-8).
+    Set it before the first evaluation (a plan keeps the swish's choice it was built with),
+    or start the processes with ``TFDEPLOY_DETERMINISTIC=1``; False measures again. The bits
+    still depend on the machine's BLAS kernels and on ``threads``.
 
     ``tf_intra_op_threads``: the intra-op thread count of the TensorFlow whose values to
     reproduce where they depend on it (the parameterized truncated normals beyond ~800
@@ -94,6 +104,10 @@ def setup(tf=None, impl: str | None = None, order=None, *,
         from tfdeploy.runtime import heap
 
         heap.configure(heap_mb)
+    if deterministic is not None:
+        from tfdeploy.numerics import ufunc_speed
+
+        ufunc_speed.set_measuring(not deterministic)
     if tf_intra_op_threads is not None:
         from tfdeploy.kernels.random import binomial as random_binomial
 
@@ -103,7 +117,8 @@ def setup(tf=None, impl: str | None = None, order=None, *,
         random_binomial.INTRA_OP_THREADS = n
     if impl is None and order is None and (tf_intra_op_threads is not None or limits or
                                            threads is not None or blas_threads is not None or
-                                           recycle_mb is not None or heap_mb is not None):
+                                           recycle_mb is not None or heap_mb is not None or
+                                           deterministic is not None):
         return
     impl = impl if impl is not None else order
     if isinstance(impl, (list, tuple)):

@@ -25,7 +25,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 
 from .arrays import predict  # noqa: E402
 from .frames import predict_partitions  # noqa: E402
-from .models import ModelRef, RegisterOps, cache_info, clear_cache  # noqa: E402
+from .models import ModelRef, RegisterOps, Setup, cache_info, clear_cache  # noqa: E402
 
-__all__ = ["ModelRef", "RegisterOps", "predict", "predict_partitions", "cache_info",
+__all__ = ["ModelRef", "RegisterOps", "Setup", "predict", "predict_partitions", "cache_info",
            "clear_cache"]

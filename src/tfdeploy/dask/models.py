@@ -207,3 +207,23 @@ class RegisterOps(_WorkerPlugin):
 
         for m in self.modules:
             importlib.import_module(m)
+
+
+class Setup(_WorkerPlugin):
+    """A distributed worker plugin calling ``td.setup(**options)`` on every worker, including
+    those that join or restart later:
+    ``client.register_plugin(tfdeploy.dask.Setup(deterministic=True))`` makes every worker
+    take the same default forms where tfdeploy would measure which is faster (so that the
+    same rows give the same bits on any worker of one kind of machine); ``threads=``,
+    ``recycle_mb=`` and the resource limits likewise. Applies from the workers' next plan
+    compilations (``td.setup``)."""
+
+    def __init__(self, **options: Any):
+        self.options = options
+        self.name = "tfdeploy-setup-" + ",".join(f"{k}={options[k]!r}" for k in sorted(options))
+
+    def setup(self, worker: Any = None) -> None:
+        import tfdeploy as _td
+
+        _td.setup(**self.options)
+

@@ -12,18 +12,23 @@ differently, as TensorFlow's kernels do from CPU to CPU.
 
 :func:`fastest` is the timing every such measured choice shares (``kernels/math/few_rows.py``,
 ``kernels/nn/winograd.py``'s band), under one lock (``LOCK``): a measurement beside another
-would time both forms beside foreign work, and could keep a different answer.
+would time both forms beside foreign work, and could keep a different answer. Where two forms
+are close, two processes may choose differently and give the same rows results that differ in
+the last bit; ``td.setup(deterministic=True)`` (:func:`set_measuring`) or
+``TFDEPLOY_DETERMINISTIC=1`` turns the measuring off: every choice takes its default form.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import threading
 import time
 
 import numpy as np
 
-__all__ = ["LOCK", "cheaper", "fastest"]
+__all__ = ["ENV_DETERMINISTIC", "LOCK", "cheaper", "fastest", "measuring", "register",
+           "set_measuring"]
 
 _VALUES = 2048
 _ROUNDS = 7
@@ -31,11 +36,51 @@ _ROUNDS = 7
 #: ask a cached question)
 LOCK = threading.RLock()
 
+#: set to 1, no choice is measured in this process (``td.setup(deterministic=True)``): read
+#: when this module is first imported, so worker processes (Dask's, a server's) that inherit
+#: it choose alike from their start
+ENV_DETERMINISTIC = "TFDEPLOY_DETERMINISTIC"
+_measuring = os.environ.get(ENV_DETERMINISTIC, "").strip().lower() not in (
+    "1", "true", "yes", "on")
+#: the caches of measured choices (``register``): emptied when measuring is turned on or off
+_caches: list[dict] = []
+
+
+def measuring() -> bool:
+    """Whether choices are measured (the default), or every one takes its default form."""
+    return _measuring
+
+
+def set_measuring(on: bool) -> None:
+    """Measure choices (the default) or not: without measuring, every choice takes its
+    default form (the product, im2col, ``exp``), the same in every process, so that two
+    processes on one machine give the same rows the same bits (measured, two Dask workers may
+    time close forms differently and differ in the last bit). The choices made so far are
+    forgotten; a plan compiled before keeps what it chose when it was built (the swish's
+    power), so set this before the first evaluation (or ``TFDEPLOY_DETERMINISTIC=1``)."""
+    global _measuring
+    with LOCK:
+        _measuring = bool(on)
+        for cache in _caches:
+            cache.clear()
+        cheaper.cache_clear()
+        _measure.cache_clear()
+
+
+def register(cache: dict) -> dict:
+    """Register (and return) a module's cache of measured choices, emptied by
+    :func:`set_measuring`."""
+    _caches.append(cache)
+    return cache
+
 
 def fastest(forms, rounds: int, margin: float) -> int:
     """The index of the fastest of ``forms`` (callables, the first the default), each timed
     ``rounds`` times, alternately, the best of each compared: 0 unless another takes below
-    ``margin`` times the first's time. The caller holds ``LOCK``."""
+    ``margin`` times the first's time; 0 without timing anything when choices are not
+    measured (:func:`set_measuring`). The caller holds ``LOCK``."""
+    if not _measuring:
+        return 0
     best = [float("inf")] * len(forms)
     for _ in range(rounds):
         for i, f in enumerate(forms):

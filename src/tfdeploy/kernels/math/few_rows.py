@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfdeploy.numerics.ufunc_speed import LOCK, fastest
+from tfdeploy.numerics.ufunc_speed import LOCK, fastest, register
 
 #: more rows are multiplied at once (the rows' calls catch up with the product: 8 rows by
 #: 768 x 3072 0.92x, by 1024 x 1024 0.88x, Haswell's 0.76-1.8x)
@@ -61,7 +61,7 @@ ROUNDS = 3
 
 #: (m, K, N, dtype) -> the form of m rows by a matrix (``rows_by``); ("columns", b, M, K,
 #: dtype) -> that of a matrix by b columns (``columns_by``)
-_CHOICES: dict[tuple, int] = {}
+_CHOICES: dict[tuple, int] = register({})
 
 
 #: the forms of a product: the product itself; its rows (``rows_by``) or columns

@@ -32,7 +32,7 @@ from collections.abc import Callable
 import numpy as np
 
 from tfdeploy.kernels.nn.scratch import output, scratch, strided
-from tfdeploy.numerics.ufunc_speed import LOCK, fastest
+from tfdeploy.numerics.ufunc_speed import LOCK, fastest, register
 from tfdeploy.runtime import parallel
 
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
@@ -114,7 +114,7 @@ def _fits(x_shape, w_shape, dtype, strides, dilations, pads, min_ck: int) -> boo
 _MEASURED_CK = 32
 #: Winograd is taken in the band below this fraction of im2col's time
 _MARGIN = 0.9
-_PAYS: dict = {}  # (input shape, filter's C and K, dtype, pads) -> Winograd faster
+_PAYS: dict = register({})  # (input shape, filter's C and K, dtype, pads) -> faster
 
 
 def borderline(x_shape, w_shape, dtype, strides, dilations, pads) -> bool:
