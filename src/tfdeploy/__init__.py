@@ -115,10 +115,8 @@ def setup(tf=None, impl: str | None = None, order=None, *,
         if n < 1:
             raise ValueError(f"tf_intra_op_threads must be at least 1, got {n}")
         random_binomial.INTRA_OP_THREADS = n
-    if impl is None and order is None and (tf_intra_op_threads is not None or limits or
-                                           threads is not None or blas_threads is not None or
-                                           recycle_mb is not None or heap_mb is not None or
-                                           deterministic is not None):
+    if impl is None and order is None and (limits or any(v is not None for v in (
+            tf_intra_op_threads, threads, blas_threads, recycle_mb, heap_mb, deterministic))):
         return
     impl = impl if impl is not None else order
     if isinstance(impl, (list, tuple)):
