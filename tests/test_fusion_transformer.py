@@ -335,10 +335,11 @@ def test_hand_written_attention_with_matmuls(grouped):
 
 
 def test_gelu_erfc_float32_within_one_ulp_of_exact():
-    """GELU's erfc form on float32 (``gelu_erfc_``: y Phi(y) in float64 from a table of cubics,
-    one rounding) is within one ulp of the exactly rounded value everywhere, subnormal tails
-    included, and gives the unfused ops' infinities, NaN and signed zeros. (It was checked on
-    all 2**32 float32 inputs when written; this pins samples and the table's edges.)"""
+    """GELU's erfc form on float32 (``gelu_erfc_``: y Phi(y) in float32 from a table of
+    quadratics, Phi rounded once, then the product) is within one ulp of the exactly rounded
+    value everywhere, subnormal tails included, and gives the unfused ops' infinities, NaN and
+    signed zeros. (It was checked on all 2**32 float32 inputs when written; this pins samples
+    and the table's edges.)"""
     import math
 
     from tfdeploy.kernels.nn.transformer import gelu_
@@ -354,21 +355,26 @@ def test_gelu_erfc_float32_within_one_ulp_of_exact():
     assert got.dtype == np.float32
     ulps = np.abs(got.view(np.int32).astype(np.int64) - exact.view(np.int32).astype(np.int64))
     assert ulps.max() <= 1, y[np.argmax(ulps)]
-    assert np.count_nonzero(ulps) < 0.05 * y.size
+    assert np.count_nonzero(ulps) < 0.3 * y.size  # (two roundings: ~22% one ulp away)
     # blocks: an array larger than one block gives what its pieces give
     big = np.tile(y, 3)
     np.testing.assert_array_equal(gelu_(big.copy(), "erfc"), np.tile(got, 3))
     # every interval's ends, the table's edges (-15: 0 below; 6: y itself from there up) and
     # either side of them, subnormals and huge values; a value's result does not depend on the
     # others beside it
-    ends = np.arange(-15 * 256, 6 * 256 + 1) / 256
-    edges = np.array([-15, 6, -14.5, -14.4, -13.1, 1e-38, -1e-38, 1e-45, -1e-45, 3e38, -3e38])
+    ends = np.arange(-15 * 1024, 6 * 1024 + 1) / 1024
+    edges = np.array([-15, 6, -14.5, -14.4, -13.1, -13, 1e-38, -1e-38, 1e-45, -1e-45, 3e38,
+                      -3e38, 2.0 ** 119, 2.0 ** 120, 2.0 ** 121])
     near = np.concatenate([rng.uniform(-6, 6, 5000), ends, edges]).astype(np.float32)
     near = np.concatenate([near, np.nextafter(near, np.float32(np.inf)),
                            np.nextafter(near, np.float32(-np.inf))])
     alone = gelu_(near.copy(), "erfc")
     mixed = gelu_(np.concatenate([near, np.float32([7.5, -30, np.inf, np.nan])]), "erfc")
     np.testing.assert_array_equal(mixed[:near.size], alone)
+    # (values from 2**119 up, inf and NaN make the whole array take the product's overflow
+    # fix: the other values come out as they do without it)
+    small = np.abs(near) < 2.0 ** 119
+    np.testing.assert_array_equal(gelu_(near[small].copy(), "erfc"), alone[small])
     with np.errstate(over="ignore"):
         exact = (0.5 * near.astype(np.float64) * erfc(-near.astype(np.float64) / math.sqrt(2))
                  ).astype(np.float32)

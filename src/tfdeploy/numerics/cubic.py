@@ -10,8 +10,9 @@ values (outside the table, inf and NaN included), so each value's result depends
 
 For the error functions the tables' relative error is a few 1e-9 at most where the results are
 normal float32 numbers, so a result is the correctly rounded value except where the exact one
-lies that close to a rounding midpoint, and then one ulp away (``kernels/nn/gelu.py``,
-``kernels/special/erf_gamma.py``: each checked on all 2**32 float32 inputs when written).
+lies that close to a rounding midpoint, and then one ulp away (``kernels/special/erf_gamma.py``:
+each checked on all 2**32 float32 inputs when written). GELU, whose result is rounded anyway
+after its product with y, has a float32 table of its own (``kernels/nn/gelu.py``).
 
 Cost, one thread: 2048 values ~17 us, 16 K ~90 us (numpy's per-call overhead, then its
 passes over float64 buffers). The temporaries are per-thread buffers of one block (~1 MB a
@@ -31,8 +32,8 @@ from tfdeploy.numerics import clip
 
 #: values per block: the block's float64 temporaries (~1.1 MB) stay in L2. A remainder of
 #: fewer than BLOCK / 4 values joins the last block instead of making one of its own (its
-#: sixteen numpy calls cost ~8 us whatever its size: a ViT-style model's 2 x 65 x 128 GELU
-#: was a block of 16384 values and one of 256)
+#: sixteen numpy calls cost ~8 us whatever its size: a ViT-style model's 2 x 65 x 128 GELU,
+#: when it took this table, was a block of 16384 values and one of 256)
 BLOCK = 16384
 _LONGEST = BLOCK + BLOCK // 4
 _DEGREE = 3
@@ -153,9 +154,8 @@ def _erf_over_x(p: float) -> float:
     return math.erf(p) / p if p else 2 / math.sqrt(math.pi)
 
 
-#: the normal distribution function Phi(y) = 0.5 erfc(-y / sqrt 2): 0 below -15 (GELU, y Phi(y),
-#: rounds to -0.0 in float32 there: -9e-47 at -14.5; erfc(x) = 2 Phi(-sqrt 2 x) to 0 above
-#: x = 10.6: 1.6e-50), 1 from 6 up (GELU rounds to y, erfc to 2)
+#: the normal distribution function Phi(y) = 0.5 erfc(-y / sqrt 2) (Erfc's): 0 below -15
+#: (erfc(x) = 2 Phi(-sqrt 2 x) to 0 above x = 10.6: 1.6e-50), 1 from 6 up (erfc rounds to 2)
 PHI = CubicTable(lambda p: 0.5 * math.erfc(-p / math.sqrt(2)), -15, 6, 256, 0.0, 1.0)
 #: E(x) = erf(x) / x: erf(x) = x E(x) keeps its relative accuracy near 0; from |x| = 4 on, the
 #: rows outside hold erf(4) / 4, and x clipped to 4 times it is erf(4) = 1 - 1.5e-8, which
