@@ -1,5 +1,6 @@
 """Bit-exact numerical helpers: glibc's libm functions and TF's Philox streams, in numpy; float16
-rounding; functions of float32 values from tables of cubics."""
+rounding; functions of float32 values from tables of cubics (float64) and of quadratics
+(float32)."""
 
 import numpy as _np
 

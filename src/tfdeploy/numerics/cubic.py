@@ -8,11 +8,12 @@ of a float32 array, hands it to a ``finish(r, x)`` that combines it with ``x`` (
 place, and rounds the result once into a float32 output: 16 numpy passes a block, whatever the
 values (outside the table, inf and NaN included), so each value's result depends on it alone.
 
-For the error functions the tables' relative error is a few 1e-9 at most where the results are
-normal float32 numbers, so a result is the correctly rounded value except where the exact one
-lies that close to a rounding midpoint, and then one ulp away (``kernels/special/erf_gamma.py``:
-each checked on all 2**32 float32 inputs when written). GELU, whose result is rounded anyway
-after its product with y, has a float32 table of its own (``kernels/nn/gelu.py``).
+For Erfc (``kernels/special/erf_gamma.py``) the table's relative error is a few 1e-9 at most
+where the results are normal float32 numbers, so a result is the correctly rounded value
+except where the exact one lies that close to a rounding midpoint, and then one ulp away
+(checked on all 2**32 float32 inputs when written). GELU and Erf, whose results are products
+with y, take float32 tables of quadratics instead (``numerics/quadratic.py``): a second
+rounding, in about 60% of the time.
 
 Cost, one thread: 2048 values ~17 us, 16 K ~90 us (numpy's per-call overhead, then its
 passes over float64 buffers). The temporaries are per-thread buffers of one block (~1 MB a
@@ -150,15 +151,6 @@ def apply(y: np.ndarray, out: np.ndarray, table: CubicTable, scale: float,
     return out
 
 
-def _erf_over_x(p: float) -> float:
-    return math.erf(p) / p if p else 2 / math.sqrt(math.pi)
-
-
 #: the normal distribution function Phi(y) = 0.5 erfc(-y / sqrt 2) (Erfc's): 0 below -15
 #: (erfc(x) = 2 Phi(-sqrt 2 x) to 0 above x = 10.6: 1.6e-50), 1 from 6 up (erfc rounds to 2)
 PHI = CubicTable(lambda p: 0.5 * math.erfc(-p / math.sqrt(2)), -15, 6, 256, 0.0, 1.0)
-#: E(x) = erf(x) / x: erf(x) = x E(x) keeps its relative accuracy near 0; from |x| = 4 on, the
-#: rows outside hold erf(4) / 4, and x clipped to 4 times it is erf(4) = 1 - 1.5e-8, which
-#: rounds to 1 in float32 (as erf(x) does from 3.92 up). E is smooth: intervals of 1/64 (8 KB of
-#: rows) leave a relative error of 5e-11 (1/256: 2e-13, 1/32: 7e-10)
-ERF_OVER_X = CubicTable(_erf_over_x, -4, 4, 64, math.erf(4) / 4, math.erf(4) / 4)

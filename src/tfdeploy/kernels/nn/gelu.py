@@ -1,16 +1,9 @@
 """GELU's erfc form on float32, ``0.5 y erfc(-y / sqrt 2)``, within one ulp of the exact value.
 
 ``gelu_erfc_(y)`` is ``y Phi(y)``, Phi the normal distribution function
-``0.5 erfc(-y / sqrt 2)``, computed in float32 from a table of quadratics: Phi on [-15, 6) in
-intervals of 1/1024, on each a quadratic in the position u in [0, 1) within the interval that
-interpolates Phi at three Chebyshev nodes (relative error below 1.1e-8 down to -13, 2e-8 at -15),
-its constant term split in two float32 numbers (``hi + lo``, 48 bits). Per value:
-
-- ``s = 1024 y`` (exact), clipped to the table (an edge row for values outside, infinities
-  too), its floor the interval and ``u = s - floor(s)`` (exact);
-- one ``take`` of the interval's row (hi, lo, c1, c2: 16 bytes, one of numpy's fast sizes);
-- ``P = hi + (lo + u (c1 + u c2))``: the small terms first, one rounding of Phi at the end;
-- ``y P`` (a second rounding), times 2**-8.
+``0.5 erfc(-y / sqrt 2)``, computed in float32 from a table of quadratics
+(``numerics/quadratic.py``): Phi on [-15, 6) in intervals of 1/1024 (relative error below
+1.1e-8 down to -13, 2e-8 at -15), rounded once, then ``y P`` (a second rounding) times 2**-8.
 
 The table holds Phi times 2**8 so that P stays a normal float32 number down to -15 (Phi(-13)
 is 6e-39, below float32's smallest normal): results that are subnormal (y below -13.1) round
@@ -36,120 +29,41 @@ rounding, 16 passes over float64 buffers; ``erf_gamma.Erfc`` still reads it): 20
 from __future__ import annotations
 
 import math
-import threading
 
 import numpy as np
 
-from tfdeploy.numerics import clip
+from tfdeploy.numerics.quadratic import QuadraticTable, apply
 
-_STEPS, _LOW, _HIGH = 1024, -15, 6
 _SCALE_EXP = 8
-#: values per block: the block's temporaries (s, t: float32; the index: intp; the rows: 16
-#: bytes a value; ~512 KB) stay in L2. A remainder of fewer than BLOCK / 4 values joins the
-#: last block instead of making one of its own (its ~15 numpy calls cost ~7 us whatever its size)
-BLOCK = 16384
-_LONGEST = BLOCK + BLOCK // 4
-_F32 = np.float32
-#: s is clipped to [low - 1/2, high + 1/2] (in units of 1/1024): the floors low - 1 and high
-#: are the rows below and above the table; the offset makes the first row 0
-_S_LOW, _S_HIGH = np.array(_LOW * _STEPS - 0.5, _F32), np.array(_HIGH * _STEPS + 0.5, _F32)
-_OFFSET = np.array(1 - _LOW * _STEPS, _F32)
-_STEP, _UNSCALE = np.array(_STEPS, _F32), np.array(2.0 ** -_SCALE_EXP, _F32)
+_UNSCALE = np.array(2.0 ** -_SCALE_EXP, np.float32)
 #: from here up y P may overflow (P = 2**8 there)
 _OVERFLOW = np.float32(2.0 ** (128 - _SCALE_EXP - 1))
 _MAGNITUDE = np.uint32(0x7FFFFFFF)
-_table: list = []
-_local = threading.local()
+#: 2**8 Phi: 0 below -15, 1 from 6 up
+PHI_SCALED = QuadraticTable(lambda p: 0.5 * math.erfc(-p / math.sqrt(2)), -15, 6, 1024, 0.0,
+                            1.0, 2.0 ** _SCALE_EXP)
 
 
-def _phi(p: float) -> float:
-    return 0.5 * math.erfc(-p / math.sqrt(2))
+def _finish(p: np.ndarray, y: np.ndarray, out: np.ndarray, s: np.ndarray) -> None:
+    p *= y
+    np.multiply(p, _UNSCALE, out=out)
 
 
-def table() -> np.ndarray:
-    """[intervals + 2, 4] float32: row k holds (hi, lo, c1, c2) of 2**8 Phi on interval
-    k - 1, [low + (k - 1) h, low + k h), h = 1/1024, as ``hi + lo + c1 u + c2 u^2``; row 0 is
-    0 (below), the last 2**8 (above). Built on first use (~20 ms; two threads may both build
-    it: the same values)."""
-    if _table:
-        return _table[0]
-    n, h = (_HIGH - _LOW) * _STEPS, 1.0 / _STEPS
-    k = np.arange(3)
-    nodes = 0.5 - 0.5 * np.cos((2 * k + 1) * np.pi / 6)  # Chebyshev nodes in [0, 1]
-    inverse = np.linalg.inv(np.vander(nodes, 3, increasing=True))
-    left = _LOW + np.arange(n) * h
-    points = (left[:, None] + nodes[None, :] * h).ravel().tolist()
-    values = np.array([_phi(p) for p in points]).reshape(n, 3) * 2.0 ** _SCALE_EXP
-    coef = values @ inverse.T  # [n, 3]: u^0 first
-    rows = np.zeros((n + 2, 4), _F32)
-    hi = coef[:, 0].astype(_F32)
-    rows[1:-1, 0] = hi
-    rows[1:-1, 1] = coef[:, 0] - hi
-    rows[1:-1, 2:] = coef[:, 1:]
-    rows[-1, 0] = 2.0 ** _SCALE_EXP
-    rows.setflags(write=False)
-    _table.append(rows)
-    return rows
-
-
-def _buffers(n: int) -> tuple:
-    """This thread's temporaries for a block of ``n`` < _LONGEST values: s, t (float32), the
-    index (intp) and the rows ([n, 4] float32), views of one set of buffers (the views of a
-    few recent sizes are kept)."""
-    views = getattr(_local, "views", None)
-    if views is None:
-        views = _local.views = {}
-        _local.base = (np.empty(_LONGEST, _F32), np.empty(_LONGEST, _F32),
-                       np.empty(_LONGEST, np.intp), np.empty((_LONGEST, 4), _F32))
-    b = views.get(n)
-    if b is None:
-        if len(views) >= 8:
-            views.clear()
-        b = views[n] = tuple(a[:n] for a in _local.base)
-    return b
-
-
-def _block(y: np.ndarray, out: np.ndarray, rows: np.ndarray, bounded: bool) -> None:
-    """``out`` (may be ``y``) = GELU of the float32 block ``y`` (see the module docstring)."""
-    s, t, i, c = _buffers(y.size)
-    np.multiply(y, _STEP, out=s)
-    clip(s, _S_LOW, _S_HIGH, out=s)
-    np.floor(s, out=t)
-    np.subtract(s, t, out=s)  # u, exact
-    t += _OFFSET
-    np.copyto(i, t, casting="unsafe")
-    rows.take(i, 0, c, "clip")  # (a NaN's index, whatever the cast made of it: row 0)
-    np.multiply(c[:, 3], s, out=t)
-    t += c[:, 2]
-    t *= s
-    t += c[:, 1]
-    t += c[:, 0]  # 2**8 Phi(y), rounded once
-    t *= y
-    if bounded:
-        np.multiply(t, _UNSCALE, out=out)
-    else:  # y P overflowed where GELU is y: the smaller of it and |y| (-0 stays -0)
-        t *= _UNSCALE
-        np.bitwise_and(y.view(np.uint32), _MAGNITUDE, out=s.view(np.uint32))
-        np.minimum(s, t, out=out)
+def _finish_unbounded(p: np.ndarray, y: np.ndarray, out: np.ndarray, s: np.ndarray) -> None:
+    """``_finish`` where y P may have overflowed (there GELU is y): the smaller of the result
+    and |y| (-0 stays -0)."""
+    p *= y
+    p *= _UNSCALE
+    np.bitwise_and(y.view(np.uint32), _MAGNITUDE, out=s.view(np.uint32))
+    np.minimum(s, p, out=out)
 
 
 def gelu_erfc_(y: np.ndarray) -> np.ndarray:
     """GELU's erfc form of a C-contiguous float32 array, in place (see the module docstring).
     +inf gives inf, -inf NaN (-inf * erfc(inf) = -inf * 0), as the unfused ops do."""
-    flat = y.reshape(-1)
-    n = flat.size
-    if not n:
+    if not y.size:
         return y
-    rows = _table[0] if _table else table()
-    if n < _LONGEST and np.maximum.reduce(flat) < _OVERFLOW:
-        _block(flat, flat, rows, True)  # (no floating-point exception to silence here)
-        return y
-    starts = list(range(0, n, BLOCK))
-    if len(starts) > 1 and n - starts[-1] < BLOCK // 4:
-        starts.pop()  # (the remainder joins the last block)
+    if np.maximum.reduce(y, axis=None) < _OVERFLOW:  # (False with a NaN)
+        return apply(y, y, PHI_SCALED, _finish)  # (no floating-point exception to silence)
     with np.errstate(all="ignore"):
-        bounded = bool(np.maximum.reduce(flat) < _OVERFLOW)  # (False with a NaN)
-        for k, e in zip(starts, starts[1:] + [n]):
-            b = flat[k:e]
-            _block(b, b, rows, bounded)
-    return y
+        return apply(y, y, PHI_SCALED, _finish_unbounded)
