@@ -98,27 +98,33 @@ def test_table_rows_and_arguments():
         cubic.CubicTable(abs, 0, 1, 3, 0, 0)
 
 
-@pytest.mark.parametrize("n", [cubic.BLOCK + 256, cubic.BLOCK + cubic.BLOCK // 4,
-                               2 * cubic.BLOCK + 100, 3 * cubic.BLOCK - 7])
-def test_blocks_and_a_short_remainder(n, monkeypatch):
+_TABLES = {"cubic": (cubic, cubic.CubicTable, Erfc), "quadratic": (quadratic,
+                                                                   quadratic.QuadraticTable, Erf)}
+
+
+@pytest.mark.parametrize("kind", sorted(_TABLES))
+@pytest.mark.parametrize("blocks,extra", [(1, 256), (1, "quarter"), (2, 100), (3, -7)])
+def test_blocks_and_a_short_remainder(kind, blocks, extra, monkeypatch):
     """Arrays of more than a block go in blocks, a remainder under a quarter block joining the
     last one (one block fewer): every value's result is its own, whatever the blocks, the same
-    as in a call of its own."""
+    as in a call of its own (Erfc: float64 cubics; Erf: float32 quadratics)."""
+    module, cls, kernel = _TABLES[kind]
+    n = blocks * module.BLOCK + (module.BLOCK // 4 if extra == "quarter" else extra)
     calls = []
-    evaluate = cubic.CubicTable.evaluate
+    evaluate = cls.evaluate
 
     def counted(self, x, *args):
         calls.append(x.size)
         return evaluate(self, x, *args)
 
-    monkeypatch.setattr(cubic.CubicTable, "evaluate", counted)
+    monkeypatch.setattr(cls, "evaluate", counted)
     x = (RNG.standard_normal(n) * 3).astype(np.float32)
-    got = Erfc(x)
-    full, rem = divmod(n, cubic.BLOCK)
-    want_blocks = full + (rem >= cubic.BLOCK // 4) if full else 1
+    got = kernel(x)
+    full, rem = divmod(n, module.BLOCK)
+    want_blocks = full + (rem >= module.BLOCK // 4) if full else 1
     assert len(calls) == want_blocks and sum(calls) == n, calls
-    assert max(calls) < cubic.BLOCK + cubic.BLOCK // 4
-    np.testing.assert_array_equal(got[::97], np.concatenate([Erfc(x[i:i + 1])
+    assert max(calls) < module.BLOCK + module.BLOCK // 4
+    np.testing.assert_array_equal(got[::97], np.concatenate([kernel(x[i:i + 1])
                                                              for i in range(0, n, 97)]))
 
 
@@ -146,23 +152,3 @@ def test_quadratic_table_rows_and_arguments():
     assert np.isnan(out[10])
     with pytest.raises(ValueError):
         quadratic.QuadraticTable(abs, 0, 1, 3, 0, 0)
-
-
-@pytest.mark.parametrize("n", [quadratic.BLOCK + 256, quadratic.BLOCK + quadratic.BLOCK // 4,
-                               2 * quadratic.BLOCK + 100])
-def test_quadratic_blocks_and_a_short_remainder(n, monkeypatch):
-    """As ``test_blocks_and_a_short_remainder``, for the float32 tables (Erf)."""
-    calls = []
-    evaluate = quadratic.QuadraticTable.evaluate
-
-    def counted(self, y, *args):
-        calls.append(y.size)
-        return evaluate(self, y, *args)
-
-    monkeypatch.setattr(quadratic.QuadraticTable, "evaluate", counted)
-    x = (RNG.standard_normal(n) * 2).astype(np.float32)
-    got = Erf(x)
-    full, rem = divmod(n, quadratic.BLOCK)
-    assert len(calls) == full + (rem >= quadratic.BLOCK // 4) and sum(calls) == n, calls
-    np.testing.assert_array_equal(got[::97], np.concatenate([Erf(x[i:i + 1])
-                                                             for i in range(0, n, 97)]))

@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tfdeploy.numerics import clip
+from tfdeploy.numerics import blocks, clip, thread_views
 
 #: values per block: the block's float64 temporaries (~1.1 MB) stay in L2. A remainder of
 #: fewer than BLOCK / 4 values joins the last block instead of making one of its own (its
@@ -112,19 +112,10 @@ class CubicTable:
 
 def _buffers(n: int) -> tuple:
     """This thread's temporaries for a block of ``n`` < _LONGEST values: x, t, r (float64), i
-    (intp) and c ([n, 4]), views of one set of BLOCK-sized buffers (the views of a few recent
-    sizes are kept: slicing five arrays costs a microsecond)."""
-    views = getattr(_local, "views", None)
-    if views is None:
-        views = _local.views = {}
-        _local.base = (np.empty(_LONGEST), np.empty(_LONGEST), np.empty(_LONGEST),
-                       np.empty(_LONGEST, np.intp), np.empty((_LONGEST, _DEGREE + 1)))
-    b = views.get(n)
-    if b is None:
-        if len(views) >= 8:
-            views.clear()
-        b = views[n] = tuple(a[:n] for a in _local.base)
-    return b
+    (intp) and c ([n, 4])."""
+    return thread_views(_local, n, lambda: (
+        np.empty(_LONGEST), np.empty(_LONGEST), np.empty(_LONGEST),
+        np.empty(_LONGEST, np.intp), np.empty((_LONGEST, _DEGREE + 1))))
 
 
 def apply(y: np.ndarray, out: np.ndarray, table: CubicTable, scale: float,
@@ -136,12 +127,8 @@ def apply(y: np.ndarray, out: np.ndarray, table: CubicTable, scale: float,
     if not flat.size:
         return out
     table.rows()
-    n = flat.size
-    starts = list(range(0, n, BLOCK))
-    if len(starts) > 1 and n - starts[-1] < BLOCK // 4:
-        starts.pop()  # (the remainder joins the last block)
     with np.errstate(all="ignore"):
-        for k, e in zip(starts, starts[1:] + [n]):
+        for k, e in blocks(flat.size, BLOCK):
             yb = flat[k:e]
             x, t, r, i, c = _buffers(yb.size)
             np.copyto(x, yb)

@@ -33,7 +33,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tfdeploy.numerics import clip
+from tfdeploy.numerics import blocks, clip, thread_views
 
 #: values per block: its temporaries (two float32 arrays, the index, the rows: 32 bytes a
 #: value, ~512 KB) stay in L2. A remainder of fewer than BLOCK / 4 values joins the last block
@@ -113,19 +113,10 @@ class QuadraticTable:
 
 def _buffers(n: int) -> tuple:
     """This thread's temporaries for a block of ``n`` < _LONGEST values: s, t (float32), the
-    index (intp) and the rows ([n, 4] float32), views of one set of buffers (the views of a
-    few recent sizes are kept)."""
-    views = getattr(_local, "views", None)
-    if views is None:
-        views = _local.views = {}
-        _local.base = (np.empty(_LONGEST, _F32), np.empty(_LONGEST, _F32),
-                       np.empty(_LONGEST, np.intp), np.empty((_LONGEST, 4), _F32))
-    b = views.get(n)
-    if b is None:
-        if len(views) >= 8:
-            views.clear()
-        b = views[n] = tuple(a[:n] for a in _local.base)
-    return b
+    index (intp) and the rows ([n, 4] float32)."""
+    return thread_views(_local, n, lambda: (
+        np.empty(_LONGEST, _F32), np.empty(_LONGEST, _F32), np.empty(_LONGEST, np.intp),
+        np.empty((_LONGEST, 4), _F32)))
 
 
 def apply(y: np.ndarray, out: np.ndarray, table: QuadraticTable,
@@ -143,10 +134,7 @@ def apply(y: np.ndarray, out: np.ndarray, table: QuadraticTable,
             s, t, i, c = _buffers(n)
             finish(table.evaluate(flat, s, t, i, c), flat, dest, s)
         return out
-    starts = list(range(0, n, BLOCK))
-    if n - starts[-1] < BLOCK // 4:
-        starts.pop()  # (the remainder joins the last block)
-    for k, e in zip(starts, starts[1:] + [n]):
+    for k, e in blocks(n, BLOCK):
         yb = flat[k:e]
         s, t, i, c = _buffers(yb.size)
         finish(table.evaluate(yb, s, t, i, c), yb, dest[k:e], s)
