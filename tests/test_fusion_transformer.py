@@ -341,6 +341,7 @@ def test_gelu_erfc_float32_within_one_ulp_of_exact():
     signed zeros. (It was checked on all 2**32 float32 inputs when written; this pins samples
     and the table's edges.)"""
     import math
+    import warnings
 
     from tfdeploy.kernels.nn.transformer import gelu_
 
@@ -382,7 +383,12 @@ def test_gelu_erfc_float32_within_one_ulp_of_exact():
     assert ulps.max() <= 1
     special = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 3e38, -3e38, 1e-30, -1e-30],
                        np.float32)
-    out = gelu_(special.copy(), "erfc")
+    with warnings.catch_warnings():  # (-inf and -3e38 without +inf or NaN beside them)
+        warnings.simplefilter("error")
+        low = gelu_(np.float32([-np.inf, -3e38, 2, -1]), "erfc")
+        out = gelu_(special.copy(), "erfc")
+    assert np.isnan(low[0]) and low[1] == 0 and np.signbit(low[1])
+    np.testing.assert_array_equal(low[2:], gelu_(np.float32([2, -1]), "erfc"))
     with np.errstate(all="ignore"):  # the unfused ops: Mul, Erfc, Mul, Mul
         from tfdeploy.kernels.special.erf_gamma import Erfc
 

@@ -21,8 +21,8 @@ Erf, where the float64 tables of ``numerics/cubic.py`` round once).
 A NaN's index is whatever the cast makes of it, clipped to row 0, and its u is NaN: P is NaN.
 Every value takes the same passes, so a value's result depends on it alone.
 
-Cost, one thread, about 13 numpy calls a block: 2048 values ~9 us, 16 K ~40 (against ~15 and
-~69 for the float64 cubics: float32 passes, and four coefficients gathered in one 16-byte row
+Cost, one thread, about 13 numpy calls a block: 2048 values ~10 us, 16 K ~44 (against ~14 and
+~66 for the float64 cubics: float32 passes, and four coefficients gathered in one 16-byte row
 instead of 32). Users: GELU (``kernels/nn/gelu.py``) and Erf (``kernels/special/erf_gamma.py``).
 """
 
