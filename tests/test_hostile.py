@@ -344,6 +344,19 @@ def test_string_ngrams_with_a_huge_width_makes_nothing_fast():
     assert time.perf_counter() - t < 1 and vals.size == 0 and splits.tolist() == [0, 0]
 
 
+def test_one_hot_of_no_indices_with_a_huge_depth_makes_nothing_fast():
+    """(Found by the fuzzer: the comparison's range of depth values was made before anything
+    looked at the indices: 2**31 - 1 of them, 16 GB, for an empty result.)"""
+    g = _graph([placeholder("i", "int32", [None, 2]), const("d", np.int32(2 ** 31 - 1)),
+                const("on", np.float32(1)), const("off", np.float32(0)),
+                Node("h", "OneHot", ["i", "d", "on", "off"], {"T": "float32", "axis": 1,
+                                                              "TI": "int32"})], ["i"], ["h"])
+    t = time.perf_counter()
+    out = _saved(g)(np.zeros((0, 2), np.int32))
+    assert time.perf_counter() - t < 1
+    assert out.shape == (0, 2 ** 31 - 1, 2) and out.dtype == np.float32
+
+
 def test_huge_broadcast_fails_fast_naming_the_node():
     m = _saved(_graph([placeholder("x"), const("shape", np.array([10 ** 6, 10 ** 6])),
                        Node("b", "BroadcastTo", ["x", "shape"], {"T": "float32"}),

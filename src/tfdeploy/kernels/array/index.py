@@ -305,8 +305,11 @@ def OneHot(indices, depth, on_value, off_value, *, axis=-1):
     if not -1 <= axis <= indices.ndim:
         raise ValueError(f"OneHot: axis {axis} must be in [-1, {indices.ndim}]")
     check_array(indices.shape + (d,), np.float64, "the one-hot tensor")
-    hot = indices[..., None] == np.arange(d)
-    out = np.where(hot, on_value, off_value).astype(on_value.dtype, copy=False)
+    if indices.size:
+        hot = indices[..., None] == np.arange(d)
+        out = np.where(hot, on_value, off_value).astype(on_value.dtype, copy=False)
+    else:  # (no range of the depth's values: a huge depth on no indices made 16 GB of it)
+        out = np.empty(indices.shape + (d,), on_value.dtype)
     if axis != -1 and axis != indices.ndim:
         out = np.moveaxis(out, -1, axis)
     return out
