@@ -357,6 +357,23 @@ def test_one_hot_of_no_indices_with_a_huge_depth_makes_nothing_fast():
     assert out.shape == (0, 2 ** 31 - 1, 2) and out.dtype == np.float32
 
 
+@pytest.mark.parametrize("fed", [False, True])
+def test_tile_to_nothing_by_a_huge_multiple_makes_nothing_fast(fed):
+    """(Found by the fuzzer: np.tile repeats dim by dim, so a huge multiple before a zero one
+    made a 384 GB intermediate for an empty result.) Constant multiples take the specialized
+    kernel, fed ones the generic one."""
+    mult = np.array([2 ** 31 - 1, 1, 0], np.int32)
+    src = placeholder("m", "int32", [3]) if fed else const("m", mult)
+    g = _graph([placeholder("x", "float64", [2, 4, 3]), src,
+                Node("t", "Tile", ["x", "m"], {"T": "float64", "Tmultiples": "int32"})],
+               ["x", "m"] if fed else ["x"], ["t"])
+    t = time.perf_counter()
+    x = np.ones((2, 4, 3))
+    out = _saved(g)(x, mult) if fed else _saved(g)(x)
+    assert time.perf_counter() - t < 1
+    assert out.shape == (2 * (2 ** 31 - 1), 4, 0) and out.dtype == np.float64
+
+
 def test_huge_broadcast_fails_fast_naming_the_node():
     m = _saved(_graph([placeholder("x"), const("shape", np.array([10 ** 6, 10 ** 6])),
                        Node("b", "BroadcastTo", ["x", "shape"], {"T": "float32"}),

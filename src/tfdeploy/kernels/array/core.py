@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from tfdeploy.kernels.common import all_finite, normalize_axis, np_dtype, op, specializer
@@ -566,7 +568,10 @@ def Tile(input, multiples):
     m = _shape_arg(multiples, "multiples")
     if len(m) != input.ndim or any(v < 0 for v in m):
         raise ValueError(f"Tile: expected {input.ndim} non-negative multiples, got {list(m)}")
-    check_array([d * k for d, k in zip(input.shape, m)], input.dtype, "the tiled tensor")
+    shape = [d * k for d, k in zip(input.shape, m)]
+    check_array(shape, input.dtype, "the tiled tensor")
+    if not math.prod(shape):  # (np.tile repeats dim by dim: a huge multiple before a zero one
+        return np.empty(shape, input.dtype)  # made a huge intermediate for an empty result)
     return np.tile(input, m) if input.ndim else input.copy()
 
 
