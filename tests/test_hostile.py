@@ -374,6 +374,63 @@ def test_tile_to_nothing_by_a_huge_multiple_makes_nothing_fast(fed):
     assert out.shape == (2 * (2 ** 31 - 1), 4, 0) and out.dtype == np.float64
 
 
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+def test_pools_with_a_huge_window_run_fast(padding):
+    """(Found probing what the fuzzer found: a pool's taps were a Python loop over the window
+    and its padded input as long as the window: ksize 2**31 - 1 ran 10 s into a MemoryError.)
+    SAME windows larger than the input read what a window over all of it reads; VALID ones
+    give nothing."""
+    from tfdeploy.kernels.nn.pool import AvgPool, MaxPool, MaxPoolWithArgmax
+
+    x = np.random.default_rng(0).standard_normal((2, 5, 7, 3)).astype(np.float32)
+    huge, whole = [1, 2 ** 31 - 1, 2 ** 31 - 1, 1], [1, 15, 21, 1]
+    t = time.perf_counter()
+    for kernel in (MaxPool, AvgPool, MaxPoolWithArgmax):
+        for s in (1, 2):
+            got = kernel(x, ksize=huge, strides=[1, s, s, 1], padding=padding)
+            want = kernel(x, ksize=whole, strides=[1, s, s, 1], padding=padding)
+            for g, w in zip(got if isinstance(got, tuple) else (got,),
+                            want if isinstance(want, tuple) else (want,)):
+                np.testing.assert_array_equal(g, w)
+                assert (g.size == 0) == (padding == "VALID")
+    assert time.perf_counter() - t < 2
+
+
+def test_pool_with_huge_explicit_paddings_is_refused():
+    from tfdeploy.kernels.nn.pool import MaxPool
+
+    with pytest.raises(td.ResourceExhaustedError, match="pooled tensor"):
+        MaxPool(np.ones((1, 4, 4, 1), np.float32), ksize=[1, 2, 2, 1], strides=[1, 1, 1, 1],
+                padding="EXPLICIT", explicit_paddings=[0, 0, 2 ** 31, 2 ** 31, 0, 0, 0, 0])
+
+
+def test_resizes_of_nothing_to_a_huge_size_make_nothing_fast():
+    """(Probing what the fuzzer found: the per-axis tables of a resize were made before
+    anything looked at the batch, 8-16 GB for 2**31 output rows of no images.) An empty
+    result comes back at once; one numpy cannot index even empty is a clean error; a crop
+    size over the tensor limit is refused before its coordinates are made."""
+    from tfdeploy.kernels.image import resize
+
+    huge = 2 ** 31 - 1
+    t = time.perf_counter()
+    for images in (np.zeros((0, 4, 4, 3), np.float32), np.zeros((2, 4, 4, 0), np.uint8)):
+        for name in ("ResizeBilinear", "ResizeNearestNeighbor", "ResizeBicubic", "ResizeArea"):
+            out = getattr(resize, name)(images, np.array([huge, 1], np.int32))
+            assert out.shape == (images.shape[0], huge, 1, images.shape[3])
+            with pytest.raises(td.ResourceExhaustedError, match="numpy can index"):
+                getattr(resize, name)(images, np.array([huge, huge], np.int32))
+    out = resize.ScaleAndTranslate(np.zeros((0, 4, 4, 3), np.float32), np.int32([huge, 1]),
+                                   np.float32([1, 1]), np.float32([0, 0]))
+    assert out.shape == (0, huge, 1, 3)
+    crops = resize.CropAndResize(np.zeros((1, 4, 4, 3), np.float32), np.zeros((0, 4),
+                                 np.float32), np.zeros((0,), np.int32), np.int32([huge, 1]))
+    assert crops.shape == (0, huge, 1, 3)
+    with pytest.raises(td.ResourceExhaustedError, match="the crops"):
+        resize.CropAndResize(np.zeros((1, 4, 4, 3), np.float32), np.zeros((1, 4), np.float32),
+                             np.zeros((1,), np.int32), np.int32([huge, huge]))
+    assert time.perf_counter() - t < 2
+
+
 def test_huge_broadcast_fails_fast_naming_the_node():
     m = _saved(_graph([placeholder("x"), const("shape", np.array([10 ** 6, 10 ** 6])),
                        Node("b", "BroadcastTo", ["x", "shape"], {"T": "float32"}),

@@ -36,6 +36,8 @@ import numpy as np
 from tfdeploy.errors import ResourceExhaustedError, TFDeployError
 
 _MIB = 1 << 20
+#: numpy's largest array in bytes (its sizes are intp)
+_LARGEST_ARRAY = int(np.iinfo(np.intp).max)
 
 
 def _available_memory() -> int:
@@ -196,6 +198,14 @@ def check_elements(shape, itemsize: int, what: str = "the output") -> None:
         raise ResourceExhaustedError(
             f"{what} would have shape {list(shape)} ({n} elements of {itemsize} bytes), over "
             f"the largest tensor an op may make ({limit} bytes; td.setup(max_tensor_bytes=...))")
+    if not n:  # (numpy refuses an empty shape whose other dims overflow its sizes)
+        m = max(itemsize, 1)
+        for d in shape:
+            m *= max(int(d), 1)
+        if m > _LARGEST_ARRAY:
+            raise ResourceExhaustedError(
+                f"{what} would have shape {list(shape)}: empty, but its nonzero dims make more "
+                f"bytes than numpy can index ({m} > 2**63 - 1)")
 
 
 def check_array(shape, dtype, what: str = "the output") -> None:

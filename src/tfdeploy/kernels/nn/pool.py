@@ -18,6 +18,7 @@ import numpy as np
 from tfdeploy.kernels.common import low_precision, np_dtype, op
 from tfdeploy.kernels.nn.conv import out_and_pads
 from tfdeploy.kernels.nn.scratch import output, scratch, strided
+from tfdeploy.runtime.limits import check_array
 
 _FORMATS = ("NHWC", "NCHW", "NDHWC", "NCDHW")
 
@@ -38,10 +39,32 @@ def _geometry(shape, ksize, strides, padding, explicit=None):
     return [out_and_pads(n, k, s, 1, padding, pr) for n, k, s, pr in zip(shape, ks, st, pairs)]
 
 
+def _within(shape, ksize, strides, geom, padding):
+    """(ksize, geom) with SAME windows larger than the input cut to what they can read.
+
+    Every SAME window overlaps the input, and what it reads of the padding beyond one cell
+    changes nothing (the lowest value for a maximum, zeros TF's divisor does not count), so a
+    pad larger than the windows' span, ``(out - 1) * stride`` (at least 1), is cut to it and
+    the window by as much: each window then covers the same input cells, in the same order,
+    and the padded input is at most ~3x the input's size along that dim. Without this a
+    hostile ksize of 2**31 made the padded array, and the taps' loop, that long."""
+    if padding != "SAME":
+        return ksize, geom
+    ks, gs = list(ksize), list(geom)
+    for d, (k, s, (o, lo, hi)) in enumerate(zip(ksize, strides, geom)):
+        span = max((o - 1) * s, 1)
+        if lo > span or hi > span:
+            lo2, hi2 = min(lo, span), min(hi, span)
+            ks[d], gs[d] = k - (lo - lo2) - (hi - hi2), (o, lo2, hi2)
+    return ks, gs
+
+
 def _padded(x, geom, value):
     if not any(lo or hi for _, lo, hi in geom):
         return x
-    out = np.empty([n + lo + hi for n, (_, lo, hi) in zip(x.shape, geom)], dtype=x.dtype)
+    shape = [n + lo + hi for n, (_, lo, hi) in zip(x.shape, geom)]
+    check_array(shape, x.dtype, "the padded input")  # (explicit paddings may be huge)
+    out = np.empty(shape, dtype=x.dtype)
     inner = tuple(slice(lo, lo + n) for n, (_, lo, _) in zip(x.shape, geom))
     out[inner] = x
     for i, (n, (_, lo, hi)) in enumerate(zip(x.shape, geom)):  # the borders, once
@@ -99,6 +122,10 @@ def _max_pool(x, ksize, strides, padding, explicit=None, as_tf_2d=False):
     window of -inf and NaN only gives that lowest value."""
     geom = _geometry(x.shape, ksize, strides, padding, explicit)
     outs = [g[0] for g in geom]
+    check_array(outs, x.dtype, "the pooled tensor")
+    if not (x.size and all(outs)):  # (no taps' loop for nothing: ksize may be huge)
+        return np.empty(outs, x.dtype)
+    ksize, geom = _within(x.shape, ksize, strides, geom, padding)
     floats = x.dtype.kind == "f" or low_precision(x.dtype)
     if as_tf_2d and floats and x.ndim == 4:
         depth = _depth_window(x, ksize, strides, geom)
@@ -186,13 +213,18 @@ def MaxPool3D(input, *, ksize, strides, padding, data_format="NDHWC"):
 def _avg_pool(x, ksize, strides, padding):
     dt = x.dtype
     acc = np.dtype(np.float32) if low_precision(dt) else dt
-    if x.size and all(s == 1 for s in strides):
+    geom = _geometry(x.shape, ksize, strides, padding)
+    outs = [g[0] for g in geom]
+    check_array(outs, dt, "the pooled tensor")
+    if not (x.size and all(outs)):  # (no taps' loop for nothing: ksize may be huge)
+        return np.zeros(outs, dtype=dt)
+    cut, geom = _within(x.shape, ksize, strides, geom, padding)
+    if list(cut) == list(ksize) and all(s == 1 for s in strides):
         # (strided pools measured no faster so: the padded width's sums are wasted work)
         plan = _flat_plan(x.shape, tuple(ksize), padding, acc)
         if plan is not None:
             return plan(x).astype(dt, copy=False)
-    geom = _geometry(x.shape, ksize, strides, padding)
-    outs = [g[0] for g in geom]
+    ksize = cut
     # the taps in window order, as TF sums them (a separable sum rounds otherwise: ~1e-7
     # relative per window, 5e-6 through NASNetMobile's 52 average pools)
     xp = _padded(x.astype(acc, copy=False), geom, 0)
@@ -338,6 +370,11 @@ def MaxPoolWithArgmax(input, *, ksize, strides, padding, Targmax="int64",
     if ksize[0] != 1 or ksize[3] != 1 or strides[0] != 1 or strides[3] != 1:
         raise ValueError("MaxPoolWithArgmax: pooling over the batch or depth is not supported")
     geom = _geometry(input.shape, ksize, strides, padding)
+    outs = [g[0] for g in geom]
+    check_array(outs, np.int64, "the pooled tensor")
+    if not (input.size and all(outs)):  # (no taps' loop for nothing: ksize may be huge)
+        return np.empty(outs, input.dtype), np.empty(outs, np_dtype(Targmax))
+    ksize, geom = _within(input.shape, ksize, strides, geom, padding)
     n, h, w, c = input.shape
     (_, oh, ow, _), (top, left) = [g[0] for g in geom], (geom[1][1], geom[2][1])
     xp = _padded(input, geom, _lowest(input.dtype))  # (never read: see ``inside``)
