@@ -431,6 +431,47 @@ def test_resizes_of_nothing_to_a_huge_size_make_nothing_fast():
     assert time.perf_counter() - t < 2
 
 
+@pytest.mark.parametrize("op,args,attrs,what", [
+    ("Conv2D", ((1, 4, 4, 3), (3, 3, 3, 2)),
+     {"padding": "SAME", "dilations": [1, 2 ** 31 - 1, 1, 1]}, "padded input"),
+    ("Conv3D", ((1, 2, 4, 4, 3), (2, 2, 2, 3, 2)),
+     {"padding": "SAME", "dilations": [1, 2 ** 31 - 1, 1, 1, 1]}, "padded input"),
+    ("DepthwiseConv2dNative", ((1, 4, 4, 3), (3, 3, 3, 1)),
+     {"padding": "SAME", "dilations": [1, 2 ** 31 - 1, 1, 1]}, "temporary"),
+    ("Conv2D", ((1, 4, 4, 3), (3, 3, 3, 2)),
+     {"padding": "EXPLICIT", "explicit_paddings": [0, 0, 2 ** 31, 2 ** 31, 0, 0, 0, 0]},
+     "result"),
+    ("ExtractImagePatches", ((1, 4, 4, 3),),
+     {"ksizes": [1, 2 ** 31 - 1, 1, 1], "rates": [1, 1, 1, 1], "padding": "SAME"}, "patches"),
+    ("ExtractImagePatches", ((1, 4, 4, 3),),
+     {"ksizes": [1, 2, 1, 1], "rates": [1, 2 ** 31 - 1, 1, 1], "padding": "SAME"},
+     "padded input")])
+def test_hostile_dilations_paddings_and_windows_are_refused_before_allocating(op, args, attrs,
+                                                                              what):
+    """(Probing what the fuzzer found: a dilation, padding or window of 2**31 made padded
+    inputs, temporaries or patches of 100-600 GB, refused by the system only where it is
+    short of memory.) The tensor limit holds for them: a clean error before allocating."""
+    from tfdeploy import registry
+
+    d = registry.get_opdef(op)
+    kernel = d.impls.get(d.preferred) or next(iter(d.impls.values()))
+    arrays = [np.ones(s, np.float32) for s in args]
+    strides = [1] * len(args[0])
+    t = time.perf_counter()
+    with pytest.raises(td.ResourceExhaustedError, match=what):
+        kernel(*arrays, strides=strides, **attrs)
+    assert time.perf_counter() - t < 1
+
+
+def test_transposed_conv_with_a_huge_dilation_is_refused_before_allocating():
+    from tfdeploy.kernels.nn.conv import Conv2DBackpropInput
+
+    with pytest.raises(td.ResourceExhaustedError, match="padded gradient"):
+        Conv2DBackpropInput(np.int32([1, 4, 4, 3]), np.ones((3, 3, 3, 2), np.float32),
+                            np.ones((1, 4, 4, 2), np.float32), strides=[1, 1, 1, 1],
+                            padding="SAME", dilations=[1, 2 ** 31 - 1, 1, 1])
+
+
 def test_huge_broadcast_fails_fast_naming_the_node():
     m = _saved(_graph([placeholder("x"), const("shape", np.array([10 ** 6, 10 ** 6])),
                        Node("b", "BroadcastTo", ["x", "shape"], {"T": "float32"}),

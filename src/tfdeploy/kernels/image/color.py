@@ -5,9 +5,12 @@ Resizing lives in image_resize.py, non-max suppression in image_nms.py.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from tfdeploy.kernels.common import low_precision, op, round_half_away
+from tfdeploy.runtime.limits import check_array
 
 _F32 = np.float32
 
@@ -192,12 +195,16 @@ def _extract_patches(x: np.ndarray, ksizes, strides, rates, padding: str) -> np.
     geo = [_patch_geometry(s, k, st, r, padding)
            for s, k, st, r in zip(spatial, ksizes, strides, rates)]
     outs = [g[0] for g in geo]
+    # (hostile ksizes or rates: the patches and the padded input within the tensor limit
+    # before the loop over the taps)
+    check_array((x.shape[0], *outs, math.prod(ksizes) * x.shape[-1]), x.dtype, "the patches")
     # pad enough on both sides that every tap of every output is in range
     pads = [(0, 0)]
     for s, (o, before), k, st, r in zip(spatial, geo, ksizes, strides, rates):
         need = (o - 1) * st + (k - 1) * r + 1 if o > 0 else 0
         pads.append((before, max(need - before - s, 0)))
     pads.append((0, 0))
+    check_array([d + lo + hi for d, (lo, hi) in zip(x.shape, pads)], x.dtype, "the padded input")
     xp = np.pad(x, pads) if any(p != (0, 0) for p in pads) else x
     taps = []
     for tap in np.ndindex(*ksizes):

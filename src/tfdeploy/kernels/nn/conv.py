@@ -33,6 +33,7 @@ from tfdeploy.kernels.nn.depthwise import Epilogue, depthwise_2d
 from tfdeploy.kernels.nn.scratch import output, scratch, strided
 from tfdeploy.runtime import parallel
 from tfdeploy.runtime.constants import derived
+from tfdeploy.runtime.limits import check_array
 
 #: im2col patches are copied in blocks of about this many bytes (cache-sized, and reused:
 #: a fresh large buffer per block costs page faults), but never fewer than _MIN_ROWS rows
@@ -122,6 +123,9 @@ def pad_spatial(x: np.ndarray, pads, value=0, key: str | None = None) -> np.ndar
         return x
     shape = (x.shape[0],) + tuple(d + lo + hi for d, (lo, hi) in
                                   zip(x.shape[1:-1], pads)) + (x.shape[-1],)
+    if any(lo + hi > d for d, (lo, hi) in zip(x.shape[1:-1], pads)):
+        # (a hostile dilation or padding; pads within the dims at most double each)
+        check_array(shape, x.dtype, "the padded input")
     if key is None:
         out = np.empty(shape, dtype=x.dtype)
     else:
@@ -581,6 +585,7 @@ def conv_transpose_nd(shape, w, dy, strides, dilations, pads) -> np.ndarray:
     size = [max(d + lo + hi, (o - 1) * s + (k - 1) * dl + 1) if o else d + lo + hi
             for d, (lo, hi), o, s, k, dl in zip(shape[1:-1], pads, outs, strides, ks, dilations)]
     dt = np.result_type(dy.dtype, w.dtype)
+    check_array((n, *size, c), dt, "the padded gradient")  # (a hostile dilation or padding)
     stride_is_kernel = all(s == k and dl == 1 and z == o * k for s, k, dl, z, o in
                            zip(strides, ks, dilations, size, outs))
     if dy.size and kk and c and dt in _FLOATS and not stride_is_kernel and \

@@ -23,6 +23,8 @@ import threading
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from tfdeploy.runtime.limits import check_elements
+
 #: buffers above this size are not kept (one huge input should not pin its memory forever)
 KEEP_BYTES = 32 << 20
 
@@ -59,6 +61,9 @@ def scratch(key: str, n: int, dtype) -> np.ndarray:
     temporary it holds at once, and never lets it escape."""
     dtype = np.dtype(dtype)
     if n * dtype.itemsize > KEEP_BYTES:
+        # (the tensor limit holds for temporaries too: a hostile dilation or padding made
+        # padded inputs of hundreds of GB)
+        check_elements((n,), dtype.itemsize, "a temporary of the kernel")
         return np.empty(n, dtype)
     bufs = getattr(_local, "bufs", None)
     if bufs is None:
@@ -89,6 +94,8 @@ def output(shape: tuple, dtype) -> np.ndarray:
     for d in shape:
         nbytes *= d
     if nbytes < OUTPUT_MIN_BYTES or nbytes > OUTPUT_MAX_BYTES or not OUTPUT_KEEP_BYTES:
+        if nbytes > OUTPUT_MAX_BYTES:
+            check_elements(shape, dtype.itemsize, "the result")
         return np.empty(shape, dtype)
     pool = getattr(_local, "outputs", None)
     if pool is None:
