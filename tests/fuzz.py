@@ -18,6 +18,7 @@ fails if it
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import random
@@ -171,18 +172,20 @@ def _nodes(h) -> list[dict]:
 
 
 def _mutate_value(rng: random.Random, h) -> None:
+    # (copies: a hostile list or dict put in the header, mutated later, changed the shared
+    # one for every later case, and one put inside itself made a cycle json cannot write)
     cs = _containers(h, [])
     c = rng.choice(cs)
     if isinstance(c, dict) and c:
-        c[rng.choice(list(c))] = rng.choice(_HOSTILE_VALUES)
+        c[rng.choice(list(c))] = copy.deepcopy(rng.choice(_HOSTILE_VALUES))
     elif isinstance(c, list) and c:
         op = rng.random()
         if op < 0.6:
-            c[rng.randrange(len(c))] = rng.choice(_HOSTILE_VALUES)
+            c[rng.randrange(len(c))] = copy.deepcopy(rng.choice(_HOSTILE_VALUES))
         elif op < 0.8:
             del c[rng.randrange(len(c))]
         else:
-            c.append(rng.choice(c))
+            c.append(copy.deepcopy(rng.choice(c)))
 
 
 def _mutate_ref(rng: random.Random, h) -> None:
