@@ -472,6 +472,28 @@ def test_transposed_conv_with_a_huge_dilation_is_refused_before_allocating():
                             padding="SAME", dilations=[1, 2 ** 31 - 1, 1, 1])
 
 
+@pytest.mark.parametrize("op,args,attrs,what", [
+    ("TensorListReserve", (np.int32([2]), np.int32(2 ** 31 - 1)), {"element_dtype": "float32"},
+     "list's elements"),
+    ("TensorArrayV3", (np.int32(2 ** 31 - 1),), {"dtype": "float32"}, "array's elements"),
+    ("AsString", (np.zeros(3, np.float32),), {"width": 2 ** 31 - 1}, "formatted strings"),
+    ("AsString", (np.zeros(3, np.float32),), {"precision": 2 ** 31 - 1}, "formatted strings"),
+    ("SparseSegmentSumWithNumSegments", (np.zeros((1, 3), np.float32), np.zeros(1, np.int32),
+                                         np.zeros(1, np.int32), np.int32(2 ** 31 - 1)), {},
+     "segments")])
+def test_hostile_counts_and_widths_are_refused_before_allocating(op, args, attrs, what):
+    """(Probing what the fuzzer found: a list of 2**31 elements, strings 2**31 wide (12 s into
+    a MemoryError), 2**31 segments of a sparse sum.)"""
+    from tfdeploy import registry
+
+    d = registry.get_opdef(op)
+    kernel = d.impls.get(d.preferred) or next(iter(d.impls.values()))
+    t = time.perf_counter()
+    with pytest.raises(td.ResourceExhaustedError, match=what):
+        kernel(*args, **attrs)
+    assert time.perf_counter() - t < 1
+
+
 def test_huge_broadcast_fails_fast_naming_the_node():
     m = _saved(_graph([placeholder("x"), const("shape", np.array([10 ** 6, 10 ** 6])),
                        Node("b", "BroadcastTo", ["x", "shape"], {"T": "float32"}),

@@ -182,6 +182,7 @@ def _sparse_segment(data, indices, segment_ids, num_segments, kind):
         num = int(np.asarray(num_segments))
         if segment_ids.size and segment_ids[-1] >= num:
             raise ValueError(f"segment ids must be < num_segments ({num})")
+        check_array((max(num, 0), *data.shape[1:]), data.dtype, "the segments")
     return _reduce(data, segment_ids, num, kind, unsorted=False, rows=indices)
 
 

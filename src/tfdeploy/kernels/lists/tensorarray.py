@@ -20,6 +20,7 @@ from tfdeploy.kernels.lists.tensorlist import (
     stack_elements,
     zeros_element,
 )
+from tfdeploy.runtime.limits import check_elements
 
 
 class TensorArrayHandle:
@@ -93,6 +94,7 @@ def TensorArrayV3(size, *, dtype, element_shape=None, dynamic_size=False,
     n = int(size)
     if n < 0:
         raise ValueError(f"TensorArrayV3: size must be >= 0, got {n}")
+    check_elements((n,), 8, "the array's elements")  # (a reference each)
     dt = np_dtype(dtype)
     shape = None if element_shape is None else tuple(element_shape)
     h = TensorArrayHandle(dt, shape, bool(dynamic_size), bool(identical_element_shapes))

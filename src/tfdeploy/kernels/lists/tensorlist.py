@@ -7,6 +7,7 @@ import functools
 import numpy as np
 
 from tfdeploy.kernels.common import np_dtype, op
+from tfdeploy.runtime.limits import check_elements
 from tfdeploy.runtime.tensorlist import TensorList
 
 
@@ -147,6 +148,7 @@ def TensorListReserve(element_shape, num_elements, *, element_dtype):
     n = int(num_elements)
     if n < 0:
         raise ValueError(f"TensorListReserve: num_elements must be >= 0, got {n}")
+    check_elements((n,), 8, "the list's elements")  # (a reference each)
     return TensorList.of([None] * n, np_dtype(element_dtype), _shape_of(element_shape))
 
 

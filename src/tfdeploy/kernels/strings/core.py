@@ -427,6 +427,8 @@ def AsString(input, *, precision=-1, scientific=False, shortest=False, width=-1,
     if kind == "b":
         return strings_array([b"true" if v else b"false" for v in x.reshape(-1).tolist()],
                              x.shape)
+    # (a hostile width or precision: every string at least that long)
+    check_elements((x.size, max(width, precision, 1)), 1, "the formatted strings")
     fmt = "%"
     if width > -1:
         fmt += f"{fill}{width}"
