@@ -480,10 +480,15 @@ def test_transposed_conv_with_a_huge_dilation_is_refused_before_allocating():
     ("AsString", (np.zeros(3, np.float32),), {"precision": 2 ** 31 - 1}, "formatted strings"),
     ("SparseSegmentSumWithNumSegments", (np.zeros((1, 3), np.float32), np.zeros(1, np.int32),
                                          np.zeros(1, np.int32), np.int32(2 ** 31 - 1)), {},
-     "segments")])
+     "segments"),
+    ("Multinomial", (np.zeros((1, 3), np.float32), np.int32(2 ** 31 - 1)),
+     {"seed": 1, "seed2": 1}, "samples"),
+    ("MatrixDiagV3", (np.zeros(3, np.float32), np.int32(0), np.int32(2 ** 31 - 1), np.int32(-1),
+                      np.float32(0)), {}, "matrices")])
 def test_hostile_counts_and_widths_are_refused_before_allocating(op, args, attrs, what):
     """(Probing what the fuzzer found: a list of 2**31 elements, strings 2**31 wide (12 s into
-    a MemoryError), 2**31 segments of a sparse sum.)"""
+    a MemoryError), 2**31 segments of a sparse sum, 2**31 samples' random stream, 2**31 rows
+    of a diagonal matrix's index grid.)"""
     from tfdeploy import registry
 
     d = registry.get_opdef(op)

@@ -12,6 +12,7 @@ import numpy as np
 
 from tfdeploy.kernels.common import np_dtype, op
 from tfdeploy.registry import IMPL_SCIPY
+from tfdeploy.runtime.limits import check_array
 
 
 class _Singular(ValueError):
@@ -620,6 +621,8 @@ def _diag_matrix(diagonal, lo, up, m, n, padding, align):
     if m < min_m or n < min_n or max_len != min(m + min(up, 0), n - max(lo, 0)):
         raise ValueError(f"num_rows={m}, num_cols={n} do not fit diagonals of length {max_len} "
                          f"for k=[{lo}, {up}]")
+    # (a hostile num_rows: its index grids and the matrices within the tensor limit)
+    check_array(dg.shape[:-2] + (m, n), np.int64, "the matrices")
     d, length, offset = _diag_offsets(lo, up, m, n, max_len, align)
     i, j = np.arange(m)[:, None], np.arange(n)[None, :]
     dd = j - i

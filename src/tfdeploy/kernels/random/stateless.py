@@ -261,6 +261,7 @@ def _multinomial(logits, num_samples, gen, output_dtype: str) -> np.ndarray:
     batch, classes = logits.shape
     if classes == 0:
         raise ValueError("num_classes should be positive, got 0")
+    check_array((batch, ns), np.uint64, "the samples")  # (and their random stream: 8 bytes each)
     if batch * ns == 0:
         return np.zeros((batch, ns), out_dt)
     x = logits.astype(np.float64)
