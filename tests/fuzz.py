@@ -339,6 +339,18 @@ _OPS = [  # (op, number of inputs, attributes)
                          "right_pad": b"", "pad_width": -1,
                          "preserve_short_sequences": False}),
     ("InvertPermutation", 1, {}), ("ReverseV2", 2, {}), ("Einsum", 2, {"equation": "ij,jk->ik"}),
+    # what the run of seed 424242 and the probing after it found: sizes, windows, dilations,
+    # widths and counts that made huge intermediates (docs/security.md)
+    ("ResizeNearestNeighbor", 2, {}), ("ResizeBicubic", 2, {}), ("ResizeArea", 2, {}),
+    ("CropAndResize", 4, {}), ("Multinomial", 2, {"seed": 1, "seed2": 2}),
+    ("MatrixDiagV3", 5, {"align": "RIGHT_LEFT"}), ("SparseSegmentSumWithNumSegments", 4, {}),
+    ("AsString", 1, {"width": 2 ** 31 - 1}),
+    ("MaxPool", 1, {"ksize": [1, 2 ** 31 - 1, 2, 1], "strides": [1, 1, 1, 1], "padding": "SAME"}),
+    ("AvgPool", 1, {"ksize": [1, 3, 2 ** 31 - 1, 1], "strides": [1, 2, 1, 1], "padding": "SAME"}),
+    ("Conv2D", 2, {"strides": [1, 1, 1, 1], "padding": "SAME",
+                   "dilations": [1, 2 ** 31 - 1, 1, 1]}),
+    ("ExtractImagePatches", 1, {"ksizes": [1, 2 ** 31 - 1, 1, 1], "strides": [1, 1, 1, 1],
+                                "rates": [1, 1, 1, 1], "padding": "SAME"}),
 ]
 _STRING_OPS = {"StringToNumber", "StaticRegexReplace", "StaticRegexFullMatch", "StringUpper",
                "StringNGrams"}

@@ -463,6 +463,18 @@ def test_hostile_dilations_paddings_and_windows_are_refused_before_allocating(op
     assert time.perf_counter() - t < 1
 
 
+def test_patches_of_nothing_with_a_huge_window_make_nothing_fast():
+    """(The fuzzer, once ExtractImagePatches joined its ops: an empty image's patches looped
+    over 2**31 taps, whose index tuple alone took 19 GB before the OOM killer came.)"""
+    from tfdeploy.kernels.image.color import ExtractImagePatches
+
+    t = time.perf_counter()
+    out = ExtractImagePatches(np.zeros((4, 4, 2, 0), np.int32), ksizes=[1, 2 ** 31 - 1, 1, 1],
+                              strides=[1, 1, 1, 1], rates=[1, 1, 1, 1], padding="SAME")
+    assert out.shape == (4, 4, 2, 0) and out.dtype == np.int32
+    assert time.perf_counter() - t < 1
+
+
 def test_transposed_conv_with_a_huge_dilation_is_refused_before_allocating():
     from tfdeploy.kernels.nn.conv import Conv2DBackpropInput
 

@@ -197,7 +197,10 @@ def _extract_patches(x: np.ndarray, ksizes, strides, rates, padding: str) -> np.
     outs = [g[0] for g in geo]
     # (hostile ksizes or rates: the patches and the padded input within the tensor limit
     # before the loop over the taps)
-    check_array((x.shape[0], *outs, math.prod(ksizes) * x.shape[-1]), x.dtype, "the patches")
+    shape = (x.shape[0], *outs, math.prod(ksizes) * x.shape[-1])
+    check_array(shape, x.dtype, "the patches")
+    if not math.prod(shape):  # (no loop over a hostile window's taps for nothing)
+        return np.zeros(shape, x.dtype)
     # pad enough on both sides that every tap of every output is in range
     pads = [(0, 0)]
     for s, (o, before), k, st, r in zip(spatial, geo, ksizes, strides, rates):
