@@ -511,6 +511,27 @@ def test_hostile_counts_and_widths_are_refused_before_allocating(op, args, attrs
     assert time.perf_counter() - t < 1
 
 
+def test_regex_replace_that_would_write_gigabytes_is_refused():
+    """(Probing: a rewrite 10**5 long on the 10**5 + 1 empty matches of a string wrote 10 GB.)
+    The bound on what the replacement can write is checked first; an ordinary replacement is
+    not affected."""
+    from tfdeploy.kernels.strings.regex import RegexReplace, StaticRegexReplace
+
+    x = np.array([b"a" * 100000], dtype=object)
+    t = time.perf_counter()
+    td.setup(max_tensor_bytes=1 << 30)
+    try:
+        with pytest.raises(td.ResourceExhaustedError, match="replaced strings"):
+            StaticRegexReplace(x, pattern=b"", rewrite=b"x" * 100000, replace_global=True)
+        with pytest.raises(td.ResourceExhaustedError, match="replaced strings"):
+            RegexReplace(x, np.array(b"(a)", dtype=object),
+                         np.array(b"\\1" * 20000, dtype=object), replace_global=True)
+        assert StaticRegexReplace(x, pattern=b"a", rewrite=b"bc")[0] == b"bc" * 100000
+    finally:
+        td.setup(max_tensor_bytes=None)
+    assert time.perf_counter() - t < 2
+
+
 def test_huge_broadcast_fails_fast_naming_the_node():
     m = _saved(_graph([placeholder("x"), const("shape", np.array([10 ** 6, 10 ** 6])),
                        Node("b", "BroadcastTo", ["x", "shape"], {"T": "float32"}),

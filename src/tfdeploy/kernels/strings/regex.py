@@ -40,6 +40,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 from tfdeploy.kernels.common import op
 from tfdeploy.kernels.strings.core import as_bytes_list, strings_array
+from tfdeploy.runtime.limits import check_elements
 
 _POSIX = {
     "alnum": "0-9A-Za-z", "alpha": "A-Za-z", "ascii": "\\x00-\\x7f", "blank": "\\t ",
@@ -419,6 +420,18 @@ def _scalar_text(x, what: str) -> bytes:
     return as_bytes_list(a)[0]
 
 
+def _check_replaced(items, parts, replace_global: bool) -> None:
+    """The replaced strings within the tensor limit, before replacing: each string's matches
+    (at most one more than its length, one without ``replace_global``) each write the
+    rewrite's literals, and its group references at most the string again (the matches do
+    not overlap). A hostile rewrite 10**5 long on 10**5 empty matches wrote 10 GB."""
+    total = sum(len(b) for b in items)
+    matches = total + len(items) if replace_global else len(items)
+    literal = sum(len(p) for p in parts if not isinstance(p, int))
+    refs = sum(1 for p in parts if isinstance(p, int))
+    check_elements((total + matches * literal + refs * total,), 1, "the replaced strings")
+
+
 def _regex_replace(input, pattern, rewrite, replace_global: bool) -> np.ndarray:
     x = np.asarray(input, dtype=object)
     rx = compile_re2(pattern)
@@ -430,6 +443,7 @@ def _regex_replace(input, pattern, rewrite, replace_global: bool) -> np.ndarray:
     # bad escape: the strings stay as they are
     if top > rx.groups or not (valid or replace_global):
         return strings_array(items, x.shape)
+    _check_replaced(items, parts, replace_global)
     if isinstance(rx, _RE2):
         parts = tuple(p.encode("utf-8", "surrogateescape") if isinstance(p, str) else p
                       for p in parts)
