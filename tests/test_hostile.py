@@ -496,7 +496,19 @@ def test_transposed_conv_with_a_huge_dilation_is_refused_before_allocating():
     ("Multinomial", (np.zeros((1, 3), np.float32), np.int32(2 ** 31 - 1)),
      {"seed": 1, "seed2": 1}, "samples"),
     ("MatrixDiagV3", (np.zeros(3, np.float32), np.int32(0), np.int32(2 ** 31 - 1), np.int32(-1),
-                      np.float32(0)), {}, "matrices")])
+                      np.float32(0)), {}, "matrices"),
+    ("NonMaxSuppressionV4", (np.zeros((3, 4), np.float32), np.zeros(3, np.float32),
+                             np.int32(2 ** 31 - 1), np.float32(0.5), np.float32(0)),
+     {"pad_to_max_output_size": True}, "padded selection"),
+    ("CombinedNonMaxSuppression", (np.zeros((1, 3, 1, 4), np.float32),
+                                   np.zeros((1, 3, 1), np.float32), np.int32(2 ** 31 - 1),
+                                   np.int32(2 ** 31 - 1), np.float32(0.5), np.float32(0)),
+     {"pad_per_class": False}, "the boxes"),
+    ("ImageProjectiveTransformV3", (np.zeros((1, 4, 4, 3), np.float32),
+                                    np.zeros((1, 8), np.float32),
+                                    np.int32([2 ** 31 - 1, 2 ** 31 - 1]), np.float32(0)),
+     {"interpolation": "NEAREST", "fill_mode": "CONSTANT", "dtype": "float32"},
+     "transformed images")])
 def test_hostile_counts_and_widths_are_refused_before_allocating(op, args, attrs, what):
     """(Probing what the fuzzer found: a list of 2**31 elements, strings 2**31 wide (12 s into
     a MemoryError), 2**31 segments of a sparse sum, 2**31 samples' random stream, 2**31 rows

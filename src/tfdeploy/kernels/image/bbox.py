@@ -250,7 +250,9 @@ def _sample(image_size, bounding_boxes, min_covered, gen, aspect_ratio_range, ar
     keep = areas > 0  # boxes with no pixels never count
     boxes, areas = boxes[keep], areas[keep].astype(np.float32)
 
-    rng = _SimplePhilox(gen, attempts)  # TF reserves 4 samples per attempt: one call each
+    # TF reserves 4 samples per attempt: one call each; fetched 64 K calls at a time at most
+    # (the same stream: a hostile max_attempts of 2**31 fetched 16 GB of it up front)
+    rng = _SimplePhilox(gen, min(attempts, 1 << 16))
     crop = (0, 0, width, height)
     with np.errstate(all="ignore"):
         ar_span = _ftz(ar_hi - ar_lo)

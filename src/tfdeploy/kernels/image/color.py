@@ -296,6 +296,7 @@ def _projective(images, transforms, output_shape, fill_value, interpolation, fil
             raise ValueError(f"output_shape must be two positive elements, got {shp.tolist()}")
         oh, ow = int(shp[0]), int(shp[1])
     t = np.dtype(dtype) if dtype is not None else images.dtype
+    check_array((images.shape[0], oh, ow, images.shape[3]), np.float64, "the transformed images")
     fill_t = np.asarray(_F32(fill_value)).astype(t)
     fill = _F32(fill_t)
     if batch == 0 or ch == 0:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfdeploy.kernels.common import op
+from tfdeploy.runtime.limits import check_array
 
 _F32 = np.float32
 
@@ -103,6 +104,7 @@ def _check_iou(thr, dtype) -> None:
 def _pad(sel: np.ndarray, n: int, pad: bool) -> np.ndarray:
     if not pad or sel.size >= n:
         return sel
+    check_array((n,), sel.dtype, "the padded selection")  # (a hostile max_output_size)
     return np.concatenate([sel, np.zeros(n - sel.size, sel.dtype)])
 
 
@@ -210,6 +212,7 @@ def CombinedNonMaxSuppression(boxes, scores, max_output_size_per_class, max_tota
         raise ValueError("iou_threshold must be in [0, 1]")
     size_per_class = min(per_class, num_boxes)
     out_size = min(total, per_class * num_classes) if pad_per_class else total
+    check_array((batch, out_size, 4), _F32, "the boxes")  # (a hostile max_total_size)
     out_boxes = np.zeros((batch, out_size, 4), _F32)
     out_scores = np.zeros((batch, out_size), _F32)
     out_classes = np.zeros((batch, out_size), _F32)
