@@ -59,6 +59,19 @@ def _within(shape, ksize, strides, geom, padding):
     return ks, gs
 
 
+def _windows(x, ksize, strides, padding, explicit=None, dtype=None):
+    """(outs, ksize, geom): a pool's output shape, checked against the tensor limit, and its
+    windows and pads (``_geometry``, SAME windows cut by ``_within``); ksize and geom are None
+    for an empty result, which a hostile ksize must not loop over its taps to make."""
+    geom = _geometry(x.shape, ksize, strides, padding, explicit)
+    outs = [g[0] for g in geom]
+    check_array(outs, x.dtype if dtype is None else dtype, "the pooled tensor")
+    if not (x.size and all(outs)):
+        return outs, None, None
+    ks, geom = _within(x.shape, ksize, strides, geom, padding)
+    return outs, ks, geom
+
+
 def _padded(x, geom, value):
     if not any(lo or hi for _, lo, hi in geom):
         return x
@@ -120,12 +133,9 @@ def _max_pool(x, ksize, strides, padding, explicit=None, as_tf_2d=False):
     """The maximum over each window. ``as_tf_2d``: as TF's MaxPool kernels compute it (with
     or without oneDNN), from the dtype's lowest finite value up: a NaN never wins (fmax), and a
     window of -inf and NaN only gives that lowest value."""
-    geom = _geometry(x.shape, ksize, strides, padding, explicit)
-    outs = [g[0] for g in geom]
-    check_array(outs, x.dtype, "the pooled tensor")
-    if not (x.size and all(outs)):  # (no taps' loop for nothing: ksize may be huge)
+    outs, ksize, geom = _windows(x, ksize, strides, padding, explicit)
+    if ksize is None:
         return np.empty(outs, x.dtype)
-    ksize, geom = _within(x.shape, ksize, strides, geom, padding)
     floats = x.dtype.kind == "f" or low_precision(x.dtype)
     if as_tf_2d and floats and x.ndim == 4:
         depth = _depth_window(x, ksize, strides, geom)
@@ -213,12 +223,9 @@ def MaxPool3D(input, *, ksize, strides, padding, data_format="NDHWC"):
 def _avg_pool(x, ksize, strides, padding):
     dt = x.dtype
     acc = np.dtype(np.float32) if low_precision(dt) else dt
-    geom = _geometry(x.shape, ksize, strides, padding)
-    outs = [g[0] for g in geom]
-    check_array(outs, dt, "the pooled tensor")
-    if not (x.size and all(outs)):  # (no taps' loop for nothing: ksize may be huge)
+    outs, cut, geom = _windows(x, ksize, strides, padding)
+    if cut is None:
         return np.zeros(outs, dtype=dt)
-    cut, geom = _within(x.shape, ksize, strides, geom, padding)
     if list(cut) == list(ksize) and all(s == 1 for s in strides):
         # (strided pools measured no faster so: the padded width's sums are wasted work)
         plan = _flat_plan(x.shape, tuple(ksize), padding, acc)
@@ -369,12 +376,9 @@ def MaxPoolWithArgmax(input, *, ksize, strides, padding, Targmax="int64",
                          f"{list(input.shape)}")
     if ksize[0] != 1 or ksize[3] != 1 or strides[0] != 1 or strides[3] != 1:
         raise ValueError("MaxPoolWithArgmax: pooling over the batch or depth is not supported")
-    geom = _geometry(input.shape, ksize, strides, padding)
-    outs = [g[0] for g in geom]
-    check_array(outs, np.int64, "the pooled tensor")
-    if not (input.size and all(outs)):  # (no taps' loop for nothing: ksize may be huge)
+    outs, ksize, geom = _windows(input, ksize, strides, padding, dtype=np.int64)
+    if ksize is None:
         return np.empty(outs, input.dtype), np.empty(outs, np_dtype(Targmax))
-    ksize, geom = _within(input.shape, ksize, strides, geom, padding)
     n, h, w, c = input.shape
     (_, oh, ow, _), (top, left) = [g[0] for g in geom], (geom[1][1], geom[2][1])
     xp = _padded(input, geom, _lowest(input.dtype))  # (never read: see ``inside``)
