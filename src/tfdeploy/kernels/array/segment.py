@@ -59,6 +59,8 @@ def _reduce(data: np.ndarray, ids: np.ndarray, num: int, kind: str, unsorted: bo
     sid = ids[sel]
     src = rows[sel] if rows is not None else sel
     work = np.float32 if low_precision(t) else t
+    # (a hostile segment id or num_segments sets the rows: within the tensor limit first)
+    check_array((max(num, 0), *inner), work, "the segments")
     out = np.full((num, flat.shape[1]), _identity(kind, np.dtype(t), unsorted), work)
     if sid.size:
         vals = flat[src].astype(work, copy=False)
@@ -182,7 +184,6 @@ def _sparse_segment(data, indices, segment_ids, num_segments, kind):
         num = int(np.asarray(num_segments))
         if segment_ids.size and segment_ids[-1] >= num:
             raise ValueError(f"segment ids must be < num_segments ({num})")
-        check_array((max(num, 0), *data.shape[1:]), data.dtype, "the segments")
     return _reduce(data, segment_ids, num, kind, unsorted=False, rows=indices)
 
 

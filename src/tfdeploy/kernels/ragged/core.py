@@ -110,6 +110,7 @@ def RaggedTensorToTensor(shape, values, default_value, *row_partition_tensors,
     else:
         out_shape = full
     default = np.asarray(default_value, dtype=values.dtype)
+    check_array(out_shape, values.dtype, "the dense tensor")  # (a hostile shape)
     try:
         out = np.empty(out_shape, values.dtype)
         out[...] = np.broadcast_to(default, out_shape[:len(natural)] + list(inner)) \
@@ -153,6 +154,7 @@ def RaggedBincount(splits, values, size, weights, *, binary_output=False):
     if vals.size and vals.min() < 0:
         raise ValueError("values must be non-negative")
     nrows = splits.size - 1
+    check_array((max(nrows, 0), size), np.int64, "the counts")  # (a hostile size)
     rows = np.repeat(np.arange(nrows), np.diff(splits))
     v = vals.reshape(-1).astype(np.int64)
     ok = v < size
