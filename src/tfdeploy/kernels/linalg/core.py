@@ -709,6 +709,7 @@ def Diag(diagonal):
     """Diag: a tensor of shape s + s with ``diagonal`` (shape s) on its diagonal."""
     d = np.asarray(diagonal)
     n = d.size
+    check_array((n, n), d.dtype, "the diagonal tensor")  # (n**2 from n: 40 GB from 400 KB)
     out = np.zeros((n, n), d.dtype)
     out[np.arange(n), np.arange(n)] = d.reshape(-1)
     return out.reshape(d.shape + d.shape)

@@ -31,6 +31,7 @@ from tfdeploy.kernels.common import np_dtype, op
 from tfdeploy.kernels.random.stateless import shape_arg, stateful_gen
 from tfdeploy.numerics import libm
 from tfdeploy.numerics import philox as px
+from tfdeploy.runtime.limits import check_array
 
 _EXP = libm.exp
 _LOG1P = libm.log1p
@@ -712,6 +713,7 @@ def ParameterizedTruncatedNormal(shape, means, stdevs, minvals, maxvals, *, dtyp
         if np.ndim(p) > 1:
             raise ValueError(f"Input {name} should be a scalar or vector, got shape "
                              f"{list(np.shape(p))}")
+    check_array(dims, np.float64, "the samples")  # (a hostile shape: 10 s into 8 GB before)
     n = int(np.prod(dims, dtype=np.int64))
     nb = dims[0]
     spb = n // nb if nb else int(np.prod(dims[1:], dtype=np.int64))
