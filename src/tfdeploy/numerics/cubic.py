@@ -110,12 +110,15 @@ class CubicTable:
         return r
 
 
+def _make_buffers() -> tuple:
+    return (np.empty(_LONGEST), np.empty(_LONGEST), np.empty(_LONGEST),
+            np.empty(_LONGEST, np.intp), np.empty((_LONGEST, _DEGREE + 1)))
+
+
 def _buffers(n: int) -> tuple:
     """This thread's temporaries for a block of ``n`` < _LONGEST values: x, t, r (float64), i
     (intp) and c ([n, 4])."""
-    return thread_views(_local, n, lambda: (
-        np.empty(_LONGEST), np.empty(_LONGEST), np.empty(_LONGEST),
-        np.empty(_LONGEST, np.intp), np.empty((_LONGEST, _DEGREE + 1))))
+    return thread_views(_local, n, _make_buffers)
 
 
 def apply(y: np.ndarray, out: np.ndarray, table: CubicTable, scale: float,
