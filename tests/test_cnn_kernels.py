@@ -1156,3 +1156,94 @@ def test_cheaper_times_two_ufuncs_once():
     assert not cheaper("sin", "negative", "float64")
     assert not cheaper("exp", "exp", "float32")
     assert cheaper.cache_info().currsize >= 3
+
+
+TRIM_CASES = [
+    # (op, input, filter, strides, dilations, padding, explicit (top, bottom, left, right))
+    ("Conv2D", (2, 5, 6, 3), (3, 3, 3, 4), (1, 1), (6, 7), "SAME", None),
+    ("Conv2D", (1, 4, 5, 2), (3, 3, 2, 3), (4, 1), (1, 1), "EXPLICIT", (6, 0, 0, 4)),
+    ("Conv2D", (1, 4, 5, 2), (3, 3, 2, 3), (20, 1), (1, 1), "EXPLICIT", (10, 0, 0, 0)),
+    ("Conv2D", (1, 4, 2, 2), (3, 5, 2, 3), (1, 1), (1, 1), "EXPLICIT", (0, 0, 0, 6)),
+    ("Conv2D", (2, 1, 1, 8), (3, 3, 8, 16), (1, 1), (1, 1), "SAME", None),  # -> 1x1
+    ("Conv2D", (1, 2, 2, 4), (5, 5, 4, 8), (1, 1), (1, 1), "SAME", None),  # -> 3x3 (2 taps)
+    ("Conv2D", (1, 3, 4, 6), (3, 3, 1, 6), (1, 1), (3, 4), "SAME", None),  # groups of one
+    ("Conv2D", (1, 3, 4, 6), (3, 3, 3, 4), (1, 1), (5, 1), "SAME", None),  # groups of three
+    ("DepthwiseConv2dNative", (1, 4, 5, 3), (3, 3, 3, 2), (1, 1), (5, 9), "SAME", None),
+    ("DepthwiseConv2dNative", (2, 5, 5, 3), (3, 3, 3, 1), (2, 2), (7, 7), "SAME", None),
+]
+
+
+def _trim_case(case):
+    op, xs, ws, st, dl, pad, ex = case
+    attrs = {"strides": [1, *st, 1], "dilations": [1, *dl, 1], "padding": pad}
+    if ex:
+        attrs["explicit_paddings"] = [0, 0, *ex, 0, 0]
+    kernel = conv.Conv2D if op == "Conv2D" else conv.DepthwiseConv2dNative
+    return op, kernel, attrs, _r(*xs), _r(*ws)
+
+
+def _geometry_of(x, w, attrs):
+    pairs = None
+    if attrs["padding"] == "EXPLICIT":
+        e = attrs["explicit_paddings"]
+        pairs = [(e[2], e[3]), (e[4], e[5])]
+    outs, pads = conv._geometry(x.shape[1:3], w.shape[:2], attrs["strides"][1:3],
+                                attrs["dilations"][1:3], attrs["padding"], pairs)
+    return x.shape[1:3], w.shape[:2], attrs["strides"][1:3], attrs["dilations"][1:3], pads, outs
+
+
+@pytest.mark.parametrize("case", TRIM_CASES, ids=[str(i) for i in range(len(TRIM_CASES))])
+def test_taps_reading_only_padding_are_cut(case, monkeypatch):
+    """A convolution whose dilation or padding puts taps on padding for every output leaves
+    those taps out (``trim_taps``): the op's kernel and the runner of a constant filter (with
+    a bias and an epilogue) give the values of the whole filter over the padded input."""
+    op, kernel, attrs, x, w = _trim_case(case)
+    assert conv.trim_taps(*_geometry_of(x, w, attrs)) is not None  # (the case cuts)
+    got = kernel(x, w, **attrs)
+    b = _r(got.shape[-1])
+    ran = runner.conv_runner(op, attrs, w, b)
+    rec = _Recorder()
+    fused = ran(x, rec)
+    rec.check(fused)
+    monkeypatch.setattr(conv, "trim_taps", lambda *a, **k: None)
+    monkeypatch.setattr(runner, "trim_taps", lambda *a, **k: None)
+    want = kernel(x, w, **attrs)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(fused, want + b + 1, rtol=1e-6, atol=1e-6)
+
+
+def test_trim_taps_geometry():
+    """The cut filter and its pads: the same output size, and taps cut only as far as the
+    pads go (the input is never cropped)."""
+    # SAME, dilation past the input: only the middle tap reads it
+    assert conv.trim_taps([4], [3], [1], [100], [(100, 100)], [4]) == ((slice(1, 2),),
+                                                                        [(0, 0)])
+    # pad 98 with dilation 100: tap 1 reads rows 2..5, but cutting tap 0 would crop 2 rows;
+    # tap 2 reads only past the input
+    assert conv.trim_taps([6], [3], [1], [100], [(98, 0)], [4]) == ((slice(0, 2),), [(98, 0)])
+    # every tap on padding: none kept
+    assert conv.trim_taps([4], [3], [20], [1], [(10, 0)], [1]) == ((slice(3, 3),), [(0, 0)])
+    # trailing taps past the input (EXPLICIT padding after it)
+    assert conv.trim_taps([2], [5], [1], [1], [(0, 6)], [4]) == ((slice(0, 2),), [(0, 3)])
+    assert conv.trim_taps([5], [3], [1], [1], [(1, 1)], [5]) is None
+    # an inf or NaN weight keeps its taps: TF's reference kernels make NaN from the padding
+    w = np.ones((3, 1, 1, 1), np.float32)
+    assert conv.trim_taps([4], [3], [1], [100], [(100, 100)], [4], w) is not None
+    w[0] = np.nan
+    assert conv.trim_taps([4], [3], [1], [100], [(100, 100)], [4], w) is None
+
+
+@pytest.mark.parametrize("op", ["Conv2D", "DepthwiseConv2dNative"])
+def test_non_finite_weights_on_padding_still_make_nan(op):
+    """TF's reference kernels multiply the padding by the weights: an inf or NaN weight that
+    reads only padding makes NaN, in the kernel and in the runner alike (TF with oneDNN skips
+    the padding; tfdeploy follows the reference kernels)."""
+    kernel = conv.Conv2D if op == "Conv2D" else conv.DepthwiseConv2dNative
+    attrs = {"strides": [1, 1, 1, 1], "padding": "SAME", "dilations": [1, 5, 5, 1]}
+    x = _r(1, 3, 3, 2)
+    w = _r(3, 3, 2, 2)
+    w[0, 0, 0, 0] = np.inf
+    got = kernel(x, w, **attrs)
+    assert np.isnan(got[..., 0]).all() and np.isfinite(got[..., 1:]).all()
+    np.testing.assert_array_equal(runner.conv_runner(op, attrs, w)(x), got)

@@ -450,17 +450,46 @@ def test_hostile_dilations_paddings_and_windows_are_refused_before_allocating(op
                                                                               what):
     """(Probing what the fuzzer found: a dilation, padding or window of 2**31 made padded
     inputs, temporaries or patches of 100-600 GB, refused by the system only where it is
-    short of memory.) The tensor limit holds for them: a clean error before allocating."""
+    short of memory.) The tensor limit holds for them: a clean error before allocating. (A
+    convolution's filter holds a NaN here: with finite weights the taps that read only
+    padding are left out, and the convolution runs: the next test.)"""
     from tfdeploy import registry
 
     d = registry.get_opdef(op)
     kernel = d.impls.get(d.preferred) or next(iter(d.impls.values()))
     arrays = [np.ones(s, np.float32) for s in args]
+    if len(arrays) > 1:
+        arrays[1].flat[0] = np.nan
     strides = [1] * len(args[0])
     t = time.perf_counter()
     with pytest.raises(td.ResourceExhaustedError, match=what):
         kernel(*arrays, strides=strides, **attrs)
     assert time.perf_counter() - t < 1
+
+
+@pytest.mark.parametrize("op,xs,ws,axis", [
+    ("Conv2D", (1, 4, 4, 3), (3, 3, 3, 2), 1),
+    ("Conv3D", (1, 2, 4, 4, 3), (2, 3, 2, 3, 2), 2),
+    ("DepthwiseConv2dNative", (1, 4, 4, 3), (3, 3, 3, 1), 2)])
+def test_huge_dilations_run_fast_as_the_taps_on_the_input(op, xs, ws, axis):
+    """A dilation of 2**31 - 1 puts every tap but one per dim on padding: those are left out
+    (``trim_taps``), so the convolution runs at once, to the same values as with a dilation
+    just past the input (TF's kernels skip padding too)."""
+    from tfdeploy import registry
+
+    d = registry.get_opdef(op)
+    kernel = d.impls.get(d.preferred) or next(iter(d.impls.values()))
+    rng = np.random.default_rng(0)
+    x, w = rng.uniform(-1, 1, xs).astype(np.float32), rng.uniform(-1, 1, ws).astype(np.float32)
+    strides = [1] * len(xs)
+    t = time.perf_counter()
+    dil = [1] * len(xs)
+    dil[axis] = 2 ** 31 - 1
+    got = kernel(x, w, strides=strides, padding="SAME", dilations=dil)
+    assert time.perf_counter() - t < 1
+    dil[axis] = xs[axis] + 1
+    np.testing.assert_allclose(got, kernel(x, w, strides=strides, padding="SAME",
+                                           dilations=dil), rtol=1e-6, atol=1e-6)
 
 
 def test_patches_of_nothing_with_a_huge_window_make_nothing_fast():

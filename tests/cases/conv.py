@@ -127,6 +127,13 @@ CONV2D = [
     ("group_wide", (2, 10, 9, 16), (3, 3, 8, 6), (1, 1), (1, 1), "SAME", None),
     ("group_wide_s2", (1, 11, 10, 16), (3, 2, 8, 4), (2, 2), (1, 1), "VALID", None),
     ("big_kernel", (1, 3, 3, 2), (5, 5, 2, 2), (1, 1), (1, 1), "SAME", None),
+    # taps that read only padding (cut: ``trim_taps``): a dilation past the input, padding
+    # past what the strided rows reach, and every tap on padding (a zero result)
+    ("dil_past_input", (1, 5, 6, 3), (3, 3, 3, 4), (1, 1), (6, 7), "SAME", None),
+    ("explicit_past_input", (1, 4, 5, 2), (3, 3, 2, 3), (4, 1), (1, 1), "EXPLICIT",
+     (6, 0, 0, 4)),
+    ("explicit_only_padding", (1, 4, 5, 2), (3, 3, 2, 3), (20, 1), (1, 1), "EXPLICIT",
+     (10, 0, 0, 0)),
     ("empty_batch", (0, 5, 5, 2), (3, 3, 2, 2), (1, 1), (1, 1), "SAME", None),
     # large enough for several im2col blocks (by rows, by images, channel-major, grouped)
     ("blocks_rows", (2, 64, 48, 16), (3, 3, 16, 8), (1, 1), (1, 1), "SAME", None),
@@ -188,6 +195,7 @@ DEPTHWISE = [
     ("5x5_s2", (1, 10, 9, 4), (5, 5, 4, 1), (2, 2), (1, 1), "VALID", None),
     ("m2_s2", (1, 9, 9, 3), (3, 3, 3, 2), (2, 2), (1, 1), "SAME", None),
     ("wide", (1, 6, 7, 260), (3, 3, 260, 1), (1, 1), (1, 1), "SAME", None),
+    ("dil_past_input", (1, 4, 5, 3), (3, 3, 3, 2), (1, 1), (5, 9), "SAME", None),
     # large enough for several blocks: of rows (padded at the seams), of single images
     ("blocks_rows", (1, 260, 270, 16), (3, 3, 16, 1), (1, 1), (1, 1), "SAME", None),
     ("blocks_images_s2", (3, 130, 140, 32), (5, 5, 32, 1), (2, 2), (1, 1), "VALID", None),
@@ -230,6 +238,9 @@ CONV3D = [
     ("same", (2, 4, 5, 6, 2), (2, 3, 3, 2, 3), (1, 1, 1), (1, 1, 1), "SAME"),
     ("valid_s2", (1, 6, 5, 7, 3), (3, 2, 3, 3, 2), (2, 1, 2), (1, 1, 1), "VALID"),
     ("same_dil", (1, 6, 6, 6, 2), (2, 2, 3, 2, 2), (1, 2, 1), (2, 1, 2), "SAME"),
+    ("dil_past_input", (1, 3, 4, 4, 2), (3, 2, 3, 2, 2), (1, 1, 1), (4, 1, 5), "SAME"),
+    # an even kernel dilated past the input: both taps on padding, a zero result
+    ("dil_all_padding", (1, 2, 4, 4, 2), (2, 2, 2, 2, 2), (1, 1, 1), (1, 100, 1), "SAME"),
     ("blocks", (1, 12, 20, 20, 8), (3, 3, 3, 8, 4), (1, 1, 1), (1, 1, 1), "SAME"),
 ]
 

@@ -159,6 +159,37 @@ def _geometry(x_shape, k_shape, strides, dilations, padding, pairs):
     return outs, pads
 
 
+def trim_taps(sizes, ks, strides, dilations, pads, outs, w: np.ndarray | None = None):
+    """(tap slices, pads) of the same convolution without the taps that read only padding for
+    every output (a dilation or padding larger than the input: DeepLab's rates beyond its
+    feature map, or a hostile dilation of 2**31 that would pad 4 rows to 2**32), or None when
+    every tap reads some input. Taps are cut from the ends of each dim, before the input only
+    as far as the pads go (the input is never cropped); a dim where every tap reads only
+    padding keeps no tap (the convolution is then zero). Such a tap adds only zeros, unless
+    its weight is inf or NaN: TF's reference kernels then make NaN from the padding (which
+    tfdeploy follows; TF with oneDNN skips the padding), so a filter ``w`` that is not all
+    finite keeps its taps."""
+    cuts, new, cut = [], [], False
+    for n, k, s, d, (lo, hi), o in zip(sizes, ks, strides, dilations, pads, outs):
+        span = (o - 1) * s  # tap t reads input rows t * d - lo + [0, span]
+        if o <= 0 or n <= 0:
+            return None
+        a = min(k, -(-(lo - span) // d)) if lo > span else 0  # taps before the input
+        b = min(k, -(-(n + lo) // d))  # the first tap past it
+        a = min(a, lo // d) if a < b else b  # (none left: all cut; else no crop)
+        if a == 0 and b == k:
+            cuts.append(slice(None))
+            new.append((lo, hi))
+            continue
+        cut = True
+        cuts.append(slice(a, b))
+        lo -= a * d
+        new.append((lo, max(0, span + (b - a - 1) * d + 1 - n - lo)) if b > a else (0, 0))
+    if not cut or w is not None and w.dtype.kind in "fc" and not all_finite(w):
+        return None
+    return tuple(cuts), new
+
+
 def _blocks(n: int, rows: int, pixels_per_row: int, row_bytes: int, parts: int = 1):
     """(image slice, row slice) blocks covering an [n, rows, ...] output, each about
     ``_BLOCK_BYTES`` of patches and at least ``_MIN_ROWS`` matmul rows when possible; at
@@ -503,6 +534,9 @@ def _conv(input, filter, strides, padding, explicit_paddings, data_format, dilat
     pairs = explicit_pairs(explicit_paddings, data_format) if padding == "EXPLICIT" else None
     x = _to_last(input, first)
     outs, pads = _geometry(x.shape[1:-1], filter.shape[:nsp], st, dl, padding, pairs)
+    trim = trim_taps(x.shape[1:-1], filter.shape[:nsp], st, dl, pads, outs, filter)
+    if trim is not None:
+        filter, pads = filter[trim[0] + (slice(None),) * 2], trim[1]
     dt = input.dtype
     if low_precision(dt):
         x, filter = x.astype(np.float32), filter.astype(np.float32)
@@ -543,8 +577,13 @@ def _depthwise(input, filter, strides, padding, explicit_paddings, data_format, 
     if x.shape[-1] != c:
         raise ValueError(f"input depth {x.shape[-1]} != filter depth {c}")
     (oh, ow), pads = _geometry(x.shape[1:3], (kh, kw), st, dl, padding, pairs)
-    dt = input.dtype
     w = filter
+    trim = trim_taps(x.shape[1:3], (kh, kw), st, dl, pads, (oh, ow), w)
+    if trim is not None:  # (the tiled weights of the cut filter are kept apart)
+        w, pads = w[trim[0]], trim[1]
+        if tiles is not None:
+            tiles = tiles.setdefault(("cut",) + tuple((c.start, c.stop) for c in trim[0]), {})
+    dt = input.dtype
     if low_precision(dt):
         x, w = x.astype(np.float32), w.astype(np.float32)
     out = depthwise_2d(x, w, st, dl, pads, oh, ow, _check_epilogue(epilogue, first, dt), tiles)

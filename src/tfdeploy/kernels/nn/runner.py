@@ -25,6 +25,7 @@ from tfdeploy.kernels.nn.conv import (
     depthwise_groups,
     explicit_pairs,
     gemm_rows,
+    trim_taps,
 )
 from tfdeploy.kernels.nn.depthwise import Epilogue, depthwise_2d
 from tfdeploy.kernels.nn.scratch import output, scratch
@@ -282,6 +283,9 @@ class _Runner:
         dl = _spatial_attr(dilations, fmt, "dilations")
         pairs = explicit_pairs(explicit, fmt) if padding == "EXPLICIT" else None
         outs, pads = _geometry(x.shape[1:3], w.shape[:2], st, dl, padding, pairs)
+        if trim_taps(x.shape[1:3], w.shape[:2], st, dl, pads, outs) is not None and \
+                derived(w, "finite", lambda: all_finite(w)):
+            return self._generic  # (taps that read only padding: the op's kernel cuts them)
         grouped = self.op == "Conv2D" and depthwise_groups(w.shape, x.shape[-1])
         if self.op == "DepthwiseConv2dNative" or grouped:
             tiles, bias = self.tiles, self.bias
