@@ -851,3 +851,21 @@ def test_arithmetic_on_strings_is_refused_not_repeated():
                        Node("m", "Mul", ["s", "n"], {"T": "int64"})], ["s"], ["m"]))
     with pytest.raises(td.ExecutionError, match="'m' \\(Mul\\).*no kernel for string"):
         m(np.array([b"abc"], dtype=object))
+
+
+def test_arithmetic_on_string_constants_is_not_folded_into_repeats():
+    """(The fuzzer, seed 8675309: Mul of a string constant by 2**20 was constant-folded by
+    numpy's object multiply, a 34 MB bytes value made before the fold's size check.)"""
+    import tracemalloc
+
+    g = _graph([placeholder("x"), const("s", np.array(b"a" * 32 + b"!", dtype=object)),
+                const("n", np.int64(2 ** 20)), Node("m", "Mul", ["s", "n"], {"T": "string"})],
+               ["x"], ["m"])
+    tracemalloc.start()
+    try:
+        m = _saved(g)
+        with pytest.raises(td.ExecutionError, match="'m' \\(Mul\\).*no kernel for string"):
+            m(np.float32(1))
+        assert tracemalloc.get_traced_memory()[1] < 8 << 20
+    finally:
+        tracemalloc.stop()

@@ -34,7 +34,7 @@ def run(plan: Plan, ctx, profile: bool = True) -> Plan:
                              f"{type(e).__name__}: {e}") from e
         if st.op in BROADCASTING and not plan.nested and \
                 not all(v in plan.shapes for _, v in st.outs):
-            st.kernel = _size_guarded(st.kernel, st.op)
+            st.kernel = size_guarded(st.kernel, st.op)
         if profile and ctx.profile is not None:
             # a control-flow step's time is its bodies', which are timed themselves
             d = registry.get_opdef(st.op)
@@ -150,7 +150,7 @@ Betainc ClipByValue BatchMatMulV2 BatchMatMulV3""".split())
 STRING_OK = frozenset({"Add", "Equal", "NotEqual", "Select", "SelectV2"})
 
 
-def _size_guarded(kernel, op: str):
+def size_guarded(kernel, op: str):
     """``kernel``, refusing (before computing) a broadcast over the tensor limit: a
     [n, 1] + [1, n] of two small inputs may ask for more memory than the machine has; and
     string operands where TF has no string kernel. Only steps whose output shape is not known

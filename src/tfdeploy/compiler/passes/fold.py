@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from tfdeploy import registry
-from tfdeploy.compiler.lower import BROADCASTING
+from tfdeploy.compiler.lower import BROADCASTING, size_guarded
 from tfdeploy.compiler.plan import Plan
 from tfdeploy.errors import ResourceExhaustedError
 from tfdeploy.ir.graph import FuncAttr
@@ -49,6 +49,9 @@ def run(plan: Plan, ctx) -> Plan:
             try:
                 if st.op in BROADCASTING:
                     check_broadcast(*[c for c in values if isinstance(c, np.ndarray)])
+                    # (and strings refused where TF has no string kernel: numpy's would repeat
+                    # b"a" * 2**20 into a megabyte before the size check saw it)
+                    kernel = size_guarded(kernel, st.op)
             except ResourceExhaustedError:
                 steps.append(st)
                 continue
