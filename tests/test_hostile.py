@@ -547,7 +547,11 @@ def test_transposed_conv_with_a_huge_dilation_is_refused_before_allocating():
                                     np.zeros((1, 8), np.float32),
                                     np.int32([2 ** 31 - 1, 2 ** 31 - 1]), np.float32(0)),
      {"interpolation": "NEAREST", "fill_mode": "CONSTANT", "dtype": "float32"},
-     "transformed images")])
+     "transformed images"),
+    # (the systematic probe of every registered op, 2026-12-07)
+    ("RFFT", (np.zeros(8, np.float32), np.int32([2 ** 31 - 1])), {}, "padded signal"),
+    ("IRFFT2D", (np.zeros((4, 4), np.complex64), np.int32([2 ** 31 - 1, 4])), {},
+     "padded spectrum")])
 def test_hostile_counts_and_widths_are_refused_before_allocating(op, args, attrs, what):
     """(Probing what the fuzzer found: a list of 2**31 elements, strings 2**31 wide (12 s into
     a MemoryError), 2**31 segments of a sparse sum, 2**31 samples' random stream, 2**31 rows

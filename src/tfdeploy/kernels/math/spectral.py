@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfdeploy.kernels.common import np_dtype, op
+from tfdeploy.runtime.limits import check_array
 
 
 def _complex_input(x, what="input") -> np.ndarray:
@@ -95,6 +96,9 @@ def _rfft(x, fft_length, rank: int, what: str, out_dtype: str) -> np.ndarray:
     n = _lengths(fft_length, rank, what)
     out_dt = np_dtype(out_dtype)
     out_shape = x.shape[:-rank] + n[:-1] + (n[-1] // 2 + 1 if n[-1] else 0,)
+    # (a hostile fft_length: numpy's padded signal and transform, in double precision)
+    check_array(x.shape[:-rank] + n, np.float64, "the padded signal")
+    check_array(out_shape, np.complex128, "the transform")
     if 0 in out_shape or 0 in n:
         return np.zeros(out_shape, out_dt)
     x = _fit(x, axes, n)
@@ -109,6 +113,9 @@ def _irfft(x, fft_length, rank: int, what: str, out_dtype: str) -> np.ndarray:
     n = _lengths(fft_length, rank, what)
     out_dt = np_dtype(out_dtype)
     out_shape = x.shape[:-rank] + n
+    check_array(x.shape[:-rank] + n[:-1] + (n[-1] // 2 + 1,), np.complex128,
+                "the padded spectrum")
+    check_array(out_shape, np.float64, "the transform")
     if 0 in out_shape:
         return np.zeros(out_shape, out_dt)
     x = _fit(x, axes, n[:-1] + (n[-1] // 2 + 1,))
