@@ -551,7 +551,14 @@ def test_transposed_conv_with_a_huge_dilation_is_refused_before_allocating():
     # (the systematic probe of every registered op, 2026-12-07)
     ("RFFT", (np.zeros(8, np.float32), np.int32([2 ** 31 - 1])), {}, "padded signal"),
     ("IRFFT2D", (np.zeros((4, 4), np.complex64), np.int32([2 ** 31 - 1, 4])), {},
-     "padded spectrum")])
+     "padded spectrum"),
+    ("RandomGamma", (np.int32([2 ** 31 - 1, 3]), np.ones(2, np.float32)),
+     {"seed": 1, "seed2": 2}, "the samples"),
+    ("StatelessRandomPoisson", (np.int32([2 ** 31 - 1, 2]), np.int64([1, 2]),
+                                np.ones(2, np.float32)), {}, "the samples"),
+    ("StatelessRandomBinomial", (np.int32([2 ** 31 - 1, 2]), np.int64([1, 2]),
+                                 np.ones(2, np.float32), np.full(2, 0.5, np.float32)), {},
+     "the samples")])
 def test_hostile_counts_and_widths_are_refused_before_allocating(op, args, attrs, what):
     """(Probing what the fuzzer found: a list of 2**31 elements, strings 2**31 wide (12 s into
     a MemoryError), 2**31 segments of a sparse sum, 2**31 samples' random stream, 2**31 rows

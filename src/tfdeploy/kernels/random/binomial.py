@@ -86,6 +86,7 @@ def _block_size(n: int, cost: float, threads: int) -> int:
 def _batch_layout(dims, params, names) -> tuple[int, int, list[np.ndarray]]:
     """TF's BCast of the parameters as the trailing dims of the output: (samples per batch,
     batches, each parameter flattened over the broadcast batch shape)."""
+    check_array(dims, np.float64, "the samples")  # (a hostile shape: before its product)
     shapes = [np.shape(p) for p in params]
     try:
         bshape = np.broadcast_shapes(*shapes)

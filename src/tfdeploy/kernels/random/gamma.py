@@ -31,6 +31,7 @@ from tfdeploy.kernels.common import flush_subnormals, np_dtype, op
 from tfdeploy.kernels.random.stateless import key_counter, shape_arg, stateful_gen
 from tfdeploy.numerics import libm
 from tfdeploy.numerics import philox as px
+from tfdeploy.runtime.limits import check_array
 
 #: Philox calls reserved for each output (kReservedSamplesPerOutput, in 128-bit calls)
 _RESERVED = 256
@@ -159,10 +160,9 @@ def _gamma_op(dims, gen, alpha, dtype: str, append: bool) -> np.ndarray:
 def _layout(dims, param: np.ndarray, name: str, append: bool) -> tuple[tuple, int]:
     """(output dims, samples per parameter; 0 for an empty output). The stateful ops append
     the parameter's shape to ``dims``; the stateless ones need ``dims`` to end with it."""
-    dims = tuple(dims)
-    if append:
-        dims += param.shape
-    elif int(np.prod(dims, dtype=np.int64)) and not _ends_with(dims, param.shape):
+    dims = tuple(dims) + (param.shape if append else ())
+    check_array(dims, np.float64, "the samples")  # (a hostile shape: before its product)
+    if not append and int(np.prod(dims, dtype=np.int64)) and not _ends_with(dims, param.shape):
         raise ValueError(f"Shape passed in must end with broadcasted shape: shape "
                          f"{list(dims)}, {name} shape {list(param.shape)}")
     n = int(np.prod(dims, dtype=np.int64))
