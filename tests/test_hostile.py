@@ -558,7 +558,11 @@ def test_transposed_conv_with_a_huge_dilation_is_refused_before_allocating():
                                 np.ones(2, np.float32)), {}, "the samples"),
     ("StatelessRandomBinomial", (np.int32([2 ** 31 - 1, 2]), np.int64([1, 2]),
                                  np.ones(2, np.float32), np.full(2, 0.5, np.float32)), {},
-     "the samples")])
+     "the samples"),
+    ("SpaceToBatchND", (np.zeros((2, 4, 4, 3), np.float32), np.int32([2, 2]),
+                        np.int32([[2 ** 31 - 1, 1], [0, 0]])), {}, "padded input"),
+    ("BatchToSpaceND", (np.zeros((0, 2, 2, 1), np.float32), np.int32([2 ** 31 - 1] * 2),
+                        np.zeros((2, 2), np.int32)), {}, "the result")])
 def test_hostile_counts_and_widths_are_refused_before_allocating(op, args, attrs, what):
     """(Probing what the fuzzer found: a list of 2**31 elements, strings 2**31 wide (12 s into
     a MemoryError), 2**31 segments of a sparse sum, 2**31 samples' random stream, 2**31 rows

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from tfdeploy.kernels.common import op
+from tfdeploy.runtime.limits import check_array
 
 
 def _ints(v, what: str) -> list[int]:
@@ -28,6 +31,7 @@ def SpaceToBatchND(input, block_shape, paddings):
     if any(p % b for p, b in zip(padded, block)):
         raise ValueError(f"SpaceToBatchND: padded spatial shape {padded} must be divisible by "
                          f"block_shape {block}")
+    check_array((n, *padded, *rest), input.dtype, "the padded input")  # (hostile paddings)
     x = input
     if any(lo or hi for lo, hi in pads):
         x = np.zeros((n, *padded, *rest), dtype=input.dtype)
@@ -40,7 +44,7 @@ def SpaceToBatchND(input, block_shape, paddings):
     order = [2 + 2 * i for i in range(m)] + [0] + [1 + 2 * i for i in range(m)]
     order += list(range(1 + 2 * m, x.ndim))
     x = x.transpose(order)
-    return x.reshape([n * int(np.prod(block, dtype=np.int64))]
+    return x.reshape([n * math.prod(block)]
                      + [p // b for p, b in zip(padded, block)] + list(rest))
 
 
@@ -50,12 +54,15 @@ def BatchToSpaceND(input, block_shape, crops):
     block = _ints(block_shape, "block_shape")
     m = len(block)
     cr = np.asarray(crops).reshape(m, 2).tolist() if m else []
-    nb = int(np.prod(block, dtype=np.int64))
+    nb = math.prod(block)
     if input.ndim < m + 1 or any(b < 1 for b in block) or input.shape[0] % nb:
         raise ValueError(f"BatchToSpaceND: the batch {input.shape[0]} must be divisible by the "
                          f"product of block_shape {block}")
     n = input.shape[0] // nb
     spatial, rest = input.shape[1:m + 1], input.shape[m + 1:]
+    # (the input's size unless it is empty: then a hostile block makes dims numpy cannot index)
+    check_array([n] + [s * b for s, b in zip(spatial, block)] + list(rest), input.dtype,
+                "the result")
     x = input.reshape(block + [n] + list(spatial) + list(rest))
     # [b1, ..., n, s1, ..., rest] -> [n, s1, b1, s2, b2, ..., rest]
     order = [m]
