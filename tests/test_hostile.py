@@ -562,7 +562,10 @@ def test_transposed_conv_with_a_huge_dilation_is_refused_before_allocating():
     ("SpaceToBatchND", (np.zeros((2, 4, 4, 3), np.float32), np.int32([2, 2]),
                         np.int32([[2 ** 31 - 1, 1], [0, 0]])), {}, "padded input"),
     ("BatchToSpaceND", (np.zeros((0, 2, 2, 1), np.float32), np.int32([2 ** 31 - 1] * 2),
-                        np.zeros((2, 2), np.int32)), {}, "the result")])
+                        np.zeros((2, 2), np.int32)), {}, "the result"),
+    ("Split", (np.int32(0), np.zeros((0, 3), np.float32)), {"num_split": 2 ** 31 - 1},
+     "the pieces"),
+    ("Unpack", (np.zeros((2 ** 31 - 1, 0), np.float32),), {"num": 2 ** 31 - 1}, "the pieces")])
 def test_hostile_counts_and_widths_are_refused_before_allocating(op, args, attrs, what):
     """(Probing what the fuzzer found: a list of 2**31 elements, strings 2**31 wide (12 s into
     a MemoryError), 2**31 segments of a sparse sum, 2**31 samples' random stream, 2**31 rows

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from tfdeploy.kernels.common import all_finite, normalize_axis, np_dtype, op, specializer
-from tfdeploy.runtime.limits import check_array
+from tfdeploy.runtime.limits import check_array, check_elements
 
 # --- identities ---------------------------------------------------------------------------------
 
@@ -521,10 +521,19 @@ def LinSpace(start, stop, num):
 # --- splitting, tiling, reversing ---------------------------------------------------------------
 
 
+def _check_pieces(n: int, what: str) -> None:
+    """``n`` output arrays of a split (an attribute, or a dim of an empty tensor): each costs
+    ~100 bytes however empty, so a hostile count asks for terabytes of them."""
+    if what == "Split" and n < 1:  # (not a ZeroDivisionError)
+        raise ValueError(f"Split: num_split must be positive, got {n}")
+    check_elements((n,), 128, f"{what}: the pieces")
+
+
 @op("Split")
 def Split(axis, value, *, num_split):
     """Split: ``value`` cut into ``num_split`` equal pieces along ``axis``."""
     (a,) = normalize_axis(axis, value.ndim)
+    _check_pieces(num_split, "Split")
     if value.shape[a] % num_split:
         raise ValueError(f"Split: dim {a} of size {value.shape[a]} is not divisible into "
                          f"{num_split} pieces")
@@ -558,6 +567,7 @@ def Unpack(value, *, num=None, axis=0):
     (a,) = normalize_axis(axis, value.ndim)
     if num is not None and value.shape[a] != num:
         raise ValueError(f"Unpack: dim {a} has size {value.shape[a]}, expected {num}")
+    _check_pieces(value.shape[a], "Unpack")
     m = np.moveaxis(value, a, 0)
     return tuple(m[i, ...] for i in range(m.shape[0]))  # [i, ...]: 0-d arrays, not scalars
 
@@ -815,6 +825,7 @@ def _split(consts, *, num_split):
         idx = cache.get(value.shape)
         if idx is None:
             (a,) = normalize_axis(axis, value.ndim)
+            _check_pieces(num_split, "Split")
             n = value.shape[a]
             if n % num_split:
                 raise ValueError(f"Split: dim {a} of size {n} is not divisible into "
