@@ -565,7 +565,9 @@ def test_transposed_conv_with_a_huge_dilation_is_refused_before_allocating():
                         np.zeros((2, 2), np.int32)), {}, "the result"),
     ("Split", (np.int32(0), np.zeros((0, 3), np.float32)), {"num_split": 2 ** 31 - 1},
      "the pieces"),
-    ("Unpack", (np.zeros((2 ** 31 - 1, 0), np.float32),), {"num": 2 ** 31 - 1}, "the pieces")])
+    ("Unpack", (np.zeros((2 ** 31 - 1, 0), np.float32),), {"num": 2 ** 31 - 1}, "the pieces"),
+    ("UnsortedSegmentJoin", (np.array([b"a"], dtype=object), np.int32([0]),
+                             np.int32(2 ** 31 - 1)), {}, "joined strings")])
 def test_hostile_counts_and_widths_are_refused_before_allocating(op, args, attrs, what):
     """(Probing what the fuzzer found: a list of 2**31 elements, strings 2**31 wide (12 s into
     a MemoryError), 2**31 segments of a sparse sum, 2**31 samples' random stream, 2**31 rows
@@ -577,6 +579,27 @@ def test_hostile_counts_and_widths_are_refused_before_allocating(op, args, attrs
     t = time.perf_counter()
     with pytest.raises(td.ResourceExhaustedError, match=what):
         kernel(*args, **attrs)
+    assert time.perf_counter() - t < 1
+
+
+def test_empty_results_of_huge_matrices_make_nothing_fast():
+    """(The systematic probe: MatrixDiagV3 of no diagonals made its index grid for 2**31 rows,
+    16 GB; MatrixSetDiagV3 on an empty batch of 2**30 x 2**30 matrices asked for 8 EB.)
+    UnsortedSegmentJoin of a million segments joins only those present."""
+    from tfdeploy.kernels.linalg.core import MatrixDiagV3, MatrixSetDiagV3
+    from tfdeploy.kernels.strings.core import UnsortedSegmentJoin
+
+    t = time.perf_counter()
+    out = MatrixDiagV3(np.zeros((0, 3), np.float32), np.int32(0), np.int32(2 ** 31 - 1),
+                       np.int32(-1), np.float32(0))
+    assert out.shape == (0, 2 ** 31 - 1, 3) and out.dtype == np.float32
+    x = np.zeros((0, 2 ** 30, 2 ** 30), np.float32)
+    out = MatrixSetDiagV3(x, np.zeros((0, 2 ** 30), np.float32), np.int32(0))
+    assert out.shape == x.shape and not np.may_share_memory(out, x)
+    joined = UnsortedSegmentJoin(np.array([[b"a", b"b"], [b"c", b"d"]], dtype=object),
+                                 np.int32([5, 5]), np.int32(10 ** 6), separator=b"-")
+    assert joined.shape == (10 ** 6, 2) and joined[5].tolist() == [b"a-c", b"b-d"]
+    assert joined[0].tolist() == [b"", b""] and joined[-1].tolist() == [b"", b""]
     assert time.perf_counter() - t < 1
 
 

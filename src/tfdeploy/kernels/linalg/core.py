@@ -623,6 +623,8 @@ def _diag_matrix(diagonal, lo, up, m, n, padding, align):
                          f"for k=[{lo}, {up}]")
     # (a hostile num_rows: its index grids and the matrices within the tensor limit)
     check_array(dg.shape[:-2] + (m, n), np.int64, "the matrices")
+    if 0 in dg.shape[:-2] or not m or not n:  # (no values: no index grid, however large m, n)
+        return np.zeros(dg.shape[:-2] + (m, n), dg.dtype), np.broadcast_to(False, (m, n))
     d, length, offset = _diag_offsets(lo, up, m, n, max_len, align)
     i, j = np.arange(m)[:, None], np.arange(n)[None, :]
     dd = j - i
@@ -688,6 +690,8 @@ def MatrixSetDiagV3(input, diagonal, k, *, align="RIGHT_LEFT"):
     want = x.shape[:-2] + ((max_len,) if lo == up else (up - lo + 1, max_len))
     if dg.shape != want:
         raise ValueError(f"diagonal must have shape {list(want)}, got {list(dg.shape)}")
+    if x.size == 0:  # (an empty batch of huge matrices: no index grid)
+        return x.copy()
     vals, inband = _diag_matrix(dg, lo, up, m, n, 0, align)
     return np.where(inband, vals, x)
 

@@ -10,6 +10,7 @@ Unicode decoding in ``strings_unicode.py``.
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -196,19 +197,24 @@ def UnsortedSegmentJoin(inputs, segment_ids, num_segments, *, separator=""):
     if ids.size and (ids.max() >= n or ids.min() < 0):
         raise ValueError(f"segment ids must be in [0, {n}), got {ids.min()}..{ids.max()}")
     inner = x.shape[ids.ndim:]
-    rows = x.reshape((ids.size, -1)) if x.size else np.empty((ids.size, int(np.prod(inner))),
+    if n < 0:
+        raise ValueError(f"num_segments must be non-negative, got {n}")
+    # (a hostile num_segments: the output checked first, and the joins only of the segments
+    # present, not a Python loop over every segment)
+    check_elements((n,) + inner, 8, "the joined strings")
+    rows = x.reshape((ids.size, -1)) if x.size else np.empty((ids.size, math.prod(inner)),
                                                              object)
     flat_ids = ids.reshape(-1)
     sep = _to_bytes(separator)
     order = np.argsort(flat_ids, kind="stable")
-    bounds = np.searchsorted(flat_ids[order], np.arange(n + 1))
-    cols = rows.shape[1]
-    out = []
-    for s in range(n):
-        members = rows[order[bounds[s]:bounds[s + 1]]]
-        for j in range(cols):
-            out.append(sep.join(as_bytes_list(members[:, j])))
-    return strings_array(out, (n,) + inner)
+    present, starts = np.unique(flat_ids[order], return_index=True)
+    ends = np.append(starts[1:], flat_ids.size)
+    out = np.full((n, rows.shape[1]), b"", dtype=object)
+    for s, b, e in zip(present.tolist(), starts.tolist(), ends.tolist()):
+        members = rows[order[b:e]]
+        for j in range(rows.shape[1]):
+            out[s, j] = sep.join(as_bytes_list(members[:, j]))
+    return out.reshape((n,) + inner)
 
 
 # -- splitting -----------------------------------------------------------------------------------
