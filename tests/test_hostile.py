@@ -603,6 +603,45 @@ def test_empty_results_of_huge_matrices_make_nothing_fast():
     assert time.perf_counter() - t < 1
 
 
+def test_tensor_lists_with_hostile_sizes_are_refused_before_allocating():
+    """(The systematic probe: a list resized, scattered or set at index 2**31 made 2**31
+    references, 16 GB; unset elements of a hostile element shape or leading dims, and the
+    copies a stack makes of the one zero element they share, were made unchecked.)"""
+    from tfdeploy.kernels.lists import tensorlist as tl
+
+    huge = 2 ** 31 - 1
+    empty = tl.EmptyTensorList(np.int32(-1), np.int32(-1), element_dtype="float32")
+    unset = tl.TensorListReserve(np.int32([huge, huge]), np.int32(3), element_dtype="float32")
+    rows = tl.TensorListReserve(np.int32([-1, 2]), np.int32(8), element_dtype="float32")
+    many = tl.TensorListReserve(np.int32([1000]), np.int32(10 ** 6), element_dtype="float32")
+    f32 = {"element_dtype": "float32"}
+    for call, what in [
+            (lambda: tl.TensorListResize(empty, np.int32(huge)), "list's elements"),
+            (lambda: tl.TensorListScatter(np.zeros((1, 2), np.float32), np.int32([huge]),
+                                          np.int32([2])), "list's elements"),
+            (lambda: tl.TensorListScatterIntoExistingList(
+                empty, np.zeros((1, 2), np.float32), np.int32([huge])), "list's elements"),
+            (lambda: tl.TensorListSetItem(empty, np.int32(huge), np.zeros(2, np.float32),
+                                          resize_if_index_out_of_bounds=True),
+             "list's elements"),
+            (lambda: tl.TensorListStack(unset, np.int32([-1, -1]), **f32), "unset element"),
+            (lambda: tl.TensorListGather(empty, np.zeros(0, np.int32), np.int32([huge, huge]),
+                                         **f32), "stacked elements"),
+            (lambda: tl.TensorListConcatV2(rows, np.int32([-1, 2]), np.int64([2 ** 27] * 8),
+                                           **f32), "concatenation"),
+            (lambda: tl.TensorListStack(many, np.int32([1000]), **f32), "stacked elements")]:
+        td.setup(max_tensor_bytes=1 << 30)
+        t = time.perf_counter()
+        try:
+            with pytest.raises(td.ResourceExhaustedError, match=what):
+                call()
+        finally:
+            td.setup(max_tensor_bytes=None)
+        assert time.perf_counter() - t < 1
+    stacked = tl.TensorListStack(tl.TensorListResize(empty, np.int32(3)), np.int32([2]), **f32)
+    assert stacked.shape == (3, 2) and not stacked.any()
+
+
 def test_regex_replace_that_would_write_gigabytes_is_refused():
     """(Probing: a rewrite 10**5 long on the 10**5 + 1 empty matches of a string wrote 10 GB.)
     The bound on what the replacement can write is checked first; an ordinary replacement is

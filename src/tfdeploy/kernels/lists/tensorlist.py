@@ -7,7 +7,7 @@ import functools
 import numpy as np
 
 from tfdeploy.kernels.common import np_dtype, op
-from tfdeploy.runtime.limits import check_elements
+from tfdeploy.runtime.limits import check_array, check_elements
 from tfdeploy.runtime.tensorlist import TensorList
 
 
@@ -65,10 +65,16 @@ def _index(i, n: int, op_name: str) -> int:
     return i
 
 
+def _check_length(n: int, what: str) -> None:
+    """A list of ``n`` elements (an index or size from an input) within the tensor limit."""
+    check_elements((n,), 8, f"{what}: the list's elements")  # (a reference each)
+
+
 def zeros_element(shape, dtype, what: str) -> np.ndarray:
     if shape is None or any(d is None for d in shape):
         raise ValueError(f"{what}: the element is unset and the element shape "
                          f"{fmt_shape(shape)} is not fully defined")
+    check_array(shape, dtype, f"{what}: the unset element")  # (a hostile element_shape)
     if np.dtype(dtype).kind == "O":
         return np.full(shape, b"", dtype=object)
     return np.zeros(shape, dtype=dtype)
@@ -99,8 +105,11 @@ def stack_elements(items: list, shape, dtype, what: str) -> np.ndarray:
         if shape is None or any(d is None for d in shape):
             raise ValueError(f"{what}: cannot stack an empty list whose element shape "
                              f"{fmt_shape(shape)} is not fully defined")
+        check_array((0, *shape), dtype, f"{what}: the stacked elements")
         return np.zeros((0, *shape), dtype=dtype)
     first = items[0]
+    if first.__class__ is np.ndarray:  # (unset elements share one zero element: n copies)
+        check_array((len(items), *first.shape), dtype, f"{what}: the stacked elements")
     if first.__class__ is np.ndarray and first.ndim:
         try:  # (a set of the shapes: 3x faster than comparing each with the first's)
             same = len({t.shape for t in items}) == 1
@@ -197,6 +206,7 @@ def TensorListScatter(tensor, indices, element_shape, num_elements=None, *,
         n = max(idx, default=-1) + 1
     if any(not 0 <= i < n for i in idx):
         raise IndexError(f"TensorListScatter: indices {idx} out of range for {n} elements")
+    _check_length(n, "TensorListScatter")
     items = [None] * n
     for j, i in enumerate(idx):
         items[i] = tensor[j, ...]
@@ -288,22 +298,27 @@ def _concat(lst: TensorList, dt, element_shape, leading_dims, what: str):
     if first is None and dims and all(d == dims[0] for d in dims):
         first = dims[0]
     lead = np.asarray(leading_dims).reshape(-1).tolist() if leading_dims is not None else []
-    parts, lengths = [], []
+    lengths = []
     for i, t in enumerate(items):
-        if t is None:
-            d = first if first is not None and i >= len(lead) else (
-                lead[i] if i < len(lead) else None)
-            if d is None:
-                raise ValueError(f"{what}: element {i} is unset and its leading dim unknown")
-            t = zeros_element((d, *(rest or ())), dt, what)
-        parts.append(t)
-        lengths.append(t.shape[0])
-    if not parts:
+        d = t.shape[0] if t is not None else first if first is not None and i >= len(lead) \
+            else lead[i] if i < len(lead) else None
+        if d is None:
+            raise ValueError(f"{what}: element {i} is unset and its leading dim unknown")
+        lengths.append(d)
+    if not items:
         if rest is None or any(d is None for d in rest):
             raise ValueError(f"{what}: cannot concat an empty list whose element shape is not "
                              "fully defined")
+        check_array((0, *rest), dt, f"{what}: the concatenation")
         return np.zeros((0, *rest), dt), np.zeros((0,), np.int64)
-    return np.concatenate(parts).astype(dt, copy=False), np.array(lengths, dtype=np.int64)
+    unset = [d for t, d in zip(items, lengths) if t is None]
+    if unset:  # (zeros of leading dims from an input: the whole checked first, one per dim)
+        if rest is None or None in rest:
+            zeros_element((unset[0], *(rest or ())), dt, what)  # (raises)
+        check_array((sum(lengths), *rest), dt, f"{what}: the concatenation")
+        zeros = {d: zeros_element((d, *rest), dt, what) for d in unset}
+        items = [zeros[d] if t is None else t for t, d in zip(items, lengths)]
+    return np.concatenate(items).astype(dt, copy=False), np.array(lengths, dtype=np.int64)
 
 
 @op("TensorListConcatV2")
@@ -337,6 +352,7 @@ def TensorListSetItem(input_handle, index, item, *, resize_if_index_out_of_bound
         _list(input_handle, "TensorListSetItem")
     i = int(index)
     if i >= lst._n and resize_if_index_out_of_bounds:
+        _check_length(i + 1, "TensorListSetItem")
         lst = lst.resize(i + 1)
     if not 0 <= i < lst._n:
         i = _index(i, lst._n, "TensorListSetItem")  # raises
@@ -375,6 +391,7 @@ def TensorListResize(input_handle, size):
     n = int(size)
     if n < 0:
         raise ValueError(f"TensorListResize: size must be >= 0, got {n}")
+    _check_length(n, "TensorListResize")
     return _list(input_handle, "TensorListResize").resize(n)
 
 
@@ -391,6 +408,7 @@ def TensorListScatterIntoExistingList(input_handle, tensor, indices, *, element_
                         f"elements, got {tensor.dtype}")
     hi = max(idx, default=-1)
     if hi >= len(lst):
+        _check_length(hi + 1, "TensorListScatterIntoExistingList")
         lst = lst.resize(hi + 1)
     if any(i < 0 for i in idx):
         raise IndexError(f"TensorListScatterIntoExistingList: negative index in {idx}")
