@@ -3,6 +3,7 @@ careless callers get clear errors (docs/security.md)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import struct
@@ -640,6 +641,37 @@ def test_tensor_lists_with_hostile_sizes_are_refused_before_allocating():
         assert time.perf_counter() - t < 1
     stacked = tl.TensorListStack(tl.TensorListResize(empty, np.int32(3)), np.int32([2]), **f32)
     assert stacked.shape == (3, 2) and not stacked.any()
+
+
+@pytest.mark.parametrize("limit", ["deadline", "max_loop_seconds", "max_loop_iterations"])
+def test_sample_distorted_bounding_box_attempts_stop_as_loops_do(limit):
+    """(A hostile max_attempts of 2**31 with a box no crop can cover ran 2**31 attempts: about
+    35 minutes.) The attempts are a loop, bounded as While loops are."""
+    from tfdeploy.kernels.image.bbox import SampleDistortedBoundingBoxV2
+    from tfdeploy.runtime import limits
+
+    size, box = np.int32([100, 100, 3]), np.float32([[[0, 0, 1, 1]]])
+    # no crop of at most a tenth of the image covers the whole box
+    kw = {"seed": 1, "seed2": 2, "area_range": [0.05, 0.1], "max_attempts": 2 ** 31 - 1}
+    says = {"deadline": "deadline passed", "max_loop_seconds": "0.2 s, the longest",
+            "max_loop_iterations": "1000 iterations"}[limit]
+    t = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        if limit == "deadline":
+            stack.enter_context(limits.deadline(0.2))
+        else:
+            td.setup(**{limit: 0.2 if limit == "max_loop_seconds" else 1000})
+            stack.callback(td.setup, **{limit: None})
+        with pytest.raises(td.ResourceExhaustedError, match=says):
+            SampleDistortedBoundingBoxV2(size, box, np.float32(1.0), **kw)
+        assert time.perf_counter() - t < 1
+        # a crop found in the first attempts, as before; boxes of no pixels, which no
+        # attempt can cover, give the whole image without running the attempts
+        begin, crop, _ = SampleDistortedBoundingBoxV2(size, box, np.float32(0.01), **kw)
+        assert 0 < crop[0] * crop[1] <= 1000
+        begin, crop, _ = SampleDistortedBoundingBoxV2(
+            size, np.float32([[[0.5, 0.5, 0.5, 0.5]]]), np.float32(0.1), **kw)
+        assert begin.tolist() == [0, 0, 0] and crop.tolist() == [100, 100, -1]
 
 
 def test_regex_replace_that_would_write_gigabytes_is_refused():

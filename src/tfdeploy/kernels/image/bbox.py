@@ -7,7 +7,8 @@ The kernel draws from a ``SimplePhilox``: consecutive uint32 samples of one Phil
 aspect ratio, then ``GenerateRandomCrop`` draws a height and the crop's offset; the first crop
 covering ``min_object_covered`` of one box wins, else the whole image. The attempts depend on
 each other's sample consumption, so they run as a Python loop (at most ``max_attempts``, one
-crop); the coverage test is vectorised over the boxes.
+crop; stopped, as a While loop is, by the loop limits and the evaluation's deadline); the
+coverage test is vectorised over the boxes.
 
 Arithmetic follows the compiled kernel (x86-64, checked by disassembly): float32 products and
 quotients (no FMA), ``sqrtf`` (correctly rounded, as numpy's), glibc ``lrintf`` (``cvtss2si``:
@@ -20,11 +21,14 @@ call when ``seed`` or ``seed2`` is set (TF's later runs move on by ``max_attempt
 
 from __future__ import annotations
 
+from time import monotonic
+
 import numpy as np
 
 from tfdeploy.kernels.common import flush_subnormals, op
 from tfdeploy.kernels.random.stateless import stateful_gen
 from tfdeploy.numerics import philox as px
+from tfdeploy.runtime.limits import loop_deadline, loop_limit, too_long, too_many_iterations
 
 _INT_MIN = -(2**31)
 _LONG_MIN = -(2**63)
@@ -32,6 +36,8 @@ _F32 = np.float32
 _TINY = np.finfo(np.float32).tiny
 #: GenerateRandomCrop's ``const float kEps = 0.0000001``, promoted to double
 _KEPS = float(np.float32(1e-7))
+#: attempts run between checks of the loop limits and the deadline (~10 ms of them)
+_CHECK_EVERY = 4096
 
 
 # -- C conversions -------------------------------------------------------------------------------
@@ -232,6 +238,37 @@ def _boxes(b: np.ndarray, width: int, height: int) -> np.ndarray:
     return r[:, [1, 0, 3, 2]]
 
 
+def _attempts(gen, attempts: int, width: int, height: int, ar_range, area_range, boxes, areas,
+              min_covered):
+    """The first attempt's crop (x0, y0, x1, y1) covering enough of a box, or None. A loop
+    as a While loop is: it stops at ``max_loop_iterations`` attempts, ``max_loop_seconds`` or
+    the evaluation's deadline (checked every ``_CHECK_EVERY`` attempts)."""
+    # TF reserves 4 samples per attempt: one call each; fetched 64 K calls at a time at most
+    # (the same stream: a hostile max_attempts of 2**31 fetched 16 GB of it up front)
+    rng = _SimplePhilox(gen, min(attempts, 1 << 16))
+    (ar_lo, ar_hi), (area_lo, area_hi) = ar_range, area_range
+    limit, deadline, done = loop_limit(), loop_deadline(), 0
+    with np.errstate(all="ignore"):
+        ar_span = _ftz(ar_hi - ar_lo)
+        while done < attempts:
+            if done >= limit:
+                raise too_many_iterations(limit)
+            if deadline is not None and done and monotonic() > deadline:
+                raise too_long()
+            n = min(attempts, limit, done + _CHECK_EVERY) - done
+            for _ in range(n):
+                ar = _ftz(_ftz(rng.rand_float() * ar_span) + ar_lo)
+                c = _random_crop(width, height, area_lo, area_hi, ar, rng)
+                if c is None:
+                    continue
+                x, y, w, h = c
+                rect = (x, y, _i32(x + w), _i32(y + h))
+                if _covers(rect, boxes, areas, min_covered):
+                    return rect
+            done += n
+    return None
+
+
 def _sample(image_size, bounding_boxes, min_covered, gen, aspect_ratio_range, area_range,
             max_attempts, use_image_if_no_bounding_boxes):
     (ar_lo, ar_hi), (area_lo, area_hi), attempts = _check_attrs(
@@ -250,22 +287,13 @@ def _sample(image_size, bounding_boxes, min_covered, gen, aspect_ratio_range, ar
     keep = areas > 0  # boxes with no pixels never count
     boxes, areas = boxes[keep], areas[keep].astype(np.float32)
 
-    # TF reserves 4 samples per attempt: one call each; fetched 64 K calls at a time at most
-    # (the same stream: a hostile max_attempts of 2**31 fetched 16 GB of it up front)
-    rng = _SimplePhilox(gen, min(attempts, 1 << 16))
     crop = (0, 0, width, height)
+    # (no attempt can win without boxes, or when no crop can be made whatever the aspect ratio:
+    # the whole image, without running a hostile max_attempts of attempts for nothing)
+    if len(boxes) and (area_hi > 0 and width > 0 and height > 0) and not area_lo > area_hi:
+        crop = _attempts(gen, attempts, width, height, (ar_lo, ar_hi), (area_lo, area_hi),
+                         boxes, areas, min_covered) or crop
     with np.errstate(all="ignore"):
-        ar_span = _ftz(ar_hi - ar_lo)
-        for _ in range(attempts):
-            ar = _ftz(_ftz(rng.rand_float() * ar_span) + ar_lo)
-            c = _random_crop(width, height, area_lo, area_hi, ar, rng)
-            if c is None:
-                continue
-            x, y, w, h = c
-            rect = (x, y, _i32(x + w), _i32(y + h))
-            if len(boxes) and _covers(rect, boxes, areas, min_covered):
-                crop = rect
-                break
         x0, y0, x1, y1 = crop
         if width < x1 or height < y1:
             raise ValueError(f"crop [{y0}:{y1}, {x0}:{x1}] exceeds the image {height}x{width}")
