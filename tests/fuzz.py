@@ -351,9 +351,14 @@ _OPS = [  # (op, number of inputs, attributes)
                    "dilations": [1, 2 ** 31 - 1, 1, 1]}),
     ("ExtractImagePatches", 1, {"ksizes": [1, 2 ** 31 - 1, 1, 1], "strides": [1, 1, 1, 1],
                                 "rates": [1, 1, 1, 1], "padding": "SAME"}),
+    # what the systematic probe of every op found (docs/security.md)
+    ("RFFT", 2, {}), ("IRFFT2D", 2, {}), ("RandomGamma", 2, {"seed": 1, "seed2": 2}),
+    ("StatelessRandomPoisson", 3, {"dtype": "int64"}), ("SpaceToBatchND", 3, {}),
+    ("BatchToSpaceND", 3, {}), ("MatrixSetDiagV3", 3, {}), ("Split", 2, {"num_split": 2 ** 31 - 1}),
+    ("Unpack", 1, {"num": 2 ** 31 - 1}), ("UnsortedSegmentJoin", 3, {}),
 ]
 _STRING_OPS = {"StringToNumber", "StaticRegexReplace", "StaticRegexFullMatch", "StringUpper",
-               "StringNGrams"}
+               "StringNGrams", "UnsortedSegmentJoin"}
 
 
 def random_array(rng: random.Random, string: bool = False) -> np.ndarray:
