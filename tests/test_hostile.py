@@ -981,3 +981,35 @@ def test_arithmetic_on_string_constants_is_not_folded_into_repeats():
         assert tracemalloc.get_traced_memory()[1] < 8 << 20
     finally:
         tracemalloc.stop()
+
+
+@pytest.mark.parametrize("op,shapes,nsp", [
+    ("Conv2D", [(1, 4, 5, 3), (3, 3, 3, 2)], 2),
+    ("DepthwiseConv2dNative", [(1, 4, 5, 3), (3, 3, 3, 2)], 2),
+    ("Conv3D", [(1, 2, 4, 5, 3), (2, 2, 2, 3, 2)], 3)])
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+def test_huge_strides_give_the_one_output_of_a_stride_past_the_input(op, shapes, nsp, padding):
+    """(The systematic probe: a stride of 2**62 overflowed the strided views' byte offsets,
+    numpy's 'maximum allowed dimension exceeded'.) One output per dim, as TF computes."""
+    from tfdeploy import registry
+
+    d = registry.get_opdef(op)
+    kernel = d.impls.get(d.preferred) or next(iter(d.impls.values()))
+    rng = np.random.default_rng(0)
+    x, w = (rng.uniform(-1, 1, s).astype(np.float32) for s in shapes)
+    got = kernel(x, w, strides=[1] + [2 ** 62] * nsp + [1], padding=padding)
+    want = kernel(x, w, strides=[1] + [8] * nsp + [1], padding=padding)
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+
+
+def test_depthwise_input_gradient_of_a_hostile_batch_is_refused():
+    """(The systematic probe: input_sizes with a batch of 2**31 - 1 and an out_backprop of
+    one image asked numpy for 864 GB.) The batches must agree, as in Conv2DBackpropInput."""
+    from tfdeploy.kernels.nn.conv import DepthwiseConv2dNativeBackpropInput
+
+    with pytest.raises(ValueError, match="does not match"):
+        DepthwiseConv2dNativeBackpropInput(np.int32([2 ** 31 - 1, 4, 4, 3]),
+                                           np.ones((3, 3, 3, 1), np.float32),
+                                           np.ones((1, 4, 4, 3), np.float32),
+                                           strides=[1, 1, 1, 1], padding="SAME")

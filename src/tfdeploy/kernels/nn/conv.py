@@ -151,11 +151,16 @@ def _from_last(x, first):
 
 
 def _geometry(x_shape, k_shape, strides, dilations, padding, pairs):
+    """(output sizes, pads) of each spatial dim; ``strides`` (a list) is set to 1 in place
+    where there is one output (the stride then moves nothing, and a hostile 2**62 would
+    overflow the strided views' byte offsets)."""
     outs, pads = [], []
     for i, (n, k, s, d) in enumerate(zip(x_shape, k_shape, strides, dilations)):
         o, lo, hi = out_and_pads(n, k, s, d, padding, pairs[i] if pairs else (0, 0))
         outs.append(o)
         pads.append((lo, hi))
+        if o == 1:
+            strides[i] = 1
     return outs, pads
 
 
@@ -865,7 +870,8 @@ def DepthwiseConv2dNativeBackpropInput(input_sizes, filter, out_backprop, *, str
     kh, kw, c, m = filter.shape
     (oh, ow), pads = _geometry(shape[1:3], (kh, kw), st, dl, padding, pairs)
     dy = _to_last(out_backprop, first)
-    if list(dy.shape[1:3]) != [oh, ow] or dy.shape[-1] != c * m or c != shape[-1]:
+    if list(dy.shape[1:3]) != [oh, ow] or dy.shape[-1] != c * m or c != shape[-1] or \
+            dy.shape[0] != shape[0]:
         raise ValueError(f"out_backprop shape {list(dy.shape)} does not match the depthwise "
                          f"convolution of input shape {shape} by filter {list(filter.shape)}")
     dt = out_backprop.dtype
@@ -877,7 +883,9 @@ def DepthwiseConv2dNativeBackpropInput(input_sizes, filter, out_backprop, *, str
     (sh, sw), (dh, dw) = st, dl
     size = [max(d + lo + hi, (o - 1) * s + (k - 1) * d_ + 1)
             for d, (lo, hi), o, s, k, d_ in zip(shape[1:3], pads, (oh, ow), st, (kh, kw), dl)]
-    dxp = np.zeros((shape[0], *size, c), dtype=np.result_type(dy.dtype, w.dtype))
+    rt = np.result_type(dy.dtype, w.dtype)
+    check_array((shape[0], *size, c), rt, "the padded gradient")  # (hostile paddings)
+    dxp = np.zeros((shape[0], *size, c), dtype=rt)
     if dy.size:
         for i in range(kh):
             for j in range(kw):
