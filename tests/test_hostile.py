@@ -1013,3 +1013,33 @@ def test_depthwise_input_gradient_of_a_hostile_batch_is_refused():
                                            np.ones((3, 3, 3, 1), np.float32),
                                            np.ones((1, 4, 4, 3), np.float32),
                                            strides=[1, 1, 1, 1], padding="SAME")
+
+
+@pytest.mark.parametrize("op,delimiter", [("StringSplitV2", b" "), ("StringSplitV2", b""),
+                                          ("StringSplit", b" "), ("StringSplit", b" ,"),
+                                          ("StringSplit", b"")])
+def test_string_splits_count_their_tokens_before_making_them(op, delimiter):
+    """(The systematic probe: StringSplit turned 7 MB of "a a a ..." into 451 MB of Python
+    objects before any check.) The tokens a split can make are counted against the tensor
+    limit first; small splits are unchanged."""
+    import tracemalloc
+
+    from tfdeploy import registry
+    from tfdeploy.runtime import limits
+
+    d = registry.get_opdef(op)
+    kernel = d.impls.get(d.preferred) or next(iter(d.impls.values()))
+    text = np.array([b"a ,b" * 500_000], dtype=object)  # 2 MB
+    before = limits.current()["max_tensor_bytes"]
+    td.setup(max_tensor_bytes=16 << 20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(td.ResourceExhaustedError, match="tokens"):
+            kernel(text, np.array(delimiter, dtype=object))
+        assert tracemalloc.get_traced_memory()[1] < 24 << 20
+    finally:
+        tracemalloc.stop()
+        td.setup(max_tensor_bytes=before)
+    indices, values, shape = kernel(np.array([b"a b,c", b"d"], dtype=object),
+                                    np.array(delimiter, dtype=object))
+    assert len(values) == len(indices) and shape[0] == 2

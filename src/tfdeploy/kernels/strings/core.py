@@ -230,6 +230,23 @@ def _split_ws(s: bytes, maxsplit: int) -> list[bytes]:
     return parts
 
 
+#: what one token of a split costs before its sparse result exists: a bytes object (33 bytes
+#: and its text), the list's reference, then its value and two indices
+_TOKEN_BYTES = 96
+
+
+def _check_tokens(items: list[bytes], d: bytes | None) -> None:
+    """At most how many tokens splitting ``items`` on ``d`` makes (on any byte of ``d`` when
+    it is a set of bytes: ``len(d) > 1`` for StringSplit, passed as None; on every byte when
+    ``d`` is empty), checked before Python makes them: a few megabytes of "a a a ..." make
+    millions of objects, ~60x their text (7 MB took 451 MB)."""
+    if d is None or not d:  # (a set of bytes, whitespace, or every byte: one token a byte)
+        n = sum(map(len, items)) + len(items)
+    else:
+        n = sum(s.count(d) for s in items) + len(items)
+    check_elements((n,), _TOKEN_BYTES, "the tokens")
+
+
 def _sparse_split(rows: list[list[bytes]]):
     lens = np.fromiter(map(len, rows), np.int64, len(rows))
     n = int(lens.sum())
@@ -254,10 +271,12 @@ def StringSplitV2(input, sep, *, maxsplit=-1):
         raise ValueError(f"sep must be a scalar, got shape {list(d.shape)}")
     d = _to_bytes(d.item())
     maxsplit = int(maxsplit)
+    items = as_bytes_list(x)
+    _check_tokens(items, d)
     if d:
-        rows = [s.split(d, maxsplit if maxsplit >= 0 else -1) for s in as_bytes_list(x)]
+        rows = [s.split(d, maxsplit if maxsplit >= 0 else -1) for s in items]
     else:
-        rows = [_split_ws(s, maxsplit) for s in as_bytes_list(x)]
+        rows = [_split_ws(s, maxsplit) for s in items]
     return _sparse_split(rows)
 
 
@@ -273,6 +292,7 @@ def StringSplit(input, delimiter, *, skip_empty=True):
         raise ValueError(f"delimiter must be a scalar, got shape {list(d.shape)}")
     d = _to_bytes(d.item())
     items = as_bytes_list(x)
+    _check_tokens(items, d if len(d) == 1 else None)
     if not d:
         rows = [[s[i:i + 1] for i in range(len(s))] for s in items]
     else:
