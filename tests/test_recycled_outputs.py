@@ -39,14 +39,9 @@ def test_reused_only_when_nothing_holds_it():
     d = scratch.output(SHAPE, np.float32)
     assert d.ctypes.data != pa and not np.shares_memory(d, view)  # a view keeps it
     del d, view, b
-    e = scratch.output(SHAPE, np.float32)
-    e.flags.writeable = False  # somebody made it read-only: never written again
-    pe = e.ctypes.data
-    del e
-    assert scratch.output(SHAPE, np.float32).ctypes.data != pe
     small = scratch.output((4, 4), np.float32)
-    pool = scratch._local.outputs
-    assert all(k[0] != 64 for k in pool)  # small results are not kept
+    assert all(buf.size >= scratch.OUTPUT_MIN_BYTES for buf in scratch._local.outputs)
+    assert small.base is None  # small results are not kept
     assert small.shape == (4, 4)
     assert scratch.output(SHAPE, np.float64).dtype == np.float64
     del small
@@ -72,8 +67,31 @@ def test_pool_is_per_thread_and_bounded():
     assert seen[0] != pa  # another thread's pool: its own buffer
     held = [scratch.output(SHAPE, np.float32) for _ in range(scratch.OUTPUT_KEEP + 3)]
     assert len({h.ctypes.data for h in held}) == len(held)
-    nbytes = 4 * int(np.prod(SHAPE))
-    assert len(scratch._local.outputs[(nbytes, np.dtype(np.float32))]) == scratch.OUTPUT_KEEP
+    assert len(scratch._local.outputs) == scratch.OUTPUT_KEEP
+
+
+def test_the_free_buffer_handed_out_last_is_taken_whatever_its_size():
+    """The buffer the previous layer read is still in cache: of the free buffers large enough
+    (up to OUTPUT_FIT times the result), the one handed out last serves the next result."""
+    half = (2, 64, 64, 8)  # 256 KB
+    a = scratch.output(SHAPE, np.float32)
+    b = scratch.output(half, np.float32)
+    pa, pb = a.ctypes.data, b.ctypes.data
+    del a, b
+    c = scratch.output(half, np.float32)
+    assert c.ctypes.data == pb  # both free and large enough: the last one handed out
+    d = scratch.output((3, 64, 64, 8), np.float32)  # 384 KB: only a's buffer holds it
+    assert d.ctypes.data == pa and d.shape == (3, 64, 64, 8) and d.flags.c_contiguous
+    del c, d
+    e = scratch.output(half, np.float64)  # another dtype, the same bytes: a's buffer now
+    assert e.ctypes.data == pa and e.dtype == np.float64
+    del e
+    big = SHAPE[0] * scratch.OUTPUT_FIT * 2
+    f = scratch.output((big, 64, 64, 8), np.float32)
+    pf = f.ctypes.data
+    del f
+    g = scratch.output(SHAPE, np.float32)  # a free buffer 16x larger does not serve it
+    assert g.ctypes.data != pf and g.ctypes.data == pa
 
 
 def _conv_model(view_out=False):
