@@ -1043,3 +1043,21 @@ def test_string_splits_count_their_tokens_before_making_them(op, delimiter):
     indices, values, shape = kernel(np.array([b"a b,c", b"d"], dtype=object),
                                     np.array(delimiter, dtype=object))
     assert len(values) == len(indices) and shape[0] == 2
+
+
+def test_a_table_handle_fetched_twice_is_no_crash():
+    """(The fuzzer, seed 8675309: a mutated file fetched a lookup table's handle, through an
+    IdentityN, as two outputs; the plan copied the repeated fetch with ``.copy()``, an
+    AttributeError.) A value that is no array is passed on as it is, as the first fetch."""
+    g = _graph([placeholder("k", "string", [None]),
+                Node("t", "TFDHashTable", [], {"keys": np.array([b"a", b"b"], dtype=object),
+                                               "values": np.array([1, 2], np.int64),
+                                               "key_dtype": "string", "value_dtype": "int64"}),
+                Node("find", "IdentityN", ["t", "k"], {})], ["k"], [])
+    g.outputs = [TensorSpec("a", "find:0", "float32", None),
+                 TensorSpec("b", "find:0", "float32", None),
+                 TensorSpec("c", "find:1", "string", None)]
+    m = _saved(g)
+    a, b, c = m(np.array([b"a"], dtype=object))
+    assert a is b and not isinstance(a, np.ndarray)
+    assert c.tolist() == [b"a"]

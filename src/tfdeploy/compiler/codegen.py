@@ -39,6 +39,12 @@ def _own(value, feeds):
     return value
 
 
+def _copy(value):
+    """A fetched constant's, feed's or repeated value's own copy (a value that is no array, a
+    lookup table's handle say, as it is: ``_own`` passes those on too)."""
+    return value.copy() if isinstance(value, np.ndarray) else value
+
+
 def _distinct(out: tuple) -> tuple:
     """``out`` with no array sharing memory with an earlier one (two fetches of one value, or
     one a view of the other): the caller may write into each without changing another."""
@@ -154,7 +160,7 @@ def _fetch_expr(plan: Plan) -> str:
         if plan.nested:
             return f"s{s}"
         if s in plan.constants or s in fed or s in seen:
-            return f"s{s}.copy()"
+            return f"_copy(s{s})"
         seen.add(s)
         return (f"(s{s} if s{s}.__class__ is _nd and s{s}.base is None and "
                 f"s{s}.flags.writeable else _own(s{s}, feeds))")
@@ -189,7 +195,7 @@ def generate(plan: Plan):
            + "\n".join("  " + ln for ln in lines) + "\n"
            "  return run\n")
     scope = {"_failure": _failure, "_plan": plan, "_nfeeds": _nfeeds, "_own": _own,
-             "_distinct": _distinct, "_one_output": _one_output, "np": np}
+             "_copy": _copy, "_distinct": _distinct, "_one_output": _one_output, "np": np}
     exec(compile(src, f"<tfdeploy plan of {len(plan.steps)} steps>", "exec"), scope)
     plan.source = src
     return scope["_make"](*defaults)
