@@ -1247,3 +1247,16 @@ def test_non_finite_weights_on_padding_still_make_nan(op):
     got = kernel(x, w, **attrs)
     assert np.isnan(got[..., 0]).all() and np.isfinite(got[..., 1:]).all()
     np.testing.assert_array_equal(runner.conv_runner(op, attrs, w)(x), got)
+
+
+@pytest.mark.parametrize("strides", [2, 3, 2 ** 62])
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+def test_pointwise_runner_with_one_output_of_a_larger_input(strides, padding):
+    """A strided 1x1 conv whose output is one pixel (ResNet's shortcut at a 2 x 2 map, or a
+    hostile stride that passes the input) is no unit-stride product of the whole input."""
+    w, b = _r(1, 1, 4, 6), _r(6)
+    attrs = {"strides": [1, strides, strides, 1], "padding": padding}
+    x = _r(2, 2, 2, 4)
+    got = runner.conv_runner("Conv2D", attrs, w, b)(x)
+    np.testing.assert_allclose(got, conv.Conv2D(x, w, **attrs) + b, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got, (x[:, :1, :1] @ w[0, 0]) + b, rtol=1e-6, atol=1e-6)

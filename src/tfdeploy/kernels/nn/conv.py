@@ -152,14 +152,14 @@ def _from_last(x, first):
 
 def _geometry(x_shape, k_shape, strides, dilations, padding, pairs):
     """(output sizes, pads) of each spatial dim; ``strides`` (a list) is set to 1 in place
-    where there is one output (the stride then moves nothing, and a hostile 2**62 would
-    overflow the strided views' byte offsets)."""
+    where it passes the padded input (one output, which the stride then does not move: a
+    hostile 2**62 would overflow the strided views' byte offsets)."""
     outs, pads = [], []
     for i, (n, k, s, d) in enumerate(zip(x_shape, k_shape, strides, dilations)):
         o, lo, hi = out_and_pads(n, k, s, d, padding, pairs[i] if pairs else (0, 0))
         outs.append(o)
         pads.append((lo, hi))
-        if o == 1:
+        if o == 1 and s > n + lo + hi:
             strides[i] = 1
     return outs, pads
 

@@ -307,7 +307,8 @@ class _Runner:
             run.prologue = clip is not None
             return run
         if w.shape[:2] == (1, 1) and x.shape[-1] == w.shape[2] and st == [1, 1] and \
-                not any(lo or hi for lo, hi in pads) and x.flags.c_contiguous:
+                not any(lo or hi for lo, hi in pads) and x.flags.c_contiguous and \
+                list(x.shape[1:3]) == outs:  # (a stride past the input is 1 here, outs 1)
             return _pointwise_run(x.shape, w, outs, self.bias, self.augmented,
                                   None if self.bias is None else np.tile(self.bias, outs[1]),
                                   self.prologue)
