@@ -1061,3 +1061,23 @@ def test_a_table_handle_fetched_twice_is_no_crash():
     a, b, c = m(np.array([b"a"], dtype=object))
     assert a is b and not isinstance(a, np.ndarray)
     assert c.tolist() == [b"a"]
+
+
+def test_convolutions_of_huge_but_empty_inputs_and_filters_fail_cleanly():
+    """(A probe of every op with huge-but-empty inputs: an input of depth 0 and 2**31 - 1
+    images raised a ZeroDivisionError; a depthwise filter of no rows and a channel multiplier
+    of 2**31 - 1 repeated the input into 2.6 TB.) TF refuses both too."""
+    from tfdeploy.kernels.nn.conv import Conv2D, Conv3D, DepthwiseConv2dNative
+
+    with pytest.raises(ValueError, match="at least one group"):
+        Conv2D(np.empty((2 ** 31 - 1, 7, 8, 0), np.float32), np.ones((3, 3, 3, 4), np.float32),
+               strides=[1, 1, 1, 1], padding="SAME")
+    with pytest.raises(ValueError, match="at least one group"):
+        Conv3D(np.empty((2 ** 31 - 1, 4, 5, 6, 0), np.float32),
+               np.ones((2, 2, 2, 3, 4), np.float32), strides=[1] * 5, padding="SAME")
+    t = time.perf_counter()
+    with pytest.raises(td.ResourceExhaustedError, match="the result"):
+        DepthwiseConv2dNative(np.ones((2, 7, 8, 3), np.float32),
+                              np.empty((0, 3, 3, 2 ** 31 - 1), np.float32),
+                              strides=[1, 1, 1, 1], padding="SAME")
+    assert time.perf_counter() - t < 1

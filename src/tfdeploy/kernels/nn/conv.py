@@ -228,6 +228,9 @@ def conv_nd(x: np.ndarray, w: np.ndarray, strides, dilations, pads, outs,
     nsp = x.ndim - 2
     ks, cg, co = w.shape[:nsp], w.shape[-2], w.shape[-1]
     c = x.shape[-1]
+    if c == 0 and cg:
+        raise ValueError(f"input depth 0: a grouped convolution by a filter of depth {cg} must "
+                         "have at least one group")
     if cg == 0 or c % cg or co % (c // cg):
         raise ValueError(f"input depth {c} must be a multiple of the filter depth {cg}, and "
                          f"the output channels {co} a multiple of the number of groups")

@@ -29,6 +29,7 @@ from tfdeploy.kernels.common import all_finite
 from tfdeploy.kernels.nn.scratch import output, scratch, strided
 from tfdeploy.numerics import clip as _clip
 from tfdeploy.runtime import parallel
+from tfdeploy.runtime.limits import check_array
 
 #: images are taken together up to this many input bytes. Row blocks of L2 size were slower
 #: (an einsum call costs ~8 us to set up, and the numpy epilogue is not memory-bound enough to
@@ -110,6 +111,9 @@ def depthwise_2d(x: np.ndarray, w: np.ndarray, strides, dilations, pads, oh: int
     """
     kh, kw, c, m = w.shape
     if m != 1:  # channel multiplier: repeat each input channel m times, then one filter each
+        # (a hostile multiplier: the result and the repeated input checked first)
+        check_array((x.shape[0], oh, ow, c * m), np.result_type(x.dtype, w.dtype), "the result")
+        check_array(x.shape[:-1] + (c * m,), x.dtype, "the repeated input")
         x = np.repeat(x, m, axis=-1)
         c *= m
     n, h, wd = x.shape[:3]
