@@ -8,6 +8,7 @@ import io
 import json
 import struct
 import time
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -602,6 +603,59 @@ def test_empty_results_of_huge_matrices_make_nothing_fast():
     assert joined.shape == (10 ** 6, 2) and joined[5].tolist() == [b"a-c", b"b-d"]
     assert joined[0].tolist() == [b"", b""] and joined[-1].tolist() == [b"", b""]
     assert time.perf_counter() - t < 1
+
+
+_BIG = 2 ** 31 - 1
+
+
+def _z(*shape, dtype=np.float32):
+    return np.zeros(shape, dtype)
+
+
+@pytest.mark.parametrize("op,args,attrs,expect", [
+    # (a clean error: over the tensor limit, or empty but beyond what numpy can index)
+    ("GatherNd", (_z(2, 3), _z(_BIG, 0, dtype=np.int32)), {},
+     (td.ResourceExhaustedError, "gathered slices")),
+    ("GatherNd", (_z(_BIG, 0), _z(_BIG, 0, dtype=np.int32)), {},
+     (td.ResourceExhaustedError, "gathered slices")),
+    # (an ordinary error naming the problem, before any table of the 2**31 indices)
+    ("ScatterNd", (_z(_BIG, 0, dtype=np.int32), np.ones(4, np.float32), np.int32([6])), {},
+     (ValueError, "updates must have shape")),
+    *[(f"TensorScatter{m}", (np.ones(6, np.float32), _z(_BIG, 0, dtype=np.int32),
+                             np.ones(4, np.float32)), {}, (ValueError, "updates must have shape"))
+      for m in ("Add", "Sub", "Max", "Min", "Update")],
+    # (TF's empty result, at once)
+    ("ScatterNd", (_z(_BIG, 0, dtype=np.int32), _z(_BIG, 0), np.int32([0])), {},
+     [((0,), np.float32)]),
+    ("TensorScatterAdd", (_z(5, 0), _z(_BIG, 0, dtype=np.int32), _z(_BIG, 5, 0)), {},
+     [((5, 0), np.float32)]),
+])
+def test_huge_but_empty_inputs_fail_cleanly_or_make_nothing_fast(op, args, attrs, expect):
+    """(The systematic probe's "huge but empty" inputs: a dim of 2**31 - 1 beside a 0, no
+    bytes, made means, tables, ranges and loops of 2**31 rows, or reached numpy's raw "array
+    is too big"; each commit that fixed one says what it cost.) Each case is checked with the
+    tensor limit at 1 GiB, in under 1 s and 1 MiB."""
+    from tfdeploy import registry
+
+    d = registry.get_opdef(op)
+    kernel = d.impls.get(d.preferred) or next(iter(d.impls.values()))
+    td.setup(max_tensor_bytes=1 << 30)
+    tracemalloc.start()  # (numpy reports its allocations to it)
+    try:
+        t = time.perf_counter()
+        if isinstance(expect, tuple):
+            with pytest.raises(expect[0], match=expect[1]):
+                kernel(*args, **attrs)
+        else:
+            out = kernel(*args, **attrs)
+            outs = out if isinstance(out, tuple) else (out,)
+            assert [(o.shape, o.dtype) for o in outs] == expect
+            assert all(not o.size or not o.any() for o in outs)
+        assert time.perf_counter() - t < 1
+        assert tracemalloc.get_traced_memory()[1] < 1 << 20
+    finally:
+        tracemalloc.stop()
+        td.setup(max_tensor_bytes=None)
 
 
 def test_tensor_lists_with_hostile_sizes_are_refused_before_allocating():

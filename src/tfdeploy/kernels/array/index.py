@@ -130,6 +130,8 @@ def _nd_index(indices, shape, what, policy=""):
     lim = np.asarray(shape[:k], dtype=np.int64)
     rows = int(np.prod(indices.shape[:-1], dtype=np.int64))
     flat = indices.reshape(rows, k).astype(np.int64, copy=False)
+    if k == 0:  # (nothing to range-check: no table of 2**31 rows' verdicts)
+        return flat, None
     ok = ((flat >= 0) & (flat < lim)).all(axis=1)
     mask = None
     if not ok.all():
@@ -148,6 +150,8 @@ def GatherNd(params, indices, *, bad_indices_policy=""):
     With bad_indices_policy IGNORE, out-of-range indices give zeros, like TF.
     """
     k = indices.shape[-1] if indices.ndim else 0
+    if indices.ndim and k <= params.ndim:  # (2**31 empty indices: 2**31 copies of params)
+        check_array(indices.shape[:-1] + params.shape[k:], params.dtype, "the gathered slices")
     flat, mask = _nd_index(indices, params.shape, "GatherNd", bad_indices_policy)
     if mask is not None:
         flat = np.where(mask[:, None], flat, 0)
@@ -168,13 +172,17 @@ def _scatter(out, indices, updates, mode, what, policy=""):
     if out.size == 0 and indices.size:  # (TF refuses this before any other check)
         raise ValueError(f"{what}: indices and updates specified for an empty output of shape "
                          f"{list(out.shape)} (indices shape {list(indices.shape)})")
+    if indices.ndim == 0:
+        raise ValueError(f"{what}: indices must be at least rank 1")
     k = indices.shape[-1]
-    flat, mask = _nd_index(indices, out.shape, what, policy)
-    n = flat.shape[0]
     want = indices.shape[:-1] + out.shape[k:]
-    if updates.shape != want:
+    if k <= out.ndim and updates.shape != want:  # (shapes first: no index table before)
         raise ValueError(f"{what}: updates must have shape {list(want)}, got "
                          f"{list(updates.shape)}")
+    flat, mask = _nd_index(indices, out.shape, what, policy)
+    if updates.size == 0:  # (nothing to scatter: no table of 2**31 empty rows' positions)
+        return out
+    n = flat.shape[0]
     upd = updates.reshape((n,) + out.shape[k:])
     if mask is not None:
         flat, upd = flat[mask], upd[mask]
