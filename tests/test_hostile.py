@@ -618,6 +618,12 @@ def _z(*shape, dtype=np.float32):
      (td.ResourceExhaustedError, "gathered slices")),
     ("GatherNd", (_z(_BIG, 0), _z(_BIG, 0, dtype=np.int32)), {},
      (td.ResourceExhaustedError, "gathered slices")),
+    ("SoftmaxCrossEntropyWithLogits", (_z(_BIG, 0, dtype=np.float16),) * 2, {},
+     (td.ResourceExhaustedError, "losses")),
+    ("UniqueV2", (_z(_BIG, 6, 0), np.int64([0])), {},
+     (td.ResourceExhaustedError, "unique indices")),
+    ("UniqueWithCountsV2", (_z(_BIG, 6, 0), np.int32([0])), {"out_idx": "int64"},
+     (td.ResourceExhaustedError, "unique indices")),
     # (an ordinary error naming the problem, before any table of the 2**31 indices)
     ("ScatterNd", (_z(_BIG, 0, dtype=np.int32), np.ones(4, np.float32), np.int32([6])), {},
      (ValueError, "updates must have shape")),
@@ -629,6 +635,8 @@ def _z(*shape, dtype=np.float32):
      [((0,), np.float32)]),
     ("TensorScatterAdd", (_z(5, 0), _z(_BIG, 0, dtype=np.int32), _z(_BIG, 5, 0)), {},
      [((5, 0), np.float32)]),
+    ("SoftmaxCrossEntropyWithLogits", (_z(5, 0, dtype=np.float16),) * 2, {},  # (no classes:
+     [((5,), np.float16), ((5, 0), np.float16)]),                          # a loss of 0, as TF)
 ])
 def test_huge_but_empty_inputs_fail_cleanly_or_make_nothing_fast(op, args, attrs, expect):
     """(The systematic probe's "huge but empty" inputs: a dim of 2**31 - 1 beside a 0, no

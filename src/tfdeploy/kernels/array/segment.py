@@ -283,10 +283,11 @@ def _unique_rows(keys: np.ndarray):
     n = keys.shape[0]
     if n == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    check_array((n,), np.int64, "the unique indices")  # (before any table of the n rows)
+    if keys.shape[1] == 0:  # (empty rows are all one row)
+        return np.zeros(1, np.int64), np.zeros(n, np.int64), np.int64([n])
     if keys.shape[1] == 1:
         perm = np.argsort(keys[:, 0], kind="stable")
-    elif keys.shape[1] == 0:
-        perm = np.arange(n)
     else:
         perm = np.lexsort(keys.T[::-1])
     ks = keys[perm]
@@ -422,6 +423,10 @@ def SoftmaxCrossEntropyWithLogits(features, labels):
         raise ValueError(f"features and labels must be 2-D, got {features.shape} and "
                          f"{labels.shape}")
     work = np.float32 if low_precision(t) else t
+    check_array(f.shape[:1], work, "the losses")
+    check_array(f.shape, work, "the gradient")  # (features and labels broadcast to it)
+    if f.shape[1] == 0:  # (no classes: a loss of 0, as TF; no max over them)
+        return np.zeros(f.shape[:1], t), np.zeros(f.shape, t)
     f, lab = f.astype(work), lab.astype(work)
     logp = _log_softmax(f)
     loss = -np.sum(lab * logp, axis=-1)
