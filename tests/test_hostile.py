@@ -614,6 +614,7 @@ def _z(*shape, dtype=np.float32):
 
 @pytest.mark.parametrize("op,args,attrs,expect", [
     # (a clean error: over the tensor limit, or empty but beyond what numpy can index)
+    ("Diag", (_z(_BIG, 0),), {}, (td.ResourceExhaustedError, "diagonal tensor")),
     ("GatherNd", (_z(2, 3), _z(_BIG, 0, dtype=np.int32)), {},
      (td.ResourceExhaustedError, "gathered slices")),
     ("GatherNd", (_z(_BIG, 0), _z(_BIG, 0, dtype=np.int32)), {},
@@ -625,12 +626,16 @@ def _z(*shape, dtype=np.float32):
     ("UniqueWithCountsV2", (_z(_BIG, 6, 0), np.int32([0])), {"out_idx": "int64"},
      (td.ResourceExhaustedError, "unique indices")),
     # (an ordinary error naming the problem, before any table of the 2**31 indices)
+    ("BandedTriangularSolve", (_z(0, _BIG), np.ones((5, 2), np.float32)), {},
+     (ValueError, "must not be empty")),
     ("ScatterNd", (_z(_BIG, 0, dtype=np.int32), np.ones(4, np.float32), np.int32([6])), {},
      (ValueError, "updates must have shape")),
     *[(f"TensorScatter{m}", (np.ones(6, np.float32), _z(_BIG, 0, dtype=np.int32),
                              np.ones(4, np.float32)), {}, (ValueError, "updates must have shape"))
       for m in ("Add", "Sub", "Max", "Min", "Update")],
     # (TF's empty result, at once)
+    ("MatrixBandPart", (_z(0, 4, _BIG), np.int64(0), np.int64(0)), {},
+     [((0, 4, _BIG), np.float32)]),
     ("ScatterNd", (_z(_BIG, 0, dtype=np.int32), _z(_BIG, 0), np.int32([0])), {},
      [((0,), np.float32)]),
     ("TensorScatterAdd", (_z(5, 0), _z(_BIG, 0, dtype=np.int32), _z(_BIG, 5, 0)), {},

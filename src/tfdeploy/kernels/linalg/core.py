@@ -526,9 +526,10 @@ def BandedTriangularSolve(matrix, rhs, *, lower=True, adjoint=False):
     band = np.asarray(matrix)
     if band.ndim < 2:
         raise ValueError(f"matrix must be [..., K, M], got {list(band.shape)}")
+    if band.size == 0:  # (as TF; its dense matrices [..., M, M] could not be made anyway)
+        raise ValueError(f"BandedTriangularSolve: matrix must not be empty, got shape "
+                         f"{list(band.shape)}")
     k, m = band.shape[-2:]
-    if m == 0 or k == 0:
-        return MatrixTriangularSolve(np.zeros(band.shape[:-2] + (m, m), band.dtype), rhs)
     k = min(k, m)
     band = band[..., :k, :] if lower else band[..., band.shape[-2] - k:, :]
     if k == 1:
@@ -548,6 +549,8 @@ def MatrixBandPart(input, num_lower, num_upper):
     m, n = x.shape[-2:]
     if lo > m or up > n:
         raise ValueError(f"num_lower ({lo}) must be <= {m} and num_upper ({up}) <= {n}")
+    if x.size == 0:  # (no band table for an empty batch of huge matrices)
+        return x.copy()
     d = np.arange(n)[None, :] - np.arange(m)[:, None]  # j - i
     keep = ((lo < 0) | (-d <= lo)) & ((up < 0) | (d <= up))
     return np.where(keep, x, np.zeros((), x.dtype))
@@ -713,7 +716,8 @@ def Diag(diagonal):
     """Diag: a tensor of shape s + s with ``diagonal`` (shape s) on its diagonal."""
     d = np.asarray(diagonal)
     n = d.size
-    check_array((n, n), d.dtype, "the diagonal tensor")  # (n**2 from n: 40 GB from 400 KB)
+    # (n**2 from n: 40 GB from 400 KB; and an empty s whose s + s numpy cannot index)
+    check_array(d.shape + d.shape, d.dtype, "the diagonal tensor")
     out = np.zeros((n, n), d.dtype)
     out[np.arange(n), np.arange(n)] = d.reshape(-1)
     return out.reshape(d.shape + d.shape)
