@@ -615,10 +615,14 @@ def _z(*shape, dtype=np.float32):
 @pytest.mark.parametrize("op,args,attrs,expect", [
     # (a clean error: over the tensor limit, or empty but beyond what numpy can index)
     ("Diag", (_z(_BIG, 0),), {}, (td.ResourceExhaustedError, "diagonal tensor")),
+    ("Fingerprint", (_z(_BIG, 3, 0, dtype=np.int32), np.array(b"farmhash64", object)), {},
+     (td.ResourceExhaustedError, "fingerprints")),
     ("GatherNd", (_z(2, 3), _z(_BIG, 0, dtype=np.int32)), {},
      (td.ResourceExhaustedError, "gathered slices")),
     ("GatherNd", (_z(_BIG, 0), _z(_BIG, 0, dtype=np.int32)), {},
      (td.ResourceExhaustedError, "gathered slices")),
+    ("ReduceJoin", (np.zeros((0, 3, _BIG), object), np.int32([0])), {},
+     (td.ResourceExhaustedError, "joined strings")),
     ("SoftmaxCrossEntropyWithLogits", (_z(_BIG, 0, dtype=np.float16),) * 2, {},
      (td.ResourceExhaustedError, "losses")),
     ("UniqueV2", (_z(_BIG, 6, 0), np.int64([0])), {},

@@ -175,8 +175,9 @@ def ReduceJoin(inputs, reduction_indices, *, keep_dims=False, separator=""):
     count = int(np.prod([x.shape[d] for d in axes]))
     sep = _to_bytes(separator)
     n_out = int(np.prod(kept_shape))
-    if count == 0 or n_out == 0:
-        out = strings_array([b""] * n_out, kept_shape)
+    check_elements(kept_shape, 8, "the joined strings")
+    if count == 0 or n_out == 0:  # (no list of n_out empty strings)
+        out = np.full(kept_shape, b"", dtype=object)
     else:
         flat = moved.reshape(n_out, count)
         out = strings_array([sep.join(as_bytes_list(r)) for r in flat], kept_shape)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfdeploy.kernels.common import op
+from tfdeploy.runtime.limits import check_array
 
 _U64 = np.uint64
 _K0 = _U64(0xC3A5C85C97CB3127)
@@ -350,6 +351,7 @@ def Fingerprint(data, method):
         raise ValueError("Fingerprint needs data of rank >= 1")
     rows = data.shape[0]
     per_row = data.size // rows if rows else 0
+    check_array((rows, 8), np.uint8, "the fingerprints")
     if data.dtype == object:
         if per_row == 0 and rows:
             raise ValueError("Fingerprint of rows with no strings is undefined in TF")
@@ -359,7 +361,9 @@ def Fingerprint(data, method):
             fp = fingerprint64([r.tobytes() for r in buf])
     else:
         le = data.astype(data.dtype.newbyteorder("<"), copy=False)
-        raw = np.ascontiguousarray(le).view(np.uint8).reshape(rows, -1) if data.size else \
-            np.zeros((rows, 0), np.uint8)
-        fp = fingerprint64([r.tobytes() for r in raw])
+        if data.size:
+            raw = np.ascontiguousarray(le).view(np.uint8).reshape(rows, -1)
+            fp = fingerprint64([r.tobytes() for r in raw])
+        else:  # (empty rows hash alike: no loop over 2**31 of them)
+            fp = np.full(rows, fingerprint64([b""])[0], _U64)
     return np.ascontiguousarray(fp.astype("<u8")).view(np.uint8).reshape(rows, 8)
