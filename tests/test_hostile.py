@@ -615,6 +615,7 @@ def _z(*shape, dtype=np.float32):
 @pytest.mark.parametrize("op,args,attrs,expect", [
     # (a clean error: over the tensor limit, or empty but beyond what numpy can index)
     ("Diag", (_z(_BIG, 0),), {}, (td.ResourceExhaustedError, "diagonal tensor")),
+    ("Complex", (_z(_BIG, 1, 0), _z(_BIG, 0)), {}, (td.ResourceExhaustedError, "complex result")),
     ("Fingerprint", (_z(_BIG, 3, 0, dtype=np.int32), np.array(b"farmhash64", object)), {},
      (td.ResourceExhaustedError, "fingerprints")),
     ("GatherNd", (_z(2, 3), _z(_BIG, 0, dtype=np.int32)), {},
@@ -638,8 +639,11 @@ def _z(*shape, dtype=np.float32):
                              np.ones(4, np.float32)), {}, (ValueError, "updates must have shape"))
       for m in ("Add", "Sub", "Max", "Min", "Update")],
     # (TF's empty result, at once)
+    ("AdjustContrastv2", (_z(0, 4, _BIG), np.float32(0.4)), {}, [((0, 4, _BIG), np.float32)]),
     ("MatrixBandPart", (_z(0, 4, _BIG), np.int64(0), np.int64(0)), {},
      [((0, 4, _BIG), np.float32)]),
+    ("ReverseSequence", (_z(4, _BIG, 0), np.int64([3, 2, 5, 1])), {"seq_dim": 1},
+     [((4, _BIG, 0), np.float32)]),
     ("ScatterNd", (_z(_BIG, 0, dtype=np.int32), _z(_BIG, 0), np.int32([0])), {},
      [((0,), np.float32)]),
     ("TensorScatterAdd", (_z(5, 0), _z(_BIG, 0, dtype=np.int32), _z(_BIG, 5, 0)), {},

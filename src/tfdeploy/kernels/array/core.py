@@ -638,6 +638,8 @@ def ReverseSequence(input, seq_lengths, *, seq_dim, batch_dim=0):
     if lens.size != n or (lens.size and (lens.min() < 0 or lens.max() > t)):
         raise ValueError(f"ReverseSequence: seq_lengths must be {n} values in [0, {t}], "
                          f"got {lens.tolist()}")
+    if input.size == 0:  # (no [batch, time] index table for nothing to reverse)
+        return input.copy()
     pos = np.arange(t)
     idx = np.where(pos < lens[:, None], lens[:, None] - 1 - pos, pos)  # [batch, time]
     if bd > sd:

@@ -78,6 +78,8 @@ def AdjustContrastv2(images, contrast_factor):
     """AdjustContrastv2: (x - mean) * contrast_factor + mean, mean over height and width."""
     _check_image(images)
     t = images.dtype
+    if images.size == 0:  # (no pixels: no mean, whose channels alone may be gigabytes)
+        return np.empty(images.shape, t)
     x = images.astype(_F32, copy=False)
     h, w = images.shape[-3], images.shape[-2]
     mean = (np.sum(x, axis=(-3, -2), keepdims=True) / _F32(h * w)).astype(t)

@@ -166,7 +166,10 @@ def IRFFT3D(input, fft_length, *, Treal="float32"):
 def Complex(real, imag, *, Tout="complex64"):
     """Complex: real + 1j * imag, broadcast."""
     out_dt = np_dtype(Tout)
-    re, im = np.broadcast_arrays(np.asarray(real), np.asarray(imag))
+    re, im = np.asarray(real), np.asarray(imag)
+    # (an empty result may still be too big for numpy to index, even as a broadcast view)
+    check_array(np.broadcast_shapes(re.shape, im.shape), out_dt, "the complex result")
+    re, im = np.broadcast_arrays(re, im)
     out = np.empty(re.shape, out_dt)
     out.real, out.imag = re, im
     return out
