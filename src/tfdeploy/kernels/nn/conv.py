@@ -218,6 +218,18 @@ def depthwise_groups(w_shape, c: int) -> bool:
     return len(w_shape) == 4 and w_shape[2] == 1 and c > 1 and w_shape[3] % c == 0
 
 
+def _groups(c: int, cg: int, co: int) -> int:
+    """The number of groups of a convolution of ``c`` input channels by a filter of depth
+    ``cg`` to ``co`` output channels, or the error TF gives."""
+    if c == 0 and cg:
+        raise ValueError(f"input depth 0: a grouped convolution by a filter of depth {cg} must "
+                         "have at least one group")
+    if cg == 0 or c % cg or co % (c // cg):
+        raise ValueError(f"input depth {c} must be a multiple of the filter depth {cg}, and "
+                         f"the output channels {co} a multiple of the number of groups")
+    return c // cg
+
+
 def conv_nd(x: np.ndarray, w: np.ndarray, strides, dilations, pads, outs,
             epilogue: Epilogue | None = None) -> np.ndarray:
     """Channels-last N-d convolution of ``x`` [N, *S, C] with ``w`` [*K, C/G, O] (G groups).
@@ -228,13 +240,7 @@ def conv_nd(x: np.ndarray, w: np.ndarray, strides, dilations, pads, outs,
     nsp = x.ndim - 2
     ks, cg, co = w.shape[:nsp], w.shape[-2], w.shape[-1]
     c = x.shape[-1]
-    if c == 0 and cg:
-        raise ValueError(f"input depth 0: a grouped convolution by a filter of depth {cg} must "
-                         "have at least one group")
-    if cg == 0 or c % cg or co % (c // cg):
-        raise ValueError(f"input depth {c} must be a multiple of the filter depth {cg}, and "
-                         f"the output channels {co} a multiple of the number of groups")
-    g = c // cg
+    g = _groups(c, cg, co)
     n = x.shape[0]
     if depthwise_groups(w.shape, c):  # (one input channel a group: a depthwise convolution)
         return depthwise_2d(x, w.reshape(*ks, c, co // c), strides, dilations, pads, *outs,
