@@ -18,8 +18,8 @@ Of the free buffers large enough (up to ``OUTPUT_FIT`` times the result), the on
 last is taken: in a chain of layers that is the one the previous layer read, still in cache,
 whatever its shape. Kept by exact size instead, a layer's buffer was the one the same layer
 used a whole call ago, out of cache by then: writing into it read it back from memory first
-(MobileNetV2 at batch 1: 2.7-4.2% slower in three A/B runs in one process, one thread; batch
-8 and EfficientNetB0 about 1%; ResNet50 the same), and the pool kept a buffer per size (4
+(MobileNetV2 at batch 1: 2.7% and 3.8% slower in two A/B runs in one process, one thread;
+batch 8 and EfficientNetB0 0.4%; ResNet50 0.3%), and the pool kept a buffer per size (4
 buffers of 9.8 MB in all now at batch 1).
 """
 
