@@ -195,6 +195,11 @@ def trim_taps(sizes, ks, strides, dilations, pads, outs, w: np.ndarray | None = 
     return tuple(cuts), new
 
 
+def trim_key(cuts) -> tuple:
+    """A hashable key of ``trim_taps``' slices (a cut filter's derived forms kept apart)."""
+    return ("cut",) + tuple((c.start, c.stop) for c in cuts)
+
+
 def _blocks(n: int, rows: int, pixels_per_row: int, row_bytes: int, parts: int = 1):
     """(image slice, row slice) blocks covering an [n, rows, ...] output, each about
     ``_BLOCK_BYTES`` of patches and at least ``_MIN_ROWS`` matmul rows when possible; at
@@ -596,7 +601,7 @@ def _depthwise(input, filter, strides, padding, explicit_paddings, data_format, 
     if trim is not None:  # (the tiled weights of the cut filter are kept apart)
         w, pads = w[trim[0]], trim[1]
         if tiles is not None:
-            tiles = tiles.setdefault(("cut",) + tuple((c.start, c.stop) for c in trim[0]), {})
+            tiles = tiles.setdefault(trim_key(trim[0]), {})
     dt = input.dtype
     if low_precision(dt):
         x, w = x.astype(np.float32), w.astype(np.float32)

@@ -25,6 +25,7 @@ from tfdeploy.kernels.nn.conv import (
     depthwise_groups,
     explicit_pairs,
     gemm_rows,
+    trim_key,
     trim_taps,
 )
 from tfdeploy.kernels.nn.depthwise import Epilogue, depthwise_2d
@@ -283,12 +284,15 @@ class _Runner:
         dl = _spatial_attr(dilations, fmt, "dilations")
         pairs = explicit_pairs(explicit, fmt) if padding == "EXPLICIT" else None
         outs, pads = _geometry(x.shape[1:3], w.shape[:2], st, dl, padding, pairs)
-        if trim_taps(x.shape[1:3], w.shape[:2], st, dl, pads, outs) is not None and \
-                derived(w, "finite", lambda: all_finite(w)):
-            return self._generic  # (taps that read only padding: the op's kernel cuts them)
+        tiles, cut = self.tiles, trim_taps(x.shape[1:3], w.shape[:2], st, dl, pads, outs)
+        if cut is not None and derived(w, "finite", lambda: all_finite(w)):
+            # taps that read only padding left out, once per shape: the cut filter's tiles
+            # kept apart, and no Winograd transform (the runner keeps one, the whole filter's)
+            w, pads, tiles = np.ascontiguousarray(w[cut[0]]), cut[1], tiles.setdefault(
+                trim_key(cut[0]), {})
         grouped = self.op == "Conv2D" and depthwise_groups(w.shape, x.shape[-1])
         if self.op == "DepthwiseConv2dNative" or grouped:
-            tiles, bias = self.tiles, self.bias
+            bias = self.bias
             if grouped:  # (Conv2D(groups=C): [KH, KW, 1, O] -> [KH, KW, C, O/C])
                 w = w.reshape(*w.shape[:2], x.shape[-1], w.shape[3] // x.shape[-1])
                 tiles = tiles.setdefault(("groups", x.shape[-1]), {})  # (per depth C)
@@ -313,8 +317,9 @@ class _Runner:
                                   None if self.bias is None else np.tile(self.bias, outs[1]),
                                   self.prologue)
         geom = (x.shape, w.shape, x.dtype, st, dl, pads)
-        fits = not self.one_run and winograd.applies(*geom)
-        band = not self.one_run and not fits and winograd.borderline(*geom)
+        whole = not self.one_run and w is self.filter
+        fits = whole and winograd.applies(*geom)
+        band = whole and not fits and winograd.borderline(*geom)
         # (an inf weight: its transform would make NaN too; the band's convolutions measured)
         if (fits or band) and all_finite(w) and (
                 fits or self._winograd_pays(x, w, st, dl, pads, outs)):
