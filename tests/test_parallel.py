@@ -127,3 +127,17 @@ def test_a_block_of_a_split_never_splits_again(two_threads):
     parallel.run_blocks(block, 10, 2)
     assert seen.count(1) == 2 and sorted(x for x in seen if x != 1) == [("inner", 0, 4)] * 2
     assert parallel.blocks(1000, 1 << 30) == 2
+
+
+def test_blocks_run_with_numpys_warnings_off(two_threads):
+    """A split's blocks, on the caller's thread and on the workers (whose numpy error state
+    is their own), compute inf and NaN silently, as a model call does on its own thread."""
+    got = []
+
+    def block(a, b):
+        got.append(tuple(sorted(set(np.geterr().values()))))
+
+    with np.errstate(all="warn"):
+        parallel.run_blocks(block, 10, 2)
+        assert np.geterr()["divide"] == "warn"
+    assert got == [("ignore",), ("ignore",)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 import weakref
 
 import numpy as np
@@ -512,3 +513,30 @@ def test_check_numerics_names_nan_and_inf():
             y[1, 2] = v
             with pytest.raises(td.TFDeployError, match=f"bad input : Tensor had {what}"):
                 m(y)
+
+
+def test_inf_and_nan_give_tfs_values_without_numpy_warnings():
+    """TF computes inf and NaN silently; a model call does too (numpy's error state is set to
+    ignore for the call, in its worker threads as well), and leaves the caller's as it was."""
+    nodes = [placeholder("x"), placeholder("y"), Node("d", "Sub", ["x", "x"]),
+             Node("l", "Log", ["x"]), Node("q", "RealDiv", ["x", "y"]),
+             Node("e", "Exp", ["x"]), Node("m", "Mul", ["x", "y"])]
+    m = model_of(nodes, ["x", "y"], ["d", "l", "q", "e", "m"])
+    x = np.array([np.inf, -1, 0, 100, np.nan, -np.inf], np.float32)
+    y = np.array([0, 0, 0, np.inf, 1, 0], np.float32)
+    with np.errstate(all="ignore"):
+        want = (x - x, np.log(x), x / y, np.exp(x), x * y)
+    for _ in range(2):  # (the tracing call, then the specialized plan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = m(x, y)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+    with np.errstate(all="raise"):
+        m(x, y)  # (no FloatingPointError from inside either)
+        with pytest.raises(td.ExecutionError):
+            m(x, y[:2])
+        with pytest.raises(FloatingPointError):
+            np.log(np.zeros(1, np.float32))
+    with pytest.warns(RuntimeWarning):
+        np.log(np.zeros(1, np.float32))

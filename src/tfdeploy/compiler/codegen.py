@@ -13,6 +13,7 @@ import numpy as np
 
 from tfdeploy.compiler.plan import Plan
 from tfdeploy.errors import ExecutionError, ResourceExhaustedError, TFDeployError
+from tfdeploy.numerics import IGNORE_ERRORS, quiet_reset, quiet_set
 
 
 def _failure(plan: Plan, k: int, e: BaseException) -> ExecutionError:
@@ -181,10 +182,15 @@ def generate(plan: Plan):
     body = _step_lines(plan, params, defaults)
     if body:
         lines.append("    k = -1")
+        if not plan.nested:  # (numpy's warnings off for the call: TF's silent inf and NaN)
+            lines.append("    _q = _quiet_set(_ignore)")
         lines.append("    try:")
         lines.extend(body)
         lines.append("    except Exception as e:")
         lines.append("        raise _failure(_plan, k, e) from e")
+        if not plan.nested:
+            lines.append("    finally:")
+            lines.append("        _quiet_reset(_q)")
     lines.append(f"    return {_fetch_expr(plan)}")
     # defaults are bound through a factory so the names _c*/_f* exist when `def` runs
     params.append("_nd=_nd")
@@ -195,7 +201,8 @@ def generate(plan: Plan):
            + "\n".join("  " + ln for ln in lines) + "\n"
            "  return run\n")
     scope = {"_failure": _failure, "_plan": plan, "_nfeeds": _nfeeds, "_own": _own,
-             "_copy": _copy, "_distinct": _distinct, "_one_output": _one_output, "np": np}
+             "_copy": _copy, "_distinct": _distinct, "_one_output": _one_output, "np": np,
+             "_quiet_set": quiet_set, "_quiet_reset": quiet_reset, "_ignore": IGNORE_ERRORS}
     exec(compile(src, f"<tfdeploy plan of {len(plan.steps)} steps>", "exec"), scope)
     plan.source = src
     return scope["_make"](*defaults)

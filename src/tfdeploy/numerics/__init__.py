@@ -9,6 +9,58 @@ import numpy as _np
 clip = getattr(getattr(_np, "_core", None), "umath", None)
 clip = getattr(clip, "clip", None) or _np.clip
 
+# numpy's floating-point error state (np.errstate) is a context variable since numpy 2.0;
+# setting it to a prepared "ignore everything" state costs 0.13 us, np.errstate 0.87 (its
+# Python wrapper builds the state on every entry). Where numpy does not expose it, np.errstate.
+try:
+    from numpy._core._multiarray_umath import _extobj_contextvar as _ERR_STATE
+    from numpy._core._multiarray_umath import _make_extobj
+    IGNORE_ERRORS = _make_extobj(all="ignore")
+    quiet_set, quiet_reset = _ERR_STATE.set, _ERR_STATE.reset
+except (ImportError, AttributeError, TypeError):  # (numpy 1.x)
+    _ERR_STATE = IGNORE_ERRORS = None
+
+    def quiet_set(_state):
+        """numpy 1.x: np.errstate(all="ignore") entered; its token for ``quiet_reset``."""
+        e = _np.errstate(all="ignore")
+        e.__enter__()
+        return e
+
+    def quiet_reset(token):
+        token.__exit__(None, None, None)
+
+
+class _Quiet:
+    __slots__ = ("token",)
+
+    def __enter__(self):
+        self.token = quiet_set(IGNORE_ERRORS)
+
+    def __exit__(self, *exc):
+        quiet_reset(self.token)
+
+
+class _Already:
+    __slots__ = ()
+
+    def __enter__(self):
+        pass
+
+    def __exit__(self, *exc):
+        pass
+
+
+_ALREADY = _Already()
+
+
+def quiet():
+    """``np.errstate(all="ignore")``, cheaper: floating-point errors (overflow to inf, NaN from
+    inf - inf, division by zero...) give TF's values without numpy's RuntimeWarnings. A
+    compiled plan runs its whole call so (``codegen``); inside one, this costs 0.1 us."""
+    if _ERR_STATE is not None and _ERR_STATE.get() is IGNORE_ERRORS:
+        return _ALREADY
+    return _Quiet()
+
 
 def blocks(n: int, block: int) -> list:
     """(start, stop) of the blocks of ``n`` values taken ``block`` at a time, a remainder of

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfdeploy.numerics import clip
+from tfdeploy.numerics import clip, quiet
 
 _EXPONENT = np.uint32(0x7F800000)
 #: the float32 exponent bits of 2**-14 (float16's smallest normal) and of 2**15 (its last binade)
@@ -75,7 +75,7 @@ def round_to_float16(y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray
     if not y.size:
         return np.empty(y.shape, np.float32) if out is None else out
     if y.size <= ROUND_BY_ASTYPE:
-        with np.errstate(over="ignore", invalid="ignore"):  # (overflow: inf, as the rounding)
+        with quiet():  # (overflow: inf, as the rounding)
             h = y.astype(np.float16)
         if out is None:
             return h.astype(np.float32)

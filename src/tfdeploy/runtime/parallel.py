@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from tfdeploy.numerics import IGNORE_ERRORS, quiet_reset, quiet_set
 from tfdeploy.runtime import threads as _threads
 
 #: a step splits only into blocks of at least this much work (multiply-adds, or values for
@@ -81,7 +82,9 @@ def _block(fn: Callable[[int, int], object], start: int, stop: int) -> None:
     """``fn(start, stop)``, marked as inside a split for this thread (``blocks``)."""
     outer = getattr(_inside, "active", False)
     _inside.active = True
+    quiet = quiet_set(IGNORE_ERRORS)  # (a worker thread has numpy's error state of its own)
     try:
         fn(start, stop)
     finally:
+        quiet_reset(quiet)
         _inside.active = outer

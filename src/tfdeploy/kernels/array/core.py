@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from tfdeploy.kernels.common import all_finite, normalize_axis, np_dtype, op, specializer
+from tfdeploy.numerics import quiet
 from tfdeploy.runtime.limits import check_array, check_elements
 
 # --- identities ---------------------------------------------------------------------------------
@@ -410,7 +411,7 @@ def Cast(x, *, DstT, Truncate=False):
         raise TypeError(f"Cast: unsupported cast from {src} to {dst}")
     if src.kind in "biu" and (dst.kind in "biu" or dst.kind in "fc" and dst.itemsize >= 4):
         return x.astype(dst)  # the common exact case: no warnings to silence
-    with np.errstate(invalid="ignore", over="ignore"):
+    with quiet():
         if Truncate and (src.name, dst.name) in _TRUNCATE_BITS:
             x = _zero_low_bits(x, _TRUNCATE_BITS[src.name, dst.name])
         if src.kind == "c" and dst.kind != "c":

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import numpy as np
 
 from tfdeploy.kernels.common import Tiled, as_array, low_precision, op, specializer
-from tfdeploy.numerics import clip
+from tfdeploy.numerics import clip, quiet
 from tfdeploy.registry import IMPL_SCIPY
 
 
@@ -79,7 +79,7 @@ def Mul(x, y):
 @op("MulNoNan")
 def MulNoNan(x, y):
     """MulNoNan: x * y, but 0 where y == 0 even if x is inf or nan."""
-    with np.errstate(invalid="ignore"):
+    with quiet():
         return as_array(np.where(y == 0, np.zeros((), x.dtype), np.multiply(x, y)))
 
 
@@ -115,7 +115,7 @@ def RealDiv(x, y):
     if x.dtype.kind in "iu":
         _check_int_divisor(y)
         return _trunc_div_int(x, y)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with quiet():
         return as_array(np.divide(x, y))
 
 
@@ -149,7 +149,7 @@ def _narrow_constant(kernel: Callable, ufunc, errstate: dict) -> Callable:
             if a.size <= limit:
                 t = small.like(a)
                 if errstate:
-                    with np.errstate(**errstate):
+                    with quiet():
                         return ufunc(t, a) if first else ufunc(a, t)
                 return ufunc(t, a) if first else ufunc(a, t)
             if not narrow or a.ndim < rank or a.shape[-1] != n or a.size < _NARROW_MIN_SIZE or \
@@ -163,7 +163,7 @@ def _narrow_constant(kernel: Callable, ufunc, errstate: dict) -> Callable:
                     tiles[width] = t
             out = np.empty(a.shape, dt)
             a2, o2 = a.reshape(-1, width), out.reshape(-1, width)
-            with np.errstate(**errstate):
+            with quiet():
                 if first:
                     ufunc(t, a2, out=o2)
                 else:
@@ -193,7 +193,7 @@ def TruncateDiv(x, y):
     """TruncateDiv: x / y rounded toward zero."""
     if x.dtype.kind in "iu":
         return RealDiv(x, y)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with quiet():
         return as_array(np.trunc(np.divide(x, y)))
 
 
@@ -203,7 +203,7 @@ def FloorDiv(x, y):
     if x.dtype.kind in "iu":
         _check_int_divisor(y)
         return as_array(np.floor_divide(x, y))
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with quiet():
         # the quotient is rounded to the input's precision before flooring, as TF
         return as_array(np.floor(np.divide(x, y)))
 
@@ -211,14 +211,14 @@ def FloorDiv(x, y):
 @op("DivNoNan")
 def DivNoNan(x, y):
     """DivNoNan: x / y, but 0 where y == 0."""
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with quiet():
         return as_array(np.where(y == 0, np.zeros((), x.dtype), np.divide(x, y)))
 
 
 def _trunc_mod(x, y):
     if x.dtype.kind in "iu":
         _check_int_divisor(y)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with quiet():
         return _f32_2(np.fmod, x, y)
 
 
@@ -247,7 +247,7 @@ def FloorMod(x, y):
         fix = (r != 0) & ((r < 0) != (b < 0))
         return np.where(fix, r + b, r)
 
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with quiet():
         return _f32_2(floor_mod, x, y)
 
 
@@ -255,16 +255,16 @@ def FloorMod(x, y):
 def Reciprocal(x):
     """Reciprocal: 1 / x (integers: truncating, as TF)."""
     if x.dtype.kind in "iu":
-        with np.errstate(divide="ignore"):
+        with quiet():
             return _trunc_div_int(np.ones((), x.dtype), x)
-    with np.errstate(divide="ignore"):
+    with quiet():
         return as_array(np.reciprocal(x))
 
 
 @op("Xdivy")
 def Xdivy(x, y):
     """Xdivy: x / y, but 0 where x == 0."""
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with quiet():
         return as_array(np.where(x == 0, np.zeros((), x.dtype), np.divide(x, y)))
 
 
@@ -305,7 +305,7 @@ def Pow(x, y):
         if y.dtype.kind == "i" and np.any(y < 0):
             raise ValueError("Integers to negative integer powers are not allowed")
         return as_array(np.power(x, y))
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+    with quiet():
         return _f32_2(np.power, x, y)
 
 
@@ -331,7 +331,7 @@ def _pow_constant(consts, **attrs):
     def PowConstant(x):
         if x.dtype != dt or x.ndim < ndim:  # (a result of another dtype or rank: TF's way)
             return Pow(x, y)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        with quiet():
             return as_array(fn(x))
     return PowConstant
 
@@ -345,14 +345,14 @@ def Square(x):
 @op("Sqrt")
 def Sqrt(x):
     """Sqrt: the square root (NaN for negative reals)."""
-    with np.errstate(invalid="ignore"):
+    with quiet():
         return as_array(np.sqrt(x))
 
 
 @op("Rsqrt")
 def Rsqrt(x):
     """Rsqrt: 1 / sqrt(x)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with quiet():
         if low_precision(x.dtype):
             return as_array(1.0 / np.sqrt(x.astype(np.float32))).astype(x.dtype)
         r = as_array(np.sqrt(x))
@@ -364,14 +364,14 @@ def Rsqrt(x):
 @op("Exp")
 def Exp(x):
     """Exp: e ** x."""
-    with np.errstate(over="ignore", invalid="ignore"):
+    with quiet():
         return _f32(np.exp, x)
 
 
 @op("Expm1")
 def Expm1(x):
     """Expm1: e ** x - 1, accurate near 0."""
-    with np.errstate(over="ignore", invalid="ignore"):
+    with quiet():
         if x.dtype.kind == "c":
             return _cexpm1(x)
         return _f32(np.expm1, x)
@@ -395,28 +395,28 @@ def _clog1p(z: np.ndarray) -> np.ndarray:
 @op("Log")
 def Log(x):
     """Log: the natural logarithm (-inf at 0, NaN for negative reals)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with quiet():
         return _f32(np.log, x)
 
 
 @op("Log1p")
 def Log1p(x):
     """Log1p: log(1 + x), accurate near 0."""
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+    with quiet():
         if x.dtype.kind == "c":
             return _clog1p(x)
         return _f32(np.log1p, x)
 
 
 def _xlog(x, logy):
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with quiet():
         return as_array(np.where(x == 0, np.zeros((), x.dtype), np.multiply(x, logy)))
 
 
 @op("Xlogy")
 def Xlogy(x, y):
     """Xlogy: x * log(y), but 0 where x == 0."""
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with quiet():
         if low_precision(x.dtype):
             return _xlog(x.astype(np.float32), np.log(y.astype(np.float32))).astype(x.dtype)
         return _xlog(x, np.log(y))
@@ -425,7 +425,7 @@ def Xlogy(x, y):
 @op("Xlog1py")
 def Xlog1py(x, y):
     """Xlog1py: x * log1p(y), but 0 where x == 0."""
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with quiet():
         if low_precision(x.dtype):
             return _xlog(x.astype(np.float32), np.log1p(y.astype(np.float32))).astype(x.dtype)
         if x.dtype.kind == "c":
@@ -435,14 +435,14 @@ def Xlog1py(x, y):
 
 # --- trigonometric and hyperbolic ----------------------------------------------------------
 
-def _unary(ufunc, name: str, doc: str, quiet: bool = False):
-    """A kernel applying ``ufunc``. ``quiet``: the ufunc raises no floating-point warnings on
-    real inputs, so those skip np.errstate, which costs more than the ufunc on small arrays
-    (recurrent networks call Tanh on a few hundred elements per step)."""
+def _unary(ufunc, name: str, doc: str, silent: bool = False):
+    """A kernel applying ``ufunc``. ``silent``: the ufunc raises no floating-point warnings on
+    real inputs, so those skip ``quiet()``, which costs about as much as the ufunc on small
+    arrays (recurrent networks call Tanh on a few hundred elements per step)."""
     def kernel(x):
-        if quiet and x.dtype.kind == "f" and x.itemsize > 2 and x.ndim:
+        if silent and x.dtype.kind == "f" and x.itemsize > 2 and x.ndim:
             return ufunc(x)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        with quiet():
             return _f32(ufunc, x)
 
     kernel.__name__ = kernel.__qualname__ = name
@@ -455,11 +455,11 @@ Cos = _unary(np.cos, "Cos", "Cos: the cosine.")
 Tan = _unary(np.tan, "Tan", "Tan: the tangent.")
 Asin = _unary(np.arcsin, "Asin", "Asin: the inverse sine (NaN outside [-1, 1]).")
 Acos = _unary(np.arccos, "Acos", "Acos: the inverse cosine (NaN outside [-1, 1]).")
-Atan = _unary(np.arctan, "Atan", "Atan: the inverse tangent.", quiet=True)
+Atan = _unary(np.arctan, "Atan", "Atan: the inverse tangent.", silent=True)
 Sinh = _unary(np.sinh, "Sinh", "Sinh: the hyperbolic sine.")
 Cosh = _unary(np.cosh, "Cosh", "Cosh: the hyperbolic cosine.")
-Tanh = _unary(np.tanh, "Tanh", "Tanh: the hyperbolic tangent.", quiet=True)
-Asinh = _unary(np.arcsinh, "Asinh", "Asinh: the inverse hyperbolic sine.", quiet=True)
+Tanh = _unary(np.tanh, "Tanh", "Tanh: the hyperbolic tangent.", silent=True)
+Asinh = _unary(np.arcsinh, "Asinh", "Asinh: the inverse hyperbolic sine.", silent=True)
 Acosh = _unary(np.arccosh, "Acosh", "Acosh: the inverse hyperbolic cosine (NaN below 1).")
 Atanh = _unary(np.arctanh, "Atanh", "Atanh: the inverse hyperbolic tangent.")
 
@@ -499,7 +499,7 @@ def Sigmoid(x):
     if consts is not None and x.ndim:
         return _sigmoid_tail(clip(x, consts[2], consts[0]), consts[1])
     if x.dtype.kind == "c":
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        with quiet():
             # exp of the side with a non-positive real part, which cannot overflow
             e = np.exp(np.where(x.real < 0, x, -x))
             return as_array(np.where(x.real < 0, e, 1) / (1 + e))

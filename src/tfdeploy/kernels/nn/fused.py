@@ -35,6 +35,7 @@ from tfdeploy.kernels.nn.runner import conv_runner
 from tfdeploy.kernels.nn.scratch import output, scratch
 from tfdeploy.kernels.nn.transformer import gelu_
 from tfdeploy.numerics import clip as _clip
+from tfdeploy.numerics import quiet
 from tfdeploy.numerics.half import (
     float16_to_float32,
     float16_values_to_float16,
@@ -87,7 +88,7 @@ def _swish(dtype: np.dtype, beta) -> Callable:
     def swish(y, ext):
         t = scratch("swish", y.size, dtype).reshape(y.shape)
         np.multiply(y, k, out=t)
-        with np.errstate(over="ignore"):
+        with quiet():
             power(t, out=t)
         np.add(t, one, out=t)
         return np.divide(y, t, out=y)

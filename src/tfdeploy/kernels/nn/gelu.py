@@ -34,6 +34,7 @@ import math
 
 import numpy as np
 
+from tfdeploy.numerics import quiet
 from tfdeploy.numerics.quadratic import QuadraticTable, apply
 
 _SCALE_EXP = 8
@@ -67,7 +68,7 @@ def gelu_erfc_(y: np.ndarray) -> np.ndarray:
         return y
     # (-inf gives NaN through -inf * 0, huge negative values overflow s = 1024 y before the
     # clip: values the reduction does not see, so every call silences the exceptions)
-    with np.errstate(all="ignore"):
+    with quiet():
         if np.maximum.reduce(y, axis=None) < _OVERFLOW:  # (False with a NaN)
             return apply(y, y, PHI_SCALED, _finish)
         return apply(y, y, PHI_SCALED, _finish_unbounded)
