@@ -1,0 +1,113 @@
+"""Hardening, leftovers of the hostile probes (docs/security.md): empty operands TF refuses,
+int32 offsets past 2**31, huge-but-empty operands of broadcasts, control flow and TensorLists
+with hostile attributes and inputs. Each case fails cleanly (a tfdeploy error) or gives TF's
+result, at once; the TF-marked tests check the expectations against TF itself."""
+
+from __future__ import annotations
+
+import re
+import time
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import tfdeploy as td
+
+_BIG = 2 ** 31 - 1
+
+
+def _kernel(op: str):
+    from tfdeploy import registry
+
+    d = registry.get_opdef(op)
+    return d.impls.get(d.preferred) or next(iter(d.impls.values()))
+
+
+def _z(*shape, dtype=np.float32):
+    return np.zeros(shape, dtype)
+
+
+def _i32(*shape_or_values, shape=None):
+    return np.array(shape_or_values, np.int32) if shape is None else np.zeros(shape, np.int32)
+
+
+def _tf_outcome(op: str, kwargs: dict):
+    """TF's result of ``tf.raw_ops.<op>(**kwargs)`` as (shape, dtype) pairs, or its error."""
+    tf = pytest.importorskip("tensorflow")
+    try:
+        out = getattr(tf.raw_ops, op)(**kwargs)
+    except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
+        return e
+    outs = out if isinstance(out, (list, tuple)) else (out,)
+    return [(tuple(o.shape), o.numpy().dtype) for o in outs]
+
+
+def _bounded(call):
+    """``call()``'s result or error, checked to take under 1 s and 1 MiB."""
+    td.setup(max_tensor_bytes=1 << 30)
+    tracemalloc.start()
+    try:
+        t = time.perf_counter()
+        try:
+            out = call()
+        except Exception as e:  # (the caller checks which)
+            out = e
+        assert time.perf_counter() - t < 1
+        assert tracemalloc.get_traced_memory()[1] < 1 << 20
+        return out
+    finally:
+        tracemalloc.stop()
+        td.setup(max_tensor_bytes=None)
+
+
+def _expected(out, expect, dtype, error=ValueError):
+    """``out`` is ``error`` matching the text ``expect``, or an array of shape ``expect``."""
+    if isinstance(expect, str):
+        assert isinstance(out, error), repr(out)
+        assert re.search(expect, str(out)), str(out)
+    else:
+        assert not isinstance(out, Exception), repr(out)
+        assert (out.shape, out.dtype) == (expect, np.dtype(dtype))
+
+
+# ------------------------------------------------------------------ GatherNd of empty params
+
+# (params, indices, policy, expected: a ValueError's text or the result's shape)
+_GATHER_ND = [
+    (_z(0, 3), _i32([0]), "", "params of shape \\[0, 3\\] is empty"),
+    (_z(0, 3), _i32([1]), "", "params of shape \\[0, 3\\] is empty"),
+    (_z(0, 3), _i32(0), "", "requested 1 slices"),
+    (_z(3, 0), _i32([1]), "", "params of shape \\[3, 0\\] is empty"),
+    (_z(3, 0), _i32([1, 0]), "", "is empty"),
+    (_z(0, 3), _i32(shape=(2, 0)), "", "requested 2 slices"),
+    (_z(0), _i32(shape=(2, 0)), "", "requested 2 slices"),
+    (_z(0, 3), _i32([0]), "IGNORE", "is empty"),  # (was numpy's raw IndexError)
+    (_z(0, 3), _i32(shape=(2, 0)), "IGNORE", "is empty"),
+    (_z(0, 3), _i32(shape=(_BIG, 0)), "", "requested 2147483647 slices"),
+    (np.float32(5), _i32(shape=(2, 0)), "", "params must be at least a vector"),
+    (np.float32(5), _i32(shape=(0, 0)), "", "params must be at least a vector"),
+    (_z(0, 3), _i32(shape=(0, 1)), "", (0, 3)),  # (no slices asked: TF's empty result)
+    (_z(0, 3), _i32(shape=(0, 2)), "", (0,)),
+]
+
+
+@pytest.mark.parametrize("params,indices,policy,expect", _GATHER_ND)
+def test_gather_nd_of_empty_params_is_refused_as_tf_does(params, indices, policy, expect):
+    """(GatherNd gave an empty result for slices of empty params, a numpy IndexError with
+    bad_indices_policy IGNORE, and repeated a scalar params: TF refuses all three.)"""
+    kernel = _kernel("GatherNd")
+    out = _bounded(lambda: kernel(params, indices, bad_indices_policy=policy))
+    _expected(out, expect, np.float32)
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("params,indices,policy,expect",
+                         [c for c in _GATHER_ND if c[1].shape[0] != _BIG])
+def test_gather_nd_of_empty_params_as_tf(params, indices, policy, expect):
+    got = _tf_outcome("GatherNd", dict(params=params, indices=indices,
+                                       bad_indices_policy=policy))
+    if isinstance(expect, str):
+        assert isinstance(got, Exception)
+    else:
+        assert got == [(expect, np.float32)]
