@@ -111,3 +111,57 @@ def test_gather_nd_of_empty_params_as_tf(params, indices, policy, expect):
         assert isinstance(got, Exception)
     else:
         assert got == [(expect, np.float32)]
+
+
+# ------------------------------------------------------------------ BandedTriangularSolve
+
+def _ones(*shape, dtype=np.float32):
+    return np.ones(shape, dtype)
+
+
+# (matrix, rhs, expected: a ValueError's text or the result's shape)
+_BANDED = [
+    (_ones(3, 2, 3), _z(3, 0), "rhs must not be empty, got shape \\[3, 0\\]"),
+    (_ones(2, 3), _z(3, 0), "rhs must not be empty"),
+    (_ones(1, 1), _z(1, 0), "rhs must not be empty"),
+    (_ones(2, 3), _z(0, 3, 2), "rhs must not be empty"),
+    (_ones(2, 3), _z(2, 0, 3, 2), "rhs must not be empty"),
+    (_ones(2, 3), _z(0, 4), "rhs must not be empty"),  # (TF: emptiness before the rows)
+    (_ones(3, 2, 3), _z(3, 0, 3, 1), "rhs must not be empty"),  # (was numpy's broadcast error)
+    (_ones(2, 3), _z(_BIG, 0, 3, 1), "rhs must not be empty"),
+    (_z(0, 2, 3), _z(3, 0), "matrix must not be empty"),  # (the matrix first, as TF)
+    (_z(2, 0), _z(0, 0), "matrix must not be empty"),
+    (_ones(2, 2, 3), _ones(3, 3, 2), "compatible batch dimensions"),  # (was numpy's text)
+    (_ones(2, 3), _ones(4, 3), "the matrix has 3 rows, rhs 4"),
+    (_ones(2, 3), _ones(3), "rhs must have rank >= 2"),
+    (_ones(5, 3), _ones(3, 2), (3, 2)),
+    (_ones(2, 3, dtype=np.float64), _ones(2, 3, 1, dtype=np.float64), (2, 3, 1)),
+]
+
+
+@pytest.mark.parametrize("matrix,rhs,expect", _BANDED)
+def test_banded_triangular_solve_of_empty_operands_is_refused_as_tf_does(matrix, rhs, expect):
+    """(An empty rhs gave an empty result, TF refuses it: 'In[1] must not be an empty
+    tensor', for every dtype, whatever the matrix; mismatched batch dims gave numpy's
+    broadcast message.)"""
+    kernel = _kernel("BandedTriangularSolve")
+    for lower, adjoint in [(True, False), (False, True)]:
+        out = _bounded(lambda lo=lower, adj=adjoint: kernel(matrix, rhs, lower=lo, adjoint=adj))
+        _expected(out, expect, matrix.dtype)
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("matrix,rhs,expect", [c for c in _BANDED if _BIG not in c[1].shape])
+def test_banded_triangular_solve_of_empty_operands_as_tf(matrix, rhs, expect):
+    got = _tf_outcome("BandedTriangularSolve", dict(matrix=matrix, rhs=rhs))
+    if isinstance(expect, str):
+        assert isinstance(got, Exception)
+        if expect.startswith("rhs must not be empty"):
+            assert "In[1] must not be an empty tensor" in str(got)
+    else:
+        assert got == [(expect, matrix.dtype)]
+
+
+def test_matrix_triangular_solve_of_incompatible_batches_names_them():
+    out = _bounded(lambda: _kernel("MatrixTriangularSolve")(_ones(2, 3, 3), _ones(3, 3, 2)))
+    _expected(out, "matrix \\[2, 3, 3\\] and rhs \\[3, 3, 2\\] must have compatible batch", None)

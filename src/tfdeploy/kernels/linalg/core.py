@@ -136,7 +136,11 @@ def _broadcast_solve_args(matrix, rhs):
     if a.shape[-1] != b.shape[-2]:
         raise ValueError(f"matrix {list(a.shape)} and rhs {list(b.shape)}: the matrix has "
                          f"{a.shape[-1]} rows, rhs {b.shape[-2]}")
-    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    try:
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(f"matrix {list(a.shape)} and rhs {list(b.shape)} must have "
+                         f"compatible batch dimensions") from None
     a = np.broadcast_to(a, batch + a.shape[-2:])
     b = np.broadcast_to(b, batch + b.shape[-2:])
     return a, b
@@ -526,9 +530,11 @@ def BandedTriangularSolve(matrix, rhs, *, lower=True, adjoint=False):
     band = np.asarray(matrix)
     if band.ndim < 2:
         raise ValueError(f"matrix must be [..., K, M], got {list(band.shape)}")
-    if band.size == 0:  # (as TF; its dense matrices [..., M, M] could not be made anyway)
-        raise ValueError(f"BandedTriangularSolve: matrix must not be empty, got shape "
-                         f"{list(band.shape)}")
+    _matrices(rhs, "rhs")
+    for name, x in (("matrix", band), ("rhs", rhs)):  # (as TF, in its order; the matrix's
+        if x.size == 0:                                 # dense [..., M, M] could not be made)
+            raise ValueError(f"BandedTriangularSolve: {name} must not be empty, got shape "
+                             f"{list(x.shape)}")
     k, m = band.shape[-2:]
     k = min(k, m)
     band = band[..., :k, :] if lower else band[..., band.shape[-2] - k:, :]
