@@ -165,3 +165,39 @@ def test_banded_triangular_solve_of_empty_operands_as_tf(matrix, rhs, expect):
 def test_matrix_triangular_solve_of_incompatible_batches_names_them():
     out = _bounded(lambda: _kernel("MatrixTriangularSolve")(_ones(2, 3, 3), _ones(3, 3, 2)))
     _expected(out, "matrix \\[2, 3, 3\\] and rhs \\[3, 3, 2\\] must have compatible batch", None)
+
+
+# ------------------------------------------------------------------ ConcatOffset past 2**31
+
+# (axis, shapes (one dtype), TF's offsets along the axis: they wrap around in that dtype)
+_CONCAT_OFFSETS = [
+    (0, np.int32, [[_BIG, 1], [5, 1], [3, 1]], [0, _BIG, -2 ** 31 + 4]),
+    (1, np.int32, [[1, _BIG], [1, 5], [1, 7]], [0, _BIG, -2 ** 31 + 4]),
+    (0, np.int32, [[_BIG, 1]] * 3 + [[3, 1]], [0, _BIG, -2, _BIG - 2]),
+    (0, np.int32, [[2 ** 30, 1], [2 ** 30, 1], [3, 1]], [0, 2 ** 30, -2 ** 31]),
+    (0, np.int32, [[-2 ** 31, 1], [-1, 1], [3, 1]], [0, -2 ** 31, _BIG]),
+    (0, np.int32, [[-5, 1], [3, 1], [3, 1]], [0, -5, -2]),
+    (0, np.int64, [[2 ** 63 - 1, 1], [5, 1], [3, 1]], [0, 2 ** 63 - 1, -2 ** 63 + 4]),
+    (0, np.int64, [[_BIG, 1], [5, 1], [3, 1]], [0, _BIG, _BIG + 5]),
+]
+
+
+@pytest.mark.parametrize("axis,dtype,shapes,offsets", _CONCAT_OFFSETS)
+def test_concat_offsets_past_the_shapes_type_wrap_as_tf(axis, dtype, shapes, offsets):
+    """(An offset past 2**31 - 1 of int32 shapes raised numpy's raw OverflowError 'out of
+    bounds for int32'; TF's kernel adds them in the shapes' type, which wraps.)"""
+    out = _bounded(lambda: _kernel("ConcatOffset")(np.int32(axis),
+                                                   *[np.array(s, dtype) for s in shapes]))
+    assert not isinstance(out, Exception), repr(out)
+    assert [o.dtype for o in out] == [np.dtype(dtype)] * len(shapes)
+    want = [[off if j == axis else 0 for j in range(2)] for off in offsets]
+    assert [o.tolist() for o in out] == want
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("axis,dtype,shapes,offsets", _CONCAT_OFFSETS)
+def test_concat_offsets_past_the_shapes_type_as_tf(axis, dtype, shapes, offsets):
+    tf = pytest.importorskip("tensorflow")
+    out = tf.raw_ops.ConcatOffset(concat_dim=np.int32(axis),
+                                  shape=[np.array(s, dtype) for s in shapes])
+    assert [o.numpy()[axis] for o in out] == offsets

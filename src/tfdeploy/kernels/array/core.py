@@ -680,12 +680,15 @@ def BroadcastArgs(s0, s1):
 
 @op("ConcatOffset")
 def ConcatOffset(concat_dim, *shape):
-    """ConcatOffset: where each input starts in the concatenation of tensors of ``shape``."""
+    """ConcatOffset: where each input starts in the concatenation of tensors of ``shape``.
+
+    Offsets past the shapes' integer type wrap around, as TF's (an int32 shape's sum of
+    2**31 + 4 gives -2**31 + 4), rather than raising numpy's OverflowError.
+    """
     shapes = [np.asarray(s) for s in shape]
     n = shapes[0].size
     (a,) = normalize_axis(concat_dim, n)
     first = shapes[0].tolist()
-    out, off = [], 0
     for i, s in enumerate(shapes):  # (as TF checks: vectors of one length, every dim but the
         dims = s.tolist()           # axis the same)
         if s.ndim != 1 or s.size != n:
@@ -694,9 +697,12 @@ def ConcatOffset(concat_dim, *shape):
         if any(d != f for j, (d, f) in enumerate(zip(dims, first)) if j != a):
             raise ValueError(f"ConcatOffset: all dimensions except {a} must match; input {i} "
                              f"has shape {dims} and input 0 {first}")
+    sizes = np.array([s[a] for s in shapes[:-1]], shapes[0].dtype)
+    offsets = np.concatenate([np.zeros(1, sizes.dtype), np.cumsum(sizes, dtype=sizes.dtype)])
+    out = []
+    for s, off in zip(shapes, offsets):
         o = np.zeros_like(s)
-        o[a] = off
-        off += dims[a]
+        o[a] = np.asarray(off).astype(o.dtype)  # (wraps, as TF's integers of that type do)
         out.append(o)
     return tuple(out)
 
