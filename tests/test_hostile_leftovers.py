@@ -201,3 +201,62 @@ def test_concat_offsets_past_the_shapes_type_as_tf(axis, dtype, shapes, offsets)
     out = tf.raw_ops.ConcatOffset(concat_dim=np.int32(axis),
                                   shape=[np.array(s, dtype) for s in shapes])
     assert [o.numpy()[axis] for o in out] == offsets
+
+
+# ------------------------------------------------------------------ the broadcast gate
+
+def _fed_model(op: str, shapes, attrs: dict | None = None):
+    """``op`` of fed tensors of unknown shape (a generic plan, whose broadcasting steps are
+    size-guarded), warmed up on ones of the same ranks, and zeros of ``shapes`` to feed it
+    (SelectV2's condition bool)."""
+    from graphs import model_of, placeholder
+    from tfdeploy.ir.graph import Node
+
+    names = [f"x{i}" for i in range(len(shapes))]
+    dts = ["bool" if op == "SelectV2" and i == 0 else "float32" for i in range(len(shapes))]
+    m = model_of([placeholder(n, d, None) for n, d in zip(names, dts)] +
+                 [Node("y", op, names, {"T": "float32", **(attrs or {})})], names, ["y"])
+    m(*[np.ones((1,) * len(s), d) for s, d in zip(shapes, dts)])
+    return m, [np.zeros(s, d) for s, d in zip(shapes, dts)]
+
+
+@pytest.mark.parametrize("op,shapes,attrs,match", [
+    # (empty, but its nonzero dims overflow numpy's sizes: was numpy's raw "array is too big")
+    ("AddV2", [(2 ** 40, 0, 1), (1, 0, 2 ** 40)], {}, "empty, but its nonzero dims"),
+    ("Mul", [(0, _BIG), (_BIG, 0, 1)], {}, "empty, but its nonzero dims"),
+    ("SelectV2", [(2 ** 40, 0, 1), (1, 0, 2 ** 40), (1,)], {}, "empty, but its nonzero dims"),
+    # (a product over an inner dim of 0 is m * n zeros: was numpy's "array is too big" or an
+    # allocation of gigabytes; the gate skipped empty operands, and checked a batched product
+    # as a broadcast of its operands)
+    ("BatchMatMulV2", [(_BIG, 0), (0, _BIG)], {}, "matrix product would have shape"),
+    ("BatchMatMulV2", [(2 ** 15, 0), (0, 2 ** 15)], {}, "matrix product would have shape"),
+    ("BatchMatMulV3", [(2, 2 ** 15, 0), (0, 2 ** 15)], {"Tout": "float32"},
+     "shape \\[2, 32768, 32768\\]"),
+    ("BatchMatMulV2", [(0, 2 ** 15), (0, 2 ** 15)], {"adj_x": True},
+     "shape \\[32768, 32768\\]"),
+    ("MatMul", [(2 ** 15, 0), (2 ** 15, 0)], {"transpose_b": True},
+     "shape \\[32768, 32768\\]"),
+    # (not empty: [m, 2] @ [2, n] from two inputs of 256 KiB, 4 GiB; MatMul had no guard)
+    ("MatMul", [(2 ** 15, 2), (2, 2 ** 15)], {}, "matrix product would have shape"),
+    ("BatchMatMulV2", [(2 ** 15, 2), (2, 2 ** 15)], {}, "matrix product would have shape"),
+])
+def test_broadcasts_and_products_of_huge_but_empty_operands_are_checked(op, shapes, attrs,
+                                                                        match):
+    m, args = _fed_model(op, shapes, attrs)
+    out = _bounded(lambda: m(*args))
+    assert isinstance(out, td.ResourceExhaustedError), repr(out)
+    assert re.search(f"'y' \\({op}\\).*{match}", str(out)), str(out)
+
+
+@pytest.mark.parametrize("op,shapes,want", [
+    ("AddV2", [(_BIG, 0), (1,)], (_BIG, 0)),
+    ("Mul", [(0, 2 ** 20), (2 ** 20, 1, 1)], (2 ** 20, 0, 2 ** 20)),
+    ("MatMul", [(3, 0), (0, 4)], (3, 4)),  # (TF's zeros)
+    ("BatchMatMulV2", [(2, 3, 0), (0, 4)], (2, 3, 4)),
+])
+def test_huge_but_empty_operands_within_the_limits_give_tf_results(op, shapes, want):
+    m, args = _fed_model(op, shapes)
+    out = _bounded(lambda: m(*args))
+    assert not isinstance(out, Exception), repr(out)
+    assert out.shape == want and out.dtype == np.float32 and not out.any()
+

@@ -33,8 +33,9 @@ def run(plan: Plan, ctx, profile: bool = True) -> Plan:
             raise GraphError(f"cannot compile node {st.name!r} ({st.label}): "
                              f"{type(e).__name__}: {e}") from e
         if st.op in BROADCASTING and not plan.nested and \
-                not all(v in plan.shapes for _, v in st.outs):
-            st.kernel = size_guarded(st.kernel, st.op)
+                not all(v in plan.shapes for _, v in st.outs) and \
+                (st.op not in MATMULS or len(st.ins) == 2):  # (not x @ constant: specialized)
+            st.kernel = size_guarded(st.kernel, st.op, st.attrs)
         if profile and ctx.profile is not None:
             # a control-flow step's time is its bodies', which are timed themselves
             d = registry.get_opdef(st.op)
@@ -142,7 +143,12 @@ BROADCASTING = frozenset("""Add AddV2 Sub Mul RealDiv Div DivNoNan FloorDiv Floo
 TruncateMod Mod Maximum Minimum Pow SquaredDifference Less LessEqual Greater GreaterEqual Equal
 NotEqual LogicalAnd LogicalOr Select SelectV2 Atan2 BitwiseAnd BitwiseOr BitwiseXor LeftShift
 RightShift MulNoNan Xdivy Xlogy Xlog1py ApproximateEqual Complex Igamma Igammac Zeta Polygamma
-Betainc ClipByValue BatchMatMulV2 BatchMatMulV3""".split())
+Betainc ClipByValue MatMul BatchMatMul BatchMatMulV2 BatchMatMulV3""".split())
+
+#: of those, the matrix products (their output is [batch..., rows, cols]: [m, 1] @ [1, n] is
+#: as large as a broadcast, [m, 0] @ [0, n] larger), with their transposing attributes
+MATMULS = {"MatMul": ("transpose_a", "transpose_b"), "BatchMatMul": ("adj_x", "adj_y"),
+           "BatchMatMulV2": ("adj_x", "adj_y"), "BatchMatMulV3": ("adj_x", "adj_y")}
 
 
 #: of those, the ones TF also runs on strings (the others' numpy kernels would apply Python's
@@ -150,22 +156,38 @@ Betainc ClipByValue BatchMatMulV2 BatchMatMulV3""".split())
 STRING_OK = frozenset({"Add", "Equal", "NotEqual", "Select", "SelectV2"})
 
 
-def size_guarded(kernel, op: str):
+def output_check(op: str, attrs: dict | None = None) -> Callable:
+    """The check, before it runs, of the size of ``op``'s output for its input arrays: a
+    broadcast, or a matrix product's [batch..., rows, cols]."""
+    if op in MATMULS:
+        ta, tb = (bool((attrs or {}).get(a, False)) for a in MATMULS[op])
+
+        def check_matmul(args):
+            arrays = [a for a in args if hasattr(a, "shape")]
+            if len(arrays) == 2:
+                limits.check_matmul(*arrays, ta, tb)
+        return check_matmul
+    return lambda args: limits.check_broadcast(*[a for a in args if hasattr(a, "shape")])
+
+
+def size_guarded(kernel, op: str, attrs: dict | None = None):
     """``kernel``, refusing (before computing) a broadcast over the tensor limit: a
     [n, 1] + [1, n] of two small inputs may ask for more memory than the machine has; and
     string operands where TF has no string kernel. Only steps whose output shape is not known
     from a trace pay it (``lower.run``): a specialized plan runs after a checked trace, on
-    feeds cast to the same dtypes."""
+    feeds cast to the same dtypes. The cheap test is the product of the operands' sizes, an
+    empty one counting as ``limits.EMPTY_SIZE`` (no Python operation more when none is)."""
     strings_ok = op in STRING_OK
+    check, empty = output_check(op, attrs), limits.EMPTY_SIZE
 
     def guarded(*args):
         n = 1
         for a in args:
-            n *= getattr(a, "size", 1) or 1
+            n *= getattr(a, "size", 1) or empty
             if not strings_ok and getattr(getattr(a, "dtype", None), "kind", "") == "O":
                 raise TypeError(f"{op} has no kernel for string tensors")
         if n > 1 << 20:
-            limits.check_broadcast(*[a for a in args if hasattr(a, "shape")])
+            check(args)
         return kernel(*args)
     guarded.__name__ = getattr(kernel, "__name__", "kernel")
     return guarded

@@ -27,6 +27,7 @@ timeout, so that a loop an input keeps going frees its thread with a clean error
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 import time
@@ -214,12 +215,26 @@ def check_array(shape, dtype, what: str = "the output") -> None:
                    what)
 
 
+#: what an empty operand counts for in a caller's cheap test (a product of sizes): enough to
+#: send it to the checks below, as its size bounds nothing: its other dims may be 2**40 (numpy
+#: refuses a result whose dims overflow, with its own "array is too big"), and a product over
+#: a dim of 0 is anything ([m, 0] @ [0, n] is m * n zeros)
+EMPTY_SIZE = 1 << 40
+
+
+def _bound(a) -> int:
+    """What ``a`` counts for in a product of sizes bounding a result's: its size, or for an
+    empty one the product of its nonzero dims (bounding the result's nonzero dims)."""
+    return a.size or math.prod([d or 1 for d in a.shape])
+
+
 def check_broadcast(*arrays, what: str = "the broadcast result") -> None:
     """Check the shape ``arrays`` broadcast to, when it could be large: a cheap test (product
-    of sizes) first, so the common case costs almost nothing."""
+    of sizes, an empty operand's nonzero dims counting) first, so the common case costs
+    almost nothing."""
     n = 1
     for a in arrays:
-        n *= max(a.size, 1)
+        n *= _bound(a)
     if n * 16 <= tensor_limit():
         return
     try:
@@ -227,3 +242,20 @@ def check_broadcast(*arrays, what: str = "the broadcast result") -> None:
     except ValueError:
         return  # the kernel raises its own error
     check_elements(shape, max(a.dtype.itemsize for a in arrays), what)
+
+
+def check_matmul(x, y, adj_x: bool = False, adj_y: bool = False,
+                 what: str = "the matrix product") -> None:
+    """Check the shape of ``x @ y`` (batch dims broadcast; ``adj_*``: that operand's last two
+    dims swapped), when it could be large: as :func:`check_broadcast` (with an inner dim of
+    at least 1, the product has at most ``x.size * y.size`` elements; with an inner dim of 0,
+    [m, 0] @ [0, n] is m * n zeros, the product of their nonzero dims)."""
+    if _bound(x) * _bound(y) * 16 <= tensor_limit() or \
+            x.ndim < 2 or y.ndim < 2:
+        return
+    try:
+        batch = np.broadcast_shapes(x.shape[:-2], y.shape[:-2])
+    except ValueError:
+        return  # the kernel raises its own error
+    rows, cols = x.shape[-1 if adj_x else -2], y.shape[-2 if adj_y else -1]
+    check_elements(batch + (rows, cols), max(x.dtype.itemsize, y.dtype.itemsize), what)

@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 
 from tfdeploy import registry
-from tfdeploy.compiler.lower import BROADCASTING, size_guarded
+from tfdeploy.compiler.lower import BROADCASTING, output_check, size_guarded
 from tfdeploy.compiler.plan import Plan
 from tfdeploy.errors import ResourceExhaustedError
 from tfdeploy.ir.graph import FuncAttr
-from tfdeploy.runtime.limits import LIMITS, check_broadcast, folding
+from tfdeploy.runtime.limits import LIMITS, folding
 
 #: the default of ``td.setup(fold_bytes=...)`` (``LIMITS.fold_bytes`` is the one in force)
 FOLD_LIMIT_BYTES = 64 << 20
@@ -48,10 +48,10 @@ def run(plan: Plan, ctx) -> Plan:
         with folding():
             try:
                 if st.op in BROADCASTING:
-                    check_broadcast(*[c for c in values if isinstance(c, np.ndarray)])
+                    output_check(st.op, st.attrs)(values)
                     # (and strings refused where TF has no string kernel: numpy's would repeat
                     # b"a" * 2**20 into a megabyte before the size check saw it)
-                    kernel = size_guarded(kernel, st.op)
+                    kernel = size_guarded(kernel, st.op, st.attrs)
             except ResourceExhaustedError:
                 steps.append(st)
                 continue
