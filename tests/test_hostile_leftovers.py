@@ -253,6 +253,9 @@ def test_broadcasts_and_products_of_huge_but_empty_operands_are_checked(op, shap
     ("Mul", [(0, 2 ** 20), (2 ** 20, 1, 1)], (2 ** 20, 0, 2 ** 20)),
     ("MatMul", [(3, 0), (0, 4)], (3, 4)),  # (TF's zeros)
     ("BatchMatMulV2", [(2, 3, 0), (0, 4)], (2, 3, 4)),
+    # (numpy's matmul looped over the 2**31 empty matrices of the batch: 3.5 s)
+    ("BatchMatMulV2", [(_BIG, 0, 3), (3, 4)], (_BIG, 0, 4)),
+    ("BatchMatMulV2", [(3, 2), (_BIG, 2, 0)], (_BIG, 3, 0)),
 ])
 def test_huge_but_empty_operands_within_the_limits_give_tf_results(op, shapes, want):
     m, args = _fed_model(op, shapes)
@@ -260,3 +263,12 @@ def test_huge_but_empty_operands_within_the_limits_give_tf_results(op, shapes, w
     assert not isinstance(out, Exception), repr(out)
     assert out.shape == want and out.dtype == np.float32 and not out.any()
 
+
+def test_empty_batched_products_in_a_loop_body_are_checked_by_the_kernel():
+    """(Loop bodies are not size-guarded, docs/security.md: the kernel checks the zeros of an
+    empty product itself.)"""
+    kernel = _kernel("BatchMatMulV2")
+    out = _bounded(lambda: kernel(_z(2 ** 15, 0), _z(0, 2 ** 15)))
+    assert isinstance(out, td.ResourceExhaustedError) and "matrix product" in str(out)
+    out = _bounded(lambda: kernel(_z(2, 3, 0), _z(2, 0, 4), adj_x=False))
+    assert out.shape == (2, 3, 4) and not out.any()

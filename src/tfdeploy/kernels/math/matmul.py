@@ -9,6 +9,7 @@ import numpy as np
 
 from tfdeploy.kernels.common import low_precision, np_dtype, op, specializer
 from tfdeploy.kernels.math.few_rows import rows_by
+from tfdeploy.runtime.limits import check_array
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
@@ -53,7 +54,22 @@ def _batch_matmul(x, y, adj_x, adj_y):
         y = _adjoint(y)
     if x.shape[-1] != y.shape[-2]:
         raise ValueError(f"BatchMatMul: inner dimensions differ: {x.shape} @ {y.shape}")
+    if not x.size or not y.size:  # (numpy loops over a batch of 2**31 empty matrices: 3.5 s)
+        return _empty_product(x, y)
     return _matmul(x, y)
+
+
+def _empty_product(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """x @ y for an empty operand: zeros (an inner dim of 0), or an empty result; checked
+    against the tensor limit first ([m, 0] @ [0, n] is m * n zeros)."""
+    try:
+        batch = np.broadcast_shapes(x.shape[:-2], y.shape[:-2])
+    except ValueError:
+        raise ValueError(f"BatchMatMul: the batch dimensions of {list(x.shape)} and "
+                         f"{list(y.shape)} do not broadcast") from None
+    shape, dt = batch + (x.shape[-2], y.shape[-1]), np.result_type(x, y)
+    check_array(shape, dt, "the matrix product")
+    return np.zeros(shape, dt)
 
 
 @op("BatchMatMul", "BatchMatMulV2")
