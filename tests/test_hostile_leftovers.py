@@ -272,3 +272,73 @@ def test_empty_batched_products_in_a_loop_body_are_checked_by_the_kernel():
     assert isinstance(out, td.ResourceExhaustedError) and "matrix product" in str(out)
     out = _bounded(lambda: kernel(_z(2, 3, 0), _z(2, 0, 4), adj_x=False))
     assert out.shape == (2, 3, 4) and not out.any()
+
+
+# ------------------------------------------------------------------ control flow and lists
+
+def _case_and_for_models():
+    from graphs import const, model_of, placeholder
+    from tfdeploy.ir.graph import FuncAttr, Graph, Node, TensorSpec
+
+    def fn(nodes, ins, outs):
+        g = Graph(nodes, [TensorSpec(i, f"{i}:0", "float32", None) for i in ins],
+                  [TensorSpec(o, f"{o}:0", "float32", None) for o in outs])
+        g.functions = {}
+        return g
+
+    neg = fn([placeholder("a"), Node("n", "Neg", ["a"], {"T": "float32"})], ["a"], ["n"])
+    body = fn([placeholder("i", "int32"), placeholder("a"), const("o", np.float32(1)),
+               Node("n", "AddV2", ["a", "o"], {"T": "float32"})], ["i", "a"], ["n"])
+    case = model_of([placeholder("i", "int32"), placeholder("x"),
+                     Node("c", "Case", ["i", "x"], {"branches": [FuncAttr("f"),
+                                                                 FuncAttr("g")]})],
+                    ["i", "x"], ["c"])
+    case.graphs["default"].functions = {"f": neg, "g": neg}
+    loop = model_of([placeholder("s", "int32"), placeholder("l", "int32"),
+                     placeholder("d", "int32"), placeholder("x"),
+                     Node("w", "For", ["s", "l", "d", "x"], {"body": FuncAttr("b")})],
+                    ["s", "l", "d", "x"], ["w"])
+    loop.graphs["default"].functions = {"b": body}
+    return case, loop
+
+
+@pytest.mark.parametrize("index,match", [
+    (np.int32([0, 1]), "branch_index must be an integer scalar, got int32 of shape \\[2\\]"),
+    (np.int32([1]), "of shape \\[1\\]"),
+    (np.zeros((_BIG, 0), np.int32), "of shape \\[2147483647, 0\\]"),
+])
+def test_case_index_and_for_bounds_must_be_integer_scalars(index, match):
+    """(Case and For took int() of their index and bounds: a vector or an empty [2**31, 0]
+    gave Python's 'only 0-dimensional arrays can be converted to Python scalars', a float
+    index was truncated. TF's kernels refuse all but scalars of their int32 type.)"""
+    case, loop = _case_and_for_models()
+    with pytest.raises(td.ExecutionError, match=f"'c' \\(Case\\).*{match}"):
+        case(index, np.float32(1))
+    with pytest.raises(td.ExecutionError, match="'w' \\(For\\).*start must be an integer"):
+        loop(index, np.int32(3), np.int32(1), np.float32(0))
+    assert case(np.int32(0), np.float32(1)) == -1 and case(np.int32(_BIG), np.float32(1)) == -1
+    assert loop(np.int32(0), np.int32(3), np.int32(1), np.float32(0)) == 3
+
+
+def test_a_float_case_index_is_refused_not_truncated():
+    """(A file's Case may read a float tensor as its index: it was truncated, 0.5 ran branch
+    0; TF's branch_index is int32.)"""
+    from tfdeploy.runtime.control import switch
+
+    run = switch([lambda ins: "first", lambda ins: "last"])
+    with pytest.raises(ValueError, match="branch_index must be an integer scalar, got float32"):
+        run(np.float32(0.5))
+    assert run(np.int64(2 ** 62)) == "last" and run(np.int32(-1)) == "last"
+
+
+def test_tensor_list_from_huge_but_empty_tensor_is_refused_before_allocating():
+    """(TensorListFromTensor of [2**31 - 1, 0], no bytes, made a list of 2**31 views: 16 GB;
+    TF's list of 2**31 tensors would not fit either.) [0, 2**31 - 1] is a list of nothing."""
+    from tfdeploy.kernels.lists import tensorlist as tl
+
+    out = _bounded(lambda: tl.TensorListFromTensor(_z(_BIG, 0), np.int32([-1])))
+    assert isinstance(out, td.ResourceExhaustedError) and "list's elements" in str(out)
+    lst = _bounded(lambda: tl.TensorListFromTensor(_z(0, _BIG), np.int32([_BIG])))
+    stacked = _bounded(lambda: tl.TensorListStack(lst, np.int32([_BIG]),
+                                                  element_dtype="float32"))
+    assert stacked.shape == (0, _BIG) and stacked.dtype == np.float32

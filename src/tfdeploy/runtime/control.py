@@ -245,9 +245,19 @@ def switch(runs: list):
     last = len(runs) - 1
 
     def run(branch_index, *inputs):
+        _check_scalar(branch_index, "Case", "branch_index")
         i = int(branch_index)
         return runs[i if 0 <= i < last else last](inputs)
     return run
+
+
+def _check_scalar(x, op: str, what: str) -> None:
+    """An integer scalar, as TF's kernels require (a float index was truncated, a vector or
+    an empty [2**31, 0] gave Python's 'only 0-dimensional arrays can be converted')."""
+    x = np.asarray(x)
+    if x.ndim or x.dtype.kind not in "iu":
+        raise ValueError(f"{op}: {what} must be an integer scalar, got {x.dtype} of shape "
+                         f"{list(x.shape)}")
 
 
 def call(fn):
@@ -260,6 +270,8 @@ def call(fn):
 def for_loop(fn):
     """For: ``state = body(i, *state)`` for i in range(start, limit, delta)."""
     def run(start, limit, delta, *state):
+        for what, x in (("start", start), ("limit", limit), ("delta", delta)):
+            _check_scalar(x, "For", what)
         s, e, d = int(start), int(limit), int(delta)
         if d == 0 or (d > 0 and s > e) or (d < 0 and s < e):
             raise ValueError(f"For: invalid start/limit/delta: {s} {e} {d}")

@@ -168,6 +168,8 @@ def TensorListFromTensor(tensor, element_shape, *, element_dtype=None):
         raise ValueError("TensorListFromTensor: the tensor must be at least a vector")
     shape = _shape_of(element_shape)
     merge_shapes(shape, tensor.shape[1:])  # only checked: the list keeps the shape it was given
+    # (a reference per row: 2**31 empty rows, [2**31 - 1, 0], were 16 GB of views)
+    check_elements(tensor.shape[:1], 8, "the list's elements")
     # iterating a tensor of rank >= 2 gives the views tensor[i] (as fast as it gets: in C)
     if tensor.ndim > 1:
         return TensorList.of(list(tensor), tensor.dtype, shape, whole=tensor)
