@@ -342,3 +342,76 @@ def test_tensor_list_from_huge_but_empty_tensor_is_refused_before_allocating():
     stacked = _bounded(lambda: tl.TensorListStack(lst, np.int32([_BIG]),
                                                   element_dtype="float32"))
     assert stacked.shape == (0, _BIG) and stacked.dtype == np.float32
+
+
+def _caller_graph(node, functions):
+    from graphs import placeholder
+    from tfdeploy.ir.graph import Graph, TensorSpec
+
+    ins = list(dict.fromkeys(node.inputs))
+    g = Graph([*(placeholder(i, "int32" if i in ("i", "s", "l", "d") else "float32")
+                 for i in ins), node],
+              [TensorSpec(i, f"{i}:0", "int32" if i in ("i", "s", "l", "d") else "float32")
+               for i in ins], [TensorSpec("y", f"{node.name}:0", "float32")])
+    g.functions = functions
+    return g
+
+
+def _fn(nodes, ins, outs, dtype="float32"):
+    from graphs import placeholder
+    from tfdeploy.ir.graph import Graph, TensorSpec
+
+    g = Graph([placeholder(i, dtype) for i in ins] + nodes,
+              [TensorSpec(i, f"{i}:0", dtype) for i in ins],
+              [TensorSpec(o, f"{o}:0", "float32") for o in outs])
+    g.functions = {}
+    return g
+
+
+def _signature_cases():
+    from tfdeploy.ir.graph import FuncAttr, Node
+
+    neg = _fn([Node("n", "Neg", ["a"], {"T": "float32"})], ["a"], ["n"])
+    two = _fn([Node("n", "Neg", ["a"], {"T": "float32"})], ["a"], ["n", "a"])
+    pair = _fn([Node("n", "Neg", ["a"], {"T": "float32"})], ["a", "b"], ["n"])
+    ints = _fn([Node("n", "Neg", ["a"], {"T": "int32"})], ["a"], ["n"], "int32")
+    lt = _fn([Node("z", "Const", [], {"dtype": "bool", "value": np.bool_(False)})],
+             ["a"], ["z", "z"])
+    If = ("If", ["i", "x"], {"then_branch": FuncAttr("f"), "else_branch": FuncAttr("g"),
+                             "Tin": ["float32"], "Tout": ["float32"]})
+    return [
+        (If, {"f": neg, "g": two}, "function 'g' returns 2 values, the node expects 1"),
+        (If, {"f": pair, "g": neg}, "function 'f' takes 2 values, the node passes 1"),
+        (If, {"f": neg, "g": ints}, "function 'g''s input 0 is int32, the node declares "
+                                    "float32"),
+        (("Case", ["i", "x"], {"branches": [FuncAttr("f"), FuncAttr("g")], "Tout": []}),
+         {"f": neg, "g": neg}, "function 'f' returns 1 values, the node expects 0"),
+        (("PartitionedCall", ["x", "x"], {"f": FuncAttr("f")}), {"f": neg},
+         "function 'f' takes 1 values, the node passes 2"),
+        (("While", ["x"], {"cond": FuncAttr("c"), "body": FuncAttr("f"), "T": ["float32"]}),
+         {"c": lt, "f": neg}, "function 'c' returns 2 values, the node expects 1"),
+        (("While", ["x"], {"cond": FuncAttr("c"), "body": FuncAttr("f"), "T": ["float32"]}),
+         {"c": neg, "f": two}, "function 'f' returns 2 values, the node expects 1"),
+        (("For", ["s", "l", "d", "x"], {"body": FuncAttr("f")}), {"f": neg},
+         "function 'f' takes 1 values, the node passes 2"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_functions_must_fit_the_nodes_that_run_them(case, tmp_path):
+    """(A branch or loop body taking or returning another number of values than its node
+    passes or declares failed at its first call with Python's 'tuple index out of range', or
+    ran; an input dtype other than declared ran on values of the node's. TF refuses such a
+    graph when it loads it; so do td.Model and td.load.)"""
+    from tfdeploy.ir.graph import Node
+
+    (op, ins, attrs), functions, match = _signature_cases()[case]
+    g = _caller_graph(Node("w", op, ins, attrs), functions)
+    with pytest.raises(td.GraphError, match=f"node 'w' \\({op}\\): {re.escape(match)}"):
+        td.Model()._add_graph(g, None)
+    m = td.Model()
+    m.graphs["default"] = g  # (saved without the check: a hostile file)
+    path = tmp_path / "m.tfd"
+    m.save(path)
+    with pytest.raises(td.FileFormatError, match=re.escape(match)):
+        td.load(path)

@@ -36,7 +36,7 @@ from tfdeploy import dtypes
 from tfdeploy._version import __version__
 from tfdeploy.errors import FileFormatError, GraphError
 from tfdeploy.ir.graph import FuncAttr, Graph, Node, TensorSpec, parse_ref
-from tfdeploy.ir.verify import check_attrs, check_calls
+from tfdeploy.ir.verify import check_attrs, check_calls, check_signatures
 from tfdeploy.runtime.limits import LIMITS
 
 MAGIC = b"TFDEPLOY"
@@ -508,6 +508,7 @@ def load(source, mmap: bool | None = None) -> tuple[dict[str, Graph], dict]:
             validate_graph(f, f"function {fname!r}", g.functions)
         try:
             check_calls(g, LIMITS.max_function_depth)
+            check_signatures(g)
         except GraphError as ex:
             raise _bad(f"graph {key!r}: {ex}") from None
         graphs[key] = g

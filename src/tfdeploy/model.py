@@ -14,7 +14,7 @@ from tfdeploy.compiler.passes.select import check_registered
 from tfdeploy.compiler.pipeline import compile_plan
 from tfdeploy.errors import FeedError, FileFormatError, GraphError, TFDeployError
 from tfdeploy.ir.graph import Graph, TensorSpec, canonical_ref, node_dtype, node_shape, parse_ref
-from tfdeploy.ir.verify import check_calls
+from tfdeploy.ir.verify import check_calls, check_signatures
 from tfdeploy.runtime import heap, threads
 from tfdeploy.runtime.dispatch import ShapeDispatch
 from tfdeploy.runtime.feeds import FeedCheck
@@ -110,6 +110,7 @@ class Model:
             raise TFDeployError(f"the model already has a graph with key {key!r}")
         check_registered([n for g in [graph, *graph.functions.values()] for n in g.nodes])
         check_calls(graph, LIMITS.max_function_depth)
+        check_signatures(graph)
         self.graphs[key] = graph
         with self._lock:
             self._plans.clear()
