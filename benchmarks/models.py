@@ -35,6 +35,7 @@ class Case:
     batches: tuple[int, ...]
     tol: float = 1e-4               # agreement with TF, relative to max |TF output|
     quick: bool = False             # part of --quick
+    extra: bool = False             # only when asked for (--models NAME or its group)
 
     def input(self, batch: int) -> np.ndarray:
         """The input of batch size ``batch``: the same in every process."""
@@ -58,16 +59,16 @@ def _randomize_batch_norms(model) -> None:
                                for w in layer.get_weights()])
 
 
-def _app(ctor: str, policy: str = "float32"):
-    """A keras.applications model at 224x224 under the Keras ``policy`` (``mixed_float16``:
-    float16 compute, float32 variables: the same weights as the float32 twin); restores the
-    global policy."""
+def _app(ctor: str, policy: str = "float32", side: int = 224):
+    """A keras.applications model at ``side`` x ``side`` under the Keras ``policy``
+    (``mixed_float16``: float16 compute, float32 variables: the same weights as the float32
+    twin); restores the global policy."""
     def build():
         keras = _seed()
         old = keras.mixed_precision.global_policy().name
         keras.mixed_precision.set_global_policy(policy)
         try:
-            model = getattr(keras.applications, ctor)(weights=None, input_shape=(224, 224, 3),
+            model = getattr(keras.applications, ctor)(weights=None, input_shape=(side, side, 3),
                                                        classifier_activation=None)
         finally:
             keras.mixed_precision.set_global_policy(old)
@@ -233,7 +234,20 @@ def _cases() -> list[Case]:
         Case("dense", "softmax(x @ W + b)", "dense", None, _dense_input, (1, 100, 10000),
              tol=1e-5, quick=True),
     ]
+    # more of keras.applications, run when asked for (``--models apps``): the convolutional
+    # networks beyond the three above, for where tfdeploy stands on each kind of layer
+    for ctor, side in APPS:
+        cases.append(Case(ctor.lower(), f"{ctor} {side}", "apps", _app(ctor, side=side),
+                          _images(side), (1,), extra=True))
     return cases
+
+
+#: the ``apps`` group: (keras.applications constructor, input side)
+APPS = (("DenseNet121", 224), ("NASNetMobile", 224), ("InceptionV3", 299), ("Xception", 299),
+        ("EfficientNetV2B0", 224), ("MobileNetV3Small", 224), ("ResNet50V2", 224),
+        ("ConvNeXtTiny", 224))
+#: the groups --models also takes
+GROUPS = ("cnn", "nlp", "rnn", "arch", "mixed", "dense", "apps")
 
 
 CASES: dict[str, Case] = {c.name: c for c in _cases()}

@@ -34,7 +34,7 @@ sys.path.insert(0, HERE)
 
 import report  # noqa: E402
 from common import MODES, SRC, log, machine_info, mode_command, write_json  # noqa: E402
-from models import CASES  # noqa: E402
+from models import CASES, GROUPS  # noqa: E402
 
 EXTRAS = ("cold", "memory", "threads")
 KERAS_PEERS = ("tfdeploy", "TF", "onnxruntime", "LiteRT")
@@ -46,7 +46,8 @@ QUICK_BATCHES = {"mobilenetv2": (1,), "block": (1,), "rnn": (1,), "dense": (1, 1
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", help=f"comma-separated, from: {', '.join(CASES)}")
+    ap.add_argument("--models", help=f"comma-separated, from: {', '.join(CASES)}; or groups "
+                    f"of them: {', '.join(GROUPS)} (the apps group runs only when asked for)")
     ap.add_argument("--batches", help="only these batch sizes (of each model's own)")
     ap.add_argument("--modes", default=",".join(MODES), help="one and/or default")
     ap.add_argument("--runtimes", default=",".join(RUNTIMES),
@@ -91,12 +92,17 @@ def parse_args(argv):
         if m not in MODES:
             ap.error(f"unknown mode {m!r}; choose from {', '.join(MODES)}")
     if args.models:
-        args.models = [m.strip() for m in args.models.split(",") if m.strip()]
-        unknown = [m for m in args.models if m not in CASES]
+        names = [m.strip() for m in args.models.split(",") if m.strip()]
+        unknown = [m for m in names if m not in CASES and m not in GROUPS]
         if unknown:
-            ap.error(f"unknown models {unknown}; choose from {', '.join(CASES)}")
+            ap.error(f"unknown models {unknown}; choose from {', '.join(CASES)} or a group: "
+                     f"{', '.join(GROUPS)}")
+        args.models = list(dict.fromkeys(
+            n for m in names for n in ([m] if m in CASES else
+                                       [c.name for c in CASES.values() if c.group == m])))
     else:
-        args.models = [c.name for c in CASES.values() if c.quick or not args.quick]
+        args.models = [c.name for c in CASES.values()
+                       if not c.extra and (c.quick or not args.quick)]
     args.threads_models = [m.strip() for m in args.threads_models.split(",") if m.strip()]
     unknown = [m for m in args.threads_models + [args.extras_model] if m not in CASES]
     if unknown:

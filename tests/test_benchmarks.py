@@ -23,8 +23,11 @@ import report  # noqa: E402
 from common import race, short_error, stats  # noqa: E402
 
 #: the 224x224 networks (float32 and mixed_float16)
-HEAVY = [c.name for c in models.CASES.values() if c.group != "dense" and c.input(1).size > 1e5]
-LIGHT = [c.name for c in models.CASES.values() if c.group != "dense" and c.name not in HEAVY]
+#: (the apps group's networks: test_applications.py checks every keras.applications model)
+HEAVY = [c.name for c in models.CASES.values()
+         if c.group not in ("dense", "apps") and c.input(1).size > 1e5]
+LIGHT = [c.name for c in models.CASES.values()
+         if c.group not in ("dense", "apps") and c.name not in HEAVY]
 
 
 def _agree(case, got, want):
@@ -158,6 +161,21 @@ def test_threads_models_are_checked_and_converted():
     assert args.threads_models == ["block", "rnn"]
     with pytest.raises(SystemExit):
         run.parse_args(["--threads-models", "block,nope"])
+
+
+def test_models_take_groups_and_the_apps_run_only_when_asked_for():
+    import run
+
+    everything = run.parse_args([]).models
+    assert "mobilenetv2" in everything and not any(
+        models.CASES[n].group == "apps" for n in everything)
+    apps = run.parse_args(["--models", "apps,block"]).models
+    assert apps == [c.name for c in models.CASES.values() if c.group == "apps"] + ["block"]
+    assert {"densenet121", "nasnetmobile", "inceptionv3"} <= set(apps)
+    assert run.parse_args(["--models", "cnn,resnet50"]).models == \
+        ["mobilenetv2", "resnet50", "efficientnetb0"]
+    with pytest.raises(SystemExit):
+        run.parse_args(["--models", "nope"])
 
 
 def test_readme_needs_its_markers(tmp_path):
