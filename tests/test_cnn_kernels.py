@@ -1090,6 +1090,30 @@ def test_transposed_conv_paths_by_channels(monkeypatch):
         np.testing.assert_allclose(got[ok], want[ok], rtol=2e-5, atol=2e-5)
 
 
+@pytest.mark.parametrize("shape,ksize,padding", [
+    ((2, 7, 7, 5), (1, 3, 3, 1), "SAME"), ((1, 6, 9, 4), (1, 5, 2, 1), "VALID"),
+    ((2, 3, 6, 6), (1, 1, 3, 3), "SAME"), ((1, 4, 4, 3), (1, 9, 9, 1), "SAME"),
+])
+def test_unit_stride_average_pool_plan_forms_agree(shape, ksize, padding, monkeypatch):
+    """The unit-stride pool's plan, made once per shape, gives the generic path's values bit
+    for bit: with its divisor repeated to the output's shape or broadcast, with its taps taken
+    from one view of a kept scratch buffer or of one made for the call; a SAME window larger
+    than the input (cut to it) goes the generic way."""
+    from tfdeploy.kernels.nn import pool
+
+    x = _r(*shape)
+    kw = dict(ksize=list(ksize), strides=[1] * 4, padding=padding)
+    got = pool.AvgPool(x, **kw).copy()
+    pool._flat_plan.cache_clear()
+    monkeypatch.setattr(pool, "_FULL_DIVISOR_BYTES", 0)
+    np.testing.assert_array_equal(pool.AvgPool(x, **kw), got)
+    monkeypatch.setattr(scratch, "KEEP_BYTES", 0)
+    np.testing.assert_array_equal(pool.AvgPool(x, **kw), got)
+    pool._flat_plan.cache_clear()  # (no plan of the forms above kept for later tests)
+    monkeypatch.setattr(pool, "_flat_plan", lambda *a: None)  # (the generic taps)
+    np.testing.assert_array_equal(pool.AvgPool(x, **kw), got)
+
+
 @pytest.mark.parametrize("shape, ksize, padding", [
     ((1, 35, 35, 12), (1, 3, 3, 1), "SAME"),
     ((3, 9, 11, 5), (1, 3, 2, 1), "VALID"),

@@ -189,6 +189,15 @@ for _id, _xs, _k, _pad in [("3x3_same_batch", (3, 9, 10, 5), (3, 3), "SAME"),
         lambda x, k=_k, pad=_pad: _raw().AvgPool(value=x, ksize=[1, *k, 1], strides=[1, 1, 1, 1],
                                                  padding=pad),
         lambda r, xs=_xs: [rand(r, xs)], dynamic=_id == "3x3_same_batch")
+# column-strided average pools of few channels read their taps from phase copies of the
+# columns (NASNetMobile's reduction cells): strides 2 and 3, odd widths, SAME and VALID
+for _id, _xs, _k, _s, _pad in [("3x3s2_valid", (2, 11, 13, 5), (3, 3), (2, 2), "VALID"),
+                               ("3x3s2_same", (1, 12, 9, 7), (3, 3), (2, 2), "SAME"),
+                               ("5x4s3_same", (1, 10, 14, 3), (5, 4), (1, 3), "SAME")]:
+    add(f"avg_phases_{_id}", ["AvgPool"],
+        lambda x, k=_k, st=_s, pad=_pad: _raw().AvgPool(value=x, ksize=[1, *k, 1],
+                                                        strides=[1, *st, 1], padding=pad),
+        lambda r, xs=_xs: [rand(r, xs)])
 for _dt in ("float32", "float64"):
     for _k, _pad in (((3, 3), "SAME"), ((2, 2), "VALID")):
         add(f"avg_non_finite_{_k[0]}x{_k[1]}_{_pad}_{_dt}", ["AvgPool"],

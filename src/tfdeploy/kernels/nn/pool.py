@@ -4,8 +4,9 @@ Pooling works on the tensor as laid out (NHWC or NCHW alike): ``ksize`` and ``st
 every dim, so a window is a loop over kernel taps, each a strided view reduced into the
 output: MaxPool's one dim at a time (``_separable``), AvgPool's in window order, as TF sums
 them. A unit-stride AvgPool (Inception's and NASNet's 3 x 3 SAME) takes each tap as one
-contiguous run of the flattened padded input instead (``_FlatPool``), with its divisors
-computed once per shape.
+contiguous run of the flattened padded input instead (``_FlatPool``), with its geometry and
+divisors worked out once per shape; a column-strided one of few channels (NASNet's reduction
+cells) reads its taps from a copy of the columns by phase (``_phase_taps``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from tfdeploy.kernels.common import low_precision, np_dtype, op
 from tfdeploy.kernels.nn.conv import out_and_pads
 from tfdeploy.kernels.nn.scratch import output, scratch, strided
+from tfdeploy.numerics import quiet
 from tfdeploy.runtime.limits import check_array
 
 _FORMATS = ("NHWC", "NCHW", "NDHWC", "NCDHW")
@@ -94,6 +96,38 @@ def _taps(xp, ksize, strides, outs):
     for tap in np.ndindex(*[len(r) for r in ranges]):
         yield xp[tuple(slice(t, t + (o - 1) * s + 1, s) if o else slice(0, 0)
                        for t, o, s in zip(tap, outs, strides))]
+
+
+#: column-strided pools of at most this many channels read their taps from phase copies
+_PHASED_CHANNELS = 64
+
+
+def _by_phases(shape, ksize, strides) -> bool:
+    """Whether a 4-D pool (NHWC) with a column stride takes its taps from column phases
+    (``_phase_taps``): few channels, where a tap's strided view runs numpy's inner loop over
+    one pixel's channels only, and at least as many taps along the columns as the stride."""
+    return len(shape) == 4 and ksize[0] == ksize[3] == strides[0] == strides[3] == 1 and \
+        strides[2] > 1 and ksize[2] >= strides[2] and shape[3] <= _PHASED_CHANNELS
+
+
+def _phase_taps(xp, ksize, strides, outs):
+    """``_taps`` of padded ``xp`` [N, H, W, C] with a column stride ``sw``, from a copy of its
+    columns by phase, [SW, N, H, columns, C], phase q holding columns q, q + sw, ...: tap
+    (i, j) of every output is then phase j % sw from column j // sw on, each output row one
+    contiguous run of (columns x channels) (NASNetMobile's 3 x 3 / 2 pool of 111 x 111 x 11
+    and 55 x 55 x 22). The same taps in the same order: the same sums."""
+    n, hp, wp, c = xp.shape
+    _, kh, kw, _ = ksize
+    sh, sw = strides[1:3]
+    oh, ow = outs[1:3]
+    cols = ow + (kw - 1) // sw
+    ph = scratch("pool_phases", sw * n * hp * cols * c, xp.dtype).reshape(sw, n, hp, cols, c)
+    for q in range(sw):  # (a phase's last column may lie past the input: never read)
+        part = xp[:, :, q::sw][:, :, :cols]
+        ph[q, :, :, :part.shape[2]] = part
+    for i in range(kh):
+        for j in range(kw):
+            yield ph[j % sw, :, i:i + (oh - 1) * sh + 1:sh, j // sw:j // sw + ow]
 
 
 def _separable(xp, ksize, strides, outs, ufunc):
@@ -223,19 +257,22 @@ def MaxPool3D(input, *, ksize, strides, padding, data_format="NDHWC"):
 def _avg_pool(x, ksize, strides, padding):
     dt = x.dtype
     acc = np.dtype(np.float32) if low_precision(dt) else dt
-    outs, cut, geom = _windows(x, ksize, strides, padding)
-    if cut is None:
-        return np.zeros(outs, dtype=dt)
-    if list(cut) == list(ksize) and all(s == 1 for s in strides):
-        # (strided pools measured no faster so: the padded width's sums are wasted work)
+    if x.size and all(s == 1 for s in strides):
+        # (strided pools measured no faster so: the padded width's sums are wasted work. The
+        # plan, its geometry worked out once per shape: a unit-stride pool's output is no
+        # larger than its input, so the checks ``_windows`` makes are moot for it)
         plan = _flat_plan(x.shape, tuple(ksize), padding, acc)
         if plan is not None:
             return plan(x).astype(dt, copy=False)
+    outs, cut, geom = _windows(x, ksize, strides, padding)
+    if cut is None:
+        return np.zeros(outs, dtype=dt)
     ksize = cut
     # the taps in window order, as TF sums them (a separable sum rounds otherwise: ~1e-7
     # relative per window, 5e-6 through NASNetMobile's 52 average pools)
     xp = _padded(x.astype(acc, copy=False), geom, 0)
-    taps = _taps(xp, ksize, strides, outs)
+    taps = _phase_taps(xp, ksize, strides, outs) if _by_phases(xp.shape, ksize, strides) \
+        else _taps(xp, ksize, strides, outs)
     out = next(taps)
     second = next(taps, None)
     out = out.copy() if second is None else np.add(out, second)
@@ -261,6 +298,8 @@ def _divisor(shape, geom, ksize, strides, acc) -> np.ndarray:
     return count
 
 
+#: a unit-stride pool's divisor is kept repeated to its output's shape up to this size
+_FULL_DIVISOR_BYTES = 1 << 20
 #: a unit-stride average pool adds its taps by chunks of this many sums (see ``_FlatPool``)
 _POOL_CHUNK = 1 << 17
 #: ...of at least this many columns (a batch's images side by side: runs not too short)
@@ -278,8 +317,8 @@ class _FlatPool:
     as TF sums them. Everything but the input is computed once per shape (``_flat_plan``).
     """
 
-    __slots__ = ("pshape", "inner", "borders", "groups", "block", "size", "run", "offsets",
-                 "window", "keep", "outs", "divisor", "dtype")
+    __slots__ = ("pshape", "inner", "borders", "groups", "block", "size", "run", "window",
+                 "keep", "outs", "divisor", "dtype", "ksize", "taps", "steps")
 
     def __init__(self, shape, ksize, geom, acc):
         self.outs = tuple(g[0] for g in geom)
@@ -296,13 +335,21 @@ class _FlatPool:
         slack = sum((k - 1) * steps[d] for d, k in enumerate(ksize) if d > d0)
         self.size = self.groups * self.block + slack
         self.run = self.outs[d0] * steps[d0]  # (the sums of each group, in padded width)
-        self.offsets = [sum(t * steps[d] for d, t in enumerate(tap))
-                        for tap in np.ndindex(*ksize)]
         # the sums as [groups, outs[d0], padded dims after], and the outputs among them
         self.window = (self.groups, self.outs[d0]) + self.pshape[d0 + 1:]
         self.keep = (slice(None), slice(None)) + tuple(slice(0, o) for o in self.outs[d0 + 1:])
-        self.divisor = _divisor(shape, geom, ksize, [1] * len(shape), acc)
+        divisor = _divisor(shape, geom, ksize, [1] * len(shape), acc)
+        # repeated over every dim but the first (the batch's) when that is small: the divide
+        # then runs over same-shape runs, not a broadcast of a few values (28 x 28 x 44: 15
+        # -> 8 us; 35 x 35 x 288 77 -> 49)
+        whole = (1,) + self.outs[1:]
+        if divisor.shape[:1] == (1,) and math.prod(whole) * acc.itemsize <= _FULL_DIVISOR_BYTES:
+            divisor = np.ascontiguousarray(np.broadcast_to(divisor, whole))
+        self.divisor = divisor
         self.dtype = acc
+        #: the taps in window order, and each dim's step between them (bytes)
+        self.ksize, self.taps = tuple(ksize), list(np.ndindex(*ksize))
+        self.steps = tuple(st * acc.itemsize for st in steps)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         acc = self.dtype
@@ -314,15 +361,18 @@ class _FlatPool:
         buf[self.groups * self.block:] = 0
         sums = scratch("avg_pool_sums", self.groups * self.run, acc).reshape(
             self.groups, self.run)
-        strides = (self.block * acc.itemsize, acc.itemsize)
-        taps = [strided(buf[o:], sums.shape, strides) for o in self.offsets]
+        # every tap as one view, [*ksize, groups, run], indexed by tap (9 views made apart
+        # cost 8 us, more than the additions on a 7 x 7 map)
+        every = strided(buf, self.ksize + sums.shape, self.steps + (
+            self.block * acc.itemsize, acc.itemsize))
+        taps = [every[t] for t in self.taps]
         # over more than ~0.75 MB of sums, by column chunks of ~512 KB: each chunk's taps are
         # added while it is in cache (one thread, 3x3: InceptionV3's 35 x 35 x 288 1.12 ->
         # 0.67 ms, at batch 8 11.2 -> 5.8; smaller ones as before, 8 x 8 x 2048 at 1.03x)
         step = self.run
         if self.groups * self.run > _POOL_CHUNK * 3 // 2:
             step = max(_POOL_COLUMNS, _POOL_CHUNK // self.groups)
-        with np.errstate(invalid="ignore", over="ignore"):  # (the dropped sums may overflow)
+        with quiet():  # (the dropped sums may overflow)
             for a in range(0, self.run, step):
                 s = sums[:, a:a + step]
                 first, second, *rest = [v[:, a:a + step] for v in taps]
@@ -338,9 +388,12 @@ class _FlatPool:
 @functools.lru_cache(maxsize=128)
 def _flat_plan(shape, ksize, padding, acc) -> _FlatPool | None:
     """The unit-stride pool of inputs of ``shape``, or None where it has no output (a window
-    larger than a VALID input) or windows of one cell."""
-    geom = _geometry(shape, ksize, [1] * len(shape), padding)
+    larger than a VALID input), windows of one cell, or SAME windows ``_within`` cuts."""
+    strides = [1] * len(shape)
+    geom = _geometry(shape, ksize, strides, padding)
     if not all(o for o, _, _ in geom) or all(k == 1 for k in ksize):
+        return None
+    if list(_within(shape, ksize, strides, geom, padding)[0]) != list(ksize):
         return None
     return _FlatPool(shape, ksize, geom, acc)
 
