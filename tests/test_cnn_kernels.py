@@ -73,6 +73,17 @@ DW_CASES = [
 ]
 
 
+def test_depthwise_chunks_take_a_short_row_whole():
+    """A row of at most two chunks that would leave a remainder (a second einsum call) is
+    one chunk; longer rows keep ~4 KB chunks, their remainder apart."""
+    f32 = np.float32
+    assert depthwise.chunk_columns(7, 176, f32) == 7  # (6 + 1 columns before)
+    assert depthwise.chunk_columns(28, 44, f32) == 28  # (23 + 5)
+    assert depthwise.chunk_columns(56, 144, f32) == 7  # (no remainder)
+    assert depthwise.chunk_columns(14, 384, f32) == 3  # (4 chunks + 2)
+    assert depthwise.chunk_columns(112, 32, f32) == 32 and depthwise.chunk_columns(3, 8, f32) == 3
+
+
 @pytest.mark.parametrize("chunk", [None, 64], ids=["chunks", "small_chunks"])
 @pytest.mark.parametrize("block, small", [(1 << 9, 0), (1 << 12, 0), (1 << 30, 1 << 30)],
                          ids=["image_regions", "images_regions", "whole"])

@@ -55,8 +55,12 @@ Epilogue = Callable[[np.ndarray, int, int], object]
 
 
 def chunk_columns(ow: int, c: int, dtype) -> int:
-    """The output columns of one chunk of a unit-stride layer's einsum (``_CHUNK_BYTES``)."""
-    return max(1, min(ow, round(_CHUNK_BYTES / (c * np.dtype(dtype).itemsize))))
+    """The output columns of one chunk of a unit-stride layer's einsum (``_CHUNK_BYTES``); a
+    row of at most two chunks that would leave a remainder is one chunk: the remainder's
+    einsum is a call more, a quarter of a small map's time (NASNetMobile's 7 x 7 x 176, 5 x 5:
+    71 -> 59 us; 14 x 14 x 88 104 -> 86; 28 x 28 x 44 172 -> 146; same values)."""
+    k = max(1, min(ow, round(_CHUNK_BYTES / (c * np.dtype(dtype).itemsize))))
+    return ow if ow % k and ow <= 2 * k else k
 
 
 def tiled_weight(w: np.ndarray, ow: int, dtype) -> np.ndarray | None:
