@@ -415,3 +415,27 @@ def test_functions_must_fit_the_nodes_that_run_them(case, tmp_path):
     m.save(path)
     with pytest.raises(td.FileFormatError, match=re.escape(match)):
         td.load(path)
+
+
+@pytest.mark.parametrize("op,args,match", [
+    ("Reshape", lambda: (_z(2, 3), np.float32([3.7, 2.2])), "shape must be integers"),
+    ("Tile", lambda: (_z(2, 3), np.float32([1.5, 2])), "multiples must be integers"),
+    ("BroadcastTo", lambda: (_z(1, 3), np.float32([2.9, 3])), "shape must be integers"),
+    ("Slice", lambda: (_z(4, 4), np.float32([0.5, 0]), np.int32([2, 2])),
+     "begin must be integers"),
+    ("Fill", lambda: (np.float64([2.5, 2]), np.float32(1)), "dims must be integers"),
+    ("Pad", lambda: (_z(2, 2), np.float32([[0.5, 1], [1, 1]])), "paddings must be integers"),
+    ("OneHot", lambda: (np.int32([0, 1]), np.float32(3.9), np.float32(1), np.float32(0)),
+     "depth must be an integer scalar"),
+])
+def test_float_sizes_are_refused_not_truncated(op, args, match):
+    """(A file may feed a float tensor where TF's op takes int32 or int64 sizes: Reshape,
+    Tile, BroadcastTo, Slice and Fill truncated them, OneHot's depth too, Pad raised Python's
+    TypeError. TF's type constraints refuse such a graph.) Integer sizes work as before."""
+    with pytest.raises(ValueError, match=match):
+        _kernel(op)(*args())
+    with pytest.raises(ValueError, match="EnsureShape: invalid shape"):
+        _kernel("EnsureShape")(_z(2, 3), shape=[2, -5])
+    assert _kernel("Reshape")(_z(2, 3), np.int64([3, 2])).shape == (3, 2)
+    assert _kernel("Reshape")(_z(1), np.float32([])).shape == ()  # (an empty shape: any dtype)
+    assert _kernel("EnsureShape")(_z(2, 3), shape=[-1, 3]).shape == (2, 3)

@@ -22,6 +22,9 @@ def Identity(input):
 @op("EnsureShape")
 def EnsureShape(input, *, shape=None):
     """EnsureShape: the input, after checking it matches ``shape`` (None: any size)."""
+    if shape is not None and any(d is not None and d < -1 for d in shape):
+        raise ValueError(f"EnsureShape: invalid shape {shape}: dims must be -1 (unknown) or "
+                         "more")
     if shape is not None and (len(shape) != input.ndim or any(
             d is not None and d >= 0 and d != n for d, n in zip(shape, input.shape))):
         raise ValueError(f"EnsureShape: shape of tensor {list(input.shape)} is not compatible "
@@ -80,12 +83,16 @@ def Rank(input):
 
 
 def _shape_arg(shape, what="shape") -> tuple[int, ...]:
+    """A shape, sizes or indices input as Python ints. TF's ops take them as int32 or int64
+    only: a float tensor there (a hostile file's) is refused, not truncated."""
     s = np.asarray(shape)
     if s.ndim > 1:
         raise ValueError(f"{what} must be a vector, got a tensor of shape {s.shape}")
     if s.dtype.kind in "iu":  # (tolist gives Python ints: 4x faster than int() of each)
         return tuple(s.reshape(-1).tolist())
-    return tuple(int(d) for d in s.reshape(-1))
+    if s.size:
+        raise ValueError(f"{what} must be integers (int32 or int64), got {s.dtype}")
+    return ()
 
 
 @op("Reshape")
@@ -320,6 +327,8 @@ def _paddings(paddings, ndim):
     p = np.asarray(paddings)
     if p.shape != (ndim, 2):
         raise ValueError(f"Pad: paddings must be of shape [{ndim}, 2], got {list(p.shape)}")
+    if p.size and p.dtype.kind not in "iu":  # (TF's Tpaddings: int32 or int64)
+        raise ValueError(f"Pad: paddings must be integers (int32 or int64), got {p.dtype}")
     p = p.tolist()
     if any(v < 0 for row in p for v in row):
         raise ValueError(f"Pad: paddings must be non-negative, got {p}")

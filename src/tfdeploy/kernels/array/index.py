@@ -314,6 +314,9 @@ def Where(input):
 @op("OneHot")
 def OneHot(indices, depth, on_value, off_value, *, axis=-1):
     """OneHot: ``on_value`` where the new ``axis`` equals the index, else ``off_value``."""
+    if np.ndim(depth) or np.asarray(depth).dtype.kind not in "iu":  # (TF's: an int32 scalar)
+        raise ValueError(f"OneHot: depth must be an integer scalar, got "
+                         f"{np.asarray(depth).dtype} of shape {list(np.shape(depth))}")
     d = int(depth)
     if d < 0:
         raise ValueError(f"OneHot: depth must be non-negative, got {d}")
