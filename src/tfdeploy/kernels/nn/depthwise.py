@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from tfdeploy.kernels.common import all_finite
 from tfdeploy.kernels.nn.scratch import output, scratch, strided
@@ -208,6 +207,7 @@ def _region(x, wf, wt, out, region, geom, clip=None) -> None:
     i0, rin = r0 * sh - pt, (r1 - r0 - 1) * sh + (kh - 1) * dh + 1
     j0, win = c0 * sw - pl, (c1 - c0 - 1) * sw + (kw - 1) * dw + 1
     o = out[:, r0:r1, c0:c1]
+    at = (out, r0 * out.strides[1] + c0 * out.strides[2])  # (out: depthwise_2d's, contiguous)
     rows, cols = r1 - r0, c1 - c0
     if sw > 1 and wt is not None:
         # by phases: the input's columns j0 + q, j0 + q + sw, ... as row q of a copy, so that
@@ -222,7 +222,7 @@ def _region(x, wf, wt, out, region, geom, clip=None) -> None:
             _clip(src, clip[0], clip[1], out=src)
         s = src.strides
         _tap_sums(src, lambda j: src[:, :, :, j:], (nb, rows), (s[0], s[1] * sh),
-                  ((kh, s[1] * dh), (a, s[3]), (sw, s[2])), s[3], c, wt, o)
+                  ((kh, s[1] * dh), (a, s[3]), (sw, s[2])), s[3], c, wt, o, at)
         return
     if clip is None and i0 >= 0 and j0 >= 0 and i0 + rin <= h and j0 + win <= wd:
         src = x[:, i0:i0 + rin, j0:j0 + win]
@@ -232,14 +232,15 @@ def _region(x, wf, wt, out, region, geom, clip=None) -> None:
     s = src.strides
     if wt is not None:
         _tap_sums(src, lambda j: src[:, :, j:], (nb, rows), (s[0], s[1] * sh),
-                  ((kh, s[1] * dh), (kw, s[2] * dw)), s[2], c, wt, o)
+                  ((kh, s[1] * dh), (kw, s[2] * dw)), s[2], c, wt, o, at)
         return
     v = strided(src, (nb, rows, cols, kh, kw, c), (s[0], s[1] * sh, s[2] * sw, s[1] * dh,
                                                    s[2] * dw, s[3]))
     np.einsum("nrwijc,ijc->nrwc", v, wf, out=o)
 
 
-def _tap_sums(src, from_column, lead, lead_strides, taps, column: int, c: int, wt, o) -> None:
+def _tap_sums(src, from_column, lead, lead_strides, taps, column: int, c: int, wt, o,
+              at) -> None:
     """``o`` [nb, rows, cols, C] = the sum over the taps of ``src``'s views times ``wt``.
 
     A pixel's channels follow the previous pixel's in ``src`` (``column`` bytes apart, the
@@ -247,7 +248,9 @@ def _tap_sums(src, from_column, lead, lead_strides, taps, column: int, c: int, w
     in chunks of ``k`` whole columns: ``wt`` [*taps, k * C] is the weight of each tap repeated
     along a chunk. ``lead``, ``lead_strides``: the images' and output rows' axes in ``src``;
     ``taps``: (size, stride) of each tap axis; ``from_column(j)``: ``src`` from the input
-    column of output column ``j`` on (the last ``cols % k`` columns are one einsum apart)."""
+    column of output column ``j`` on (the last ``cols % k`` columns are one einsum apart).
+    ``at``: (the C-contiguous array ``o`` is a view of, ``o``'s byte offset in it), from which
+    the einsums' output views are made in 0.4 us instead of numpy's ``as_strided``'s 2.7."""
     cols = o.shape[2]
     k = wt.shape[-1] // c
     nk, rem = divmod(cols, k)
@@ -257,13 +260,19 @@ def _tap_sums(src, from_column, lead, lead_strides, taps, column: int, c: int, w
     if nk:
         v = strided(src, (*lead, nk, *shape, k * c),
                     (*lead_strides, column * k, *strides, src.itemsize))
-        o2 = as_strided(o, (*lead, nk, k * c), (so[0], so[1], so[2] * k, so[3]))
+        o2 = _view(o, at, 0, (*lead, nk, k * c), (so[0], so[1], so[2] * k, so[3]))
         np.einsum(f"nrk{t}x,{t}x->nrkx", v, wt, out=o2)
     if rem:
         v = strided(from_column(nk * k), (*lead, *shape, rem * c),
                     (*lead_strides, *strides, src.itemsize))
-        o2 = as_strided(o[:, :, nk * k:], (*lead, rem * c), (so[0], so[1], so[3]))
+        o2 = _view(o, at, nk * k * so[2], (*lead, rem * c), (so[0], so[1], so[3]))
         np.einsum(f"nr{t}x,{t}x->nrx", v, wt[..., :rem * c], out=o2)
+
+
+def _view(o, at, offset: int, shape, strides) -> np.ndarray:
+    """A writeable view of ``o``'s memory from ``offset`` bytes past its first element (``at``:
+    the C-contiguous array ``o`` lies in and ``o``'s offset there)."""
+    return np.ndarray(shape, o.dtype, at[0], at[1] + offset, strides)
 
 
 def _padded_copy(dst, x, i0: int, j0: int, step: int, clip=None) -> None:
