@@ -169,13 +169,13 @@ def check_calls(g: Graph, max_depth: int) -> None:
                                      "td.setup(max_function_depth=...))")
 
 
-#: the callers of functions: their function attributes, how many of their data inputs the
-#: functions do not take (If's cond, Case's index, For's start, limit and delta), and whether
-#: a loop (the body takes and returns the loop's values; For's body also takes the index)
+#: the callers of functions: their function attributes, and how many of their data inputs
+#: the functions do not take (If's cond, Case's index, For's start, limit and delta)
 _CALLERS = {"If": (("then_branch", "else_branch"), 1), "StatelessIf": (("then_branch",
             "else_branch"), 1), "Case": (("branches",), 1), "StatelessCase": (("branches",), 1),
             "PartitionedCall": (("f",), 0), "StatefulPartitionedCall": (("f",), 0),
             "While": (("body",), 0), "StatelessWhile": (("body",), 0), "For": (("body",), 3)}
+#: loops: the body takes and returns the loop's values (For's body takes the index first)
 _LOOPS = ("While", "StatelessWhile", "For")
 
 
@@ -184,16 +184,16 @@ def _dtypes_differ(a, b) -> bool:
         dtypes.is_known(b) and dtypes.to_numpy(a) != dtypes.to_numpy(b)
 
 
-def _check_side(where: str, fname: str, side: str, specs, declared, count: int) -> None:
+def _check_side(where: str, fname: str, side: str, specs, count: int, declared=None) -> None:
     """A function's inputs or outputs (``specs``) against what its caller passes or expects:
-    ``count`` values, of the dtypes ``declared`` (a list, or None where not declared)."""
+    ``count`` values; inputs of the dtypes ``declared`` (a list, or None where not declared).
+    (An output's dtype in a signature is not authoritative: a graph built by hand may leave it
+    at its default; the value's dtype is what its node computes.)"""
     if len(specs) != count:
         verbs = ("takes", "passes") if side == "inputs" else ("returns", "expects")
         raise GraphError(f"{where}: function {fname!r} {verbs[0]} {len(specs)} values, the "
                          f"node {verbs[1]} {count}")
-    # (an output's dtype in a signature is not authoritative: a graph built by hand may
-    # leave it at its default; the value's dtype is what its node computes)
-    if side == "inputs" and isinstance(declared, list) and len(declared) == count:
+    if isinstance(declared, list) and len(declared) == count:
         for i, (spec, dt) in enumerate(zip(specs, declared)):
             if _dtypes_differ(spec.dtype, dt):
                 raise GraphError(f"{where}: function {fname!r}'s {side[:-1]} {i} is "
@@ -215,29 +215,25 @@ def check_signatures(g: Graph) -> None:
             args = sum(1 for r in n.inputs if not r.startswith("^")) - skip
             if args < 0:
                 raise GraphError(f"{where}: expected at least {skip} inputs, got {args + skip}")
-            loop = n.op in _LOOPS
-            tin = n.attrs.get("T") if loop else n.attrs.get("Tin")
-            tout = n.attrs.get("T") if loop else n.attrs.get("Tout")
-            if isinstance(tout, list) and not loop:
-                outs = len(tout)
-            elif loop:
-                outs = args
+            if n.op in _LOOPS:
+                tin, outs = n.attrs.get("T"), args
             else:
-                outs = None
+                tin, tout = n.attrs.get("Tin"), n.attrs.get("Tout")
+                outs = len(tout) if isinstance(tout, list) else None
+            index = [None] if n.op == "For" else []  # (For's body: the index first)
             for k in names:
                 v = n.attrs.get(k)
                 for fa in (v if isinstance(v, list) else [v]):
                     f = g.functions.get(getattr(fa, "name", None))
                     if f is None:
                         continue  # (verify_graph / check_attrs name it)
-                    index = [] if n.op != "For" else [None]  # (For's body: the index first)
-                    _check_side(where, fa.name, "inputs", f.inputs, index + tin
-                                if isinstance(tin, list) else None, args + len(index))
+                    _check_side(where, fa.name, "inputs", f.inputs, args + len(index),
+                                index + tin if isinstance(tin, list) else None)
                     if outs is not None:
-                        _check_side(where, fa.name, "outputs", f.outputs, tout, outs)
+                        _check_side(where, fa.name, "outputs", f.outputs, outs)
             if n.op in ("While", "StatelessWhile"):
                 cond = g.functions.get(getattr(n.attrs.get("cond"), "name", None))
                 if cond is not None:
                     name = n.attrs["cond"].name
-                    _check_side(where, name, "inputs", cond.inputs, tin, args)
-                    _check_side(where, name, "outputs", cond.outputs, None, 1)
+                    _check_side(where, name, "inputs", cond.inputs, args, tin)
+                    _check_side(where, name, "outputs", cond.outputs, 1)
