@@ -152,12 +152,13 @@ def GatherNd(params, indices, *, bad_indices_policy=""):
     k = indices.shape[-1] if indices.ndim else 0
     if params.ndim == 0:
         raise ValueError("GatherNd: params must be at least a vector, got a scalar")
-    if indices.ndim and k <= params.ndim and params.size == 0 and \
-            math.prod(indices.shape[:-1]):  # (TF refuses, whatever the policy)
-        raise ValueError(f"GatherNd: requested {math.prod(indices.shape[:-1])} slices (indices "
-                         f"shape {list(indices.shape)}), but params of shape "
-                         f"{list(params.shape)} is empty")
-    if indices.ndim and k <= params.ndim:  # (2**31 empty indices: 2**31 copies of params)
+    if indices.ndim and k <= params.ndim:
+        slices = math.prod(indices.shape[:-1])
+        if slices and params.size == 0:  # (TF refuses, whatever the policy)
+            raise ValueError(f"GatherNd: requested {slices} slices (indices shape "
+                             f"{list(indices.shape)}), but params of shape "
+                             f"{list(params.shape)} is empty")
+        # (2**31 empty indices: 2**31 copies of params)
         check_array(indices.shape[:-1] + params.shape[k:], params.dtype, "the gathered slices")
     flat, mask = _nd_index(indices, params.shape, "GatherNd", bad_indices_policy)
     if mask is not None:

@@ -116,7 +116,7 @@ def _phase_taps(xp, ksize, strides, outs):
     (i, j) of every output is then phase j % sw from column j // sw on, each output row one
     contiguous run of (columns x channels) (NASNetMobile's 3 x 3 / 2 pool of 111 x 111 x 11
     and 55 x 55 x 22). The same taps in the same order: the same sums."""
-    n, hp, wp, c = xp.shape
+    n, hp, _, c = xp.shape
     _, kh, kw, _ = ksize
     sh, sw = strides[1:3]
     oh, ow = outs[1:3]
