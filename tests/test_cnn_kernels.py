@@ -4,6 +4,7 @@ fused kernels that drive it, and the per-thread scratch buffers."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -295,6 +296,66 @@ def test_scratch_is_per_thread_and_reused():
     big = scratch.KEEP_BYTES // 4 + 1
     assert not np.shares_memory(scratch.scratch("test", big, np.float32),
                                 scratch.scratch("test", big, np.float32))
+
+
+@pytest.mark.parametrize("clipped", [False, True], ids=["plain", "relu6_prologue"])
+@pytest.mark.parametrize("case", DW_CASES, ids=[str(i) for i in range(len(DW_CASES))])
+def test_depthwise_runner_keeps_its_layout(case, clipped):
+    """The runner's layout, made once per input shape, called again on other inputs of the
+    shape (a kept padded copy is only overwritten inside: its padding must stay zero), with a
+    ReLU6 prologue clipping as it copies, on an input with inf and NaN (phased layouts go per
+    pixel for it) and on a strided view: ``depthwise_2d``'s values every time."""
+    xs, ws, st, dl, pads = case
+    w, b = _r(*ws), _r(ws[2] * ws[3])
+    attrs = {"strides": [1, *st, 1], "dilations": [1, *dl, 1], "padding": "EXPLICIT",
+             "explicit_paddings": [0, 0, *pads[0], *pads[1], 0, 0]}
+    pro = fused.prologue_op([("relu6", None)], np.dtype(np.float32), xs[3]) if clipped else None
+    run = runner.conv_runner("DepthwiseConv2dNative", attrs, w, b, pro)
+    oh = (xs[1] + sum(pads[0]) - (ws[0] - 1) * dl[0] - 1) // st[0] + 1
+    ow = (xs[2] + sum(pads[1]) - (ws[1] - 1) * dl[1] - 1) // st[1] + 1
+    clip = (np.zeros((), np.float32), np.full((), 6, np.float32)) if clipped else None
+    for i in range(4):
+        x = _r(*xs) * 8 + 4  # (clipped at both ends)
+        if i == 2 and x.size:
+            x[0, 1, 1, 0], x[0, 2, 3, 1], x[0, 0, 2, 2 % xs[3]] = -np.inf, np.inf, np.nan
+        if i == 3:  # (a strided view: made contiguous)
+            x = np.concatenate([x, x], axis=-1)[..., ::2]
+        keep = x.copy()
+        want = depthwise.depthwise_2d(x, w, st, dl, pads, oh, ow, clip=clip) + b
+        rec = _Recorder()
+        got = run(x, rec if x.size else None)
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_allclose(got, want + (1 if x.size else 0), rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(x, keep)
+
+
+def test_depthwise_layout_is_shared_by_threads():
+    """One layout (a runner's, per input shape) run by several threads at once: each call's
+    copy is in its own thread's scratch buffer, so every result is the one it gives alone."""
+    w, pads = _r(3, 3, 16, 1), ((1, 1), (1, 1))
+    lay = depthwise.layout((2, 9, 9, 16), w, (1, 1), (1, 1), pads, 9, 9, parts=1)
+    xs = [_r(2, 9, 9, 16) for _ in range(4)]
+    np.testing.assert_allclose(lay(xs[0]), _reference_depthwise(xs[0], w, (1, 1), (1, 1),
+                                                                pads, 9, 9), rtol=1e-5, atol=1e-5)
+    wants = [lay(v) for v in xs]  # (alone: exact)
+    errors = []
+
+    def work(k):
+        for i in range(200):
+            j = (k + i) % 4
+            if not np.array_equal(lay(xs[j]), wants[j]):
+                errors.append(j)
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(3)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # (the threads take turns between any two steps)
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors
 
 
 def test_depthwise_by_phases_keeps_non_finite_values_in_their_windows(monkeypatch):

@@ -20,12 +20,13 @@ there is enough work (``runtime/parallel.py``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
 
 from tfdeploy.kernels.common import all_finite
-from tfdeploy.kernels.nn.scratch import output, scratch, strided
+from tfdeploy.kernels.nn.scratch import output, scratch
 from tfdeploy.numerics import clip as _clip
 from tfdeploy.runtime import parallel
 from tfdeploy.runtime.limits import check_array
@@ -118,26 +119,48 @@ def depthwise_2d(x: np.ndarray, w: np.ndarray, strides, dilations, pads, oh: int
         check_array((x.shape[0], oh, ow, c * m), np.result_type(x.dtype, w.dtype), "the result")
         check_array(x.shape[:-1] + (c * m,), x.dtype, "the repeated input")
         x = np.repeat(x, m, axis=-1)
-        c *= m
-    n, h, wd = x.shape[:3]
+        w = w.reshape(kh, kw, c * m, 1)
     dt = np.result_type(x.dtype, w.dtype)
-    out = output((n, oh, ow, c), dt)
-    if out.size == 0:
-        return out
-    if kh * kw == 0:
-        out[...] = 0
-        if epilogue is not None:
-            epilogue(out, 0, n * oh * ow)
-        return out
     if x.dtype != dt or not x.flags.c_contiguous:
         x = np.ascontiguousarray(x, dtype=dt)
-    wf = w.reshape(kh, kw, c).astype(dt, copy=False)
+    phased_ok = not needs_finite(w.shape, strides, dilations) or all_finite(x)
+    return layout(x.shape, w.astype(dt, copy=False), strides, dilations, pads, oh, ow, tiles,
+                  clip, phased_ok=phased_ok)(x, epilogue)
+
+
+def needs_finite(w_shape, strides, dilations) -> bool:
+    """Whether the layout of a filter of ``w_shape`` [KH, KW, C, 1] holds only for a finite
+    input: a phased weight's unused slots multiply a neighbouring column by zero, and an inf
+    or NaN there would reach outputs whose windows never read it, so such inputs go per pixel
+    (``layout``'s ``phased_ok``)."""
+    kw, c = w_shape[1], w_shape[2]
+    return _phased(strides[1], dilations[1], kw, c) and kw % strides[1] != 0
+
+
+def split(shape, w_shape, oh: int, ow: int) -> int:
+    """The threads a convolution of an input of ``shape`` by a filter of ``w_shape`` splits
+    over. A depthwise multiply-add costs ~0.16-0.3 ns, ten times a matrix product's: counted
+    twice, a layer splits from ~2 M of them (~0.35 ms; measured: 4 M took 0.67 ms on one
+    thread, 0.49 on two; 1.2 M 0.27 and 0.29)."""
+    return parallel.blocks(shape[0] * oh, 2 * ow * shape[3] * w_shape[0] * w_shape[1])
+
+
+def layout(shape, w: np.ndarray, strides, dilations, pads, oh: int, ow: int,
+           tiles: dict | None = None, clip: tuple | None = None, parts: int | None = None,
+           phased_ok: bool = True) -> Layout:
+    """The :class:`Layout` of ``depthwise_2d`` for C-contiguous inputs of ``shape`` [N, H, W,
+    C] and ``w`` [KH, KW, C, 1] of the inputs' dtype (the other arguments as
+    ``depthwise_2d``'s). ``parts``: the thread split (None: ``split``'s now);
+    ``phased_ok``: False for an input that is not all finite where ``needs_finite``."""
+    n, h, wd, c = shape
+    kh, kw = w.shape[:2]
+    dt = w.dtype
+    if kh * kw == 0 or 0 in (n, oh, ow, c):
+        return Layout(dt, (n, oh, ow, c), None, 1)
+    wf = w.reshape(kh, kw, c)
     wt = None
     sw = strides[1]
-    if sw == 1 or _phased(sw, dilations[1], kw, c) and (
-            kw % sw == 0 or all_finite(x)):
-        # (a phase's unused slots multiply a neighbouring column by zero: an inf or NaN there
-        # would reach outputs whose windows never read it, so those inputs go per pixel)
+    if sw == 1 or phased_ok and _phased(sw, dilations[1], kw, c):
         k = chunk_columns(ow, c, dt) if sw == 1 else ow
         key = k if sw == 1 else (sw, k)
         wt = tiles.get(key) if tiles is not None else None
@@ -146,12 +169,10 @@ def depthwise_2d(x: np.ndarray, w: np.ndarray, strides, dilations, pads, oh: int
             if tiles is not None and wt is not None:
                 tiles[key] = wt
     geom = (strides, dilations, pads, (kh, kw))
-    image_bytes = x[0].nbytes
+    image_bytes = h * wd * c * dt.itemsize
     imgs = max(1, min(n, _BLOCK_BYTES // max(image_bytes, 1)))
-    # a depthwise multiply-add costs ~0.16-0.3 ns, ten times a matrix product's: counted
-    # twice, a layer splits from ~2 M of them (~0.35 ms; measured: 4 M took 0.67 ms on one
-    # thread, 0.49 on two; 1.2 M 0.27 and 0.29)
-    parts = parallel.blocks(n * oh, 2 * ow * c * kh * kw)
+    if parts is None:
+        parts = split(shape, w.shape, oh, ow)
     if parts > 1:
         imgs = min(imgs, -(-n // parts))
     regions = [(0, oh, 0, ow)] if wt is not None or clip is not None else \
@@ -162,22 +183,12 @@ def depthwise_2d(x: np.ndarray, w: np.ndarray, strides, dilations, pads, oh: int
     if len(tasks) < parts and imgs == 1:
         per = -(-oh * n // parts)
         tasks = [(b, b + 1, r, min(oh, r + per)) for b in range(n) for r in range(0, oh, per)]
-
-    def run(first: int, last: int) -> None:
-        for b0, b1, ra, rb in tasks[first:last]:
-            for r0, r1, c0, c1 in regions:
-                r0, r1 = max(r0, ra), min(r1, rb)
-                if r0 < r1:
-                    _region(x[b0:b1], wf, wt, out[b0:b1], (r0, r1, c0, c1), geom, clip)
-            if epilogue is not None:
-                epilogue(out, (b0 * oh + ra) * ow, ((b1 - 1) * oh + rb) * ow)
-
-    parts = min(parts, len(tasks))
-    if parts > 1:
-        parallel.run_blocks(run, len(tasks), parts)
-    else:
-        run(0, len(tasks))
-    return out
+    return Layout(dt, (n, oh, ow, c), [
+        ([_step(shape, (n, oh, ow, c), (b0, b1), (max(r0, ra), min(r1, rb), c0, c1), geom,
+                wf, wt, clip)
+          for r0, r1, c0, c1 in regions if max(r0, ra) < min(r1, rb)],
+         (b0 * oh + ra) * ow, ((b1 - 1) * oh + rb) * ow)
+        for b0, b1, ra, rb in tasks], min(parts, len(tasks)))
 
 
 def _regions(h, wd, oh, ow, geom, group_bytes) -> list[tuple[int, int, int, int]]:
@@ -197,82 +208,140 @@ def _regions(h, wd, oh, ow, geom, group_bytes) -> list[tuple[int, int, int, int]
     return [r for r in regions if r[0] < r[1] and r[2] < r[3]]
 
 
-def _region(x, wf, wt, out, region, geom, clip=None) -> None:
-    """Output rows r0:r1, columns c0:c1 of ``out`` [nb, OH, OW, C] from ``x`` [nb, H, W, C]:
-    one einsum over the input it reads, in place when that lies inside ``x`` (and there is no
-    ``clip``), else from a zero-padded (clipped) copy in scratch."""
+class Layout:
+    """What ``depthwise_2d`` works out from the input's shape alone: the tiled weight, the
+    regions and thread tasks, each padded copy's geometry and each einsum's operands as
+    (shape, strides, byte offset) on the input, the copy or the output. Called as
+    ``layout(x, epilogue)``, it makes the copies and runs the einsums on views made by
+    ``np.ndarray`` (0.4 us each). The conv runner keeps one per input shape and thread split:
+    a small map's layer was half Python (NASNetMobile's 7 x 7 x 176, 3x3: 37 -> 28 us with
+    its bias, 13 of them the einsum). NASNetMobile 0.942x, MobileNetV3Small 0.953x,
+    MobileNetV2 0.975x (batch 8 too), EfficientNetB0 0.980x.
+
+    Keeping a small layer's padded copy per thread, its padding zeroed once, saved ~4 us a
+    layer alone but nothing in the models (NASNetMobile 3% slower: each layer's own copy is
+    out of cache when it comes round again, the shared scratch buffer is not)."""
+
+    __slots__ = ("dtype", "out_shape", "tasks", "parts")
+
+    def __init__(self, dtype, out_shape, tasks, parts: int):
+        self.dtype, self.out_shape, self.tasks, self.parts = dtype, out_shape, tasks, parts
+
+    def __call__(self, x: np.ndarray, epilogue: Epilogue | None = None) -> np.ndarray:
+        """The convolution of ``x`` (C-contiguous, of the layout's input shape and dtype)."""
+        out = output(self.out_shape, self.dtype)
+        if self.tasks is None:  # (an empty result, or no taps: zeros)
+            if out.size:
+                out[...] = 0
+                if epilogue is not None:
+                    epilogue(out, 0, out.size // out.shape[-1])
+            return out
+        if self.parts > 1:
+            parallel.run_blocks(lambda a, b: self._run(x, out, epilogue, a, b),
+                                len(self.tasks), self.parts)
+        else:
+            self._run(x, out, epilogue, 0, len(self.tasks))
+        return out
+
+    def _run(self, x, out, epilogue, first: int, last: int) -> None:
+        dt = self.dtype
+        for steps, start, stop in self.tasks[first:last]:
+            for copy, einsums in steps:
+                src = x if copy is None else self._copy(x, copy)
+                for subs, ishape, istrides, ioff, wgt, oshape, ostrides, ooff in einsums:
+                    np.einsum(subs, np.ndarray(ishape, dt, src, ioff, istrides), wgt,
+                              out=np.ndarray(oshape, dt, out, ooff, ostrides))
+            if epilogue is not None:
+                epilogue(out, start, stop)
+
+    def _copy(self, x, copy) -> np.ndarray:
+        """The padded (clipped) copy a step reads, in scratch. ``copy``: (its shape, its
+        images (b0, b1), per phase (phase, first row, first column, column step), clip,
+        whether by phases)."""
+        shape, (b0, b1), phases, clip, phased = copy
+        src = scratch("depthwise", math.prod(shape), self.dtype).reshape(shape)
+        xb = x[b0:b1]
+        for q, i0, j0, step in phases:
+            _padded_copy(src[:, :, q] if phased else src, xb, i0, j0, step,
+                         None if phased else clip)
+        if phased and clip is not None:  # (the copy is whole: one contiguous pass, zeros stay)
+            _clip(src, clip[0], clip[1], out=src)
+        return src
+
+
+def _step(shape, out_shape, images, region, geom, wf, wt, clip):
+    """Output rows r0:r1, columns c0:c1 (``region``) of images b0:b1 (``images``) as (copy,
+    einsums): ``Layout``'s einsums over the input they read, in place when that lies inside
+    the input and there is no ``clip`` (copy None), else from a zero-padded (clipped) copy
+    (``Layout._copy``)."""
     (sh, sw), (dh, dw), ((pt, _), (pl, _)), (kh, kw) = geom
-    r0, r1, c0, c1 = region
-    nb, h, wd, c = x.shape
-    i0, rin = r0 * sh - pt, (r1 - r0 - 1) * sh + (kh - 1) * dh + 1
-    j0, win = c0 * sw - pl, (c1 - c0 - 1) * sw + (kw - 1) * dw + 1
-    o = out[:, r0:r1, c0:c1]
-    at = (out, r0 * out.strides[1] + c0 * out.strides[2])  # (out: depthwise_2d's, contiguous)
-    rows, cols = r1 - r0, c1 - c0
+    n, h, wd, c = shape
+    (b0, b1), (r0, r1, c0, c1) = images, region
+    nb, rows, cols = b1 - b0, r1 - r0, c1 - c0
+    i0, rin = r0 * sh - pt, (rows - 1) * sh + (kh - 1) * dh + 1
+    j0, win = c0 * sw - pl, (cols - 1) * sw + (kw - 1) * dw + 1
+    so = _strides(out_shape, wf.itemsize)
+    at = b0 * so[0] + r0 * so[1] + c0 * so[2]  # (the region's offset in the output)
     if sw > 1 and wt is not None:
         # by phases: the input's columns j0 + q, j0 + q + sw, ... as row q of a copy, so that
         # every tap reads a unit-stride run of (columns x channels), as below
         a = wt.shape[1]
-        wc = cols + a - 1
-        src = scratch("depthwise", nb * rin * sw * wc * c, x.dtype).reshape(
-            nb, rin, sw, wc, c)
-        for q in range(sw):
-            _padded_copy(src[:, :, q], x, i0, j0 + q, sw)
-        if clip is not None:  # (the copy is whole: one contiguous pass, zeros stay zeros)
-            _clip(src, clip[0], clip[1], out=src)
-        s = src.strides
-        _tap_sums(src, lambda j: src[:, :, :, j:], (nb, rows), (s[0], s[1] * sh),
-                  ((kh, s[1] * dh), (a, s[3]), (sw, s[2])), s[3], c, wt, o, at)
-        return
+        copy = ((nb, rin, sw, cols + a - 1, c), images,
+                [(q, i0, j0 + q, sw) for q in range(sw)], clip, True)
+        s = _strides(copy[0], wf.itemsize)
+        return copy, _tap_sums((nb, rows), (s[0], s[1] * sh), 0,
+                               ((kh, s[1] * dh), (a, s[3]), (sw, s[2])), s[3], cols, c, wt,
+                               so, at)
     if clip is None and i0 >= 0 and j0 >= 0 and i0 + rin <= h and j0 + win <= wd:
-        src = x[:, i0:i0 + rin, j0:j0 + win]
+        copy, s = None, _strides(shape, wf.itemsize)  # (read in place)
+        base = b0 * s[0] + i0 * s[1] + j0 * s[2]
     else:  # (only the padding is zeroed: the interior is copied over)
-        src = scratch("depthwise", nb * rin * win * c, x.dtype).reshape(nb, rin, win, c)
-        _padded_copy(src, x, i0, j0, 1, clip)
-    s = src.strides
+        copy = ((nb, rin, win, c), images, [(0, i0, j0, 1)], clip, False)
+        s, base = _strides(copy[0], wf.itemsize), 0
     if wt is not None:
-        _tap_sums(src, lambda j: src[:, :, j:], (nb, rows), (s[0], s[1] * sh),
-                  ((kh, s[1] * dh), (kw, s[2] * dw)), s[2], c, wt, o, at)
-        return
-    v = strided(src, (nb, rows, cols, kh, kw, c), (s[0], s[1] * sh, s[2] * sw, s[1] * dh,
-                                                   s[2] * dw, s[3]))
-    np.einsum("nrwijc,ijc->nrwc", v, wf, out=o)
+        return copy, _tap_sums((nb, rows), (s[0], s[1] * sh), base,
+                               ((kh, s[1] * dh), (kw, s[2] * dw)), s[2], cols, c, wt, so, at)
+    return copy, [("nrwijc,ijc->nrwc", (nb, rows, cols, kh, kw, c),
+                   (s[0], s[1] * sh, s[2] * sw, s[1] * dh, s[2] * dw, s[3]), base, wf,
+                   (nb, rows, cols, c), so, at)]
 
 
-def _tap_sums(src, from_column, lead, lead_strides, taps, column: int, c: int, wt, o,
-              at) -> None:
-    """``o`` [nb, rows, cols, C] = the sum over the taps of ``src``'s views times ``wt``.
+def _strides(shape, itemsize: int) -> tuple:
+    """The byte strides of a C-contiguous array of ``shape``."""
+    out = [itemsize]
+    for d in reversed(shape[1:]):
+        out.append(out[-1] * d)
+    return tuple(reversed(out))
 
-    A pixel's channels follow the previous pixel's in ``src`` (``column`` bytes apart, the
+
+def _tap_sums(lead, lead_strides, base: int, taps, column: int, cols: int, c: int, wt, so,
+              at: int) -> list:
+    """The einsums (as ``Layout`` runs them) of ``cols`` output columns at byte ``at`` of the
+    output (strides ``so``): [nb, rows, cols, C] = the sum over the taps of the source's
+    views times ``wt``.
+
+    A pixel's channels follow the previous pixel's in the source (``column`` bytes apart, the
     channels' own stride the itemsize), so (columns x channels) is one unit-stride run, taken
     in chunks of ``k`` whole columns: ``wt`` [*taps, k * C] is the weight of each tap repeated
-    along a chunk. ``lead``, ``lead_strides``: the images' and output rows' axes in ``src``;
-    ``taps``: (size, stride) of each tap axis; ``from_column(j)``: ``src`` from the input
-    column of output column ``j`` on (the last ``cols % k`` columns are one einsum apart).
-    ``at``: (the C-contiguous array ``o`` is a view of, ``o``'s byte offset in it), from which
-    the einsums' output views are made in 0.4 us instead of numpy's ``as_strided``'s 2.7."""
-    cols = o.shape[2]
+    along a chunk. ``lead``, ``lead_strides``: the images' and output rows' axes in the
+    source, from byte ``base`` on; ``taps``: (size, stride) of each tap axis. The last
+    ``cols % k`` columns are one einsum apart."""
     k = wt.shape[-1] // c
     nk, rem = divmod(cols, k)
     t = "abc"[:len(taps)]
     shape, strides = tuple(n for n, _ in taps), tuple(st for _, st in taps)
-    so = o.strides
+    one = wt.itemsize
+    sums = []
     if nk:
-        v = strided(src, (*lead, nk, *shape, k * c),
-                    (*lead_strides, column * k, *strides, src.itemsize))
-        o2 = _view(o, at, 0, (*lead, nk, k * c), (so[0], so[1], so[2] * k, so[3]))
-        np.einsum(f"nrk{t}x,{t}x->nrkx", v, wt, out=o2)
+        sums.append((f"nrk{t}x,{t}x->nrkx", (*lead, nk, *shape, k * c),
+                     (*lead_strides, column * k, *strides, one), base, wt,
+                     (*lead, nk, k * c), (so[0], so[1], so[2] * k, so[3]), at))
     if rem:
-        v = strided(from_column(nk * k), (*lead, *shape, rem * c),
-                    (*lead_strides, *strides, src.itemsize))
-        o2 = _view(o, at, nk * k * so[2], (*lead, rem * c), (so[0], so[1], so[3]))
-        np.einsum(f"nr{t}x,{t}x->nrx", v, wt[..., :rem * c], out=o2)
-
-
-def _view(o, at, offset: int, shape, strides) -> np.ndarray:
-    """A writeable view of ``o``'s memory from ``offset`` bytes past its first element (``at``:
-    the C-contiguous array ``o`` lies in and ``o``'s offset there)."""
-    return np.ndarray(shape, o.dtype, at[0], at[1] + offset, strides)
+        sums.append((f"nr{t}x,{t}x->nrx", (*lead, *shape, rem * c),
+                     (*lead_strides, *strides, one), base + nk * k * column,
+                     wt[..., :rem * c], (*lead, rem * c), (so[0], so[1], so[3]),
+                     at + nk * k * so[2]))
+    return sums
 
 
 def _padded_copy(dst, x, i0: int, j0: int, step: int, clip=None) -> None:

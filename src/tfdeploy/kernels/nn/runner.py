@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from tfdeploy.kernels.common import all_finite, low_precision, specializer
-from tfdeploy.kernels.nn import winograd
+from tfdeploy.kernels.nn import depthwise, winograd
 from tfdeploy.kernels.nn.conv import (
     _conv,
     _depthwise,
@@ -299,15 +299,7 @@ class _Runner:
             elif x.shape[-1] != w.shape[2]:
                 return self._generic  # (its error)
             clip = getattr(self.prologue, "clip", None)  # (applied as the input is copied)
-            if bias is not None:
-                tb = np.tile(bias, outs[1])
-
-                def run(x, ep):
-                    return depthwise_2d(x, w, st, dl, pads, *outs, _biased(ep, bias, tb),
-                                        tiles, clip)
-            else:
-                def run(x, ep):
-                    return depthwise_2d(x, w, st, dl, pads, *outs, ep, tiles, clip)
+            run = _depthwise_run(x.shape, w, st, dl, pads, outs, bias, tiles, clip)
             run.prologue = clip is not None
             return run
         if w.shape[:2] == (1, 1) and x.shape[-1] == w.shape[2] and st == [1, 1] and \
@@ -339,6 +331,34 @@ class _Runner:
             return conv
         bias, tb = self.bias, np.tile(self.bias, outs[1])
         return lambda x, ep: conv(x, _biased(ep, bias, tb))
+
+
+def _depthwise_run(shape, w, st, dl, pads, outs, bias, tiles, clip):
+    """A depthwise convolution of inputs of ``shape`` by ``w`` [KH, KW, C, M]: its layout
+    (``depthwise.layout``) made once per thread split and kept, so that a call is the copy
+    and the einsums (a channel multiplier repeats the input first: ``depthwise_2d``)."""
+    tb = None if bias is None else np.tile(bias, outs[1])
+    plain = None if bias is None else _biased(None, bias, tb)
+    if w.shape[3] != 1:
+        def run(x, ep):
+            return depthwise_2d(x, w, st, dl, pads, *outs,
+                                plain if ep is None else _biased(ep, bias, tb), tiles, clip)
+        return run
+    needs = depthwise.needs_finite(w.shape, st, dl)
+    layouts: dict = {}
+
+    def run(x, ep):
+        if not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x)
+        key = (depthwise.split(shape, w.shape, *outs), not needs or all_finite(x))
+        lay = layouts.get(key)
+        if lay is None:
+            lay = layouts[key] = depthwise.layout(shape, w, st, dl, pads, *outs, tiles, clip,
+                                                  *key)
+        if bias is not None:
+            ep = plain if ep is None else _biased(ep, bias, tb)
+        return lay(x, ep)
+    return run
 
 
 def _pointwise_run(shape, w, outs, bias, augmented, tiled, prologue=None):
