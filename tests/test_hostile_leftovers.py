@@ -417,6 +417,44 @@ def test_functions_must_fit_the_nodes_that_run_them(case, tmp_path):
         td.load(path)
 
 
+@pytest.mark.parametrize("op", ["If", "Case", "PartitionedCall"])
+def test_function_results_must_have_the_declared_dtypes(op):
+    """(A branch or called function returning another dtype than its node's Tout ran on:
+    the node's consumers computed on int32 where the file declared float32. TF refuses such a
+    graph when it loads it; tfdeploy refuses the call, naming the node and the function.)"""
+    from tfdeploy.ir.graph import FuncAttr, Node
+
+    neg = _fn([Node("n", "Neg", ["a"], {"T": "float32"})], ["a"], ["n"])
+    cast = _fn([Node("n", "Cast", ["a"], {"SrcT": "float32", "DstT": "int32"})], ["a"], ["n"])
+    nodes = {"If": ("If", ["i", "x"], {"then_branch": FuncAttr("f"), "Tin": ["float32"],
+                                       "else_branch": FuncAttr("g"), "Tout": ["float32"]}),
+             "Case": ("Case", ["i", "x"], {"branches": [FuncAttr("f"), FuncAttr("g")],
+                                           "Tin": ["float32"], "Tout": ["float32"]})}
+    for name in ("f", "g"):
+        nodes[name] = ("PartitionedCall", ["x"], {"f": FuncAttr(name), "Tin": ["float32"],
+                                                  "Tout": ["float32"]})
+    models = {}
+    for key in ([op] if op != "PartitionedCall" else ["f", "g"]):
+        kind, ins, attrs = nodes[key]
+        m = td.Model()
+        m._add_graph(_caller_graph(Node("w", kind, ins, attrs), {"f": neg, "g": cast}), None)
+        models[key] = m
+    x = np.float32(2.5)
+    if op == "PartitionedCall":
+        assert models["f"](x) == np.float32(-2.5)
+        run, good, bad = models["g"], None, (x,)
+    else:
+        run = models[op]
+        good, bad = (np.int32(1 if op == "If" else 0), x), (np.int32(0 if op == "If" else 1), x)
+    if good is not None:
+        out = run(*good)
+        assert out.dtype == np.float32 and out == -2.5
+    with pytest.raises(td.ExecutionError, match=f"node 'w' \\({op}\\).*function 'g' returned "
+                                                f"int32 as its output 0; the node declares "
+                                                f"float32 \\(Tout\\)"):
+        run(*bad)
+
+
 @pytest.mark.parametrize("op,args,match", [
     ("Reshape", lambda: (_z(2, 3), np.float32([3.7, 2.2])), "shape must be integers"),
     ("Tile", lambda: (_z(2, 3), np.float32([1.5, 2])), "multiples must be integers"),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from tfdeploy import dtypes
 from tfdeploy.compiler import codegen, loops, lower
 from tfdeploy.compiler.passes import (
     atrous,
@@ -158,20 +159,41 @@ class Context:
     def loop(self, cond: FuncAttr, body: FuncAttr, consts: list | None = None):
         return loops.build(self, cond, body, consts)
 
-    def branch(self, then_branch: FuncAttr, else_branch: FuncAttr):
-        return control.branch(self.compile_function(then_branch).run,
-                              self.compile_function(else_branch).run)
+    def branch(self, then_branch: FuncAttr, else_branch: FuncAttr, tout=None):
+        return control.branch(self._typed(then_branch, tout), self._typed(else_branch, tout))
 
-    def switch(self, branches: list):
+    def switch(self, branches: list, tout=None):
         if not branches:
             raise GraphError("Case needs at least one branch")
-        return control.switch([self.compile_function(b).run for b in branches])
+        return control.switch([self._typed(b, tout) for b in branches])
 
-    def call(self, f: FuncAttr):
-        return control.call(self.compile_function(f).run)
+    def call(self, f: FuncAttr, tout=None):
+        return control.call(self._typed(f, tout))
+
+    def _typed(self, f: FuncAttr, tout):
+        """The run of ``f``'s plan, its results checked against ``tout``, the dtypes the
+        calling node declares (its ``Tout``), where it declares them."""
+        run = self.compile_function(f).run
+        expected = _declared(tout)
+        return run if expected is None else control.typed(run, expected, f.name)
 
     def for_loop(self, body: FuncAttr):
         return control.for_loop(self.compile_function(body).run)
+
+
+def _declared(tout) -> tuple | None:
+    """The numpy dtypes of a node's ``Tout`` (a list of TF dtype names), None for an output
+    whose values are not arrays (variant, resource) or whose dtype numpy lacks here
+    (bfloat16 without ml_dtypes); None for no list or nothing to check."""
+    if not isinstance(tout, list):
+        return None
+    out = []
+    for name in tout:
+        try:
+            out.append(dtypes.to_numpy(name) if isinstance(name, str) else None)
+        except TFDeployError:
+            out.append(None)
+    return tuple(out) if any(d is not None for d in out) else None
 
 
 def compile_plan(graph: Graph, fetches: list[str], feeds: list[str] = (), *,

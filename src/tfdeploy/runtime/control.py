@@ -260,6 +260,23 @@ def _check_scalar(x, op: str, what: str) -> None:
                          f"{list(x.shape)}")
 
 
+def typed(run, expected: tuple, name: str):
+    """``run`` (a function's plan: If's and Case's branches, a call) with its results' dtypes
+    checked against ``expected``, those its caller declares (None: not checked; a string
+    any of numpy's string dtypes). TF checks them when it loads a graph: a file declaring one
+    dtype and returning another ran on, its consumers computing on the wrong dtype."""
+    def checked(inputs):
+        out = run(inputs)
+        for i, (v, dt) in enumerate(zip(out, expected)):
+            got = getattr(v, "dtype", None)
+            if dt is not None and got is not None and got != dt and \
+                    not (dt.kind == "O" and got.kind in "SUO"):
+                raise TypeError(f"function {name!r} returned {got} as its output {i}; the "
+                                f"node declares {dt} (Tout)")
+        return out
+    return checked
+
+
 def call(fn):
     """A function call: ``fn`` applied to the inputs."""
     def run(*args):

@@ -37,30 +37,33 @@ def _while_constants(consts, *, cond: FuncAttr, body: FuncAttr, _ctx=None):
 
 @op("If", needs_context=True, stateful=True)
 @op("StatelessIf", needs_context=True)
-def If(*, _ctx, then_branch: FuncAttr, else_branch: FuncAttr):
+def If(*, _ctx, then_branch: FuncAttr, else_branch: FuncAttr, Tout=None):
     """If / StatelessIf: ``then_branch(*input)`` if ``cond`` is true, else ``else_branch``.
 
-    ``cond`` follows TF's ToBool: a scalar's value, or non-emptiness for other shapes.
+    ``cond`` follows TF's ToBool: a scalar's value, or non-emptiness for other shapes. The
+    branch's results must have the dtypes ``Tout`` declares.
     """
-    return _ctx.branch(then_branch, else_branch)
+    return _ctx.branch(then_branch, else_branch, Tout)
 
 
 @op("Case", needs_context=True, stateful=True)
 @op("StatelessCase", needs_context=True)
-def Case(*, _ctx, branches: list):
+def Case(*, _ctx, branches: list, Tout=None):
     """Case / StatelessCase: ``branches[branch_index](*input)``; an index out of range runs
-    the last branch, as TF does."""
-    return _ctx.switch(branches)
+    the last branch, as TF does. The branch's results must have the dtypes ``Tout``
+    declares."""
+    return _ctx.switch(branches, Tout)
 
 
 @op("StatefulPartitionedCall", needs_context=True, stateful=True)
 @op("PartitionedCall", needs_context=True)
-def PartitionedCall(*, _ctx, f: FuncAttr):
-    """PartitionedCall / StatefulPartitionedCall: the function ``f`` applied to the inputs.
+def PartitionedCall(*, _ctx, f: FuncAttr, Tout=None):
+    """PartitionedCall / StatefulPartitionedCall: the function ``f`` applied to the inputs,
+    its results of the dtypes ``Tout`` declares.
 
     The converter inlines these where it can; this kernel runs the ones left.
     """
-    return _ctx.call(f)
+    return _ctx.call(f, Tout)
 
 
 @op("For", needs_context=True, stateful=True)
