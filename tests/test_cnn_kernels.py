@@ -302,9 +302,9 @@ def test_scratch_is_per_thread_and_reused():
 @pytest.mark.parametrize("case", DW_CASES, ids=[str(i) for i in range(len(DW_CASES))])
 def test_depthwise_runner_keeps_its_layout(case, clipped):
     """The runner's layout, made once per input shape, called again on other inputs of the
-    shape (a kept padded copy is only overwritten inside: its padding must stay zero), with a
-    ReLU6 prologue clipping as it copies, on an input with inf and NaN (phased layouts go per
-    pixel for it) and on a strided view: ``depthwise_2d``'s values every time."""
+    shape, with a ReLU6 prologue clipping as it copies, on a read-only input, on an input
+    with inf and NaN (phased layouts go per pixel for it) and on a strided view:
+    ``depthwise_2d``'s values every time, the input unchanged."""
     xs, ws, st, dl, pads = case
     w, b = _r(*ws), _r(ws[2] * ws[3])
     attrs = {"strides": [1, *st, 1], "dilations": [1, *dl, 1], "padding": "EXPLICIT",
@@ -320,6 +320,8 @@ def test_depthwise_runner_keeps_its_layout(case, clipped):
             x[0, 1, 1, 0], x[0, 2, 3, 1], x[0, 0, 2, 2 % xs[3]] = -np.inf, np.inf, np.nan
         if i == 3:  # (a strided view: made contiguous)
             x = np.concatenate([x, x], axis=-1)[..., ::2]
+        if i == 1:  # (read-only: a constant's, a memory-mapped file's)
+            x.flags.writeable = False
         keep = x.copy()
         want = depthwise.depthwise_2d(x, w, st, dl, pads, oh, ow, clip=clip) + b
         rec = _Recorder()
