@@ -298,19 +298,20 @@ def test_scratch_is_per_thread_and_reused():
                                 scratch.scratch("test", big, np.float32))
 
 
+@pytest.mark.parametrize("biased", [True, False], ids=["bias", "no_bias"])
 @pytest.mark.parametrize("clipped", [False, True], ids=["plain", "relu6_prologue"])
 @pytest.mark.parametrize("case", DW_CASES, ids=[str(i) for i in range(len(DW_CASES))])
-def test_depthwise_runner_keeps_its_layout(case, clipped):
+def test_depthwise_runner_keeps_its_layout(case, clipped, biased):
     """The runner's layout, made once per input shape, called again on other inputs of the
     shape, with a ReLU6 prologue clipping as it copies, on a read-only input, on an input
     with inf and NaN (phased layouts go per pixel for it) and on a strided view:
     ``depthwise_2d``'s values every time, the input unchanged."""
     xs, ws, st, dl, pads = case
-    w, b = _r(*ws), _r(ws[2] * ws[3])
+    w, b = _r(*ws), _r(ws[2] * ws[3]) if biased else np.float32(0)
     attrs = {"strides": [1, *st, 1], "dilations": [1, *dl, 1], "padding": "EXPLICIT",
              "explicit_paddings": [0, 0, *pads[0], *pads[1], 0, 0]}
     pro = fused.prologue_op([("relu6", None)], np.dtype(np.float32), xs[3]) if clipped else None
-    run = runner.conv_runner("DepthwiseConv2dNative", attrs, w, b, pro)
+    run = runner.conv_runner("DepthwiseConv2dNative", attrs, w, b if biased else None, pro)
     oh = (xs[1] + sum(pads[0]) - (ws[0] - 1) * dl[0] - 1) // st[0] + 1
     ow = (xs[2] + sum(pads[1]) - (ws[1] - 1) * dl[1] - 1) // st[1] + 1
     clip = (np.zeros((), np.float32), np.full((), 6, np.float32)) if clipped else None

@@ -337,12 +337,18 @@ def _depthwise_run(shape, w, st, dl, pads, outs, bias, tiles, clip):
     """A depthwise convolution of inputs of ``shape`` by ``w`` [KH, KW, C, M]: its layout
     (``depthwise.layout``) made once per thread split and kept, so that a call is the copy
     and the einsums (a channel multiplier repeats the input first: ``depthwise_2d``)."""
-    tb = None if bias is None else np.tile(bias, outs[1])
-    plain = None if bias is None else _biased(None, bias, tb)
+    if bias is None:
+        def biased(ep):
+            return ep
+    else:
+        tb = np.tile(bias, outs[1])
+        plain = _biased(None, bias, tb)
+
+        def biased(ep):
+            return plain if ep is None else _biased(ep, bias, tb)
     if w.shape[3] != 1:
         def run(x, ep):
-            return depthwise_2d(x, w, st, dl, pads, *outs,
-                                plain if ep is None else _biased(ep, bias, tb), tiles, clip)
+            return depthwise_2d(x, w, st, dl, pads, *outs, biased(ep), tiles, clip)
         return run
     needs = depthwise.needs_finite(w.shape, st, dl)
     layouts: dict = {}
@@ -355,9 +361,7 @@ def _depthwise_run(shape, w, st, dl, pads, outs, bias, tiles, clip):
         if lay is None:
             lay = layouts[key] = depthwise.layout(shape, w, st, dl, pads, *outs, tiles, clip,
                                                   *key)
-        if bias is not None:
-            ep = plain if ep is None else _biased(ep, bias, tb)
-        return lay(x, ep)
+        return lay(x, biased(ep))
     return run
 
 
