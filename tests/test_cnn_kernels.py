@@ -583,6 +583,31 @@ def test_depthwise_over_threads(case, split_everything, monkeypatch):
     assert split_everything or not x.shape[0]
 
 
+@pytest.mark.parametrize("case", DW_CASES, ids=[str(i) for i in range(len(DW_CASES))])
+def test_depthwise_runner_layout_per_thread_split(case, split_everything, monkeypatch):
+    """The runner keeps a layout per thread split: called with one thread, then four, then
+    one again, each call gives the values, each row through the epilogue once, split over
+    threads where there are four."""
+    from tfdeploy.runtime import threads
+
+    xs, ws, st, dl, pads = case
+    x, w, b = _r(*xs), _r(*ws), _r(ws[2] * ws[3])
+    attrs = {"strides": [1, *st, 1], "dilations": [1, *dl, 1], "padding": "EXPLICIT",
+             "explicit_paddings": [0, 0, *pads[0], *pads[1], 0, 0]}
+    run = runner.conv_runner("DepthwiseConv2dNative", attrs, w, b)
+    oh = (xs[1] + sum(pads[0]) - (ws[0] - 1) * dl[0] - 1) // st[0] + 1
+    ow = (xs[2] + sum(pads[1]) - (ws[1] - 1) * dl[1] - 1) // st[1] + 1
+    want = _reference_depthwise(x, w, st, dl, pads, oh, ow) + b
+    for n in (1, 4, 1):
+        monkeypatch.setitem(threads._state, "threads", n)
+        rec = _SharedRecorder()
+        got = run(x, rec if x.size else None)
+        if x.size:
+            rec.check(got)
+            assert (len(rec.threads) > 1) == (n > 1)
+        np.testing.assert_allclose(got, want + (1 if x.size else 0), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("case", CONV_CASES, ids=[str(i) for i in range(len(CONV_CASES))])
 def test_conv_over_threads(case, split_everything):
     xs, ws, st, pads = case
