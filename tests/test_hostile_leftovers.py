@@ -162,6 +162,83 @@ def test_banded_triangular_solve_of_empty_operands_as_tf(matrix, rhs, expect):
         assert got == [(expect, matrix.dtype)]
 
 
+def _banded_case(k, m, n, band_batch, rhs_batch, lower, dtype, seed=0):
+    """A well-conditioned band [..., K, M] (its diagonal row away from zero) and rhs."""
+    r = np.random.default_rng(seed)
+
+    def draw(shape):
+        v = r.uniform(-1, 1, shape)
+        return (v + 1j * r.uniform(-1, 1, shape) if np.dtype(dtype).kind == "c" else v)
+    band = draw(band_batch + (k, m))
+    band[..., 0 if lower else k - 1, :] += 3
+    return band.astype(dtype), draw(rhs_batch + (m, n)).astype(dtype)
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64])
+@pytest.mark.parametrize("lower,adjoint", [(True, False), (True, True), (False, False),
+                                           (False, True)])
+def test_banded_triangular_solve_by_its_band_as_tf(lower, adjoint, dtype):
+    """The substitution over the band alone (no dense M x M matrix): TF's values for the four
+    triangles, a broadcast batch, K > M (the band cut to M diagonals), K = 1 (a division)."""
+    tf = pytest.importorskip("tensorflow")
+    kernel = _kernel("BandedTriangularSolve")
+    for k, m, n, bb, rb in [(3, 7, 2, (), ()), (1, 5, 3, (2,), ()), (4, 4, 1, (), (3,)),
+                            (6, 5, 2, (2, 1), (3,)), (2, 9, 1, (), ())]:
+        band, rhs = _banded_case(k, m, n, bb, rb, lower, dtype)
+        want = tf.raw_ops.BandedTriangularSolve(matrix=band, rhs=rhs, lower=lower,
+                                                adjoint=adjoint).numpy()
+        got = kernel(band, rhs, lower=lower, adjoint=adjoint)
+        assert got.shape == want.shape and got.dtype == want.dtype
+        tol = 1e-5 if np.dtype(dtype).itemsize <= 8 else 1e-12
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+def test_banded_triangular_solve_of_a_long_band():
+    """(The band was made a dense [M, M] matrix: M = 10^5 needed 40 GB and was refused by the
+    tensor limit, where TF solves it.) Now it runs in O(M K), the residual of the band's
+    product at float64 rounding; TF's values where TF is installed."""
+    kernel = _kernel("BandedTriangularSolve")
+    m = 100_000
+    for lower, adjoint in [(True, False), (False, True)]:
+        band, rhs = _banded_case(3, m, 2, (), (), lower, np.float64, seed=1)
+        x = kernel(band, rhs, lower=lower, adjoint=adjoint)
+        # T x, from the band: T's diagonal d (d = 1, 2) is row d (lower, right-aligned) or
+        # row 2 - d (upper, left-aligned); the adjoint transposes it
+        t = band[0 if lower else 2][:, None] * x
+        for d in (1, 2):
+            row = band[d if lower else 2 - d]
+            if lower != adjoint:  # (T[i, i-d] x[i-d])
+                t[d:] += (row[d:] if not adjoint else row[:m - d])[:, None] * x[:m - d]
+            else:  # (T[i, i+d] x[i+d])
+                t[:m - d] += (row[:m - d] if not adjoint else row[d:])[:, None] * x[d:]
+        np.testing.assert_allclose(t, rhs, rtol=1e-10, atol=1e-10)
+    try:
+        import tensorflow as tf
+    except ImportError:
+        return
+    band, rhs = _banded_case(4, m, 1, (), (), True, np.float32, seed=2)
+    np.testing.assert_allclose(kernel(band, rhs), tf.raw_ops.BandedTriangularSolve(
+        matrix=band, rhs=rhs).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_banded_triangular_solve_refuses_a_zero_on_the_first_diagonal_as_tf():
+    """TF checks the first matrix's diagonal ('Input matrix is not invertible'); a zero on a
+    later matrix's diagonal gives inf/NaN there, as in TF."""
+    kernel = _kernel("BandedTriangularSolve")
+    band = np.array([[[1, 1, 2], [0.5, 1, 1]], [[1, 0, 2], [0.5, 1, 1]]], np.float32)
+    got = kernel(band, np.ones((3, 1), np.float32))
+    np.testing.assert_allclose(got[0, :, 0], [1, 0, 0.5])
+    assert got[1, 0, 0] == 1 and np.isnan(got[1, 1:, 0]).all()
+    with pytest.raises(ValueError, match="not invertible"):
+        kernel(band[::-1], np.ones((3, 1), np.float32))
+    with pytest.raises(ValueError, match="not invertible"):  # (upper: the last row)
+        kernel(band[1, ::-1], np.ones((3, 1), np.float32), lower=False)
+    got = _tf_outcome("BandedTriangularSolve", dict(matrix=band[::-1],
+                                                    rhs=np.ones((3, 1), np.float32)))
+    assert isinstance(got, Exception) and "not invertible" in str(got)
+
+
 def test_matrix_triangular_solve_of_incompatible_batches_names_them():
     out = _bounded(lambda: _kernel("MatrixTriangularSolve")(_ones(2, 3, 3), _ones(3, 3, 2)))
     _expected(out, "matrix \\[2, 3, 3\\] and rhs \\[3, 3, 2\\] must have compatible batch", None)

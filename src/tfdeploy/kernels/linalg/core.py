@@ -7,12 +7,14 @@ where it is more accurate (triangular solves, LU, matrix functions).
 from __future__ import annotations
 
 import warnings
+from time import monotonic
 
 import numpy as np
 
 from tfdeploy.kernels.common import np_dtype, op
+from tfdeploy.numerics import quiet
 from tfdeploy.registry import IMPL_SCIPY
-from tfdeploy.runtime.limits import check_array
+from tfdeploy.runtime.limits import check_array, loop_deadline, too_long
 
 
 class _Singular(ValueError):
@@ -526,23 +528,85 @@ def TridiagonalSolve(diagonals, rhs, *, partial_pivoting=True, perturb_singular=
 @op("BandedTriangularSolve")
 def BandedTriangularSolve(matrix, rhs, *, lower=True, adjoint=False):
     """BandedTriangularSolve: X with band(matrix) @ X = rhs; ``matrix`` is [..., K, M]: the
-    diagonal and K-1 sub- (``lower``) or superdiagonals, aligned LEFT_RIGHT as in TF."""
+    diagonal and K-1 sub- (``lower``) or superdiagonals, aligned LEFT_RIGHT as in TF; batch
+    dims broadcast. As TF, a zero on the first matrix's diagonal is refused (other singular
+    matrices give inf/NaN). By substitution over the rows, each reading only the K-1 solved
+    rows its band reaches (``_banded_solve``): no dense M x M matrix, which refused a long band
+    (M = 10^5: 40 GB) where TF solves it. Deviation: float16 runs (in float32); TF has no
+    float16 kernel."""
     band = np.asarray(matrix)
     if band.ndim < 2:
         raise ValueError(f"matrix must be [..., K, M], got {list(band.shape)}")
-    _matrices(rhs, "rhs")
-    for name, x in (("matrix", band), ("rhs", rhs)):  # (as TF, in its order; the matrix's
-        if x.size == 0:                                 # dense [..., M, M] could not be made)
+    b = _matrices(rhs, "rhs")
+    for name, x in (("matrix", band), ("rhs", b)):  # (as TF, in its order)
+        if x.size == 0:
             raise ValueError(f"BandedTriangularSolve: {name} must not be empty, got shape "
                              f"{list(x.shape)}")
     k, m = band.shape[-2:]
+    if m != b.shape[-2]:
+        raise ValueError(f"matrix {list(band.shape)} and rhs {list(b.shape)}: the matrix has "
+                         f"{m} rows, rhs {b.shape[-2]}")
+    try:
+        batch = np.broadcast_shapes(band.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(f"matrix {list(band.shape)} and rhs {list(b.shape)} must have "
+                         f"compatible batch dimensions") from None
+    check_array(batch + b.shape[-2:], np.result_type(band, b), "the result")
     k = min(k, m)
-    band = band[..., :k, :] if lower else band[..., band.shape[-2] - k:, :]
+    band, dt = _low(band[..., :k, :] if lower else band[..., band.shape[-2] - k:, :])
+    diag = band[..., 0, :] if lower else band[..., k - 1, :]
+    if not np.abs(diag.reshape(-1, m)[0]).min() > 0:
+        raise ValueError("BandedTriangularSolve: input matrix is not invertible (a zero on "
+                         "the first matrix's diagonal)")
+    b = b.astype(band.dtype, copy=False)
+    x = _banded_solve(band, np.broadcast_to(b, batch + b.shape[-2:]), lower, adjoint)
+    return x.astype(dt, copy=False)
+
+
+def _banded_solve(band: np.ndarray, b: np.ndarray, lower: bool, adjoint: bool) -> np.ndarray:
+    """X [..., M, N] with T X = ``b`` where T is the triangular matrix of ``band`` [..., K, M]
+    (``BandedTriangularSolve``'s rows, cut to K <= M; its batch dims broadcast to ``b``'s) or
+    its adjoint. Row i's coefficients of the K-1 rows before it (forward: lower, or upper's
+    adjoint) or after it are gathered once into ``coef`` [..., M, K-1], in the order of those
+    rows, so each row is one einsum over them (a singular matrix gives inf/NaN, as in TF)."""
+    k, m = band.shape[-2:]
+    forward = lower != adjoint
+    if adjoint and band.dtype.kind == "c":
+        band = band.conj()
+    # the diagonal d (1..K-1) is row d of a lower band (right-aligned: L[i, i-d] at column
+    # i), row K-1-d of an upper one (left-aligned: U[i, i+d] at column i); the adjoint's row
+    # i reads its coefficient of row i -+ d at column i -+ d instead
+    rows = [d if lower else k - 1 - d for d in range(k)]
+    diag = band[..., rows[0], :]
+    coef = np.zeros(band.shape[:-2] + (m, k - 1), band.dtype)
+    for d in range(1, k):
+        # coef[..., i, j]: the coefficient of the solved row k-1-j before (forward) or j+1
+        # after row i, so that both read their rows in ascending order
+        j = k - 1 - d if forward else d - 1
+        row = band[..., rows[d], :]
+        if adjoint:
+            if forward:
+                coef[..., d:, j] = row[..., :m - d]
+            else:
+                coef[..., :m - d, j] = row[..., d:]
+        else:
+            coef[..., :, j] = row
+    x = np.zeros(b.shape, np.result_type(band, b))
     if k == 1:
-        band = band[..., 0, :]
-    lo, up = (1 - k, 0) if lower else (0, k - 1)
-    a, _ = _diag_matrix(band, lo, up, m, m, 0, "LEFT_RIGHT")
-    return MatrixTriangularSolve(a, rhs, lower=lower, adjoint=adjoint)
+        with quiet():
+            np.divide(b, diag[..., None], out=x)
+        return x
+    deadline = loop_deadline()
+    order = range(m) if forward else range(m - 1, -1, -1)
+    with quiet():
+        for n, i in enumerate(order):
+            lo, hi = (max(0, i - k + 1), i) if forward else (i + 1, min(m, i + k))
+            c = coef[..., i, k - 1 - (hi - lo):] if forward else coef[..., i, :hi - lo]
+            acc = np.einsum("...j,...jn->...n", c, x[..., lo:hi, :])
+            np.divide(b[..., i, :] - acc, diag[..., i, None], out=x[..., i, :])
+            if deadline is not None and not n % 1024 and monotonic() > deadline:
+                raise too_long()
+    return x
 
 
 # -- bands and diagonals -------------------------------------------------------------------------
