@@ -222,6 +222,65 @@ def test_constant_subgraphs_are_folded():
         registry.unregister("TestCounted")
 
 
+def _scaled_conv(extra=()):
+    """x -> Conv2D -> Mul(scale) -> AddV2(bias) [+ ``extra`` nodes]: a chain whose fused step
+    (the scale folded into the filter) rounds otherwise than the unfused trace."""
+    rng = np.random.default_rng(0)
+    nodes = [placeholder("x", "float32", [None, 8, 8, 4]),
+             const("w", rng.standard_normal((3, 3, 4, 8)).astype(np.float32)),
+             const("s", rng.uniform(0.5, 2, 8).astype(np.float32)),
+             const("b", rng.standard_normal(8).astype(np.float32)),
+             Node("c", "Conv2D", ["x", "w"], {"T": "float32", "strides": [1, 1, 1, 1],
+                                              "padding": "SAME", "data_format": "NHWC",
+                                              "dilations": [1, 1, 1, 1]}),
+             Node("m", "Mul", ["c", "s"], {"T": "float32"}),
+             Node("o", "AddV2", ["m", "b"], {"T": "float32"}), *extra]
+    return nodes, rng.standard_normal((2, 8, 8, 4)).astype(np.float32)
+
+
+def test_the_first_call_gives_the_bits_of_every_later_one(monkeypatch):
+    """The first call with new shapes runs the unfused tracing plan, then returns the
+    specialized plan's result on the same feeds: the same bits as every later call (the
+    trace's own result differs in the last bits: 758 of 1024 values here)."""
+    nodes, x = _scaled_conv()
+    m = model_of(nodes, ["x"], ["o"])
+    first = m(x)
+    assert all(np.array_equal(first, m(x)) for _ in range(2))
+    assert np.array_equal(m(x[:1]), m(x[:1]))  # (a new shape: its own first call)
+    monkeypatch.setattr(td.model, "_repeatable", lambda g: False)
+    m = model_of(nodes, ["x"], ["o"])  # (the trace's result, as a stateful graph gets)
+    first = m(x)
+    assert not np.array_equal(first, m(x))
+    np.testing.assert_allclose(first, m(x), rtol=1e-5, atol=1e-5)
+
+
+def test_graphs_whose_second_run_differs_return_the_trace():
+    """A stateful sampler or a user's kernel: the first call is one run, the trace's (a
+    sampler draws the next numbers on each run, as TF's; a user's kernel may count or log)."""
+    from tfdeploy.model import _repeatable
+
+    nodes, _ = _scaled_conv()
+    assert _repeatable(model_of(nodes, ["x"], ["o"]).default_graph)
+    shape = const("shape", np.int32([2, 3]))
+    sampler = Node("r", "RandomUniform", ["shape"], {"dtype": "float32", "T": "int32",
+                                                     "seed": 0, "seed2": 0})
+    assert not _repeatable(model_of(nodes + [shape, sampler], ["x"], ["o"]).default_graph)
+    calls = []
+
+    def Counted(x):
+        calls.append(1)
+        return x
+
+    registry.register("TestCountedRun", Counted, replace=True)
+    try:
+        m = model_of(nodes + [Node("n", "TestCountedRun", ["o"])], ["x"], ["n"])
+        assert not _repeatable(m.default_graph)
+        m(np.zeros((1, 8, 8, 4), np.float32))
+        assert len(calls) == 1  # (the trace only: no second run)
+    finally:
+        registry.unregister("TestCountedRun")
+
+
 def test_unsupported_ops_are_listed_together():
     nodes = [placeholder("x"), Node("a", "FancyOp", ["x"]), Node("b", "OtherOp", ["a"]),
              Node("c", "FancyOp", ["b"])]

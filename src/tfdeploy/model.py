@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from tfdeploy import dtypes, fileformat
+from tfdeploy import dtypes, fileformat, registry
 from tfdeploy.compiler.passes.select import check_registered
 from tfdeploy.compiler.pipeline import compile_plan
 from tfdeploy.errors import FeedError, FileFormatError, GraphError, TFDeployError
@@ -257,7 +257,8 @@ class Model:
             return self._compile_plan(key, fetches, feeds, trace=record,
                                       feed_shapes=shapes, on_miss=miss).run
 
-        return ShapeDispatch(generic, tracer, specialize, self._feed_checks(key, feeds))
+        return ShapeDispatch(generic, tracer, specialize, self._feed_checks(key, feeds),
+                             rerun=_repeatable(self.graphs[key]))
 
     def _feed_checks(self, key, feeds) -> list:
         """Per fed tensor: the check casting and validating what is fed to it."""
@@ -381,6 +382,25 @@ class Model:
     def __repr__(self) -> str:
         parts = [f"{k!r}: {len(g.nodes)} nodes" for k, g in self.graphs.items()]
         return f"<tfdeploy.Model {{{', '.join(parts)}}}>"
+
+
+#: TF marks these stateful for what their functions may do (walked too)
+_CALLS = frozenset({"If", "StatelessIf", "While", "StatelessWhile", "Case", "StatelessCase",
+                    "For", "PartitionedCall", "StatefulPartitionedCall"})
+
+
+def _repeatable(g: Graph) -> bool:
+    """Whether evaluating ``g`` twice on the same feeds changes nothing but the time: no
+    stateful sampler (each call draws the next numbers, as TF's) and no kernel of the user's,
+    whose side effects tfdeploy cannot know (``ShapeDispatch``'s ``rerun``). Ops the registry
+    does not hold (Placeholder, Const) are the plan's own."""
+    for graph in (g, *g.functions.values()):
+        for n in graph.nodes:
+            d = registry.get_opdef(n.op)
+            if d is not None and (d.stateful and n.op not in _CALLS or
+                                  not registry.runs_builtin(n.op, tuple(d.impls))):
+                return False
+    return True
 
 
 def load(path, verify: bool = False, *, mmap: bool | None = None) -> Model:
