@@ -132,17 +132,23 @@ def MatrixSolve(matrix, rhs, *, adjoint=False):
         raise _Singular("Input matrix is not invertible.") from None
 
 
-def _broadcast_solve_args(matrix, rhs):
-    a = _square(matrix, "matrix")
-    b = _matrices(rhs, "rhs")
-    if a.shape[-1] != b.shape[-2]:
+def _solve_batch(a: np.ndarray, b: np.ndarray, rows: int) -> tuple:
+    """The batch dims a solve's matrix ``a`` (of ``rows`` rows) and rhs ``b`` broadcast to,
+    or the error naming both shapes."""
+    if rows != b.shape[-2]:
         raise ValueError(f"matrix {list(a.shape)} and rhs {list(b.shape)}: the matrix has "
-                         f"{a.shape[-1]} rows, rhs {b.shape[-2]}")
+                         f"{rows} rows, rhs {b.shape[-2]}")
     try:
-        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        return np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     except ValueError:
         raise ValueError(f"matrix {list(a.shape)} and rhs {list(b.shape)} must have "
                          f"compatible batch dimensions") from None
+
+
+def _broadcast_solve_args(matrix, rhs):
+    a = _square(matrix, "matrix")
+    b = _matrices(rhs, "rhs")
+    batch = _solve_batch(a, b, a.shape[-1])
     a = np.broadcast_to(a, batch + a.shape[-2:])
     b = np.broadcast_to(b, batch + b.shape[-2:])
     return a, b
@@ -543,14 +549,7 @@ def BandedTriangularSolve(matrix, rhs, *, lower=True, adjoint=False):
             raise ValueError(f"BandedTriangularSolve: {name} must not be empty, got shape "
                              f"{list(x.shape)}")
     k, m = band.shape[-2:]
-    if m != b.shape[-2]:
-        raise ValueError(f"matrix {list(band.shape)} and rhs {list(b.shape)}: the matrix has "
-                         f"{m} rows, rhs {b.shape[-2]}")
-    try:
-        batch = np.broadcast_shapes(band.shape[:-2], b.shape[:-2])
-    except ValueError:
-        raise ValueError(f"matrix {list(band.shape)} and rhs {list(b.shape)} must have "
-                         f"compatible batch dimensions") from None
+    batch = _solve_batch(band, b, m)
     check_array(batch + b.shape[-2:], np.result_type(band, b), "the result")
     k = min(k, m)
     band, dt = _low(band[..., :k, :] if lower else band[..., band.shape[-2] - k:, :])
