@@ -14,7 +14,7 @@ from tfdeploy.compiler.passes.select import check_registered
 from tfdeploy.compiler.pipeline import compile_plan
 from tfdeploy.errors import FeedError, FileFormatError, GraphError, TFDeployError
 from tfdeploy.ir.graph import Graph, TensorSpec, canonical_ref, node_dtype, node_shape, parse_ref
-from tfdeploy.ir.verify import check_calls, check_signatures
+from tfdeploy.ir.verify import CALLERS, check_calls, check_signatures
 from tfdeploy.runtime import heap, threads
 from tfdeploy.runtime.dispatch import ShapeDispatch
 from tfdeploy.runtime.feeds import FeedCheck
@@ -384,20 +384,16 @@ class Model:
         return f"<tfdeploy.Model {{{', '.join(parts)}}}>"
 
 
-#: TF marks these stateful for what their functions may do (walked too)
-_CALLS = frozenset({"If", "StatelessIf", "While", "StatelessWhile", "Case", "StatelessCase",
-                    "For", "PartitionedCall", "StatefulPartitionedCall"})
-
-
 def _repeatable(g: Graph) -> bool:
     """Whether evaluating ``g`` twice on the same feeds changes nothing but the time: no
     stateful sampler (each call draws the next numbers, as TF's) and no kernel of the user's,
     whose side effects tfdeploy cannot know (``ShapeDispatch``'s ``rerun``). Ops the registry
-    does not hold (Placeholder, Const) are the plan's own."""
+    does not hold (Placeholder, Const) are the plan's own; control flow and calls, which TF
+    marks stateful for what their functions may do, count by those functions (walked too)."""
     for graph in (g, *g.functions.values()):
         for n in graph.nodes:
             d = registry.get_opdef(n.op)
-            if d is not None and (d.stateful and n.op not in _CALLS or
+            if d is not None and (d.stateful and n.op not in CALLERS or
                                   not registry.runs_builtin(n.op, tuple(d.impls))):
                 return False
     return True

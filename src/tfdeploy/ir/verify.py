@@ -171,7 +171,7 @@ def check_calls(g: Graph, max_depth: int) -> None:
 
 #: the callers of functions: their function attributes, and how many of their data inputs
 #: the functions do not take (If's cond, Case's index, For's start, limit and delta)
-_CALLERS = {"If": (("then_branch", "else_branch"), 1), "StatelessIf": (("then_branch",
+CALLERS = {"If": (("then_branch", "else_branch"), 1), "StatelessIf": (("then_branch",
             "else_branch"), 1), "Case": (("branches",), 1), "StatelessCase": (("branches",), 1),
             "PartitionedCall": (("f",), 0), "StatefulPartitionedCall": (("f",), 0),
             "While": (("body",), 0), "StatelessWhile": (("body",), 0), "For": (("body",), 3)}
@@ -207,7 +207,7 @@ def check_signatures(g: Graph) -> None:
     IndexError, or ran a loop body on values of other dtypes."""
     for graph in [g, *g.functions.values()]:
         for n in graph.nodes:
-            spec = _CALLERS.get(n.op)
+            spec = CALLERS.get(n.op)
             if spec is None:
                 continue
             names, skip = spec

@@ -275,7 +275,7 @@ def _step(shape, out_shape, images, region, geom, wf, wt, clip):
     the input and there is no ``clip`` (copy None), else from a zero-padded (clipped) copy
     (``Layout._copy``)."""
     (sh, sw), (dh, dw), ((pt, _), (pl, _)), (kh, kw) = geom
-    n, h, wd, c = shape
+    _, h, wd, c = shape
     (b0, b1), (r0, r1, c0, c1) = images, region
     nb, rows, cols = b1 - b0, r1 - r0, c1 - c0
     i0, rin = r0 * sh - pt, (rows - 1) * sh + (kh - 1) * dh + 1
