@@ -83,7 +83,7 @@ class CubicTable:
 
     def evaluate(self, x: np.ndarray, scale: float, t, r, i, c) -> np.ndarray:
         """f(scale * x) for float64 ``x`` into ``r``; ``t``, ``i``, ``c``: temporaries of
-        x's size (float64, intp, [n, 4] float64). The position ``x * scale * steps`` is
+        x's size (float64, int32, [n, 4] float64). The position ``x * scale * steps`` is
         exact when ``scale`` is a power of two."""
         args = self._args.get(scale)
         if args is None:  # (0-d arrays: numpy takes them faster than Python floats)
@@ -98,6 +98,8 @@ class CubicTable:
         clip(t, lo, hi, out=t)
         np.floor(t, out=r)
         t -= r  # the position within the interval
+        # (an int32 index: numpy casts to it with SIMD, to intp one value at a time, and take
+        # widens it faster: 16 K values, cast and take 26.9 against 30.6 us)
         np.copyto(i, r, casting="unsafe")
         # (the method: numpy's np.take wrapper costs a microsecond a call more)
         (self._rows if self._rows is not None else self.rows()).take(i, 0, c, "clip")
@@ -112,12 +114,12 @@ class CubicTable:
 
 def _make_buffers() -> tuple:
     return (np.empty(_LONGEST), np.empty(_LONGEST), np.empty(_LONGEST),
-            np.empty(_LONGEST, np.intp), np.empty((_LONGEST, _DEGREE + 1)))
+            np.empty(_LONGEST, np.int32), np.empty((_LONGEST, _DEGREE + 1)))
 
 
 def _buffers(n: int) -> tuple:
     """This thread's temporaries for a block of ``n`` < _LONGEST values: x, t, r (float64), i
-    (intp) and c ([n, 4])."""
+    (int32) and c ([n, 4])."""
     return thread_views(_local, n, _make_buffers)
 
 

@@ -94,7 +94,11 @@ class QuadraticTable:
     def evaluate(self, y: np.ndarray, s: np.ndarray, t: np.ndarray, i: np.ndarray,
                  c: np.ndarray) -> np.ndarray:
         """P = ``scale * f(y)`` of a float32 block ``y`` into ``t``; ``s`` (float32), ``i``
-        (intp) and ``c`` ([n, 4] float32): temporaries of y's size (s is free afterwards)."""
+        (int32) and ``c`` ([n, 4] float32): temporaries of y's size (s is free afterwards).
+
+        The index is int32: numpy casts float32 to int32 with SIMD and to intp one value at a
+        time, and ``take`` widens int32 itself, faster (16 K values: cast and take 16.0 against
+        20.0 us, 2 K 2.9 against 3.15)."""
         low, high, offset, steps = self._consts
         np.multiply(y, steps, out=s)
         clip(s, low, high, out=s)
@@ -112,13 +116,13 @@ class QuadraticTable:
 
 
 def _make_buffers() -> tuple:
-    return (np.empty(_LONGEST, _F32), np.empty(_LONGEST, _F32), np.empty(_LONGEST, np.intp),
+    return (np.empty(_LONGEST, _F32), np.empty(_LONGEST, _F32), np.empty(_LONGEST, np.int32),
             np.empty((_LONGEST, 4), _F32))
 
 
 def _buffers(n: int) -> tuple:
     """This thread's temporaries for a block of ``n`` < _LONGEST values: s, t (float32), the
-    index (intp) and the rows ([n, 4] float32)."""
+    index (int32: see :meth:`QuadraticTable.evaluate`) and the rows ([n, 4] float32)."""
     views = getattr(_local, "views", None)  # (the cached views without a call: 2% at 2 K)
     b = None if views is None else views.get(n)
     return thread_views(_local, n, _make_buffers) if b is None else b
