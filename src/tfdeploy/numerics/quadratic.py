@@ -46,8 +46,9 @@ _local = threading.local()
 
 class QuadraticTable:
     """``scale * f`` on [low, high) by quadratics on intervals of ``1 / steps``; ``below`` and
-    ``above`` the values of f outside (scaled too). ``f`` maps a Python float to a float
-    (``math.erf``...); the rows are computed on first use (:meth:`rows`)."""
+    ``above`` the values of f outside (scaled too). ``f`` maps a float64 array of points to
+    their values (:func:`each` makes one of a function of a Python float, ``math.erf``...);
+    the rows are computed on first use (:meth:`rows`)."""
 
     __slots__ = ("f", "low", "high", "steps", "below", "above", "scale", "_rows", "_consts")
 
@@ -78,8 +79,8 @@ class QuadraticTable:
             nodes = 0.5 - 0.5 * np.cos((2 * k + 1) * np.pi / 6)  # Chebyshev nodes in [0, 1]
             inverse = np.linalg.inv(np.vander(nodes, 3, increasing=True))
             left = self.low + np.arange(n) * h
-            points = (left[:, None] + nodes[None, :] * h).ravel().tolist()
-            values = np.array([self.f(p) for p in points]).reshape(n, 3) * self.scale
+            points = (left[:, None] + nodes[None, :] * h).ravel()
+            values = np.asarray(self.f(points), np.float64).reshape(n, 3) * self.scale
             coef = values @ inverse.T  # [n, 3]: u^0 first
             rows = np.zeros((n + 2, 4), _F32)
             hi = coef[:, 0].astype(_F32)
@@ -113,6 +114,12 @@ class QuadraticTable:
         t += c[:, 1]
         t += c[:, 0]  # rounded once
         return t
+
+
+def each(f: Callable[[float], float], points: np.ndarray) -> np.ndarray:
+    """``f`` of each float64 point, a Python float at a time (a table's ``f`` from a function
+    of one float: ``map`` calls a builtin like ``math.erfc`` ~3x faster than a Python loop)."""
+    return np.fromiter(map(f, points.tolist()), np.float64, points.size)
 
 
 def _make_buffers() -> tuple:

@@ -35,16 +35,17 @@ import math
 import numpy as np
 
 from tfdeploy.numerics import quiet
-from tfdeploy.numerics.quadratic import QuadraticTable, apply
+from tfdeploy.numerics.quadratic import QuadraticTable, apply, each
 
 _SCALE_EXP = 8
 _UNSCALE = np.array(2.0 ** -_SCALE_EXP, np.float32)
 #: from here up y P may overflow (P = 2**8 there)
 _OVERFLOW = np.float32(2.0 ** (128 - _SCALE_EXP - 1))
 _MAGNITUDE = np.uint32(0x7FFFFFFF)
-#: 2**8 Phi: 0 below -15, 1 from 6 up
-PHI_SCALED = QuadraticTable(lambda p: 0.5 * math.erfc(-p / math.sqrt(2)), -15, 6, 1024, 0.0,
-                            1.0, 2.0 ** _SCALE_EXP)
+#: 2**8 Phi: 0 below -15, 1 from 6 up (its 64 K values, ~16 ms by a Python function of each
+#: point, ~5 by ``math.erfc`` mapped over them: the same bits)
+PHI_SCALED = QuadraticTable(lambda p: 0.5 * each(math.erfc, -p / math.sqrt(2)), -15, 6, 1024,
+                            0.0, 1.0, 2.0 ** _SCALE_EXP)
 
 
 def _finish(p: np.ndarray, y: np.ndarray, out: np.ndarray, s: np.ndarray) -> None:

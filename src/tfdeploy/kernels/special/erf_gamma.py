@@ -326,8 +326,8 @@ def _erf_over_x(p: float) -> float:
 #: rows outside hold erf(4) / 4, and x clipped to 4 times it is erf(4) = 1 - 1.5e-8, which
 #: rounds to 1 in float32 (as erf(x) does from 3.92 up). E is smooth: quadratics on intervals
 #: of 1/256 (32 KB of rows) leave a relative error of 3e-10 (1/128: 3e-9)
-ERF_OVER_X = quadratic.QuadraticTable(_erf_over_x, -4, 4, 256, math.erf(4) / 4,
-                                      math.erf(4) / 4)
+ERF_OVER_X = quadratic.QuadraticTable(lambda p: quadratic.each(_erf_over_x, p), -4, 4, 256,
+                                      math.erf(4) / 4, math.erf(4) / 4)
 _FOUR, _MINUS_FOUR = np.array(4.0, np.float32), np.array(-4.0, np.float32)
 
 
