@@ -24,8 +24,20 @@ def _start() -> subprocess.Popen:
     env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="0", TF_CPP_MIN_LOG_LEVEL="3")
     p = subprocess.Popen([sys.executable, os.path.abspath(__file__)], cwd=HERE, env=env,
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    atexit.register(p.kill)
+    atexit.register(_stop, p)
     return p
+
+
+def _stop(p: subprocess.Popen) -> None:
+    """End the child at exit: its stdin closed (it stops at end of input), reaped, killed if
+    it does not stop, its pipes closed (no "still running" or unclosed-file warnings)."""
+    try:
+        p.stdin.close()
+        p.wait(timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        p.kill()
+        p.wait()
+    p.stdout.close()
 
 
 def outputs(case_id: str) -> list[np.ndarray]:
