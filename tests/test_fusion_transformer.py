@@ -651,4 +651,4 @@ def test_gelu_tanh_form_by_tanh_or_exp(monkeypatch, by_exp, dt):
     special = np.array([np.inf, -np.inf, np.nan], dt)
     with np.errstate(invalid="ignore"):
         want = 0.5 * special * (1 + np.tanh(special))
-    np.testing.assert_array_equal(transformer.gelu_(special.copy(), "tanh"), want)
+        np.testing.assert_array_equal(transformer.gelu_(special.copy(), "tanh"), want)
