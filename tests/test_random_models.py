@@ -426,18 +426,30 @@ def _outputs(y) -> list[np.ndarray]:
 
 
 def _softmax(model) -> bool:
-    """Whether a layer of ``model`` computes a softmax: with oneDNN (TF's default on CPUs with
-    AVX-512) TF gives 0 for the finite logits of a row holding +inf, where its reference
-    kernel, and tfdeploy, give NaN (the Softmax cases in tests/cases/nn.py)."""
+    """Whether a layer of ``model`` computes a softmax, wrapped ones too (a TimeDistributed
+    Dense's activation): with oneDNN (TF's default on CPUs with AVX-512) TF gives 0 for the
+    other logits of a row holding +inf, where its reference kernel, and tfdeploy, give NaN
+    (the Softmax cases in tests/cases/nn.py)."""
     return any("softmax" in str(layer.get_config().get("activation", "")).lower() or
-               type(layer).__name__ == "Softmax" for layer in model.layers)
+               type(layer).__name__ == "Softmax" for layer in _all_layers(model.layers))
+
+
+def _all_layers(layers):
+    """``layers`` and the layers inside them: a wrapper's (TimeDistributed, Bidirectional) and
+    a nested model's."""
+    for layer in layers:
+        yield layer
+        inner = (getattr(layer, name, None) for name in ("layer", "forward_layer",
+                                                          "backward_layer"))
+        yield from _all_layers([w for w in inner if hasattr(w, "get_config")])
+        yield from _all_layers(getattr(layer, "layers", ()))
 
 
 def _max_pools(model) -> bool:
     """Whether ``model`` max-pools: TF's MaxPool gives float32's lowest value for a window of
     only NaN and -inf, and whether what follows overflows (a sum, a layer norm's mean) then
     depends on the order of its arithmetic. Such models skip the non-finite checks."""
-    return any("MaxPool" in type(layer).__name__ for layer in model.layers)
+    return any("MaxPool" in type(layer).__name__ for layer in _all_layers(model.layers))
 
 
 def _poisoned(x: np.ndarray, rng: np.random.Generator, values) -> np.ndarray:
