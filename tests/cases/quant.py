@@ -209,6 +209,17 @@ add("QuantizeAndDequantizeV4_observed_ignores_limits", ["QuantizeAndDequantizeV4
         input_max=tf.boolean_mask(hi, hi == hi), range_given=False, axis=0, num_bits=4),
     inputs(values((6, 3, 4), -3, 3, "float32"), np.zeros(2, np.float32),
            np.zeros(2, np.float32)))
+# empty inputs with an axis: empty results (numpy cannot infer a -1 beside a 0 when slicing)
+for _axis, _shape in ((1, (0, 3, 4)), (0, (3, 0, 2)), (2, (2, 3, 0))):
+    _n = _shape[_axis]
+    add(f"QuantizeAndDequantizeV4_empty_axis{_axis}", ["QuantizeAndDequantizeV4"],
+        lambda x, lo, hi, _a=_axis: raw.QuantizeAndDequantizeV4(
+            input=x, input_min=lo, input_max=hi, range_given=False, axis=_a, num_bits=5),
+        [np.zeros(_shape, np.float32), np.zeros(_n, np.float32), np.zeros(_n, np.float32)])
+add("QuantizeV2_empty_axis", ["QuantizeV2", "Dequantize"],
+    quant_roundtrip(tf.qint8, "SCALED", axis=1),
+    [np.zeros((0, 3, 2), np.float32), np.full(3, -2.0, np.float32), np.full(3, 2.0, np.float32)],
+    onednn=ONEDNN_QUANT)
 add("QuantizeAndDequantizeV2_public", ["QuantizeAndDequantizeV4"],
     lambda x: tf.quantization.quantize_and_dequantize_v2(x, -1.0, 1.0, range_given=True),
     inputs(values((8,), -2, 2)))

@@ -72,6 +72,11 @@ for _op, _dts in _REDUCTIONS.items():
 add("Mean_int_truncation", ["Mean"], _reduce("Mean", 1),
     [np.array([[1, 2, 2], [-1, -2, -2], [-7, 0, 0], [5, -1, -1]], np.int32)])
 add("Mean_uint8_values", ["Mean"], _reduce("Mean", 0), [np.array([[250, 3], [251, 4]], np.uint8)])
+# the mean of nothing: NaN for floats (Mean_empty), 0 for complex numbers in TF
+for _dt in ("complex64", "complex128"):
+    add(f"Mean_empty_{_dt}", ["Mean"], _reduce("Mean", 0), [np.zeros((0, 4), _dt)])
+    add(f"Mean_empty_keep_{_dt}", ["Mean"], _reduce("Mean", [0, 1], True),
+        [np.zeros((2, 0, 3), _dt)])
 add("Sum_int8_wraps", ["Sum"], _reduce("Sum", 0), [np.array([100, 100, 100], np.int8)])
 add("Sum_float16_many", ["Sum"], _reduce("Sum", 0), gen(((2000,), "float16", 0, 1)),
     rtol=2e-3, atol=1e-2)

@@ -59,7 +59,7 @@ def Mean(input, axis, *, keep_dims=False):
     """Mean: the mean over ``axis``.
 
     Integers are summed in 64 bits and divided rounding toward zero, as TF; the mean of
-    nothing is NaN (floats) or 0 (integers).
+    nothing is NaN (floats) or 0 (integers and complex numbers, as TF gives them).
     """
     axes = _axes(input, axis)
     dt = input.dtype
@@ -74,6 +74,8 @@ def Mean(input, axis, *, keep_dims=False):
             q += (s - q * acc.type(n) != 0) & (s < 0)  # floor -> toward zero
         return as_array(q).astype(dt)
     n = math.prod(input.shape[a] for a in axes)
+    if n == 0 and dt.kind == "c":  # (their sum: zeros of the result's shape)
+        return as_array(np.sum(input, axis=axes, keepdims=keep_dims))
     x = input.astype(np.float32) if low_precision(dt) else input
     inner = _inner_run_sum(x, axes, keep_dims)
     if inner is not None:

@@ -10,6 +10,8 @@ differently: quint8 MIN_FIRST, and qint8 SCALED with HALF_TO_EVEN and narrow_ran
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from tfdeploy.kernels.common import np_dtype, op, round_half_away
@@ -104,8 +106,9 @@ def _slices(x: np.ndarray, lo, hi, axis: int):
     if lo.shape != (n,) or hi.shape != (n,):
         raise ValueError(f"min_range and max_range must have shape [{n}] for axis {axis}, got "
                          f"{lo.shape} and {hi.shape}")
-    pre = int(np.prod(x.shape[:axis], dtype=np.int64))
-    return x.reshape(pre, n, -1), lo.reshape(1, n, 1), hi.reshape(1, n, 1)
+    # (the sizes spelled out: numpy cannot infer a -1 beside a 0 of an empty input)
+    xs = x.reshape(math.prod(x.shape[:axis]), n, math.prod(x.shape[axis + 1:]))
+    return xs, lo.reshape(1, n, 1), hi.reshape(1, n, 1)
 
 
 def _scaled_factor(t: np.dtype, narrow_range: bool, lo, hi):
@@ -228,7 +231,8 @@ def _qdq(x, input_min, input_max, signed_input, num_bits, range_given, round_mod
         # (an observed range ignores them, and TF checks their shape only when given)
         if range_given and (np.shape(input_min) != (n,) or np.shape(input_max) != (n,)):
             raise ValueError(f"input_min and input_max must have shape [{n}]")
-        xs = x.reshape(int(np.prod(x.shape[:axis], dtype=np.int64)), n, -1)
+        # (the sizes spelled out: numpy cannot infer a -1 beside a 0 of an empty input)
+        xs = x.reshape(math.prod(x.shape[:axis]), n, math.prod(x.shape[axis + 1:]))
     if range_given:
         lo = np.asarray(input_min, t).reshape(1, -1, 1)
         hi = np.asarray(input_max, t).reshape(1, -1, 1)
