@@ -239,6 +239,50 @@ def test_banded_triangular_solve_refuses_a_zero_on_the_first_diagonal_as_tf():
     assert isinstance(got, Exception) and "not invertible" in str(got)
 
 
+def _tridiagonal_case(m, n, seed):
+    rng = np.random.default_rng(seed)
+    d = rng.uniform(-1, 1, (3, m))
+    d[1] += 2.5  # (diagonally dominant but for a few rows, so pivoting swaps some)
+    d[1, ::97] = 0.1
+    return d, rng.uniform(-1, 1, (m, n))
+
+
+def test_tridiagonal_solve_of_a_long_system():
+    """(The diagonals were made a dense [M, M] matrix and solved by LU: M = 20,000 needed 3.2
+    GB and ~10^12 multiply-adds, hours; TF solves it in O(M).) Now O(M), pivoting or not:
+    the residual of the tridiagonal product at float64 rounding, TF's values where TF is
+    installed."""
+    kernel = _kernel("TridiagonalSolve")
+    m = 20_000
+    d, rhs = _tridiagonal_case(m, 2, seed=3)
+    for pivoting in (True, False):
+        t = time.perf_counter()
+        x = kernel(d, rhs, partial_pivoting=pivoting)
+        assert time.perf_counter() - t < 20
+        r = d[1][:, None] * x
+        r[:-1] += d[0, :-1, None] * x[1:]
+        r[1:] += d[2, 1:, None] * x[:-1]
+        np.testing.assert_allclose(r, rhs, rtol=1e-9, atol=1e-9)
+        try:
+            import tensorflow as tf
+        except ImportError:
+            continue
+        np.testing.assert_allclose(x, tf.raw_ops.TridiagonalSolve(
+            diagonals=d, rhs=rhs, partial_pivoting=pivoting).numpy(), rtol=1e-9, atol=1e-9)
+
+
+def test_tridiagonal_solve_stops_at_the_loop_deadline():
+    """Its rows are a loop, bounded as While loops are (checked every 1024 rows)."""
+    from tfdeploy.runtime import limits
+
+    d, rhs = _tridiagonal_case(50_000, 1, seed=4)
+    t = time.perf_counter()
+    with limits.deadline(0.05), pytest.raises(td.ResourceExhaustedError,
+                                               match="deadline passed"):
+        _kernel("TridiagonalSolve")(d, rhs)
+    assert time.perf_counter() - t < 1.5
+
+
 def test_matrix_triangular_solve_of_incompatible_batches_names_them():
     out = _bounded(lambda: _kernel("MatrixTriangularSolve")(_ones(2, 3, 3), _ones(3, 3, 2)))
     _expected(out, "matrix \\[2, 3, 3\\] and rhs \\[3, 3, 2\\] must have compatible batch", None)

@@ -260,6 +260,39 @@ for dt in ALL:
               _tridiag_inputs(batch, m, k, dt), dt)
 
 
+def _tridiag_special(kind, m, dtype):
+    """Diagonals TF's kernel fails on, or a long system: ``singular`` (a zero row), ``thomas``
+    (a zero first diagonal entry: invertible, but the Thomas algorithm divides by it),
+    ``long`` (2,000 rows, diagonally dominant)."""
+    def make(rng):
+        d = rand(rng, (2, 3, m), dtype, -1, 1)
+        d[..., 1, :] += 4
+        if kind == "singular":  # (row 2 of the first matrix all zeros; the second solvable)
+            d[0, 2, 2], d[0, 1, 2], d[0, 0, 2] = 0, 0, 0
+        elif kind == "thomas":
+            d[0, 1, 0] = 0
+        return [d, rand(rng, (2, m, 2), dtype, -1, 1)]
+    return make
+
+
+# a matrix that meets a zero pivot gives NaN for its whole solution (zeros if complex: TF
+# fills it with quiet_NaN(), which C++ leaves 0 for complex numbers); the others are solved
+for dt in ALL:
+    for kind, pivoting in (("singular", True), ("singular", False), ("thomas", False),
+                           ("thomas", True)):
+        _case(f"tridiag_solve_{kind}_{'pivoting' if pivoting else 'no_pivoting'}_{dt}",
+              ("TridiagonalSolve",),
+              lambda d, b, p=pivoting: _raw().TridiagonalSolve(diagonals=d, rhs=b,
+                                                               partial_pivoting=p),
+              _tridiag_special(kind, 6, dt), dt)
+for pivoting in (True, False):
+    _case(f"tridiag_solve_long_{'pivoting' if pivoting else 'no_pivoting'}",
+          ("TridiagonalSolve",),
+          lambda d, b, p=pivoting: _raw().TridiagonalSolve(diagonals=d, rhs=b,
+                                                           partial_pivoting=p),
+          _tridiag_special("long", 2000, "float64"), "float64")
+
+
 def _tridiag_matmul(d, b):
     return _raw().TridiagonalMatMul(superdiag=d[..., 0:1, :], maindiag=d[..., 1:2, :],
                                     subdiag=d[..., 2:3, :], rhs=b)

@@ -12,6 +12,7 @@ from time import monotonic
 import numpy as np
 
 from tfdeploy.kernels.common import np_dtype, op
+from tfdeploy.kernels.linalg import tridiagonal
 from tfdeploy.numerics import quiet
 from tfdeploy.registry import IMPL_SCIPY
 from tfdeploy.runtime.limits import check_array, loop_deadline, too_long
@@ -505,8 +506,10 @@ def TridiagonalSolve(diagonals, rhs, *, partial_pivoting=True, perturb_singular=
     """TridiagonalSolve: X with tridiagonal(diagonals) @ X = rhs; diagonals are [..., 3, M]
     (superdiagonal, diagonal, subdiagonal), rhs [..., M, K].
 
-    Solved as a dense system (pivoting LU), which equals TF's pivoting Thomas algorithm up to
-    rounding; a singular system raises, as in TF (``perturb_singular`` is not supported).
+    Solved in O(M) as TF's kernel solves it (``kernels/linalg/tridiagonal.py``): Gaussian
+    elimination with partial pivoting, or the Thomas algorithm without it; a matrix that
+    meets a zero pivot gives NaN for all of its solution (zeros if complex), as in TF
+    (``perturb_singular`` is not supported).
     """
     d = np.asarray(diagonals)
     b = _matrices(rhs, "rhs")
@@ -518,17 +521,18 @@ def TridiagonalSolve(diagonals, rhs, *, partial_pivoting=True, perturb_singular=
     if perturb_singular:
         raise ValueError("TridiagonalSolve: perturb_singular=True is not supported")
     x, dt = _low(d)
-    a = np.zeros(x.shape[:-2] + (m, m), x.dtype)
-    i = np.arange(m)
-    a[..., i, i] = x[..., 1, :]
-    a[..., i[:-1], i[1:]] = x[..., 0, :-1]
-    a[..., i[1:], i[:-1]] = x[..., 2, 1:]
-    if a.size == 0 or b.size == 0:
-        return np.zeros(b.shape, dt)
     try:
-        return np.linalg.solve(a, b.astype(a.dtype)).astype(dt, copy=False)
-    except np.linalg.LinAlgError:
-        raise _Singular("The matrix is not invertible.") from None
+        batch = np.broadcast_shapes(x.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(f"diagonals {list(d.shape)} and rhs {list(b.shape)} must have the "
+                         "same batch dimensions") from None
+    if x.size == 0 or b.size == 0:
+        return np.zeros(batch + b.shape[-2:], dt)
+    x = np.broadcast_to(x, batch + x.shape[-2:]).reshape(-1, 3, m)
+    b = np.broadcast_to(b.astype(x.dtype, copy=False), batch + b.shape[-2:])
+    out = tridiagonal.solve(x[:, 0], x[:, 1], x[:, 2], b.reshape(-1, m, b.shape[-1]),
+                            bool(partial_pivoting))
+    return out.reshape(batch + b.shape[-2:]).astype(dt, copy=False)
 
 
 @op("BandedTriangularSolve")
