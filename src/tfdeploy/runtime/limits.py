@@ -177,6 +177,13 @@ def loop_deadline() -> float | None:
     return d if d is not None and (end is None or d < end) else end
 
 
+def check_rows(n: int, deadline: float | None, every: int = 1024) -> None:
+    """For a kernel's loop over rows (a substitution): raise :func:`too_long` if ``deadline``
+    (from :func:`loop_deadline`) has passed, looking at the clock every ``every`` rows."""
+    if deadline is not None and not n % every and time.monotonic() > deadline:
+        raise too_long()
+
+
 def too_long() -> ResourceExhaustedError:
     d = getattr(_local, "deadline", None)
     if d is not None and time.monotonic() > d:

@@ -7,7 +7,6 @@ where it is more accurate (triangular solves, LU, matrix functions).
 from __future__ import annotations
 
 import warnings
-from time import monotonic
 
 import numpy as np
 
@@ -15,7 +14,7 @@ from tfdeploy.kernels.common import np_dtype, op
 from tfdeploy.kernels.linalg import tridiagonal
 from tfdeploy.numerics import quiet
 from tfdeploy.registry import IMPL_SCIPY
-from tfdeploy.runtime.limits import check_array, loop_deadline, too_long
+from tfdeploy.runtime.limits import check_array, check_rows, loop_deadline
 
 
 class _Singular(ValueError):
@@ -607,8 +606,7 @@ def _banded_solve(band: np.ndarray, b: np.ndarray, lower: bool, adjoint: bool) -
             c = coef[..., i, k - 1 - (hi - lo):] if forward else coef[..., i, :hi - lo]
             acc = np.einsum("...j,...jn->...n", c, x[..., lo:hi, :])
             np.divide(b[..., i, :] - acc, diag[..., i, None], out=x[..., i, :])
-            if deadline is not None and not n % 1024 and monotonic() > deadline:
-                raise too_long()
+            check_rows(n, deadline)
     return x
 
 

@@ -22,32 +22,21 @@ needed M^2 memory and M^3 time (40 GB and hours at 10^5).
 
 from __future__ import annotations
 
-from time import monotonic
-
 import numpy as np
 
 from tfdeploy.numerics import quiet
-from tfdeploy.runtime.limits import loop_deadline, too_long
+from tfdeploy.runtime.limits import check_rows, loop_deadline
 
 
 def solve(sup: np.ndarray, diag: np.ndarray, sub: np.ndarray, b: np.ndarray,
           pivoting: bool) -> np.ndarray:
     """X [B, M, K] (see the module docstring); M >= 1, every array of one dtype."""
-    m = diag.shape[-1]
     fill = 0 if b.dtype.kind == "c" else np.nan  # (TF's quiet_NaN(): see the docstring)
-    with quiet():
-        if m == 1:
-            x = b / diag[:, :, None]
-            x[diag[:, 0] == 0] = fill
-            return x
-        x, failed = (_pivoted if pivoting else _thomas)(sup, diag, sub, b)
+    with quiet():  # (one row: a division either way, as in TF)
+        pivoted = pivoting and diag.shape[-1] > 1
+        x, failed = (_pivoted if pivoted else _thomas)(sup, diag, sub, b)
     x[failed] = fill
     return x
-
-
-def _check(n: int, deadline) -> None:
-    if deadline is not None and not n % 1024 and monotonic() > deadline:
-        raise too_long()
 
 
 def _pivoted(sup, diag, sub, b):
@@ -76,14 +65,14 @@ def _pivoted(sup, diag, sub, b):
             p = sup[:, i + 1]
             u[:, i + 1, 1] = np.where(keep, p, -f * p)
             u[:, i, 2] = np.where(keep, 0, p)
-        _check(i, deadline)
+        check_rows(i, deadline)
     failed |= u[:, m - 1, 0] == 0
     x[:, m - 1] /= u[:, m - 1, 0, None]
     x[:, m - 2] = (x[:, m - 2] - u[:, m - 2, 1, None] * x[:, m - 1]) / u[:, m - 2, 0, None]
     for i in range(m - 3, -1, -1):
         x[:, i] = (x[:, i] - u[:, i, 1, None] * x[:, i + 1] - u[:, i, 2, None] * x[:, i + 2]) \
             / u[:, i, 0, None]
-        _check(i, deadline)
+        check_rows(i, deadline)
     return x, failed
 
 
@@ -101,8 +90,8 @@ def _thomas(sup, diag, sub, b):
         failed |= denom == 0
         u[:, i] = sup[:, i] / denom
         x[:, i] = (b[:, i] - sub[:, i, None] * x[:, i - 1]) / denom[:, None]
-        _check(i, deadline)
+        check_rows(i, deadline)
     for i in range(m - 2, -1, -1):
         x[:, i] -= u[:, i, None] * x[:, i + 1]
-        _check(i, deadline)
+        check_rows(i, deadline)
     return x, failed

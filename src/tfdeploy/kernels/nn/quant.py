@@ -106,9 +106,13 @@ def _slices(x: np.ndarray, lo, hi, axis: int):
     if lo.shape != (n,) or hi.shape != (n,):
         raise ValueError(f"min_range and max_range must have shape [{n}] for axis {axis}, got "
                          f"{lo.shape} and {hi.shape}")
-    # (the sizes spelled out: numpy cannot infer a -1 beside a 0 of an empty input)
-    xs = x.reshape(math.prod(x.shape[:axis]), n, math.prod(x.shape[axis + 1:]))
-    return xs, lo.reshape(1, n, 1), hi.reshape(1, n, 1)
+    return _around(x, axis), lo.reshape(1, n, 1), hi.reshape(1, n, 1)
+
+
+def _around(x: np.ndarray, axis: int) -> np.ndarray:
+    """x as [before axis, axis, after it]: the sizes spelled out (numpy cannot infer a -1
+    beside a 0 of an empty input)."""
+    return x.reshape(math.prod(x.shape[:axis]), x.shape[axis], math.prod(x.shape[axis + 1:]))
 
 
 def _scaled_factor(t: np.dtype, narrow_range: bool, lo, hi):
@@ -231,8 +235,7 @@ def _qdq(x, input_min, input_max, signed_input, num_bits, range_given, round_mod
         # (an observed range ignores them, and TF checks their shape only when given)
         if range_given and (np.shape(input_min) != (n,) or np.shape(input_max) != (n,)):
             raise ValueError(f"input_min and input_max must have shape [{n}]")
-        # (the sizes spelled out: numpy cannot infer a -1 beside a 0 of an empty input)
-        xs = x.reshape(math.prod(x.shape[:axis]), n, math.prod(x.shape[axis + 1:]))
+        xs = _around(x, axis)
     if range_given:
         lo = np.asarray(input_min, t).reshape(1, -1, 1)
         hi = np.asarray(input_max, t).reshape(1, -1, 1)
