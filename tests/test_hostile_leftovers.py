@@ -271,16 +271,21 @@ def test_tridiagonal_solve_of_a_long_system():
             diagonals=d, rhs=rhs, partial_pivoting=pivoting).numpy(), rtol=1e-9, atol=1e-9)
 
 
-def test_tridiagonal_solve_stops_at_the_loop_deadline():
-    """Its rows are a loop, bounded as While loops are (checked every 1024 rows)."""
+@pytest.mark.parametrize("perturb", [False, True])
+def test_tridiagonal_solve_stops_at_the_loop_deadline(perturb):
+    """Its rows are a loop, bounded as While loops are (checked every 1024 rows). With
+    perturb_singular, the worst case: a zero matrix and a right-hand side of 1e300, each of its
+    pivots perturbed ~1000 times (scalar steps, as TF's), 0.5 ms a row."""
     from tfdeploy.runtime import limits
 
     d, rhs = _tridiagonal_case(50_000, 1, seed=4)
+    if perturb:
+        d, rhs = np.zeros_like(d), rhs * 1e300
     t = time.perf_counter()
     with limits.deadline(0.05), pytest.raises(td.ResourceExhaustedError,
                                                match="deadline passed"):
-        _kernel("TridiagonalSolve")(d, rhs)
-    assert time.perf_counter() - t < 1.5
+        _kernel("TridiagonalSolve")(d, rhs, perturb_singular=perturb)
+    assert time.perf_counter() - t < 3
 
 
 def test_matrix_triangular_solve_of_incompatible_batches_names_them():

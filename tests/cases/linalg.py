@@ -293,6 +293,47 @@ for pivoting in (True, False):
           _tridiag_special("long", 2000, "float64"), "float64")
 
 
+def _tridiag_perturbed(kind, m, dtype):
+    """Diagonals for ``perturb_singular``: ``singular`` (a zero row in the first matrix),
+    ``zero`` (all zero: every pivot perturbed from 0; a right-hand side of 1e30 doubles the
+    perturbation some 100 times per pivot in float64), ``tiny`` (entries ~1e-30: pivots scaled
+    up with their rows), ``one`` (M = 1, a zero), ``well`` (invertible: the plain solve)."""
+    def make(rng):
+        d = rand(rng, (2, 3, m), dtype, -1, 1)
+        b = rand(rng, (2, m, 2), dtype, -1, 1)
+        if kind == "singular":
+            d[0, :, m // 2] = 0
+        elif kind == "zero":
+            d[...] = 0
+            b[1] *= 1e30 if dtype.endswith("64") and dtype != "complex64" else 1e10
+        elif kind == "tiny":
+            d *= 1e-30
+        elif kind == "one":
+            d[0, 1] = 0
+        else:
+            d[..., 1, :] += 4
+        return [d, b]
+    return make
+
+
+# perturb_singular (TF's xLAGTF/xLAGTS solve): a singular matrix gets a finite solution. Its
+# large components come from pivots TF perturbs on the scale of rounding, so only systems whose
+# result does not hang on the last bit of complex arithmetic are compared for complex types
+for dt in ALL:
+    for kind, m in (("singular", 7), ("zero", 5), ("tiny", 6), ("one", 1), ("well", 9)):
+        if kind == "singular" and dt.startswith("complex"):
+            continue
+        _case(f"tridiag_solve_perturbed_{kind}_{dt}", ("TridiagonalSolve",),
+              lambda d, b: _raw().TridiagonalSolve(diagonals=d, rhs=b, partial_pivoting=True,
+                                                   perturb_singular=True),
+              _tridiag_perturbed(kind, m, dt), dt)
+_case("tridiag_solve_perturbed_needs_pivoting", ("TridiagonalSolve",),
+      lambda d, b: _raw().TridiagonalSolve(diagonals=d, rhs=b, partial_pivoting=False,
+                                           perturb_singular=True),
+      _tridiag_perturbed("well", 4, "float64"), "float64",
+      rejects=r"perturb_singular=True requires partial_pivoting=True")
+
+
 def _tridiag_matmul(d, b):
     return _raw().TridiagonalMatMul(superdiag=d[..., 0:1, :], maindiag=d[..., 1:2, :],
                                     subdiag=d[..., 2:3, :], rhs=b)

@@ -507,8 +507,9 @@ def TridiagonalSolve(diagonals, rhs, *, partial_pivoting=True, perturb_singular=
 
     Solved in O(M) as TF's kernel solves it (``kernels/linalg/tridiagonal.py``): Gaussian
     elimination with partial pivoting, or the Thomas algorithm without it; a matrix that
-    meets a zero pivot gives NaN for all of its solution (zeros if complex), as in TF
-    (``perturb_singular`` is not supported).
+    meets a zero pivot gives NaN for all of its solution (zeros if complex), as in TF; with
+    ``perturb_singular`` (and pivoting), TF's perturbed solve: rows pivoted by their scaled
+    magnitudes, pivots near zero perturbed, so a singular matrix gets a finite solution.
     """
     d = np.asarray(diagonals)
     b = _matrices(rhs, "rhs")
@@ -517,8 +518,9 @@ def TridiagonalSolve(diagonals, rhs, *, partial_pivoting=True, perturb_singular=
     m = d.shape[-1]
     if b.shape[-2] != m:
         raise ValueError(f"rhs must have {m} rows, got shape {list(b.shape)}")
-    if perturb_singular:
-        raise ValueError("TridiagonalSolve: perturb_singular=True is not supported")
+    if perturb_singular and not partial_pivoting:
+        raise ValueError("TridiagonalSolve: perturb_singular=True requires partial_pivoting=True "
+                         "(as in TF)")
     x, dt = _low(d)
     try:
         batch = np.broadcast_shapes(x.shape[:-2], b.shape[:-2])
@@ -530,7 +532,7 @@ def TridiagonalSolve(diagonals, rhs, *, partial_pivoting=True, perturb_singular=
     x = np.broadcast_to(x, batch + x.shape[-2:]).reshape(-1, 3, m)
     b = np.broadcast_to(b.astype(x.dtype, copy=False), batch + b.shape[-2:])
     out = tridiagonal.solve(x[:, 0], x[:, 1], x[:, 2], b.reshape(-1, m, b.shape[-1]),
-                            bool(partial_pivoting))
+                            bool(partial_pivoting), bool(perturb_singular))
     return out.reshape(batch + b.shape[-2:]).astype(dt, copy=False)
 
 
