@@ -178,4 +178,17 @@ add("CumulativeLogsumexp_large", ["CumulativeLogsumexp"], _cum("CumulativeLogsum
     gen(((50,), "float64", -800, 800)), rtol=1e-12, atol=1e-12)
 add("CumulativeLogsumexp_neg_inf", ["CumulativeLogsumexp"], _cum("CumulativeLogsumexp", 0),
     [np.array([-np.inf, -np.inf, 1.0, -np.inf, 2.0])])
+# TF's scan reducer: a NaN after -inf leaves -inf, after a finite running value adds log(2),
+# two +inf make NaN (numpy's logaddexp propagates the NaN and keeps inf)
+_nan, _inf = np.nan, np.inf
+for _ex, _rev in ((False, False), (True, False), (False, True)):
+    add(f"CumulativeLogsumexp_nan_inf_{'excl' if _ex else 'incl'}_{'rev' if _rev else 'fwd'}",
+        ["CumulativeLogsumexp"], _cum("CumulativeLogsumexp", 1, _ex, _rev),
+        [np.array([[_nan, 0.0, 1.0, _nan, 2.0, -_inf],
+                   [0.5, _inf, 1.0, _inf, 0.0, 1.0],
+                   [-_inf, _nan, -_inf, 3.0, _nan, _nan],
+                   [1.0, _inf, _nan, 0.0, 2.0, 1.0]], np.float32)])
+add("CumulativeLogsumexp_nan_columns", ["CumulativeLogsumexp"], _cum("CumulativeLogsumexp", 0),
+    [np.where(np.arange(48).reshape(3, 16) % 16 < 8, np.float64(1.0),
+              np.array([[0.0], [_nan], [2.0]]))])
 add("Cumsum_int8_wraps", ["Cumsum"], _cum("Cumsum", 0), [np.array([100, 100, 100], np.int8)])

@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from tfdeploy.kernels.common import as_array, low_precision, normalize_axis, np_dtype, op
+from tfdeploy.runtime.limits import check_rows, loop_deadline
 
 
 def _axes(x: np.ndarray, axis) -> tuple[int, ...]:
@@ -243,10 +244,42 @@ def Cumprod(x, axis, *, exclusive=False, reverse=False):
     return _cumulative(np.multiply.accumulate, 1, x, axis, exclusive, reverse)
 
 
+def _tf_logaddexp(acc: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """TF's LogSumExp scan reducer, ``op(acc, x)``: ``log1p(exp(min - max)) + max`` with
+    C++'s ``std::min(acc, x)`` and ``std::max(acc, x)``, which return ``acc`` when ``x`` is
+    NaN, and ``max`` itself where it is -inf. So a NaN after -inf leaves -inf, a NaN after a
+    finite running value adds log(2) to it, and two +inf make NaN (inf - inf)."""
+    lo = np.where(x < acc, x, acc)
+    hi = np.where(acc < x, x, acc)
+    r = np.log1p(np.exp(lo - hi))
+    r += hi
+    return np.where(hi < np.finfo(hi.dtype).min, hi, r)
+
+
+def _logsumexp_accumulate(work: np.ndarray, axis: int, dtype, out=None) -> np.ndarray:
+    """``np.logaddexp.accumulate`` as TF's scan computes it: numpy's where every value is
+    finite, or only -inf are there, or one +inf a line (the same results); a scan step by
+    step (``_tf_logaddexp``, vectorised across the other axes) where a NaN or two +inf meet,
+    which TF's reducer treats otherwise (see there)."""
+    special = not np.isfinite(work).all() and (
+        np.isnan(work).any() or bool(((work == np.inf).sum(axis=axis) > 1).any()))
+    if not special:
+        return np.logaddexp.accumulate(work, axis=axis, dtype=dtype, out=out)
+    w = np.moveaxis(work, axis, 0)
+    res = np.empty(w.shape, work.dtype) if out is None else np.moveaxis(out, axis, 0)
+    acc = np.full(w.shape[1:], -np.inf, work.dtype)
+    deadline = loop_deadline()
+    for k in range(w.shape[0]):
+        acc = res[k] = _tf_logaddexp(acc, w[k])
+        check_rows(k, deadline)
+    return np.moveaxis(res, 0, axis) if out is None else out
+
+
 @op("CumulativeLogsumexp")
 def CumulativeLogsumexp(x, axis, *, exclusive=False, reverse=False):
-    """CumulativeLogsumexp: log(cumsum(exp(x))) along ``axis``, without overflow."""
+    """CumulativeLogsumexp: log(cumsum(exp(x))) along ``axis``, without overflow; NaN and
+    +inf as TF's scan treats them (``_logsumexp_accumulate``)."""
     if x.ndim == 0:
         raise ValueError("CumulativeLogsumexp expects a tensor of rank >= 1, got a scalar")
-    with np.errstate(invalid="ignore"):
-        return _cumulative(np.logaddexp.accumulate, -np.inf, x, axis, exclusive, reverse)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return _cumulative(_logsumexp_accumulate, -np.inf, x, axis, exclusive, reverse)
