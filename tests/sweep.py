@@ -1,6 +1,6 @@
 """Run every op case of ``tests/cases/`` on perturbed inputs, TF as the oracle (a tool, not a test).
 
-    python tests/sweep.py MODE [--jobs 2] [--out DIR] [--match TEXT]
+    python tests/sweep.py MODE [--jobs 2] [--out DIR] [--match TEXT] [--resume]
 
 MODE chooses the perturbation of each case's inputs:
 
@@ -19,10 +19,12 @@ MODE chooses the perturbation of each case's inputs:
 
 Each case is converted and run by tfdeploy and by TF; what differs (or raises in tfdeploy
 only) is written to ``DIR/MODE-<job>.txt``, one line per case and variant. A case TF itself
-fails on is skipped. TF hangs or aborts on a few perturbed cases (RandomPoisson with an
-infinite rate, a data-dependent While on an empty batch, Conv2DBackpropInput on an empty
-batch): each job records the case it starts in ``DIR/MODE-<job>.progress`` and is restarted
-past it when it crashes or makes no progress for three minutes, so a sweep always finishes.
+fails on is skipped. TF hangs or aborts on a few perturbed cases (a data-dependent While on an
+empty batch, Conv2DBackpropInput on an empty batch; RandomPoisson with an infinite or huge
+rate, whose cases only tfdeploy runs in those modes, ``_TF_HANGS``): each job records the
+case it starts in ``DIR/MODE-<job>.progress`` and is restarted past it when it crashes or
+makes no progress for three minutes, so a sweep always finishes (``--resume`` goes on with
+one that was stopped).
 Many differences are TF's own (its oneDNN convolution returns the input for an empty batch,
 its FFT reads uninitialised memory there, Eigen's vectorised reductions skip or keep a NaN by
 position, its kernels flush subnormal values to zero): read each before fixing anything.
@@ -43,6 +45,12 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODES = ("nonfinite", "huge", "empty", "batch", "layout", "extremes", "dtypes")
 _SCALE = {"float16": 1e3, "bfloat16": 1e20, "float32": 1e20, "float64": 1e160}
+#: TF's kernels of these loop forever on an infinite, NaN or huge rate: in the modes that
+#: perturb values only tfdeploy runs their cases, and must return or raise a tfdeploy error
+#: within ``_ALONE_SECONDS`` (waiting out each hang cost the nonfinite sweep three minutes a
+#: case, 56 cases)
+_TF_HANGS = {"RandomPoisson", "RandomPoissonV2", "StatelessRandomPoisson"}
+_ALONE_SECONDS = 10.0
 
 
 def _float(x) -> bool:
@@ -200,6 +208,9 @@ def job(mode: str, index: int, jobs: int, out_dir: str, match: str) -> None:
                 model = td.convert(f, check_data=False) if dynamic else None
             except Exception:  # noqa: BLE001 (TF refuses the case: nothing to compare)
                 continue
+            if mode in ("nonfinite", "huge", "extremes") and _TF_HANGS & set(case.ops):
+                _alone(case, runs, tf_function, td, TFDeployError, log)
+                continue
             for label, ins in runs:
                 try:
                     g = f if dynamic else tf_function(case.fn, ins)
@@ -244,6 +255,28 @@ def _write(log, case_id: str, label: str, kind: str, text: str) -> None:
     """One line of the log: the case, the variant, what happened, and its text on one line."""
     log.write(f"{case_id}\t{label}\t{kind}\t{' | '.join(text.split(chr(10)))[:600]}\n")
     log.flush()
+
+
+def _alone(case, runs, tf_function, td, clean, log) -> None:
+    """Run ``case``'s variants in tfdeploy only (``_TF_HANGS``): write down a variant that
+    raises anything but a tfdeploy error, or takes over ``_ALONE_SECONDS``."""
+    for label, ins in runs:
+        try:
+            m = td.convert(tf_function(case.fn, ins), check_data=False)
+        except Exception:  # noqa: BLE001 (TF refuses to trace it)
+            continue
+        t = time.perf_counter()
+        try:
+            with np.errstate(all="ignore"):
+                m(*ins)
+        except clean:
+            pass
+        except Exception as e:  # noqa: BLE001
+            _write(log, case.id, label, f"unclean {type(e).__name__}", f"{str(e)[:300]} "
+                   "(TF hangs on this input)")
+        took = time.perf_counter() - t
+        if took > _ALONE_SECONDS:
+            _write(log, case.id, label, "slow", f"{took:.1f} s (TF hangs on this input)")
 
 
 def _rejects_too(m, ins, tf_error, clean, log, case_id: str, label: str) -> None:
@@ -299,6 +332,8 @@ def main(argv=None) -> None:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--out", default="sweep-results")
     p.add_argument("--match", default="", help="only the cases whose id holds this")
+    p.add_argument("--resume", action="store_true",
+                   help="go on with an earlier sweep of MODE in --out, past its started cases")
     p.add_argument("--job", type=int, default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     os.makedirs(a.out, exist_ok=True)
@@ -308,7 +343,7 @@ def main(argv=None) -> None:
     for i in range(a.jobs):  # (a fresh sweep: the files of an earlier one go)
         for ext in ("txt", "progress"):
             path = os.path.join(a.out, f"{a.mode}-{i}.{ext}")
-            if os.path.exists(path):
+            if os.path.exists(path) and not a.resume:
                 os.remove(path)
     cmds = {i: [sys.executable, __file__, a.mode, "--jobs", str(a.jobs), "--out", a.out,
                 "--match", a.match, "--job", str(i)] for i in range(a.jobs)}
