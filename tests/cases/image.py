@@ -249,6 +249,32 @@ add("NonMaxSuppressionWithOverlaps", ["NonMaxSuppressionWithOverlaps"],
     lambda o, s, m, t, st: raw.NonMaxSuppressionWithOverlaps(
         overlaps=o, scores=s, max_output_size=m, overlap_threshold=t, score_threshold=st),
     inputs(overlaps(20), scores(20), np.int32(8), np.float32(0.6), np.float32(0.1)))
+# TF reads overlaps[candidate, selected]: an asymmetric matrix (the overlap as a share of the
+# candidate's area) told apart from its transpose (tfdeploy read [selected, candidate])
+add("NonMaxSuppressionWithOverlaps_asymmetric", ["NonMaxSuppressionWithOverlaps"],
+    lambda o, s, m, t, st: raw.NonMaxSuppressionWithOverlaps(
+        overlaps=o, scores=s, max_output_size=m, overlap_threshold=t, score_threshold=st),
+    inputs(lambda rng: rng.uniform(0, 1, (20, 20)).astype(np.float32), scores(20),
+           np.int32(12), np.float32(0.5), np.float32(0.0)))
+
+# NaN and inf corners as TF's IOU reads them (C++'s min and max skip a NaN in second place),
+# and a NaN overlap weighing the candidate's score by 0 (hard NMS: it comes back after every
+# positive score, if 0 passes the score threshold; soft NMS: its score is NaN, dropped)
+_nan_boxes = np.array([[np.nan, 0, 1, 1], [0, 0, 1, 1], [0.5, 0.5, np.inf, 0.9],
+                       [0, 0, 0.9, 1], [2, 2, 3, -np.inf], [0.1, 0.1, 0.6, np.nan],
+                       [0.2, np.nan, 0.7, 0.8], [0.3, 0.3, 0.4, 0.4]], np.float32)
+_nan_scores = np.array([0.9, 0.9, 0.95, 0.9, 0.9, 0.8, 0.85, 0.7], np.float32)
+for _st in (-np.inf, 0.0):
+    add(f"NonMaxSuppressionV3_nan_boxes_{'above0' if _st == 0 else 'all'}",
+        ["NonMaxSuppressionV3"],
+        lambda b, s, m, t, st: raw.NonMaxSuppressionV3(
+            boxes=b, scores=s, max_output_size=m, iou_threshold=t, score_threshold=st),
+        inputs(_nan_boxes, _nan_scores, np.int32(8), np.float32(0.5), np.float32(_st)))
+add("NonMaxSuppressionV5_nan_boxes_soft", ["NonMaxSuppressionV5"],
+    lambda b, s: tuple(raw.NonMaxSuppressionV5(
+        boxes=b, scores=s, max_output_size=8, iou_threshold=0.5, score_threshold=-np.inf,
+        soft_nms_sigma=0.5))[:2],
+    inputs(_nan_boxes, _nan_scores), rtol=1e-5)
 
 
 def det_boxes(batch, n, q, spread=1.2):

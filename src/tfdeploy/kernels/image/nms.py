@@ -17,24 +17,38 @@ from tfdeploy.runtime.limits import check_array
 _F32 = np.float32
 
 
+def _min(x, y):
+    """C++'s ``std::min(x, y)`` (TF's ``Eigen::numext::mini``): ``x`` unless ``y < x``, so a
+    NaN ``y`` is skipped and a NaN ``x`` kept."""
+    return np.where(y < x, y, x)
+
+
+def _max(x, y):
+    """C++'s ``std::max(x, y)``: ``x`` unless ``x < y``."""
+    return np.where(x < y, y, x)
+
+
 def _corners(boxes: np.ndarray) -> tuple[np.ndarray, ...]:
     b = boxes.astype(_F32, copy=False)
-    ymin = np.minimum(b[..., 0], b[..., 2])
-    xmin = np.minimum(b[..., 1], b[..., 3])
-    ymax = np.maximum(b[..., 0], b[..., 2])
-    xmax = np.maximum(b[..., 1], b[..., 3])
-    return ymin, xmin, ymax, xmax, (ymax - ymin) * (xmax - xmin)
+    ymin = _min(b[..., 0], b[..., 2])
+    xmin = _min(b[..., 1], b[..., 3])
+    ymax = _max(b[..., 0], b[..., 2])
+    xmax = _max(b[..., 1], b[..., 3])
+    with np.errstate(invalid="ignore", over="ignore"):
+        return ymin, xmin, ymax, xmax, (ymax - ymin) * (xmax - xmin)
 
 
-def _iou_with(c: tuple[np.ndarray, ...], i: int, idx: np.ndarray) -> np.ndarray:
-    """float32 IoU of box ``i`` with boxes ``idx``, as TF computes it (0 for empty boxes)."""
+def _iou_with(c: tuple[np.ndarray, ...], idx: np.ndarray, j: int) -> np.ndarray:
+    """float32 IoU of the candidates ``idx`` with the selected box ``j``, as TF's IOU(i, j)
+    computes it, its min and max C++'s (a NaN coordinate is skipped or kept by its place), 0
+    where either box is empty."""
     ymin, xmin, ymax, xmax, area = c
-    iy = np.maximum(np.minimum(ymax[i], ymax[idx]) - np.maximum(ymin[i], ymin[idx]), _F32(0))
-    ix = np.maximum(np.minimum(xmax[i], xmax[idx]) - np.maximum(xmin[i], xmin[idx]), _F32(0))
-    inter = iy * ix
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = inter / (area[i] + area[idx] - inter)
-    return np.where((area[i] <= 0) | (area[idx] <= 0), _F32(0), iou)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        iy = _max(_min(ymax[idx], ymax[j]) - _max(ymin[idx], ymin[j]), _F32(0))
+        ix = _max(_min(xmax[idx], xmax[j]) - _max(xmin[idx], xmin[j]), _F32(0))
+        inter = iy * ix
+        iou = inter / (area[idx] + area[j] - inter)
+    return np.where((area[idx] <= 0) | (area[j] <= 0), _F32(0), iou)
 
 
 def _check_boxes(boxes: np.ndarray, scores: np.ndarray) -> int:
@@ -53,8 +67,14 @@ def _scalar(x, name: str, dtype=None):
 
 
 def _nms(similarity, scores: np.ndarray, max_output_size, iou_threshold, score_threshold,
-         soft_nms_sigma=0.0):
-    """TF's DoNonMaxSuppressionOp; ``similarity(i, idx)`` gives box i's overlap with ``idx``.
+         soft_nms_sigma=0.0, nan_weight=True):
+    """TF's DoNonMaxSuppressionOp; ``similarity(idx, j)`` gives the candidates' overlaps with
+    the selected box ``j``.
+
+    A NaN overlap weighs a candidate's score by 0 there (TF's weight is ``sim <= threshold ?
+    1 : 0``): it stays a candidate, with score 0 (NaN if inf), if that is above the score
+    threshold, and is selected after every positive score. CombinedNonMaxSuppression's loop
+    has no weights, only ``iou > threshold`` (``nan_weight=False``): a NaN keeps it as it is.
 
     Returns (selected indices, their scores), in scores' dtype."""
     t = scores.dtype
@@ -79,12 +99,17 @@ def _nms(similarity, scores: np.ndarray, max_output_size, iou_threshold, score_t
         live, cur = live[keep], cur[keep]
         if not live.size:
             break
-        sim = similarity(best, live).astype(t)
+        sim = similarity(live, best).astype(t)
         if soft:
             cur = (cur * np.exp(scale * sim * sim)).astype(t)
             keep = cur > score_thr
         else:
             keep = ~(sim > thr)
+            nan = np.isnan(sim) if nan_weight else None
+            if nan is not None and nan.any():
+                with np.errstate(invalid="ignore"):
+                    cur = np.where(nan, cur * t.type(0), cur)
+                    keep &= ~nan | (cur > score_thr)
         live, cur = live[keep], cur[keep]
     return (np.asarray(selected, np.int32).reshape(-1),
             np.asarray(sel_scores, t).reshape(-1))
@@ -92,7 +117,7 @@ def _nms(similarity, scores: np.ndarray, max_output_size, iou_threshold, score_t
 
 def _iou_similarity(boxes):
     c = _corners(boxes)
-    return lambda i, idx: _iou_with(c, i, idx)
+    return lambda idx, j: _iou_with(c, idx, j)
 
 
 def _check_iou(thr, dtype) -> None:
@@ -180,7 +205,7 @@ def NonMaxSuppressionWithOverlaps(overlaps, scores, max_output_size, overlap_thr
     if scores.ndim != 1 or scores.shape[0] != overlaps.shape[0]:
         raise ValueError(f"scores must be [{overlaps.shape[0]}], got shape {scores.shape}")
     ov = overlaps.astype(_F32, copy=False)
-    return _nms(lambda i, idx: ov[i, idx], scores, max_output_size,
+    return _nms(lambda idx, j: ov[idx, j], scores, max_output_size,
                 _scalar(overlap_threshold, "overlap_threshold"),
                 _scalar(score_threshold, "score_threshold"))[0]
 
@@ -222,7 +247,8 @@ def CombinedNonMaxSuppression(boxes, scores, max_output_size_per_class, max_tota
         for c in range(num_classes):
             bx = boxes[b, :, c if q > 1 else 0].astype(_F32, copy=False)
             sc = scores[b, :, c].astype(_F32, copy=False)
-            sel, ss = _nms(_iou_similarity(bx), sc, size_per_class, thr, score_thr)
+            sel, ss = _nms(_iou_similarity(bx), sc, size_per_class, thr, score_thr,
+                           nan_weight=False)
             idx_parts.append(sel)
             score_parts.append(ss)
             class_parts.append(np.full(sel.size, c))
