@@ -66,6 +66,10 @@ def render() -> str:
         notes[op] = ("in inference, the reserve-space outputs (kept for the gradient) are "
                      "implementation-defined: zeros from TF's Eigen kernel, the mean and "
                      "variance from oneDNN's and from tfdeploy")
+    notes["Betainc"] = ("large a and b: TF loses its accuracy (a = b = 1e8 at x = 0.5 gives "
+                        "2e36 in float32, 0.31 in float64, where the value is 0.5; tfdeploy "
+                        "0.4999999), and where x**a (1-x)**b underflows (a or b from ~1e20) it "
+                        "gives NaN in float32 and 0, 1 or NaN in float64; tfdeploy 0 or 1")
     for op, note in notes.items():
         gaps.setdefault(op, []).append(note)
     ops = registry.registered_ops()

@@ -136,6 +136,12 @@ for dt in ("float32", "float64"):
                  (lambda rng: rng.integers(1, 4, 100), _uniform(-5, -0.1, 100)),
                  ([0, 1, 2, 1.5, -1, 3, 0, 1], [2, -2, 0, 2, 2, 1e-3, -1.5, 1e5])),
           dt, 10 if dt == "float32" else 1)
+    # huge orders: TF's sign is pow(-1, n + 1) with n + 1 rounded to the input's type, which
+    # is n itself (even: +) from 2**24 in float32, 2**53 in float64
+    _case(f"polygamma_huge_order_{dt}", ("Polygamma",), lambda a, x: _raw().Polygamma(a=a, x=x),
+          lambda rng, dt=dt: [np.array([3e10, 5, 1e20, 2**25, 7, 1e17, 2**53 + 2], dt),
+                              np.array([0.5, 0.5, 0.3, 0.9, 2, 0.25, 0.5], dt)],
+          dt, 10 if dt == "float32" else 1)
 
 
 def _triples(dtype):
@@ -154,6 +160,15 @@ def _triples(dtype):
 for dt in ("float32", "float64"):
     _case(f"betainc_{dt}", ("Betainc",), lambda a, b, x: _raw().Betainc(a=a, b=b, x=x),
           _triples(dt), dt, 10 if dt == "float32" else 100, dynamic=dt == "float32")
+
+
+# a or b so large that x**a (1-x)**b underflows: 0 (1 above the mean), as TF's float64
+# kernel gives it (tfdeploy's continued fraction made NaN of inf / inf there)
+_case("betainc_huge_float64", ("Betainc",), lambda a, b, x: _raw().Betainc(a=a, b=b, x=x),
+      lambda rng: [np.array([1e20, 1e30, 2, 1e20, 1e20, 1e25, 1e300, 1e20]),
+                   np.array([2, 3, 1e20, 1e20, 1e20, 1, 0.5, 3e20]),
+                   np.array([0.5, 0.9, 0.5, 0.3, 0.7, 0.999, 0.5, 0.5])],
+      "float64", 100)
 
 
 def _betainc_scalar_a(b, x):

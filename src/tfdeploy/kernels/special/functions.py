@@ -272,7 +272,9 @@ def Betainc(a, b, x):
             yy = np.where(swap, x, 1.0 - x)
             lbeta = _lgamma(aa) + _lgamma(bb) - _lgamma(aa + bb)
             front = np.exp(aa * np.log(xx) + bb * np.log(yy) - lbeta) / aa
-            v = front * _betacf(aa, bb, xx)
+            # (a front that underflows to 0 is the value, as in TF, whatever the continued
+            # fraction makes of a huge a or b: NaN from inf / inf there)
+            v = np.where(front == 0, 0.0, front * _betacf(aa, bb, xx))
             out[mid] = np.where(swap, 1.0 - v, v)
     return np.asarray(out.reshape(shape), dt)
 
@@ -350,7 +352,10 @@ def Polygamma(a, x):
         if hi.any():
             nn = n[hi]
             z = _zeta_np(nn + 1, x[hi])
-            sign = np.where(np.mod(nn, 2) == 1, 1.0, -1.0)  # (-1) ** (n + 1)
+            # (-1) ** (n + 1), n + 1 rounded to the input's type as TF's pow(-1, n + 1) has
+            # it: from 2**24 (float32) or 2**53 on, n + 1 is n, an even number, and the sign +
+            plus = (nn.astype(dt) + np.ones((), dt)).astype(np.float64)
+            sign = np.where(np.mod(plus, 2) == 1, -1.0, 1.0)
             out[hi] = sign * np.exp(_lgamma(nn + 1)) * z
     return np.asarray(out.reshape(shape), dt)
 
@@ -614,7 +619,8 @@ _SCIPY_REGULAR = {
     "Igamma": lambda a, x: _positive(a) & _positive(x),
     "Igammac": lambda a, x: _positive(a) & _positive(x),
     "Zeta": lambda x, q: np.isfinite(x) & (x > 1) & _positive(q) & ~_zeta_first_term(x, q),
-    "Polygamma": lambda n, x: (n >= 0) & (n == np.floor(n)) & _positive(x),
+    # (from 2**24 on, n + 1 rounds to n in float32: TF's sign, the numpy kernel's)
+    "Polygamma": lambda n, x: (n >= 0) & (n == np.floor(n)) & (n < 2 ** 24) & _positive(x),
     "Betainc": lambda a, b, x: _positive(a) & _positive(b) & (x > 0) & (x < 1),
     "BesselI0": lambda x: np.abs(x) < 88,
     "BesselI1": lambda x: np.abs(x) < 88,
