@@ -7,6 +7,8 @@ Seeded and stateless samples are compared with TF at zero tolerance in tests/cas
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -77,3 +79,17 @@ def test_poisson_rates_tf_never_finishes():
     with pytest.raises(ValueError, match="loop forever"):
         rg.StatelessRandomPoisson(np.array([2]), np.array([1, 2]), np.array(1e30),
                                   dtype="float16")
+
+
+def test_poisson_rates_beyond_the_output_type_fail_at_once():
+    """(Each sample ran to the Philox-call limit before the error: 15,000 samples at rate 1e20
+    into int64 took 150 s.) A rate whose samples cannot fit is refused before sampling; one
+    at the type's edge still samples."""
+    t = time.perf_counter()
+    with pytest.raises(ValueError, match="too large for int64 samples"):
+        rg.StatelessRandomPoisson(np.array([5000, 3]), np.array([1, 2]),
+                                  np.array([2.0, 2e20, 700.0]), dtype="int64")
+    assert time.perf_counter() - t < 1
+    x = rg.StatelessRandomPoisson(np.array([4]), np.array([1, 2]), np.array(9.2e18),
+                                  dtype="int64")
+    assert x.dtype == np.int64 and (np.abs(x - 9.2e18) < 1e11).all()

@@ -228,6 +228,14 @@ def _poisson(gen, rate: np.ndarray, per_rate: int, out_dt: np.dtype) -> np.ndarr
     n = r.size
     if np.isnan(r).any():
         raise ValueError("Poisson rate is NaN (TensorFlow's kernel would loop forever)")
+    # a finite rate whose samples all lie beyond the output type's largest value (40 standard
+    # deviations: none fits in practice) is refused at once: each sample would meet the
+    # Philox-call limit (15,000 samples at rate 1e20 into int64 took 150 s to fail)
+    with np.errstate(invalid="ignore"):
+        hopeless = (r - 40 * np.sqrt(r) > hi) & (r < np.inf)
+    if hopeless.any():
+        raise ValueError(f"Poisson rate {r[hopeless][0]:g} is too large for {out_dt.name} "
+                         "samples: none would fit (TensorFlow's kernel would loop forever)")
     base = np.arange(n, dtype=np.uint64) * np.uint64(_RESERVED)
     res = np.empty(n)
     calls = np.zeros(n, np.uint64)
