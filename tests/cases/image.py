@@ -270,6 +270,18 @@ for _st in (-np.inf, 0.0):
         lambda b, s, m, t, st: raw.NonMaxSuppressionV3(
             boxes=b, scores=s, max_output_size=m, iou_threshold=t, score_threshold=st),
         inputs(_nan_boxes, _nan_scores, np.int32(8), np.float32(0.5), np.float32(_st)))
+# negative scores (logits): a weight raises them, and TF weighs a candidate only when it comes
+# to the top of its queue, so the order differs from weighing every candidate at once
+add("NonMaxSuppressionV5_logits_soft", ["NonMaxSuppressionV5"],
+    lambda b, s: tuple(raw.NonMaxSuppressionV5(
+        boxes=b, scores=s, max_output_size=30, iou_threshold=0.5, score_threshold=-np.inf,
+        soft_nms_sigma=0.5))[:2],
+    inputs(boxes(40), lambda rng: rng.uniform(-3, 1, 40).astype(np.float32)), rtol=1e-5)
+add("NonMaxSuppressionV3_nan_boxes_negative_scores", ["NonMaxSuppressionV3"],
+    lambda b, s, m: raw.NonMaxSuppressionV3(boxes=b, scores=s, max_output_size=m,
+                                            iou_threshold=0.5, score_threshold=-np.inf),
+    inputs(_nan_boxes, np.array([3e38, 0.9, -0.0, 0.9, -3e38, 0.8, 0.85, 1e-30], np.float32),
+           np.int32(8)))
 add("NonMaxSuppressionV5_nan_boxes_soft", ["NonMaxSuppressionV5"],
     lambda b, s: tuple(raw.NonMaxSuppressionV5(
         boxes=b, scores=s, max_output_size=8, iou_threshold=0.5, score_threshold=-np.inf,
