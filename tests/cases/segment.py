@@ -61,6 +61,13 @@ for _op in ("SegmentSum", "SegmentProd", "SegmentMean", "SegmentMax", "SegmentMi
     add(f"{_op}_empty", [_op],
         lambda d, i, _op=_op: getattr(raw, _op)(data=d, segment_ids=i),
         inputs(np.zeros((0, 3), np.float32), np.zeros(0, np.int32)))
+# integer means divide the sum as TF keeps it, in the data's type (wrapped), truncating
+for _t in ("int8", "uint8", "int32", "int64"):
+    _lo, _hi = np.iinfo(_t).min, np.iinfo(_t).max
+    add(f"SegmentMean_{_t}_wraps", ["SegmentMean"],
+        lambda d, i: raw.SegmentMean(data=d, segment_ids=i),
+        inputs(np.array([[_lo, _hi, 3], [-2 if _lo else 2, _hi, 1], [_lo, 7, 9], [_hi, _hi, 0],
+                         [_hi, 1, 5]], _t), np.array([0, 0, 1, 2, 2], np.int32)))
 add("SegmentSum_public_1d", ["SegmentSum"], lambda d, i: tf.math.segment_sum(d, i),
     inputs(data((7,)), np.array([1, 1, 2, 2, 2, 4, 4], np.int32)))
 

@@ -34,9 +34,11 @@ def _finfo(dtype: np.dtype):
 
 
 def _int_div(s: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """C integer division (truncating toward zero)."""
-    q = np.abs(s) // n
-    return np.where(s < 0, -q, q).astype(s.dtype)
+    """C integer division (truncating toward zero) by positive counts ``n``: numpy's floor
+    division, one up where a negative ``s`` leaves a remainder (|s| would overflow at the
+    type's minimum)."""
+    q = s // n
+    return (q + ((s < 0) & (q * n != s))).astype(s.dtype)
 
 
 def _reduce(data: np.ndarray, ids: np.ndarray, num: int, kind: str, unsorted: bool,
@@ -65,7 +67,9 @@ def _reduce(data: np.ndarray, ids: np.ndarray, num: int, kind: str, unsorted: bo
     if sid.size:
         vals = flat[src].astype(work, copy=False)
         starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
-        red = _UFUNCS[kind].reduceat(vals, starts, axis=0)
+        # (in the data's type, as TF sums: numpy's reduceat widens small integers, and an
+        # integer mean divides the wrapped sum)
+        red = _UFUNCS[kind].reduceat(vals, starts, axis=0).astype(work, copy=False)
         seg = sid[starts]
         if kind in ("mean", "sqrtn"):
             counts = np.diff(np.r_[starts, sid.size])[:, None]
