@@ -56,7 +56,10 @@ def _k_scaled(x, nu: int):
     small = x <= 2
     xs = np.where(small, x, 1.0)
     q = xs * xs / 4
-    lg = np.log(xs / 2)
+    # log(x / 2), where x / 2 underflows (below twice the smallest subnormal) log(x) - log 2:
+    # -inf there made K1's -inf * I1 (0) NaN, and K0 inf (it is ~744)
+    half = xs / 2
+    lg = np.where(half > 0, np.log(np.where(half > 0, half, 1.0)), np.log(xs) - np.log(2.0))
     # sums of psi(k+1) (and psi(k+2)) weighted like I0 (I1)
     psi1 = -EULER
     term = np.ones_like(xs)

@@ -613,6 +613,11 @@ def _positive(x):
     return np.isfinite(x) & (x > 0)
 
 
+def _normal(x):
+    """Positive, finite and not subnormal."""
+    return np.isfinite(x) & (x >= np.finfo(np.float64).tiny)
+
+
 # inputs where scipy's conventions are TF's; elsewhere (poles, edges, TF's own overflow and
 # domain rules) the numpy kernel decides
 _SCIPY_REGULAR = {
@@ -624,8 +629,9 @@ _SCIPY_REGULAR = {
     "Betainc": lambda a, b, x: _positive(a) & _positive(b) & (x > 0) & (x < 1),
     "BesselI0": lambda x: np.abs(x) < 88,
     "BesselI1": lambda x: np.abs(x) < 88,
-    "BesselK0": _positive, "BesselK1": _positive, "BesselK0e": _positive,
-    "BesselK1e": _positive, "BesselY0": _positive, "BesselY1": _positive,
+    # (scipy's K1 of a subnormal is NaN, its K0 inf: the numpy kernel's are 1/x and ~744)
+    "BesselK0": _normal, "BesselK1": _normal, "BesselK0e": _normal,
+    "BesselK1e": _normal, "BesselY0": _positive, "BesselY1": _positive,
     "BesselJ0": np.isfinite, "BesselJ1": np.isfinite, "Expint": _positive,
     "FresnelSin": lambda x: np.abs(x) <= _FRESNEL_LIMIT,
     "FresnelCos": lambda x: np.abs(x) <= _FRESNEL_LIMIT,
