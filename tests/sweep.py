@@ -28,7 +28,11 @@ one that was stopped).
 Many differences are TF's own (its oneDNN convolution returns the input for an empty batch,
 its FFT reads uninitialised memory there, Eigen's vectorised reductions skip or keep a NaN by
 position, its kernels flush subnormal values to zero): read each before fixing anything.
-The sweeps of 2026-12-05 found the bugs fixed in eb284f1..83d0bcf.
+The sweeps of 2026-12-05 found the bugs fixed in eb284f1..83d0bcf; those of 2026-12-07
+(nonfinite, huge, dtypes, extremes again on the kernels of then) the ones in 906a6e0..ccee1bf
+(CumulativeLogsumexp's NaN and inf, NMS's overlaps, NaN corners and negative scores, Polygamma's
+sign and Betainc at huge orders, Poisson rates beyond the output type, integer SegmentMean,
+BesselK of subnormals).
 """
 
 from __future__ import annotations
