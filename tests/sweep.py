@@ -270,15 +270,11 @@ def _alone(case, runs, tf_function, td, clean, log) -> None:
         except Exception:  # noqa: BLE001 (TF refuses to trace it)
             continue
         t = time.perf_counter()
-        try:
-            with np.errstate(all="ignore"):
-                m(*ins)
-        except clean:
-            pass
-        except Exception as e:  # noqa: BLE001
-            _write(log, case.id, label, f"unclean {type(e).__name__}", f"{str(e)[:300]} "
-                   "(TF hangs on this input)")
+        got = _outcome(m, ins, clean)
         took = time.perf_counter() - t
+        if isinstance(got, Exception):
+            _write(log, case.id, label, f"unclean {type(got).__name__}",
+                   f"{str(got)[:300]} (TF hangs on this input)")
         if took > _ALONE_SECONDS:
             _write(log, case.id, label, "slow", f"{took:.1f} s (TF hangs on this input)")
 
@@ -286,15 +282,24 @@ def _alone(case, runs, tf_function, td, clean, log) -> None:
 def _rejects_too(m, ins, tf_error, clean, log, case_id: str, label: str) -> None:
     """Write down where TF rejected ``ins`` and ``m`` did not, or not with a tfdeploy error."""
     what = f"TF: {type(tf_error).__name__}: {str(tf_error).splitlines()[0][:200]}"
+    got = _outcome(m, ins, clean)
+    if isinstance(got, Exception):
+        _write(log, case_id, label, f"unclean {type(got).__name__}", f"{str(got)[:300]} ({what})")
+    elif got == "returned":
+        _write(log, case_id, label, "returned", f"tfdeploy returned where {what}")
+
+
+def _outcome(m, ins, clean):
+    """Run ``m`` on ``ins``: "returned", "clean" (it raised a ``clean`` error) or the other
+    exception it raised."""
     try:
         with np.errstate(all="ignore"):
             m(*ins)
     except clean:
-        return
+        return "clean"
     except Exception as e:  # noqa: BLE001
-        _write(log, case_id, label, f"unclean {type(e).__name__}", f"{str(e)[:300]} ({what})")
-    else:
-        _write(log, case_id, label, "returned", f"tfdeploy returned where {what}")
+        return e
+    return "returned"
 
 
 def _supervise(procs: dict, cmds: dict, out: str, mode: str, stall: float = 180.0) -> None:
