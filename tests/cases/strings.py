@@ -302,6 +302,20 @@ for _nb in (1, 7, 1 << 20, (1 << 63) - 1):
             lambda x, _nb=_nb, _key=_key: raw.StringToHashBucketStrong(
                 input=x, num_buckets=_nb, key=_key),
             _random_strings, dynamic=_nb == 7 and _key[0] == 1)
+# a few long strings: hashed a string at a time in Python integers (hash_long.py)
+def _long_strings(rng):
+    return [S(*[bytes(rng.integers(0, 256, size=n, dtype=np.uint8))
+                for n in (70, 257, 5000, 65_536, 100_003)])]
+
+
+add("StringToHashBucketFast_long", ["StringToHashBucketFast"],
+    lambda x: raw.StringToHashBucketFast(input=x, num_buckets=1 << 40), _long_strings)
+add("StringToHashBucket_long", ["StringToHashBucket"],
+    lambda x: raw.StringToHashBucket(string_tensor=x, num_buckets=1 << 40), _long_strings)
+add("StringToHashBucketStrong_long", ["StringToHashBucketStrong"],
+    lambda x: raw.StringToHashBucketStrong(input=x, num_buckets=1 << 40, key=[7, 2 ** 62]),
+    _long_strings)
+add("Fingerprint_long", ["Fingerprint"], lambda x: tf.fingerprint(x), _long_strings)
 for _name, _x in (("grid", GRID), ("empty", EMPTY), ("scalar", SCALAR)):
     add(f"StringToHashBucketFast_{_name}", ["StringToHashBucketFast"],
         lambda x: raw.StringToHashBucketFast(input=x, num_buckets=100), [_x])

@@ -5,7 +5,8 @@ All three hashes are bit-exact with TF's. They run vectorised over the strings: 
 laid out in a zero-padded byte matrix, 64-bit words are gathered at per-string offsets, and the
 block loops run over block positions (a Python loop per block index, not per string), with
 strings that have no more blocks masked out. Strings of very different lengths are hashed in
-batches of similar length, which bounds the matrix's size.
+batches of similar length, which bounds the matrix's size. A batch of a few long strings is
+hashed a string at a time in Python integers instead (``hash_long.py``, ~30-50x faster there).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfdeploy.kernels.common import op
+from tfdeploy.kernels.strings import hash_long
 from tfdeploy.runtime.limits import check_array
 
 _U64 = np.uint64
@@ -101,6 +103,15 @@ def _weak32_at(s: _Bytes, off, a, b):
 
 
 _BATCH_BYTES = 1 << 22  # bytes of padded string matrix per batch
+#: a batch of fewer strings than this, the longest of more than ``_SCALAR_BYTES``, is hashed
+#: a string at a time in Python integers (``hash_long.py``): a block's twenty numpy calls cost
+#: ~40 us whatever the strings' count, a string's block in Python ~1-2 us
+_SCALAR_STRINGS = 16
+_SCALAR_BYTES = 256
+
+
+def _scalar(strings: list[bytes]) -> bool:
+    return len(strings) < _SCALAR_STRINGS and max(map(len, strings)) > _SCALAR_BYTES
 
 
 def _batched(strings: list[bytes], fn) -> np.ndarray:
@@ -178,7 +189,9 @@ def _fingerprint64(strings: list[bytes]) -> np.ndarray:
         out[r] = _len16(_rot(e + f, 43) + _rot(g, 30) + h, e + _rot(f + a, 18) + g, mul)
         long = np.nonzero(s.lens > 64)[0]
         if long.size:
-            out[long] = _fingerprint_long([strings[i] for i in long.tolist()])
+            ls = [strings[i] for i in long.tolist()]
+            out[long] = (np.array([hash_long.fingerprint_long(b) for b in ls], _U64)
+                         if _scalar(ls) else _fingerprint_long(ls))
     return out
 
 
@@ -230,6 +243,8 @@ def siphash24(strings: list[bytes], k0: int, k1: int) -> np.ndarray:
 
 
 def _siphash24(strings: list[bytes], k0: int, k1: int) -> np.ndarray:
+    if strings and _scalar(strings):
+        return np.array([hash_long.siphash24(b, k0, k1) for b in strings], _U64)
     s = _Bytes(strings)
     n = s.lens
     key0, key1 = _U64(k0 & 0xFFFFFFFFFFFFFFFF), _U64(k1 & 0xFFFFFFFFFFFFFFFF)
@@ -284,6 +299,8 @@ def hash64(strings: list[bytes], seed: int = 0xDECAFCAFFE) -> np.ndarray:
 
 
 def _hash64(strings: list[bytes], seed: int) -> np.ndarray:
+    if strings and _scalar(strings):
+        return np.array([hash_long.hash64(b, seed) for b in strings], _U64)
     s = _Bytes(strings)
     n = s.lens
     m = _U64(0xC6A4A7935BD1E995)
