@@ -284,8 +284,8 @@ class _Fallback:
 
     def replace(self, parts, b: bytes, replace_global: bool) -> bytes:
         s = _text(b)
-        return _replace(self.rx.search, parts, s, replace_global, _step_str).encode(
-            "utf-8", "surrogateescape")
+        return _replace(_searcher(self.rx.search), functools.partial(_expand, parts), s,
+                        replace_global, _step_str).encode("utf-8", "surrogateescape")
 
 
 def _text(b: bytes) -> str:
@@ -301,12 +301,46 @@ class _RE2:
     def __init__(self, rx):
         self.rx = rx
         self.groups = rx.groups
+        # the wrapper's own matcher, which returns spans: ~2.4x faster a match than its
+        # search(), which builds a match object in Python
+        anchor = getattr(getattr(_re2, "_Anchor", None), "UNANCHORED", None)
+        self._match = getattr(rx, "_regexp", None)
+        self._anchor = anchor
+        if self._match is not None and anchor is None:
+            self._match = None
 
     def fullmatch(self, b: bytes) -> bool:
         return self.rx.fullmatch(b) is not None
 
     def replace(self, parts, b: bytes, replace_global: bool) -> bytes:
-        return _replace(self.rx.search, parts, b, replace_global, _step_utf8)
+        if self._match is None:
+            return _replace(_searcher(self.rx.search), functools.partial(_expand, parts), b,
+                            replace_global, _step_utf8)
+        match, anchor, n = self._match.Match, self._anchor, len(b)
+
+        def search(s, p):
+            spans = match(anchor, s, p, n)
+            st, en = spans[0]
+            return None if st < 0 else (st, en, spans)
+        if any(isinstance(x, int) for x in parts):
+            def expand(spans):
+                return b"".join(x if not isinstance(x, int) else
+                                b[spans[x][0]:spans[x][1]] if spans[x][0] >= 0 else b""
+                                for x in parts)
+        else:
+            literal = b"".join(parts)
+
+            def expand(spans):
+                return literal
+        return _replace(search, expand, b, replace_global, _step_utf8)
+
+
+def _searcher(search):
+    """``search(s, p)`` of a match object as ``_replace`` reads it: (start, end, match)."""
+    def find(s, p):
+        m = search(s, p)
+        return None if m is None else (*m.span(), m)
+    return find
 
 
 @functools.lru_cache(maxsize=256)
@@ -383,17 +417,18 @@ def _step_utf8(s: bytes, p: int) -> int:
     return n
 
 
-def _replace(search, parts, s, replace_global: bool, step):
-    """RE2's GlobalReplace / Replace on one string (str or bytes), with ``search(s, pos)``."""
+def _replace(search, expand, s, replace_global: bool, step):
+    """RE2's GlobalReplace / Replace on one string (str or bytes): ``search(s, pos)`` gives
+    the next match as (start, end, m) or None, ``expand(m)`` its replacement."""
     out: list = []
     p, n = 0, len(s)
     lastend = -1
     count = 0
     while p <= n:
-        m = search(s, p)
-        if m is None:
+        found = search(s, p)
+        if found is None:
             break
-        st, en = m.span()
+        st, en, m = found
         if p < st:
             out.append(s[p:st])
         if st == en and st == lastend:  # no empty match right after the previous one
@@ -401,7 +436,7 @@ def _replace(search, parts, s, replace_global: bool, step):
             out.append(s[p:p + k])
             p += k
             continue
-        out.append(_expand(parts, m))
+        out.append(expand(m))
         p = lastend = en
         count += 1
         if not replace_global:
