@@ -54,6 +54,18 @@ def quiet():
     return _Quiet()
 
 
+def cpp_min(x, y):
+    """C++'s ``std::min(x, y)`` elementwise (Eigen's ``numext::mini`` on the CPU): ``x`` unless
+    ``y < x``, so a NaN ``y`` is skipped and a NaN ``x`` kept, where numpy's minimum propagates
+    either. TF's kernels that reduce by it treat NaN by its place."""
+    return _np.where(y < x, y, x)
+
+
+def cpp_max(x, y):
+    """C++'s ``std::max(x, y)`` elementwise: ``x`` unless ``x < y`` (see :func:`cpp_min`)."""
+    return _np.where(x < y, y, x)
+
+
 def blocks(n: int, block: int) -> list:
     """(start, stop) of the blocks of ``n`` values taken ``block`` at a time, a remainder of
     fewer than ``block // 4`` joining the last block instead of making one of its own (a

@@ -14,28 +14,18 @@ from __future__ import annotations
 import numpy as np
 
 from tfdeploy.kernels.common import op
+from tfdeploy.numerics import cpp_max, cpp_min
 from tfdeploy.runtime.limits import check_array
 
 _F32 = np.float32
 
 
-def _min(x, y):
-    """C++'s ``std::min(x, y)`` (TF's ``Eigen::numext::mini``): ``x`` unless ``y < x``, so a
-    NaN ``y`` is skipped and a NaN ``x`` kept."""
-    return np.where(y < x, y, x)
-
-
-def _max(x, y):
-    """C++'s ``std::max(x, y)``: ``x`` unless ``x < y``."""
-    return np.where(x < y, y, x)
-
-
 def _corners(boxes: np.ndarray) -> tuple[np.ndarray, ...]:
     b = boxes.astype(_F32, copy=False)
-    ymin = _min(b[..., 0], b[..., 2])
-    xmin = _min(b[..., 1], b[..., 3])
-    ymax = _max(b[..., 0], b[..., 2])
-    xmax = _max(b[..., 1], b[..., 3])
+    ymin = cpp_min(b[..., 0], b[..., 2])
+    xmin = cpp_min(b[..., 1], b[..., 3])
+    ymax = cpp_max(b[..., 0], b[..., 2])
+    xmax = cpp_max(b[..., 1], b[..., 3])
     with np.errstate(invalid="ignore", over="ignore"):
         return ymin, xmin, ymax, xmax, (ymax - ymin) * (xmax - xmin)
 
@@ -46,8 +36,8 @@ def _iou_with(c: tuple[np.ndarray, ...], idx: np.ndarray, j: int) -> np.ndarray:
     where either box is empty."""
     ymin, xmin, ymax, xmax, area = c
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        iy = _max(_min(ymax[idx], ymax[j]) - _max(ymin[idx], ymin[j]), _F32(0))
-        ix = _max(_min(xmax[idx], xmax[j]) - _max(xmin[idx], xmin[j]), _F32(0))
+        iy = cpp_max(cpp_min(ymax[idx], ymax[j]) - cpp_max(ymin[idx], ymin[j]), _F32(0))
+        ix = cpp_max(cpp_min(xmax[idx], xmax[j]) - cpp_max(xmin[idx], xmin[j]), _F32(0))
         inter = iy * ix
         iou = inter / (area[idx] + area[j] - inter)
     return np.where((area[idx] <= 0) | (area[j] <= 0), _F32(0), iou)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfdeploy.numerics import quiet
+from tfdeploy.numerics import cpp_max, quiet
 from tfdeploy.runtime.limits import check_rows, loop_deadline
 
 
@@ -108,11 +108,6 @@ def _thomas(sup, diag, sub, b):
     return x, failed
 
 
-def _larger(a, b):
-    """C++'s ``std::max(a, b)``: ``b`` where ``a < b``, else ``a`` (a NaN ``b`` is skipped)."""
-    return np.where(a < b, b, a)
-
-
 def _perturbed(sup, diag, sub, b):
     """TF's ``perturb_singular`` solve (LAPACK's xLAGTF and xLAGTS, fused): pivoting by rows
     scaled by their 1-norms, then back substitution in which a pivot below 1 in magnitude that
@@ -132,7 +127,7 @@ def _perturbed(sup, diag, sub, b):
     u0, u1, u2 = diag.copy(), np.zeros_like(diag), np.zeros_like(diag)
     u1[:, 0] = sup[:, 0]
     a0, a1 = np.abs(u0[:, 0]), np.abs(u1[:, 0])
-    top, scale1 = _larger(a0, a1), a0 + a1  # (the largest |U| entry: TF's max_abs_u)
+    top, scale1 = cpp_max(a0, a1), a0 + a1  # (the largest |U| entry: TF's max_abs_u)
     x = np.empty(b.shape, b.dtype)
     x[:, 0] = b[:, 0]
     deadline = loop_deadline()
@@ -159,9 +154,9 @@ def _perturbed(sup, diag, sub, b):
         scale1 = np.where(swap, scale1, scale2)
         if k < m - 2:
             for col in (u0, u1, u2):
-                top = _larger(top, np.abs(col[:, k]))
+                top = cpp_max(top, np.abs(col[:, k]))
         check_rows(k, deadline)
-    tol = eps * _larger(top, np.abs(u0[:, m - 1]))
+    tol = eps * cpp_max(top, np.abs(u0[:, m - 1]))
     safemin = np.finfo(real).tiny
     one = np.ones((), b.dtype)
     for k in range(m - 1, -1, -1):
@@ -198,7 +193,7 @@ def _perturb(perturb, pivot, row):
     absp = np.abs(pivot)
     if not absp < one:
         return pivot, row
-    perturb = np.copysign(_larger(np.abs(perturb), safemin), np.real(pivot)).astype(real)
+    perturb = np.copysign(cpp_max(np.abs(perturb), safemin), np.real(pivot)).astype(real)
     biggest = np.abs(row).max() if row.size else real(0)
     while absp < one:
         if absp < safemin:

@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from tfdeploy.kernels.common import as_array, low_precision, normalize_axis, np_dtype, op
+from tfdeploy.numerics import cpp_max, cpp_min
 from tfdeploy.runtime.limits import check_rows, loop_deadline
 
 
@@ -249,8 +250,7 @@ def _tf_logaddexp(acc: np.ndarray, x: np.ndarray) -> np.ndarray:
     C++'s ``std::min(acc, x)`` and ``std::max(acc, x)``, which return ``acc`` when ``x`` is
     NaN, and ``max`` itself where it is -inf. So a NaN after -inf leaves -inf, a NaN after a
     finite running value adds log(2) to it, and two +inf make NaN (inf - inf)."""
-    lo = np.where(x < acc, x, acc)
-    hi = np.where(acc < x, x, acc)
+    lo, hi = cpp_min(acc, x), cpp_max(acc, x)
     r = np.log1p(np.exp(lo - hi))
     r += hi
     return np.where(hi < np.finfo(hi.dtype).min, hi, r)
