@@ -52,7 +52,8 @@ def fingerprint_long(b: bytes) -> int:
     """farmhashna::Hash64 of a string longer than 64 bytes (``hash._fingerprint_long``)."""
     n = len(b)
     x, y = 81, (81 * _K1 + 113) & _M
-    z = (((y * _K2 + 113) & _M) ^ (((y * _K2 + 113) & _M) >> 47)) * _K2 & _M
+    z = (y * _K2 + 113) & _M
+    z = ((z ^ (z >> 47)) * _K2) & _M
     v0 = v1 = w0 = w1 = 0
     x = (x * _K2 + _words(b, 0, 1)[0]) & _M
     deadline = loop_deadline()

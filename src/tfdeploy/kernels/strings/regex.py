@@ -303,11 +303,8 @@ class _RE2:
         self.groups = rx.groups
         # the wrapper's own matcher, which returns spans: ~2.4x faster a match than its
         # search(), which builds a match object in Python
-        anchor = getattr(getattr(_re2, "_Anchor", None), "UNANCHORED", None)
-        self._match = getattr(rx, "_regexp", None)
-        self._anchor = anchor
-        if self._match is not None and anchor is None:
-            self._match = None
+        self._anchor = getattr(getattr(_re2, "_Anchor", None), "UNANCHORED", None)
+        self._match = getattr(rx, "_regexp", None) if self._anchor is not None else None
 
     def fullmatch(self, b: bytes) -> bool:
         return self.rx.fullmatch(b) is not None
