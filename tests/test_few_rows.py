@@ -197,8 +197,8 @@ def test_few_rows_are_not_split_over_threads_unless_a_product(fresh, monkeypatch
     assert opt.steps[0].kernel.chain.split_rows == 2
     monkeypatch.setattr(parallel, "blocks", lambda *a, **k: 2)
     split = []
-    real = fused.FusedChain._by_rows
-    monkeypatch.setattr(fused.FusedChain, "_by_rows",
+    real = fused.FusedChain._split
+    monkeypatch.setattr(fused.FusedChain, "_split",
                         lambda self, *a: split.append(1) or real(self, *a))
     x = RNG.standard_normal((m, K)).astype(np.float32)
     got = opt(x)[0]

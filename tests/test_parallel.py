@@ -141,3 +141,66 @@ def test_blocks_run_with_numpys_warnings_off(two_threads):
         parallel.run_blocks(block, 10, 2)
         assert np.geterr()["divide"] == "warn"
     assert got == [("ignore",), ("ignore",)]
+
+
+def _dense_residual(k, n):
+    """relu(x @ w + b + r) as a model (a fused Dense chain with a residual), and w, b."""
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((k, n)).astype(np.float32) / 16
+    b = rng.standard_normal(n).astype(np.float32)
+    nodes = [placeholder("x", "float32", [None, k]), placeholder("r", "float32", [None, n]),
+             const("w", w), const("b", b),
+             Node("h", "MatMul", ["x", "w"], {"T": "float32"}),
+             Node("hb", "BiasAdd", ["h", "b"], {"T": "float32"}),
+             Node("s", "AddV2", ["hb", "r"], {"T": "float32"}),
+             Node("y", "Relu", ["s"], {"T": "float32"})]
+    return model_of(nodes, ["x", "r"], ["y"]), w, b
+
+
+def test_products_of_few_rows_split_by_columns(split_everything):
+    """A product of few rows splits its columns over the threads (each block packs a share
+    of the weight, not all of it), then runs its epilogue; of many rows, its rows."""
+    m, w, b = _dense_residual(96, 512)
+    rng = np.random.default_rng(2)
+    for rows, want_split in ((10, (32, 4)), (600, (600, 4))):
+        x = rng.standard_normal((rows, 96)).astype(np.float32)
+        r = rng.standard_normal((rows, 512)).astype(np.float32)
+        for _ in range(2):  # (the first call with a shape traces it, unfused)
+            split_everything.clear()
+            np.testing.assert_allclose(m(x, r), np.maximum(x @ w + b + r, 0), rtol=1e-5,
+                                       atol=1e-5)
+        assert want_split in split_everything
+    assert parallel.by_columns(49, 2048, 2) and not parallel.by_columns(784, 512, 2)
+    assert not parallel.by_columns(10, 48, 2)  # (too few columns for a block each)
+
+
+def test_pointwise_convolutions_of_small_maps_split_by_columns(split_everything):
+    from tfdeploy.kernels.nn.runner import conv_runner
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 7, 7, 64)).astype(np.float32)
+    w = rng.standard_normal((1, 1, 64, 256)).astype(np.float32)
+    b = rng.standard_normal(256).astype(np.float32)
+    seen = []
+
+    def epilogue(y, start, stop):
+        seen.append((start, stop))
+        v = y.reshape(-1, 256)[start:stop]
+        np.maximum(v, 0, out=v)
+
+    def relu(src, dst):  # (a prologue: applied to the input as it is copied)
+        np.maximum(src, 0, out=dst)
+
+    for strides, prologue in (([1, 1, 1, 1], None), ([1, 2, 2, 1], None), ([1, 1, 1, 1], relu)):
+        run = conv_runner("Conv2D", {"strides": strides, "padding": "SAME"}, w, b,
+                          prologue=prologue)
+        split_everything.clear()
+        seen.clear()
+        got = run(x, epilogue)
+        xs = x[:, ::strides[1], ::strides[2]]
+        if prologue is not None:
+            xs = np.maximum(xs, 0)
+        np.testing.assert_allclose(got, np.maximum(xs @ w[0, 0] + b, 0), rtol=1e-5,
+                                   atol=1e-4)
+        assert (16, 4) in split_everything
+        assert seen == [(0, xs.shape[1] * xs.shape[2])]  # (once, on every row)

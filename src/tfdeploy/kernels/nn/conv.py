@@ -486,7 +486,11 @@ def gemm_rows(xm, wm, ym, out, step: int, epilogue, prologue=None) -> None:
                 epilogue(out, r, e)
 
     parts = parallel.blocks(m, c * co, matmul=True)
-    if parts > 1:
+    if parts > 1 and prologue is None and parallel.by_columns(m, co, parts):
+        parallel.matmul_columns(xm, wm, ym, parts)
+        if epilogue is not None:
+            epilogue(out, 0, m)
+    elif parts > 1:
         parallel.run_blocks(run, m, parts)
     else:
         run(0, m)

@@ -270,11 +270,11 @@ class FusedChain:
                 rows = x.size // max(x.shape[-1], 1)
                 k = parallel.blocks(rows, w.size, matmul=True)
                 # (a few rows whose product BLAS does slowly: the faster form on one thread,
-                # not the slow product split: 8 x 768 x 3072 layers, two threads 1.37x the
-                # one-thread time split, 1.0x not)
-                if k > 1 and (self.few is None or x.ndim != 2 or
+                # not the slow product split by rows: 8 x 768 x 3072 layers, two threads 1.37x
+                # the one-thread time split, 1.0x not; by columns, from 8 rows, 0.85x)
+                if k > 1 and (self.few is None or x.ndim != 2 or rows >= 8 or
                               self.few.form(rows) == PRODUCT):
-                    y = self._by_rows(x, ext, k)
+                    y = self._split(x, ext, k, parallel.by_columns(rows, w.shape[1], k))
                     if y is not None:
                         return y
             if x.ndim == 2 and x.shape[1] == w.shape[0]:
@@ -305,9 +305,10 @@ class FusedChain:
                 return self.fallback(x, *ext)
         return y
 
-    def _by_rows(self, x, ext, k: int):
-        """The chain over ``k`` blocks of rows in parallel, or None where it would need the
-        fallback (a residual of another dtype or shape)."""
+    def _split(self, x, ext, k: int, columns: bool):
+        """The chain over ``k`` blocks of rows in parallel, or of columns (``columns``: the
+        product only, then the epilogue), or None where it would need the fallback (a
+        residual of another dtype or shape)."""
         w = self.matrix
         shape = x.shape[:-1] + (w.shape[1],)
         if any(r.dtype != self.dtype or r.shape != shape for r in ext):
@@ -325,7 +326,12 @@ class FusedChain:
             for f in epilogue:
                 f(yb, eb)
 
-        parallel.run_blocks(block, y2.shape[0], k)
+        if not columns:
+            parallel.run_blocks(block, y2.shape[0], k)
+            return y
+        parallel.matmul_columns(x2, w, y2, k)
+        for f in epilogue:
+            f(y2, e2)
         return y
 
     def _scaled(self, a, b, *ext):

@@ -401,7 +401,17 @@ def _pointwise_run(shape, w, outs, bias, augmented, tiled, prologue=None):
                         epilogue(out, r, e)
 
             parts = parallel.blocks(m, (c + 1) * co, matmul=True)
-            if parts > 1:
+            if parts > 1 and parallel.by_columns(m, co, parts):
+                xa = scratch("conv_ones", m * (c + 1), wm.dtype).reshape(m, c + 1)
+                xa[:, c] = 1
+                if prologue is None:
+                    xa[:, :c] = xm
+                else:
+                    prologue(xm, xa[:, :c])
+                parallel.matmul_columns(xa, augmented, ym, parts)
+                if epilogue is not None:
+                    epilogue(out, 0, m)
+            elif parts > 1:
                 parallel.run_blocks(part, m, parts)
             else:
                 part(0, m)
