@@ -212,6 +212,15 @@ for _op in ("BatchMatMul", "BatchMatMulV2"):
         gen(((2, 3, 4, 5), "float64"), ((2, 3, 5, 2), "float64")), **tol("float64", 4))
     add(f"{_op}_empty_batch", [_op], _raw(_op),
         gen(((0, 3, 4), "float32"), ((0, 4, 2), "float32")))
+# a sequence (or a batch of them) by a matrix: one product of all its rows
+for _dt, _xs in (("float32", (2, 3, 4)), ("float64", (2, 2, 3, 4)), ("int32", (3, 2, 4)),
+                 ("complex64", (2, 3, 4)), ("bfloat16", (2, 3, 4)), ("float16", (1, 5, 4))):
+    for _ay in (False, True):
+        add(f"BatchMatMulV2_seq_{_dt}_{len(_xs)}d_adj{int(_ay)}", ["BatchMatMulV2"],
+            _raw("BatchMatMulV2", adj_y=_ay), gen((_xs, _dt), ((5, 4) if _ay else (4, 5), _dt)),
+            dynamic=_dt == "float32", **tol(_dt, 4))
+add("BatchMatMulV2_seq_adj_x", ["BatchMatMulV2"], _raw("BatchMatMulV2", adj_x=True),
+    gen(((2, 4, 3), "float32"), ((4, 5), "float32")), **tol("float32", 4))
 for _shapes in (((2, 1, 3, 4), (5, 4, 2)), ((3, 4), (2, 2, 4, 5)), ((1, 3, 4), (6, 4, 1))):
     add(f"BatchMatMulV2_bcast_{len(_shapes[0])}{len(_shapes[1])}_{_shapes[1][0]}",
         ["BatchMatMulV2"], _raw("BatchMatMulV2"),

@@ -56,6 +56,12 @@ def _batch_matmul(x, y, adj_x, adj_y):
         raise ValueError(f"BatchMatMul: inner dimensions differ: {x.shape} @ {y.shape}")
     if not x.size or not y.size:  # (numpy loops over a batch of 2**31 empty matrices: 3.5 s)
         return _empty_product(x, y)
+    if y.ndim == 2 and x.ndim > 2 and x.flags.c_contiguous:
+        # a sequence by a matrix (a Dense layer on [batch, tokens, features]): one product of
+        # all its rows. numpy multiplies each batch entry apart, packing the matrix again for
+        # each: 8 x 32 x 768 by 768 x 3072, one thread, 19.6 -> 12.4 ms
+        r = _matmul(x.reshape(-1, x.shape[-1]), y)
+        return r.reshape(x.shape[:-1] + r.shape[-1:])
     return _matmul(x, y)
 
 
