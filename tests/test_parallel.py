@@ -158,8 +158,9 @@ def _dense_residual(k, n):
 
 
 def test_products_of_few_rows_split_by_columns(split_everything):
-    """A product of few rows splits its columns over the threads (each block packs a share
-    of the weight, not all of it), then runs its epilogue; of many rows, its rows."""
+    """A product by a weight of more columns than it has rows splits its columns over the
+    threads (each block packs a share of the weight, not all of it), then runs its epilogue
+    by blocks of rows; of more rows, its rows."""
     m, w, b = _dense_residual(96, 512)
     rng = np.random.default_rng(2)
     for rows, want_split in ((10, (32, 4)), (600, (600, 4))):
@@ -203,4 +204,7 @@ def test_pointwise_convolutions_of_small_maps_split_by_columns(split_everything)
         np.testing.assert_allclose(got, np.maximum(xs @ w[0, 0] + b, 0), rtol=1e-5,
                                    atol=1e-4)
         assert (16, 4) in split_everything
-        assert seen == [(0, xs.shape[1] * xs.shape[2])]  # (once, on every row)
+        # the epilogue on every row once, in blocks of rows over the threads
+        rows = xs.shape[1] * xs.shape[2]
+        assert len(seen) == 4 and sorted(seen)[0][0] == 0 and sorted(seen)[-1][1] == rows
+        assert all(a[1] == b[0] for a, b in zip(sorted(seen), sorted(seen)[1:]))

@@ -33,10 +33,6 @@ MIN_WORK = 1 << 21
 #: (RGB stems), whose patch copies cost as much as their products: they keep MIN_WORK
 MATMUL_FACTOR = 4
 
-#: a matrix product split over threads by blocks of rows gets at least this many rows a
-#: block; with fewer, it splits its columns instead (``by_columns``)
-COLUMN_ROWS = 64
-
 _pool: dict = {"executor": None, "size": 0, "pid": 0}
 _lock = threading.Lock()
 _inside = threading.local()  # .active: this thread runs a block of a split
@@ -86,22 +82,34 @@ def run_blocks(fn: Callable[[int, int], object], rows: int, k: int) -> None:
 
 def by_columns(rows: int, columns: int, parts: int) -> bool:
     """Whether a product of ``rows`` x ``columns`` split into ``parts`` goes by columns
-    (``matmul_columns``): with few rows, BLAS's packing of the whole weight is much of each
-    block's work, so blocks of rows each pay it again, and blocks of columns each pay their
-    share. Two threads against one, products as in ResNet50's 7 x 7 stage at batch 1 (49 x
-    512 x 2048, 49 x 2048 x 512): 1.41x / 1.48x by rows, 1.77x / 1.69x by columns (the model
-    at batch 1, two threads: 0.985x its time); a Dense layer on 32 rows, 768 x 3072: 1.84x
-    (below, with blocks of rows it ran on one thread); at 784 rows blocks of rows are faster."""
-    return rows < COLUMN_ROWS * parts and columns >= 32 * parts
+    (``matmul_columns``): where the weight is the larger operand (as many columns as rows
+    or more). BLAS packs the whole weight for each block of rows it multiplies, and only its
+    share for a block of columns. Two threads against one (``taskset``-free, OpenBLAS at one
+    thread each), by rows and by columns: 49 x 512 x 2048 (ResNet50's 7 x 7 stage at batch
+    1) 1.41x / 1.77x, 49 x 2048 x 512 1.48x / 1.69x, 128 x 768 x 3072 (a BERT-base layer at
+    128 tokens) 1.69x / 1.94x, 512 x 768 x 3072 1.92x / 1.95x, 196 x 1024 x 256 1.73x / 1.71x;
+    more rows than columns: 392 x 512 x 128 1.56x / 1.48x, 784 x 128 x 512 1.80x / 1.66x."""
+    return columns >= max(rows, 32 * parts)
 
 
-def matmul_columns(x, w, out, parts: int) -> None:
+def matmul_columns(x, w, out, parts: int, after: Callable[[int, int], object] | None = None
+                   ) -> None:
     """``np.matmul(x, w, out=out)`` (2-D) over ``parts`` threads, by blocks of columns (of 16,
-    whole cache lines of the weight's rows)."""
+    whole cache lines of the weight's rows); then ``after(start, stop)`` on blocks of the
+    result's rows (an epilogue), over the threads too when there is enough of it
+    (``MIN_WORK`` values: a hand-off more)."""
     def run(first: int, last: int) -> None:
         np.matmul(x, w[:, first * 16:last * 16], out=out[:, first * 16:last * 16])
 
     run_blocks(run, -(-w.shape[1] // 16), parts)
+    if after is None:
+        return
+    rows = out.shape[0]
+    k = min(parts, rows, out.size // MIN_WORK)
+    if k > 1:
+        run_blocks(after, rows, k)
+    else:
+        after(0, rows)
 
 
 def _block(fn: Callable[[int, int], object], start: int, stop: int) -> None:

@@ -487,9 +487,8 @@ def gemm_rows(xm, wm, ym, out, step: int, epilogue, prologue=None) -> None:
 
     parts = parallel.blocks(m, c * co, matmul=True)
     if parts > 1 and prologue is None and parallel.by_columns(m, co, parts):
-        parallel.matmul_columns(xm, wm, ym, parts)
-        if epilogue is not None:
-            epilogue(out, 0, m)
+        parallel.matmul_columns(xm, wm, ym, parts, None if epilogue is None else
+                                lambda a, b: epilogue(out, a, b))
     elif parts > 1:
         parallel.run_blocks(run, m, parts)
     else:

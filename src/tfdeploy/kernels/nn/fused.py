@@ -307,8 +307,8 @@ class FusedChain:
 
     def _split(self, x, ext, k: int, columns: bool):
         """The chain over ``k`` blocks of rows in parallel, or of columns (``columns``: the
-        product only, then the epilogue), or None where it would need the fallback (a
-        residual of another dtype or shape)."""
+        product, then the epilogue by blocks of rows), or None where it would need the
+        fallback (a residual of another dtype or shape)."""
         w = self.matrix
         shape = x.shape[:-1] + (w.shape[1],)
         if any(r.dtype != self.dtype or r.shape != shape for r in ext):
@@ -329,9 +329,13 @@ class FusedChain:
         if not columns:
             parallel.run_blocks(block, y2.shape[0], k)
             return y
-        parallel.matmul_columns(x2, w, y2, k)
-        for f in epilogue:
-            f(y2, e2)
+
+        def after(a: int, b: int) -> None:
+            yb, eb = y2[a:b], [r[a:b] for r in e2]
+            for f in epilogue:
+                f(yb, eb)
+
+        parallel.matmul_columns(x2, w, y2, k, after if epilogue else None)
         return y
 
     def _scaled(self, a, b, *ext):

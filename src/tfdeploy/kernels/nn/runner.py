@@ -408,9 +408,8 @@ def _pointwise_run(shape, w, outs, bias, augmented, tiled, prologue=None):
                     xa[:, :c] = xm
                 else:
                     prologue(xm, xa[:, :c])
-                parallel.matmul_columns(xa, augmented, ym, parts)
-                if epilogue is not None:
-                    epilogue(out, 0, m)
+                parallel.matmul_columns(xa, augmented, ym, parts, None if epilogue is None
+                                        else lambda a, b: epilogue(out, a, b))
             elif parts > 1:
                 parallel.run_blocks(part, m, parts)
             else:
