@@ -506,6 +506,44 @@ def test_attention_kernel_softmax_down_the_keys(form, keys_first, monkeypatch):
             _Attention(q, k[:, :0], v[:, :0], **perms)
 
 
+@pytest.mark.parametrize("form", ["none", "additive_mask", "constant_mask", "bool_mask",
+                                  "constant_bool_mask"])
+@pytest.mark.parametrize("shared_kv", [False, True])
+def test_attention_splits_its_heads_over_threads(form, shared_kv, split_everything,
+                                                 monkeypatch):
+    """Keys first, with threads to spare, the longest leading axis (heads here) splits into
+    blocks over them: the same bits as on one thread, keys and values shared by the heads
+    (grouped-query attention: their head axis of 1, taken whole) and masks of every kind."""
+    from tfdeploy.kernels.nn import transformer
+    from tfdeploy.runtime import threads
+
+    monkeypatch.setattr(transformer, "KEYS_FIRST", 1)
+    perms = {"q_perm": (0, 2, 1, 3), "k_perm": (0, 2, 3, 1), "v_perm": (0, 2, 1, 3),
+             "out_perm": (0, 2, 1, 3)}
+    b, t, s_, h, d = 2, 5, 7, 6, 4
+    q = RNG.standard_normal((b, t, h, d)).astype(np.float32)
+    k, v = (RNG.standard_normal((b, s_, 1 if shared_kv else h, d)).astype(np.float32)
+            for _ in range(2))
+    causal = np.tril(np.ones((t, s_), bool), k=2)
+    kw, args = {"scale": np.float32(0.5)}, ()
+    if form in ("additive_mask", "constant_mask"):
+        args = (np.where(causal, 0, -1e9).astype(np.float32),)
+    elif form in ("bool_mask", "constant_bool_mask"):
+        args = (causal,)
+        kw.update(masked_fill=-1e9, mask_keeps=True)
+    if form.startswith("constant"):
+        args[0].setflags(write=False)
+    monkeypatch.setitem(threads._state, "threads", 1)
+    want = transformer._Attention(q, k, v, *args, **perms, **kw)
+    monkeypatch.setitem(threads._state, "threads", 4)
+    for _ in range(2):  # (a constant mask: its transposed form made, then kept)
+        split_everything.clear()
+        got = transformer._Attention(q, k, v, *args, **perms, **kw)
+        assert (h, 4) in split_everything
+        assert got.shape == want.shape and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("masked", [False, True])
 def test_attention_in_float16_computes_in_float32(masked):
     """A float16 ``_Attention`` (hand-written attention of a mixed_float16 model, fused in
