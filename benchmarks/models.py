@@ -19,6 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 VOCAB = 1000
 BLOCK_SEQ = 16
+#: ``bert_base``'s tokens
+BASE_SEQ = 128
 RNN_STEPS = 20
 MLP_WIDTH = 512
 
@@ -95,6 +97,21 @@ def transformer_block(policy: str = "float32"):
         return keras.Model(inp, L.LayerNormalization()(x + h), name=name)
     finally:
         keras.mixed_precision.set_global_policy(old)
+
+
+def bert_base():
+    """BERT-base-sized encoder layers, where the matrix products dominate: Embedding(1000,
+    768), two post-norm layers of MultiHeadAttention 12 x 64 and an exact-gelu FFN 3072 with
+    residuals and LayerNorms, 128 tokens; the hidden states out."""
+    keras = _seed()
+    L = keras.layers
+    inp = keras.Input((BASE_SEQ,), dtype="int32", name="tokens")
+    x = L.LayerNormalization(epsilon=1e-12)(L.Embedding(VOCAB, 768)(inp))
+    for _ in range(2):
+        x = L.LayerNormalization(epsilon=1e-12)(x + L.MultiHeadAttention(12, 64)(x, x))
+        h = L.Dense(768)(L.Dense(3072, activation="gelu")(x))
+        x = L.LayerNormalization(epsilon=1e-12)(x + h)
+    return keras.Model(inp, x, name="bert_base")
 
 
 def transformer_block_mixed():
@@ -216,6 +233,8 @@ def _cases() -> list[Case]:
         Case("block", "Transformer block", "nlp", transformer_block, _tokens(BLOCK_SEQ), (1, 8),
              quick=True),
         Case("rnn", "LSTM+GRU", "rnn", recurrent, _tokens(RNN_STEPS), (1, 8), quick=True),
+        Case("bert_base", "BERT-base-sized, 2 layers", "nlp", bert_base, _tokens(BASE_SEQ),
+             (1, 8)),
     ]
     for name, title in ARCHITECTURES.items():
         make = _images(32) if name == "vit" else _tokens(32)
