@@ -84,8 +84,8 @@ def by_columns(rows: int, columns: int, parts: int) -> bool:
     """Whether a product of ``rows`` x ``columns`` split into ``parts`` goes by columns
     (``matmul_columns``): where the weight is the larger operand (as many columns as rows
     or more). BLAS packs the whole weight for each block of rows it multiplies, and only its
-    share for a block of columns. Two threads against one (``taskset``-free, OpenBLAS at one
-    thread each), by rows and by columns: 49 x 512 x 2048 (ResNet50's 7 x 7 stage at batch
+    share for a block of columns. Two threads against one (two free cores, OpenBLAS at one
+    thread), by rows and by columns: 49 x 512 x 2048 (ResNet50's 7 x 7 stage at batch
     1) 1.41x / 1.77x, 49 x 2048 x 512 1.48x / 1.69x, 128 x 768 x 3072 (a BERT-base layer at
     128 tokens) 1.69x / 1.94x, 512 x 768 x 3072 1.92x / 1.95x, 196 x 1024 x 256 1.73x / 1.71x;
     more rows than columns: 392 x 512 x 128 1.56x / 1.48x, 784 x 128 x 512 1.80x / 1.66x."""
