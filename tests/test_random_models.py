@@ -480,7 +480,7 @@ def _same_non_finite(got: np.ndarray, want: np.ndarray, what: str, tol: float = 
 
 def _forced(monkeypatch) -> None:
     """Every size threshold down: the paths of large inputs, on small ones."""
-    from tfdeploy.kernels.nn import conv, depthwise, fused, winograd
+    from tfdeploy.kernels.nn import conv, depthwise, fused, transformer, winograd
     from tfdeploy.runtime import parallel, threads
 
     monkeypatch.setitem(threads._state, "threads", 3)
@@ -489,7 +489,8 @@ def _forced(monkeypatch) -> None:
                              (winograd, "_MIN_TILES", 1), (winograd, "_CHUNK_BYTES", 1),
                              (conv, "_BLOCK_BYTES", 1), (conv, "_MIN_ROWS", 1),
                              (conv, "_GEMM_BLOCK_BYTES", 1), (depthwise, "_BLOCK_BYTES", 1),
-                             (depthwise, "_SMALL_BYTES", 1), (fused, "_BLOCK", 16)]:
+                             (depthwise, "_SMALL_BYTES", 1), (fused, "_BLOCK", 16),
+                             (transformer, "KEYS_FIRST", 1)]:
         assert hasattr(mod, name), (mod.__name__, name)
         monkeypatch.setattr(mod, name, value)
 
@@ -573,7 +574,10 @@ def _check(model, x, rng, tol: float = 1e-4):
     summary = "\n".join(summary)
     try:
         want = _outputs(model(x, training=False))
-    except tf.errors.InvalidArgumentError as e:  # (float16 forms TF's CPU kernels lack)
+    except (tf.errors.InvalidArgumentError, tf.errors.AbortedError,
+            tf.errors.UnimplementedError) as e:
+        # (float16 forms TF's CPU kernels lack; oneDNN primitives TF cannot create on this
+        # CPU: a MaxPooling1D over a length-1 sequence aborts in TF's mkl_maxpooling_op)
         pytest.skip(f"TF cannot run it: {str(e).splitlines()[0][:200]}")
     if x.dtype.kind == "f":
         nudged = _outputs(model(x * np.float32(1 + 1e-6), training=False))
