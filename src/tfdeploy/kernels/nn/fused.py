@@ -319,23 +319,19 @@ class FusedChain:
         e2 = [np.ascontiguousarray(r).reshape(y2.shape) for r in ext]
         epilogue = self.epilogue
 
-        def block(a: int, b: int) -> None:
-            yb = y2[a:b]
-            np.matmul(x2[a:b], w, out=yb)
-            eb = [r[a:b] for r in e2]
-            for f in epilogue:
-                f(yb, eb)
-
-        if not columns:
-            parallel.run_blocks(block, y2.shape[0], k)
-            return y
-
-        def after(a: int, b: int) -> None:
+        def after(a: int, b: int) -> None:  # (the epilogue on rows a:b)
             yb, eb = y2[a:b], [r[a:b] for r in e2]
             for f in epilogue:
                 f(yb, eb)
 
-        parallel.matmul_columns(x2, w, y2, k, after if epilogue else None)
+        def block(a: int, b: int) -> None:
+            np.matmul(x2[a:b], w, out=y2[a:b])
+            after(a, b)
+
+        if columns:
+            parallel.matmul_columns(x2, w, y2, k, after if epilogue else None)
+        else:
+            parallel.run_blocks(block, y2.shape[0], k)
         return y
 
     def _scaled(self, a, b, *ext):

@@ -382,33 +382,33 @@ def _pointwise_run(shape, w, outs, bias, augmented, tiled, prologue=None):
             x = np.ascontiguousarray(x)
         xm, ym = x.reshape(m, c), out.reshape(m, co)
         if augmented is not None:
+            def ones(rows: int):  # (a scratch block of rows with the ones column set)
+                buf = scratch("conv_ones", rows * (c + 1), wm.dtype).reshape(rows, c + 1)
+                buf[:, c] = 1
+                return buf
+
+            def fill(xa, r: int, e: int):  # (input rows r:e into xa, through the prologue)
+                if prologue is None:
+                    xa[:, :c] = xm[r:e]
+                else:
+                    prologue(xm[r:e], xa[:, :c])
+                return xa
+
             def part(a: int, b: int) -> None:
                 # in blocks of ``step`` rows: the copy, product and epilogue of one block run
                 # while it is in cache (in one piece, MobileNetV2's 112 x 112 expansion at
                 # batch 8 wrote and clipped 38 MB through memory)
-                k = min(b - a, step)
-                buf = scratch("conv_ones", k * (c + 1), wm.dtype).reshape(k, c + 1)
-                buf[:, c] = 1
-                for r in range(a, b, k):
-                    e = min(b, r + k)
-                    xa = buf[:e - r]
-                    if prologue is None:
-                        xa[:, :c] = xm[r:e]
-                    else:
-                        prologue(xm[r:e], xa[:, :c])
-                    np.matmul(xa, augmented, out=ym[r:e])
+                buf = ones(min(b - a, step))
+                for r in range(a, b, len(buf)):
+                    e = min(b, r + len(buf))
+                    np.matmul(fill(buf[:e - r], r, e), augmented, out=ym[r:e])
                     if epilogue is not None:
                         epilogue(out, r, e)
 
             parts = parallel.blocks(m, (c + 1) * co, matmul=True)
             if parts > 1 and parallel.by_columns(m, co, parts):
-                xa = scratch("conv_ones", m * (c + 1), wm.dtype).reshape(m, c + 1)
-                xa[:, c] = 1
-                if prologue is None:
-                    xa[:, :c] = xm
-                else:
-                    prologue(xm, xa[:, :c])
-                parallel.matmul_columns(xa, augmented, ym, parts, None if epilogue is None
+                parallel.matmul_columns(fill(ones(m), 0, m), augmented, ym, parts,
+                                        None if epilogue is None
                                         else lambda a, b: epilogue(out, a, b))
             elif parts > 1:
                 parallel.run_blocks(part, m, parts)
