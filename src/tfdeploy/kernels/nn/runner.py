@@ -376,24 +376,24 @@ def _pointwise_run(shape, w, outs, bias, augmented, tiled, prologue=None):
     if prologue is not None:  # (the input block stays in cache through the prologue too)
         step = min(step, max(64, _PROLOGUE_BYTES // (c * w.itemsize)))
 
+    def ones(rows: int):  # (a scratch block of rows with the ones column set)
+        buf = scratch("conv_ones", rows * (c + 1), wm.dtype).reshape(rows, c + 1)
+        buf[:, c] = 1
+        return buf
+
+    def fill(xa, xm, r: int, e: int):  # (input rows r:e into xa, through the prologue)
+        if prologue is None:
+            xa[:, :c] = xm[r:e]
+        else:
+            prologue(xm[r:e], xa[:, :c])
+        return xa
+
     def run(x, epilogue):
         out = output(oshape, wm.dtype)
         if not x.flags.c_contiguous:
             x = np.ascontiguousarray(x)
         xm, ym = x.reshape(m, c), out.reshape(m, co)
         if augmented is not None:
-            def ones(rows: int):  # (a scratch block of rows with the ones column set)
-                buf = scratch("conv_ones", rows * (c + 1), wm.dtype).reshape(rows, c + 1)
-                buf[:, c] = 1
-                return buf
-
-            def fill(xa, r: int, e: int):  # (input rows r:e into xa, through the prologue)
-                if prologue is None:
-                    xa[:, :c] = xm[r:e]
-                else:
-                    prologue(xm[r:e], xa[:, :c])
-                return xa
-
             def part(a: int, b: int) -> None:
                 # in blocks of ``step`` rows: the copy, product and epilogue of one block run
                 # while it is in cache (in one piece, MobileNetV2's 112 x 112 expansion at
@@ -401,13 +401,13 @@ def _pointwise_run(shape, w, outs, bias, augmented, tiled, prologue=None):
                 buf = ones(min(b - a, step))
                 for r in range(a, b, len(buf)):
                     e = min(b, r + len(buf))
-                    np.matmul(fill(buf[:e - r], r, e), augmented, out=ym[r:e])
+                    np.matmul(fill(buf[:e - r], xm, r, e), augmented, out=ym[r:e])
                     if epilogue is not None:
                         epilogue(out, r, e)
 
             parts = parallel.blocks(m, (c + 1) * co, matmul=True)
             if parts > 1 and parallel.by_columns(m, co, parts):
-                parallel.matmul_columns(fill(ones(m), 0, m), augmented, ym, parts,
+                parallel.matmul_columns(fill(ones(m), xm, 0, m), augmented, ym, parts,
                                         None if epilogue is None
                                         else lambda a, b: epilogue(out, a, b))
             elif parts > 1:
