@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -68,11 +70,12 @@ def test_add_impl_use_impl_and_setup(cleanup):
         return m(np.zeros(1, np.float32))[0]
 
     assert run() == 1
-    td.setup(None, td.IMPL_SCIPY)
-    assert run() == 2
-    td.setup(None, td.IMPL_NUMPY)
-    assert run() == 1
-    Which.use_impl(td.IMPL_SCIPY)
+    if importlib.util.find_spec("scipy") is not None:
+        td.setup(None, td.IMPL_SCIPY)
+        assert run() == 2
+        td.setup(None, td.IMPL_NUMPY)
+        assert run() == 1
+    Which.use_impl(td.IMPL_SCIPY)  # (a user's kernel: it says itself what it needs)
     assert run() == 2
     with pytest.raises(td.TFDeployError, match="unknown implementation"):
         td.setup(None, "cuda")
@@ -89,6 +92,20 @@ def test_setup_scipy_switches_builtin_special_functions(cleanup):
     # an op with no scipy implementation stays numpy
     assert registry.choose_impl(registry.get_opdef("Relu")) is registry.get_opdef("Relu").impls[
         td.IMPL_NUMPY]
+
+
+def test_scipy_implementation_without_scipy_is_a_clear_error(monkeypatch, cleanup):
+    """Choosing tfdeploy's scipy kernels where scipy is not installed fails at once, naming
+    the package, not with an ImportError from inside the first evaluation."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "scipy" else real(name, *a))
+    with pytest.raises(td.TFDeployError, match="needs scipy, which is not installed"):
+        td.setup(None, td.IMPL_SCIPY)
+    assert registry.default_impl() == td.IMPL_NUMPY
+    with pytest.raises(td.TFDeployError, match="needs scipy"):
+        td.get_op("Erf").use_impl(td.IMPL_SCIPY)
+    assert registry.chosen_impl(registry.get_opdef("Erf")) == td.IMPL_NUMPY
 
 
 def test_builtin_registration_rejects_duplicates():

@@ -82,6 +82,8 @@ class Operation(metaclass=_OperationMeta):
             d = registry.get_opdef(t)
             if d is None or impl not in d.impls:
                 raise registry.TFDeployError(f"op {t!r} has no {impl} implementation")
+            if impl in d.builtin:
+                registry.check_available(impl)
             d.preferred = impl
 
     @classmethod

@@ -16,6 +16,7 @@ chosen with :func:`setup` or per op with ``Operation.use_impl``.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -193,9 +194,19 @@ def runs_builtin(type: str, impls: tuple[str, ...] = (IMPL_NUMPY,)) -> bool:
     return impl in impls and impl in d.builtin
 
 
+def check_available(impl: str) -> None:
+    """Raise a clear error when tfdeploy's own ``impl`` kernels cannot run here: the scipy
+    ones need scipy, an optional package (without it, every call of such a kernel would fail
+    with an ImportError from deep inside)."""
+    if impl == IMPL_SCIPY and importlib.util.find_spec("scipy") is None:
+        raise TFDeployError("the scipy implementation needs scipy, which is not installed: "
+                            "pip install scipy (or tfdeploy[scipy])")
+
+
 def set_default_impl(impl: str) -> None:
     """Use ``impl`` for every op that has it; the others keep their numpy kernel."""
     _check_impl(impl)
+    check_available(impl)
     _state["impl"] = impl
 
 
