@@ -384,6 +384,9 @@ def test_bench_reports_percentiles_and_threads(files, capsys):
 
 def test_bench_threads_limit_tfdeploy_too(files, capsys, monkeypatch):
     """--threads N is tfdeploy's thread count as well as BLAS's and the peers'."""
+    # (in this process: without threadpoolctl, bench re-executes itself with the limit in
+    # the environment, which test_bench_reports_percentiles_and_threads runs in a subprocess)
+    pytest.importorskip("threadpoolctl")
     from tfdeploy.runtime import threads
 
     monkeypatch.setitem(threads._state, "threads", None)
