@@ -382,6 +382,19 @@ def test_bench_reports_percentiles_and_threads(files, capsys):
     _one_line_error(cli(capsys, "bench", files / "dense.tfd", "--batch", "0"), "--batch")
 
 
+def test_commands_that_need_tensorflow_say_so_without_it(tmp_path):
+    """Without TensorFlow, ``example`` and ``convert`` fail with one line saying how to get it
+    (they showed ``internal error: ModuleNotFoundError``)."""
+    (tmp_path / "g.pb").write_bytes(b"x")
+    for args in (["example"], ["convert", str(tmp_path / "g.pb"), str(tmp_path / "g.tfd")]):
+        code = ("import sys; from tfdeploy._blocktf import block; block(); "
+                f"from tfdeploy.cli import main; sys.exit(main({args!r}))")
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env=ENV, timeout=120)
+        _one_line_error(r, f"tfdeploy {args[0]}: error:", "needs TensorFlow",
+                        "pip install 'tfdeploy[tf]'")
+
+
 def test_bench_threads_limit_tfdeploy_too(files, capsys, monkeypatch):
     """--threads N is tfdeploy's thread count as well as BLAS's and the peers'."""
     # (in this process: without threadpoolctl, bench re-executes itself with the limit in

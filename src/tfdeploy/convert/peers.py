@@ -36,10 +36,15 @@ def native_stderr_silenced():
 
 def import_tensorflow():
     """``import tensorflow``, quietly: without its start-up notices on stderr, and with its
-    Python logging (deprecation notices of the TF1 APIs used here) at ERROR."""
+    Python logging (deprecation notices of the TF1 APIs used here) at ERROR. Without
+    TensorFlow, a ConversionError that says how to install it."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with native_stderr_silenced():
-        import tensorflow as tf
+        try:
+            import tensorflow as tf
+        except ImportError as e:
+            raise ConversionError(f"this needs TensorFlow, which cannot be imported ({e}): "
+                                  "pip install 'tfdeploy[tf]'") from None
 
         tf.config.list_physical_devices("GPU")  # where "failed call to cuInit" is printed
     tf.get_logger().setLevel(logging.ERROR)
