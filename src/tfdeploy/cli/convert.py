@@ -54,9 +54,9 @@ def run(args) -> int:
     if os.path.abspath(output) == os.path.abspath(source):
         raise UsageError(f"the output {output!r} would overwrite the source")
     from tfdeploy import convert
-    from tfdeploy.convert.peers import import_tensorflow
+    from tfdeploy.convert.peers import require_tensorflow
 
-    import_tensorflow()  # quietly, before the converter imports it
+    require_tensorflow()  # quietly, before the converter imports it
     kw = {k: v for k, v in (("inputs", args.inputs), ("outputs", args.outputs),
                             ("signature", args.signature), ("checkpoint", args.checkpoint))
           if v}

@@ -63,9 +63,9 @@ def run(args) -> int:
     import numpy as np
 
     t0 = time.perf_counter()
-    from ..convert.peers import import_tensorflow
+    from ..convert.peers import require_tensorflow
 
-    tf = import_tensorflow()
+    tf = require_tensorflow()
     import keras
 
     import tfdeploy as td

@@ -36,19 +36,25 @@ def native_stderr_silenced():
 
 def import_tensorflow():
     """``import tensorflow``, quietly: without its start-up notices on stderr, and with its
-    Python logging (deprecation notices of the TF1 APIs used here) at ERROR. Without
-    TensorFlow, a ConversionError that says how to install it."""
+    Python logging (deprecation notices of the TF1 APIs used here) at ERROR."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with native_stderr_silenced():
-        try:
-            import tensorflow as tf
-        except ImportError as e:
-            raise ConversionError(f"this needs TensorFlow, which cannot be imported ({e}): "
-                                  "pip install 'tfdeploy[tf]'") from None
+        import tensorflow as tf
 
         tf.config.list_physical_devices("GPU")  # where "failed call to cuInit" is printed
     tf.get_logger().setLevel(logging.ERROR)
     return tf
+
+
+def require_tensorflow():
+    """``import_tensorflow()`` for a command that cannot go on without it: a ConversionError
+    saying how to install it instead of the ImportError (a peer's runner lets the ImportError
+    through: the benchmark reports that peer as not installed)."""
+    try:
+        return import_tensorflow()
+    except ImportError as e:
+        raise ConversionError(f"this needs TensorFlow, which cannot be imported ({e}): "
+                              "pip install 'tfdeploy[tf]'") from None
 
 
 def tensorflow_runner(graph: Graph, threads: int | None = None) -> tuple[Runner, str]:
