@@ -144,7 +144,8 @@ status 2 when an output is beyond tolerance or the file has no check data.
 BENCH = """
 Latency percentiles of single calls and throughput per batch size, on generated inputs.
 `--threads N` limits every engine to N threads: tfdeploy's own (`td.setup(threads=N)`), BLAS's
-(threadpoolctl, or environment variables and a re-exec without it) and the peers' thread
+(threadpoolctl, or without it the BLAS library's own setter, as `td.setup(blas_threads=N)`;
+the environment variables OMP_NUM_THREADS... for libraries a peer loads later) and the peers' thread
 pools. `--compare tf,onnxruntime` times TensorFlow and
 onnxruntime on the very graph in the file: the tfdeploy IR is turned back into a TensorFlow
 GraphDef (`tfdeploy.convert.export`), run in a TF1 session, and converted by tf2onnx for

@@ -366,17 +366,27 @@ def test_bench_reports_percentiles_and_threads(files, capsys):
                         "0.05", "--threads", "1"], capture_output=True, text=True,
                        env=dict(ENV, TFDEPLOY_PROGRESS="1"))  # a bar, though not on a tty
     lines = _ok(r).splitlines()
-    assert "1 thread(s) (threadpoolctl)" in lines[0] or "(environment variables)" in lines[0]
+    assert "1 thread(s) (threadpoolctl)" in lines[0] or "(the BLAS library's setter)" in lines[0]
     if importlib.util.find_spec("tqdm"):
         assert "batch 4 tfdeploy" in r.stderr  # tqdm's description
     assert lines[1].split() == ["batch", "engine", "p50", "p90", "p99", "samples/s", "calls"]
     assert [ln.split()[:2] for ln in lines[2:4]] == [["1", "tfdeploy"], ["4", "tfdeploy"]]
-    # without threadpoolctl the limit is set by environment variables and a re-exec
+    # without threadpoolctl, the BLAS library's own setter, in this process: the caller's code
+    # after main() runs (bench once re-executed the process instead) with BLAS at 1 thread
     code = ("import sys; sys.modules['threadpoolctl'] = None; from tfdeploy.cli import main; "
-            f"sys.exit(main(['bench', {str(files / 'dense.tfd')!r}, '--batch', '2', "
-            "'--time', '0.05', '--threads', '1']))")
+            "from tfdeploy.runtime import threads; "
+            "get = ('openblas_get_num_threads', 'openblas_get_num_threads64_', "
+            "'scipy_openblas_get_num_threads', 'scipy_openblas_get_num_threads64_'); "
+            "threads.set_blas_threads(2); "
+            f"rc = main(['bench', {str(files / 'dense.tfd')!r}, '--batch', '2', "
+            "'--time', '0.05', '--threads', '1']); "
+            "print('after main', rc, [f() for f in threads._blas_functions(get)])")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
-    assert "1 thread(s) (environment variables)" in _ok(r)
+    out = _ok(r)
+    assert "1 thread(s) (the BLAS library's setter)" in out
+    after = out.splitlines()[-1]
+    assert after.startswith("after main 0 [") and after != "after main 0 []", after
+    assert set(after[len("after main 0 ["):-1].split(", ")) == {"1"}, after
     _one_line_error(cli(capsys, "bench", files / "dense.tfd", "--compare", "mxnet"),
                     "unknown peer(s) mxnet")
     _one_line_error(cli(capsys, "bench", files / "dense.tfd", "--batch", "0"), "--batch")
@@ -397,11 +407,16 @@ def test_commands_that_need_tensorflow_say_so_without_it(tmp_path):
 
 def test_bench_threads_limit_tfdeploy_too(files, capsys, monkeypatch):
     """--threads N is tfdeploy's thread count as well as BLAS's and the peers'."""
-    # (in this process: without threadpoolctl, bench re-executes itself with the limit in
-    # the environment, which test_bench_reports_percentiles_and_threads runs in a subprocess)
-    pytest.importorskip("threadpoolctl")
+    from tfdeploy.cli.bench import THREAD_VARS
     from tfdeploy.runtime import threads
 
+    for v in THREAD_VARS:  # (bench sets them for the peers: restored after the test)
+        if v in os.environ:
+            monkeypatch.setenv(v, os.environ[v])
+        else:
+            monkeypatch.delenv(v, raising=False)
+    monkeypatch.setitem(threads._state, "blas", None)
+    monkeypatch.setitem(threads._state, "blas_done", False)
     monkeypatch.setitem(threads._state, "threads", None)
     _ok(cli(capsys, "bench", files / "dense.tfd", "--batch", "1", "--time", "0.05",
             "--threads", "1"))

@@ -120,7 +120,6 @@ def main(argv: list[str] | None = None) -> int:
         command = next((a for a in argv if a in names), None)  # for the error prefix
         args = parser.parse_args(argv)
         command = args.command
-        args.argv = argv
         # (COMMON's actions are shared by every parser: no set_defaults for them)
         _load_plugins(getattr(args, "plugin", None) or [])
         return int(args.func(args) or 0)

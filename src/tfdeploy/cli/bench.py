@@ -24,10 +24,10 @@ from ._common import (
 )
 
 PEERS = ("tf", "onnxruntime")
-#: environment variables limiting the BLAS/OpenMP pools when threadpoolctl is not installed
+#: environment variables by which OpenMP and BLAS runtimes loaded later (a peer's) take their
+#: thread count
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
-_MARKER = "TFDEPLOY_BENCH_THREADS"
 
 
 def add_parser(subparsers) -> None:
@@ -56,18 +56,21 @@ def add_parser(subparsers) -> None:
 
 # ---------------------------------------------------------------------------- threads
 
-def limit_threads(n: int, argv: list[str]) -> str:
-    """Limit the BLAS threads of this process to ``n``; returns how. Without threadpoolctl
-    the limit is environment variables, read only when numpy loads: the process re-executes
-    itself with them set."""
-    if os.environ.get(_MARKER) == str(n):
-        return "environment variables"
+def limit_threads(n: int) -> str:
+    """Limit this process's BLAS and OpenMP threads to ``n``, and tfdeploy's own; returns how.
+    The libraries loaded already are limited through threadpoolctl where installed, else
+    through the BLAS library's own setter (``td.setup(blas_threads=n)``'s); libraries a peer
+    loads later read the environment variables set here. (Without threadpoolctl this once
+    re-executed the process with the variables set: a caller's process replaced.)"""
+    os.environ.update({v: str(n) for v in THREAD_VARS})
+    from tfdeploy.runtime import threads
+
+    threads.configure(threads=n, blas_threads=n)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
-        env = dict(os.environ, **{v: str(n) for v in THREAD_VARS}, **{_MARKER: str(n)})
-        sys.stdout.flush()
-        os.execve(sys.executable, [sys.executable, "-m", "tfdeploy", *argv], env)
+        found = threads.set_blas_threads(n)
+        return "the BLAS library's setter" if found else "no BLAS library found to limit"
     threadpool_limits(limits=n)
     return "threadpoolctl"
 
@@ -153,11 +156,7 @@ def run(args) -> int:
                          f"{', '.join(PEERS)})")
     if args.threads is not None and args.threads < 1:
         raise UsageError("--threads must be at least 1")
-    how = limit_threads(args.threads, args.argv) if args.threads else None
-    if args.threads:  # (tfdeploy's own pool too: its blocks of a step run on it)
-        from tfdeploy.runtime import threads
-
-        threads.configure(threads=args.threads)
+    how = limit_threads(args.threads) if args.threads else None
     model = load_model(args.model)
     inputs = {b: batch_inputs(model, b) for b in args.batch}
     ours = model.default_graph
