@@ -145,8 +145,8 @@ BENCH = """
 Latency percentiles of single calls and throughput per batch size, on generated inputs.
 `--threads N` limits every engine to N threads: tfdeploy's own (`td.setup(threads=N)`), BLAS's
 (threadpoolctl, or without it the BLAS library's own setter, as `td.setup(blas_threads=N)`;
-the environment variables OMP_NUM_THREADS... for libraries a peer loads later) and the peers' thread
-pools. `--compare tf,onnxruntime` times TensorFlow and
+OMP_NUM_THREADS and the like are set in the process's environment for the libraries a peer
+loads later) and the peers' thread pools. `--compare tf,onnxruntime` times TensorFlow and
 onnxruntime on the very graph in the file: the tfdeploy IR is turned back into a TensorFlow
 GraphDef (`tfdeploy.convert.export`), run in a TF1 session, and converted by tf2onnx for
 onnxruntime. A peer that is not installed or cannot take the graph is reported, with the
