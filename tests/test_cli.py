@@ -415,8 +415,6 @@ def test_bench_threads_limit_tfdeploy_too(files, capsys, monkeypatch):
             monkeypatch.setenv(v, os.environ[v])
         else:
             monkeypatch.delenv(v, raising=False)
-    monkeypatch.setitem(threads._state, "blas", None)
-    monkeypatch.setitem(threads._state, "blas_done", False)
     monkeypatch.setitem(threads._state, "threads", None)
     _ok(cli(capsys, "bench", files / "dense.tfd", "--batch", "1", "--time", "0.05",
             "--threads", "1"))

@@ -65,7 +65,7 @@ def limit_threads(n: int) -> str:
     os.environ.update({v: str(n) for v in THREAD_VARS})
     from tfdeploy.runtime import threads
 
-    threads.configure(threads=n, blas_threads=n)
+    threads.configure(threads=n)  # (BLAS: the variables above say the user chose)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
