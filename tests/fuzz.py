@@ -18,6 +18,7 @@ fails if it
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import json
@@ -490,27 +491,36 @@ def warm_up(seeds: list[bytes]) -> None:
         td.registry.get_opdef(op)
 
 
-def run(cases: int, seed: int = 0, progress=None) -> dict:
-    """Run ``cases`` cases from ``seed`` with the fuzzing limits; returns outcome counts."""
+@contextlib.contextmanager
+def fuzzing():
+    """The seed files, with the fuzzing limits set, lazy imports done and allocations traced,
+    numpy's warnings and floating-point errors silenced; the limits are restored afterwards,
+    even when the warm-up fails (later code sees the defaults)."""
     import warnings
 
     seeds = [save_bytes(g) for g in seed_graphs()]
     before = limits.current()
     td.setup(**FUZZ_LIMITS)
-    counts: dict[str, int] = {}
     try:
         warm_up(seeds)
         tracemalloc.start(1)
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
-            for k in range(cases):
-                outcome = run_case(seed * 10 ** 9 + k, seeds)
-                counts[outcome] = counts.get(outcome, 0) + 1
-                if progress is not None and k % 1000 == 999:
-                    progress(k + 1, counts)
+            yield seeds
     finally:
         tracemalloc.stop()
         td.setup(**{k: v for k, v in before.items() if k in FUZZ_LIMITS})
+
+
+def run(cases: int, seed: int = 0, progress=None) -> dict:
+    """Run ``cases`` cases from ``seed`` with the fuzzing limits; returns outcome counts."""
+    counts: dict[str, int] = {}
+    with fuzzing() as seeds:
+        for k in range(cases):
+            outcome = run_case(seed * 10 ** 9 + k, seeds)
+            counts[outcome] = counts.get(outcome, 0) + 1
+            if progress is not None and k % 1000 == 999:
+                progress(k + 1, counts)
     return counts
 
 

@@ -9,16 +9,13 @@ from __future__ import annotations
 import os
 import random
 import tracemalloc
-import warnings
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import fuzz
 import tfdeploy as td
-from tfdeploy.runtime import limits
 
 CASES = int(os.environ.get("FUZZ_CASES", "10000"))
 SEED = int(os.environ.get("FUZZ_SEED", "20261204"))
@@ -28,20 +25,10 @@ HYPOTHESIS_CASES = int(os.environ.get("FUZZ_HYPOTHESIS_CASES", "300"))
 
 @pytest.fixture(scope="module")
 def fuzzing():
-    """The seed files, the fuzzing limits set and allocations traced; the outcomes seen."""
-    seeds = [fuzz.save_bytes(g) for g in fuzz.seed_graphs()]
-    before = limits.current()
-    td.setup(**fuzz.FUZZ_LIMITS)
-    counts: dict[str, int] = {}
-    try:  # (the limits are restored even when the warm-up fails: later tests see the defaults)
-        fuzz.warm_up(seeds)
-        tracemalloc.start(1)
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            yield seeds, counts
-    finally:
-        tracemalloc.stop()
-        td.setup(**{k: v for k, v in before.items() if k in fuzz.FUZZ_LIMITS})
+    """The seed files, the fuzzing limits set and allocations traced (``fuzz.fuzzing``); the
+    outcomes seen."""
+    with fuzz.fuzzing() as seeds:
+        yield seeds, {}
 
 
 def test_fuzz_fixed_seed(fuzzing):
